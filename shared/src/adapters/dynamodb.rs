@@ -1,0 +1,247 @@
+//! The connection store on DynamoDB.
+//!
+//! Table layout (see `template.yaml`): partition key `connectionId`; global
+//! secondary index `byUser` (partition `userId`, sort `connectionId`, keys only)
+//! so a user's connections are a Query, never a Scan; `expiresAt` is the TTL
+//! attribute, so records of connections whose `$disconnect` never ran expire.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::ports::{ConnectionPage, ConnectionRecord, ConnectionStore, StoreError};
+
+/// The name of the user index.
+pub const USER_INDEX: &str = "byUser";
+
+const CONNECTION_ID: &str = "connectionId";
+const USER_ID: &str = "userId";
+const CONNECTED_AT: &str = "connectedAt";
+const EXPIRES_AT: &str = "expiresAt";
+const SOURCE_IP: &str = "sourceIp";
+const USER_AGENT: &str = "userAgent";
+const GROUPS: &str = "groups";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    page_limit: Option<i32>,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            page_limit: None,
+        }
+    }
+
+    /// Caps how many items one user query returns (DynamoDB otherwise stops at 1 MB).
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn to_item(record: &ConnectionRecord) -> Item {
+    let mut item = Item::new();
+    item.insert(
+        CONNECTION_ID.into(),
+        AttributeValue::S(record.connection_id.clone()),
+    );
+    item.insert(USER_ID.into(), AttributeValue::S(record.user_id.clone()));
+    item.insert(
+        CONNECTED_AT.into(),
+        AttributeValue::N(record.connected_at_ms.to_string()),
+    );
+    item.insert(
+        EXPIRES_AT.into(),
+        AttributeValue::N(record.expires_at.to_string()),
+    );
+    if let Some(ip) = &record.source_ip {
+        item.insert(SOURCE_IP.into(), AttributeValue::S(ip.clone()));
+    }
+    if let Some(agent) = &record.user_agent {
+        item.insert(USER_AGENT.into(), AttributeValue::S(agent.clone()));
+    }
+    if !record.groups.is_empty() {
+        let groups = record
+            .groups
+            .iter()
+            .cloned()
+            .map(AttributeValue::S)
+            .collect();
+        item.insert(GROUPS.into(), AttributeValue::L(groups));
+    }
+    item
+}
+
+fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
+    let id = item
+        .get(CONNECTION_ID)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        connection_id: id.clone(),
+        reason: reason.to_owned(),
+    };
+    let string = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+    let number = |key: &str| -> Result<i64, StoreError> {
+        item.get(key)
+            .and_then(|v| v.as_n().ok())
+            .ok_or_else(|| corrupt(&format!("{key} is missing")))?
+            .parse()
+            .map_err(|_| corrupt(&format!("{key} is not an integer")))
+    };
+    let groups = match item.get(GROUPS) {
+        None => Vec::new(),
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_s()
+                    .cloned()
+                    .map_err(|_| corrupt("groups holds a non-string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(corrupt("groups is not a list")),
+    };
+    Ok(ConnectionRecord {
+        user_id: string(USER_ID).ok_or_else(|| corrupt("userId is missing"))?,
+        connected_at_ms: number(CONNECTED_AT)?,
+        expires_at: number(EXPIRES_AT)?,
+        source_ip: string(SOURCE_IP),
+        user_agent: string(USER_AGENT),
+        groups,
+        connection_id: id.clone(),
+    })
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        // DeleteItem on a missing key succeeds, which makes $disconnect idempotent.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(from_item).transpose()
+    }
+
+    async fn user_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        // On a keys-only index the cursor is the table key plus the index key.
+        let start = after.map(|id| {
+            Item::from([
+                (USER_ID.to_owned(), AttributeValue::S(user_id.to_owned())),
+                (CONNECTION_ID.to_owned(), AttributeValue::S(id.to_owned())),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(USER_INDEX)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", USER_ID)
+            .expression_attribute_values(":u", AttributeValue::S(user_id.to_owned()))
+            .projection_expression("#c")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .set_exclusive_start_key(start)
+            .set_limit(self.page_limit)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let connection_ids = output
+            .items()
+            .iter()
+            .filter_map(|item| item.get(CONNECTION_ID)?.as_s().ok().cloned())
+            .collect();
+        let next = output
+            .last_evaluated_key()
+            .and_then(|key| key.get(CONNECTION_ID)?.as_s().ok().cloned());
+        Ok(ConnectionPage {
+            connection_ids,
+            next,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_items() {
+        let record = ConnectionRecord {
+            connection_id: "c1".into(),
+            user_id: "u1".into(),
+            connected_at_ms: 1_700_000_000_123,
+            expires_at: 1_700_008_100,
+            source_ip: Some("203.0.113.7".into()),
+            user_agent: None,
+            groups: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(from_item(&to_item(&record)).unwrap(), record);
+    }
+
+    #[test]
+    fn corrupt_items_are_reported_not_guessed() {
+        let mut item = Item::new();
+        item.insert(CONNECTION_ID.into(), AttributeValue::S("c1".into()));
+        item.insert(USER_ID.into(), AttributeValue::S("u1".into()));
+        item.insert(CONNECTED_AT.into(), AttributeValue::S("yesterday".into()));
+        item.insert(EXPIRES_AT.into(), AttributeValue::N("1".into()));
+        assert_eq!(
+            from_item(&item),
+            Err(StoreError::Corrupt {
+                connection_id: "c1".into(),
+                reason: "connectedAt is missing".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! In-memory adapters: for tests and for the local stack's embedded defaults.
+//!
+//! They behave as the AWS services do where handlers can tell the difference
+//! (idempotent deletes, paging, partial batch failures, 410 for unknown
+//! connections), and let tests script failures.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::ports::{
+    ConnectionPage, ConnectionRecord, ConnectionStore, Gateway, GatewayError, MAX_BATCH,
+    MessageQueue, QueueError, SendFailure, StoreError,
+};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+struct StoreState {
+    records: HashMap<String, ConnectionRecord>,
+    /// (user id, connection id), the memory twin of the `byUser` index.
+    by_user: BTreeSet<(String, String)>,
+    fail_next: VecDeque<StoreError>,
+}
+
+/// A connection store in a map, with a user index and DynamoDB-like paging.
+pub struct MemoryStore {
+    state: Mutex<StoreState>,
+    page_size: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_page_size(1000)
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store whose user queries return at most `page_size` ids a page.
+    pub fn with_page_size(page_size: usize) -> Self {
+        MemoryStore {
+            state: Mutex::default(),
+            page_size: page_size.max(1),
+        }
+    }
+
+    /// Makes the next store call fail with `error` (once per call to this method).
+    pub fn fail_next(&self, error: StoreError) {
+        lock(&self.state).fail_next.push_back(error);
+    }
+
+    /// Every record, ordered by connection id.
+    pub fn records(&self) -> Vec<ConnectionRecord> {
+        let mut records: Vec<_> = lock(&self.state).records.values().cloned().collect();
+        records.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        records
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take_failure(state: &mut StoreState) -> Result<(), StoreError> {
+        state.fail_next.pop_front().map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        if let Some(old) = state.records.remove(&record.connection_id) {
+            state.by_user.remove(&(old.user_id, old.connection_id));
+        }
+        state
+            .by_user
+            .insert((record.user_id.clone(), record.connection_id.clone()));
+        state
+            .records
+            .insert(record.connection_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        if let Some(old) = state.records.remove(connection_id) {
+            state.by_user.remove(&(old.user_id, old.connection_id));
+        }
+        Ok(())
+    }
+
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        Ok(state.records.get(connection_id).cloned())
+    }
+
+    async fn user_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        let start = match after {
+            Some(id) => Excluded((user_id.to_owned(), id.to_owned())),
+            None => Included((user_id.to_owned(), String::new())),
+        };
+        let mut connection_ids: Vec<String> = state
+            .by_user
+            .range((start, Unbounded))
+            .take_while(|(user, _)| user == user_id)
+            .take(self.page_size + 1)
+            .map(|(_, id)| id.clone())
+            .collect();
+        // As DynamoDB does, a full page carries a cursor even if nothing follows it.
+        let next = if connection_ids.len() > self.page_size {
+            connection_ids.truncate(self.page_size);
+            connection_ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(ConnectionPage {
+            connection_ids,
+            next,
+        })
+    }
+}
+
+#[derive(Default)]
+struct QueueState {
+    sent: Vec<String>,
+    calls: usize,
+    /// Per send_batch call, which entry indexes fail (and whether as sender fault).
+    scripted: VecDeque<Result<Vec<(usize, bool)>, QueueError>>,
+}
+
+/// A queue that keeps what it was sent, with scriptable partial failures.
+#[derive(Default)]
+pub struct MemoryQueue {
+    state: Mutex<QueueState>,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `send_batch` call fails the entries at `indexes` (retryable unless `sender_fault`).
+    pub fn fail_entries_next(&self, indexes: &[usize], sender_fault: bool) {
+        lock(&self.state)
+            .scripted
+            .push_back(Ok(indexes.iter().map(|&i| (i, sender_fault)).collect()));
+    }
+
+    /// The next `send_batch` call fails as a whole.
+    pub fn fail_call_next(&self, error: QueueError) {
+        lock(&self.state).scripted.push_back(Err(error));
+    }
+
+    /// Bodies accepted so far, in order.
+    pub fn sent(&self) -> Vec<String> {
+        lock(&self.state).sent.clone()
+    }
+
+    /// Removes and returns the accepted bodies.
+    pub fn drain(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.state).sent)
+    }
+
+    /// How many times `send_batch` was called.
+    pub fn calls(&self) -> usize {
+        lock(&self.state).calls
+    }
+}
+
+#[async_trait]
+impl MessageQueue for MemoryQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError> {
+        if bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchTooLarge(bodies.len()));
+        }
+        let mut state = lock(&self.state);
+        state.calls += 1;
+        let failing = match state.scripted.pop_front() {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(failing)) => failing,
+            None => Vec::new(),
+        };
+        let mut failures = Vec::new();
+        for (index, body) in bodies.iter().enumerate() {
+            match failing.iter().find(|(i, _)| *i == index) {
+                Some(&(_, sender_fault)) => failures.push(SendFailure {
+                    index,
+                    code: if sender_fault {
+                        "InvalidParameterValue".into()
+                    } else {
+                        "InternalError".into()
+                    },
+                    message: "scripted failure".into(),
+                    sender_fault,
+                }),
+                None => state.sent.push(body.clone()),
+            }
+        }
+        Ok(failures)
+    }
+}
+
+#[derive(Default)]
+struct GatewayState {
+    open: BTreeSet<String>,
+    delivered: BTreeMap<String, Vec<String>>,
+    scripted: HashMap<String, VecDeque<GatewayError>>,
+    posts: usize,
+}
+
+/// A gateway with a set of open connections: posts to others answer 410, as
+/// API Gateway does. Tests can script errors per connection.
+#[derive(Default)]
+pub struct MemoryGateway {
+    state: Mutex<GatewayState>,
+}
+
+impl MemoryGateway {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn open(&self, connection_id: &str) {
+        lock(&self.state).open.insert(connection_id.to_owned());
+    }
+
+    /// The next post to `connection_id` fails with `error`, before it is delivered.
+    pub fn fail_next(&self, connection_id: &str, error: GatewayError) {
+        lock(&self.state)
+            .scripted
+            .entry(connection_id.to_owned())
+            .or_default()
+            .push_back(error);
+    }
+
+    /// Frames delivered to `connection_id`, in order.
+    pub fn delivered(&self, connection_id: &str) -> Vec<String> {
+        lock(&self.state)
+            .delivered
+            .get(connection_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How many posts were attempted in all.
+    pub fn posts(&self) -> usize {
+        lock(&self.state).posts
+    }
+
+    pub fn is_open(&self, connection_id: &str) -> bool {
+        lock(&self.state).open.contains(connection_id)
+    }
+}
+
+#[async_trait]
+impl Gateway for MemoryGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        data: &[u8],
+    ) -> Result<(), GatewayError> {
+        let mut state = lock(&self.state);
+        state.posts += 1;
+        if let Some(error) = state
+            .scripted
+            .get_mut(connection_id)
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(error);
+        }
+        if !state.open.contains(connection_id) {
+            return Err(GatewayError::Gone);
+        }
+        let text = String::from_utf8_lossy(data).into_owned();
+        state
+            .delivered
+            .entry(connection_id.to_owned())
+            .or_default()
+            .push(text);
+        Ok(())
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError> {
+        if lock(&self.state).open.remove(connection_id) {
+            Ok(())
+        } else {
+            Err(GatewayError::Gone)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, user: &str) -> ConnectionRecord {
+        ConnectionRecord {
+            connection_id: id.into(),
+            user_id: user.into(),
+            connected_at_ms: 0,
+            expires_at: 0,
+            source_ip: None,
+            user_agent: None,
+            groups: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn user_pages_cover_every_connection_once_and_no_other_user() {
+        let store = MemoryStore::with_page_size(2);
+        for (id, user) in [
+            ("a", "u1"),
+            ("b", "u2"),
+            ("c", "u1"),
+            ("d", "u1"),
+            ("e", "u10"),
+        ] {
+            store.put_connection(&record(id, user)).await.unwrap();
+        }
+        let first = store.user_connections("u1", None).await.unwrap();
+        assert_eq!(first.connection_ids, ["a", "c"]);
+        assert_eq!(first.next.as_deref(), Some("c"));
+        let second = store.user_connections("u1", Some("c")).await.unwrap();
+        assert_eq!(second.connection_ids, ["d"]);
+        assert_eq!(second.next, None);
+        assert!(
+            store
+                .user_connections("nobody", None)
+                .await
+                .unwrap()
+                .connection_ids
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn replacing_and_deleting_keep_the_index_true() {
+        let store = MemoryStore::new();
+        store.put_connection(&record("a", "u1")).await.unwrap();
+        store.put_connection(&record("a", "u2")).await.unwrap();
+        assert!(
+            store
+                .user_connections("u1", None)
+                .await
+                .unwrap()
+                .connection_ids
+                .is_empty()
+        );
+        store.delete_connection("a").await.unwrap();
+        store.delete_connection("a").await.unwrap();
+        assert!(store.is_empty());
+        assert!(
+            store
+                .user_connections("u2", None)
+                .await
+                .unwrap()
+                .connection_ids
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn gateway_answers_gone_for_unknown_connections() {
+        let gateway = MemoryGateway::new();
+        gateway.open("c1");
+        gateway.post_to_connection("c1", b"hi").await.unwrap();
+        assert_eq!(
+            gateway.post_to_connection("c2", b"hi").await,
+            Err(GatewayError::Gone)
+        );
+        assert_eq!(gateway.delivered("c1"), ["hi"]);
+        gateway.delete_connection("c1").await.unwrap();
+        assert_eq!(
+            gateway.delete_connection("c1").await,
+            Err(GatewayError::Gone)
+        );
+    }
+
+    #[tokio::test]
+    async fn queue_refuses_oversized_batches() {
+        let queue = MemoryQueue::new();
+        let bodies = vec![String::new(); MAX_BATCH + 1];
+        assert_eq!(
+            queue.send_batch(&bodies).await,
+            Err(QueueError::BatchTooLarge(11))
+        );
+        assert!(queue.sent().is_empty());
+    }
+}

@@ -1,0 +1,77 @@
+//! A queue on Amazon SQS.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
+
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl MessageQueue for SqsQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError> {
+        if bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchTooLarge(bodies.len()));
+        }
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(index, body)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| QueueError::Unavailable(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))?;
+        output
+            .failed()
+            .iter()
+            .map(|failed| {
+                let index = failed
+                    .id()
+                    .parse()
+                    .ok()
+                    .filter(|i: &usize| *i < bodies.len())
+                    .ok_or_else(|| {
+                        QueueError::Unavailable(format!(
+                            "SQS answered an unknown entry id {:?}",
+                            failed.id()
+                        ))
+                    })?;
+                Ok(SendFailure {
+                    index,
+                    code: failed.code().to_owned(),
+                    message: failed.message().unwrap_or_default().to_owned(),
+                    sender_fault: failed.sender_fault(),
+                })
+            })
+            .collect()
+    }
+}

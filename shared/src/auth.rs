@@ -1,0 +1,438 @@
+//! Client authentication: HS256 JSON Web Tokens.
+//!
+//! The algorithm is pinned to HS256, `exp` and `sub` are required, and expiry is
+//! enforced with no leeway. Everything a connection may do comes from these
+//! claims, never from what the client says later.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::http::HeaderMap;
+use aws_lambda_events::http::header::AUTHORIZATION;
+use aws_lambda_events::query_map::QueryMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The shortest secret accepted. HS256 needs at least 256 bits of key to be as
+/// strong as its hash; a shorter secret is refused, not silently used.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The longest user id (`sub`) accepted.
+pub const MAX_USER_ID_BYTES: usize = 256;
+/// The most groups one token may carry.
+pub const MAX_GROUPS: usize = 100;
+
+/// The claims Switchboard reads from a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued-at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Groups the connection joins at connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// Why a token secret cannot be used. Any of these fails closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("TOKEN_SECRET is not set; every connection is refused")]
+    Missing,
+    #[error("TOKEN_SECRET is {len} bytes; at least {MIN_SECRET_BYTES} are required")]
+    TooShort { len: usize },
+}
+
+/// Why a connection was not authenticated. Each maps to HTTP 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: pass ?token=<jwt> or an Authorization: Bearer <jwt> header")]
+    MissingToken,
+    #[error("the Authorization header is not a Bearer token")]
+    NotBearer,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not HS256")]
+    WrongAlgorithm,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token lacks the required claim \"{0}\"")]
+    MissingClaim(String),
+    #[error("the token's claims are invalid: {0}")]
+    InvalidClaims(String),
+}
+
+/// A validated HS256 secret.
+#[derive(Clone)]
+pub struct TokenSecret(Vec<u8>);
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecret(<redacted>)")
+    }
+}
+
+impl TokenSecret {
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self, SecretError> {
+        let secret = secret.into();
+        match secret.len() {
+            0 => Err(SecretError::Missing),
+            len if len < MIN_SECRET_BYTES => Err(SecretError::TooShort { len }),
+            _ => Ok(TokenSecret(secret)),
+        }
+    }
+
+    /// Reads a secret from an optional value, as found in the environment.
+    pub fn from_optional(value: Option<String>) -> Result<Self, SecretError> {
+        Self::new(value.unwrap_or_default())
+    }
+}
+
+/// Verifies tokens against one secret.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenVerifier(HS256)")
+    }
+}
+
+impl TokenVerifier {
+    pub fn new(secret: &TokenSecret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        TokenVerifier {
+            key: DecodingKey::from_secret(&secret.0),
+            validation,
+        }
+    }
+
+    /// Verifies a token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        // The header is checked first so that `alg: none`, an unknown or another
+        // algorithm is reported as such, whatever the rest of the token holds.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.into_kind() {
+            ErrorKind::Json(e) if e.to_string().contains("unknown variant") => {
+                AuthError::WrongAlgorithm
+            }
+            _ => AuthError::Malformed,
+        })?;
+        if header.alg != Algorithm::HS256 {
+            return Err(AuthError::WrongAlgorithm);
+        }
+        let data = jsonwebtoken::decode::<WireClaims>(token, &self.key, &self.validation).map_err(
+            |e| match e.into_kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
+                ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+                ErrorKind::InvalidClaimFormat(claim) => {
+                    AuthError::InvalidClaims(format!("\"{claim}\" has the wrong type"))
+                }
+                ErrorKind::Json(e) => AuthError::InvalidClaims(e.to_string()),
+                _ => AuthError::Malformed,
+            },
+        )?;
+        let wire = data.claims;
+        let claims = Claims {
+            sub: wire
+                .sub
+                .ok_or_else(|| AuthError::MissingClaim("sub".into()))?,
+            exp: wire
+                .exp
+                .ok_or_else(|| AuthError::MissingClaim("exp".into()))?,
+            iat: wire.iat,
+            groups: wire.groups.unwrap_or_default(),
+        };
+        check_claims(&claims)?;
+        Ok(claims)
+    }
+}
+
+/// Claims as they arrive: every field optional, so a missing one is named in the error.
+#[derive(Deserialize)]
+struct WireClaims {
+    sub: Option<String>,
+    exp: Option<u64>,
+    iat: Option<u64>,
+    groups: Option<Vec<String>>,
+}
+
+fn check_claims(claims: &Claims) -> Result<(), AuthError> {
+    if claims.sub.is_empty() {
+        return Err(AuthError::InvalidClaims("\"sub\" is empty".into()));
+    }
+    if claims.sub.len() > MAX_USER_ID_BYTES {
+        return Err(AuthError::InvalidClaims(format!(
+            "\"sub\" is longer than {MAX_USER_ID_BYTES} bytes"
+        )));
+    }
+    if claims.sub.chars().any(char::is_control) {
+        return Err(AuthError::InvalidClaims(
+            "\"sub\" contains control characters".into(),
+        ));
+    }
+    if claims.groups.len() > MAX_GROUPS {
+        return Err(AuthError::InvalidClaims(format!(
+            "\"groups\" has more than {MAX_GROUPS} entries"
+        )));
+    }
+    if claims.groups.iter().any(String::is_empty) {
+        return Err(AuthError::InvalidClaims(
+            "\"groups\" contains an empty name".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes the token from a `$connect` request: the `token` query-string
+/// parameter (browsers cannot set headers on a WebSocket), else an
+/// `Authorization: Bearer` header.
+pub fn token_from_request<'a>(
+    query: &'a QueryMap,
+    headers: &'a HeaderMap,
+) -> Result<&'a str, AuthError> {
+    if let Some(token) = query.first("token").filter(|t| !t.is_empty()) {
+        return Ok(token);
+    }
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(AuthError::MissingToken);
+    };
+    let value = value.to_str().map_err(|_| AuthError::NotBearer)?.trim();
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(AuthError::NotBearer),
+    }
+}
+
+/// Signs claims into an HS256 token (used by the local stack and by tests).
+pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(&secret.0),
+    )
+}
+
+/// Claims for `user_id` valid for `ttl` from now.
+pub fn claims_for(user_id: &str, ttl: Duration, groups: Vec<String>) -> Claims {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Claims {
+        sub: user_id.to_owned(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        groups,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::http::HeaderValue;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn secret() -> TokenSecret {
+        TokenSecret::new(SECRET).unwrap()
+    }
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(&secret())
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn future() -> u64 {
+        claims_for("u", Duration::from_secs(3600), vec![]).exp
+    }
+
+    #[test]
+    fn a_valid_token_yields_its_claims() {
+        let claims = claims_for("user-1", Duration::from_secs(60), vec!["a".into()]);
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(verifier().verify(&token).unwrap(), claims);
+    }
+
+    #[test]
+    fn secrets_fail_closed() {
+        assert_eq!(
+            TokenSecret::from_optional(None).unwrap_err(),
+            SecretError::Missing
+        );
+        assert_eq!(
+            TokenSecret::from_optional(Some(String::new())).unwrap_err(),
+            SecretError::Missing
+        );
+        assert_eq!(
+            TokenSecret::new("short").unwrap_err(),
+            SecretError::TooShort { len: 5 }
+        );
+        assert_eq!(format!("{:?}", secret()), "TokenSecret(<redacted>)");
+    }
+
+    #[test]
+    fn expired_tokens_are_refused_without_leeway() {
+        let mut claims = claims_for("u", Duration::ZERO, vec![]);
+        claims.exp -= 1;
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(verifier().verify(&token), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_wrong_secret_is_a_bad_signature() {
+        let other = TokenSecret::new("another-secret-another-secret-xx").unwrap();
+        let token = mint(&other, &claims_for("u", Duration::from_secs(60), vec![])).unwrap();
+        assert_eq!(verifier().verify(&token), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let payload = format!(r#"{{"sub":"u","exp":{}}}"#, future());
+        let token = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&payload)
+        );
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+        // The same with a valid HS256 signature appended: still refused.
+        let signed = mint(&secret(), &claims_for("u", Duration::from_secs(60), vec![])).unwrap();
+        let signature = signed.rsplit('.').next().unwrap();
+        assert_eq!(
+            verifier().verify(&format!("{token}{signature}")),
+            Err(AuthError::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_even_with_the_right_key() {
+        let claims = claims_for("u", Duration::from_secs(60), vec![]);
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(verifier().verify(&token), Err(AuthError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn required_claims_are_enforced() {
+        #[derive(Serialize)]
+        struct NoExp {
+            sub: String,
+        }
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &NoExp { sub: "u".into() },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier().verify(&token),
+            Err(AuthError::MissingClaim("exp".into()))
+        );
+
+        #[derive(Serialize)]
+        struct NoSub {
+            exp: u64,
+        }
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &NoSub { exp: future() },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier().verify(&token),
+            Err(AuthError::MissingClaim("sub".into()))
+        );
+
+        let empty = mint(&secret(), &claims_for("", Duration::from_secs(60), vec![])).unwrap();
+        assert_eq!(
+            verifier().verify(&empty),
+            Err(AuthError::InvalidClaims("\"sub\" is empty".into()))
+        );
+    }
+
+    #[test]
+    fn wrongly_typed_claims_are_refused() {
+        #[derive(Serialize)]
+        struct BadGroups {
+            sub: String,
+            exp: u64,
+            groups: String,
+        }
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &BadGroups {
+                sub: "u".into(),
+                exp: future(),
+                groups: "a,b".into(),
+            },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            verifier().verify(&token),
+            Err(AuthError::InvalidClaims(m)) if m.contains("invalid type: string")
+        ));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert_eq!(verifier().verify("not-a-jwt"), Err(AuthError::Malformed));
+        assert_eq!(verifier().verify("a.b.c"), Err(AuthError::Malformed));
+        assert_eq!(verifier().verify(""), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn token_comes_from_query_then_bearer_header() {
+        let query: QueryMap = [("token".to_string(), "q".to_string())]
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+            .into();
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer h"));
+        assert_eq!(token_from_request(&query, &headers), Ok("q"));
+        assert_eq!(token_from_request(&QueryMap::default(), &headers), Ok("h"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("bearer  h2 "));
+        assert_eq!(token_from_request(&QueryMap::default(), &headers), Ok("h2"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic dXNlcg=="));
+        assert_eq!(
+            token_from_request(&QueryMap::default(), &headers),
+            Err(AuthError::NotBearer)
+        );
+        assert_eq!(
+            token_from_request(&QueryMap::default(), &HeaderMap::new()),
+            Err(AuthError::MissingToken)
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The one place that reads the environment.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::auth::{SecretError, TokenSecret, TokenVerifier};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// A required, non-empty variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// An optional variable parsed as `T`, or `default` when unset or empty.
+pub fn optional<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        }),
+        _ => Ok(default),
+    }
+}
+
+/// The token verifier from `TOKEN_SECRET`. An unusable secret is kept as the
+/// error so `$connect` can refuse every connection with 500 (fail closed).
+pub fn token_verifier() -> Result<TokenVerifier, SecretError> {
+    TokenSecret::from_optional(std::env::var("TOKEN_SECRET").ok()).map(|s| TokenVerifier::new(&s))
+}
+
+/// Tuning for notify-user.
+#[derive(Debug, Clone)]
+pub struct NotifyUserOptions {
+    /// Attempts per SendMessageBatch entry before the NotifyUser message is failed.
+    pub send_attempts: u32,
+    /// First retry delay; doubled each attempt, with full jitter.
+    pub retry_base_delay: Duration,
+    /// NotifyUser records of one batch processed at once.
+    pub concurrency: usize,
+}
+
+impl Default for NotifyUserOptions {
+    fn default() -> Self {
+        NotifyUserOptions {
+            send_attempts: 3,
+            retry_base_delay: Duration::from_millis(50),
+            concurrency: 4,
+        }
+    }
+}
+
+impl NotifyUserOptions {
+    /// `SEND_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RECORD_CONCURRENCY`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(NotifyUserOptions {
+            send_attempts: optional("SEND_ATTEMPTS", d.send_attempts)?.max(1),
+            retry_base_delay: Duration::from_millis(optional(
+                "RETRY_BASE_DELAY_MS",
+                d.retry_base_delay.as_millis() as u64,
+            )?),
+            concurrency: optional("RECORD_CONCURRENCY", d.concurrency)?.max(1),
+        })
+    }
+}
+
+/// Tuning for notify-connection and its Management API client.
+#[derive(Debug, Clone)]
+pub struct NotifyConnectionOptions {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Per-attempt timeout of one post.
+    pub post_timeout: Duration,
+    /// SDK attempts per post (throttling and 5xx are retried with backoff by the SDK).
+    pub post_attempts: u32,
+}
+
+impl Default for NotifyConnectionOptions {
+    fn default() -> Self {
+        NotifyConnectionOptions {
+            concurrency: 10,
+            post_timeout: Duration::from_secs(3),
+            post_attempts: 2,
+        }
+    }
+}
+
+impl NotifyConnectionOptions {
+    /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(NotifyConnectionOptions {
+            concurrency: optional("POST_CONCURRENCY", d.concurrency)?.max(1),
+            post_timeout: Duration::from_millis(optional(
+                "POST_TIMEOUT_MS",
+                d.post_timeout.as_millis() as u64,
+            )?),
+            post_attempts: optional("POST_ATTEMPTS", d.post_attempts)?.max(1),
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! `$connect`: authenticate the token, then record the connection.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::http::header::USER_AGENT;
+use tracing::{error, info, warn};
+
+use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
+use crate::handlers::response;
+use crate::ports::{ConnectionRecord, ConnectionStore, StoreError};
+
+/// How long a record outlives its connection at most: API Gateway's 2-hour
+/// connection limit plus a margin, after which DynamoDB's TTL removes records
+/// whose `$disconnect` never ran.
+pub const RECORD_TTL: Duration = Duration::from_secs(2 * 3600 + 15 * 60);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] AuthError),
+    #[error("server misconfigured: {0}")]
+    Misconfigured(#[from] SecretError),
+    #[error("the event has no connection id")]
+    NoConnectionId,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ConnectError {
+    /// The HTTP status API Gateway answers the handshake with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ConnectError::Unauthorized(_) => 401,
+            ConnectError::NoConnectionId => 400,
+            ConnectError::Misconfigured(_) | ConnectError::Store(_) => 500,
+        }
+    }
+}
+
+/// Authenticates the request and stores the connection record.
+pub async fn connect<S: ConnectionStore + ?Sized>(
+    store: &S,
+    verifier: &Result<TokenVerifier, SecretError>,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<ConnectionRecord, ConnectError> {
+    let verifier = verifier.as_ref().map_err(|e| e.clone())?;
+    let context = &event.request_context;
+    let connection_id = context
+        .connection_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .ok_or(ConnectError::NoConnectionId)?;
+    let token = token_from_request(&event.query_string_parameters, &event.headers)?;
+    let claims = verifier.verify(token)?;
+
+    let connected_at_ms = if context.connected_at > 0 {
+        context.connected_at
+    } else {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64
+    };
+    let record = ConnectionRecord {
+        connection_id,
+        user_id: claims.sub,
+        connected_at_ms,
+        expires_at: connected_at_ms / 1000 + RECORD_TTL.as_secs() as i64,
+        source_ip: context
+            .identity
+            .source_ip
+            .clone()
+            .filter(|ip| !ip.is_empty()),
+        user_agent: event
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        groups: claims.groups,
+    };
+    store.put_connection(&record).await?;
+    Ok(record)
+}
+
+/// The `$connect` route: 200 and a stored record, or the error's status and nothing stored.
+pub async fn handle_connect<S: ConnectionStore + ?Sized>(
+    store: &S,
+    verifier: &Result<TokenVerifier, SecretError>,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
+    match connect(store, verifier, event).await {
+        Ok(record) => {
+            info!(connection_id, user_id = %record.user_id, "connected");
+            response(200, None)
+        }
+        Err(e) => {
+            match &e {
+                ConnectError::Unauthorized(_) => {
+                    warn!(connection_id, error = %e, "connection refused")
+                }
+                _ => error!(connection_id, error = %e, "connect failed"),
+            }
+            let body = serde_json::json!({ "message": e.to_string() }).to_string();
+            response(e.status(), Some(body))
+        }
+    }
+}

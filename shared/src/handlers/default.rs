@@ -1,0 +1,36 @@
+//! `$default`: every frame no other route takes gets an error frame.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use tracing::info;
+
+use crate::handlers::frame_response;
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
+
+/// The error frame for a frame that reached `$default`: `unknown_action` when
+/// it names an action, `bad_request` when it cannot be routed at all.
+pub fn default_reply(body: Option<&str>, is_base64_encoded: bool) -> ServerFrame {
+    if is_base64_encoded {
+        return ServerFrame::error(
+            ErrorCode::BadRequest,
+            "binary frames are not supported; send JSON text frames",
+        );
+    }
+    match ClientFrame::parse(body) {
+        Ok(frame) => ServerFrame::Error {
+            code: ErrorCode::UnknownAction,
+            message: format!("unknown action \"{}\"", frame.action),
+            action: Some(frame.action),
+        },
+        Err(e) => e.to_frame(),
+    }
+}
+
+pub fn handle_default(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let frame = default_reply(event.body.as_deref(), event.is_base64_encoded);
+    info!(
+        connection_id = event.request_context.connection_id.as_deref().unwrap_or(""),
+        reply = %frame.to_json(),
+        "unroutable frame"
+    );
+    frame_response(&frame)
+}

@@ -1,0 +1,109 @@
+//! notify-connection: post a NotifyConnection message's data to its connection
+//! through the API Gateway Management API.
+//!
+//! Outcome per record:
+//! | outcome | what happens |
+//! |---|---|
+//! | 200 | delivered, message done |
+//! | 410 Gone | stale record deleted, message done (never retried) |
+//! | 429, 5xx, timeout, unreachable | batch item failure: SQS redelivers after the visibility timeout |
+//! | 403 Forbidden | batch item failure: a permission or endpoint mistake; the message is kept, ending in the DLQ for redrive once fixed |
+//! | data over 128 KB, or 413 | batch item failure with no post (size is checked first); it ends in the DLQ |
+//! | malformed body, other 4xx | batch item failure, ending in the DLQ |
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use tracing::{debug, error, info, warn};
+
+use crate::config::NotifyConnectionOptions;
+use crate::handlers::{process_batch, receive_count};
+use crate::ports::{ConnectionStore, Gateway, GatewayError};
+use crate::protocol::{MessageError, NotifyConnection, render_data};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The connection was gone; its record was deleted.
+    Gone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyConnectionError {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error(transparent)]
+    Post(#[from] GatewayError),
+}
+
+impl NotifyConnectionError {
+    /// Whether a redelivery may succeed (otherwise the message is headed for the DLQ).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, NotifyConnectionError::Post(e) if e.is_transient())
+    }
+}
+
+/// Delivers one NotifyConnection message.
+pub async fn notify_connection<S, G>(
+    store: &S,
+    gateway: &G,
+    body: Option<&str>,
+) -> Result<Delivery, NotifyConnectionError>
+where
+    S: ConnectionStore + ?Sized,
+    G: Gateway + ?Sized,
+{
+    let message = NotifyConnection::parse(body)?;
+    let text = render_data(&message.data)?;
+    match gateway
+        .post_to_connection(&message.connection_id, text.as_bytes())
+        .await
+    {
+        Ok(()) => Ok(Delivery::Delivered),
+        Err(GatewayError::Gone) => {
+            if let Err(e) = store.delete_connection(&message.connection_id).await {
+                // The message is still done: a gone connection cannot receive it.
+                warn!(connection_id = %message.connection_id, error = %e,
+                    "could not delete a gone connection's record; its TTL will");
+            }
+            Ok(Delivery::Gone)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The notify-connection function: posts the batch's records concurrently and
+/// reports the ones to retry as batch item failures.
+pub async fn handle_notify_connection<S, G>(
+    store: &S,
+    gateway: &G,
+    options: &NotifyConnectionOptions,
+    event: SqsEvent,
+) -> SqsBatchResponse
+where
+    S: ConnectionStore + ?Sized,
+    G: Gateway + ?Sized,
+{
+    process_batch(event, options.concurrency, |record| async move {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        match notify_connection(store, gateway, record.body.as_deref()).await {
+            Ok(Delivery::Delivered) => {
+                debug!(message_id, "delivered");
+                true
+            }
+            Ok(Delivery::Gone) => {
+                info!(message_id, "connection gone; record deleted, message dropped");
+                true
+            }
+            Err(e) if e.is_transient() => {
+                warn!(message_id, receive_count = receive_count(&record), error = %e,
+                    "post failed; SQS will redeliver");
+                false
+            }
+            Err(e) => {
+                error!(message_id, receive_count = receive_count(&record), error = %e,
+                    "undeliverable NotifyConnection message; it goes to the DLQ after maxReceiveCount");
+                false
+            }
+        }
+    })
+    .await
+}

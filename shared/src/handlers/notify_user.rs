@@ -1,0 +1,158 @@
+//! notify-user: fan a NotifyUser message out to one NotifyConnection message
+//! per connection of the user.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use futures::StreamExt;
+use tracing::{error, info, warn};
+
+use crate::config::NotifyUserOptions;
+use crate::handlers::{process_batch, receive_count};
+use crate::ports::{ConnectionStore, MAX_BATCH, MessageQueue, StoreError};
+use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data};
+
+/// SendMessageBatch calls in flight at once for one NotifyUser message.
+const SEND_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyUserError {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{failed} NotifyConnection messages were not enqueued: {reason}")]
+    Enqueue { failed: usize, reason: String },
+}
+
+/// Enqueues one NotifyConnection message per connection of the message's user
+/// and returns how many it enqueued. Pages through the user index (a Query,
+/// never a Scan) and sends in batches of ten, retrying only the entries SQS
+/// did not take.
+///
+/// On error the whole NotifyUser message is retried by SQS, so connections
+/// already enqueued may be notified twice: delivery is at least once.
+pub async fn notify_user<S, Q>(
+    store: &S,
+    queue: &Q,
+    options: &NotifyUserOptions,
+    body: Option<&str>,
+) -> Result<usize, NotifyUserError>
+where
+    S: ConnectionStore + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
+    let message = NotifyUser::parse(body)?;
+    // Data no client could receive fails here, once, not once per connection.
+    render_data(&message.data)?;
+
+    let mut enqueued = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .user_connections(&message.user_id, after.as_deref())
+            .await?;
+        let bodies: Vec<String> = page
+            .connection_ids
+            .iter()
+            .map(|id| NotifyConnection::body(id, &message.data))
+            .collect();
+        let results: Vec<Result<usize, NotifyUserError>> =
+            futures::stream::iter(bodies.chunks(MAX_BATCH))
+                .map(|chunk| send_with_retry(queue, chunk.to_vec(), options))
+                .buffer_unordered(SEND_CONCURRENCY)
+                .collect()
+                .await;
+        for result in results {
+            enqueued += result?;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(enqueued)
+}
+
+async fn send_with_retry<Q: MessageQueue + ?Sized>(
+    queue: &Q,
+    mut pending: Vec<String>,
+    options: &NotifyUserOptions,
+) -> Result<usize, NotifyUserError> {
+    let total = pending.len();
+    let mut reason = String::new();
+    for attempt in 1..=options.send_attempts {
+        match queue.send_batch(&pending).await {
+            Ok(failures) if failures.is_empty() => return Ok(total),
+            Ok(failures) => {
+                if let Some(f) = failures.iter().find(|f| f.sender_fault) {
+                    // SQS blames the message itself: sending it again cannot help.
+                    return Err(NotifyUserError::Enqueue {
+                        failed: failures.len(),
+                        reason: format!("{}: {}", f.code, f.message),
+                    });
+                }
+                reason = failures
+                    .first()
+                    .map(|f| format!("{}: {}", f.code, f.message))
+                    .unwrap_or_default();
+                pending = failures
+                    .iter()
+                    .filter_map(|f| pending.get(f.index).cloned())
+                    .collect();
+            }
+            Err(e) => reason = e.to_string(),
+        }
+        if attempt < options.send_attempts {
+            tokio::time::sleep(backoff(options.retry_base_delay, attempt)).await;
+        }
+    }
+    Err(NotifyUserError::Enqueue {
+        failed: pending.len(),
+        reason,
+    })
+}
+
+/// Exponential backoff with full jitter: a random delay in `[0, base * 2^(attempt-1)]`.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    Duration::from_micros(fastrand::u64(..=cap.as_micros() as u64))
+}
+
+/// The notify-user function: each NotifyUser record that fails is reported
+/// as a batch item failure and, after `maxReceiveCount`, lands in the DLQ.
+pub async fn handle_notify_user<S, Q>(
+    store: &S,
+    queue: &Q,
+    options: &NotifyUserOptions,
+    event: SqsEvent,
+) -> SqsBatchResponse
+where
+    S: ConnectionStore + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
+    process_batch(event, options.concurrency, |record| async move {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        match notify_user(store, queue, options, record.body.as_deref()).await {
+            Ok(0) => {
+                info!(message_id, "user has no connections; nothing to send");
+                true
+            }
+            Ok(enqueued) => {
+                info!(message_id, enqueued, "fanned out to the user's connections");
+                true
+            }
+            Err(e @ NotifyUserError::Message(_)) => {
+                error!(message_id, receive_count = receive_count(&record), error = %e,
+                    "unprocessable NotifyUser message; it goes to the DLQ after maxReceiveCount");
+                false
+            }
+            Err(e) => {
+                warn!(message_id, receive_count = receive_count(&record), error = %e,
+                    "NotifyUser failed; SQS will redeliver it");
+                false
+            }
+        }
+    })
+    .await
+}

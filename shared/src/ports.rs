@@ -1,0 +1,142 @@
+//! The small traits handlers depend on. Adapters in [`crate::adapters`]
+//! implement them for DynamoDB, SQS, the Management API and memory.
+
+use async_trait::async_trait;
+
+/// What Switchboard keeps about one open WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub connection_id: String,
+    pub user_id: String,
+    /// When API Gateway accepted the connection, milliseconds since the Unix epoch.
+    pub connected_at_ms: i64,
+    /// When the store may drop the record (DynamoDB TTL), seconds since the Unix epoch.
+    pub expires_at: i64,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Groups from the token's `groups` claim.
+    pub groups: Vec<String>,
+}
+
+/// One page of a user's connection ids, and where the next page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub connection_ids: Vec<String>,
+    /// Pass back as `after` to read the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the request; retrying may help.
+    #[error("connection store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds an item this code cannot read.
+    #[error("corrupt connection record {connection_id}: {reason}")]
+    Corrupt {
+        connection_id: String,
+        reason: String,
+    },
+}
+
+/// Where connection records live.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn put_connection(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    /// Deletes a record. Deleting an unknown id succeeds.
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), StoreError>;
+    async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<ConnectionRecord>, StoreError>;
+    /// One page of `user_id`'s connections, in connection-id order, starting after `after`.
+    async fn user_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError>;
+}
+
+/// The most messages one [`MessageQueue::send_batch`] call takes (SQS's limit).
+pub const MAX_BATCH: usize = 10;
+
+/// One entry of a batch that the queue did not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// Index into the slice passed to `send_batch`.
+    pub index: usize,
+    pub code: String,
+    pub message: String,
+    /// The queue blames the message itself: sending it again will fail again.
+    pub sender_fault: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("a batch holds at most {MAX_BATCH} messages, got {0}")]
+    BatchTooLarge(usize),
+}
+
+/// A queue that accepts message bodies.
+#[async_trait]
+pub trait MessageQueue: Send + Sync {
+    /// Sends up to [`MAX_BATCH`] bodies at once; returns the entries that failed.
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError>;
+}
+
+/// How a post or delete through the Management API failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// 410: the connection no longer exists.
+    #[error("the connection is gone (410)")]
+    Gone,
+    /// 429 LimitExceededException.
+    #[error("throttled by API Gateway (429): {0}")]
+    Throttled(String),
+    /// 403: the caller may not manage this connection (a permission or endpoint mistake).
+    #[error("forbidden (403): {0}")]
+    Forbidden(String),
+    /// 413: the payload exceeds API Gateway's message limit.
+    #[error("payload too large (413): {0}")]
+    PayloadTooLarge(String),
+    /// Any other 4xx, e.g. 400 for a malformed connection id.
+    #[error("rejected by API Gateway ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// 5xx.
+    #[error("API Gateway server error ({status}): {message}")]
+    Server { status: u16, message: String },
+    /// No answer within the configured timeout.
+    #[error("timed out waiting for API Gateway")]
+    Timeout,
+    /// The request could not be sent (connection refused, DNS, TLS).
+    #[error("could not reach API Gateway: {0}")]
+    Unreachable(String),
+}
+
+impl GatewayError {
+    /// Whether sending the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Throttled(_)
+                | GatewayError::Server { .. }
+                | GatewayError::Timeout
+                | GatewayError::Unreachable(_)
+        )
+    }
+}
+
+/// The API Gateway Management API: the way back to a connected client.
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    /// Sends `data` to the connection as one text frame.
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        data: &[u8],
+    ) -> Result<(), GatewayError>;
+    /// Closes the connection.
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError>;
+}

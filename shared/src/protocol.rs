@@ -1,0 +1,388 @@
+//! Wire formats: client frames, server frames and queue messages.
+//!
+//! One place parses client frames and one place renders what a client receives,
+//! so every route answers malformed input the same way.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// API Gateway's maximum WebSocket message size (128 KB). Data larger than this
+/// can never be delivered, so it is rejected before any post.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// Error codes carried by `{"type":"error"}` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object with a string `action`, or a field has the wrong type.
+    BadRequest,
+    /// The frame names an action that has no route.
+    UnknownAction,
+}
+
+/// Frames the server sends to a client as a route response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            action: None,
+        }
+    }
+
+    /// The frame as the JSON text sent to the client.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain enums cannot fail: no maps with non-string keys, no custom impls.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"bad_request","message":"internal encoding error"}"#
+                .to_owned()
+        })
+    }
+}
+
+/// Why a client frame could not be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("the frame is empty")]
+    Empty,
+    #[error("the frame is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the frame must be a JSON object")]
+    NotObject,
+    #[error("the frame has no \"action\" field")]
+    MissingAction,
+    #[error("the \"action\" field must be a string")]
+    ActionNotString,
+    #[error("the \"{field}\" field must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl FrameError {
+    /// The error frame a client receives for this error.
+    pub fn to_frame(&self) -> ServerFrame {
+        ServerFrame::error(ErrorCode::BadRequest, self.to_string())
+    }
+}
+
+/// A client frame: a JSON object with a string `action`, and its other fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    pub action: String,
+    pub fields: Map<String, Value>,
+}
+
+impl ClientFrame {
+    /// Parses a text frame as API Gateway's `$request.body.action` selection sees it.
+    pub fn parse(body: Option<&str>) -> Result<Self, FrameError> {
+        let body = body
+            .filter(|b| !b.trim().is_empty())
+            .ok_or(FrameError::Empty)?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| FrameError::NotJson(e.to_string()))?;
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotObject);
+        };
+        match fields.remove("action") {
+            None => Err(FrameError::MissingAction),
+            Some(Value::String(action)) => Ok(ClientFrame { action, fields }),
+            Some(_) => Err(FrameError::ActionNotString),
+        }
+    }
+
+    /// An optional string field: absent or `null` is `None`, any other non-string is an error.
+    pub fn optional_str(&self, field: &'static str) -> Result<Option<&str>, FrameError> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FrameError::WrongType {
+                field,
+                expected: "a string",
+            }),
+        }
+    }
+}
+
+/// Why a queue message cannot be processed. These are permanent: the message
+/// goes back to the queue and, after `maxReceiveCount`, to its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message has no body")]
+    NoBody,
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("\"{0}\" must not be empty")]
+    EmptyField(&'static str),
+    #[error("data is {size} bytes, over API Gateway's {MAX_MESSAGE_BYTES}-byte message limit")]
+    TooLarge { size: usize },
+}
+
+/// A NotifyUser queue message: `{"userId":"1234","data":<any JSON>}`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyUser {
+    pub user_id: String,
+    pub data: Box<RawValue>,
+}
+
+/// A NotifyConnection queue message: `{"connectionId":"…","data":<any JSON>}`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyConnection {
+    pub connection_id: String,
+    pub data: Box<RawValue>,
+}
+
+impl NotifyUser {
+    pub fn parse(body: Option<&str>) -> Result<Self, MessageError> {
+        let message: Self = parse_message(body)?;
+        if message.user_id.is_empty() {
+            return Err(MessageError::EmptyField("userId"));
+        }
+        Ok(message)
+    }
+}
+
+impl NotifyConnection {
+    pub fn parse(body: Option<&str>) -> Result<Self, MessageError> {
+        let message: Self = parse_message(body)?;
+        if message.connection_id.is_empty() {
+            return Err(MessageError::EmptyField("connectionId"));
+        }
+        Ok(message)
+    }
+
+    /// The message body for `connection_id` carrying `data` unchanged.
+    pub fn body(connection_id: &str, data: &RawValue) -> String {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            connection_id: &'a str,
+            data: &'a RawValue,
+        }
+        // A struct of a string and an already-valid raw value always serialises.
+        serde_json::to_string(&Body {
+            connection_id,
+            data,
+        })
+        .unwrap_or_default()
+    }
+}
+
+fn parse_message<T: serde::de::DeserializeOwned>(body: Option<&str>) -> Result<T, MessageError> {
+    let body = body.ok_or(MessageError::NoBody)?;
+    serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))
+}
+
+/// What a client receives for `data`: a JSON string as its text, any other
+/// value as compact JSON with its keys, order and numbers exactly as sent.
+/// Errors when the result exceeds [`MAX_MESSAGE_BYTES`].
+pub fn render_data(data: &RawValue) -> Result<String, MessageError> {
+    let raw = data.get();
+    let text = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw).map_err(|e| MessageError::Malformed(e.to_string()))?
+    } else {
+        compact_json(raw)
+    };
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(MessageError::TooLarge { size: text.len() });
+    }
+    Ok(text)
+}
+
+/// Removes insignificant whitespace from valid JSON text. Working on the text,
+/// rather than through `serde_json::Value`, keeps key order and number precision.
+fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn parses_a_frame_with_an_action() {
+        let frame = ClientFrame::parse(Some(r#"{"action":"ping","name":"Stepan"}"#)).unwrap();
+        assert_eq!(frame.action, "ping");
+        assert_eq!(frame.optional_str("name").unwrap(), Some("Stepan"));
+        assert_eq!(frame.optional_str("other").unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_frames_that_cannot_be_routed() {
+        assert_eq!(ClientFrame::parse(None), Err(FrameError::Empty));
+        assert_eq!(ClientFrame::parse(Some("  ")), Err(FrameError::Empty));
+        assert!(matches!(
+            ClientFrame::parse(Some("hello")),
+            Err(FrameError::NotJson(_))
+        ));
+        assert_eq!(
+            ClientFrame::parse(Some("[1,2]")),
+            Err(FrameError::NotObject)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some("\"ping\"")),
+            Err(FrameError::NotObject)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some("{}")),
+            Err(FrameError::MissingAction)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some(r#"{"action":7}"#)),
+            Err(FrameError::ActionNotString)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some(r#"{"action":null}"#)),
+            Err(FrameError::ActionNotString)
+        );
+    }
+
+    #[test]
+    fn a_non_string_field_is_a_type_error() {
+        let frame = ClientFrame::parse(Some(r#"{"action":"ping","name":5}"#)).unwrap();
+        assert_eq!(
+            frame.optional_str("name"),
+            Err(FrameError::WrongType {
+                field: "name",
+                expected: "a string"
+            })
+        );
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        assert_eq!(
+            ServerFrame::Pong {
+                name: Some("Stepan".into())
+            }
+            .to_json(),
+            r#"{"type":"pong","name":"Stepan"}"#
+        );
+        assert_eq!(
+            ServerFrame::Pong { name: None }.to_json(),
+            r#"{"type":"pong"}"#
+        );
+        assert_eq!(
+            ServerFrame::Error {
+                code: ErrorCode::UnknownAction,
+                message: "m".into(),
+                action: Some("x".into())
+            }
+            .to_json(),
+            r#"{"type":"error","code":"unknown_action","message":"m","action":"x"}"#
+        );
+    }
+
+    #[test]
+    fn data_strings_are_delivered_as_their_text() {
+        assert_eq!(render_data(&raw(r#""cokoliv""#)).unwrap(), "cokoliv");
+        assert_eq!(
+            render_data(&raw(r#""line\nbreak \"q\" \u00e9""#)).unwrap(),
+            "line\nbreak \"q\" é"
+        );
+    }
+
+    #[test]
+    fn other_data_is_compact_json_with_order_and_precision_kept() {
+        let data = raw(
+            "{ \"z\" : 1,\n \"a\": [ 1 , 2.50 , 123456789012345678901234567890 ],\t\"s\": \"keep  spaces \\\" here\" }",
+        );
+        assert_eq!(
+            render_data(&data).unwrap(),
+            r#"{"z":1,"a":[1,2.50,123456789012345678901234567890],"s":"keep  spaces \" here"}"#
+        );
+        assert_eq!(render_data(&raw("null")).unwrap(), "null");
+        assert_eq!(render_data(&raw(" 42 ")).unwrap(), "42");
+    }
+
+    #[test]
+    fn data_over_the_message_limit_is_rejected() {
+        let exact = format!("\"{}\"", "x".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(render_data(&raw(&exact)).unwrap().len(), MAX_MESSAGE_BYTES);
+        let over = format!("\"{}\"", "x".repeat(MAX_MESSAGE_BYTES + 1));
+        assert_eq!(
+            render_data(&raw(&over)),
+            Err(MessageError::TooLarge {
+                size: MAX_MESSAGE_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn queue_messages_parse_and_reject_bad_shapes() {
+        let m = NotifyUser::parse(Some(r#"{"userId":"1234","data":"cokoliv"}"#)).unwrap();
+        assert_eq!(m.user_id, "1234");
+        assert_eq!(m.data.get(), r#""cokoliv""#);
+        assert_eq!(NotifyUser::parse(None).unwrap_err(), MessageError::NoBody);
+        assert_eq!(
+            NotifyUser::parse(Some(r#"{"userId":"","data":1}"#)).unwrap_err(),
+            MessageError::EmptyField("userId")
+        );
+        let err = NotifyUser::parse(Some(r#"{"userId":1234,"data":1}"#)).unwrap_err();
+        assert!(
+            matches!(&err, MessageError::Malformed(m) if m.contains("invalid type: integer `1234`, expected a string")),
+            "{err}"
+        );
+        let err = NotifyConnection::parse(Some(r#"{"connectionId":"abc"}"#)).unwrap_err();
+        assert!(
+            matches!(&err, MessageError::Malformed(m) if m.contains("missing field `data`")),
+            "{err}"
+        );
+        assert!(matches!(
+            NotifyConnection::parse(Some("not json")),
+            Err(MessageError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn notify_connection_body_carries_data_unchanged() {
+        let body = NotifyConnection::body("c1", &raw(r#"{"b": 2, "a": 1}"#));
+        assert_eq!(body, r#"{"connectionId":"c1","data":{"b": 2, "a": 1}}"#);
+        let parsed = NotifyConnection::parse(Some(&body)).unwrap();
+        assert_eq!(parsed.connection_id, "c1");
+        assert_eq!(parsed.data.get(), r#"{"b": 2, "a": 1}"#);
+    }
+}
