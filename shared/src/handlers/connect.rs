@@ -76,7 +76,9 @@ pub async fn connect<S: ConnectionStore + ?Sized>(
             .headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+            .map(str::to_owned)
+            .or_else(|| context.identity.user_agent.clone())
+            .filter(|ua| !ua.is_empty()),
         groups: claims.groups,
     };
     store.put_connection(&record).await?;

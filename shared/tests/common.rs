@@ -1,0 +1,127 @@
+//! Builders shared by the integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use switchboard::auth::{Claims, TokenSecret, TokenVerifier, claims_for, mint};
+use switchboard::aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use switchboard::aws_lambda_events::encodings::Body;
+use switchboard::aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use switchboard::ports::ConnectionRecord;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+pub fn secret() -> TokenSecret {
+    TokenSecret::new(SECRET).unwrap()
+}
+
+pub fn verifier() -> Result<TokenVerifier, switchboard::auth::SecretError> {
+    Ok(TokenVerifier::new(&secret()))
+}
+
+pub fn token(user: &str) -> String {
+    mint(
+        &secret(),
+        &claims_for(user, Duration::from_secs(300), vec![]),
+    )
+    .unwrap()
+}
+
+pub fn token_with(claims: &Claims) -> String {
+    mint(&secret(), claims).unwrap()
+}
+
+/// A `$connect` event as API Gateway sends it.
+pub fn connect_event(
+    connection_id: &str,
+    query_token: Option<&str>,
+) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    event.request_context.connection_id = Some(connection_id.to_owned());
+    event.request_context.route_key = Some("$connect".into());
+    event.request_context.event_type = Some("CONNECT".into());
+    event.request_context.connected_at = 1_795_381_200_000;
+    event.request_context.request_time_epoch = 1_795_381_200_000;
+    event.request_context.identity.source_ip = Some("203.0.113.7".into());
+    event
+        .headers
+        .insert("user-agent", "websocat/1.14.0".parse().unwrap());
+    if let Some(token) = query_token {
+        event.query_string_parameters =
+            std::collections::HashMap::from([("token".to_string(), token.to_string())]).into();
+    }
+    event
+}
+
+/// A message event on `route` carrying `body`.
+pub fn message_event(route: &str, body: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    event.request_context.connection_id = Some("conn-1".into());
+    event.request_context.route_key = Some(route.to_owned());
+    event.request_context.event_type = Some("MESSAGE".into());
+    event.body = body.map(str::to_owned);
+    event
+}
+
+pub fn disconnect_event(connection_id: &str) -> ApiGatewayWebsocketProxyRequest {
+    let mut event = ApiGatewayWebsocketProxyRequest::default();
+    event.request_context.connection_id = Some(connection_id.to_owned());
+    event.request_context.route_key = Some("$disconnect".into());
+    event.request_context.event_type = Some("DISCONNECT".into());
+    event.request_context.disconnect_status_code = Some(1000);
+    event
+}
+
+/// An SQS event with one record per body, ids `m0`, `m1`, …
+pub fn sqs_event(bodies: &[&str]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("m{i}"));
+            record.body = Some((*body).to_owned());
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".into(), "1".into());
+            record
+        })
+        .collect();
+    event
+}
+
+pub fn body_text(response: &ApiGatewayProxyResponse) -> Option<&str> {
+    match &response.body {
+        Some(Body::Text(text)) => Some(text),
+        _ => None,
+    }
+}
+
+pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
+    ConnectionRecord {
+        connection_id: connection_id.into(),
+        user_id: user_id.into(),
+        connected_at_ms: 1_795_381_200_000,
+        expires_at: 1_795_389_300,
+        source_ip: None,
+        user_agent: None,
+        groups: vec![],
+    }
+}
+
+/// SDK configuration for loopback tests: fixed region and dummy credentials,
+/// so requests are signed exactly as in production but nothing leaves 127.0.0.1.
+pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}

@@ -1,0 +1,399 @@
+//! notify-user and notify-connection over in-memory adapters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
+use switchboard::aws_lambda_events::sqs::SqsBatchResponse;
+use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::handlers::notify_user::{NotifyUserError, handle_notify_user, notify_user};
+use switchboard::ports::{ConnectionStore, GatewayError, QueueError, StoreError};
+use switchboard::protocol::{MAX_MESSAGE_BYTES, MessageError, NotifyConnection};
+
+fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn user_options() -> NotifyUserOptions {
+    NotifyUserOptions {
+        retry_base_delay: Duration::from_millis(1),
+        ..NotifyUserOptions::default()
+    }
+}
+
+async fn store_with(page_size: usize, users: &[(&str, usize)]) -> MemoryStore {
+    let store = MemoryStore::with_page_size(page_size);
+    for (user, count) in users {
+        for i in 0..*count {
+            store
+                .put_connection(&record(&format!("{user}-c{i:03}"), user))
+                .await
+                .unwrap();
+        }
+    }
+    store
+}
+
+fn targets(queue: &MemoryQueue) -> Vec<String> {
+    let mut ids: Vec<String> = queue
+        .sent()
+        .iter()
+        .map(|body| NotifyConnection::parse(Some(body)).unwrap().connection_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
+    let store = store_with(1000, &[("alice", 25), ("bob", 3)]).await;
+    let queue = MemoryQueue::new();
+    let response = handle_notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        sqs_event(&[r#"{"userId":"alice","data":{"b": 1, "a": [1, 2]}}"#]),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+    let expected: Vec<String> = (0..25).map(|i| format!("alice-c{i:03}")).collect();
+    assert_eq!(targets(&queue), expected);
+    // ceil(25 / 10) SendMessageBatch calls, nothing repeated.
+    assert_eq!(queue.calls(), 3);
+    // data travels unchanged, byte for byte.
+    assert!(queue.sent()[0].ends_with(r#","data":{"b": 1, "a": [1, 2]}}"#));
+}
+
+#[tokio::test]
+async fn notify_user_follows_pagination() {
+    let store = store_with(4, &[("alice", 11), ("bob", 5)]).await;
+    let queue = MemoryQueue::new();
+    let sent = notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        Some(r#"{"userId":"alice","data":"x"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 11);
+    assert_eq!(targets(&queue).len(), 11);
+    assert!(targets(&queue).iter().all(|id| id.starts_with("alice-")));
+}
+
+#[tokio::test]
+async fn notify_user_retries_only_the_failed_entries() {
+    let store = store_with(1000, &[("alice", 10)]).await;
+    let queue = MemoryQueue::new();
+    queue.fail_entries_next(&[1, 3], false);
+    let sent = notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        Some(r#"{"userId":"alice","data":1}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 10);
+    assert_eq!(queue.calls(), 2);
+    let expected: Vec<String> = (0..10).map(|i| format!("alice-c{i:03}")).collect();
+    assert_eq!(targets(&queue), expected, "each connection exactly once");
+}
+
+#[tokio::test]
+async fn notify_user_retries_a_failed_call() {
+    let store = store_with(1000, &[("alice", 3)]).await;
+    let queue = MemoryQueue::new();
+    queue.fail_call_next(QueueError::Unavailable("connection reset".into()));
+    let sent = notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        Some(r#"{"userId":"alice","data":1}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 3);
+    assert_eq!(targets(&queue).len(), 3);
+}
+
+#[tokio::test]
+async fn notify_user_fails_the_record_when_retries_run_out() {
+    let store = store_with(1000, &[("alice", 2)]).await;
+    let queue = MemoryQueue::new();
+    for _ in 0..3 {
+        queue.fail_entries_next(&[0], false);
+    }
+    let err = notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        Some(r#"{"userId":"alice","data":1}"#),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        NotifyUserError::Enqueue {
+            failed: 1,
+            reason: "InternalError: scripted failure".into()
+        }
+    );
+    assert_eq!(queue.calls(), 3);
+}
+
+#[tokio::test]
+async fn notify_user_does_not_retry_sender_faults() {
+    let store = store_with(1000, &[("alice", 2)]).await;
+    let queue = MemoryQueue::new();
+    queue.fail_entries_next(&[1], true);
+    let err = notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        Some(r#"{"userId":"alice","data":1}"#),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, NotifyUserError::Enqueue { failed: 1, .. }));
+    assert_eq!(queue.calls(), 1);
+}
+
+#[tokio::test]
+async fn notify_user_with_no_connections_succeeds_without_sending() {
+    let store = store_with(1000, &[("bob", 2)]).await;
+    let queue = MemoryQueue::new();
+    let response = handle_notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        sqs_event(&[r#"{"userId":"alice","data":1}"#]),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(queue.calls(), 0);
+}
+
+#[tokio::test]
+async fn notify_user_fails_only_the_bad_records_of_a_batch() {
+    let store = store_with(1000, &[("alice", 2)]).await;
+    let queue = MemoryQueue::new();
+    let too_big = format!(
+        r#"{{"userId":"alice","data":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES + 1)
+    );
+    let response = handle_notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        sqs_event(&[
+            r#"{"userId":"alice","data":"ok"}"#,
+            "not json",
+            r#"{"userId":42,"data":1}"#,
+            r#"{"userId":"alice"}"#,
+            r#"{"userId":"","data":1}"#,
+            &too_big,
+        ]),
+    )
+    .await;
+    assert_eq!(failed_ids(&response), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(targets(&queue), ["alice-c000", "alice-c001"]);
+}
+
+#[tokio::test]
+async fn notify_user_reports_exact_message_errors() {
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::new();
+    let options = user_options();
+    assert_eq!(
+        notify_user(&store, &queue, &options, None).await,
+        Err(NotifyUserError::Message(MessageError::NoBody))
+    );
+    assert_eq!(
+        notify_user(&store, &queue, &options, Some(r#"{"userId":"","data":1}"#)).await,
+        Err(NotifyUserError::Message(MessageError::EmptyField("userId")))
+    );
+    let big = format!(
+        r#"{{"userId":"a","data":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES + 1)
+    );
+    assert_eq!(
+        notify_user(&store, &queue, &options, Some(&big)).await,
+        Err(NotifyUserError::Message(MessageError::TooLarge {
+            size: MAX_MESSAGE_BYTES + 1
+        }))
+    );
+    assert_eq!(queue.calls(), 0);
+}
+
+#[tokio::test]
+async fn notify_user_fails_the_record_when_the_store_is_down() {
+    let store = store_with(1000, &[("alice", 2)]).await;
+    store.fail_next(StoreError::Unavailable("down".into()));
+    let queue = MemoryQueue::new();
+    let response = handle_notify_user(
+        &store,
+        &queue,
+        &user_options(),
+        sqs_event(&[r#"{"userId":"alice","data":1}"#]),
+    )
+    .await;
+    assert_eq!(failed_ids(&response), ["m0"]);
+    assert_eq!(queue.calls(), 0);
+}
+
+// ---- notify-connection ----
+
+fn connection_options() -> NotifyConnectionOptions {
+    NotifyConnectionOptions::default()
+}
+
+async fn open_connections(ids: &[&str]) -> (MemoryStore, MemoryGateway) {
+    let store = MemoryStore::new();
+    let gateway = MemoryGateway::new();
+    for id in ids {
+        store.put_connection(&record(id, "u")).await.unwrap();
+        gateway.open(id);
+    }
+    (store, gateway)
+}
+
+#[tokio::test]
+async fn notify_connection_delivers_strings_as_text_and_values_as_compact_json() {
+    let (store, gateway) = open_connections(&["c1"]).await;
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&[
+            r#"{"connectionId":"c1","data":"cokoliv"}"#,
+            r#"{"connectionId":"c1","data": { "z": 1, "a": [true, null] } }"#,
+        ]),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+    let mut delivered = gateway.delivered("c1");
+    delivered.sort();
+    assert_eq!(delivered, ["cokoliv", r#"{"z":1,"a":[true,null]}"#]);
+}
+
+#[tokio::test]
+async fn notify_connection_deletes_gone_connections_without_retry() {
+    let (store, gateway) = open_connections(&["c1"]).await;
+    store.put_connection(&record("stale", "u")).await.unwrap();
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&[
+            r#"{"connectionId":"stale","data":1}"#,
+            r#"{"connectionId":"c1","data":2}"#,
+        ]),
+    )
+    .await;
+    assert!(
+        failed_ids(&response).is_empty(),
+        "410 is final, not a retry"
+    );
+    assert_eq!(store.get_connection("stale").await.unwrap(), None);
+    assert!(store.get_connection("c1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn notify_connection_still_finishes_gone_messages_when_the_delete_fails() {
+    let (store, gateway) = open_connections(&[]).await;
+    store.put_connection(&record("stale", "u")).await.unwrap();
+    store.fail_next(StoreError::Unavailable("down".into()));
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&[r#"{"connectionId":"stale","data":1}"#]),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty());
+}
+
+#[tokio::test]
+async fn notify_connection_retries_throttling_server_errors_and_timeouts() {
+    let ids = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let (store, gateway) = open_connections(&ids).await;
+    gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
+    gateway.fail_next(
+        "c1",
+        GatewayError::Server {
+            status: 500,
+            message: "Internal".into(),
+        },
+    );
+    gateway.fail_next("c2", GatewayError::Timeout);
+    gateway.fail_next("c3", GatewayError::Unreachable("connection refused".into()));
+    gateway.fail_next("c4", GatewayError::Forbidden("Forbidden".into()));
+    gateway.fail_next(
+        "c5",
+        GatewayError::PayloadTooLarge("Message too long".into()),
+    );
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"connectionId":"{id}","data":"x"}}"#))
+        .collect();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let response =
+        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&bodies)).await;
+    assert_eq!(failed_ids(&response), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(store.len(), ids.len(), "failures never delete records");
+
+    // Redelivered, they go through.
+    let response =
+        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&bodies)).await;
+    assert!(failed_ids(&response).is_empty());
+    for id in ids {
+        assert_eq!(gateway.delivered(id), ["x"]);
+    }
+}
+
+#[tokio::test]
+async fn notify_connection_rejects_bad_messages_before_posting() {
+    let (store, gateway) = open_connections(&["c1"]).await;
+    let too_big = format!(
+        r#"{{"connectionId":"c1","data":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES + 1)
+    );
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&[
+            "{",
+            r#"{"connectionId":"c1"}"#,
+            r#"{"connectionId":"","data":1}"#,
+            r#"{"connectionId":5,"data":1}"#,
+            r#"[1,2]"#,
+            &too_big,
+        ]),
+    )
+    .await;
+    assert_eq!(failed_ids(&response), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(gateway.posts(), 0, "nothing reaches API Gateway");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_without_failures_answers_an_empty_failure_list() {
+    let (store, gateway) = open_connections(&["c1"]).await;
+    let response =
+        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&[])).await;
+    assert_eq!(
+        serde_json::to_string(&response).unwrap(),
+        r#"{"batchItemFailures":[]}"#
+    );
+}
