@@ -397,3 +397,25 @@ async fn a_batch_without_failures_answers_an_empty_failure_list() {
         r#"{"batchItemFailures":[]}"#
     );
 }
+
+#[tokio::test]
+async fn batch_reports_name_each_failure() {
+    use switchboard::handlers::RecordFailure;
+    use switchboard::handlers::notify_connection::notify_connection_batch;
+    let (store, gateway) = open_connections(&["c1"]).await;
+    gateway.fail_next("c1", GatewayError::Forbidden("Forbidden".into()));
+    let report = notify_connection_batch(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&[r#"{"connectionId":"c1","data":1}"#]),
+    )
+    .await;
+    assert_eq!(
+        report.failures,
+        [RecordFailure {
+            message_id: "m0".into(),
+            error: "forbidden (403): Forbidden".into()
+        }]
+    );
+}

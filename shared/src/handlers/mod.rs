@@ -30,35 +30,60 @@ pub fn response(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
     response
 }
 
-/// Runs `process` on every record, at most `concurrency` at once, and reports
-/// the records it failed as batch item failures, so SQS redelivers only those.
-///
-/// A record without a message id (never seen from SQS) is reported with an
-/// empty id, which makes Lambda retry the whole batch: a loud failure, never a loss.
+/// A record a queue handler could not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub message_id: String,
+    pub error: String,
+}
+
+/// What a queue handler made of a batch: the records to redeliver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub failures: Vec<RecordFailure>,
+}
+
+impl BatchReport {
+    /// The Lambda answer: one batch item failure per failed record, so SQS
+    /// redelivers only those (`ReportBatchItemFailures`).
+    ///
+    /// A record without a message id (never seen from SQS) is reported with an
+    /// empty id, which makes Lambda retry the whole batch: a loud failure, never a loss.
+    pub fn into_response(self) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for failure in self.failures {
+            response.add_failure(failure.message_id);
+        }
+        response
+    }
+}
+
+/// Runs `process` on every record, at most `concurrency` at once, and collects
+/// the records it failed.
 pub(crate) async fn process_batch<F, Fut>(
     event: SqsEvent,
     concurrency: usize,
     process: F,
-) -> SqsBatchResponse
+) -> BatchReport
 where
     F: Fn(SqsMessage) -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = Result<(), String>>,
 {
-    let failed: Vec<String> = futures::stream::iter(event.records)
+    let failures = futures::stream::iter(event.records)
         .map(|record| {
-            let id = record.message_id.clone().unwrap_or_default();
+            let message_id = record.message_id.clone().unwrap_or_default();
             let fut = process(record);
-            async move { (!fut.await).then_some(id) }
+            async move {
+                fut.await
+                    .err()
+                    .map(|error| RecordFailure { message_id, error })
+            }
         })
         .buffer_unordered(concurrency.max(1))
         .filter_map(std::future::ready)
         .collect()
         .await;
-    let mut response = SqsBatchResponse::default();
-    for id in failed {
-        response.add_failure(id);
-    }
-    response
+    BatchReport { failures }
 }
 
 /// How many times SQS has handed out this message, as the event reports it.

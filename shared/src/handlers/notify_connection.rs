@@ -15,7 +15,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{debug, error, info, warn};
 
 use crate::config::NotifyConnectionOptions;
-use crate::handlers::{process_batch, receive_count};
+use crate::handlers::{BatchReport, process_batch, receive_count};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
 use crate::protocol::{MessageError, NotifyConnection, render_data};
 
@@ -82,26 +82,42 @@ where
     S: ConnectionStore + ?Sized,
     G: Gateway + ?Sized,
 {
+    notify_connection_batch(store, gateway, options, event)
+        .await
+        .into_response()
+}
+
+/// [`handle_notify_connection`], with each failed record's reason.
+pub async fn notify_connection_batch<S, G>(
+    store: &S,
+    gateway: &G,
+    options: &NotifyConnectionOptions,
+    event: SqsEvent,
+) -> BatchReport
+where
+    S: ConnectionStore + ?Sized,
+    G: Gateway + ?Sized,
+{
     process_batch(event, options.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
         match notify_connection(store, gateway, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
                 debug!(message_id, "delivered");
-                true
+                Ok(())
             }
             Ok(Delivery::Gone) => {
                 info!(message_id, "connection gone; record deleted, message dropped");
-                true
+                Ok(())
             }
             Err(e) if e.is_transient() => {
                 warn!(message_id, receive_count = receive_count(&record), error = %e,
                     "post failed; SQS will redeliver");
-                false
+                Err(e.to_string())
             }
             Err(e) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "undeliverable NotifyConnection message; it goes to the DLQ after maxReceiveCount");
-                false
+                Err(e.to_string())
             }
         }
     })

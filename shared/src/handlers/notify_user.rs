@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::config::NotifyUserOptions;
-use crate::handlers::{process_batch, receive_count};
+use crate::handlers::{BatchReport, process_batch, receive_count};
 use crate::ports::{ConnectionStore, MAX_BATCH, MessageQueue, StoreError};
 use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data};
 
@@ -131,26 +131,42 @@ where
     S: ConnectionStore + ?Sized,
     Q: MessageQueue + ?Sized,
 {
+    notify_user_batch(store, queue, options, event)
+        .await
+        .into_response()
+}
+
+/// [`handle_notify_user`], with each failed record's reason.
+pub async fn notify_user_batch<S, Q>(
+    store: &S,
+    queue: &Q,
+    options: &NotifyUserOptions,
+    event: SqsEvent,
+) -> BatchReport
+where
+    S: ConnectionStore + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
     process_batch(event, options.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
         match notify_user(store, queue, options, record.body.as_deref()).await {
             Ok(0) => {
                 info!(message_id, "user has no connections; nothing to send");
-                true
+                Ok(())
             }
             Ok(enqueued) => {
                 info!(message_id, enqueued, "fanned out to the user's connections");
-                true
+                Ok(())
             }
             Err(e @ NotifyUserError::Message(_)) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "unprocessable NotifyUser message; it goes to the DLQ after maxReceiveCount");
-                false
+                Err(e.to_string())
             }
             Err(e) => {
                 warn!(message_id, receive_count = receive_count(&record), error = %e,
                     "NotifyUser failed; SQS will redeliver it");
-                false
+                Err(e.to_string())
             }
         }
     })

@@ -1,0 +1,56 @@
+# Switchboard: `make test` is the one command CI runs (.ci/run). It installs
+# what it needs into the project (.venv) and runs every check.
+
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+REQS  := requirements-dev.txt
+STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: test tools fmt-check clippy unit test-all lint-template build sizes events clean
+
+## test: everything CI checks — format, clippy, unit + moto + loopback tests, template lint, release build
+test: tools fmt-check clippy test-all lint-template build sizes
+
+## tools: project-local Python tools (moto, cfn-lint, sam, cargo-lambda), installed once per requirements change
+tools: $(STAMP)
+$(STAMP): $(REQS)
+	rm -rf $(VENV)
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r $(REQS)
+	touch $@
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## unit: the tests that need nothing but cargo (moto tests are ignored here)
+unit:
+	cargo test --workspace --locked
+
+## test-all: every test, with moto server on a free loopback port
+test-all: tools
+	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
+
+lint-template: tools
+	scripts/lint-template.sh $(BIN)
+
+## build: release bootstraps for the host target with cargo-lambda (sam build does arm64)
+build: tools
+	cargo lambda build --release --locked --compiler cargo
+
+## sizes: the size of each bootstrap built by `make build`
+sizes:
+	@for f in connect disconnect ping default notify-user notify-connection; do \
+	  printf '%-18s %8s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
+
+## events: regenerate events/*.json
+events:
+	python3 scripts/make-events.py
+
+clean:
+	rm -rf $(VENV) target .aws-sam

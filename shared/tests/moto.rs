@@ -1,0 +1,302 @@
+//! DynamoDB and SQS adapters against moto server on loopback.
+//!
+//! `make test` starts moto on a free 127.0.0.1 port and sets `MOTO_ENDPOINT`;
+//! under plain `cargo test` these tests are ignored.
+
+mod common;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use switchboard::adapters::dynamodb::{DynamoStore, USER_INDEX};
+use switchboard::adapters::memory::MemoryGateway;
+use switchboard::adapters::sqs::SqsQueue;
+use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::handlers::notify_user::handle_notify_user;
+use switchboard::ports::{ConnectionStore, MessageQueue, QueueError};
+use switchboard::protocol::NotifyConnection;
+
+const NEEDS_MOTO: &str = "set MOTO_ENDPOINT (make test starts moto server)";
+
+fn endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").expect(NEEDS_MOTO)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand_suffix())
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+/// Creates the connections table exactly as template.yaml declares it.
+async fn table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = unique("connections");
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("connectionId"))
+        .attribute_definitions(attr("userId"))
+        .key_schema(key("connectionId", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(USER_INDEX)
+                .key_schema(key("userId", KeyType::Hash))
+                .key_schema(key("connectionId", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+async fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    (
+        switchboard::aws::dynamodb(&sdk),
+        switchboard::aws::sqs(&sdk),
+    )
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(unique("notify-connection"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
+async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    // Bounded: at most 100 receives of up to 10 messages.
+    for _ in 0..100 {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages();
+        if messages.is_empty() {
+            break;
+        }
+        bodies.extend(messages.iter().filter_map(|m| m.body().map(str::to_owned)));
+    }
+    bodies
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_puts_gets_and_deletes_idempotently() {
+    let (dynamo, _) = clients().await;
+    let store = DynamoStore::new(dynamo.clone(), table(&dynamo).await);
+    let mut record = common::record("c1", "alice");
+    record.source_ip = Some("203.0.113.7".into());
+    record.user_agent = Some("websocat".into());
+    record.groups = vec!["room:1".into()];
+    store.put_connection(&record).await.unwrap();
+    assert_eq!(store.get_connection("c1").await.unwrap(), Some(record));
+    store.delete_connection("c1").await.unwrap();
+    store.delete_connection("c1").await.unwrap();
+    store.delete_connection("never-existed").await.unwrap();
+    assert_eq!(store.get_connection("c1").await.unwrap(), None);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_pages_a_users_connections_through_the_index() {
+    let (dynamo, _) = clients().await;
+    let store = DynamoStore::new(dynamo.clone(), table(&dynamo).await).with_page_limit(3);
+    for i in 0..7 {
+        store
+            .put_connection(&common::record(&format!("a{i}"), "alice"))
+            .await
+            .unwrap();
+    }
+    store
+        .put_connection(&common::record("b0", "bob"))
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .user_connections("alice", after.as_deref())
+            .await
+            .unwrap();
+        pages += 1;
+        all.extend(page.connection_ids);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    all.sort();
+    assert_eq!(all, ["a0", "a1", "a2", "a3", "a4", "a5", "a6"]);
+    assert!(
+        pages >= 3,
+        "7 ids at 3 a page take at least 3 queries, took {pages}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_reports_a_missing_table() {
+    let (dynamo, _) = clients().await;
+    let store = DynamoStore::new(dynamo, "no-such-table");
+    let err = store
+        .put_connection(&common::record("c1", "u"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("ResourceNotFoundException"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn sqs_queue_sends_batches_of_ten() {
+    let (_, sqs) = clients().await;
+    let url = queue(&sqs).await;
+    let queue = SqsQueue::new(sqs.clone(), &url);
+    let bodies: Vec<String> = (0..10).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    assert_eq!(queue.send_batch(&bodies).await.unwrap(), []);
+    let mut received = receive_all(&sqs, &url).await;
+    received.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(received, expected);
+
+    let eleven = vec!["x".to_string(); 11];
+    assert_eq!(
+        queue.send_batch(&eleven).await,
+        Err(QueueError::BatchTooLarge(11))
+    );
+    assert_eq!(queue.send_batch(&[]).await.unwrap(), []);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn sqs_queue_reports_a_missing_queue() {
+    let (_, sqs) = clients().await;
+    let queue = SqsQueue::new(sqs, format!("{}/123456789012/no-such-queue", endpoint()));
+    let err = queue.send_batch(&["x".into()]).await.unwrap_err();
+    assert!(matches!(err, QueueError::Unavailable(_)), "{err}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn notify_user_fans_out_through_dynamodb_and_sqs() {
+    let (dynamo, sqs) = clients().await;
+    let store = DynamoStore::new(dynamo.clone(), table(&dynamo).await).with_page_limit(10);
+    for i in 0..23 {
+        store
+            .put_connection(&common::record(&format!("alice-{i:02}"), "alice"))
+            .await
+            .unwrap();
+    }
+    for i in 0..4 {
+        store
+            .put_connection(&common::record(&format!("bob-{i}"), "bob"))
+            .await
+            .unwrap();
+    }
+    let url = queue(&sqs).await;
+    let queue = SqsQueue::new(sqs.clone(), &url);
+    let response = handle_notify_user(
+        &store,
+        &queue,
+        &NotifyUserOptions::default(),
+        common::sqs_event(&[
+            r#"{"userId":"alice","data":{"download":"ready"}}"#,
+            "garbage",
+        ]),
+    )
+    .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["m1"]);
+    let mut targets: Vec<String> = receive_all(&sqs, &url)
+        .await
+        .iter()
+        .map(|body| {
+            let message = NotifyConnection::parse(Some(body)).unwrap();
+            assert_eq!(message.data.get(), r#"{"download":"ready"}"#);
+            message.connection_id
+        })
+        .collect();
+    targets.sort();
+    let expected: Vec<String> = (0..23).map(|i| format!("alice-{i:02}")).collect();
+    assert_eq!(targets, expected);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn notify_connection_deletes_gone_records_from_dynamodb() {
+    let (dynamo, _) = clients().await;
+    let store = DynamoStore::new(dynamo.clone(), table(&dynamo).await);
+    store
+        .put_connection(&common::record("live", "u"))
+        .await
+        .unwrap();
+    store
+        .put_connection(&common::record("stale", "u"))
+        .await
+        .unwrap();
+    let gateway = MemoryGateway::new();
+    gateway.open("live");
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &NotifyConnectionOptions::default(),
+        common::sqs_event(&[
+            r#"{"connectionId":"live","data":"hi"}"#,
+            r#"{"connectionId":"stale","data":"hi"}"#,
+        ]),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(gateway.delivered("live"), ["hi"]);
+    assert!(store.get_connection("stale").await.unwrap().is_none());
+    assert!(store.get_connection("live").await.unwrap().is_some());
+}
