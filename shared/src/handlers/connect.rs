@@ -91,11 +91,20 @@ pub async fn handle_connect<S: ConnectionStore + ?Sized>(
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    connect_route(store, verifier, event).await.0
+}
+
+/// [`handle_connect`], also returning the stored record when the connection was accepted.
+pub async fn connect_route<S: ConnectionStore + ?Sized>(
+    store: &S,
+    verifier: &Result<TokenVerifier, SecretError>,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>) {
     let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
     match connect(store, verifier, event).await {
         Ok(record) => {
             info!(connection_id, user_id = %record.user_id, "connected");
-            response(200, None)
+            (response(200, None), Some(record))
         }
         Err(e) => {
             match &e {
@@ -105,7 +114,7 @@ pub async fn handle_connect<S: ConnectionStore + ?Sized>(
                 _ => error!(connection_id, error = %e, "connect failed"),
             }
             let body = serde_json::json!({ "message": e.to_string() }).to_string();
-            response(e.status(), Some(body))
+            (response(e.status(), Some(body)), None)
         }
     }
 }

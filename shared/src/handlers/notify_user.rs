@@ -57,12 +57,14 @@ where
             .iter()
             .map(|id| NotifyConnection::body(id, &message.data))
             .collect();
-        let results: Vec<Result<usize, NotifyUserError>> =
-            futures::stream::iter(bodies.chunks(MAX_BATCH))
-                .map(|chunk| send_with_retry(queue, chunk.to_vec(), options))
-                .buffer_unordered(SEND_CONCURRENCY)
-                .collect()
-                .await;
+        // Owned chunks keep the stream's closure free of borrowed lifetimes, so
+        // the future stays `Send` for callers that spawn it.
+        let chunks: Vec<Vec<String>> = bodies.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
+        let results: Vec<Result<usize, NotifyUserError>> = futures::stream::iter(chunks)
+            .map(|chunk| send_with_retry(queue, chunk, options))
+            .buffer_unordered(SEND_CONCURRENCY)
+            .collect()
+            .await;
         for result in results {
             enqueued += result?;
         }

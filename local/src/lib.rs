@@ -1,0 +1,381 @@
+//! Switchboard's local stack: the whole WebSocket API on one machine.
+//!
+//! It emulates API Gateway's WebSocket semantics (the handshake is held while
+//! `$connect` runs, route selection on `$request.body.action`, route
+//! responses, 128 KB messages, 32 KB frames, idle and maximum-duration
+//! timeouts, `$disconnect`), serves the Management API on the same port, and
+//! drives the queue handlers with SQS semantics. It calls the same handler
+//! code as the Lambdas.
+
+pub mod connections;
+pub mod events;
+pub mod queues;
+mod server;
+mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard::adapters::dynamodb::DynamoStore;
+use switchboard::adapters::management_api::ManagementApi;
+use switchboard::adapters::memory::MemoryStore;
+use switchboard::adapters::sqs::SqsQueue;
+use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
+use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::notify_connection::notify_connection_batch;
+use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::ports::{ConnectionStore, MessageQueue};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::connections::Connections;
+use crate::queues::{BatchHandler, DeadLetter, LocalQueue};
+
+/// API Gateway's limits and timeouts, as the local stack applies them.
+pub const MAX_MESSAGE_BYTES: usize = switchboard::protocol::MAX_MESSAGE_BYTES;
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const MAX_DURATION: Duration = Duration::from_secs(2 * 3600);
+
+/// Where connections and queues live.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// In memory: nothing else to start.
+    Memory,
+    /// DynamoDB and SQS, at `endpoint` (moto, LocalStack) or at AWS.
+    Aws {
+        endpoint: Option<String>,
+        table: String,
+        notify_user_queue_url: String,
+        notify_connection_queue_url: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// The stage path segment in URLs (`ws://host/{stage}`); any prefix is accepted.
+    pub stage: String,
+    /// The HS256 secret; `None` makes the stack generate a random one.
+    pub token_secret: Option<String>,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    /// How long a failed queue message stays invisible before redelivery (in-memory queues).
+    pub visibility_timeout: Duration,
+    /// Receives before a failing message moves to the dead letters (in-memory queues).
+    pub max_receive_count: u32,
+    pub backend: Backend,
+    pub notify_user: NotifyUserOptions,
+    pub notify_connection: NotifyConnectionOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            stage: "local".into(),
+            token_secret: None,
+            idle_timeout: IDLE_TIMEOUT,
+            max_duration: MAX_DURATION,
+            visibility_timeout: Duration::from_secs(2),
+            max_receive_count: 5,
+            backend: Backend::Memory,
+            notify_user: NotifyUserOptions::default(),
+            notify_connection: NotifyConnectionOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// Where producers' messages go: an in-memory queue or an SQS queue.
+pub(crate) enum Producer {
+    Local(Arc<LocalQueue>),
+    Sqs {
+        client: aws_sdk_sqs::Client,
+        url: String,
+    },
+}
+
+impl Producer {
+    pub(crate) async fn send(&self, body: String) -> Result<String, String> {
+        match self {
+            Producer::Local(queue) => Ok(queue.send(body)),
+            Producer::Sqs { client, url } => client
+                .send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .map(|out| out.message_id().unwrap_or_default().to_owned())
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+        }
+    }
+
+    pub(crate) fn dead_letters(&self) -> Option<Vec<DeadLetter>> {
+        match self {
+            Producer::Local(queue) => Some(queue.dead_letters()),
+            Producer::Sqs { .. } => None,
+        }
+    }
+}
+
+/// State shared by the server, the sockets and the queue sources.
+pub(crate) struct Stack {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn ConnectionStore>,
+    pub(crate) verifier: Result<TokenVerifier, SecretError>,
+    pub(crate) connections: Connections,
+    pub(crate) notify_user: Producer,
+    pub(crate) notify_connection: Producer,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
+pub struct RunningStack {
+    addr: SocketAddr,
+    stack: Arc<Stack>,
+    secret: TokenSecret,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningStack {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:3001/local`
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stack.config.stage)
+    }
+
+    /// `http://127.0.0.1:3001/local`: the Management API endpoint (`WEBSOCKET_ENDPOINT`).
+    pub fn management_url(&self) -> String {
+        format!("http://{}/{}", self.addr, self.stack.config.stage)
+    }
+
+    /// `http://127.0.0.1:3001`
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn secret(&self) -> &TokenSecret {
+        &self.secret
+    }
+
+    pub fn store(&self) -> Arc<dyn ConnectionStore> {
+        self.stack.store.clone()
+    }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.stack.connections.len()
+    }
+
+    /// Closes every socket with 1001 (running `$disconnect` for each), then stops
+    /// the queue sources and the server. Bounded: gives sockets 5 s to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.stack.connections.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        info!("stopped");
+    }
+}
+
+async fn sdk_config(backend: &Backend) -> aws_config::SdkConfig {
+    match backend {
+        Backend::Aws {
+            endpoint: Some(endpoint),
+            ..
+        } => {
+            let mut loader =
+                aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint);
+            // moto and LocalStack take any credentials; supply some if the environment has none.
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                && std::env::var_os("AWS_PROFILE").is_none()
+            {
+                loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "switchboard-local",
+                ));
+            }
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                loader = loader.region(aws_config::Region::new("us-east-1"));
+            }
+            loader.load().await
+        }
+        Backend::Aws { endpoint: None, .. } => switchboard::aws::load().await,
+        // Only the Management API client is used, against this process: sign with placeholders.
+        Backend::Memory => {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "switchboard-local",
+                ))
+                .load()
+                .await
+        }
+    }
+}
+
+/// Starts the stack: binds, wires the handlers, and serves until shut down.
+pub async fn start(config: Config) -> Result<RunningStack, StartError> {
+    let secret = match &config.token_secret {
+        Some(secret) => TokenSecret::new(secret.clone())?,
+        None => TokenSecret::new(events::random_hex::<32>())?,
+    };
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let sdk = sdk_config(&config.backend).await;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // The unmodified notify-connection path: the Management API SDK client, pointed at this process.
+    let management = ManagementApi::new(switchboard::aws::management_api(
+        &sdk,
+        &format!("http://{addr}/{}", config.stage),
+        config.notify_connection.post_timeout,
+        config.notify_connection.post_attempts,
+    ));
+
+    let (store, notify_user, notify_connection, fanout_queue): (
+        Arc<dyn ConnectionStore>,
+        Producer,
+        Producer,
+        Arc<dyn MessageQueue>,
+    ) = match &config.backend {
+        Backend::Memory => {
+            let user_queue = Arc::new(LocalQueue::new(
+                "notify-user",
+                config.visibility_timeout,
+                config.max_receive_count,
+            ));
+            let connection_queue = Arc::new(LocalQueue::new(
+                "notify-connection",
+                config.visibility_timeout,
+                config.max_receive_count,
+            ));
+            (
+                Arc::new(MemoryStore::new()),
+                Producer::Local(user_queue),
+                Producer::Local(connection_queue.clone()),
+                connection_queue,
+            )
+        }
+        Backend::Aws {
+            table,
+            notify_user_queue_url,
+            notify_connection_queue_url,
+            ..
+        } => {
+            let sqs = switchboard::aws::sqs(&sdk);
+            (
+                Arc::new(DynamoStore::new(switchboard::aws::dynamodb(&sdk), table)),
+                Producer::Sqs {
+                    client: sqs.clone(),
+                    url: notify_user_queue_url.clone(),
+                },
+                Producer::Sqs {
+                    client: sqs.clone(),
+                    url: notify_connection_queue_url.clone(),
+                },
+                Arc::new(SqsQueue::new(sqs, notify_connection_queue_url)),
+            )
+        }
+    };
+
+    let user_handler: BatchHandler = {
+        let (store, queue, options) = (store.clone(), fanout_queue, config.notify_user.clone());
+        Arc::new(move |event| {
+            let (store, queue, options) = (store.clone(), queue.clone(), options.clone());
+            Box::pin(async move { notify_user_batch(&*store, &*queue, &options, event).await })
+        })
+    };
+    let connection_handler: BatchHandler = {
+        let (store, options) = (store.clone(), config.notify_connection.clone());
+        let management = Arc::new(management);
+        Arc::new(move |event| {
+            let (store, management, options) = (store.clone(), management.clone(), options.clone());
+            Box::pin(async move {
+                notify_connection_batch(&*store, &*management, &options, event).await
+            })
+        })
+    };
+    for (producer, handler, name) in [
+        (&notify_user, user_handler, "notify-user"),
+        (&notify_connection, connection_handler, "notify-connection"),
+    ] {
+        let shutdown = shutdown_rx.clone();
+        tasks.push(match producer {
+            Producer::Local(queue) => {
+                tokio::spawn(queues::run_local_source(queue.clone(), handler, shutdown))
+            }
+            Producer::Sqs { client, url } => tokio::spawn(queues::run_sqs_source(
+                client.clone(),
+                url.clone(),
+                name.to_owned(),
+                handler,
+                shutdown,
+            )),
+        });
+    }
+
+    let stack = Arc::new(Stack {
+        verifier: Ok(TokenVerifier::new(&secret)),
+        config,
+        store,
+        connections: Connections::default(),
+        notify_user,
+        notify_connection,
+        shutdown: shutdown_rx.clone(),
+    });
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        stack.clone(),
+        shutdown_rx,
+    )));
+    info!(%addr, "listening");
+    Ok(RunningStack {
+        addr,
+        stack,
+        secret,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}

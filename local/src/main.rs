@@ -1,0 +1,208 @@
+//! `cargo run -p switchboard-local`: Switchboard's WebSocket API on this machine.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard::auth::{TokenSecret, claims_for, mint};
+use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard_local::{Backend, Config, RunningStack};
+
+/// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
+/// semantics, the Management API and the queues, running the Lambdas' handlers.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Serve,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a client token for USER_ID, signed with TOKEN_SECRET.
+    Token {
+        user_id: String,
+        /// How long the token is valid, e.g. 30m, 1h, 2days.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Groups the connection joins at connect, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct Serve {
+    /// Address for WebSocket, the Management API and the queue endpoints.
+    #[arg(long, default_value = "127.0.0.1:3001", env = "SWITCHBOARD_ADDR")]
+    addr: SocketAddr,
+    /// Stage name shown in URLs (any path prefix is accepted).
+    #[arg(long, default_value = "local")]
+    stage: String,
+    /// Close connections after this long without a client message (API Gateway: 10 minutes).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Close connections after this long (API Gateway: 2 hours).
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    max_duration: Duration,
+    /// How long a failed queue message waits before redelivery (in-memory queues).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    visibility_timeout: Duration,
+    /// Receives before a failing queue message becomes a dead letter (in-memory queues).
+    #[arg(long, default_value_t = 5)]
+    max_receive_count: u32,
+    /// Use DynamoDB and SQS at this endpoint (moto, LocalStack) instead of memory.
+    #[arg(long, env = "SWITCHBOARD_AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// Use DynamoDB and SQS on AWS with the environment's credentials.
+    #[arg(long, conflicts_with = "aws_endpoint")]
+    aws: bool,
+    /// Connections table (with --aws-endpoint or --aws).
+    #[arg(long, env = "TABLE_NAME")]
+    table: Option<String>,
+    /// NotifyUser queue URL (with --aws-endpoint or --aws).
+    #[arg(long, env = "NOTIFY_USER_QUEUE_URL")]
+    notify_user_queue_url: Option<String>,
+    /// NotifyConnection queue URL (with --aws-endpoint or --aws).
+    #[arg(long, env = "NOTIFY_CONNECTION_QUEUE_URL")]
+    notify_connection_queue_url: Option<String>,
+}
+
+fn token_secret() -> Option<String> {
+    std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty())
+}
+
+fn config(serve: Serve) -> Result<Config, String> {
+    let backend = if serve.aws || serve.aws_endpoint.is_some() {
+        let need = |value: Option<String>, flag: &str| {
+            value.ok_or_else(|| format!("--aws-endpoint and --aws need {flag}"))
+        };
+        Backend::Aws {
+            endpoint: serve.aws_endpoint,
+            table: need(serve.table, "--table (or TABLE_NAME)")?,
+            notify_user_queue_url: need(
+                serve.notify_user_queue_url,
+                "--notify-user-queue-url (or NOTIFY_USER_QUEUE_URL)",
+            )?,
+            notify_connection_queue_url: need(
+                serve.notify_connection_queue_url,
+                "--notify-connection-queue-url (or NOTIFY_CONNECTION_QUEUE_URL)",
+            )?,
+        }
+    } else {
+        Backend::Memory
+    };
+    Ok(Config {
+        addr: serve.addr,
+        stage: serve.stage,
+        token_secret: token_secret(),
+        idle_timeout: serve.idle_timeout,
+        max_duration: serve.max_duration,
+        visibility_timeout: serve.visibility_timeout,
+        max_receive_count: serve.max_receive_count,
+        backend,
+        notify_user: NotifyUserOptions::from_env().map_err(|e| e.to_string())?,
+        notify_connection: NotifyConnectionOptions::from_env().map_err(|e| e.to_string())?,
+    })
+}
+
+fn banner(stack: &RunningStack, generated_secret: bool) -> String {
+    let user = "dev-user";
+    let token = mint(
+        stack.secret(),
+        &claims_for(user, Duration::from_secs(12 * 3600), vec![]),
+    )
+    .unwrap_or_default();
+    let secret_note = if generated_secret {
+        "TOKEN_SECRET is not set: this run signs tokens with a random development secret.\n\
+         Set TOKEN_SECRET (at least 32 bytes) to keep tokens valid across restarts.\n"
+    } else {
+        "Tokens are verified with TOKEN_SECRET.\n"
+    };
+    format!(
+        "\nSwitchboard local stack\n\
+         \n  WebSocket       {ws}\
+         \n  Management API  {mgmt}/@connections/{{connectionId}}\
+         \n  Queues          POST {http}/queues/notify-user  |  POST {http}/queues/notify-connection\
+         \n\n{secret_note}\
+         \nConnect as \"{user}\" (token valid 12 h):\
+         \n  websocat \"{ws}?token={token}\"\
+         \n\nThen, from another shell, send that user a message:\
+         \n  curl -X POST {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
+         \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b]\
+         \nCtrl-C stops the stack.\n",
+        ws = stack.websocket_url(),
+        mgmt = stack.management_url(),
+        http = stack.http_url(),
+    )
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Token {
+        user_id,
+        ttl,
+        groups,
+    }) = cli.command
+    {
+        let Some(secret) = token_secret() else {
+            eprintln!(
+                "TOKEN_SECRET is not set. Set the same TOKEN_SECRET for the stack and for this command \
+                 (at least 32 bytes), or use the token the running stack printed."
+            );
+            return ExitCode::from(2);
+        };
+        let secret = match TokenSecret::new(secret) {
+            Ok(secret) => secret,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match mint(&secret, &claims_for(&user_id, ttl, groups)) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot sign the token: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match config(cli.serve) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let generated_secret = config.token_secret.is_none();
+    let stack = match switchboard_local::start(config).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", banner(&stack, generated_secret));
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("cannot listen for Ctrl-C: {e}");
+    }
+    eprintln!("shutting down: closing sockets and running $disconnect for each");
+    stack.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,378 @@
+//! Queues and their event sources.
+//!
+//! [`LocalQueue`] is an in-process queue with SQS's delivery semantics: a
+//! received message is invisible for the visibility timeout; a message the
+//! handler reports as a batch item failure comes back after it; a message that
+//! fails `max_receive_count` times moves to the dead letters with its last error.
+//! [`run_local_source`] and [`run_sqs_source`] drive a handler with batches of
+//! up to ten, as Lambda's SQS event source mapping does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use switchboard::aws_lambda_events::sqs::SqsEvent;
+use switchboard::handlers::BatchReport;
+use switchboard::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+use crate::events::{self, QueuedMessage, now_ms, random_hex};
+
+/// A queue handler: the same batch function a Lambda runs.
+pub type BatchHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, BatchReport> + Send + Sync>;
+
+/// A message that failed `max_receive_count` times.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub body: String,
+    pub receive_count: u32,
+    pub last_error: String,
+    pub sent_at: String,
+    pub dead_at: String,
+}
+
+struct Stored {
+    message: QueuedMessage,
+    visible_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    /// Messages not yet deleted, in send order.
+    messages: Vec<Stored>,
+    dead: Vec<DeadLetter>,
+}
+
+pub struct LocalQueue {
+    name: String,
+    state: Mutex<State>,
+    wake: Notify,
+    visibility_timeout: Duration,
+    max_receive_count: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LocalQueue {
+    pub fn new(name: &str, visibility_timeout: Duration, max_receive_count: u32) -> Self {
+        LocalQueue {
+            name: name.to_owned(),
+            state: Mutex::default(),
+            wake: Notify::new(),
+            visibility_timeout,
+            max_receive_count: max_receive_count.max(1),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Enqueues a body and returns its message id.
+    pub fn send(&self, body: String) -> String {
+        let message_id = format!(
+            "{}-{}-{}-{}-{}",
+            random_hex::<4>(),
+            random_hex::<2>(),
+            random_hex::<2>(),
+            random_hex::<2>(),
+            random_hex::<6>()
+        );
+        lock(&self.state).messages.push(Stored {
+            message: QueuedMessage {
+                message_id: message_id.clone(),
+                receipt_handle: String::new(),
+                body,
+                receive_count: 0,
+                sent_at_ms: now_ms(),
+                first_received_at_ms: 0,
+            },
+            visible_at: Instant::now(),
+        });
+        self.wake.notify_one();
+        message_id
+    }
+
+    /// Hands out up to `max` visible messages and hides them for the visibility timeout.
+    pub fn receive(&self, max: usize) -> Vec<QueuedMessage> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        let mut batch = Vec::new();
+        for stored in state.messages.iter_mut() {
+            if batch.len() == max {
+                break;
+            }
+            if stored.visible_at > now {
+                continue;
+            }
+            stored.visible_at = now + self.visibility_timeout;
+            let m = &mut stored.message;
+            m.receive_count += 1;
+            m.receipt_handle = random_hex::<12>();
+            if m.first_received_at_ms == 0 {
+                m.first_received_at_ms = now_ms();
+            }
+            batch.push(m.clone());
+        }
+        batch
+    }
+
+    /// Deletes a handled message.
+    pub fn complete(&self, message_id: &str) {
+        lock(&self.state)
+            .messages
+            .retain(|s| s.message.message_id != message_id);
+    }
+
+    /// Records a failed attempt. The message reappears after its visibility
+    /// timeout, or moves to the dead letters once it was received `max_receive_count` times.
+    pub fn fail(&self, message_id: &str, error: &str) {
+        let mut state = lock(&self.state);
+        let Some(index) = state
+            .messages
+            .iter()
+            .position(|s| s.message.message_id == message_id)
+        else {
+            return;
+        };
+        if state.messages[index].message.receive_count >= self.max_receive_count {
+            let message = state.messages.remove(index).message;
+            warn!(queue = %self.name, message_id, error, "message moved to the dead letters");
+            state.dead.push(DeadLetter {
+                message_id: message.message_id,
+                body: message.body,
+                receive_count: message.receive_count,
+                last_error: error.to_owned(),
+                sent_at: events::iso_time(message.sent_at_ms),
+                dead_at: events::iso_time(now_ms()),
+            });
+        }
+    }
+
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        lock(&self.state).dead.clone()
+    }
+
+    /// Messages not yet deleted (visible or in flight).
+    pub fn depth(&self) -> usize {
+        lock(&self.state).messages.len()
+    }
+
+    fn next_visible(&self) -> Option<Instant> {
+        lock(&self.state)
+            .messages
+            .iter()
+            .map(|s| s.visible_at)
+            .min()
+    }
+}
+
+#[async_trait]
+impl MessageQueue for LocalQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError> {
+        if bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchTooLarge(bodies.len()));
+        }
+        for body in bodies {
+            self.send(body.clone());
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Batches handed to the handler at once, as Lambda runs several instances.
+const SOURCE_CONCURRENCY: usize = 4;
+
+/// Feeds `queue` to `handler` until `shutdown` turns true.
+pub async fn run_local_source(
+    queue: Arc<LocalQueue>,
+    handler: BatchHandler,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(SOURCE_CONCURRENCY));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let batch = queue.receive(MAX_BATCH);
+        if batch.is_empty() {
+            drop(slot);
+            let wait_until = queue
+                .next_visible()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                .max(Instant::now() + Duration::from_millis(1));
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = tokio::time::sleep_until(wait_until) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let queue = queue.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let event = events::sqs(queue.name(), &batch);
+            let report = handler(event).await;
+            let failed: HashMap<&str, &str> = report
+                .failures
+                .iter()
+                .map(|f| (f.message_id.as_str(), f.error.as_str()))
+                .collect();
+            for message in &batch {
+                match failed.get(message.message_id.as_str()) {
+                    Some(error) => queue.fail(&message.message_id, error),
+                    None => queue.complete(&message.message_id),
+                }
+            }
+            debug!(
+                queue = queue.name(),
+                size = batch.len(),
+                failed = failed.len(),
+                "batch handled"
+            );
+            drop(slot);
+        });
+    }
+}
+
+/// Polls an SQS queue as Lambda's event source mapping does: long-poll up to
+/// ten messages, run the handler, delete the records that succeeded. Failed
+/// records reappear after the queue's visibility timeout, and SQS's redrive
+/// policy moves them to the dead-letter queue.
+pub async fn run_sqs_source(
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    name: String,
+    handler: BatchHandler,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let receive = client
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(MAX_BATCH as i32)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send();
+        let output = tokio::select! {
+            output = receive => output,
+            _ = shutdown.changed() => return,
+        };
+        let messages = match output {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(e) => {
+                error!(queue = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "receive failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let batch: Vec<QueuedMessage> = messages
+            .iter()
+            .map(|m| {
+                let attribute = |name: MessageSystemAttributeName| {
+                    m.attributes()
+                        .and_then(|a| a.get(&name))
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or_default()
+                };
+                QueuedMessage {
+                    message_id: m.message_id().unwrap_or_default().to_owned(),
+                    receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                    body: m.body().unwrap_or_default().to_owned(),
+                    receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                        as u32,
+                    sent_at_ms: attribute(MessageSystemAttributeName::SentTimestamp),
+                    first_received_at_ms: attribute(
+                        MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                    ),
+                }
+            })
+            .collect();
+        let report = handler(events::sqs(&name, &batch)).await;
+        let entries: Vec<DeleteMessageBatchRequestEntry> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !report.failures.iter().any(|f| f.message_id == m.message_id))
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&m.receipt_handle)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            continue;
+        }
+        if let Err(e) = client
+            .delete_message_batch()
+            .queue_url(&queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            // Undeleted messages come back after the visibility timeout: a duplicate, never a loss.
+            error!(queue = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_messages_return_after_the_visibility_timeout_then_die() {
+        let queue = LocalQueue::new("q", Duration::from_millis(30), 2);
+        let id = queue.send("body".into());
+        let first = queue.receive(10);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].receive_count, 1);
+        assert!(queue.receive(10).is_empty(), "invisible while in flight");
+        queue.fail(&id, "boom");
+        assert!(queue.receive(10).is_empty(), "still invisible");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let second = queue.receive(10);
+        assert_eq!(second[0].receive_count, 2);
+        queue.fail(&id, "boom again");
+        assert_eq!(queue.depth(), 0);
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].last_error, "boom again");
+        assert_eq!(dead[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn completed_messages_are_gone_and_batches_hold_ten() {
+        let queue = LocalQueue::new("q", Duration::from_secs(30), 3);
+        for i in 0..12 {
+            queue.send(format!("{i}"));
+        }
+        let batch = queue.receive(MAX_BATCH);
+        assert_eq!(batch.len(), 10);
+        for m in &batch {
+            queue.complete(&m.message_id);
+        }
+        assert_eq!(queue.depth(), 2);
+        assert_eq!(queue.receive(MAX_BATCH).len(), 2);
+    }
+}

@@ -1,0 +1,219 @@
+//! HTTP on one port: the WebSocket endpoint, the Management API
+//! (`/@connections/{id}`, with or without a stage prefix) and the queue endpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::connections::Outbound;
+use crate::events::iso_time;
+use crate::{MAX_MESSAGE_BYTES, Producer, Stack, websocket};
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    stack: Arc<Stack>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = Router::new()
+        .route("/", get(websocket::upgrade))
+        .route("/{stage}", get(websocket::upgrade))
+        .route(
+            "/@connections/{id}",
+            post(post_to_connection)
+                .get(get_connection)
+                .delete(delete_connection),
+        )
+        .route(
+            "/{stage}/@connections/{id}",
+            post(post_to_connection)
+                .get(get_connection)
+                .delete(delete_connection),
+        )
+        .route("/queues/{queue}", post(enqueue))
+        .route("/queues/{queue}/dead-letters", get(dead_letters))
+        .with_state(stack);
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await;
+    if let Err(e) = result {
+        error!(error = %e, "server failed");
+    }
+}
+
+/// The error API Gateway's Management API answers: the SDKs read the type from `x-amzn-ErrorType`.
+fn aws_error(status: StatusCode, error_type: &'static str, message: Option<&str>) -> Response {
+    let mut response = (status, json!({ "message": message }).to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-ErrorType", HeaderValue::from_static(error_type));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn gone() -> Response {
+    aws_error(StatusCode::GONE, "GoneException", None)
+}
+
+fn connection_id(params: &HashMap<String, String>) -> &str {
+    params.get("id").map(String::as_str).unwrap_or_default()
+}
+
+async fn post_to_connection(
+    State(stack): State<Arc<Stack>>,
+    Path(params): Path<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let id = connection_id(&params);
+    if body.len() > MAX_MESSAGE_BYTES {
+        return aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some("Message too long"),
+        );
+    }
+    let Some(connection) = stack.connections.get(id) else {
+        info!(connection_id = id, "post to a gone connection: 410");
+        return gone();
+    };
+    let frame = match String::from_utf8(body.to_vec()) {
+        Ok(text) => Outbound::Text(text),
+        Err(e) => Outbound::Binary(e.into_bytes()),
+    };
+    if !connection.send(frame) {
+        return gone();
+    }
+    info!(connection_id = id, user_id = %connection.user_id, bytes = body.len(), "post");
+    StatusCode::OK.into_response()
+}
+
+async fn get_connection(
+    State(stack): State<Arc<Stack>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Response {
+    let Some(connection) = stack.connections.get(connection_id(&params)) else {
+        return gone();
+    };
+    let context = &connection.context;
+    let mut identity = json!({ "SourceIp": context.source_ip });
+    if let Some(agent) = &context.user_agent {
+        identity["UserAgent"] = json!(agent);
+    }
+    let body = json!({
+        "ConnectedAt": iso_time(context.connected_at_ms),
+        "Identity": identity,
+        "LastActiveAt": iso_time(connection.last_active_ms()),
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn delete_connection(
+    State(stack): State<Arc<Stack>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Response {
+    let id = connection_id(&params);
+    let Some(connection) = stack.connections.get(id) else {
+        return gone();
+    };
+    connection.send(Outbound::Close(
+        1000,
+        "Connection closed by the Management API".into(),
+    ));
+    info!(connection_id = id, user_id = %connection.user_id, "delete");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn queue<'a>(stack: &'a Stack, name: &str) -> Option<&'a Producer> {
+    match name {
+        "notify-user" => Some(&stack.notify_user),
+        "notify-connection" => Some(&stack.notify_connection),
+        _ => None,
+    }
+}
+
+fn json_error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({ "error": message }).to_string(),
+    )
+        .into_response()
+}
+
+fn unknown_queue(name: &str) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        format!("unknown queue \"{name}\"; the queues are notify-user and notify-connection"),
+    )
+}
+
+/// `POST /queues/{queue}`: the request body is the SQS message body.
+async fn enqueue(
+    State(stack): State<Arc<Stack>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(producer) = queue(&stack, &name) else {
+        return unknown_queue(&name);
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text,
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into()),
+    };
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}; nothing was enqueued"),
+        );
+    }
+    match producer.send(text.to_owned()).await {
+        Ok(message_id) => {
+            info!(queue = %name, message_id, "enqueued");
+            (
+                StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                json!({ "messageId": message_id }).to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("could not enqueue: {e}")),
+    }
+}
+
+/// `GET /queues/{queue}/dead-letters`
+async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>) -> Response {
+    let Some(producer) = queue(&stack, &name) else {
+        return unknown_queue(&name);
+    };
+    match producer.dead_letters() {
+        Some(letters) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            serde_json::to_string(&letters).unwrap_or_else(|_| "[]".into()),
+        )
+            .into_response(),
+        None => json_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "with --aws-endpoint the dead letters are in the SQS dead-letter queues; read them there".into(),
+        ),
+    }
+}

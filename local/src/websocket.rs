@@ -1,0 +1,250 @@
+//! The WebSocket side of API Gateway: handshake, route selection, route
+//! responses, limits, timeouts and `$disconnect`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::header::{HOST, USER_AGENT};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use switchboard::aws_lambda_events::encodings::Body;
+use switchboard::handlers::connect::connect_route;
+use switchboard::handlers::default::handle_default;
+use switchboard::handlers::disconnect::handle_disconnect;
+use switchboard::handlers::ping::handle_ping;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::{info, warn};
+
+use crate::connections::{Connection, Outbound};
+use crate::events::{self, ConnectionContext, now_ms};
+use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
+
+/// Route keys with an integration besides `$default` (the template's routes).
+const ROUTES: &[&str] = &["ping"];
+
+/// `$request.body.action`: a JSON object whose string `action` names a route
+/// goes there; anything else goes to `$default`.
+pub(crate) fn select_route(text: &str) -> &'static str {
+    let action = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("action")?.as_str().map(str::to_owned));
+    action
+        .and_then(|a| ROUTES.iter().copied().find(|route| *route == a))
+        .unwrap_or("$default")
+}
+
+/// `GET /` or `GET /{stage}` with an upgrade: the handshake waits for `$connect`.
+pub(crate) async fn upgrade(
+    State(stack): State<Arc<Stack>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                format!(
+                    "{rejection}. This is Switchboard's WebSocket endpoint: connect with a WebSocket client, \
+                     e.g. websocat \"ws://{}{}?token=…\"\n",
+                    headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:3001"),
+                    uri.path()
+                ),
+            )
+                .into_response();
+        }
+    };
+    let stage = uri.path().trim_matches('/');
+    let context = ConnectionContext {
+        connection_id: events::connection_id(),
+        connected_at_ms: now_ms(),
+        source_ip: peer.ip().to_string(),
+        user_agent: headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        domain_name: headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        stage: if stage.is_empty() {
+            stack.config.stage.clone()
+        } else {
+            stage.to_owned()
+        },
+    };
+    let event = events::connect(&context, &headers, query.as_deref());
+    let (response, record) = connect_route(&*stack.store, &stack.verifier, &event).await;
+    let status = u16::try_from(response.status_code).unwrap_or(500);
+    let Some(record) = record.filter(|_| (200..300).contains(&status)) else {
+        info!(connection_id = %context.connection_id, status, "handshake rejected");
+        let body = match response.body {
+            Some(Body::Text(text)) => text,
+            _ => String::new(),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, [("content-type", "application/json")], body).into_response();
+    };
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let connection = Arc::new(Connection::new(context, record.user_id, tx));
+    // The connection exists from here on, as on API Gateway once $connect returned 2xx.
+    stack.connections.insert(connection.clone());
+    let (failed_stack, failed_connection) = (stack.clone(), connection.clone());
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_failed_upgrade(move |e| {
+            warn!(error = %e, "upgrade failed after $connect");
+            tokio::spawn(async move {
+                finish(&failed_stack, &failed_connection, 1006, "upgrade failed").await;
+            });
+        })
+        .on_upgrade(move |socket| serve(stack, connection, socket, rx))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// A read error that API Gateway answers with 1009: a message over 128 KB or a frame over 32 KB.
+fn is_too_big(error: axum::Error) -> bool {
+    matches!(
+        error.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+async fn serve(
+    stack: Arc<Stack>,
+    connection: Arc<Connection>,
+    socket: WebSocket,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = stack.shutdown.clone();
+    let max_deadline = Instant::now() + stack.config.max_duration;
+    let mut last_active = Instant::now();
+    let (code, reason): (u16, String) = loop {
+        let idle_deadline = last_active + stack.config.idle_timeout;
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    last_active = Instant::now();
+                    connection.touch(now_ms());
+                    tokio::spawn(route(connection.clone(), text.to_string()));
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    // API Gateway does not take binary frames: it closes with 1003.
+                    close(&mut sink, 1003, "Binary frames are not supported").await;
+                    break (1003, "Binary frames are not supported".into());
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                }
+                Some(Ok(_)) => {} // ping and pong frames are answered by the protocol layer
+                Some(Err(e)) => {
+                    if is_too_big(e) {
+                        close(&mut sink, 1009, "Message too big").await;
+                        break (1009, "Message too big".into());
+                    }
+                    break (1006, "Connection lost".into());
+                }
+                None => break (1006, "Connection lost".into()),
+            },
+            message = outbound.recv() => match message {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break (1006, "Connection lost".into());
+                    }
+                }
+                Some(Outbound::Binary(bytes)) => {
+                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        break (1006, "Connection lost".into());
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    close(&mut sink, code, &reason).await;
+                    break (code, reason);
+                }
+                None => break (1011, "Internal error".into()),
+            },
+            _ = sleep_until(idle_deadline) => {
+                close(&mut sink, 1001, "Going away").await;
+                break (1001, "Idle timeout".into());
+            }
+            _ = sleep_until(max_deadline) => {
+                close(&mut sink, 1001, "Going away").await;
+                break (1001, "Maximum connection duration reached".into());
+            }
+            _ = stopped(&mut shutdown) => {
+                close(&mut sink, 1001, "Going away").await;
+                break (1001, "Server shutting down".into());
+            }
+        }
+    };
+    let _ = sink.close().await;
+    finish(&stack, &connection, code, &reason).await;
+}
+
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Forgets the connection and runs `$disconnect`.
+async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str) {
+    let id = &connection.context.connection_id;
+    stack.connections.remove(id);
+    let event = events::disconnect(&connection.context, code, reason);
+    handle_disconnect(&*stack.store, &event).await;
+    info!(connection_id = %id, user_id = %connection.user_id, code, reason, "disconnect");
+}
+
+/// Runs a text frame through its route and sends the route response back.
+async fn route(connection: Arc<Connection>, text: String) {
+    let route_key = select_route(&text);
+    let event = events::message(&connection.context, route_key, &text);
+    let response = match route_key {
+        "ping" => handle_ping(&event),
+        _ => handle_default(&event),
+    };
+    info!(
+        connection_id = %connection.context.connection_id,
+        user_id = %connection.user_id,
+        route = route_key,
+        "route"
+    );
+    if let Some(Body::Text(reply)) = response.body {
+        connection.send(Outbound::Text(reply));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_route;
+
+    #[test]
+    fn route_selection_follows_request_body_action() {
+        assert_eq!(select_route(r#"{"action":"ping"}"#), "ping");
+        assert_eq!(select_route(r#"{"action":"dance"}"#), "$default");
+        assert_eq!(select_route(r#"{"action":7}"#), "$default");
+        assert_eq!(select_route(r#"["ping"]"#), "$default");
+        assert_eq!(select_route("ping"), "$default");
+        assert_eq!(select_route(r#"{"action":"$connect"}"#), "$default");
+    }
+}
