@@ -1,0 +1,284 @@
+//! The whole chain on DynamoDB and SQS (moto), as on AWS:
+//! producer → SQS → notify-user → SQS → notify-connection → Management API → WebSocket.
+//!
+//! `make test` starts moto and sets `MOTO_ENDPOINT`; plain `cargo test` ignores these.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use futures::StreamExt;
+use switchboard::auth::{claims_for, mint};
+use switchboard_local::{Backend, Config, RunningStack};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "moto-chain-secret-moto-chain-secret!";
+
+fn endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").expect("set MOTO_ENDPOINT (make test starts moto server)")
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+struct Resources {
+    table: String,
+    notify_user: String,
+    notify_connection: String,
+    notify_user_dlq: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// The table and queues as template.yaml declares them (with a 1 s visibility timeout and
+/// maxReceiveCount 2, so redelivery and dead-lettering happen within the test's bounds).
+async fn resources() -> Resources {
+    let sdk = sdk().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let table = unique("connections");
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    dynamo
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("connectionId"))
+        .attribute_definitions(attr("userId"))
+        .key_schema(key("connectionId", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("byUser")
+                .key_schema(key("userId", KeyType::Hash))
+                .key_schema(key("connectionId", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut urls = Vec::new();
+    for name in ["notify-user", "notify-connection"] {
+        let dlq = sqs
+            .create_queue()
+            .queue_name(unique(&format!("{name}-dlq")))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        let url = sqs
+            .create_queue()
+            .queue_name(unique(name))
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "1",
+            )
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#),
+            )
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        urls.push((url, dlq));
+    }
+    Resources {
+        table,
+        notify_user: urls[0].0.clone(),
+        notify_user_dlq: urls[0].1.clone(),
+        notify_connection: urls[1].0.clone(),
+        sqs,
+    }
+}
+
+async fn start(r: &Resources) -> RunningStack {
+    switchboard_local::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token_secret: Some(SECRET.into()),
+        backend: Backend::Aws {
+            endpoint: Some(endpoint()),
+            table: r.table.clone(),
+            notify_user_queue_url: r.notify_user.clone(),
+            notify_connection_queue_url: r.notify_connection.clone(),
+        },
+        ..Config::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn connect(
+    stack: &RunningStack,
+    user: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let token = mint(
+        stack.secret(),
+        &claims_for(user, Duration::from_secs(300), vec![]),
+    )
+    .unwrap();
+    let (socket, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={token}", stack.websocket_url()))
+            .await
+            .unwrap();
+    socket
+}
+
+async fn next_text(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> String {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
+            .await
+            .expect("no message within 15 s")
+            .expect("socket ended")
+            .expect("socket error");
+        if let Message::Text(text) = message {
+            return text.to_string();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn notify_user_travels_through_sqs_and_dynamodb_to_the_socket() {
+    let r = resources().await;
+    let stack = start(&r).await;
+    let mut alice1 = connect(&stack, "alice").await;
+    let mut alice2 = connect(&stack, "alice").await;
+    let mut bob = connect(&stack, "bob").await;
+    // The records are in DynamoDB, found through the byUser index.
+    let page = stack.store().user_connections("alice", None).await.unwrap();
+    assert_eq!(page.connection_ids.len(), 2);
+
+    // A producer writes straight to the SQS queue, as an application on AWS would.
+    r.sqs
+        .send_message()
+        .queue_url(&r.notify_user)
+        .message_body(r#"{"userId":"alice","data":{"download":"ready"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut alice1).await, r#"{"download":"ready"}"#);
+    assert_eq!(next_text(&mut alice2).await, r#"{"download":"ready"}"#);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), bob.next())
+            .await
+            .is_err(),
+        "bob must receive nothing"
+    );
+
+    // A client close runs $disconnect against DynamoDB.
+    alice2.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids = stack
+            .store()
+            .user_connections("alice", None)
+            .await
+            .unwrap()
+            .connection_ids;
+        if ids.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "record not deleted: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(bob);
+    stack.shutdown().await;
+    assert!(stack_is_empty(&r).await);
+}
+
+async fn stack_is_empty(r: &Resources) -> bool {
+    let sdk = sdk().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    // Test-only check of the whole table; production code never scans.
+    let items = dynamo.scan().table_name(&r.table).send().await.unwrap();
+    items.items().is_empty()
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn malformed_messages_reach_the_sqs_dead_letter_queue() {
+    let r = resources().await;
+    let stack = start(&r).await;
+    r.sqs
+        .send_message()
+        .queue_url(&r.notify_user)
+        .message_body(r#"{"userId":7,"data":1}"#)
+        .send()
+        .await
+        .unwrap();
+    // maxReceiveCount 2 with a 1 s visibility timeout: in the DLQ after about 2 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let out = r
+            .sqs
+            .receive_message()
+            .queue_url(&r.notify_user_dlq)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(message) = out.messages().first() {
+            break message.body().unwrap_or_default().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing reached the DLQ"
+        );
+    };
+    assert_eq!(body, r#"{"userId":7,"data":1}"#);
+    stack.shutdown().await;
+}
