@@ -5,11 +5,7 @@
 
 mod common;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-use switchboard::adapters::dynamodb::{DynamoStore, USER_INDEX};
+use switchboard::adapters::dynamodb::DynamoStore;
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
@@ -37,44 +33,10 @@ fn fastrand_suffix() -> u64 {
         % 1_000_000_007
 }
 
-/// Creates the connections table exactly as template.yaml declares it.
+/// A fresh connections table, shaped as template.yaml declares it.
 async fn table(client: &aws_sdk_dynamodb::Client) -> String {
     let name = unique("connections");
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("connectionId"))
-        .attribute_definitions(attr("userId"))
-        .key_schema(key("connectionId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(USER_INDEX)
-                .key_schema(key("userId", KeyType::Hash))
-                .key_schema(key("connectionId", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
+    switchboard::adapters::dynamodb::create_table(client, &name)
         .await
         .unwrap();
     name

@@ -27,6 +27,52 @@ const GROUPS: &str = "groups";
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Creates the connections table as `template.yaml` declares it (key, `byUser`
+/// index, on-demand). For tests and local setups; deployments get it from the template.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(unavailable)
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(unavailable)
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(USER_INDEX)
+        .key_schema(key(USER_ID, KeyType::Hash)?)
+        .key_schema(key(CONNECTION_ID, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(unavailable)?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(CONNECTION_ID)?)
+        .attribute_definitions(attribute(USER_ID)?)
+        .key_schema(key(CONNECTION_ID, KeyType::Hash)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
