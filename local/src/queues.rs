@@ -7,7 +7,7 @@
 //! [`run_local_source`] and [`run_sqs_source`] drive a handler with batches of
 //! up to ten, as Lambda's SQS event source mapping does.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,8 +45,11 @@ struct Stored {
 
 #[derive(Default)]
 struct State {
-    /// Messages not yet deleted, in send order.
-    messages: Vec<Stored>,
+    /// Messages not yet deleted, by send sequence number (so, in send order).
+    messages: BTreeMap<u64, Stored>,
+    /// Message id to sequence number: completing or failing a message is a lookup, not a scan.
+    sequence_of: HashMap<String, u64>,
+    next_sequence: u64,
     dead: Vec<DeadLetter>,
 }
 
@@ -87,17 +90,25 @@ impl LocalQueue {
             random_hex::<2>(),
             random_hex::<6>()
         );
-        lock(&self.state).messages.push(Stored {
-            message: QueuedMessage {
-                message_id: message_id.clone(),
-                receipt_handle: String::new(),
-                body,
-                receive_count: 0,
-                sent_at_ms: now_ms(),
-                first_received_at_ms: 0,
+        let mut state = lock(&self.state);
+        let sequence = state.next_sequence;
+        state.next_sequence += 1;
+        state.sequence_of.insert(message_id.clone(), sequence);
+        state.messages.insert(
+            sequence,
+            Stored {
+                message: QueuedMessage {
+                    message_id: message_id.clone(),
+                    receipt_handle: String::new(),
+                    body,
+                    receive_count: 0,
+                    sent_at_ms: now_ms(),
+                    first_received_at_ms: 0,
+                },
+                visible_at: Instant::now(),
             },
-            visible_at: Instant::now(),
-        });
+        );
+        drop(state);
         self.wake.notify_one();
         message_id
     }
@@ -107,7 +118,7 @@ impl LocalQueue {
         let now = Instant::now();
         let mut state = lock(&self.state);
         let mut batch = Vec::new();
-        for stored in state.messages.iter_mut() {
+        for stored in state.messages.values_mut() {
             if batch.len() == max {
                 break;
             }
@@ -128,24 +139,28 @@ impl LocalQueue {
 
     /// Deletes a handled message.
     pub fn complete(&self, message_id: &str) {
-        lock(&self.state)
-            .messages
-            .retain(|s| s.message.message_id != message_id);
+        let mut state = lock(&self.state);
+        if let Some(sequence) = state.sequence_of.remove(message_id) {
+            state.messages.remove(&sequence);
+        }
     }
 
     /// Records a failed attempt. The message reappears after its visibility
     /// timeout, or moves to the dead letters once it was received `max_receive_count` times.
     pub fn fail(&self, message_id: &str, error: &str) {
         let mut state = lock(&self.state);
-        let Some(index) = state
-            .messages
-            .iter()
-            .position(|s| s.message.message_id == message_id)
-        else {
+        let Some(&sequence) = state.sequence_of.get(message_id) else {
             return;
         };
-        if state.messages[index].message.receive_count >= self.max_receive_count {
-            let message = state.messages.remove(index).message;
+        let exhausted = state
+            .messages
+            .get(&sequence)
+            .is_some_and(|s| s.message.receive_count >= self.max_receive_count);
+        if exhausted {
+            state.sequence_of.remove(message_id);
+            let Some(Stored { message, .. }) = state.messages.remove(&sequence) else {
+                return;
+            };
             warn!(queue = %self.name, message_id, error, "message moved to the dead letters");
             state.dead.push(DeadLetter {
                 message_id: message.message_id,
@@ -170,7 +185,7 @@ impl LocalQueue {
     fn next_visible(&self) -> Option<Instant> {
         lock(&self.state)
             .messages
-            .iter()
+            .values()
             .map(|s| s.visible_at)
             .min()
     }
