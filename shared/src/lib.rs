@@ -12,6 +12,7 @@ pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod groups;
 pub mod handlers;
 pub mod ports;
 pub mod protocol;
