@@ -1,0 +1,171 @@
+//! Helpers for the local stack's end-to-end tests: a stack on a free loopback
+//! port, WebSocket clients, a tiny HTTP client, bounded waits.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use switchboard::auth::{claims_for, mint};
+use switchboard_local::{Config, RunningStack};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const SECRET: &str = "e2e-test-secret-e2e-test-secret-e2e!";
+
+pub async fn stack_with(config: Config) -> RunningStack {
+    switchboard_local::start(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token_secret: Some(SECRET.into()),
+        visibility_timeout: Duration::from_millis(50),
+        max_receive_count: 3,
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+pub async fn stack() -> RunningStack {
+    stack_with(Config::default()).await
+}
+
+pub fn token(stack: &RunningStack, user: &str) -> String {
+    mint(
+        stack.secret(),
+        &claims_for(user, Duration::from_secs(300), vec![]),
+    )
+    .unwrap()
+}
+
+pub async fn try_connect(
+    stack: &RunningStack,
+    token: Option<&str>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let url = match token {
+        Some(token) => format!("{}?token={token}", stack.websocket_url()),
+        None => stack.websocket_url(),
+    };
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+pub async fn connect(stack: &RunningStack, user: &str) -> Client {
+    try_connect(stack, Some(&token(stack, user))).await.unwrap()
+}
+
+/// The next frame, within 5 s.
+pub async fn next(client: &mut Client) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), client.next())
+        .await
+        .expect("no frame within 5 s")
+        .expect("socket ended")
+        .expect("socket error")
+}
+
+/// The next text frame, within 5 s.
+pub async fn next_text(client: &mut Client) -> String {
+    loop {
+        match next(client).await {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The close frame's code, within 5 s.
+pub async fn close_code(client: &mut Client) -> u16 {
+    loop {
+        match next(client).await {
+            Message::Close(Some(frame)) => return frame.code.into(),
+            Message::Close(None) => return 1005,
+            _ => continue,
+        }
+    }
+}
+
+/// Asserts nothing arrives within `wait`.
+pub async fn silent(client: &mut Client, wait: Duration) {
+    if let Ok(frame) = tokio::time::timeout(wait, client.next()).await {
+        panic!("expected silence, got {frame:?}");
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, for at most 5 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The connection ids of `user`, from the stack's store.
+pub async fn connections_of(stack: &RunningStack, user: &str) -> Vec<String> {
+    stack
+        .store()
+        .user_connections(user, None)
+        .await
+        .unwrap()
+        .connection_ids
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request to the stack, `Connection: close`.
+pub async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) -> HttpResponse {
+    let mut stream = TcpStream::connect(stack.addr()).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        stack.addr(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("no HTTP answer within 5 s")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}

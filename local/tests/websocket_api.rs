@@ -1,0 +1,398 @@
+//! The local stack end to end, driven by real WebSocket clients on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::SinkExt;
+use support::*;
+use switchboard::auth::{TokenSecret, claims_for, mint};
+use switchboard::ports::ConnectionRecord;
+use switchboard_local::Config;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+fn status_of(error: tokio_tungstenite::tungstenite::Error) -> u16 {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP rejection, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_handshake_is_refused_without_a_valid_token_and_nothing_is_stored() {
+    let stack = stack().await;
+    assert_eq!(status_of(try_connect(&stack, None).await.unwrap_err()), 401);
+    assert_eq!(
+        status_of(try_connect(&stack, Some("garbage")).await.unwrap_err()),
+        401
+    );
+    let forged = mint(
+        &TokenSecret::new("another-secret-another-secret-another").unwrap(),
+        &claims_for("mallory", Duration::from_secs(60), vec![]),
+    )
+    .unwrap();
+    assert_eq!(
+        status_of(try_connect(&stack, Some(&forged)).await.unwrap_err()),
+        401
+    );
+    let mut expired = claims_for("mallory", Duration::ZERO, vec![]);
+    expired.exp -= 5;
+    let expired = mint(stack.secret(), &expired).unwrap();
+    assert_eq!(
+        status_of(try_connect(&stack, Some(&expired)).await.unwrap_err()),
+        401
+    );
+    assert!(connections_of(&stack, "mallory").await.is_empty());
+    assert_eq!(stack.open_connections(), 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn ping_answers_pong_and_unroutable_frames_get_error_frames() {
+    let stack = stack().await;
+    let mut client = connect(&stack, "alice").await;
+    client
+        .send(Message::text(r#"{"action":"ping","name":"Stepan"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"pong","name":"Stepan"}"#
+    );
+    client
+        .send(Message::text(r#"{"action":"dance"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"error","code":"unknown_action","message":"unknown action \"dance\"","action":"dance"}"#
+    );
+    client.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"error","code":"bad_request","message":"the frame is not valid JSON: expected value at line 1 column 1"}"#
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
+    let stack = stack().await;
+    let mut alice = Vec::new();
+    for _ in 0..5 {
+        alice.push(connect(&stack, "alice").await);
+    }
+    let mut bob = [connect(&stack, "bob").await, connect(&stack, "bob").await];
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/notify-user",
+        r#"{"userId":"alice","data":"hi"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    assert!(
+        answer.body.starts_with(r#"{"messageId":""#),
+        "{}",
+        answer.body
+    );
+    for client in &mut alice {
+        assert_eq!(next_text(client).await, "hi");
+    }
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/notify-user",
+        r#"{"userId":"alice","data": {"b": 1, "a": [true]}}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    for client in &mut alice {
+        assert_eq!(next_text(client).await, r#"{"b":1,"a":[true]}"#);
+    }
+    for client in &mut bob {
+        silent(client, Duration::from_millis(200)).await;
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn notify_connection_to_a_gone_connection_deletes_its_record() {
+    let stack = stack().await;
+    // A record whose socket is gone, as when $disconnect never ran.
+    stack
+        .store()
+        .put_connection(&ConnectionRecord {
+            connection_id: "Zm9yZ290dGVuIQ==".into(),
+            user_id: "ghost".into(),
+            connected_at_ms: 0,
+            expires_at: i64::MAX,
+            source_ip: None,
+            user_agent: None,
+            groups: vec![],
+        })
+        .await
+        .unwrap();
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/notify-connection",
+        r#"{"connectionId":"Zm9yZ290dGVuIQ==","data":"x"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    eventually("the stale record to be deleted", || async {
+        connections_of(&stack, "ghost").await.is_empty()
+    })
+    .await;
+    // 410 is final: nothing is retried into the dead letters.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dead = http(&stack, "GET", "/queues/notify-connection/dead-letters", "").await;
+    assert_eq!(dead.body, "[]");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_queue_messages_land_in_the_dead_letters_after_the_retries() {
+    let stack = stack().await;
+    assert_eq!(
+        http(
+            &stack,
+            "POST",
+            "/queues/notify-connection",
+            r#"{"connectionId":"x"}"#
+        )
+        .await
+        .status,
+        202
+    );
+    assert_eq!(
+        http(
+            &stack,
+            "POST",
+            "/queues/notify-user",
+            r#"{"userId":7,"data":1}"#
+        )
+        .await
+        .status,
+        202
+    );
+    for (queue, error) in [
+        (
+            "notify-connection",
+            "malformed message: missing field `data`",
+        ),
+        (
+            "notify-user",
+            "malformed message: invalid type: integer `7`, expected a string",
+        ),
+    ] {
+        let path = format!("/queues/{queue}/dead-letters");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let letters = loop {
+            let letters: serde_json::Value =
+                serde_json::from_str(&http(&stack, "GET", &path, "").await.body).unwrap();
+            if letters.as_array().is_some_and(|a| !a.is_empty()) {
+                break letters;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no dead letter in {queue}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let letters = letters.as_array().unwrap();
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(
+            letters[0]["receiveCount"], 3,
+            "after max_receive_count receives"
+        );
+        assert!(
+            letters[0]["lastError"].as_str().unwrap().starts_with(error),
+            "{letters:?}"
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_refused_and_nothing_is_enqueued() {
+    let stack = stack().await;
+    let mut alice = connect(&stack, "alice").await;
+    let answer = http(&stack, "POST", "/queues/notify-user", "userId=alice").await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        answer.body,
+        r#"{"error":"the body is not JSON: expected value at line 1 column 1; nothing was enqueued"}"#
+    );
+    let answer = http(&stack, "POST", "/queues/nope", "{}").await;
+    assert_eq!(answer.status, 404);
+    silent(&mut alice, Duration::from_millis(200)).await;
+    let dead = http(&stack, "GET", "/queues/notify-user/dead-letters", "").await;
+    assert_eq!(dead.body, "[]");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_close_runs_disconnect() {
+    let stack = stack().await;
+    let mut client = connect(&stack, "alice").await;
+    assert_eq!(connections_of(&stack, "alice").await.len(), 1);
+    client
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    eventually("$disconnect", || async {
+        connections_of(&stack, "alice").await.is_empty()
+    })
+    .await;
+    assert_eq!(stack.open_connections(), 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_with_1001_and_activity_keeps_them_open() {
+    let stack = stack_with(Config {
+        idle_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut busy = connect(&stack, "busy").await;
+    let mut idle = connect(&stack, "idle").await;
+    for _ in 0..6 {
+        busy.send(Message::text(r#"{"action":"ping"}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut busy).await, r#"{"type":"pong"}"#);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(close_code(&mut idle).await, 1001);
+    eventually("the idle record to go", || async {
+        connections_of(&stack, "idle").await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        connections_of(&stack, "busy").await.len(),
+        1,
+        "600 ms of pings kept it open"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_maximum_duration_closes_even_busy_connections() {
+    let stack = stack_with(Config {
+        max_duration: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut client = connect(&stack, "alice").await;
+    client
+        .send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut client).await, r#"{"type":"pong"}"#);
+    assert_eq!(close_code(&mut client).await, 1001);
+    eventually("$disconnect", || async {
+        connections_of(&stack, "alice").await.is_empty()
+    })
+    .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_management_api_gets_posts_and_deletes_connections() {
+    let stack = stack().await;
+    let mut client = connect(&stack, "alice").await;
+    let id = connections_of(&stack, "alice").await.remove(0);
+    let path = format!(
+        "/local/@connections/{}",
+        id.replace('=', "%3D")
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+    );
+
+    let info = http(&stack, "GET", &path, "").await;
+    assert_eq!(info.status, 200);
+    let info: serde_json::Value = serde_json::from_str(&info.body).unwrap();
+    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
+    assert!(info["ConnectedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(info["LastActiveAt"].as_str().is_some());
+
+    assert_eq!(http(&stack, "POST", &path, "direct").await.status, 200);
+    assert_eq!(next_text(&mut client).await, "direct");
+
+    assert_eq!(http(&stack, "DELETE", &path, "").await.status, 204);
+    assert_eq!(close_code(&mut client).await, 1000);
+    eventually("$disconnect", || async {
+        connections_of(&stack, "alice").await.is_empty()
+    })
+    .await;
+
+    for method in ["GET", "POST", "DELETE"] {
+        let gone = http(&stack, method, &path, "x").await;
+        assert_eq!(gone.status, 410, "{method}");
+        assert_eq!(gone.header("x-amzn-ErrorType"), Some("GoneException"));
+    }
+    // Without the stage prefix too.
+    assert_eq!(
+        http(&stack, "GET", "/@connections/unknown", "")
+            .await
+            .status,
+        410
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversize_messages_close_with_1009_and_binary_frames_with_1003() {
+    let stack = stack().await;
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_frame_size(None)
+        .max_message_size(None);
+    let url = format!("{}?token={}", stack.websocket_url(), token(&stack, "big"));
+    let (mut big, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .unwrap();
+    big.send(Message::text("x".repeat(130 * 1024)))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut big).await, 1009);
+
+    let mut binary = connect(&stack, "binary").await;
+    binary.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
+    assert_eq!(close_code(&mut binary).await, 1003);
+
+    eventually("both $disconnects", || async {
+        connections_of(&stack, "big").await.is_empty()
+            && connections_of(&stack, "binary").await.is_empty()
+    })
+    .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_and_runs_disconnect() {
+    let stack = stack().await;
+    let mut a = connect(&stack, "alice").await;
+    let mut b = connect(&stack, "bob").await;
+    let store = stack.store();
+    stack.shutdown().await;
+    assert_eq!(close_code(&mut a).await, 1001);
+    assert_eq!(close_code(&mut b).await, 1001);
+    for user in ["alice", "bob"] {
+        assert!(
+            store
+                .user_connections(user, None)
+                .await
+                .unwrap()
+                .connection_ids
+                .is_empty()
+        );
+    }
+}
