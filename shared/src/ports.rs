@@ -140,3 +140,40 @@ pub trait Gateway: Send + Sync {
     /// Closes the connection.
     async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError>;
 }
+
+/// One connection's membership of one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub group: String,
+    pub connection_id: String,
+    pub user_id: String,
+    /// When the store may drop it (DynamoDB TTL), seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// One page of a group's members, and where the next page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPage {
+    /// (connection id, user id), in connection-id order.
+    pub members: Vec<(String, String)>,
+    /// Pass back as `after` to read the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Where group memberships live, queryable by group and by connection.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
+    /// Adds the membership; true if it is new. Joining twice is harmless.
+    async fn join(&self, membership: &Membership) -> Result<bool, StoreError>;
+    /// Removes the membership; true if there was one. Leaving twice is harmless.
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError>;
+    async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError>;
+    /// One page of the group's members, starting after connection id `after`.
+    async fn group_members(
+        &self,
+        group: &str,
+        after: Option<&str>,
+    ) -> Result<MemberPage, StoreError>;
+    /// Every group the connection is in.
+    async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError>;
+}

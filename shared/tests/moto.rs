@@ -262,3 +262,70 @@ async fn notify_connection_deletes_gone_records_from_dynamodb() {
     assert!(store.get_connection("stale").await.unwrap().is_none());
     assert!(store.get_connection("live").await.unwrap().is_some());
 }
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_memberships_join_leave_and_page_both_ways() {
+    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
+    use switchboard::ports::{Membership, MembershipStore};
+    let (dynamo, _) = clients().await;
+    let table = unique("memberships");
+    create_memberships_table(&dynamo, &table).await.unwrap();
+    let store = DynamoMemberships::new(dynamo, table).with_page_limit(2);
+    let membership = |group: &str, connection: &str, user: &str| Membership {
+        group: group.into(),
+        connection_id: connection.into(),
+        user_id: user.into(),
+        expires_at: 1_795_389_300,
+    };
+    assert!(
+        store
+            .join(&membership("chat:1", "c1", "alice"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .join(&membership("chat:1", "c1", "alice"))
+            .await
+            .unwrap(),
+        "idempotent"
+    );
+    for (g, c, u) in [
+        ("chat:1", "c2", "bob"),
+        ("chat:1", "c3", "alice"),
+        ("news", "c1", "alice"),
+    ] {
+        store.join(&membership(g, c, u)).await.unwrap();
+    }
+    let mut members = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store
+            .group_members("chat:1", after.as_deref())
+            .await
+            .unwrap();
+        members.extend(page.members);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    members.sort();
+    assert_eq!(
+        members,
+        [
+            ("c1".to_string(), "alice".to_string()),
+            ("c2".to_string(), "bob".to_string()),
+            ("c3".to_string(), "alice".to_string())
+        ]
+    );
+    let mut groups = store.connection_groups("c1").await.unwrap();
+    groups.sort();
+    assert_eq!(groups, ["chat:1", "news"]);
+    assert!(store.is_member("news", "c1").await.unwrap());
+    assert!(store.leave("news", "c1").await.unwrap());
+    assert!(!store.leave("news", "c1").await.unwrap(), "leaving twice");
+    assert!(!store.is_member("news", "c1").await.unwrap());
+    assert_eq!(store.connection_groups("c1").await.unwrap(), ["chat:1"]);
+}

@@ -291,3 +291,208 @@ mod tests {
         );
     }
 }
+
+/// The memberships table's index by connection (disconnect removes a connection's memberships).
+pub const CONNECTION_INDEX: &str = "byConnection";
+const GROUP_NAME: &str = "groupName";
+
+/// Group memberships on DynamoDB: partition key `groupName`, sort key
+/// `connectionId` (a group's members are one Query, paged), index
+/// `byConnection` (partition `connectionId`, sort `groupName`, keys only) and
+/// the `expiresAt` TTL attribute.
+#[derive(Clone, Debug)]
+pub struct DynamoMemberships {
+    client: Client,
+    table: String,
+    page_limit: Option<i32>,
+}
+
+impl DynamoMemberships {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoMemberships {
+            client,
+            table: table.into(),
+            page_limit: None,
+        }
+    }
+
+    /// Caps how many members one group query returns.
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+
+    fn key(group: &str, connection_id: &str) -> Item {
+        Item::from([
+            (GROUP_NAME.to_owned(), AttributeValue::S(group.to_owned())),
+            (
+                CONNECTION_ID.to_owned(),
+                AttributeValue::S(connection_id.to_owned()),
+            ),
+        ])
+    }
+}
+
+/// Creates the memberships table as `template.yaml` declares it. For tests and local setups.
+pub async fn create_memberships_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(unavailable)
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(unavailable)
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(CONNECTION_INDEX)
+        .key_schema(key(CONNECTION_ID, KeyType::Hash)?)
+        .key_schema(key(GROUP_NAME, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(unavailable)?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(GROUP_NAME)?)
+        .attribute_definitions(attribute(CONNECTION_ID)?)
+        .key_schema(key(GROUP_NAME, KeyType::Hash)?)
+        .key_schema(key(CONNECTION_ID, KeyType::Range)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl crate::ports::MembershipStore for DynamoMemberships {
+    async fn join(&self, membership: &crate::ports::Membership) -> Result<bool, StoreError> {
+        let mut item = Self::key(&membership.group, &membership.connection_id);
+        item.insert(
+            USER_ID.into(),
+            AttributeValue::S(membership.user_id.clone()),
+        );
+        item.insert(
+            EXPIRES_AT.into(),
+            AttributeValue::N(membership.expires_at.to_string()),
+        );
+        let output = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.attributes().is_none_or(|old| old.is_empty()))
+    }
+
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(group, connection_id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.attributes().is_some_and(|old| !old.is_empty()))
+    }
+
+    async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(group, connection_id)))
+            .projection_expression("#c")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item().is_some())
+    }
+
+    async fn group_members(
+        &self,
+        group: &str,
+        after: Option<&str>,
+    ) -> Result<crate::ports::MemberPage, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#g = :g")
+            .expression_attribute_names("#g", GROUP_NAME)
+            .expression_attribute_values(":g", AttributeValue::S(group.to_owned()))
+            .projection_expression("#c, #u")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#u", USER_ID)
+            .set_exclusive_start_key(after.map(|id| Self::key(group, id)))
+            .set_limit(self.page_limit)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let members = output
+            .items()
+            .iter()
+            .filter_map(|item| {
+                let connection = item.get(CONNECTION_ID)?.as_s().ok()?.clone();
+                let user = item.get(USER_ID)?.as_s().ok()?.clone();
+                Some((connection, user))
+            })
+            .collect();
+        let next = output
+            .last_evaluated_key()
+            .and_then(|key| key.get(CONNECTION_ID)?.as_s().ok().cloned());
+        Ok(crate::ports::MemberPage { members, next })
+    }
+
+    async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut groups = Vec::new();
+        let mut start: Option<Item> = None;
+        // A connection is in few groups; follow pages anyway, bounded by the data.
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(CONNECTION_INDEX)
+                .key_condition_expression("#c = :c")
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_values(":c", AttributeValue::S(connection_id.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            groups.extend(
+                output
+                    .items()
+                    .iter()
+                    .filter_map(|item| item.get(GROUP_NAME)?.as_s().ok().cloned()),
+            );
+            match output.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(groups),
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::ports::{
     ConnectionPage, ConnectionRecord, ConnectionStore, Gateway, GatewayError, MAX_BATCH,
-    MessageQueue, QueueError, SendFailure, StoreError,
+    MemberPage, Membership, MembershipStore, MessageQueue, QueueError, SendFailure, StoreError,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -314,6 +314,109 @@ impl Gateway for MemoryGateway {
     }
 }
 
+#[derive(Default)]
+struct MembershipState {
+    /// (group, connection id) -> membership: the memory twin of the table's key.
+    by_group: BTreeMap<(String, String), Membership>,
+    /// (connection id, group): the memory twin of the `byConnection` index.
+    by_connection: BTreeSet<(String, String)>,
+}
+
+/// Group memberships in two ordered maps, with DynamoDB-like paging.
+pub struct MemoryMemberships {
+    state: Mutex<MembershipState>,
+    page_size: usize,
+}
+
+impl Default for MemoryMemberships {
+    fn default() -> Self {
+        Self::with_page_size(1000)
+    }
+}
+
+impl MemoryMemberships {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_page_size(page_size: usize) -> Self {
+        MemoryMemberships {
+            state: Mutex::default(),
+            page_size: page_size.max(1),
+        }
+    }
+
+    /// Every membership, ordered by group then connection id.
+    pub fn all(&self) -> Vec<Membership> {
+        lock(&self.state).by_group.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl MembershipStore for MemoryMemberships {
+    async fn join(&self, membership: &Membership) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        state
+            .by_connection
+            .insert((membership.connection_id.clone(), membership.group.clone()));
+        let key = (membership.group.clone(), membership.connection_id.clone());
+        Ok(state.by_group.insert(key, membership.clone()).is_none())
+    }
+
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        state
+            .by_connection
+            .remove(&(connection_id.to_owned(), group.to_owned()));
+        Ok(state
+            .by_group
+            .remove(&(group.to_owned(), connection_id.to_owned()))
+            .is_some())
+    }
+
+    async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state)
+            .by_group
+            .contains_key(&(group.to_owned(), connection_id.to_owned())))
+    }
+
+    async fn group_members(
+        &self,
+        group: &str,
+        after: Option<&str>,
+    ) -> Result<MemberPage, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let state = lock(&self.state);
+        let start = match after {
+            Some(id) => Excluded((group.to_owned(), id.to_owned())),
+            None => Included((group.to_owned(), String::new())),
+        };
+        let mut members: Vec<(String, String)> = state
+            .by_group
+            .range((start, Unbounded))
+            .take_while(|((g, _), _)| g == group)
+            .take(self.page_size + 1)
+            .map(|(_, m)| (m.connection_id.clone(), m.user_id.clone()))
+            .collect();
+        let next = if members.len() > self.page_size {
+            members.truncate(self.page_size);
+            members.last().map(|(id, _)| id.clone())
+        } else {
+            None
+        };
+        Ok(MemberPage { members, next })
+    }
+
+    async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.state)
+            .by_connection
+            .range((connection_id.to_owned(), String::new())..)
+            .take_while(|(c, _)| c == connection_id)
+            .map(|(_, g)| g.clone())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +502,50 @@ mod tests {
             gateway.delete_connection("c1").await,
             Err(GatewayError::Gone)
         );
+    }
+
+    fn membership(group: &str, connection_id: &str, user: &str) -> Membership {
+        Membership {
+            group: group.into(),
+            connection_id: connection_id.into(),
+            user_id: user.into(),
+            expires_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn memberships_are_idempotent_and_queryable_both_ways() {
+        let store = MemoryMemberships::with_page_size(2);
+        assert!(store.join(&membership("g1", "c1", "u1")).await.unwrap());
+        assert!(
+            !store.join(&membership("g1", "c1", "u1")).await.unwrap(),
+            "joining twice"
+        );
+        for (g, c, u) in [
+            ("g1", "c2", "u2"),
+            ("g1", "c3", "u1"),
+            ("g2", "c1", "u1"),
+            ("g10", "c9", "u9"),
+        ] {
+            store.join(&membership(g, c, u)).await.unwrap();
+        }
+        let first = store.group_members("g1", None).await.unwrap();
+        assert_eq!(
+            first.members,
+            [("c1".into(), "u1".into()), ("c2".into(), "u2".into())]
+        );
+        let second = store
+            .group_members("g1", first.next.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(second.members, [("c3".to_string(), "u1".to_string())]);
+        assert_eq!(second.next, None);
+        assert_eq!(store.connection_groups("c1").await.unwrap(), ["g1", "g2"]);
+        assert!(store.is_member("g2", "c1").await.unwrap());
+        assert!(store.leave("g2", "c1").await.unwrap());
+        assert!(!store.leave("g2", "c1").await.unwrap(), "leaving twice");
+        assert!(!store.is_member("g2", "c1").await.unwrap());
+        assert_eq!(store.connection_groups("c1").await.unwrap(), ["g1"]);
     }
 
     #[tokio::test]
