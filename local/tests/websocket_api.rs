@@ -132,6 +132,8 @@ async fn notify_connection_to_a_gone_connection_deletes_its_record() {
             source_ip: None,
             user_agent: None,
             groups: vec![],
+            subscribe: vec![],
+            publish: vec![],
         })
         .await
         .unwrap();

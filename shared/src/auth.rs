@@ -13,6 +13,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::groups::{Grants, validate_group};
+
 /// The shortest secret accepted. HS256 needs at least 256 bits of key to be as
 /// strong as its hash; a shorter secret is refused, not silently used.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -34,6 +36,12 @@ pub struct Claims {
     /// Groups the connection joins at connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Groups the connection may join or leave itself: names, `prefix:*` or `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribe: Vec<String>,
+    /// Groups the connection may publish client events to: names, `prefix:*` or `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 /// Why a token secret cannot be used. Any of these fails closed.
@@ -161,6 +169,8 @@ impl TokenVerifier {
                 .ok_or_else(|| AuthError::MissingClaim("exp".into()))?,
             iat: wire.iat,
             groups: wire.groups.unwrap_or_default(),
+            subscribe: wire.subscribe.unwrap_or_default(),
+            publish: wire.publish.unwrap_or_default(),
         };
         check_claims(&claims)?;
         Ok(claims)
@@ -174,6 +184,8 @@ struct WireClaims {
     exp: Option<u64>,
     iat: Option<u64>,
     groups: Option<Vec<String>>,
+    subscribe: Option<Vec<String>>,
+    publish: Option<Vec<String>>,
 }
 
 fn check_claims(claims: &Claims) -> Result<(), AuthError> {
@@ -195,10 +207,21 @@ fn check_claims(claims: &Claims) -> Result<(), AuthError> {
             "\"groups\" has more than {MAX_GROUPS} entries"
         )));
     }
-    if claims.groups.iter().any(String::is_empty) {
-        return Err(AuthError::InvalidClaims(
-            "\"groups\" contains an empty name".into(),
-        ));
+    for group in &claims.groups {
+        validate_group(group)
+            .map_err(|e| AuthError::InvalidClaims(format!("\"groups\": {group:?}: {e}")))?;
+    }
+    for (claim, patterns) in [
+        ("subscribe", &claims.subscribe),
+        ("publish", &claims.publish),
+    ] {
+        if patterns.len() > MAX_GROUPS {
+            return Err(AuthError::InvalidClaims(format!(
+                "\"{claim}\" has more than {MAX_GROUPS} entries"
+            )));
+        }
+        Grants::parse(patterns)
+            .map_err(|e| AuthError::InvalidClaims(format!("\"{claim}\": {e}")))?;
     }
     Ok(())
 }
@@ -247,6 +270,8 @@ pub fn claims_for(user_id: &str, ttl: Duration, groups: Vec<String>) -> Claims {
         exp: now + ttl.as_secs(),
         iat: Some(now),
         groups,
+        subscribe: Vec::new(),
+        publish: Vec::new(),
     }
 }
 
@@ -404,6 +429,31 @@ mod tests {
             verifier().verify(&token),
             Err(AuthError::InvalidClaims(m)) if m.contains("invalid type: string")
         ));
+    }
+
+    #[test]
+    fn group_claims_are_validated() {
+        let mut claims = claims_for("u", Duration::from_secs(60), vec!["bad name".into()]);
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(
+            verifier().verify(&token),
+            Err(AuthError::InvalidClaims(
+                "\"groups\": \"bad name\": the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /".into()
+            ))
+        );
+        claims.groups = vec!["chat:1".into()];
+        claims.subscribe = vec!["chat:*".into(), "news".into()];
+        claims.publish = vec!["chat*".into()];
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(
+            verifier().verify(&token),
+            Err(AuthError::InvalidClaims(
+                "\"publish\": \"*\" may only end a pattern, after a \":\" (\"prefix:*\") or stand alone (\"*\")".into()
+            ))
+        );
+        claims.publish = vec!["chat:*".into()];
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(verifier().verify(&token), Ok(claims));
     }
 
     #[test]

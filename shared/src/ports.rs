@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 /// What Switchboard keeps about one open WebSocket connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionRecord {
     pub connection_id: String,
     pub user_id: String,
@@ -16,6 +16,10 @@ pub struct ConnectionRecord {
     pub user_agent: Option<String>,
     /// Groups from the token's `groups` claim.
     pub groups: Vec<String>,
+    /// The token's `subscribe` patterns: groups the client may join or leave.
+    pub subscribe: Vec<String>,
+    /// The token's `publish` patterns: groups the client may send client events to.
+    pub publish: Vec<String>,
 }
 
 /// One page of a user's connection ids, and where the next page starts.

@@ -24,6 +24,8 @@ const EXPIRES_AT: &str = "expiresAt";
 const SOURCE_IP: &str = "sourceIp";
 const USER_AGENT: &str = "userAgent";
 const GROUPS: &str = "groups";
+const SUBSCRIBE: &str = "subscribe";
+const PUBLISH: &str = "publish";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -121,14 +123,15 @@ fn to_item(record: &ConnectionRecord) -> Item {
     if let Some(agent) = &record.user_agent {
         item.insert(USER_AGENT.into(), AttributeValue::S(agent.clone()));
     }
-    if !record.groups.is_empty() {
-        let groups = record
-            .groups
-            .iter()
-            .cloned()
-            .map(AttributeValue::S)
-            .collect();
-        item.insert(GROUPS.into(), AttributeValue::L(groups));
+    for (name, list) in [
+        (GROUPS, &record.groups),
+        (SUBSCRIBE, &record.subscribe),
+        (PUBLISH, &record.publish),
+    ] {
+        if !list.is_empty() {
+            let values = list.iter().cloned().map(AttributeValue::S).collect();
+            item.insert(name.into(), AttributeValue::L(values));
+        }
     }
     item
 }
@@ -147,21 +150,23 @@ fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
     let number = |key: &str| -> Result<i64, StoreError> {
         item.get(key)
             .and_then(|v| v.as_n().ok())
-            .ok_or_else(|| corrupt(&format!("{key} is missing")))?
+            .ok_or_else(|| corrupt(&format!("{key} is missing or not a number")))?
             .parse()
             .map_err(|_| corrupt(&format!("{key} is not an integer")))
     };
-    let groups = match item.get(GROUPS) {
-        None => Vec::new(),
-        Some(AttributeValue::L(list)) => list
-            .iter()
-            .map(|v| {
-                v.as_s()
-                    .cloned()
-                    .map_err(|_| corrupt("groups holds a non-string"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(corrupt("groups is not a list")),
+    let list = |key: &str| -> Result<Vec<String>, StoreError> {
+        match item.get(key) {
+            None => Ok(Vec::new()),
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .cloned()
+                        .map_err(|_| corrupt(&format!("{key} holds a non-string")))
+                })
+                .collect(),
+            Some(_) => Err(corrupt(&format!("{key} is not a list"))),
+        }
     };
     Ok(ConnectionRecord {
         user_id: string(USER_ID).ok_or_else(|| corrupt("userId is missing"))?,
@@ -169,7 +174,9 @@ fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
         expires_at: number(EXPIRES_AT)?,
         source_ip: string(SOURCE_IP),
         user_agent: string(USER_AGENT),
-        groups,
+        groups: list(GROUPS)?,
+        subscribe: list(SUBSCRIBE)?,
+        publish: list(PUBLISH)?,
         connection_id: id.clone(),
     })
 }
@@ -271,6 +278,8 @@ mod tests {
             source_ip: Some("203.0.113.7".into()),
             user_agent: None,
             groups: vec!["a".into(), "b".into()],
+            subscribe: vec!["chat:*".into()],
+            publish: vec![],
         };
         assert_eq!(from_item(&to_item(&record)).unwrap(), record);
     }
@@ -286,7 +295,7 @@ mod tests {
             from_item(&item),
             Err(StoreError::Corrupt {
                 connection_id: "c1".into(),
-                reason: "connectedAt is missing".into()
+                reason: "connectedAt is missing or not a number".into()
             })
         );
     }

@@ -430,6 +430,8 @@ mod tests {
             source_ip: None,
             user_agent: None,
             groups: vec![],
+            subscribe: vec![],
+            publish: vec![],
         }
     }
 

@@ -80,6 +80,8 @@ pub async fn connect<S: ConnectionStore + ?Sized>(
             .or_else(|| context.identity.user_agent.clone())
             .filter(|ua| !ua.is_empty()),
         groups: claims.groups,
+        subscribe: claims.subscribe,
+        publish: claims.publish,
     };
     store.put_connection(&record).await?;
     Ok(record)

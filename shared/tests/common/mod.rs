@@ -109,6 +109,8 @@ pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
         source_ip: None,
         user_agent: None,
         groups: vec![],
+        subscribe: vec![],
+        publish: vec![],
     }
 }
 
