@@ -17,15 +17,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard::adapters::dynamodb::DynamoStore;
+use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::adapters::management_api::ManagementApi;
-use switchboard::adapters::memory::MemoryStore;
+use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
-use switchboard::ports::{ConnectionStore, MessageQueue};
+use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +49,7 @@ pub enum Backend {
     Aws {
         endpoint: Option<String>,
         table: String,
+        memberships_table: String,
         notify_user_queue_url: String,
         notify_connection_queue_url: String,
     },
@@ -136,6 +137,7 @@ impl Producer {
 pub(crate) struct Stack {
     pub(crate) config: Config,
     pub(crate) store: Arc<dyn ConnectionStore>,
+    pub(crate) memberships: Arc<dyn MembershipStore>,
     pub(crate) verifier: Result<TokenVerifier, SecretError>,
     pub(crate) connections: Connections,
     pub(crate) notify_user: Producer,
@@ -178,6 +180,10 @@ impl RunningStack {
 
     pub fn store(&self) -> Arc<dyn ConnectionStore> {
         self.stack.store.clone()
+    }
+
+    pub fn memberships(&self) -> Arc<dyn MembershipStore> {
+        self.stack.memberships.clone()
     }
 
     /// Open WebSocket connections.
@@ -246,6 +252,16 @@ async fn sdk_config(backend: &Backend) -> aws_config::SdkConfig {
     }
 }
 
+/// Where the stack keeps its state, in memory or on AWS.
+struct Storage {
+    store: Arc<dyn ConnectionStore>,
+    memberships: Arc<dyn MembershipStore>,
+    notify_user: Producer,
+    notify_connection: Producer,
+    /// Where notify-user puts its NotifyConnection messages.
+    fanout_queue: Arc<dyn MessageQueue>,
+}
+
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
 pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let secret = match &config.token_secret {
@@ -274,12 +290,13 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         config.notify_connection.post_attempts,
     ));
 
-    let (store, notify_user, notify_connection, fanout_queue): (
-        Arc<dyn ConnectionStore>,
-        Producer,
-        Producer,
-        Arc<dyn MessageQueue>,
-    ) = match &config.backend {
+    let Storage {
+        store,
+        memberships,
+        notify_user,
+        notify_connection,
+        fanout_queue,
+    } = match &config.backend {
         Backend::Memory => {
             let user_queue = Arc::new(LocalQueue::new(
                 "notify-user",
@@ -291,32 +308,36 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 config.visibility_timeout,
                 config.max_receive_count,
             ));
-            (
-                Arc::new(MemoryStore::new()),
-                Producer::Local(user_queue),
-                Producer::Local(connection_queue.clone()),
-                connection_queue,
-            )
+            Storage {
+                store: Arc::new(MemoryStore::new()),
+                memberships: Arc::new(MemoryMemberships::new()),
+                notify_user: Producer::Local(user_queue),
+                notify_connection: Producer::Local(connection_queue.clone()),
+                fanout_queue: connection_queue,
+            }
         }
         Backend::Aws {
             table,
+            memberships_table,
             notify_user_queue_url,
             notify_connection_queue_url,
             ..
         } => {
             let sqs = switchboard::aws::sqs(&sdk);
-            (
-                Arc::new(DynamoStore::new(switchboard::aws::dynamodb(&sdk), table)),
-                Producer::Sqs {
+            let dynamodb = switchboard::aws::dynamodb(&sdk);
+            Storage {
+                store: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
+                memberships: Arc::new(DynamoMemberships::new(dynamodb, memberships_table)),
+                notify_user: Producer::Sqs {
                     client: sqs.clone(),
                     url: notify_user_queue_url.clone(),
                 },
-                Producer::Sqs {
+                notify_connection: Producer::Sqs {
                     client: sqs.clone(),
                     url: notify_connection_queue_url.clone(),
                 },
-                Arc::new(SqsQueue::new(sqs, notify_connection_queue_url)),
-            )
+                fanout_queue: Arc::new(SqsQueue::new(sqs, notify_connection_queue_url)),
+            }
         }
     };
 
@@ -360,6 +381,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         verifier: Ok(TokenVerifier::new(&secret)),
         config,
         store,
+        memberships,
         connections: Connections::default(),
         notify_user,
         notify_connection,

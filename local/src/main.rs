@@ -63,6 +63,9 @@ struct Serve {
     /// Connections table (with --aws-endpoint or --aws).
     #[arg(long, env = "TABLE_NAME")]
     table: Option<String>,
+    /// Memberships table (with --aws-endpoint or --aws).
+    #[arg(long, env = "MEMBERSHIPS_TABLE")]
+    memberships_table: Option<String>,
     /// NotifyUser queue URL (with --aws-endpoint or --aws).
     #[arg(long, env = "NOTIFY_USER_QUEUE_URL")]
     notify_user_queue_url: Option<String>,
@@ -83,6 +86,10 @@ fn config(serve: Serve) -> Result<Config, String> {
         Backend::Aws {
             endpoint: serve.aws_endpoint,
             table: need(serve.table, "--table (or TABLE_NAME)")?,
+            memberships_table: need(
+                serve.memberships_table,
+                "--memberships-table (or MEMBERSHIPS_TABLE)",
+            )?,
             notify_user_queue_url: need(
                 serve.notify_user_queue_url,
                 "--notify-user-queue-url (or NOTIFY_USER_QUEUE_URL)",

@@ -17,6 +17,7 @@ use switchboard::handlers::connect::connect_route;
 use switchboard::handlers::default::handle_default;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;
+use switchboard::handlers::subscribe::handle_subscription;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
@@ -26,7 +27,7 @@ use crate::events::{self, ConnectionContext, now_ms};
 use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
 
 /// Route keys with an integration besides `$default` (the template's routes).
-const ROUTES: &[&str] = &["ping"];
+const ROUTES: &[&str] = &["ping", "subscribe", "unsubscribe"];
 
 /// `$request.body.action`: a JSON object whose string `action` names a route
 /// goes there; anything else goes to `$default`.
@@ -84,7 +85,8 @@ pub(crate) async fn upgrade(
         },
     };
     let event = events::connect(&context, &headers, query.as_deref());
-    let (response, record) = connect_route(&*stack.store, &stack.verifier, &event).await;
+    let (response, record) =
+        connect_route(&*stack.store, &*stack.memberships, &stack.verifier, &event).await;
     let status = u16::try_from(response.status_code).unwrap_or(500);
     let Some(record) = record.filter(|_| (200..300).contains(&status)) else {
         info!(connection_id = %context.connection_id, status, "handshake rejected");
@@ -147,7 +149,7 @@ async fn serve(
                 Some(Ok(Message::Text(text))) => {
                     last_active = Instant::now();
                     connection.touch(now_ms());
-                    tokio::spawn(route(connection.clone(), text.to_string()));
+                    tokio::spawn(route(stack.clone(), connection.clone(), text.to_string()));
                 }
                 Some(Ok(Message::Binary(_))) => {
                     // API Gateway does not take binary frames: it closes with 1003.
@@ -211,16 +213,19 @@ async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str)
     let id = &connection.context.connection_id;
     stack.connections.remove(id);
     let event = events::disconnect(&connection.context, code, reason);
-    handle_disconnect(&*stack.store, &event).await;
+    handle_disconnect(&*stack.store, &*stack.memberships, &event).await;
     info!(connection_id = %id, user_id = %connection.user_id, code, reason, "disconnect");
 }
 
 /// Runs a text frame through its route and sends the route response back.
-async fn route(connection: Arc<Connection>, text: String) {
+async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
     let route_key = select_route(&text);
     let event = events::message(&connection.context, route_key, &text);
     let response = match route_key {
         "ping" => handle_ping(&event),
+        "subscribe" | "unsubscribe" => {
+            handle_subscription(&*stack.store, &*stack.memberships, &event).await
+        }
         _ => handle_default(&event),
     };
     info!(

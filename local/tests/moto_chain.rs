@@ -26,6 +26,7 @@ fn unique(prefix: &str) -> String {
 
 struct Resources {
     table: String,
+    memberships_table: String,
     notify_user: String,
     notify_connection: String,
     notify_user_dlq: String,
@@ -51,6 +52,10 @@ async fn resources() -> Resources {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let table = unique("connections");
     switchboard::adapters::dynamodb::create_table(&dynamo, &table)
+        .await
+        .unwrap();
+    let memberships_table = unique("memberships");
+    switchboard::adapters::dynamodb::create_memberships_table(&dynamo, &memberships_table)
         .await
         .unwrap();
     let mut urls = Vec::new();
@@ -93,6 +98,7 @@ async fn resources() -> Resources {
     }
     Resources {
         table,
+        memberships_table,
         notify_user: urls[0].0.clone(),
         notify_user_dlq: urls[0].1.clone(),
         notify_connection: urls[1].0.clone(),
@@ -107,6 +113,7 @@ async fn start(r: &Resources) -> RunningStack {
         backend: Backend::Aws {
             endpoint: Some(endpoint()),
             table: r.table.clone(),
+            memberships_table: r.memberships_table.clone(),
             notify_user_queue_url: r.notify_user.clone(),
             notify_connection_queue_url: r.notify_connection.clone(),
         },

@@ -398,3 +398,65 @@ async fn shutdown_closes_every_socket_and_runs_disconnect() {
         );
     }
 }
+
+#[tokio::test]
+async fn subscribe_and_unsubscribe_follow_the_token_and_disconnect_leaves_every_group() {
+    let stack = stack().await;
+    let claims = switchboard::auth::Claims {
+        subscribe: vec!["chat:*".into()],
+        ..claims_for("alice", Duration::from_secs(300), vec!["news".into()])
+    };
+    let token = mint(stack.secret(), &claims).unwrap();
+    let mut client = try_connect(&stack, Some(&token)).await.unwrap();
+    let id = connections_of(&stack, "alice").await.remove(0);
+    assert_eq!(
+        stack.memberships().connection_groups(&id).await.unwrap(),
+        ["news"]
+    );
+
+    client
+        .send(Message::text(
+            r#"{"action":"subscribe","group":"chat:42","id":7}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"ack","id":7,"ok":true}"#
+    );
+    client
+        .send(Message::text(
+            r#"{"action":"subscribe","group":"secret","id":8}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"ack","id":8,"ok":false,"error":{"code":"forbidden","message":"the token does not allow you to subscribe to \"secret\""}}"#
+    );
+    let mut groups = stack.memberships().connection_groups(&id).await.unwrap();
+    groups.sort();
+    assert_eq!(groups, ["chat:42", "news"]);
+
+    client
+        .send(Message::text(
+            r#"{"action":"unsubscribe","group":"chat:42","id":9}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"ack","id":9,"ok":true}"#
+    );
+    client.close(None).await.unwrap();
+    eventually("$disconnect to leave every group", || async {
+        stack
+            .memberships()
+            .connection_groups(&id)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    stack.shutdown().await;
+}

@@ -19,6 +19,17 @@ pub enum ErrorCode {
     BadRequest,
     /// The frame names an action that has no route.
     UnknownAction,
+    /// The token does not grant this.
+    Forbidden,
+    /// A backing service failed; trying again later may work.
+    Unavailable,
+}
+
+/// Why an acknowledged action failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckError {
+    pub code: ErrorCode,
+    pub message: String,
 }
 
 /// Frames the server sends to a client as a route response.
@@ -35,9 +46,36 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         action: Option<String>,
     },
+    /// The answer to an action that carries an optional correlation `id`.
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<AckError>,
+    },
 }
 
 impl ServerFrame {
+    pub fn ack_ok(id: Option<Value>) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: true,
+            error: None,
+        }
+    }
+
+    pub fn ack_error(id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: false,
+            error: Some(AckError {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error {
             code,
@@ -69,6 +107,8 @@ pub enum FrameError {
     MissingAction,
     #[error("the \"action\" field must be a string")]
     ActionNotString,
+    #[error("the \"{0}\" field is required")]
+    MissingField(&'static str),
     #[error("the \"{field}\" field must be {expected}")]
     WrongType {
         field: &'static str,
@@ -105,6 +145,24 @@ impl ClientFrame {
             None => Err(FrameError::MissingAction),
             Some(Value::String(action)) => Ok(ClientFrame { action, fields }),
             Some(_) => Err(FrameError::ActionNotString),
+        }
+    }
+
+    /// A required string field.
+    pub fn required_str(&self, field: &'static str) -> Result<&str, FrameError> {
+        self.optional_str(field)?
+            .ok_or(FrameError::MissingField(field))
+    }
+
+    /// The optional correlation `id`: a string or a number, echoed in acks.
+    pub fn correlation_id(&self) -> Result<Option<Value>, FrameError> {
+        match self.fields.get("id") {
+            None | Some(Value::Null) => Ok(None),
+            Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id.clone())),
+            Some(_) => Err(FrameError::WrongType {
+                field: "id",
+                expected: "a string or a number",
+            }),
         }
     }
 

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::body_text;
-use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
+use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
 use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
@@ -44,7 +44,8 @@ async fn check(name: &str) {
         "connect.json" => {
             let store = MemoryStore::new();
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response = connect::handle_connect(&store, &verifier, &event).await;
+            let response =
+                connect::handle_connect(&store, &MemoryMemberships::new(), &verifier, &event).await;
             assert_eq!(response.status_code, 200);
             let record = store.get_connection(CONNECTION).await.unwrap().unwrap();
             assert_eq!(record.user_id, "1234");
@@ -54,14 +55,16 @@ async fn check(name: &str) {
         "connect-no-token.json" => {
             let store = MemoryStore::new();
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response = connect::handle_connect(&store, &verifier, &event).await;
+            let response =
+                connect::handle_connect(&store, &MemoryMemberships::new(), &verifier, &event).await;
             assert_eq!(response.status_code, 401);
             assert!(store.is_empty());
         }
         "disconnect.json" => {
             let store = store_with_user_1234().await;
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response = disconnect::handle_disconnect(&store, &event).await;
+            let response =
+                disconnect::handle_disconnect(&store, &MemoryMemberships::new(), &event).await;
             assert_eq!(response.status_code, 200);
             assert_eq!(store.get_connection(CONNECTION).await.unwrap(), None);
             assert_eq!(store.len(), 1);

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use switchboard::adapters::memory::MemoryStore;
+use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::auth::{Claims, SecretError, TokenSecret, claims_for, mint};
 use switchboard::handlers::connect::{RECORD_TTL, handle_connect};
 use switchboard::handlers::default::handle_default;
@@ -14,7 +14,13 @@ use switchboard::handlers::ping::handle_ping;
 use switchboard::ports::{ConnectionStore, StoreError};
 
 async fn refused(store: &MemoryStore, token: Option<&str>, expected_message: &str) {
-    let response = handle_connect(store, &verifier(), &connect_event("c1", token)).await;
+    let response = handle_connect(
+        store,
+        &MemoryMemberships::new(),
+        &verifier(),
+        &connect_event("c1", token),
+    )
+    .await;
     assert_eq!(response.status_code, 401, "token {token:?}");
     assert_eq!(
         body_text(&response),
@@ -29,6 +35,7 @@ async fn connect_with_a_valid_query_token_stores_the_record() {
     let claims = claims_for("user-7", Duration::from_secs(60), vec!["room:1".into()]);
     let response = handle_connect(
         &store,
+        &MemoryMemberships::new(),
         &verifier(),
         &connect_event("c1", Some(&token_with(&claims))),
     )
@@ -55,7 +62,7 @@ async fn connect_accepts_a_bearer_header() {
         "authorization",
         format!("Bearer {}", token("user-8")).parse().unwrap(),
     );
-    let response = handle_connect(&store, &verifier(), &event).await;
+    let response = handle_connect(&store, &MemoryMemberships::new(), &verifier(), &event).await;
     assert_eq!(response.status_code, 200);
     assert_eq!(store.records()[0].user_id, "user-8");
 }
@@ -101,6 +108,7 @@ async fn connect_fails_closed_without_a_secret() {
     let store = MemoryStore::new();
     let response = handle_connect(
         &store,
+        &MemoryMemberships::new(),
         &Err(SecretError::Missing),
         &connect_event("c1", Some(&token("u"))),
     )
@@ -113,8 +121,13 @@ async fn connect_fails_closed_without_a_secret() {
 async fn connect_reports_a_store_failure_as_500() {
     let store = MemoryStore::new();
     store.fail_next(StoreError::Unavailable("down".into()));
-    let response =
-        handle_connect(&store, &verifier(), &connect_event("c1", Some(&token("u")))).await;
+    let response = handle_connect(
+        &store,
+        &MemoryMemberships::new(),
+        &verifier(),
+        &connect_event("c1", Some(&token("u"))),
+    )
+    .await;
     assert_eq!(response.status_code, 500);
     assert!(store.is_empty());
 }
@@ -125,7 +138,7 @@ async fn connect_without_a_connection_id_is_a_bad_request() {
     let mut event = connect_event("c1", Some(&token("u")));
     event.request_context.connection_id = None;
     assert_eq!(
-        handle_connect(&store, &verifier(), &event)
+        handle_connect(&store, &MemoryMemberships::new(), &verifier(), &event)
             .await
             .status_code,
         400
@@ -139,21 +152,25 @@ async fn disconnect_deletes_the_record_and_is_idempotent() {
     store.put_connection(&record("c1", "u")).await.unwrap();
     store.put_connection(&record("c2", "u")).await.unwrap();
     assert_eq!(
-        handle_disconnect(&store, &disconnect_event("c1"))
+        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
             .await
             .status_code,
         200
     );
     assert_eq!(
-        handle_disconnect(&store, &disconnect_event("c1"))
+        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
             .await
             .status_code,
         200
     );
     assert_eq!(
-        handle_disconnect(&store, &disconnect_event("unknown"))
-            .await
-            .status_code,
+        handle_disconnect(
+            &store,
+            &MemoryMemberships::new(),
+            &disconnect_event("unknown")
+        )
+        .await
+        .status_code,
         200
     );
     assert_eq!(store.records(), [record("c2", "u")]);
@@ -165,7 +182,7 @@ async fn disconnect_reports_a_store_failure_and_keeps_the_record() {
     store.put_connection(&record("c1", "u")).await.unwrap();
     store.fail_next(StoreError::Unavailable("down".into()));
     assert_eq!(
-        handle_disconnect(&store, &disconnect_event("c1"))
+        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
             .await
             .status_code,
         500

@@ -1,7 +1,7 @@
 //! `$disconnect` Lambda: wiring only; the logic is `switchboard::handlers::disconnect`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::adapters::dynamodb::DynamoStore;
+use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::{aws, config};
@@ -10,11 +10,14 @@ use switchboard::{aws, config};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
-    let store = DynamoStore::new(aws::dynamodb(&aws::load().await), table);
-    let store = &store;
+    let memberships_table = config::required("MEMBERSHIPS_TABLE")?;
+    let dynamodb = aws::dynamodb(&aws::load().await);
+    let store = DynamoStore::new(dynamodb.clone(), table);
+    let memberships = DynamoMemberships::new(dynamodb, memberships_table);
+    let (store, memberships) = (&store, &memberships);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_disconnect(store, &event.payload).await)
+            Ok::<_, Error>(handle_disconnect(store, memberships, &event.payload).await)
         },
     ))
     .await

@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
 use crate::handlers::response;
-use crate::ports::{ConnectionRecord, ConnectionStore, StoreError};
+use crate::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore, StoreError};
 
 /// How long a record outlives its connection at most: API Gateway's 2-hour
 /// connection limit plus a margin, after which DynamoDB's TTL removes records
@@ -38,12 +38,17 @@ impl ConnectError {
     }
 }
 
-/// Authenticates the request and stores the connection record.
-pub async fn connect<S: ConnectionStore + ?Sized>(
+/// Authenticates the request, joins the token's `groups` and stores the connection record.
+pub async fn connect<S, M>(
     store: &S,
+    memberships: &M,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> Result<ConnectionRecord, ConnectError> {
+) -> Result<ConnectionRecord, ConnectError>
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+{
     let verifier = verifier.as_ref().map_err(|e| e.clone())?;
     let context = &event.request_context;
     let connection_id = context
@@ -83,27 +88,49 @@ pub async fn connect<S: ConnectionStore + ?Sized>(
         subscribe: claims.subscribe,
         publish: claims.publish,
     };
+    // Memberships first: if anything fails the handshake is refused, and what
+    // was written expires by TTL with no record pointing at it.
+    for group in &record.groups {
+        memberships
+            .join(&Membership {
+                group: group.clone(),
+                connection_id: record.connection_id.clone(),
+                user_id: record.user_id.clone(),
+                expires_at: record.expires_at,
+            })
+            .await?;
+    }
     store.put_connection(&record).await?;
     Ok(record)
 }
 
 /// The `$connect` route: 200 and a stored record, or the error's status and nothing stored.
-pub async fn handle_connect<S: ConnectionStore + ?Sized>(
+pub async fn handle_connect<S, M>(
     store: &S,
+    memberships: &M,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> ApiGatewayProxyResponse {
-    connect_route(store, verifier, event).await.0
+) -> ApiGatewayProxyResponse
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+{
+    connect_route(store, memberships, verifier, event).await.0
 }
 
 /// [`handle_connect`], also returning the stored record when the connection was accepted.
-pub async fn connect_route<S: ConnectionStore + ?Sized>(
+pub async fn connect_route<S, M>(
     store: &S,
+    memberships: &M,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>) {
+) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>)
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+{
     let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
-    match connect(store, verifier, event).await {
+    match connect(store, memberships, verifier, event).await {
         Ok(record) => {
             info!(connection_id, user_id = %record.user_id, "connected");
             (response(200, None), Some(record))

@@ -4,23 +4,44 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use tracing::{error, info};
 
 use crate::handlers::response;
-use crate::ports::ConnectionStore;
+use crate::ports::{ConnectionStore, MembershipStore, StoreError};
 
-/// Deletes the connection record. An unknown id is success, so a repeated or
-/// late `$disconnect` is harmless; a record that cannot be deleted now expires by TTL.
-pub async fn handle_disconnect<S: ConnectionStore + ?Sized>(
+/// Deletes the connection record and the connection's group memberships.
+async fn forget<S, M>(store: &S, memberships: &M, connection_id: &str) -> Result<usize, StoreError>
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+{
+    store.delete_connection(connection_id).await?;
+    let groups = memberships.connection_groups(connection_id).await?;
+    for group in &groups {
+        memberships.leave(group, connection_id).await?;
+    }
+    Ok(groups.len())
+}
+
+/// Deletes the connection record and its memberships. An unknown id is
+/// success, so a repeated or late `$disconnect` is harmless; whatever cannot be
+/// deleted now expires by TTL.
+pub async fn handle_disconnect<S, M>(
     store: &S,
+    memberships: &M,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> ApiGatewayProxyResponse {
+) -> ApiGatewayProxyResponse
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+{
     let context = &event.request_context;
     let Some(connection_id) = context.connection_id.as_deref().filter(|id| !id.is_empty()) else {
         error!("disconnect event without a connection id");
         return response(400, None);
     };
-    match store.delete_connection(connection_id).await {
-        Ok(()) => {
+    match forget(store, memberships, connection_id).await {
+        Ok(groups_left) => {
             info!(
                 connection_id,
+                groups_left,
                 status = context.disconnect_status_code,
                 reason = context.disconnect_reason.as_deref().unwrap_or(""),
                 "disconnected"
@@ -28,7 +49,7 @@ pub async fn handle_disconnect<S: ConnectionStore + ?Sized>(
             response(200, None)
         }
         Err(e) => {
-            error!(connection_id, error = %e, "could not delete the connection record; its TTL will");
+            error!(connection_id, error = %e, "could not forget the connection; TTLs will");
             response(500, None)
         }
     }

@@ -7,6 +7,7 @@ pub mod disconnect;
 pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;
+pub mod subscribe;
 
 use std::future::Future;
 
