@@ -101,7 +101,9 @@ def sqs(queue, bodies):
 
 
 EVENTS = {
-    "connect.json": connect({"token": hs256({"sub": "1234", "exp": 4102444800, "groups": ["notification:test"]})}),
+    "connect.json": connect({"token": hs256({
+        "sub": "1234", "exp": 4102444800, "groups": ["notification:test"], "subscribe": ["chat:*"],
+    })}),
     "connect-no-token.json": connect(None),
     "disconnect.json": {
         "headers": {"Host": DOMAIN, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""},
@@ -115,6 +117,7 @@ EVENTS = {
     "ping.json": message("ping", json.dumps({"action": "ping", "name": "Stepan"}), 1000),
     "default-garbage.json": message("$default", "hello there", 2000),
     "default-unknown-action.json": message("$default", json.dumps({"action": "dance"}), 3000),
+    "subscribe.json": message("subscribe", json.dumps({"action": "subscribe", "group": "chat:42", "id": 7}), 4000),
     "notify-user.json": sqs("switchboard-NotifyUserQueue", [json.dumps({"userId": "1234", "data": "cokoliv"})]),
     "notify-connection.json": sqs("switchboard-NotifyConnectionQueue", [
         json.dumps({"connectionId": CONN, "data": "cokoliv"}),

@@ -11,7 +11,9 @@ use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::{connect, default, disconnect, notify_connection, notify_user, ping};
+use switchboard::handlers::{
+    connect, default, disconnect, notify_connection, notify_user, ping, subscribe,
+};
 use switchboard::ports::ConnectionStore;
 
 /// The development secret the fixtures' token is signed with (see README).
@@ -50,6 +52,7 @@ async fn check(name: &str) {
             let record = store.get_connection(CONNECTION).await.unwrap().unwrap();
             assert_eq!(record.user_id, "1234");
             assert_eq!(record.groups, ["notification:test"]);
+            assert_eq!(record.subscribe, ["chat:*"]);
             assert_eq!(record.source_ip.as_deref(), Some("203.0.113.7"));
         }
         "connect-no-token.json" => {
@@ -93,6 +96,23 @@ async fn check(name: &str) {
                     r#"{"type":"error","code":"unknown_action","message":"unknown action \"dance\"","action":"dance"}"#
                 )
             );
+        }
+        "subscribe.json" => {
+            let store = MemoryStore::new();
+            store
+                .put_connection(&switchboard::ports::ConnectionRecord {
+                    subscribe: vec!["chat:*".into()],
+                    ..common::record(CONNECTION, "1234")
+                })
+                .await
+                .unwrap();
+            let memberships = MemoryMemberships::new();
+            let response = subscribe::handle_subscription(&store, &memberships, &load(name)).await;
+            assert_eq!(
+                body_text(&response),
+                Some(r#"{"type":"ack","id":7,"ok":true}"#)
+            );
+            assert_eq!(memberships.all().len(), 1);
         }
         "notify-user.json" => {
             let store = store_with_user_1234().await;
