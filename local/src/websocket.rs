@@ -201,6 +201,8 @@ async fn serve(
         }
     };
     let _ = sink.close().await;
+    // Posts from now on answer 410 rather than vanish into a socket that is gone.
+    drop(outbound);
     finish(&stack, &connection, code, &reason).await;
 }
 
@@ -208,12 +210,13 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Forgets the connection and runs `$disconnect`.
+/// Runs `$disconnect`, then forgets the connection. In that order, shutdown
+/// (which waits for the registry to empty) also waits for every `$disconnect`.
 async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str) {
     let id = &connection.context.connection_id;
-    stack.connections.remove(id);
     let event = events::disconnect(&connection.context, code, reason);
     handle_disconnect(&*stack.store, &*stack.memberships, &event).await;
+    stack.connections.remove(id);
     info!(connection_id = %id, user_id = %connection.user_id, code, reason, "disconnect");
 }
 
