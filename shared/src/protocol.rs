@@ -266,6 +266,120 @@ pub fn render_data(data: &RawValue) -> Result<String, MessageError> {
     Ok(text)
 }
 
+/// The frame a group member receives: `{"type":"message","from":"server","group":…,"data":…}`,
+/// with `data` as compact JSON. Errors when it exceeds [`MAX_MESSAGE_BYTES`].
+pub fn group_message(group: &str, data: &RawValue) -> Result<String, MessageError> {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        from: &'static str,
+        group: &'a str,
+        data: &'a RawValue,
+    }
+    let compact = RawValue::from_string(compact_json(data.get()))
+        .map_err(|e| MessageError::Malformed(e.to_string()))?;
+    let text = serde_json::to_string(&Frame {
+        kind: "message",
+        from: "server",
+        group,
+        data: &compact,
+    })
+    .map_err(|e| MessageError::Malformed(e.to_string()))?;
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(MessageError::TooLarge { size: text.len() });
+    }
+    Ok(text)
+}
+
+/// The newest Commands message version this code understands.
+pub const COMMAND_VERSION: u32 = 1;
+
+/// A Commands queue message. Every body carries `"version"` and `"type"`:
+///
+/// `{"version":1,"type":"sendToGroup","group":"chat:42","data":…,"excludeConnectionIds":["…"]}`
+#[derive(Debug)]
+pub enum Command {
+    SendToGroup {
+        group: String,
+        data: Box<RawValue>,
+        exclude_connection_ids: Vec<String>,
+    },
+}
+
+impl Command {
+    pub fn parse(body: Option<&str>) -> Result<Self, MessageError> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            version: u32,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct SendToGroup {
+            group: String,
+            data: Box<RawValue>,
+            #[serde(default)]
+            exclude_connection_ids: Vec<String>,
+        }
+        let envelope: Envelope = parse_message(body)?;
+        if envelope.version != COMMAND_VERSION {
+            return Err(MessageError::Malformed(format!(
+                "unsupported command version {}; this deployment understands version {COMMAND_VERSION}",
+                envelope.version
+            )));
+        }
+        match envelope.kind.as_str() {
+            "sendToGroup" => {
+                let m: SendToGroup = parse_message(body)?;
+                crate::groups::validate_group(&m.group)
+                    .map_err(|e| MessageError::Malformed(format!("\"group\": {e}")))?;
+                Ok(Command::SendToGroup {
+                    group: m.group,
+                    data: m.data,
+                    exclude_connection_ids: m.exclude_connection_ids,
+                })
+            }
+            other => Err(MessageError::Malformed(format!(
+                "unknown command type \"{other}\"; known: sendToGroup"
+            ))),
+        }
+    }
+}
+
+/// A Deliveries queue message (internal): one group frame for up to
+/// [`DELIVERY_BATCH`] connections, so fan-out to a large group costs one
+/// message per batch, not one per connection.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryBatch {
+    pub connection_ids: Vec<String>,
+    pub group: String,
+    pub data: Box<RawValue>,
+    /// 1 for the first try; a retry of the connections that failed carries the next number.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// Connections per Deliveries message.
+pub const DELIVERY_BATCH: usize = 100;
+
+impl DeliveryBatch {
+    pub fn parse(body: Option<&str>) -> Result<Self, MessageError> {
+        parse_message(body)
+    }
+
+    pub fn body(&self) -> String {
+        // Strings, numbers and an already-valid raw value always serialise.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Removes insignificant whitespace from valid JSON text. Working on the text,
 /// rather than through `serde_json::Value`, keeps key order and number precision.
 fn compact_json(raw: &str) -> String {

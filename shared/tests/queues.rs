@@ -8,6 +8,7 @@ use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
 use switchboard::aws_lambda_events::sqs::SqsBatchResponse;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::enqueue::EnqueueError;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::{NotifyUserError, handle_notify_user, notify_user};
 use switchboard::ports::{ConnectionStore, GatewayError, QueueError, StoreError};
@@ -143,10 +144,10 @@ async fn notify_user_fails_the_record_when_retries_run_out() {
     .unwrap_err();
     assert_eq!(
         err,
-        NotifyUserError::Enqueue {
+        NotifyUserError::Enqueue(EnqueueError {
             failed: 1,
             reason: "InternalError: scripted failure".into()
-        }
+        })
     );
     assert_eq!(queue.calls(), 3);
 }
@@ -164,7 +165,10 @@ async fn notify_user_does_not_retry_sender_faults() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, NotifyUserError::Enqueue { failed: 1, .. }));
+    assert!(matches!(
+        err,
+        NotifyUserError::Enqueue(EnqueueError { failed: 1, .. })
+    ));
     assert_eq!(queue.calls(), 1);
 }
 

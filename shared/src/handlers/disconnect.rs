@@ -7,7 +7,11 @@ use crate::handlers::response;
 use crate::ports::{ConnectionStore, MembershipStore, StoreError};
 
 /// Deletes the connection record and the connection's group memberships.
-async fn forget<S, M>(store: &S, memberships: &M, connection_id: &str) -> Result<usize, StoreError>
+pub(crate) async fn forget<S, M>(
+    store: &S,
+    memberships: &M,
+    connection_id: &str,
+) -> Result<usize, StoreError>
 where
     S: ConnectionStore + ?Sized,
     M: MembershipStore + ?Sized,

@@ -1,9 +1,12 @@
 //! One module per route or queue. Each takes the real Lambda event type and
 //! the ports it needs, so the Lambdas and the local stack run the same code.
 
+pub mod commands;
 pub mod connect;
 pub mod default;
+pub mod deliver;
 pub mod disconnect;
+pub mod enqueue;
 pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;

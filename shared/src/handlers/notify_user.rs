@@ -1,19 +1,14 @@
 //! notify-user: fan a NotifyUser message out to one NotifyConnection message
 //! per connection of the user.
 
-use std::time::Duration;
-
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::config::NotifyUserOptions;
+use crate::handlers::enqueue::{EnqueueError, enqueue_all};
 use crate::handlers::{BatchReport, process_batch, receive_count};
-use crate::ports::{ConnectionStore, MAX_BATCH, MessageQueue, StoreError};
+use crate::ports::{ConnectionStore, MessageQueue, StoreError};
 use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data};
-
-/// SendMessageBatch calls in flight at once for one NotifyUser message.
-const SEND_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotifyUserError {
@@ -21,8 +16,8 @@ pub enum NotifyUserError {
     Message(#[from] MessageError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{failed} NotifyConnection messages were not enqueued: {reason}")]
-    Enqueue { failed: usize, reason: String },
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
 }
 
 /// Enqueues one NotifyConnection message per connection of the message's user
@@ -57,68 +52,13 @@ where
             .iter()
             .map(|id| NotifyConnection::body(id, &message.data))
             .collect();
-        // Owned chunks keep the stream's closure free of borrowed lifetimes, so
-        // the future stays `Send` for callers that spawn it.
-        let chunks: Vec<Vec<String>> = bodies.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
-        let results: Vec<Result<usize, NotifyUserError>> = futures::stream::iter(chunks)
-            .map(|chunk| send_with_retry(queue, chunk, options))
-            .buffer_unordered(SEND_CONCURRENCY)
-            .collect()
-            .await;
-        for result in results {
-            enqueued += result?;
-        }
+        enqueued += enqueue_all(queue, bodies, options).await?;
         match page.next {
             Some(next) => after = Some(next),
             None => break,
         }
     }
     Ok(enqueued)
-}
-
-async fn send_with_retry<Q: MessageQueue + ?Sized>(
-    queue: &Q,
-    mut pending: Vec<String>,
-    options: &NotifyUserOptions,
-) -> Result<usize, NotifyUserError> {
-    let total = pending.len();
-    let mut reason = String::new();
-    for attempt in 1..=options.send_attempts {
-        match queue.send_batch(&pending).await {
-            Ok(failures) if failures.is_empty() => return Ok(total),
-            Ok(failures) => {
-                if let Some(f) = failures.iter().find(|f| f.sender_fault) {
-                    // SQS blames the message itself: sending it again cannot help.
-                    return Err(NotifyUserError::Enqueue {
-                        failed: failures.len(),
-                        reason: format!("{}: {}", f.code, f.message),
-                    });
-                }
-                reason = failures
-                    .first()
-                    .map(|f| format!("{}: {}", f.code, f.message))
-                    .unwrap_or_default();
-                pending = failures
-                    .iter()
-                    .filter_map(|f| pending.get(f.index).cloned())
-                    .collect();
-            }
-            Err(e) => reason = e.to_string(),
-        }
-        if attempt < options.send_attempts {
-            tokio::time::sleep(backoff(options.retry_base_delay, attempt)).await;
-        }
-    }
-    Err(NotifyUserError::Enqueue {
-        failed: pending.len(),
-        reason,
-    })
-}
-
-/// Exponential backoff with full jitter: a random delay in `[0, base * 2^(attempt-1)]`.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-    Duration::from_micros(fastrand::u64(..=cap.as_micros() as u64))
 }
 
 /// The notify-user function: each NotifyUser record that fails is reported

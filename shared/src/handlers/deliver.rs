@@ -1,0 +1,170 @@
+//! deliver: the worker behind group sends. One Deliveries message carries one
+//! frame for up to 100 connections; the worker posts it to all of them
+//! concurrently through the Management API.
+//!
+//! - 200: delivered.
+//! - 410 Gone: the connection's record and memberships are deleted; not retried.
+//! - Any other failure: the connections that failed go back on the Deliveries
+//!   queue as one new message with the next attempt number, so connections that
+//!   already got the frame do not get it again. After [`MAX_DELIVERY_ATTEMPTS`]
+//!   the message is refused and lands in the Deliveries DLQ with exactly the
+//!   connections that never got it.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use futures::StreamExt;
+use tracing::{error, info, warn};
+
+use crate::config::{NotifyConnectionOptions, NotifyUserOptions};
+use crate::handlers::disconnect::forget;
+use crate::handlers::enqueue::{EnqueueError, enqueue_all};
+use crate::handlers::{BatchReport, process_batch, receive_count};
+use crate::ports::{ConnectionStore, Gateway, GatewayError, MembershipStore, MessageQueue};
+use crate::protocol::{DeliveryBatch, MessageError, group_message};
+
+/// Tries per connection before its Deliveries message goes to the DLQ.
+pub const MAX_DELIVERY_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliverOutcome {
+    pub delivered: usize,
+    pub gone: usize,
+    /// Connections handed back to the queue for another attempt.
+    pub retried: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("{connections} connections still failing after {attempts} attempts")]
+    Exhausted { attempts: u32, connections: usize },
+    #[error("could not hand failed connections back to the queue: {0}")]
+    Enqueue(#[from] EnqueueError),
+}
+
+/// The ports the deliver worker uses.
+pub struct DeliverPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
+    pub store: &'a S,
+    pub memberships: &'a M,
+    pub gateway: &'a G,
+    /// The Deliveries queue, for retries.
+    pub retries: &'a Q,
+}
+
+/// Delivers one Deliveries message.
+pub async fn deliver<S, M, G, Q>(
+    ports: &DeliverPorts<'_, S, M, G, Q>,
+    posting: &NotifyConnectionOptions,
+    enqueueing: &NotifyUserOptions,
+    body: Option<&str>,
+) -> Result<DeliverOutcome, DeliverError>
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
+    let batch = DeliveryBatch::parse(body)?;
+    if batch.attempt > MAX_DELIVERY_ATTEMPTS {
+        return Err(DeliverError::Exhausted {
+            attempts: batch.attempt - 1,
+            connections: batch.connection_ids.len(),
+        });
+    }
+    let text = group_message(&batch.group, &batch.data)?;
+    let results: Vec<(String, Result<(), GatewayError>)> =
+        futures::stream::iter(batch.connection_ids.clone())
+            .map(|id| {
+                let text = text.as_bytes();
+                async move {
+                    let result = ports.gateway.post_to_connection(&id, text).await;
+                    (id, result)
+                }
+            })
+            .buffer_unordered(posting.concurrency)
+            .collect()
+            .await;
+    let mut outcome = DeliverOutcome::default();
+    let mut failed = Vec::new();
+    for (id, result) in results {
+        match result {
+            Ok(()) => outcome.delivered += 1,
+            Err(GatewayError::Gone) => {
+                outcome.gone += 1;
+                if let Err(e) = forget(ports.store, ports.memberships, &id).await {
+                    warn!(connection_id = %id, error = %e, "could not forget a gone connection; TTLs will");
+                }
+            }
+            Err(e) => {
+                warn!(connection_id = %id, attempt = batch.attempt, error = %e, "post failed; will retry");
+                failed.push(id);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        outcome.retried = failed.len();
+        let retry = DeliveryBatch {
+            connection_ids: failed,
+            group: batch.group,
+            data: batch.data,
+            attempt: batch.attempt + 1,
+        };
+        enqueue_all(ports.retries, vec![retry.body()], enqueueing).await?;
+    }
+    Ok(outcome)
+}
+
+/// The deliver function.
+pub async fn handle_deliveries<S, M, G, Q>(
+    ports: &DeliverPorts<'_, S, M, G, Q>,
+    posting: &NotifyConnectionOptions,
+    enqueueing: &NotifyUserOptions,
+    event: SqsEvent,
+) -> SqsBatchResponse
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
+    deliveries_batch(ports, posting, enqueueing, event)
+        .await
+        .into_response()
+}
+
+/// [`handle_deliveries`], with each failed record's reason.
+pub async fn deliveries_batch<S, M, G, Q>(
+    ports: &DeliverPorts<'_, S, M, G, Q>,
+    posting: &NotifyConnectionOptions,
+    enqueueing: &NotifyUserOptions,
+    event: SqsEvent,
+) -> BatchReport
+where
+    S: ConnectionStore + ?Sized,
+    M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
+    Q: MessageQueue + ?Sized,
+{
+    // One message already fans out to up to 100 posts; take records one at a time.
+    process_batch(event, 1, |record| async move {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        match deliver(ports, posting, enqueueing, record.body.as_deref()).await {
+            Ok(outcome) => {
+                info!(
+                    message_id,
+                    delivered = outcome.delivered,
+                    gone = outcome.gone,
+                    retried = outcome.retried,
+                    "delivered"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                error!(message_id, receive_count = receive_count(&record), error = %e,
+                    "undeliverable; it goes to the DLQ after maxReceiveCount");
+                Err(e.to_string())
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,83 @@
+//! Enqueueing many messages: SendMessageBatch ten at a time, several calls in
+//! flight, retrying only the entries the queue did not take.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::config::NotifyUserOptions;
+use crate::ports::{MAX_BATCH, MessageQueue};
+
+/// SendMessageBatch calls in flight at once.
+const SEND_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{failed} messages were not enqueued: {reason}")]
+pub struct EnqueueError {
+    pub failed: usize,
+    pub reason: String,
+}
+
+/// Sends every body and returns how many were sent. Entries SQS blames on the
+/// sender are not retried; others are retried up to `send_attempts` times with
+/// exponential backoff and full jitter.
+pub async fn enqueue_all<Q: MessageQueue + ?Sized>(
+    queue: &Q,
+    bodies: Vec<String>,
+    options: &NotifyUserOptions,
+) -> Result<usize, EnqueueError> {
+    // Owned chunks keep the stream's closure free of borrowed lifetimes, so
+    // the future stays `Send` for callers that spawn it.
+    let chunks: Vec<Vec<String>> = bodies.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
+    let results: Vec<Result<usize, EnqueueError>> = futures::stream::iter(chunks)
+        .map(|chunk| send_with_retry(queue, chunk, options))
+        .buffer_unordered(SEND_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().sum()
+}
+
+async fn send_with_retry<Q: MessageQueue + ?Sized>(
+    queue: &Q,
+    mut pending: Vec<String>,
+    options: &NotifyUserOptions,
+) -> Result<usize, EnqueueError> {
+    let total = pending.len();
+    let mut reason = String::new();
+    for attempt in 1..=options.send_attempts {
+        match queue.send_batch(&pending).await {
+            Ok(failures) if failures.is_empty() => return Ok(total),
+            Ok(failures) => {
+                if let Some(f) = failures.iter().find(|f| f.sender_fault) {
+                    // SQS blames the message itself: sending it again cannot help.
+                    return Err(EnqueueError {
+                        failed: failures.len(),
+                        reason: format!("{}: {}", f.code, f.message),
+                    });
+                }
+                reason = failures
+                    .first()
+                    .map(|f| format!("{}: {}", f.code, f.message))
+                    .unwrap_or_default();
+                pending = failures
+                    .iter()
+                    .filter_map(|f| pending.get(f.index).cloned())
+                    .collect();
+            }
+            Err(e) => reason = e.to_string(),
+        }
+        if attempt < options.send_attempts {
+            tokio::time::sleep(backoff(options.retry_base_delay, attempt)).await;
+        }
+    }
+    Err(EnqueueError {
+        failed: pending.len(),
+        reason,
+    })
+}
+
+/// Exponential backoff with full jitter: a random delay in `[0, base * 2^(attempt-1)]`.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    Duration::from_micros(fastrand::u64(..=cap.as_micros() as u64))
+}

@@ -1,0 +1,294 @@
+//! Group sends: the Commands queue's `sendToGroup` and the deliver worker, over
+//! in-memory adapters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::commands::{CommandError, handle_commands, run_command};
+use switchboard::handlers::deliver::{
+    DeliverError, DeliverOutcome, DeliverPorts, MAX_DELIVERY_ATTEMPTS, deliver,
+};
+use switchboard::ports::{ConnectionStore, GatewayError, Membership, MembershipStore};
+use switchboard::protocol::{DeliveryBatch, MAX_MESSAGE_BYTES, MessageError};
+
+fn options() -> NotifyUserOptions {
+    NotifyUserOptions {
+        retry_base_delay: Duration::from_millis(1),
+        ..NotifyUserOptions::default()
+    }
+}
+
+async fn group_of(n: usize, group: &str) -> (MemoryStore, MemoryMemberships, MemoryGateway) {
+    let store = MemoryStore::new();
+    let memberships = MemoryMemberships::with_page_size(64);
+    let gateway = MemoryGateway::new();
+    for i in 0..n {
+        let id = format!("c{i:04}");
+        store
+            .put_connection(&record(&id, &format!("u{i}")))
+            .await
+            .unwrap();
+        memberships
+            .join(&Membership {
+                group: group.into(),
+                connection_id: id.clone(),
+                user_id: format!("u{i}"),
+                expires_at: 0,
+            })
+            .await
+            .unwrap();
+        gateway.open(&id);
+    }
+    (store, memberships, gateway)
+}
+
+fn batches(queue: &MemoryQueue) -> Vec<DeliveryBatch> {
+    queue
+        .sent()
+        .iter()
+        .map(|body| DeliveryBatch::parse(Some(body)).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_excluded() {
+    let (_, memberships, _) = group_of(250, "chat:1").await;
+    memberships
+        .join(&Membership {
+            group: "other".into(),
+            connection_id: "outsider".into(),
+            user_id: "x".into(),
+            expires_at: 0,
+        })
+        .await
+        .unwrap();
+    let deliveries = MemoryQueue::new();
+    let addressed = run_command(
+        &memberships,
+        &deliveries,
+        &options(),
+        Some(r#"{"version":1,"type":"sendToGroup","group":"chat:1","data":{"a": 1},"excludeConnectionIds":["c0000","c0100","nobody"]}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(addressed, 248);
+    let batches = batches(&deliveries);
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.connection_ids.len() <= 100 && b.attempt == 1 && b.group == "chat:1")
+    );
+    let mut ids: Vec<String> = batches.into_iter().flat_map(|b| b.connection_ids).collect();
+    ids.sort();
+    let expected: Vec<String> = (0..250)
+        .map(|i| format!("c{i:04}"))
+        .filter(|id| id != "c0000" && id != "c0100")
+        .collect();
+    assert_eq!(
+        ids, expected,
+        "every member once, no excluded id, no outsider"
+    );
+}
+
+#[tokio::test]
+async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
+    let (store, memberships, gateway) = group_of(3, "chat:1").await;
+    // c0002's socket is gone but its record and membership remain.
+    let gone_gateway = MemoryGateway::new();
+    gone_gateway.open("c0000");
+    gone_gateway.open("c0001");
+    let retries = MemoryQueue::new();
+    let ports = DeliverPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gone_gateway,
+        retries: &retries,
+    };
+    let body =
+        r#"{"connectionIds":["c0000","c0001","c0002"],"group":"chat:1","data":{ "a" : [1, 2] }}"#;
+    let outcome = deliver(
+        &ports,
+        &NotifyConnectionOptions::default(),
+        &options(),
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        DeliverOutcome {
+            delivered: 2,
+            gone: 1,
+            retried: 0
+        }
+    );
+    for id in ["c0000", "c0001"] {
+        assert_eq!(
+            gone_gateway.delivered(id),
+            [r#"{"type":"message","from":"server","group":"chat:1","data":{"a":[1,2]}}"#]
+        );
+    }
+    assert!(store.get_connection("c0002").await.unwrap().is_none());
+    assert!(
+        memberships
+            .connection_groups("c0002")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(retries.sent().is_empty());
+    drop(gateway);
+}
+
+#[tokio::test]
+async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
+    let (store, memberships, gateway) = group_of(4, "g").await;
+    gateway.fail_next("c0001", GatewayError::Throttled("Rate exceeded".into()));
+    gateway.fail_next("c0003", GatewayError::Timeout);
+    let retries = MemoryQueue::new();
+    let ports = DeliverPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        retries: &retries,
+    };
+    let body = r#"{"connectionIds":["c0000","c0001","c0002","c0003"],"group":"g","data":1}"#;
+    let outcome = deliver(
+        &ports,
+        &NotifyConnectionOptions::default(),
+        &options(),
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        DeliverOutcome {
+            delivered: 2,
+            gone: 0,
+            retried: 2
+        }
+    );
+    let retry = &batches(&retries)[0];
+    let mut ids = retry.connection_ids.clone();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["c0001", "c0003"],
+        "only the failed connections come back"
+    );
+    assert_eq!(retry.attempt, 2);
+
+    // The retry delivers to exactly those; nobody gets the frame twice.
+    let second = retries.drain().remove(0);
+    deliver(
+        &ports,
+        &NotifyConnectionOptions::default(),
+        &options(),
+        Some(&second),
+    )
+    .await
+    .unwrap();
+    for id in ["c0000", "c0001", "c0002", "c0003"] {
+        assert_eq!(gateway.delivered(id).len(), 1, "{id}");
+    }
+
+    // Past the last attempt the message is refused without a post, for the DLQ.
+    let posts = gateway.posts();
+    let exhausted = format!(
+        r#"{{"connectionIds":["c0001"],"group":"g","data":1,"attempt":{}}}"#,
+        MAX_DELIVERY_ATTEMPTS + 1
+    );
+    assert_eq!(
+        deliver(
+            &ports,
+            &NotifyConnectionOptions::default(),
+            &options(),
+            Some(&exhausted)
+        )
+        .await,
+        Err(DeliverError::Exhausted {
+            attempts: MAX_DELIVERY_ATTEMPTS,
+            connections: 1
+        })
+    );
+    assert_eq!(gateway.posts(), posts);
+}
+
+#[tokio::test]
+async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
+    let (_, memberships, _) = group_of(2, "g").await;
+    let deliveries = MemoryQueue::new();
+    let big = format!(
+        r#"{{"version":1,"type":"sendToGroup","group":"g","data":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES)
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            r#"{"version":2,"type":"sendToGroup","group":"g","data":1}"#.into(),
+            "malformed message: unsupported command version 2; this deployment understands version 1",
+        ),
+        (
+            r#"{"version":1,"type":"explode"}"#.into(),
+            "malformed message: unknown command type \"explode\"; known: sendToGroup",
+        ),
+        (
+            r#"{"type":"sendToGroup","group":"g","data":1}"#.into(),
+            "malformed message: missing field `version` at line 1 column 43",
+        ),
+        (
+            r#"{"version":1,"type":"sendToGroup","data":1}"#.into(),
+            "malformed message: missing field `group` at line 1 column 43",
+        ),
+        (
+            r#"{"version":1,"type":"sendToGroup","group":"a b","data":1}"#.into(),
+            "malformed message: \"group\": the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /",
+        ),
+        (
+            r#"{"version":1,"type":"sendToGroup","group":"g"}"#.into(),
+            "malformed message: missing field `data` at line 1 column 46",
+        ),
+        (
+            "nonsense".into(),
+            "malformed message: expected ident at line 1 column 2",
+        ),
+    ];
+    for (body, expected) in cases {
+        let err = run_command(&memberships, &deliveries, &options(), Some(&body))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected, "{body}");
+    }
+    assert!(matches!(
+        run_command(&memberships, &deliveries, &options(), Some(&big)).await,
+        Err(CommandError::Message(MessageError::TooLarge { .. }))
+    ));
+    assert_eq!(deliveries.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_command_batch_fails_only_its_bad_records() {
+    let (_, memberships, _) = group_of(3, "g").await;
+    let deliveries = MemoryQueue::new();
+    let response = handle_commands(
+        &memberships,
+        &deliveries,
+        &options(),
+        sqs_event(&[
+            r#"{"version":1,"type":"sendToGroup","group":"g","data":"hi"}"#,
+            r#"{"version":1,"type":"nope"}"#,
+        ]),
+    )
+    .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["m1"]);
+    assert_eq!(batches(&deliveries)[0].connection_ids.len(), 3);
+}
