@@ -118,6 +118,14 @@ EVENTS = {
     "default-garbage.json": message("$default", "hello there", 2000),
     "default-unknown-action.json": message("$default", json.dumps({"action": "dance"}), 3000),
     "subscribe.json": message("subscribe", json.dumps({"action": "subscribe", "group": "chat:42", "id": 7}), 4000),
+    "commands.json": sqs("switchboard-CommandsQueue", [
+        json.dumps({"version": 1, "type": "sendToGroup", "group": "chat:42", "data": {"text": "hello"},
+                    "excludeConnectionIds": ["second-connection"]}),
+    ]),
+    "deliver.json": sqs("switchboard-DeliveriesQueue", [
+        json.dumps({"connectionIds": [CONN, "second-connection"], "group": "chat:42", "data": {"text": "hello"},
+                    "attempt": 1}),
+    ]),
     "notify-user.json": sqs("switchboard-NotifyUserQueue", [json.dumps({"userId": "1234", "data": "cokoliv"})]),
     "notify-connection.json": sqs("switchboard-NotifyConnectionQueue", [
         json.dumps({"connectionId": CONN, "data": "cokoliv"}),

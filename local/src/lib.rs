@@ -23,6 +23,8 @@ use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::commands::commands_batch;
+use switchboard::handlers::deliver::{DeliverPorts, deliveries_batch};
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue};
@@ -52,6 +54,9 @@ pub enum Backend {
         memberships_table: String,
         notify_user_queue_url: String,
         notify_connection_queue_url: String,
+        /// Commands and Deliveries queues; group sends need both.
+        commands_queue_url: Option<String>,
+        deliveries_queue_url: Option<String>,
     },
 }
 
@@ -142,6 +147,8 @@ pub(crate) struct Stack {
     pub(crate) connections: Connections,
     pub(crate) notify_user: Producer,
     pub(crate) notify_connection: Producer,
+    pub(crate) commands: Option<Producer>,
+    pub(crate) deliveries: Option<Producer>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -260,6 +267,9 @@ struct Storage {
     notify_connection: Producer,
     /// Where notify-user puts its NotifyConnection messages.
     fanout_queue: Arc<dyn MessageQueue>,
+    commands: Option<Producer>,
+    /// The Deliveries queue as its source and as the queue commands and retries write to.
+    deliveries: Option<(Producer, Arc<dyn MessageQueue>)>,
 }
 
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
@@ -296,6 +306,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         notify_user,
         notify_connection,
         fanout_queue,
+        commands,
+        deliveries,
     } = match &config.backend {
         Backend::Memory => {
             let user_queue = Arc::new(LocalQueue::new(
@@ -314,6 +326,22 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 notify_user: Producer::Local(user_queue),
                 notify_connection: Producer::Local(connection_queue.clone()),
                 fanout_queue: connection_queue,
+                commands: Some(Producer::Local(Arc::new(LocalQueue::new(
+                    "commands",
+                    config.visibility_timeout,
+                    config.max_receive_count,
+                )))),
+                deliveries: {
+                    let queue = Arc::new(LocalQueue::new(
+                        "deliveries",
+                        config.visibility_timeout,
+                        config.max_receive_count,
+                    ));
+                    Some((
+                        Producer::Local(queue.clone()),
+                        queue as Arc<dyn MessageQueue>,
+                    ))
+                },
             }
         }
         Backend::Aws {
@@ -321,6 +349,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             memberships_table,
             notify_user_queue_url,
             notify_connection_queue_url,
+            commands_queue_url,
+            deliveries_queue_url,
             ..
         } => {
             let sqs = switchboard::aws::sqs(&sdk);
@@ -336,7 +366,19 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                     client: sqs.clone(),
                     url: notify_connection_queue_url.clone(),
                 },
-                fanout_queue: Arc::new(SqsQueue::new(sqs, notify_connection_queue_url)),
+                fanout_queue: Arc::new(SqsQueue::new(sqs.clone(), notify_connection_queue_url)),
+                commands: commands_queue_url.as_ref().map(|url| Producer::Sqs {
+                    client: sqs.clone(),
+                    url: url.clone(),
+                }),
+                deliveries: deliveries_queue_url.as_ref().map(|url| {
+                    let queue: Arc<dyn MessageQueue> = Arc::new(SqsQueue::new(sqs.clone(), url));
+                    let producer = Producer::Sqs {
+                        client: sqs.clone(),
+                        url: url.clone(),
+                    };
+                    (producer, queue)
+                }),
             }
         }
     };
@@ -348,9 +390,10 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             Box::pin(async move { notify_user_batch(&*store, &*queue, &options, event).await })
         })
     };
+    let management = Arc::new(management);
     let connection_handler: BatchHandler = {
         let (store, options) = (store.clone(), config.notify_connection.clone());
-        let management = Arc::new(management);
+        let management = management.clone();
         Arc::new(move |event| {
             let (store, management, options) = (store.clone(), management.clone(), options.clone());
             Box::pin(async move {
@@ -358,10 +401,57 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             })
         })
     };
-    for (producer, handler, name) in [
+    let mut sources: Vec<(&Producer, BatchHandler, &str)> = vec![
         (&notify_user, user_handler, "notify-user"),
         (&notify_connection, connection_handler, "notify-connection"),
-    ] {
+    ];
+    if let (Some(commands), Some((deliveries, deliveries_queue))) = (&commands, &deliveries) {
+        let commands_handler: BatchHandler = {
+            let (memberships, queue, options) = (
+                memberships.clone(),
+                deliveries_queue.clone(),
+                config.notify_user.clone(),
+            );
+            Arc::new(move |event| {
+                let (memberships, queue, options) =
+                    (memberships.clone(), queue.clone(), options.clone());
+                Box::pin(
+                    async move { commands_batch(&*memberships, &*queue, &options, event).await },
+                )
+            })
+        };
+        let deliver_handler: BatchHandler = {
+            let (store, memberships, management, queue) = (
+                store.clone(),
+                memberships.clone(),
+                management.clone(),
+                deliveries_queue.clone(),
+            );
+            let (posting, enqueueing) =
+                (config.notify_connection.clone(), config.notify_user.clone());
+            Arc::new(move |event| {
+                let (store, memberships, management, queue) = (
+                    store.clone(),
+                    memberships.clone(),
+                    management.clone(),
+                    queue.clone(),
+                );
+                let (posting, enqueueing) = (posting.clone(), enqueueing.clone());
+                Box::pin(async move {
+                    let ports = DeliverPorts {
+                        store: &*store,
+                        memberships: &*memberships,
+                        gateway: &*management,
+                        retries: &*queue,
+                    };
+                    deliveries_batch(&ports, &posting, &enqueueing, event).await
+                })
+            })
+        };
+        sources.push((commands, commands_handler, "commands"));
+        sources.push((deliveries, deliver_handler, "deliveries"));
+    }
+    for (producer, handler, name) in sources {
         let shutdown = shutdown_rx.clone();
         tasks.push(match producer {
             Producer::Local(queue) => {
@@ -385,6 +475,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         connections: Connections::default(),
         notify_user,
         notify_connection,
+        commands,
+        deliveries: deliveries.map(|(producer, _)| producer),
         shutdown: shutdown_rx.clone(),
     });
     tasks.push(tokio::spawn(server::serve(

@@ -69,6 +69,12 @@ struct Serve {
     /// NotifyUser queue URL (with --aws-endpoint or --aws).
     #[arg(long, env = "NOTIFY_USER_QUEUE_URL")]
     notify_user_queue_url: Option<String>,
+    /// Commands queue URL (with --aws-endpoint or --aws; group sends need it and --deliveries-queue-url).
+    #[arg(long, env = "COMMANDS_QUEUE_URL")]
+    commands_queue_url: Option<String>,
+    /// Deliveries queue URL (with --aws-endpoint or --aws).
+    #[arg(long, env = "DELIVERIES_QUEUE_URL")]
+    deliveries_queue_url: Option<String>,
     /// NotifyConnection queue URL (with --aws-endpoint or --aws).
     #[arg(long, env = "NOTIFY_CONNECTION_QUEUE_URL")]
     notify_connection_queue_url: Option<String>,
@@ -98,6 +104,8 @@ fn config(serve: Serve) -> Result<Config, String> {
                 serve.notify_connection_queue_url,
                 "--notify-connection-queue-url (or NOTIFY_CONNECTION_QUEUE_URL)",
             )?,
+            commands_queue_url: serve.commands_queue_url,
+            deliveries_queue_url: serve.deliveries_queue_url,
         }
     } else {
         Backend::Memory
@@ -133,7 +141,7 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
         "\nSwitchboard local stack\n\
          \n  WebSocket       {ws}\
          \n  Management API  {mgmt}/@connections/{{connectionId}}\
-         \n  Queues          POST {http}/queues/notify-user  |  POST {http}/queues/notify-connection\
+         \n  Queues          POST {http}/queues/notify-user  |  notify-connection  |  commands\
          \n\n{secret_note}\
          \nConnect as \"{user}\" (token valid 12 h):\
          \n  websocat \"{ws}?token={token}\"\

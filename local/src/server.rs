@@ -142,10 +142,12 @@ async fn delete_connection(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The queues producers may write to.
 fn queue<'a>(stack: &'a Stack, name: &str) -> Option<&'a Producer> {
     match name {
         "notify-user" => Some(&stack.notify_user),
         "notify-connection" => Some(&stack.notify_connection),
+        "commands" => stack.commands.as_ref(),
         _ => None,
     }
 }
@@ -162,7 +164,9 @@ fn json_error(status: StatusCode, message: String) -> Response {
 fn unknown_queue(name: &str) -> Response {
     json_error(
         StatusCode::NOT_FOUND,
-        format!("unknown queue \"{name}\"; the queues are notify-user and notify-connection"),
+        format!(
+            "unknown queue \"{name}\"; the queues are notify-user, notify-connection and commands"
+        ),
     )
 }
 
@@ -201,7 +205,11 @@ async fn enqueue(
 
 /// `GET /queues/{queue}/dead-letters`
 async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>) -> Response {
-    let Some(producer) = queue(&stack, &name) else {
+    let internal = match name.as_str() {
+        "deliveries" => stack.deliveries.as_ref(),
+        _ => None,
+    };
+    let Some(producer) = internal.or_else(|| queue(&stack, &name)) else {
         return unknown_queue(&name);
     };
     match producer.dead_letters() {

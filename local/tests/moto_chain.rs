@@ -30,6 +30,8 @@ struct Resources {
     notify_user: String,
     notify_connection: String,
     notify_user_dlq: String,
+    commands: String,
+    deliveries: String,
     sqs: aws_sdk_sqs::Client,
 }
 
@@ -59,7 +61,7 @@ async fn resources() -> Resources {
         .await
         .unwrap();
     let mut urls = Vec::new();
-    for name in ["notify-user", "notify-connection"] {
+    for name in ["notify-user", "notify-connection", "commands", "deliveries"] {
         let dlq = sqs
             .create_queue()
             .queue_name(unique(&format!("{name}-dlq")))
@@ -102,6 +104,8 @@ async fn resources() -> Resources {
         notify_user: urls[0].0.clone(),
         notify_user_dlq: urls[0].1.clone(),
         notify_connection: urls[1].0.clone(),
+        commands: urls[2].0.clone(),
+        deliveries: urls[3].0.clone(),
         sqs,
     }
 }
@@ -116,6 +120,8 @@ async fn start(r: &Resources) -> RunningStack {
             memberships_table: r.memberships_table.clone(),
             notify_user_queue_url: r.notify_user.clone(),
             notify_connection_queue_url: r.notify_connection.clone(),
+            commands_queue_url: Some(r.commands.clone()),
+            deliveries_queue_url: Some(r.deliveries.clone()),
         },
         ..Config::default()
     })
@@ -249,5 +255,39 @@ async fn malformed_messages_reach_the_sqs_dead_letter_queue() {
         );
     };
     assert_eq!(body, r#"{"userId":7,"data":1}"#);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn send_to_group_travels_through_the_commands_and_deliveries_queues() {
+    let r = resources().await;
+    let stack = start(&r).await;
+    let token = mint(
+        stack.secret(),
+        &claims_for("alice", Duration::from_secs(300), vec!["chat:1".into()]),
+    )
+    .unwrap();
+    let (mut member, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={token}", stack.websocket_url()))
+            .await
+            .unwrap();
+    let mut outsider = connect(&stack, "bob").await;
+    r.sqs
+        .send_message()
+        .queue_url(&r.commands)
+        .message_body(r#"{"version":1,"type":"sendToGroup","group":"chat:1","data":"hi"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut member).await,
+        r#"{"type":"message","from":"server","group":"chat:1","data":"hi"}"#
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), outsider.next())
+            .await
+            .is_err()
+    );
     stack.shutdown().await;
 }

@@ -460,3 +460,65 @@ async fn subscribe_and_unsubscribe_follow_the_token_and_disconnect_leaves_every_
     .await;
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn send_to_group_reaches_members_except_the_excluded_and_no_one_else() {
+    let stack = stack().await;
+    let member = |user: &str| {
+        let token = mint(
+            stack.secret(),
+            &claims_for(user, Duration::from_secs(300), vec!["chat:1".into()]),
+        )
+        .unwrap();
+        let stack = &stack;
+        async move { try_connect(stack, Some(&token)).await.unwrap() }
+    };
+    let mut alice = member("alice").await;
+    let mut alice2 = member("alice").await;
+    let mut bob = member("bob").await;
+    let mut carol = connect(&stack, "carol").await;
+    let bob_id = connections_of(&stack, "bob").await.remove(0);
+    let command = format!(
+        r#"{{"version":1,"type":"sendToGroup","group":"chat:1","data":{{"text": "hi"}},"excludeConnectionIds":["{bob_id}"]}}"#
+    );
+    let answer = http(&stack, "POST", "/queues/commands", &command).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let frame = r#"{"type":"message","from":"server","group":"chat:1","data":{"text":"hi"}}"#;
+    assert_eq!(next_text(&mut alice).await, frame);
+    assert_eq!(next_text(&mut alice2).await, frame);
+    silent(&mut bob, Duration::from_millis(200)).await;
+    silent(&mut carol, Duration::from_millis(50)).await;
+
+    // A bad command ends in the commands dead letters with its reason.
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/commands",
+        r#"{"version":9,"type":"sendToGroup"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let letters = loop {
+        let body = http(&stack, "GET", "/queues/commands/dead-letters", "")
+            .await
+            .body;
+        let letters: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if letters.as_array().is_some_and(|a| !a.is_empty()) {
+            break letters;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        letters[0]["lastError"],
+        "malformed message: unsupported command version 9; this deployment understands version 1"
+    );
+    assert_eq!(
+        http(&stack, "GET", "/queues/deliveries/dead-letters", "")
+            .await
+            .body,
+        "[]"
+    );
+    stack.shutdown().await;
+}

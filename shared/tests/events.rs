@@ -12,9 +12,10 @@ use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
 use switchboard::handlers::{
-    connect, default, disconnect, notify_connection, notify_user, ping, subscribe,
+    commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
+    subscribe,
 };
-use switchboard::ports::ConnectionStore;
+use switchboard::ports::{ConnectionStore, MembershipStore};
 
 /// The development secret the fixtures' token is signed with (see README).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";
@@ -113,6 +114,72 @@ async fn check(name: &str) {
                 Some(r#"{"type":"ack","id":7,"ok":true}"#)
             );
             assert_eq!(memberships.all().len(), 1);
+        }
+        "commands.json" => {
+            let memberships = MemoryMemberships::new();
+            for id in [CONNECTION, "second-connection"] {
+                memberships
+                    .join(&switchboard::ports::Membership {
+                        group: "chat:42".into(),
+                        connection_id: id.into(),
+                        user_id: "1234".into(),
+                        expires_at: 0,
+                    })
+                    .await
+                    .unwrap();
+            }
+            let deliveries = MemoryQueue::new();
+            let event: SqsEvent = load(name);
+            let response = commands::handle_commands(
+                &memberships,
+                &deliveries,
+                &NotifyUserOptions::default(),
+                event,
+            )
+            .await;
+            assert!(response.batch_item_failures.is_empty());
+            let sent = deliveries.sent();
+            assert_eq!(sent.len(), 1);
+            assert!(
+                sent[0].starts_with(&format!(r#"{{"connectionIds":["{CONNECTION}"]"#)),
+                "{}",
+                sent[0]
+            );
+        }
+        "deliver.json" => {
+            let store = store_with_user_1234().await;
+            let memberships = MemoryMemberships::new();
+            let gateway = MemoryGateway::new();
+            gateway.open(CONNECTION);
+            let retries = MemoryQueue::new();
+            let ports = deliver::DeliverPorts {
+                store: &store,
+                memberships: &memberships,
+                gateway: &gateway,
+                retries: &retries,
+            };
+            let event: SqsEvent = load(name);
+            let response = deliver::handle_deliveries(
+                &ports,
+                &NotifyConnectionOptions::default(),
+                &NotifyUserOptions::default(),
+                event,
+            )
+            .await;
+            assert!(response.batch_item_failures.is_empty());
+            assert_eq!(
+                gateway.delivered(CONNECTION),
+                [r#"{"type":"message","from":"server","group":"chat:42","data":{"text":"hello"}}"#]
+            );
+            // "second-connection" has no socket: 410, so its record is forgotten.
+            assert!(
+                store
+                    .get_connection("second-connection")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(retries.sent().is_empty());
         }
         "notify-user.json" => {
             let store = store_with_user_1234().await;
