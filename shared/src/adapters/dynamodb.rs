@@ -29,9 +29,22 @@ const PUBLISH: &str = "publish";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Creates the connections table as `template.yaml` declares it (key, `byUser`
-/// index, on-demand). For tests and local setups; deployments get it from the template.
-pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+/// The key layout of a table with string keys and one keys-only index.
+struct TableShape<'a> {
+    hash: &'a str,
+    range: Option<&'a str>,
+    index: &'a str,
+    index_hash: &'a str,
+    index_range: &'a str,
+}
+
+/// Creates an on-demand table of `shape`. For tests and local setups;
+/// deployments get their tables from `template.yaml`.
+async fn create_shaped_table(
+    client: &Client,
+    name: &str,
+    shape: TableShape<'_>,
+) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
         Projection, ProjectionType, ScalarAttributeType,
@@ -43,17 +56,24 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             .build()
             .map_err(unavailable)
     };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(unavailable)
-    };
+    let mut names = vec![shape.hash, shape.index_hash, shape.index_range];
+    names.extend(shape.range);
+    names.sort_unstable();
+    names.dedup();
+    let attributes = names
+        .into_iter()
+        .map(|name| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(unavailable)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let index = GlobalSecondaryIndex::builder()
-        .index_name(USER_INDEX)
-        .key_schema(key(USER_ID, KeyType::Hash)?)
-        .key_schema(key(CONNECTION_ID, KeyType::Range)?)
+        .index_name(shape.index)
+        .key_schema(key(shape.index_hash, KeyType::Hash)?)
+        .key_schema(key(shape.index_range, KeyType::Range)?)
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::KeysOnly)
@@ -61,18 +81,31 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         )
         .build()
         .map_err(unavailable)?;
-    client
+    let mut request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(CONNECTION_ID)?)
-        .attribute_definitions(attribute(USER_ID)?)
-        .key_schema(key(CONNECTION_ID, KeyType::Hash)?)
-        .global_secondary_indexes(index)
-        .send()
-        .await
-        .map_err(unavailable)?;
+        .set_attribute_definitions(Some(attributes))
+        .key_schema(key(shape.hash, KeyType::Hash)?)
+        .global_secondary_indexes(index);
+    if let Some(range) = shape.range {
+        request = request.key_schema(key(range, KeyType::Range)?);
+    }
+    request.send().await.map_err(unavailable)?;
     Ok(())
+}
+
+/// Creates the connections table as `template.yaml` declares it (key
+/// `connectionId`, index `byUser`).
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let shape = TableShape {
+        hash: CONNECTION_ID,
+        range: None,
+        index: USER_INDEX,
+        index_hash: USER_ID,
+        index_range: CONNECTION_ID,
+    };
+    create_shaped_table(client, name, shape).await
 }
 
 #[derive(Clone, Debug)]
@@ -342,50 +375,17 @@ impl DynamoMemberships {
     }
 }
 
-/// Creates the memberships table as `template.yaml` declares it. For tests and local setups.
+/// Creates the memberships table as `template.yaml` declares it (key
+/// `groupName` + `connectionId`, index `byConnection`).
 pub async fn create_memberships_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType,
+    let shape = TableShape {
+        hash: GROUP_NAME,
+        range: Some(CONNECTION_ID),
+        index: CONNECTION_INDEX,
+        index_hash: CONNECTION_ID,
+        index_range: GROUP_NAME,
     };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(unavailable)
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(unavailable)
-    };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(CONNECTION_INDEX)
-        .key_schema(key(CONNECTION_ID, KeyType::Hash)?)
-        .key_schema(key(GROUP_NAME, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(unavailable)?;
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(GROUP_NAME)?)
-        .attribute_definitions(attribute(CONNECTION_ID)?)
-        .key_schema(key(GROUP_NAME, KeyType::Hash)?)
-        .key_schema(key(CONNECTION_ID, KeyType::Range)?)
-        .global_secondary_indexes(index)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+    create_shaped_table(client, name, shape).await
 }
 
 #[async_trait]

@@ -159,6 +159,11 @@ where
                 );
                 Ok(())
             }
+            Err(e @ DeliverError::Enqueue(_)) => {
+                warn!(message_id, receive_count = receive_count(&record), error = %e,
+                    "delivery incomplete; SQS will redeliver the whole message");
+                Err(e.to_string())
+            }
             Err(e) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "undeliverable; it goes to the DLQ after maxReceiveCount");
