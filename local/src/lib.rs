@@ -23,7 +23,7 @@ use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::commands::commands_batch;
+use switchboard::handlers::commands::{CommandPorts, commands_batch};
 use switchboard::handlers::deliver::{DeliverPorts, deliveries_batch};
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
@@ -407,17 +407,30 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     ];
     if let (Some(commands), Some((deliveries, deliveries_queue))) = (&commands, &deliveries) {
         let commands_handler: BatchHandler = {
-            let (memberships, queue, options) = (
+            let (store, memberships, management, queue) = (
+                store.clone(),
                 memberships.clone(),
+                management.clone(),
                 deliveries_queue.clone(),
-                config.notify_user.clone(),
             );
+            let options = config.notify_user.clone();
             Arc::new(move |event| {
-                let (memberships, queue, options) =
-                    (memberships.clone(), queue.clone(), options.clone());
-                Box::pin(
-                    async move { commands_batch(&*memberships, &*queue, &options, event).await },
-                )
+                let (store, memberships, management, queue) = (
+                    store.clone(),
+                    memberships.clone(),
+                    management.clone(),
+                    queue.clone(),
+                );
+                let options = options.clone();
+                Box::pin(async move {
+                    let ports = CommandPorts {
+                        store: &*store,
+                        memberships: &*memberships,
+                        gateway: &*management,
+                        deliveries: &*queue,
+                    };
+                    commands_batch(&ports, &options, event).await
+                })
             })
         };
         let deliver_handler: BatchHandler = {

@@ -522,3 +522,49 @@ async fn send_to_group_reaches_members_except_the_excluded_and_no_one_else() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn commands_add_a_connection_to_a_group_and_close_it() {
+    let stack = stack().await;
+    let mut client = connect(&stack, "dave").await;
+    let id = connections_of(&stack, "dave").await.remove(0);
+    let add = format!(
+        r#"{{"version":1,"type":"addConnectionToGroup","connectionId":"{id}","group":"vip"}}"#
+    );
+    assert_eq!(
+        http(&stack, "POST", "/queues/commands", &add).await.status,
+        202
+    );
+    eventually("the membership", || async {
+        stack.memberships().is_member("vip", &id).await.unwrap()
+    })
+    .await;
+    let send = r#"{"version":1,"type":"sendToGroup","group":"vip","data":1}"#;
+    assert_eq!(
+        http(&stack, "POST", "/queues/commands", send).await.status,
+        202
+    );
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"message","from":"server","group":"vip","data":1}"#
+    );
+    let close =
+        format!(r#"{{"version":1,"type":"closeConnection","connectionId":"{id}","reason":"bye"}}"#);
+    assert_eq!(
+        http(&stack, "POST", "/queues/commands", &close)
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        next_text(&mut client).await,
+        r#"{"type":"close","reason":"bye"}"#
+    );
+    assert_eq!(close_code(&mut client).await, 1000);
+    eventually("$disconnect", || async {
+        connections_of(&stack, "dave").await.is_empty()
+            && !stack.memberships().is_member("vip", &id).await.unwrap()
+    })
+    .await;
+    stack.shutdown().await;
+}

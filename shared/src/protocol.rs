@@ -46,6 +46,11 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         action: Option<String>,
     },
+    /// Sent just before the server closes the connection.
+    Close {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The answer to an action that carries an optional correlation `id`.
     Ack {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -297,7 +302,10 @@ pub const COMMAND_VERSION: u32 = 1;
 
 /// A Commands queue message. Every body carries `"version"` and `"type"`:
 ///
-/// `{"version":1,"type":"sendToGroup","group":"chat:42","data":…,"excludeConnectionIds":["…"]}`
+/// - `{"version":1,"type":"sendToGroup","group":"chat:42","data":…,"excludeConnectionIds":["…"]}`
+/// - `{"version":1,"type":"addConnectionToGroup","connectionId":"…","group":"chat:42"}`
+/// - `{"version":1,"type":"removeConnectionFromGroup","connectionId":"…","group":"chat:42"}`
+/// - `{"version":1,"type":"closeConnection","connectionId":"…","reason":"…"}`
 #[derive(Debug)]
 pub enum Command {
     SendToGroup {
@@ -305,6 +313,30 @@ pub enum Command {
         data: Box<RawValue>,
         exclude_connection_ids: Vec<String>,
     },
+    AddConnectionToGroup {
+        connection_id: String,
+        group: String,
+    },
+    RemoveConnectionFromGroup {
+        connection_id: String,
+        group: String,
+    },
+    CloseConnection {
+        connection_id: String,
+        reason: Option<String>,
+    },
+}
+
+/// The command types this code understands, as named in messages.
+pub const COMMAND_TYPES: &str =
+    "sendToGroup, addConnectionToGroup, removeConnectionFromGroup, closeConnection";
+
+/// The last frame a connection closed by `closeConnection` receives.
+pub fn close_frame(reason: Option<&str>) -> String {
+    ServerFrame::Close {
+        reason: reason.map(str::to_owned),
+    }
+    .to_json()
 }
 
 impl Command {
@@ -323,6 +355,30 @@ impl Command {
             #[serde(default)]
             exclude_connection_ids: Vec<String>,
         }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ConnectionInGroup {
+            connection_id: String,
+            group: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Close {
+            connection_id: String,
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        let group_name = |group: &str| {
+            crate::groups::validate_group(group)
+                .map_err(|e| MessageError::Malformed(format!("\"group\": {e}")))
+        };
+        let connection = |id: &str| {
+            if id.is_empty() {
+                Err(MessageError::EmptyField("connectionId"))
+            } else {
+                Ok(())
+            }
+        };
         let envelope: Envelope = parse_message(body)?;
         if envelope.version != COMMAND_VERSION {
             return Err(MessageError::Malformed(format!(
@@ -333,16 +389,39 @@ impl Command {
         match envelope.kind.as_str() {
             "sendToGroup" => {
                 let m: SendToGroup = parse_message(body)?;
-                crate::groups::validate_group(&m.group)
-                    .map_err(|e| MessageError::Malformed(format!("\"group\": {e}")))?;
+                group_name(&m.group)?;
                 Ok(Command::SendToGroup {
                     group: m.group,
                     data: m.data,
                     exclude_connection_ids: m.exclude_connection_ids,
                 })
             }
+            kind @ ("addConnectionToGroup" | "removeConnectionFromGroup") => {
+                let m: ConnectionInGroup = parse_message(body)?;
+                connection(&m.connection_id)?;
+                group_name(&m.group)?;
+                Ok(if kind == "addConnectionToGroup" {
+                    Command::AddConnectionToGroup {
+                        connection_id: m.connection_id,
+                        group: m.group,
+                    }
+                } else {
+                    Command::RemoveConnectionFromGroup {
+                        connection_id: m.connection_id,
+                        group: m.group,
+                    }
+                })
+            }
+            "closeConnection" => {
+                let m: Close = parse_message(body)?;
+                connection(&m.connection_id)?;
+                Ok(Command::CloseConnection {
+                    connection_id: m.connection_id,
+                    reason: m.reason,
+                })
+            }
             other => Err(MessageError::Malformed(format!(
-                "unknown command type \"{other}\"; known: sendToGroup"
+                "unknown command type \"{other}\"; known: {COMMAND_TYPES}"
             ))),
         }
     }

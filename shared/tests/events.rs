@@ -129,14 +129,15 @@ async fn check(name: &str) {
                     .unwrap();
             }
             let deliveries = MemoryQueue::new();
+            let ports = commands::CommandPorts {
+                store: &MemoryStore::new(),
+                memberships: &memberships,
+                gateway: &MemoryGateway::new(),
+                deliveries: &deliveries,
+            };
             let event: SqsEvent = load(name);
-            let response = commands::handle_commands(
-                &memberships,
-                &deliveries,
-                &NotifyUserOptions::default(),
-                event,
-            )
-            .await;
+            let response =
+                commands::handle_commands(&ports, &NotifyUserOptions::default(), event).await;
             assert!(response.batch_item_failures.is_empty());
             let sent = deliveries.sent();
             assert_eq!(sent.len(), 1);

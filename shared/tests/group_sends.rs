@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::commands::{CommandError, handle_commands, run_command};
+use switchboard::handlers::commands::{CommandError, CommandPorts, handle_commands, run_command};
 use switchboard::handlers::deliver::{
     DeliverError, DeliverOutcome, DeliverPorts, MAX_DELIVERY_ATTEMPTS, deliver,
 };
@@ -56,7 +56,7 @@ fn batches(queue: &MemoryQueue) -> Vec<DeliveryBatch> {
 
 #[tokio::test]
 async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_excluded() {
-    let (_, memberships, _) = group_of(250, "chat:1").await;
+    let (store, memberships, gateway) = group_of(250, "chat:1").await;
     memberships
         .join(&Membership {
             group: "other".into(),
@@ -67,9 +67,14 @@ async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_exclude
         .await
         .unwrap();
     let deliveries = MemoryQueue::new();
+    let ports = CommandPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        deliveries: &deliveries,
+    };
     let addressed = run_command(
-        &memberships,
-        &deliveries,
+        &ports,
         &options(),
         Some(r#"{"version":1,"type":"sendToGroup","group":"chat:1","data":{"a": 1},"excludeConnectionIds":["c0000","c0100","nobody"]}"#),
     )
@@ -221,8 +226,14 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
 
 #[tokio::test]
 async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
-    let (_, memberships, _) = group_of(2, "g").await;
+    let (store, memberships, gateway) = group_of(2, "g").await;
     let deliveries = MemoryQueue::new();
+    let ports = CommandPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        deliveries: &deliveries,
+    };
     let big = format!(
         r#"{{"version":1,"type":"sendToGroup","group":"g","data":"{}"}}"#,
         "x".repeat(MAX_MESSAGE_BYTES)
@@ -234,7 +245,7 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
         (
             r#"{"version":1,"type":"explode"}"#.into(),
-            "malformed message: unknown command type \"explode\"; known: sendToGroup",
+            "malformed message: unknown command type \"explode\"; known: sendToGroup, addConnectionToGroup, removeConnectionFromGroup, closeConnection",
         ),
         (
             r#"{"type":"sendToGroup","group":"g","data":1}"#.into(),
@@ -258,13 +269,13 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
     ];
     for (body, expected) in cases {
-        let err = run_command(&memberships, &deliveries, &options(), Some(&body))
+        let err = run_command(&ports, &options(), Some(&body))
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), expected, "{body}");
     }
     assert!(matches!(
-        run_command(&memberships, &deliveries, &options(), Some(&big)).await,
+        run_command(&ports, &options(), Some(&big)).await,
         Err(CommandError::Message(MessageError::TooLarge { .. }))
     ));
     assert_eq!(deliveries.calls(), 0);
@@ -272,11 +283,16 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
 
 #[tokio::test]
 async fn a_command_batch_fails_only_its_bad_records() {
-    let (_, memberships, _) = group_of(3, "g").await;
+    let (store, memberships, gateway) = group_of(3, "g").await;
     let deliveries = MemoryQueue::new();
+    let ports = CommandPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        deliveries: &deliveries,
+    };
     let response = handle_commands(
-        &memberships,
-        &deliveries,
+        &ports,
         &options(),
         sqs_event(&[
             r#"{"version":1,"type":"sendToGroup","group":"g","data":"hi"}"#,
@@ -291,4 +307,99 @@ async fn a_command_batch_fails_only_its_bad_records() {
         .collect();
     assert_eq!(failed, ["m1"]);
     assert_eq!(batches(&deliveries)[0].connection_ids.len(), 3);
+}
+
+#[tokio::test]
+async fn membership_commands_add_and_remove_one_connection() {
+    let (store, memberships, gateway) = group_of(2, "g").await;
+    let deliveries = MemoryQueue::new();
+    let ports = CommandPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        deliveries: &deliveries,
+    };
+    let add = r#"{"version":1,"type":"addConnectionToGroup","connectionId":"c0001","group":"vip"}"#;
+    assert_eq!(run_command(&ports, &options(), Some(add)).await, Ok(1));
+    assert_eq!(
+        run_command(&ports, &options(), Some(add)).await,
+        Ok(1),
+        "idempotent"
+    );
+    let members = memberships
+        .group_members("vip", None)
+        .await
+        .unwrap()
+        .members;
+    assert_eq!(members, [("c0001".to_string(), "u1".to_string())]);
+    // A connection that is gone is not added.
+    let gone =
+        r#"{"version":1,"type":"addConnectionToGroup","connectionId":"nobody","group":"vip"}"#;
+    assert_eq!(run_command(&ports, &options(), Some(gone)).await, Ok(0));
+    let remove =
+        r#"{"version":1,"type":"removeConnectionFromGroup","connectionId":"c0001","group":"vip"}"#;
+    assert_eq!(run_command(&ports, &options(), Some(remove)).await, Ok(1));
+    assert_eq!(run_command(&ports, &options(), Some(remove)).await, Ok(0));
+    assert!(
+        memberships
+            .group_members("vip", None)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+    );
+    for (body, expected) in [
+        (
+            r#"{"version":1,"type":"addConnectionToGroup","connectionId":"","group":"vip"}"#,
+            "\"connectionId\" must not be empty",
+        ),
+        (
+            r#"{"version":1,"type":"addConnectionToGroup","connectionId":"c0001","group":"a b"}"#,
+            "malformed message: \"group\": the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /",
+        ),
+        (
+            r#"{"version":1,"type":"removeConnectionFromGroup","group":"vip"}"#,
+            "malformed message: missing field `connectionId` at line 1 column 62",
+        ),
+    ] {
+        assert_eq!(
+            run_command(&ports, &options(), Some(body))
+                .await
+                .unwrap_err()
+                .to_string(),
+            expected,
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn close_connection_sends_the_close_frame_then_closes() {
+    let (store, memberships, gateway) = group_of(1, "g").await;
+    let deliveries = MemoryQueue::new();
+    let ports = CommandPorts {
+        store: &store,
+        memberships: &memberships,
+        gateway: &gateway,
+        deliveries: &deliveries,
+    };
+    let close =
+        r#"{"version":1,"type":"closeConnection","connectionId":"c0000","reason":"banned"}"#;
+    assert_eq!(run_command(&ports, &options(), Some(close)).await, Ok(1));
+    assert_eq!(
+        gateway.delivered("c0000"),
+        [r#"{"type":"close","reason":"banned"}"#]
+    );
+    assert!(!gateway.is_open("c0000"));
+    // Closing again is harmless: the connection is already gone.
+    assert_eq!(run_command(&ports, &options(), Some(close)).await, Ok(1));
+    // A transient failure is retried by SQS.
+    gateway.open("c0009");
+    gateway.fail_next("c0009", GatewayError::Timeout);
+    let flaky = r#"{"version":1,"type":"closeConnection","connectionId":"c0009"}"#;
+    assert_eq!(
+        run_command(&ports, &options(), Some(flaky)).await,
+        Err(CommandError::Gateway(GatewayError::Timeout))
+    );
+    assert!(gateway.is_open("c0009"));
 }

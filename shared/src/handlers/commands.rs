@@ -1,7 +1,13 @@
-//! commands: the server-side Commands queue. `sendToGroup` pages through the
-//! group's members and hands them to the deliver workers in batches of
-//! [`DELIVERY_BATCH`], so a group of 10,000 costs 100 Deliveries messages (10
-//! SendMessageBatch calls), not 10,000.
+//! commands: the server-side Commands queue.
+//!
+//! - `sendToGroup` pages through the group's members and hands them to the
+//!   deliver workers in batches of [`DELIVERY_BATCH`], so a group of 10,000
+//!   costs 100 Deliveries messages (10 SendMessageBatch calls), not 10,000.
+//! - `addConnectionToGroup` / `removeConnectionFromGroup` change one membership
+//!   (the server decides; no token pattern applies). Adding a connection that
+//!   is gone does nothing.
+//! - `closeConnection` sends `{"type":"close","reason":…}`, then closes the
+//!   connection through the Management API, which runs `$disconnect`.
 
 use std::collections::HashSet;
 
@@ -11,8 +17,12 @@ use tracing::{error, info, warn};
 use crate::config::NotifyUserOptions;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
 use crate::handlers::{BatchReport, process_batch, receive_count};
-use crate::ports::{MembershipStore, MessageQueue, StoreError};
-use crate::protocol::{Command, DELIVERY_BATCH, DeliveryBatch, MessageError, group_message};
+use crate::ports::{
+    ConnectionStore, Gateway, GatewayError, Membership, MembershipStore, MessageQueue, StoreError,
+};
+use crate::protocol::{
+    Command, DELIVERY_BATCH, DeliveryBatch, MessageError, close_frame, group_message,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -22,23 +32,80 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// The ports commands use.
+pub struct CommandPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
+    pub store: &'a S,
+    pub memberships: &'a M,
+    pub gateway: &'a G,
+    /// The Deliveries queue.
+    pub deliveries: &'a Q,
 }
 
 /// Runs one command; returns how many connections it addressed.
 ///
 /// On error SQS retries the whole command, so members already handed to the
 /// workers may get the message twice: delivery is at least once.
-pub async fn run_command<M, Q>(
-    memberships: &M,
-    deliveries: &Q,
+pub async fn run_command<S, M, G, Q>(
+    ports: &CommandPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     body: Option<&str>,
 ) -> Result<usize, CommandError>
 where
+    S: ConnectionStore + ?Sized,
     M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
     Q: MessageQueue + ?Sized,
 {
     match Command::parse(body)? {
+        Command::AddConnectionToGroup {
+            connection_id,
+            group,
+        } => {
+            let Some(record) = ports.store.get_connection(&connection_id).await? else {
+                info!(connection_id, group, "connection gone; nothing to add");
+                return Ok(0);
+            };
+            ports
+                .memberships
+                .join(&Membership {
+                    group,
+                    connection_id,
+                    user_id: record.user_id,
+                    expires_at: record.expires_at,
+                })
+                .await?;
+            Ok(1)
+        }
+        Command::RemoveConnectionFromGroup {
+            connection_id,
+            group,
+        } => Ok(usize::from(
+            ports.memberships.leave(&group, &connection_id).await?,
+        )),
+        Command::CloseConnection {
+            connection_id,
+            reason,
+        } => {
+            let frame = close_frame(reason.as_deref());
+            // Already closed (410) is fine either way: the command's goal holds.
+            match ports
+                .gateway
+                .post_to_connection(&connection_id, frame.as_bytes())
+                .await
+            {
+                Ok(()) | Err(GatewayError::Gone) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match ports.gateway.delete_connection(&connection_id).await {
+                Ok(()) | Err(GatewayError::Gone) => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(1)
+        }
         Command::SendToGroup {
             group,
             data,
@@ -51,7 +118,10 @@ where
             let mut addressed = 0;
             let mut after: Option<String> = None;
             loop {
-                let page = memberships.group_members(&group, after.as_deref()).await?;
+                let page = ports
+                    .memberships
+                    .group_members(&group, after.as_deref())
+                    .await?;
                 let ids: Vec<String> = page
                     .members
                     .into_iter()
@@ -71,7 +141,7 @@ where
                         .body()
                     })
                     .collect();
-                enqueue_all(deliveries, bodies, options).await?;
+                enqueue_all(ports.deliveries, bodies, options).await?;
                 match page.next {
                     Some(next) => after = Some(next),
                     None => return Ok(addressed),
@@ -83,35 +153,35 @@ where
 
 /// The commands function: a command that fails is a batch item failure and,
 /// after `maxReceiveCount`, lands in the Commands DLQ.
-pub async fn handle_commands<M, Q>(
-    memberships: &M,
-    deliveries: &Q,
+pub async fn handle_commands<S, M, G, Q>(
+    ports: &CommandPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     event: SqsEvent,
 ) -> SqsBatchResponse
 where
+    S: ConnectionStore + ?Sized,
     M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
     Q: MessageQueue + ?Sized,
 {
-    commands_batch(memberships, deliveries, options, event)
-        .await
-        .into_response()
+    commands_batch(ports, options, event).await.into_response()
 }
 
 /// [`handle_commands`], with each failed record's reason.
-pub async fn commands_batch<M, Q>(
-    memberships: &M,
-    deliveries: &Q,
+pub async fn commands_batch<S, M, G, Q>(
+    ports: &CommandPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     event: SqsEvent,
 ) -> BatchReport
 where
+    S: ConnectionStore + ?Sized,
     M: MembershipStore + ?Sized,
+    G: Gateway + ?Sized,
     Q: MessageQueue + ?Sized,
 {
     process_batch(event, options.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match run_command(memberships, deliveries, options, record.body.as_deref()).await {
+        match run_command(ports, options, record.body.as_deref()).await {
             Ok(addressed) => {
                 info!(
                     message_id,
