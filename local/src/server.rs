@@ -177,6 +177,12 @@ async fn enqueue(
     body: Bytes,
 ) -> Response {
     let Some(producer) = queue(&stack, &name) else {
+        if name == "commands" {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "the commands queue is not configured: pass --commands-queue-url and --deliveries-queue-url with --aws-endpoint or --aws".into(),
+            );
+        }
         return unknown_queue(&name);
     };
     let text = match std::str::from_utf8(&body) {
