@@ -23,8 +23,9 @@ use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::commands::{CommandPorts, commands_batch};
-use switchboard::handlers::deliver::{DeliverPorts, deliveries_batch};
+use switchboard::handlers::FanoutPorts;
+use switchboard::handlers::commands::commands_batch;
+use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue};
@@ -423,7 +424,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 );
                 let options = options.clone();
                 Box::pin(async move {
-                    let ports = CommandPorts {
+                    let ports = FanoutPorts {
                         store: &*store,
                         memberships: &*memberships,
                         gateway: &*management,
@@ -451,11 +452,11 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 );
                 let (posting, enqueueing) = (posting.clone(), enqueueing.clone());
                 Box::pin(async move {
-                    let ports = DeliverPorts {
+                    let ports = FanoutPorts {
                         store: &*store,
                         memberships: &*memberships,
                         gateway: &*management,
-                        retries: &*queue,
+                        deliveries: &*queue,
                     };
                     deliveries_batch(&ports, &posting, &enqueueing, event).await
                 })

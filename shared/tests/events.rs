@@ -129,7 +129,7 @@ async fn check(name: &str) {
                     .unwrap();
             }
             let deliveries = MemoryQueue::new();
-            let ports = commands::CommandPorts {
+            let ports = switchboard::handlers::FanoutPorts {
                 store: &MemoryStore::new(),
                 memberships: &memberships,
                 gateway: &MemoryGateway::new(),
@@ -153,11 +153,11 @@ async fn check(name: &str) {
             let gateway = MemoryGateway::new();
             gateway.open(CONNECTION);
             let retries = MemoryQueue::new();
-            let ports = deliver::DeliverPorts {
+            let ports = switchboard::handlers::FanoutPorts {
                 store: &store,
                 memberships: &memberships,
                 gateway: &gateway,
-                retries: &retries,
+                deliveries: &retries,
             };
             let event: SqsEvent = load(name);
             let response = deliver::handle_deliveries(

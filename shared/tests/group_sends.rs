@@ -8,9 +8,10 @@ use std::time::Duration;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::commands::{CommandError, CommandPorts, handle_commands, run_command};
+use switchboard::handlers::FanoutPorts;
+use switchboard::handlers::commands::{CommandError, handle_commands, run_command};
 use switchboard::handlers::deliver::{
-    DeliverError, DeliverOutcome, DeliverPorts, MAX_DELIVERY_ATTEMPTS, deliver,
+    DeliverError, DeliverOutcome, MAX_DELIVERY_ATTEMPTS, deliver,
 };
 use switchboard::ports::{ConnectionStore, GatewayError, Membership, MembershipStore};
 use switchboard::protocol::{DeliveryBatch, MAX_MESSAGE_BYTES, MessageError};
@@ -67,7 +68,7 @@ async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_exclude
         .await
         .unwrap();
     let deliveries = MemoryQueue::new();
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
@@ -107,11 +108,11 @@ async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
     gone_gateway.open("c0000");
     gone_gateway.open("c0001");
     let retries = MemoryQueue::new();
-    let ports = DeliverPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gone_gateway,
-        retries: &retries,
+        deliveries: &retries,
     };
     let body =
         r#"{"connectionIds":["c0000","c0001","c0002"],"group":"chat:1","data":{ "a" : [1, 2] }}"#;
@@ -155,11 +156,11 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
     gateway.fail_next("c0001", GatewayError::Throttled("Rate exceeded".into()));
     gateway.fail_next("c0003", GatewayError::Timeout);
     let retries = MemoryQueue::new();
-    let ports = DeliverPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
-        retries: &retries,
+        deliveries: &retries,
     };
     let body = r#"{"connectionIds":["c0000","c0001","c0002","c0003"],"group":"g","data":1}"#;
     let outcome = deliver(
@@ -228,7 +229,7 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
 async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
     let (store, memberships, gateway) = group_of(2, "g").await;
     let deliveries = MemoryQueue::new();
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
@@ -285,7 +286,7 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
 async fn a_command_batch_fails_only_its_bad_records() {
     let (store, memberships, gateway) = group_of(3, "g").await;
     let deliveries = MemoryQueue::new();
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
@@ -313,7 +314,7 @@ async fn a_command_batch_fails_only_its_bad_records() {
 async fn membership_commands_add_and_remove_one_connection() {
     let (store, memberships, gateway) = group_of(2, "g").await;
     let deliveries = MemoryQueue::new();
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
@@ -377,7 +378,7 @@ async fn membership_commands_add_and_remove_one_connection() {
 async fn close_connection_sends_the_close_frame_then_closes() {
     let (store, memberships, gateway) = group_of(1, "g").await;
     let deliveries = MemoryQueue::new();
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,

@@ -6,7 +6,8 @@ use switchboard::adapters::management_api::ManagementApi;
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::commands::{CommandPorts, handle_commands};
+use switchboard::handlers::FanoutPorts;
+use switchboard::handlers::commands::handle_commands;
 use switchboard::{aws, config};
 
 #[tokio::main]
@@ -29,7 +30,7 @@ async fn main() -> Result<(), Error> {
         posting.post_attempts,
     ));
     let deliveries = SqsQueue::new(aws::sqs(&sdk), deliveries_url);
-    let ports = CommandPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,

@@ -6,7 +6,8 @@ use switchboard::adapters::management_api::ManagementApi;
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::deliver::{DeliverPorts, handle_deliveries};
+use switchboard::handlers::FanoutPorts;
+use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::{aws, config};
 
 #[tokio::main]
@@ -29,11 +30,11 @@ async fn main() -> Result<(), Error> {
         posting.post_attempts,
     ));
     let retries = SqsQueue::new(aws::sqs(&sdk), deliveries_url);
-    let ports = DeliverPorts {
+    let ports = FanoutPorts {
         store: &store,
         memberships: &memberships,
         gateway: &gateway,
-        retries: &retries,
+        deliveries: &retries,
     };
     let (ports, posting, enqueueing) = (&ports, &posting, &enqueueing);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::NotifyUserOptions;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::{BatchReport, process_batch, receive_count};
+use crate::handlers::{BatchReport, FanoutPorts, process_batch, receive_count};
 use crate::ports::{
     ConnectionStore, Gateway, GatewayError, Membership, MembershipStore, MessageQueue, StoreError,
 };
@@ -36,21 +36,12 @@ pub enum CommandError {
     Gateway(#[from] GatewayError),
 }
 
-/// The ports commands use.
-pub struct CommandPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
-    pub store: &'a S,
-    pub memberships: &'a M,
-    pub gateway: &'a G,
-    /// The Deliveries queue.
-    pub deliveries: &'a Q,
-}
-
 /// Runs one command; returns how many connections it addressed.
 ///
 /// On error SQS retries the whole command, so members already handed to the
 /// workers may get the message twice: delivery is at least once.
 pub async fn run_command<S, M, G, Q>(
-    ports: &CommandPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     body: Option<&str>,
 ) -> Result<usize, CommandError>
@@ -154,7 +145,7 @@ where
 /// The commands function: a command that fails is a batch item failure and,
 /// after `maxReceiveCount`, lands in the Commands DLQ.
 pub async fn handle_commands<S, M, G, Q>(
-    ports: &CommandPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     event: SqsEvent,
 ) -> SqsBatchResponse
@@ -169,7 +160,7 @@ where
 
 /// [`handle_commands`], with each failed record's reason.
 pub async fn commands_batch<S, M, G, Q>(
-    ports: &CommandPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     options: &NotifyUserOptions,
     event: SqsEvent,
 ) -> BatchReport

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{NotifyConnectionOptions, NotifyUserOptions};
 use crate::handlers::disconnect::forget;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::{BatchReport, process_batch, receive_count};
+use crate::handlers::{BatchReport, FanoutPorts, process_batch, receive_count};
 use crate::ports::{ConnectionStore, Gateway, GatewayError, MembershipStore, MessageQueue};
 use crate::protocol::{DeliveryBatch, MessageError, group_message};
 
@@ -42,18 +42,9 @@ pub enum DeliverError {
     Enqueue(#[from] EnqueueError),
 }
 
-/// The ports the deliver worker uses.
-pub struct DeliverPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
-    pub store: &'a S,
-    pub memberships: &'a M,
-    pub gateway: &'a G,
-    /// The Deliveries queue, for retries.
-    pub retries: &'a Q,
-}
-
 /// Delivers one Deliveries message.
 pub async fn deliver<S, M, G, Q>(
-    ports: &DeliverPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     posting: &NotifyConnectionOptions,
     enqueueing: &NotifyUserOptions,
     body: Option<&str>,
@@ -109,14 +100,14 @@ where
             data: batch.data,
             attempt: batch.attempt + 1,
         };
-        enqueue_all(ports.retries, vec![retry.body()], enqueueing).await?;
+        enqueue_all(ports.deliveries, vec![retry.body()], enqueueing).await?;
     }
     Ok(outcome)
 }
 
 /// The deliver function.
 pub async fn handle_deliveries<S, M, G, Q>(
-    ports: &DeliverPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     posting: &NotifyConnectionOptions,
     enqueueing: &NotifyUserOptions,
     event: SqsEvent,
@@ -134,7 +125,7 @@ where
 
 /// [`handle_deliveries`], with each failed record's reason.
 pub async fn deliveries_batch<S, M, G, Q>(
-    ports: &DeliverPorts<'_, S, M, G, Q>,
+    ports: &FanoutPorts<'_, S, M, G, Q>,
     posting: &NotifyConnectionOptions,
     enqueueing: &NotifyUserOptions,
     event: SqsEvent,

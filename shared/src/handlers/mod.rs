@@ -21,6 +21,15 @@ use futures::StreamExt;
 
 use crate::protocol::ServerFrame;
 
+/// The ports the commands and deliver functions share: the Deliveries queue is
+/// where commands hand out batches and where deliver puts its retries.
+pub struct FanoutPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
+    pub store: &'a S,
+    pub memberships: &'a M,
+    pub gateway: &'a G,
+    pub deliveries: &'a Q,
+}
+
 /// A route response carrying `frame` to the caller.
 pub fn frame_response(frame: &ServerFrame) -> ApiGatewayProxyResponse {
     response(200, Some(frame.to_json()))
