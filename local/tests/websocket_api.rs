@@ -158,7 +158,7 @@ async fn notify_connection_to_a_gone_connection_deletes_its_record() {
 
 #[tokio::test]
 async fn malformed_queue_messages_land_in_the_dead_letters_after_the_retries() {
-    let stack = stack().await;
+    let stack = stack_with_fast_retries().await;
     assert_eq!(
         http(
             &stack,
@@ -463,7 +463,7 @@ async fn subscribe_and_unsubscribe_follow_the_token_and_disconnect_leaves_every_
 
 #[tokio::test]
 async fn send_to_group_reaches_members_except_the_excluded_and_no_one_else() {
-    let stack = stack().await;
+    let stack = stack_with_fast_retries().await;
     let member = |user: &str| {
         let token = mint(
             stack.secret(),
