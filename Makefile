@@ -45,7 +45,7 @@ build: tools
 
 ## sizes: the size of each bootstrap built by `make build`
 sizes:
-	@for f in connect disconnect ping default subscribe notify-user notify-connection commands deliver; do \
+	@for f in connect disconnect ping default actions api notify-user notify-connection commands deliver; do \
 	  printf '%-18s %8s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
 
 ## events: regenerate events/*.json

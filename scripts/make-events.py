@@ -100,6 +100,37 @@ def sqs(queue, bodies):
     return {"Records": records}
 
 
+def http(method, path, body=None, query=None):
+    """An API Gateway HTTP API event (payload format 2.0) signed with AWS_IAM."""
+    headers = {"content-type": "application/json", "host": f"http123abc.execute-api.{REGION}.amazonaws.com",
+               "user-agent": "aws-sdk-rust/1.3", "x-amz-date": "20261122T210000Z"}
+    raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT, "apiId": "http123abc",
+            "authorizer": {"iam": {"accessKey": "AKIAIOSFODNN7EXAMPLE", "accountId": ACCOUNT,
+                                   "callerId": "AIDAIENQZJOLO23YVJ4VO", "principalOrgId": None,
+                                   "userArn": f"arn:aws:iam::{ACCOUNT}:user/producer", "userId": "AIDAIENQZJOLO23YVJ4VO"}},
+            "domainName": f"http123abc.execute-api.{REGION}.amazonaws.com", "domainPrefix": "http123abc",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9",
+                     "userAgent": "aws-sdk-rust/1.3"},
+            "requestId": "Qj3zAbCdFiAEJmw=", "routeKey": "$default", "stage": "$default",
+            "time": "22/Nov/2026:21:00:00 +0000", "timeEpoch": CONNECTED_AT + 5000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if body is not None:
+        event["body"] = body
+    return event
+
+
 EVENTS = {
     "connect.json": connect({"token": hs256({
         "sub": "1234", "exp": 4102444800, "groups": ["notification:test"], "subscribe": ["chat:*"],
@@ -123,9 +154,17 @@ EVENTS = {
                     "excludeConnectionIds": ["second-connection"]}),
     ]),
     "deliver.json": sqs("switchboard-DeliveriesQueue", [
-        json.dumps({"connectionIds": [CONN, "second-connection"], "group": "chat:42", "data": {"text": "hello"},
-                    "attempt": 1}),
+        json.dumps({"connectionIds": [CONN, "second-connection"],
+                    "frame": {"type": "message", "from": "server", "group": "chat:42", "data": {"text": "hello"}},
+                    "attempt": 1}, separators=(",", ":")),
     ]),
+    "publish.json": message("publish", json.dumps(
+        {"action": "publish", "group": "chat:42", "data": {"typing": True}, "id": 8}), 5000),
+    "presence.json": message("presence", json.dumps({"action": "presence", "group": "chat:42", "id": 9}), 6000),
+    "http-send.json": http("POST", "/send", json.dumps({"group": "chat:42", "data": {"text": "hello"}})),
+    "http-notify.json": http("POST", "/notify", json.dumps(
+        {"user_id": 1234, "event_name": "notification:test", "message": {"download": "report.pdf"}})),
+    "http-get-group.json": http("GET", "/groups/chat:42"),
     "notify-user.json": sqs("switchboard-NotifyUserQueue", [json.dumps({"userId": "1234", "data": "cokoliv"})]),
     "notify-connection.json": sqs("switchboard-NotifyConnectionQueue", [
         json.dumps({"connectionId": CONN, "data": "cokoliv"}),

@@ -23,11 +23,13 @@ use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::FanoutPorts;
+use switchboard::groups::Grants;
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
+use switchboard::handlers::http_api::{HttpApiConfig, NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL};
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::handlers::{Services, Settings};
 use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -55,7 +57,8 @@ pub enum Backend {
         memberships_table: String,
         notify_user_queue_url: String,
         notify_connection_queue_url: String,
-        /// Commands and Deliveries queues; group sends need both.
+        /// Commands and Deliveries queues; without them the stack keeps these
+        /// two queues in memory.
         commands_queue_url: Option<String>,
         deliveries_queue_url: Option<String>,
     },
@@ -77,6 +80,11 @@ pub struct Config {
     pub backend: Backend,
     pub notify_user: NotifyUserOptions,
     pub notify_connection: NotifyConnectionOptions,
+    /// Groups whose joins and leaves are announced.
+    pub presence: Grants,
+    /// Client events one connection may publish per `publish_window`.
+    pub publish_limit: u32,
+    pub publish_window: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +100,9 @@ impl Default for Config {
             backend: Backend::Memory,
             notify_user: NotifyUserOptions::default(),
             notify_connection: NotifyConnectionOptions::default(),
+            presence: Settings::default().presence,
+            publish_limit: Settings::default().publish_limit,
+            publish_window: Settings::default().publish_window,
         }
     }
 }
@@ -142,14 +153,14 @@ impl Producer {
 /// State shared by the server, the sockets and the queue sources.
 pub(crate) struct Stack {
     pub(crate) config: Config,
-    pub(crate) store: Arc<dyn ConnectionStore>,
-    pub(crate) memberships: Arc<dyn MembershipStore>,
+    pub(crate) services: Services,
+    pub(crate) http: HttpApiConfig,
     pub(crate) verifier: Result<TokenVerifier, SecretError>,
     pub(crate) connections: Connections,
     pub(crate) notify_user: Producer,
     pub(crate) notify_connection: Producer,
-    pub(crate) commands: Option<Producer>,
-    pub(crate) deliveries: Option<Producer>,
+    pub(crate) commands: Producer,
+    pub(crate) deliveries: Producer,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -187,11 +198,11 @@ impl RunningStack {
     }
 
     pub fn store(&self) -> Arc<dyn ConnectionStore> {
-        self.stack.store.clone()
+        self.stack.services.store.clone()
     }
 
     pub fn memberships(&self) -> Arc<dyn MembershipStore> {
-        self.stack.memberships.clone()
+        self.stack.services.memberships.clone()
     }
 
     /// Open WebSocket connections.
@@ -268,9 +279,9 @@ struct Storage {
     notify_connection: Producer,
     /// Where notify-user puts its NotifyConnection messages.
     fanout_queue: Arc<dyn MessageQueue>,
-    commands: Option<Producer>,
-    /// The Deliveries queue as its source and as the queue commands and retries write to.
-    deliveries: Option<(Producer, Arc<dyn MessageQueue>)>,
+    commands: Producer,
+    /// The Deliveries queue as its source and as the queue every fan-out writes to.
+    deliveries: (Producer, Arc<dyn MessageQueue>),
 }
 
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
@@ -301,6 +312,20 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         config.notify_connection.post_attempts,
     ));
 
+    let local_queue = |name: &str| {
+        Arc::new(LocalQueue::new(
+            name,
+            config.visibility_timeout,
+            config.max_receive_count,
+        ))
+    };
+    let local_deliveries = || {
+        let queue = local_queue("deliveries");
+        (
+            Producer::Local(queue.clone()),
+            queue as Arc<dyn MessageQueue>,
+        )
+    };
     let Storage {
         store,
         memberships,
@@ -308,7 +333,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         notify_connection,
         fanout_queue,
         commands,
-        deliveries,
+        deliveries: (deliveries, deliveries_queue),
     } = match &config.backend {
         Backend::Memory => {
             let user_queue = Arc::new(LocalQueue::new(
@@ -327,22 +352,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 notify_user: Producer::Local(user_queue),
                 notify_connection: Producer::Local(connection_queue.clone()),
                 fanout_queue: connection_queue,
-                commands: Some(Producer::Local(Arc::new(LocalQueue::new(
-                    "commands",
-                    config.visibility_timeout,
-                    config.max_receive_count,
-                )))),
-                deliveries: {
-                    let queue = Arc::new(LocalQueue::new(
-                        "deliveries",
-                        config.visibility_timeout,
-                        config.max_receive_count,
-                    ));
-                    Some((
-                        Producer::Local(queue.clone()),
-                        queue as Arc<dyn MessageQueue>,
-                    ))
-                },
+                commands: Producer::Local(local_queue("commands")),
+                deliveries: local_deliveries(),
             }
         }
         Backend::Aws {
@@ -368,18 +379,23 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                     url: notify_connection_queue_url.clone(),
                 },
                 fanout_queue: Arc::new(SqsQueue::new(sqs.clone(), notify_connection_queue_url)),
-                commands: commands_queue_url.as_ref().map(|url| Producer::Sqs {
-                    client: sqs.clone(),
-                    url: url.clone(),
-                }),
-                deliveries: deliveries_queue_url.as_ref().map(|url| {
-                    let queue: Arc<dyn MessageQueue> = Arc::new(SqsQueue::new(sqs.clone(), url));
-                    let producer = Producer::Sqs {
+                commands: match commands_queue_url {
+                    Some(url) => Producer::Sqs {
                         client: sqs.clone(),
                         url: url.clone(),
-                    };
-                    (producer, queue)
-                }),
+                    },
+                    None => Producer::Local(local_queue("commands")),
+                },
+                deliveries: match deliveries_queue_url {
+                    Some(url) => (
+                        Producer::Sqs {
+                            client: sqs.clone(),
+                            url: url.clone(),
+                        },
+                        Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn MessageQueue>,
+                    ),
+                    None => local_deliveries(),
+                },
             }
         }
     };
@@ -392,6 +408,19 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         })
     };
     let management = Arc::new(management);
+    let services = Services {
+        store: store.clone(),
+        memberships,
+        gateway: management.clone(),
+        deliveries: deliveries_queue,
+        settings: Arc::new(Settings {
+            presence: config.presence.clone(),
+            publish_limit: config.publish_limit,
+            publish_window: config.publish_window,
+            enqueue: config.notify_user.clone(),
+            posting: config.notify_connection.clone(),
+        }),
+    };
     let connection_handler: BatchHandler = {
         let (store, options) = (store.clone(), config.notify_connection.clone());
         let management = management.clone();
@@ -402,69 +431,26 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             })
         })
     };
-    let mut sources: Vec<(&Producer, BatchHandler, &str)> = vec![
+    let commands_handler: BatchHandler = {
+        let services = services.clone();
+        Arc::new(move |event| {
+            let services = services.clone();
+            Box::pin(async move { commands_batch(&services, event).await })
+        })
+    };
+    let deliver_handler: BatchHandler = {
+        let services = services.clone();
+        Arc::new(move |event| {
+            let services = services.clone();
+            Box::pin(async move { deliveries_batch(&services, event).await })
+        })
+    };
+    let sources: Vec<(&Producer, BatchHandler, &str)> = vec![
         (&notify_user, user_handler, "notify-user"),
         (&notify_connection, connection_handler, "notify-connection"),
+        (&commands, commands_handler, "commands"),
+        (&deliveries, deliver_handler, "deliveries"),
     ];
-    if let (Some(commands), Some((deliveries, deliveries_queue))) = (&commands, &deliveries) {
-        let commands_handler: BatchHandler = {
-            let (store, memberships, management, queue) = (
-                store.clone(),
-                memberships.clone(),
-                management.clone(),
-                deliveries_queue.clone(),
-            );
-            let options = config.notify_user.clone();
-            Arc::new(move |event| {
-                let (store, memberships, management, queue) = (
-                    store.clone(),
-                    memberships.clone(),
-                    management.clone(),
-                    queue.clone(),
-                );
-                let options = options.clone();
-                Box::pin(async move {
-                    let ports = FanoutPorts {
-                        store: &*store,
-                        memberships: &*memberships,
-                        gateway: &*management,
-                        deliveries: &*queue,
-                    };
-                    commands_batch(&ports, &options, event).await
-                })
-            })
-        };
-        let deliver_handler: BatchHandler = {
-            let (store, memberships, management, queue) = (
-                store.clone(),
-                memberships.clone(),
-                management.clone(),
-                deliveries_queue.clone(),
-            );
-            let (posting, enqueueing) =
-                (config.notify_connection.clone(), config.notify_user.clone());
-            Arc::new(move |event| {
-                let (store, memberships, management, queue) = (
-                    store.clone(),
-                    memberships.clone(),
-                    management.clone(),
-                    queue.clone(),
-                );
-                let (posting, enqueueing) = (posting.clone(), enqueueing.clone());
-                Box::pin(async move {
-                    let ports = FanoutPorts {
-                        store: &*store,
-                        memberships: &*memberships,
-                        gateway: &*management,
-                        deliveries: &*queue,
-                    };
-                    deliveries_batch(&ports, &posting, &enqueueing, event).await
-                })
-            })
-        };
-        sources.push((commands, commands_handler, "commands"));
-        sources.push((deliveries, deliver_handler, "deliveries"));
-    }
     for (producer, handler, name) in sources {
         let shutdown = shutdown_rx.clone();
         tasks.push(match producer {
@@ -481,16 +467,22 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         });
     }
 
+    let http = HttpApiConfig {
+        websocket_url: format!("ws://{addr}/{}", config.stage),
+        secret: Ok(secret.clone()),
+        default_ttl: NEGOTIATE_DEFAULT_TTL,
+        max_ttl: NEGOTIATE_MAX_TTL,
+    };
     let stack = Arc::new(Stack {
         verifier: Ok(TokenVerifier::new(&secret)),
         config,
-        store,
-        memberships,
+        services,
+        http,
         connections: Connections::default(),
         notify_user,
         notify_connection,
         commands,
-        deliveries: deliveries.map(|(producer, _)| producer),
+        deliveries,
         shutdown: shutdown_rx.clone(),
     });
     tasks.push(tokio::spawn(server::serve(

@@ -31,6 +31,12 @@ enum Command {
         /// Groups the connection joins at connect, comma-separated.
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Groups it may subscribe to itself: names or prefix:* patterns, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        subscribe: Vec<String>,
+        /// Groups it may publish client events to: names or prefix:* patterns, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        publish: Vec<String>,
     },
 }
 
@@ -78,6 +84,15 @@ struct Serve {
     /// NotifyConnection queue URL (with --aws-endpoint or --aws).
     #[arg(long, env = "NOTIFY_CONNECTION_QUEUE_URL")]
     notify_connection_queue_url: Option<String>,
+    /// Groups whose joins and leaves are announced: patterns, comma-separated, or "none".
+    #[arg(long, default_value = "presence:*", env = "PRESENCE_GROUPS")]
+    presence_groups: String,
+    /// Client events (publish) one connection may send per --publish-window.
+    #[arg(long, default_value_t = 10, env = "PUBLISH_LIMIT")]
+    publish_limit: u32,
+    /// The rate-limit window for client events.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    publish_window: Duration,
 }
 
 fn token_secret() -> Option<String> {
@@ -121,6 +136,10 @@ fn config(serve: Serve) -> Result<Config, String> {
         backend,
         notify_user: NotifyUserOptions::from_env().map_err(|e| e.to_string())?,
         notify_connection: NotifyConnectionOptions::from_env().map_err(|e| e.to_string())?,
+        presence: switchboard::config::presence_groups(&serve.presence_groups)
+            .map_err(|e| e.to_string())?,
+        publish_limit: serve.publish_limit,
+        publish_window: serve.publish_window.max(Duration::from_millis(1)),
     })
 }
 
@@ -142,12 +161,14 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
          \n  WebSocket       {ws}\
          \n  Management API  {mgmt}/@connections/{{connectionId}}\
          \n  Queues          POST {http}/queues/notify-user  |  notify-connection  |  commands\
+         \n  HTTP API        POST {http}/send | /notify | /negotiate;  GET {http}/groups/{{group}} | /users/{{id}} | /connections/{{id}}\
          \n\n{secret_note}\
          \nConnect as \"{user}\" (token valid 12 h):\
          \n  websocat \"{ws}?token={token}\"\
          \n\nThen, from another shell, send that user a message:\
          \n  curl -X POST {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
-         \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b]\
+         \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b] [--subscribe 'chat:*'] [--publish 'chat:*']\
+         \n  or: curl -X POST {http}/negotiate -d '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}'\
          \nCtrl-C stops the stack.\n",
         ws = stack.websocket_url(),
         mgmt = stack.management_url(),
@@ -162,6 +183,8 @@ async fn main() -> ExitCode {
         user_id,
         ttl,
         groups,
+        subscribe,
+        publish,
     }) = cli.command
     {
         let Some(secret) = token_secret() else {
@@ -178,7 +201,10 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match mint(&secret, &claims_for(&user_id, ttl, groups)) {
+        let mut claims = claims_for(&user_id, ttl, groups);
+        claims.subscribe = subscribe;
+        claims.publish = publish;
+        return match mint(&secret, &claims) {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS

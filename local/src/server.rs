@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,6 +44,19 @@ pub(crate) async fn serve(
         )
         .route("/queues/{queue}", post(enqueue))
         .route("/queues/{queue}/dead-letters", get(dead_letters))
+        // The server HTTP API (on AWS: an API Gateway HTTP API with AWS_IAM).
+        .route("/send", post(http_api))
+        .route("/notify", post(http_api))
+        .route("/negotiate", post(http_api))
+        .route("/connections/{id}", get(http_api).delete(http_api))
+        .route("/users/{id}", get(http_api))
+        .route("/users/{id}/connections", delete(http_api))
+        .route("/groups/{group}", get(http_api))
+        .route(
+            "/groups/{group}/connections/{id}",
+            put(http_api).delete(http_api),
+        )
+        .route("/groups/{group}/users/{id}", put(http_api).delete(http_api))
         .with_state(stack);
     let result = axum::serve(
         listener,
@@ -147,7 +162,7 @@ fn queue<'a>(stack: &'a Stack, name: &str) -> Option<&'a Producer> {
     match name {
         "notify-user" => Some(&stack.notify_user),
         "notify-connection" => Some(&stack.notify_connection),
-        "commands" => stack.commands.as_ref(),
+        "commands" => Some(&stack.commands),
         _ => None,
     }
 }
@@ -177,12 +192,6 @@ async fn enqueue(
     body: Bytes,
 ) -> Response {
     let Some(producer) = queue(&stack, &name) else {
-        if name == "commands" {
-            return json_error(
-                StatusCode::NOT_FOUND,
-                "the commands queue is not configured: pass --commands-queue-url and --deliveries-queue-url with --aws-endpoint or --aws".into(),
-            );
-        }
         return unknown_queue(&name);
     };
     let text = match std::str::from_utf8(&body) {
@@ -212,7 +221,7 @@ async fn enqueue(
 /// `GET /queues/{queue}/dead-letters`
 async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>) -> Response {
     let internal = match name.as_str() {
-        "deliveries" => stack.deliveries.as_ref(),
+        "deliveries" => Some(&stack.deliveries),
         _ => None,
     };
     let Some(producer) = internal.or_else(|| queue(&stack, &name)) else {
@@ -230,4 +239,36 @@ async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>)
             "with --aws-endpoint the dead letters are in the SQS dead-letter queues; read them there".into(),
         ),
     }
+}
+
+/// The server HTTP API: the same `route` the HTTP API Lambda runs.
+async fn http_api(
+    State(stack): State<Arc<Stack>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let body = match std::str::from_utf8(&body) {
+        Ok("") => None,
+        Ok(text) => Some(text),
+        Err(_) => {
+            return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into());
+        }
+    };
+    let answer = switchboard::handlers::http_api::route(
+        &stack.services,
+        &stack.http,
+        method.as_str(),
+        uri.path(),
+        &query,
+        body,
+    )
+    .await;
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        answer.body.to_string(),
+    )
+        .into_response()
 }

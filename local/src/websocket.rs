@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use switchboard::aws_lambda_events::encodings::Body;
+use switchboard::handlers::actions::handle_client_action;
 use switchboard::handlers::connect::connect_route;
 use switchboard::handlers::default::handle_default;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;
-use switchboard::handlers::subscribe::handle_subscription;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
@@ -27,7 +27,7 @@ use crate::events::{self, ConnectionContext, now_ms};
 use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
 
 /// Route keys with an integration besides `$default` (the template's routes).
-const ROUTES: &[&str] = &["ping", "subscribe", "unsubscribe"];
+const ROUTES: &[&str] = &["ping", "subscribe", "unsubscribe", "publish", "presence"];
 
 /// `$request.body.action`: a JSON object whose string `action` names a route
 /// goes there; anything else goes to `$default`.
@@ -85,8 +85,7 @@ pub(crate) async fn upgrade(
         },
     };
     let event = events::connect(&context, &headers, query.as_deref());
-    let (response, record) =
-        connect_route(&*stack.store, &*stack.memberships, &stack.verifier, &event).await;
+    let (response, record) = connect_route(&stack.services, &stack.verifier, &event).await;
     let status = u16::try_from(response.status_code).unwrap_or(500);
     let Some(record) = record.filter(|_| (200..300).contains(&status)) else {
         info!(connection_id = %context.connection_id, status, "handshake rejected");
@@ -215,7 +214,7 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str) {
     let id = &connection.context.connection_id;
     let event = events::disconnect(&connection.context, code, reason);
-    handle_disconnect(&*stack.store, &*stack.memberships, &event).await;
+    handle_disconnect(&stack.services, &event).await;
     stack.connections.remove(id);
     info!(connection_id = %id, user_id = %connection.user_id, code, reason, "disconnect");
 }
@@ -226,8 +225,8 @@ async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
     let event = events::message(&connection.context, route_key, &text);
     let response = match route_key {
         "ping" => handle_ping(&event),
-        "subscribe" | "unsubscribe" => {
-            handle_subscription(&*stack.store, &*stack.memberships, &event).await
+        "subscribe" | "unsubscribe" | "publish" | "presence" => {
+            handle_client_action(&stack.services, &event).await
         }
         _ => handle_default(&event),
     };

@@ -45,3 +45,39 @@ pub fn management_api(
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
+
+/// The handlers' services on AWS, from `TABLE_NAME`, `MEMBERSHIPS_TABLE`,
+/// `DELIVERIES_QUEUE_URL`, `WEBSOCKET_ENDPOINT` and [`crate::config::settings`].
+/// Building clients makes no network call; the first request does.
+pub fn services(
+    config: &SdkConfig,
+) -> Result<crate::handlers::Services, crate::config::ConfigError> {
+    use std::sync::Arc;
+
+    use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
+    use crate::adapters::management_api::ManagementApi;
+    use crate::adapters::sqs::SqsQueue;
+    use crate::config::required;
+
+    let settings = crate::config::settings()?;
+    let dynamodb = dynamodb(config);
+    let gateway = ManagementApi::new(management_api(
+        config,
+        &required("WEBSOCKET_ENDPOINT")?,
+        settings.posting.post_timeout,
+        settings.posting.post_attempts,
+    ));
+    Ok(crate::handlers::Services {
+        store: Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?)),
+        memberships: Arc::new(DynamoMemberships::new(
+            dynamodb,
+            required("MEMBERSHIPS_TABLE")?,
+        )),
+        gateway: Arc::new(gateway),
+        deliveries: Arc::new(SqsQueue::new(
+            sqs(config),
+            required("DELIVERIES_QUEUE_URL")?,
+        )),
+        settings: Arc::new(settings),
+    })
+}

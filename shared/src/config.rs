@@ -112,3 +112,42 @@ impl NotifyConnectionOptions {
         })
     }
 }
+
+/// Handler settings: `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`,
+/// and the enqueue and posting options above.
+///
+/// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
+/// `prefix:*`, `*`) whose joins and leaves are announced; unset means
+/// `presence:*`, and `none` turns presence off.
+pub fn settings() -> Result<crate::handlers::Settings, ConfigError> {
+    let d = crate::handlers::Settings::default();
+    let presence = match std::env::var("PRESENCE_GROUPS") {
+        Ok(v) if !v.trim().is_empty() => presence_groups(&v)?,
+        _ => d.presence,
+    };
+    Ok(crate::handlers::Settings {
+        presence,
+        publish_limit: optional("PUBLISH_LIMIT", d.publish_limit)?,
+        publish_window: Duration::from_millis(
+            optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
+        ),
+        enqueue: NotifyUserOptions::from_env()?,
+        posting: NotifyConnectionOptions::from_env()?,
+    })
+}
+
+/// Parses a `PRESENCE_GROUPS` value.
+pub fn presence_groups(value: &str) -> Result<crate::groups::Grants, ConfigError> {
+    if value.trim() == "none" {
+        return Ok(crate::groups::Grants::default());
+    }
+    let patterns: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    crate::groups::Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
+        name: "PRESENCE_GROUPS",
+        reason: e.to_string(),
+    })
+}

@@ -59,6 +59,40 @@ pub trait ConnectionStore: Send + Sync {
         user_id: &str,
         after: Option<&str>,
     ) -> Result<ConnectionPage, StoreError>;
+    /// One page of the connections in broadcast shard `shard` (`0..SHARDS`), in
+    /// connection-id order, starting after `after`. Every connection is in
+    /// exactly one shard ([`shard_of`]), so reading all shards reads every
+    /// connection once, without a Scan.
+    async fn shard_connections(
+        &self,
+        shard: u32,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError>;
+    /// Takes one client-event allowance for the connection: true if it is
+    /// within `limit` events in the current window of `window_ms`, false if it
+    /// is over (or the connection is unknown).
+    async fn take_publish_allowance(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Broadcast shards: the all-connections index is spread over this many
+/// partition keys so no single partition takes every connect and disconnect.
+pub const SHARDS: u32 = 16;
+
+/// The broadcast shard of a connection: FNV-1a of its id, mod [`SHARDS`]. Stable
+/// across processes and releases, since it is written into the record.
+pub fn shard_of(connection_id: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in connection_id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % SHARDS
 }
 
 /// The most messages one [`MessageQueue::send_batch`] call takes (SQS's limit).
@@ -169,8 +203,8 @@ pub struct MemberPage {
 pub trait MembershipStore: Send + Sync {
     /// Adds the membership; true if it is new. Joining twice is harmless.
     async fn join(&self, membership: &Membership) -> Result<bool, StoreError>;
-    /// Removes the membership; true if there was one. Leaving twice is harmless.
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError>;
+    /// Removes the membership; the member's user id if there was one. Leaving twice is harmless.
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError>;
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError>;
     /// One page of the group's members, starting after connection id `after`.
     async fn group_members(
@@ -180,4 +214,38 @@ pub trait MembershipStore: Send + Sync {
     ) -> Result<MemberPage, StoreError>;
     /// Every group the connection is in.
     async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Adds a user-level membership (applied to the user's connections at
+    /// `$connect` until removed or expired); true if it is new.
+    async fn add_user_group(
+        &self,
+        user_id: &str,
+        group: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Removes a user-level membership; true if there was one.
+    async fn remove_user_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError>;
+    /// The user's unexpired user-level memberships.
+    async fn user_groups(&self, user_id: &str, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Atomically adds `delta` to a presence counter of `group` and returns the
+    /// new value: the user's connections in the group, or the group's online users.
+    async fn add_to_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        delta: i64,
+        expires_at: i64,
+    ) -> Result<i64, StoreError>;
+    /// A counter's current value (0 if it does not exist).
+    async fn counter(&self, group: &str, counter: &Counter) -> Result<i64, StoreError>;
+}
+
+/// A presence counter of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// How many of the user's connections are in the group.
+    UserConnections(String),
+    /// How many distinct users are in the group.
+    OnlineUsers,
 }

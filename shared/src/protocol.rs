@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Forbidden,
     /// A backing service failed; trying again later may work.
     Unavailable,
+    /// Too many client events; slow down.
+    RateLimited,
 }
 
 /// Why an acknowledged action failed.
@@ -271,23 +273,50 @@ pub fn render_data(data: &RawValue) -> Result<String, MessageError> {
     Ok(text)
 }
 
-/// The frame a group member receives: `{"type":"message","from":"server","group":…,"data":…}`,
-/// with `data` as compact JSON. Errors when it exceeds [`MAX_MESSAGE_BYTES`].
+/// The frame a server send delivers: `{"type":"message","from":"server","group":…,"data":…}`,
+/// with `group` left out for sends that do not go through a group (a user, a
+/// connection, a broadcast) and `data` as compact JSON. Errors when it exceeds
+/// [`MAX_MESSAGE_BYTES`].
+pub fn server_message(group: Option<&str>, data: &RawValue) -> Result<String, MessageError> {
+    message_frame("server", group, None, data)
+}
+
+/// The frame a group member receives for a server send to the group.
 pub fn group_message(group: &str, data: &RawValue) -> Result<String, MessageError> {
+    server_message(Some(group), data)
+}
+
+/// The frame a client event (`publish`) delivers to the other members:
+/// `{"type":"message","from":"client","group":…,"userId":…,"data":…}`.
+pub fn client_message(group: &str, user_id: &str, data: &RawValue) -> Result<String, MessageError> {
+    message_frame("client", Some(group), Some(user_id), data)
+}
+
+fn message_frame(
+    from: &'static str,
+    group: Option<&str>,
+    user_id: Option<&str>,
+    data: &RawValue,
+) -> Result<String, MessageError> {
     #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
     struct Frame<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         from: &'static str,
-        group: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
         data: &'a RawValue,
     }
     let compact = RawValue::from_string(compact_json(data.get()))
         .map_err(|e| MessageError::Malformed(e.to_string()))?;
     let text = serde_json::to_string(&Frame {
         kind: "message",
-        from: "server",
+        from,
         group,
+        user_id,
         data: &compact,
     })
     .map_err(|e| MessageError::Malformed(e.to_string()))?;
@@ -297,19 +326,78 @@ pub fn group_message(group: &str, data: &RawValue) -> Result<String, MessageErro
     Ok(text)
 }
 
+/// A presence change in a presence-enabled group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    /// The user's first connection joined the group.
+    Join,
+    /// The user's last connection left the group.
+    Leave,
+}
+
+/// `{"type":"presence","event":"join"|"leave","userId":…,"group":…,"online":N}`:
+/// `online` is the number of distinct users in the group after the change.
+pub fn presence_frame(event: PresenceEvent, user_id: &str, group: &str, online: i64) -> String {
+    serde_json::json!({
+        "type": "presence",
+        "event": event,
+        "userId": user_id,
+        "group": group,
+        "online": online,
+    })
+    .to_string()
+}
+
+/// The answer to a `presence` query: the group's distinct users (at most
+/// [`PRESENCE_LIST_LIMIT`] listed) and its connection count.
+pub fn presence_answer(
+    id: Option<Value>,
+    group: &str,
+    users: &[String],
+    user_count: usize,
+    connections: usize,
+) -> String {
+    let mut frame = serde_json::json!({
+        "type": "presence",
+        "group": group,
+        "userIds": users,
+        "users": user_count,
+        "connections": connections,
+        "truncated": user_count > users.len(),
+    });
+    if let (Some(id), Some(map)) = (id, frame.as_object_mut()) {
+        map.insert("id".into(), id);
+    }
+    frame.to_string()
+}
+
+/// The most user ids a presence answer lists (a frame must stay under 128 KB).
+pub const PRESENCE_LIST_LIMIT: usize = 1000;
+
 /// The newest Commands message version this code understands.
 pub const COMMAND_VERSION: u32 = 1;
 
-/// A Commands queue message. Every body carries `"version"` and `"type"`:
-///
-/// - `{"version":1,"type":"sendToGroup","group":"chat:42","data":…,"excludeConnectionIds":["…"]}`
-/// - `{"version":1,"type":"addConnectionToGroup","connectionId":"…","group":"chat:42"}`
-/// - `{"version":1,"type":"removeConnectionFromGroup","connectionId":"…","group":"chat:42"}`
-/// - `{"version":1,"type":"closeConnection","connectionId":"…","reason":"…"}`
+/// A Commands queue message. Every body carries `"version":1` and `"type"`;
+/// the README documents each type.
 #[derive(Debug)]
 pub enum Command {
     SendToGroup {
         group: String,
+        data: Box<RawValue>,
+        exclude_connection_ids: Vec<String>,
+    },
+    /// To a user's connections, or only those in `group`.
+    SendToUser {
+        user_id: String,
+        group: Option<String>,
+        data: Box<RawValue>,
+    },
+    SendToConnection {
+        connection_id: String,
+        data: Box<RawValue>,
+    },
+    Broadcast {
         data: Box<RawValue>,
         exclude_connection_ids: Vec<String>,
     },
@@ -321,15 +409,40 @@ pub enum Command {
         connection_id: String,
         group: String,
     },
+    /// A user-level membership: every current connection of the user joins,
+    /// and so does every future one until it is removed or expires.
+    AddUserToGroup {
+        user_id: String,
+        group: String,
+        ttl_seconds: Option<u64>,
+    },
+    RemoveUserFromGroup {
+        user_id: String,
+        group: String,
+    },
     CloseConnection {
         connection_id: String,
+        reason: Option<String>,
+    },
+    CloseUserConnections {
+        user_id: String,
         reason: Option<String>,
     },
 }
 
 /// The command types this code understands, as named in messages.
-pub const COMMAND_TYPES: &str =
-    "sendToGroup, addConnectionToGroup, removeConnectionFromGroup, closeConnection";
+pub const COMMAND_TYPES: &str = "sendToGroup, sendToUser, sendToConnection, broadcast, \
+addConnectionToGroup, removeConnectionFromGroup, addUserToGroup, removeUserFromGroup, \
+closeConnection, closeUserConnections";
+
+/// How long a user-level membership lasts when the command names no `ttlSeconds`.
+pub const USER_GROUP_DEFAULT_TTL_SECONDS: u64 = 30 * 24 * 3600;
+/// The longest `ttlSeconds` a user-level membership may ask for.
+pub const USER_GROUP_MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
+/// The longest user id accepted by commands and the HTTP API.
+pub const MAX_USER_ID_BYTES: usize = 256;
+/// The longest close reason (API Gateway's close frames carry at most 123 bytes).
+pub const MAX_REASON_BYTES: usize = 123;
 
 /// The last frame a connection closed by `closeConnection` receives.
 pub fn close_frame(reason: Option<&str>) -> String {
@@ -347,38 +460,21 @@ impl Command {
             #[serde(rename = "type")]
             kind: String,
         }
+        /// Every field any command has; each type checks the ones it needs.
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct SendToGroup {
-            group: String,
-            data: Box<RawValue>,
+        struct Fields {
+            group: Option<String>,
+            user_id: Option<String>,
+            connection_id: Option<String>,
+            // `"data": null` is data (JSON null), not a missing field.
+            #[serde(default, deserialize_with = "present")]
+            data: Option<Box<RawValue>>,
             #[serde(default)]
             exclude_connection_ids: Vec<String>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct ConnectionInGroup {
-            connection_id: String,
-            group: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Close {
-            connection_id: String,
-            #[serde(default)]
             reason: Option<String>,
+            ttl_seconds: Option<u64>,
         }
-        let group_name = |group: &str| {
-            crate::groups::validate_group(group)
-                .map_err(|e| MessageError::Malformed(format!("\"group\": {e}")))
-        };
-        let connection = |id: &str| {
-            if id.is_empty() {
-                Err(MessageError::EmptyField("connectionId"))
-            } else {
-                Ok(())
-            }
-        };
         let envelope: Envelope = parse_message(body)?;
         if envelope.version != COMMAND_VERSION {
             return Err(MessageError::Malformed(format!(
@@ -386,56 +482,112 @@ impl Command {
                 envelope.version
             )));
         }
-        match envelope.kind.as_str() {
-            "sendToGroup" => {
-                let m: SendToGroup = parse_message(body)?;
-                group_name(&m.group)?;
-                Ok(Command::SendToGroup {
-                    group: m.group,
-                    data: m.data,
-                    exclude_connection_ids: m.exclude_connection_ids,
-                })
+        let f: Fields = parse_message(body)?;
+        let kind = envelope.kind.as_str();
+        let missing =
+            |field: &'static str| MessageError::Malformed(format!("{kind} needs \"{field}\""));
+        let group = |g: Option<String>| -> Result<String, MessageError> {
+            let g = g.ok_or_else(|| missing("group"))?;
+            crate::groups::validate_group(&g)
+                .map_err(|e| MessageError::Malformed(format!("\"group\": {e}")))?;
+            Ok(g)
+        };
+        let id = |value: Option<String>, field: &'static str| -> Result<String, MessageError> {
+            let value = value.ok_or_else(|| missing(field))?;
+            if value.is_empty() {
+                return Err(MessageError::EmptyField(field));
             }
-            kind @ ("addConnectionToGroup" | "removeConnectionFromGroup") => {
-                let m: ConnectionInGroup = parse_message(body)?;
-                connection(&m.connection_id)?;
-                group_name(&m.group)?;
-                Ok(if kind == "addConnectionToGroup" {
-                    Command::AddConnectionToGroup {
-                        connection_id: m.connection_id,
-                        group: m.group,
-                    }
-                } else {
-                    Command::RemoveConnectionFromGroup {
-                        connection_id: m.connection_id,
-                        group: m.group,
-                    }
-                })
+            if value.len() > MAX_USER_ID_BYTES {
+                return Err(MessageError::Malformed(format!(
+                    "\"{field}\" is longer than {MAX_USER_ID_BYTES} bytes"
+                )));
             }
-            "closeConnection" => {
-                let m: Close = parse_message(body)?;
-                connection(&m.connection_id)?;
-                Ok(Command::CloseConnection {
-                    connection_id: m.connection_id,
-                    reason: m.reason,
-                })
+            Ok(value)
+        };
+        let data = |d: Option<Box<RawValue>>| d.ok_or_else(|| missing("data"));
+        let reason = |r: Option<String>| -> Result<Option<String>, MessageError> {
+            match r {
+                Some(r) if r.len() > MAX_REASON_BYTES => Err(MessageError::Malformed(format!(
+                    "\"reason\" is longer than {MAX_REASON_BYTES} bytes"
+                ))),
+                r => Ok(r),
             }
-            other => Err(MessageError::Malformed(format!(
-                "unknown command type \"{other}\"; known: {COMMAND_TYPES}"
-            ))),
-        }
+        };
+        Ok(match kind {
+            "sendToGroup" => Command::SendToGroup {
+                group: group(f.group)?,
+                data: data(f.data)?,
+                exclude_connection_ids: f.exclude_connection_ids,
+            },
+            "sendToUser" => Command::SendToUser {
+                user_id: id(f.user_id, "userId")?,
+                group: f.group.map(|g| group(Some(g))).transpose()?,
+                data: data(f.data)?,
+            },
+            "sendToConnection" => Command::SendToConnection {
+                connection_id: id(f.connection_id, "connectionId")?,
+                data: data(f.data)?,
+            },
+            "broadcast" => Command::Broadcast {
+                data: data(f.data)?,
+                exclude_connection_ids: f.exclude_connection_ids,
+            },
+            "addConnectionToGroup" => Command::AddConnectionToGroup {
+                connection_id: id(f.connection_id, "connectionId")?,
+                group: group(f.group)?,
+            },
+            "removeConnectionFromGroup" => Command::RemoveConnectionFromGroup {
+                connection_id: id(f.connection_id, "connectionId")?,
+                group: group(f.group)?,
+            },
+            "addUserToGroup" => {
+                if let Some(ttl) = f.ttl_seconds
+                    && !(1..=USER_GROUP_MAX_TTL_SECONDS).contains(&ttl)
+                {
+                    return Err(MessageError::Malformed(format!(
+                        "\"ttlSeconds\" must be between 1 and {USER_GROUP_MAX_TTL_SECONDS}"
+                    )));
+                }
+                Command::AddUserToGroup {
+                    user_id: id(f.user_id, "userId")?,
+                    group: group(f.group)?,
+                    ttl_seconds: f.ttl_seconds,
+                }
+            }
+            "removeUserFromGroup" => Command::RemoveUserFromGroup {
+                user_id: id(f.user_id, "userId")?,
+                group: group(f.group)?,
+            },
+            "closeConnection" => Command::CloseConnection {
+                connection_id: id(f.connection_id, "connectionId")?,
+                reason: reason(f.reason)?,
+            },
+            "closeUserConnections" => Command::CloseUserConnections {
+                user_id: id(f.user_id, "userId")?,
+                reason: reason(f.reason)?,
+            },
+            other => {
+                return Err(MessageError::Malformed(format!(
+                    "unknown command type \"{other}\"; known: {COMMAND_TYPES}"
+                )));
+            }
+        })
     }
 }
 
-/// A Deliveries queue message (internal): one group frame for up to
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// A Deliveries queue message (internal): one finished frame for up to
 /// [`DELIVERY_BATCH`] connections, so fan-out to a large group costs one
-/// message per batch, not one per connection.
+/// message per batch, not one per connection. `frame` is the JSON frame every
+/// connection receives, embedded as JSON (not as an escaped string).
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryBatch {
     pub connection_ids: Vec<String>,
-    pub group: String,
-    pub data: Box<RawValue>,
+    pub frame: Box<RawValue>,
     /// 1 for the first try; a retry of the connections that failed carries the next number.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
@@ -450,7 +602,30 @@ pub const DELIVERY_BATCH: usize = 100;
 
 impl DeliveryBatch {
     pub fn parse(body: Option<&str>) -> Result<Self, MessageError> {
-        parse_message(body)
+        let batch: Self = parse_message(body)?;
+        if batch.frame.get().len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge {
+                size: batch.frame.get().len(),
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Batches of `frame` (a JSON frame from this module) for `connection_ids`.
+    pub fn bodies(frame: &str, connection_ids: &[String]) -> Result<Vec<String>, MessageError> {
+        let frame = RawValue::from_string(frame.to_owned())
+            .map_err(|e| MessageError::Malformed(e.to_string()))?;
+        Ok(connection_ids
+            .chunks(DELIVERY_BATCH)
+            .map(|chunk| {
+                DeliveryBatch {
+                    connection_ids: chunk.to_vec(),
+                    frame: frame.clone(),
+                    attempt: 1,
+                }
+                .body()
+            })
+            .collect())
     }
 
     pub fn body(&self) -> String {

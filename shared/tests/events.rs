@@ -5,17 +5,20 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::body_text;
-use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use common::{Harness, body_text};
+use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
 use switchboard::auth::{TokenSecret, TokenVerifier};
-use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use switchboard::aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest,
+};
+use switchboard::aws_lambda_events::encodings::Body;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::handlers::http_api::{HttpApiConfig, handle_http};
 use switchboard::handlers::{
-    commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
-    subscribe,
+    actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
 };
-use switchboard::ports::{ConnectionStore, MembershipStore};
+use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
 
 /// The development secret the fixtures' token is signed with (see README).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";
@@ -41,37 +44,91 @@ async fn store_with_user_1234() -> MemoryStore {
     store
 }
 
+/// Both fixture connections of user 1234, with sockets, in group chat:42.
+async fn harness_with_chat_42() -> Harness {
+    let harness = Harness::new();
+    for id in [CONNECTION, "second-connection"] {
+        harness
+            .connection(ConnectionRecord {
+                subscribe: vec!["chat:*".into()],
+                publish: vec!["chat:*".into()],
+                ..common::record(id, "1234")
+            })
+            .await;
+        harness
+            .memberships
+            .join(&Membership {
+                group: "chat:42".into(),
+                connection_id: id.into(),
+                user_id: "1234".into(),
+                expires_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    harness
+}
+
+fn http_config() -> HttpApiConfig {
+    HttpApiConfig {
+        websocket_url: "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod".into(),
+        secret: TokenSecret::new(DEV_SECRET),
+        default_ttl: std::time::Duration::from_secs(300),
+        max_ttl: std::time::Duration::from_secs(3600),
+    }
+}
+
+fn http_body(body: &Option<Body>) -> &str {
+    match body {
+        Some(Body::Text(text)) => text,
+        other => panic!("not a text body: {other:?}"),
+    }
+}
+
 async fn check(name: &str) {
     let verifier = Ok(TokenVerifier::new(&TokenSecret::new(DEV_SECRET).unwrap()));
     match name {
         "connect.json" => {
-            let store = MemoryStore::new();
+            let harness = Harness::new();
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response =
-                connect::handle_connect(&store, &MemoryMemberships::new(), &verifier, &event).await;
+            let response = connect::handle_connect(&harness.services, &verifier, &event).await;
             assert_eq!(response.status_code, 200);
-            let record = store.get_connection(CONNECTION).await.unwrap().unwrap();
+            let record = harness
+                .store
+                .get_connection(CONNECTION)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(record.user_id, "1234");
             assert_eq!(record.groups, ["notification:test"]);
             assert_eq!(record.subscribe, ["chat:*"]);
             assert_eq!(record.source_ip.as_deref(), Some("203.0.113.7"));
         }
         "connect-no-token.json" => {
-            let store = MemoryStore::new();
+            let harness = Harness::new();
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response =
-                connect::handle_connect(&store, &MemoryMemberships::new(), &verifier, &event).await;
+            let response = connect::handle_connect(&harness.services, &verifier, &event).await;
             assert_eq!(response.status_code, 401);
-            assert!(store.is_empty());
+            assert!(harness.store.is_empty());
         }
         "disconnect.json" => {
-            let store = store_with_user_1234().await;
+            let harness = harness_with_chat_42().await;
             let event: ApiGatewayWebsocketProxyRequest = load(name);
-            let response =
-                disconnect::handle_disconnect(&store, &MemoryMemberships::new(), &event).await;
+            let response = disconnect::handle_disconnect(&harness.services, &event).await;
             assert_eq!(response.status_code, 200);
-            assert_eq!(store.get_connection(CONNECTION).await.unwrap(), None);
-            assert_eq!(store.len(), 1);
+            assert_eq!(
+                harness.store.get_connection(CONNECTION).await.unwrap(),
+                None
+            );
+            assert_eq!(harness.store.len(), 1);
+            assert_eq!(
+                harness
+                    .memberships
+                    .connection_groups(CONNECTION)
+                    .await
+                    .unwrap(),
+                Vec::<String>::new()
+            );
         }
         "ping.json" => {
             let response = ping::handle_ping(&load(name));
@@ -99,47 +156,52 @@ async fn check(name: &str) {
             );
         }
         "subscribe.json" => {
-            let store = MemoryStore::new();
-            store
-                .put_connection(&switchboard::ports::ConnectionRecord {
+            let harness = Harness::new();
+            harness
+                .connection(ConnectionRecord {
                     subscribe: vec!["chat:*".into()],
                     ..common::record(CONNECTION, "1234")
                 })
-                .await
-                .unwrap();
-            let memberships = MemoryMemberships::new();
-            let response = subscribe::handle_subscription(&store, &memberships, &load(name)).await;
+                .await;
+            let response = actions::handle_client_action(&harness.services, &load(name)).await;
             assert_eq!(
                 body_text(&response),
                 Some(r#"{"type":"ack","id":7,"ok":true}"#)
             );
-            assert_eq!(memberships.all().len(), 1);
+            assert_eq!(harness.memberships.all().len(), 1);
+        }
+        "publish.json" => {
+            let harness = harness_with_chat_42().await;
+            let response = actions::handle_client_action(&harness.services, &load(name)).await;
+            assert_eq!(
+                body_text(&response),
+                Some(r#"{"type":"ack","id":8,"ok":true}"#)
+            );
+            harness.pump().await;
+            assert!(harness.received(CONNECTION).is_empty(), "not to the sender");
+            assert_eq!(
+                harness.received("second-connection"),
+                [
+                    r#"{"type":"message","from":"client","group":"chat:42","userId":"1234","data":{"typing":true}}"#
+                ]
+            );
+        }
+        "presence.json" => {
+            let harness = harness_with_chat_42().await;
+            let response = actions::handle_client_action(&harness.services, &load(name)).await;
+            assert_eq!(
+                body_text(&response),
+                Some(
+                    r#"{"connections":2,"group":"chat:42","id":9,"truncated":false,"type":"presence","userIds":["1234"],"users":1}"#
+                )
+            );
         }
         "commands.json" => {
-            let memberships = MemoryMemberships::new();
-            for id in [CONNECTION, "second-connection"] {
-                memberships
-                    .join(&switchboard::ports::Membership {
-                        group: "chat:42".into(),
-                        connection_id: id.into(),
-                        user_id: "1234".into(),
-                        expires_at: 0,
-                    })
-                    .await
-                    .unwrap();
-            }
-            let deliveries = MemoryQueue::new();
-            let ports = switchboard::handlers::FanoutPorts {
-                store: &MemoryStore::new(),
-                memberships: &memberships,
-                gateway: &MemoryGateway::new(),
-                deliveries: &deliveries,
-            };
+            let harness = harness_with_chat_42().await;
             let event: SqsEvent = load(name);
-            let response =
-                commands::handle_commands(&ports, &NotifyUserOptions::default(), event).await;
+            let response = commands::handle_commands(&harness.services, event).await;
             assert!(response.batch_item_failures.is_empty());
-            let sent = deliveries.sent();
+            let sent = harness.deliveries.sent();
             assert_eq!(sent.len(), 1);
             assert!(
                 sent[0].starts_with(&format!(r#"{{"connectionIds":["{CONNECTION}"]"#)),
@@ -148,39 +210,78 @@ async fn check(name: &str) {
             );
         }
         "deliver.json" => {
-            let store = store_with_user_1234().await;
-            let memberships = MemoryMemberships::new();
-            let gateway = MemoryGateway::new();
-            gateway.open(CONNECTION);
-            let retries = MemoryQueue::new();
-            let ports = switchboard::handlers::FanoutPorts {
-                store: &store,
-                memberships: &memberships,
-                gateway: &gateway,
-                deliveries: &retries,
-            };
+            let harness = Harness::new();
+            harness.connection(common::record(CONNECTION, "1234")).await;
+            // A record without a socket: the post answers 410.
+            harness
+                .store
+                .put_connection(&common::record("second-connection", "1234"))
+                .await
+                .unwrap();
             let event: SqsEvent = load(name);
-            let response = deliver::handle_deliveries(
-                &ports,
-                &NotifyConnectionOptions::default(),
-                &NotifyUserOptions::default(),
-                event,
-            )
-            .await;
+            let response = deliver::handle_deliveries(&harness.services, event).await;
             assert!(response.batch_item_failures.is_empty());
             assert_eq!(
-                gateway.delivered(CONNECTION),
+                harness.received(CONNECTION),
                 [r#"{"type":"message","from":"server","group":"chat:42","data":{"text":"hello"}}"#]
             );
             // "second-connection" has no socket: 410, so its record is forgotten.
             assert!(
-                store
+                harness
+                    .store
                     .get_connection("second-connection")
                     .await
                     .unwrap()
                     .is_none()
             );
-            assert!(retries.sent().is_empty());
+            assert!(harness.deliveries.sent().is_empty());
+        }
+        "http-send.json" => {
+            let harness = harness_with_chat_42().await;
+            let event: ApiGatewayV2httpRequest = load(name);
+            let response = handle_http(&harness.services, &http_config(), event).await;
+            assert_eq!(response.status_code, 202);
+            assert_eq!(http_body(&response.body), r#"{"addressed":2}"#);
+            harness.pump().await;
+            assert_eq!(
+                harness.received(CONNECTION),
+                [r#"{"type":"message","from":"server","group":"chat:42","data":{"text":"hello"}}"#]
+            );
+        }
+        "http-notify.json" => {
+            let harness = harness_with_chat_42().await;
+            harness
+                .memberships
+                .join(&Membership {
+                    group: "notification:test".into(),
+                    connection_id: CONNECTION.into(),
+                    user_id: "1234".into(),
+                    expires_at: 0,
+                })
+                .await
+                .unwrap();
+            let event: ApiGatewayV2httpRequest = load(name);
+            let response = handle_http(&harness.services, &http_config(), event).await;
+            assert_eq!(response.status_code, 202);
+            assert_eq!(http_body(&response.body), r#"{"addressed":1}"#);
+            harness.pump().await;
+            assert_eq!(
+                harness.received(CONNECTION),
+                [
+                    r#"{"type":"message","from":"server","group":"notification:test","data":{"download":"report.pdf"}}"#
+                ]
+            );
+            assert!(harness.received("second-connection").is_empty());
+        }
+        "http-get-group.json" => {
+            let harness = harness_with_chat_42().await;
+            let event: ApiGatewayV2httpRequest = load(name);
+            let response = handle_http(&harness.services, &http_config(), event).await;
+            assert_eq!(response.status_code, 200);
+            assert_eq!(
+                http_body(&response.body),
+                r#"{"connections":2,"exists":true,"group":"chat:42","users":1}"#
+            );
         }
         "notify-user.json" => {
             let store = store_with_user_1234().await;

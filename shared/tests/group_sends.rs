@@ -1,4 +1,4 @@
-//! Group sends: the Commands queue's `sendToGroup` and the deliver worker, over
+//! Server sends and commands: the Commands queue and the deliver worker, over
 //! in-memory adapters.
 
 mod common;
@@ -7,24 +7,28 @@ use std::time::Duration;
 
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::FanoutPorts;
+use switchboard::config::NotifyUserOptions;
+use switchboard::handlers::Settings;
 use switchboard::handlers::commands::{CommandError, handle_commands, run_command};
 use switchboard::handlers::deliver::{
     DeliverError, DeliverOutcome, MAX_DELIVERY_ATTEMPTS, deliver,
 };
-use switchboard::ports::{ConnectionStore, GatewayError, Membership, MembershipStore};
+use switchboard::ports::{ConnectionStore, Gateway, GatewayError, Membership, MembershipStore};
 use switchboard::protocol::{DeliveryBatch, MAX_MESSAGE_BYTES, MessageError};
 
-fn options() -> NotifyUserOptions {
-    NotifyUserOptions {
-        retry_base_delay: Duration::from_millis(1),
-        ..NotifyUserOptions::default()
+fn settings() -> Settings {
+    Settings {
+        enqueue: NotifyUserOptions {
+            retry_base_delay: Duration::from_millis(1),
+            ..NotifyUserOptions::default()
+        },
+        ..Settings::default()
     }
 }
 
-async fn group_of(n: usize, group: &str) -> (MemoryStore, MemoryMemberships, MemoryGateway) {
-    let store = MemoryStore::new();
+/// `n` connections `c0000…` of users `u0…`, all in `group`, with small pages.
+async fn group_of(n: usize, group: &str) -> Harness {
+    let store = MemoryStore::with_page_size(64);
     let memberships = MemoryMemberships::with_page_size(64);
     let gateway = MemoryGateway::new();
     for i in 0..n {
@@ -44,7 +48,7 @@ async fn group_of(n: usize, group: &str) -> (MemoryStore, MemoryMemberships, Mem
             .unwrap();
         gateway.open(&id);
     }
-    (store, memberships, gateway)
+    Harness::with_parts(store, memberships, gateway, settings())
 }
 
 fn batches(queue: &MemoryQueue) -> Vec<DeliveryBatch> {
@@ -57,8 +61,8 @@ fn batches(queue: &MemoryQueue) -> Vec<DeliveryBatch> {
 
 #[tokio::test]
 async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_excluded() {
-    let (store, memberships, gateway) = group_of(250, "chat:1").await;
-    memberships
+    let h = group_of(250, "chat:1").await;
+    h.memberships
         .join(&Membership {
             group: "other".into(),
             connection_id: "outsider".into(),
@@ -67,27 +71,16 @@ async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_exclude
         })
         .await
         .unwrap();
-    let deliveries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &deliveries,
-    };
-    let addressed = run_command(
-        &ports,
-        &options(),
-        Some(r#"{"version":1,"type":"sendToGroup","group":"chat:1","data":{"a": 1},"excludeConnectionIds":["c0000","c0100","nobody"]}"#),
+    let addressed = run_command(&h.services, Some(r#"{"version":1,"type":"sendToGroup","group":"chat:1","data":{"a": 1},"excludeConnectionIds":["c0000","c0100","nobody"]}"#),
     )
     .await
     .unwrap();
     assert_eq!(addressed, 248);
-    let batches = batches(&deliveries);
-    assert!(
-        batches
-            .iter()
-            .all(|b| b.connection_ids.len() <= 100 && b.attempt == 1 && b.group == "chat:1")
-    );
+    let batches = batches(&h.deliveries);
+    assert!(batches.iter().all(|b| b.connection_ids.len() <= 100
+        && b.attempt == 1
+        && b.frame.get()
+            == r#"{"type":"message","from":"server","group":"chat:1","data":{"a":1}}"#));
     let mut ids: Vec<String> = batches.into_iter().flat_map(|b| b.connection_ids).collect();
     ids.sort();
     let expected: Vec<String> = (0..250)
@@ -102,28 +95,11 @@ async fn send_to_group_hands_members_to_the_workers_in_batches_minus_the_exclude
 
 #[tokio::test]
 async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
-    let (store, memberships, gateway) = group_of(3, "chat:1").await;
+    let h = group_of(3, "chat:1").await;
     // c0002's socket is gone but its record and membership remain.
-    let gone_gateway = MemoryGateway::new();
-    gone_gateway.open("c0000");
-    gone_gateway.open("c0001");
-    let retries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gone_gateway,
-        deliveries: &retries,
-    };
-    let body =
-        r#"{"connectionIds":["c0000","c0001","c0002"],"group":"chat:1","data":{ "a" : [1, 2] }}"#;
-    let outcome = deliver(
-        &ports,
-        &NotifyConnectionOptions::default(),
-        &options(),
-        Some(body),
-    )
-    .await
-    .unwrap();
+    h.gateway.delete_connection("c0002").await.unwrap();
+    let body = r#"{"connectionIds":["c0000","c0001","c0002"],"frame":{"type":"message","from":"server","group":"chat:1","data":{"a":[1,2]}}}"#;
+    let outcome = deliver(&h.services, Some(body)).await.unwrap();
     assert_eq!(
         outcome,
         DeliverOutcome {
@@ -134,43 +110,29 @@ async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
     );
     for id in ["c0000", "c0001"] {
         assert_eq!(
-            gone_gateway.delivered(id),
+            h.gateway.delivered(id),
             [r#"{"type":"message","from":"server","group":"chat:1","data":{"a":[1,2]}}"#]
         );
     }
-    assert!(store.get_connection("c0002").await.unwrap().is_none());
+    assert!(h.store.get_connection("c0002").await.unwrap().is_none());
     assert!(
-        memberships
+        h.memberships
             .connection_groups("c0002")
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(retries.sent().is_empty());
-    drop(gateway);
+    assert!(h.deliveries.sent().is_empty());
 }
 
 #[tokio::test]
 async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
-    let (store, memberships, gateway) = group_of(4, "g").await;
-    gateway.fail_next("c0001", GatewayError::Throttled("Rate exceeded".into()));
-    gateway.fail_next("c0003", GatewayError::Timeout);
-    let retries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &retries,
-    };
-    let body = r#"{"connectionIds":["c0000","c0001","c0002","c0003"],"group":"g","data":1}"#;
-    let outcome = deliver(
-        &ports,
-        &NotifyConnectionOptions::default(),
-        &options(),
-        Some(body),
-    )
-    .await
-    .unwrap();
+    let h = group_of(4, "g").await;
+    h.gateway
+        .fail_next("c0001", GatewayError::Throttled("Rate exceeded".into()));
+    h.gateway.fail_next("c0003", GatewayError::Timeout);
+    let body = r#"{"connectionIds":["c0000","c0001","c0002","c0003"],"frame":{"type":"message","from":"server","group":"g","data":1}}"#;
+    let outcome = deliver(&h.services, Some(body)).await.unwrap();
     assert_eq!(
         outcome,
         DeliverOutcome {
@@ -179,7 +141,7 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
             retried: 2
         }
     );
-    let retry = &batches(&retries)[0];
+    let retry = &batches(&h.deliveries)[0];
     let mut ids = retry.connection_ids.clone();
     ids.sort();
     assert_eq!(
@@ -190,51 +152,31 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
     assert_eq!(retry.attempt, 2);
 
     // The retry delivers to exactly those; nobody gets the frame twice.
-    let second = retries.drain().remove(0);
-    deliver(
-        &ports,
-        &NotifyConnectionOptions::default(),
-        &options(),
-        Some(&second),
-    )
-    .await
-    .unwrap();
+    let second = h.deliveries.drain().remove(0);
+    deliver(&h.services, Some(&second)).await.unwrap();
     for id in ["c0000", "c0001", "c0002", "c0003"] {
-        assert_eq!(gateway.delivered(id).len(), 1, "{id}");
+        assert_eq!(h.gateway.delivered(id).len(), 1, "{id}");
     }
 
     // Past the last attempt the message is refused without a post, for the DLQ.
-    let posts = gateway.posts();
+    let posts = h.gateway.posts();
     let exhausted = format!(
-        r#"{{"connectionIds":["c0001"],"group":"g","data":1,"attempt":{}}}"#,
+        r#"{{"connectionIds":["c0001"],"frame":{{"type":"message"}},"attempt":{}}}"#,
         MAX_DELIVERY_ATTEMPTS + 1
     );
     assert_eq!(
-        deliver(
-            &ports,
-            &NotifyConnectionOptions::default(),
-            &options(),
-            Some(&exhausted)
-        )
-        .await,
+        deliver(&h.services, Some(&exhausted)).await,
         Err(DeliverError::Exhausted {
             attempts: MAX_DELIVERY_ATTEMPTS,
             connections: 1
         })
     );
-    assert_eq!(gateway.posts(), posts);
+    assert_eq!(h.gateway.posts(), posts);
 }
 
 #[tokio::test]
 async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
-    let (store, memberships, gateway) = group_of(2, "g").await;
-    let deliveries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &deliveries,
-    };
+    let h = group_of(2, "g").await;
     let big = format!(
         r#"{{"version":1,"type":"sendToGroup","group":"g","data":"{}"}}"#,
         "x".repeat(MAX_MESSAGE_BYTES)
@@ -246,7 +188,7 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
         (
             r#"{"version":1,"type":"explode"}"#.into(),
-            "malformed message: unknown command type \"explode\"; known: sendToGroup, addConnectionToGroup, removeConnectionFromGroup, closeConnection",
+            "malformed message: unknown command type \"explode\"; known: sendToGroup, sendToUser, sendToConnection, broadcast, addConnectionToGroup, removeConnectionFromGroup, addUserToGroup, removeUserFromGroup, closeConnection, closeUserConnections",
         ),
         (
             r#"{"type":"sendToGroup","group":"g","data":1}"#.into(),
@@ -254,7 +196,7 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
         (
             r#"{"version":1,"type":"sendToGroup","data":1}"#.into(),
-            "malformed message: missing field `group` at line 1 column 43",
+            "malformed message: sendToGroup needs \"group\"",
         ),
         (
             r#"{"version":1,"type":"sendToGroup","group":"a b","data":1}"#.into(),
@@ -262,7 +204,7 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
         (
             r#"{"version":1,"type":"sendToGroup","group":"g"}"#.into(),
-            "malformed message: missing field `data` at line 1 column 46",
+            "malformed message: sendToGroup needs \"data\"",
         ),
         (
             "nonsense".into(),
@@ -270,31 +212,21 @@ async fn bad_commands_are_refused_with_exact_errors_and_enqueue_nothing() {
         ),
     ];
     for (body, expected) in cases {
-        let err = run_command(&ports, &options(), Some(&body))
-            .await
-            .unwrap_err();
+        let err = run_command(&h.services, Some(&body)).await.unwrap_err();
         assert_eq!(err.to_string(), expected, "{body}");
     }
     assert!(matches!(
-        run_command(&ports, &options(), Some(&big)).await,
+        run_command(&h.services, Some(&big)).await,
         Err(CommandError::Message(MessageError::TooLarge { .. }))
     ));
-    assert_eq!(deliveries.calls(), 0);
+    assert_eq!(h.deliveries.calls(), 0);
 }
 
 #[tokio::test]
 async fn a_command_batch_fails_only_its_bad_records() {
-    let (store, memberships, gateway) = group_of(3, "g").await;
-    let deliveries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &deliveries,
-    };
+    let h = group_of(3, "g").await;
     let response = handle_commands(
-        &ports,
-        &options(),
+        &h.services,
         sqs_event(&[
             r#"{"version":1,"type":"sendToGroup","group":"g","data":"hi"}"#,
             r#"{"version":1,"type":"nope"}"#,
@@ -307,27 +239,21 @@ async fn a_command_batch_fails_only_its_bad_records() {
         .map(|f| f.item_identifier.clone())
         .collect();
     assert_eq!(failed, ["m1"]);
-    assert_eq!(batches(&deliveries)[0].connection_ids.len(), 3);
+    assert_eq!(batches(&h.deliveries)[0].connection_ids.len(), 3);
 }
 
 #[tokio::test]
 async fn membership_commands_add_and_remove_one_connection() {
-    let (store, memberships, gateway) = group_of(2, "g").await;
-    let deliveries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &deliveries,
-    };
+    let h = group_of(2, "g").await;
     let add = r#"{"version":1,"type":"addConnectionToGroup","connectionId":"c0001","group":"vip"}"#;
-    assert_eq!(run_command(&ports, &options(), Some(add)).await, Ok(1));
+    assert_eq!(run_command(&h.services, Some(add)).await, Ok(1));
     assert_eq!(
-        run_command(&ports, &options(), Some(add)).await,
+        run_command(&h.services, Some(add)).await,
         Ok(1),
         "idempotent"
     );
-    let members = memberships
+    let members = h
+        .memberships
         .group_members("vip", None)
         .await
         .unwrap()
@@ -336,13 +262,13 @@ async fn membership_commands_add_and_remove_one_connection() {
     // A connection that is gone is not added.
     let gone =
         r#"{"version":1,"type":"addConnectionToGroup","connectionId":"nobody","group":"vip"}"#;
-    assert_eq!(run_command(&ports, &options(), Some(gone)).await, Ok(0));
+    assert_eq!(run_command(&h.services, Some(gone)).await, Ok(0));
     let remove =
         r#"{"version":1,"type":"removeConnectionFromGroup","connectionId":"c0001","group":"vip"}"#;
-    assert_eq!(run_command(&ports, &options(), Some(remove)).await, Ok(1));
-    assert_eq!(run_command(&ports, &options(), Some(remove)).await, Ok(0));
+    assert_eq!(run_command(&h.services, Some(remove)).await, Ok(1));
+    assert_eq!(run_command(&h.services, Some(remove)).await, Ok(0));
     assert!(
-        memberships
+        h.memberships
             .group_members("vip", None)
             .await
             .unwrap()
@@ -360,11 +286,11 @@ async fn membership_commands_add_and_remove_one_connection() {
         ),
         (
             r#"{"version":1,"type":"removeConnectionFromGroup","group":"vip"}"#,
-            "malformed message: missing field `connectionId` at line 1 column 62",
+            "malformed message: removeConnectionFromGroup needs \"connectionId\"",
         ),
     ] {
         assert_eq!(
-            run_command(&ports, &options(), Some(body))
+            run_command(&h.services, Some(body))
                 .await
                 .unwrap_err()
                 .to_string(),
@@ -376,31 +302,24 @@ async fn membership_commands_add_and_remove_one_connection() {
 
 #[tokio::test]
 async fn close_connection_sends_the_close_frame_then_closes() {
-    let (store, memberships, gateway) = group_of(1, "g").await;
-    let deliveries = MemoryQueue::new();
-    let ports = FanoutPorts {
-        store: &store,
-        memberships: &memberships,
-        gateway: &gateway,
-        deliveries: &deliveries,
-    };
+    let h = group_of(1, "g").await;
     let close =
         r#"{"version":1,"type":"closeConnection","connectionId":"c0000","reason":"banned"}"#;
-    assert_eq!(run_command(&ports, &options(), Some(close)).await, Ok(1));
+    assert_eq!(run_command(&h.services, Some(close)).await, Ok(1));
     assert_eq!(
-        gateway.delivered("c0000"),
+        h.gateway.delivered("c0000"),
         [r#"{"type":"close","reason":"banned"}"#]
     );
-    assert!(!gateway.is_open("c0000"));
+    assert!(!h.gateway.is_open("c0000"));
     // Closing again is harmless: the connection is already gone.
-    assert_eq!(run_command(&ports, &options(), Some(close)).await, Ok(1));
+    assert_eq!(run_command(&h.services, Some(close)).await, Ok(1));
     // A transient failure is retried by SQS.
-    gateway.open("c0009");
-    gateway.fail_next("c0009", GatewayError::Timeout);
+    h.gateway.open("c0009");
+    h.gateway.fail_next("c0009", GatewayError::Timeout);
     let flaky = r#"{"version":1,"type":"closeConnection","connectionId":"c0009"}"#;
     assert_eq!(
-        run_command(&ports, &options(), Some(flaky)).await,
+        run_command(&h.services, Some(flaky)).await,
         Err(CommandError::Gateway(GatewayError::Timeout))
     );
-    assert!(gateway.is_open("c0009"));
+    assert!(h.gateway.is_open("c0009"));
 }

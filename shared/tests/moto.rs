@@ -324,8 +324,15 @@ async fn dynamo_memberships_join_leave_and_page_both_ways() {
     groups.sort();
     assert_eq!(groups, ["chat:1", "news"]);
     assert!(store.is_member("news", "c1").await.unwrap());
-    assert!(store.leave("news", "c1").await.unwrap());
-    assert!(!store.leave("news", "c1").await.unwrap(), "leaving twice");
+    assert_eq!(
+        store.leave("news", "c1").await.unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        store.leave("news", "c1").await.unwrap(),
+        None,
+        "leaving twice"
+    );
     assert!(!store.is_member("news", "c1").await.unwrap());
     assert_eq!(store.connection_groups("c1").await.unwrap(), ["chat:1"]);
 }

@@ -5,7 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::auth::{Claims, SecretError, TokenSecret, claims_for, mint};
 use switchboard::handlers::connect::{RECORD_TTL, handle_connect};
 use switchboard::handlers::default::handle_default;
@@ -13,35 +12,31 @@ use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;
 use switchboard::ports::{ConnectionStore, StoreError};
 
-async fn refused(store: &MemoryStore, token: Option<&str>, expected_message: &str) {
-    let response = handle_connect(
-        store,
-        &MemoryMemberships::new(),
-        &verifier(),
-        &connect_event("c1", token),
-    )
-    .await;
+async fn refused(h: &Harness, token: Option<&str>, expected_message: &str) {
+    let response = handle_connect(&h.services, &verifier(), &connect_event("c1", token)).await;
     assert_eq!(response.status_code, 401, "token {token:?}");
     assert_eq!(
         body_text(&response),
         Some(format!(r#"{{"message":"unauthorized: {expected_message}"}}"#).as_str())
     );
-    assert!(store.is_empty(), "a refused connection must write nothing");
+    assert!(
+        h.store.is_empty(),
+        "a refused connection must write nothing"
+    );
 }
 
 #[tokio::test]
 async fn connect_with_a_valid_query_token_stores_the_record() {
-    let store = MemoryStore::new();
+    let h = Harness::new();
     let claims = claims_for("user-7", Duration::from_secs(60), vec!["room:1".into()]);
     let response = handle_connect(
-        &store,
-        &MemoryMemberships::new(),
+        &h.services,
         &verifier(),
         &connect_event("c1", Some(&token_with(&claims))),
     )
     .await;
     assert_eq!(response.status_code, 200);
-    let record = store.get_connection("c1").await.unwrap().unwrap();
+    let record = h.store.get_connection("c1").await.unwrap().unwrap();
     assert_eq!(record.user_id, "user-7");
     assert_eq!(record.connected_at_ms, 1_795_381_200_000);
     assert_eq!(
@@ -56,47 +51,47 @@ async fn connect_with_a_valid_query_token_stores_the_record() {
 
 #[tokio::test]
 async fn connect_accepts_a_bearer_header() {
-    let store = MemoryStore::new();
+    let h = Harness::new();
     let mut event = connect_event("c1", None);
     event.headers.insert(
         "authorization",
         format!("Bearer {}", token("user-8")).parse().unwrap(),
     );
-    let response = handle_connect(&store, &MemoryMemberships::new(), &verifier(), &event).await;
+    let response = handle_connect(&h.services, &verifier(), &event).await;
     assert_eq!(response.status_code, 200);
-    assert_eq!(store.records()[0].user_id, "user-8");
+    assert_eq!(h.store.records()[0].user_id, "user-8");
 }
 
 #[tokio::test]
 async fn connect_refuses_missing_and_bad_tokens_and_writes_nothing() {
-    let store = MemoryStore::new();
+    let h = Harness::new();
     refused(
-        &store,
+        &h,
         None,
         "no token: pass ?token=<jwt> or an Authorization: Bearer <jwt> header",
     )
     .await;
-    refused(&store, Some("garbage"), "the token is malformed").await;
+    refused(&h, Some("garbage"), "the token is malformed").await;
 
     let mut expired = claims_for("u", Duration::ZERO, vec![]);
     expired.exp -= 10;
-    refused(&store, Some(&token_with(&expired)), "the token has expired").await;
+    refused(&h, Some(&token_with(&expired)), "the token has expired").await;
 
     let other = TokenSecret::new("some-other-secret-some-other-secret").unwrap();
     let forged = mint(&other, &claims_for("u", Duration::from_secs(60), vec![])).unwrap();
-    refused(&store, Some(&forged), "the token's signature is invalid").await;
+    refused(&h, Some(&forged), "the token's signature is invalid").await;
 
     let real = token("u");
     let (_, rest) = real.split_once('.').unwrap();
     let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{rest}");
-    refused(&store, Some(&none), "the token's algorithm is not HS256").await;
+    refused(&h, Some(&none), "the token's algorithm is not HS256").await;
 
     let empty_sub = Claims {
         sub: String::new(),
         ..claims_for("u", Duration::from_secs(60), vec![])
     };
     refused(
-        &store,
+        &h,
         Some(&token_with(&empty_sub)),
         "the token's claims are invalid: \\\"sub\\\" is empty",
     )
@@ -105,89 +100,83 @@ async fn connect_refuses_missing_and_bad_tokens_and_writes_nothing() {
 
 #[tokio::test]
 async fn connect_fails_closed_without_a_secret() {
-    let store = MemoryStore::new();
+    let h = Harness::new();
     let response = handle_connect(
-        &store,
-        &MemoryMemberships::new(),
+        &h.services,
         &Err(SecretError::Missing),
         &connect_event("c1", Some(&token("u"))),
     )
     .await;
     assert_eq!(response.status_code, 500);
-    assert!(store.is_empty());
+    assert!(h.store.is_empty());
 }
 
 #[tokio::test]
 async fn connect_reports_a_store_failure_as_500() {
-    let store = MemoryStore::new();
-    store.fail_next(StoreError::Unavailable("down".into()));
+    let h = Harness::new();
+    h.store.fail_next(StoreError::Unavailable("down".into()));
     let response = handle_connect(
-        &store,
-        &MemoryMemberships::new(),
+        &h.services,
         &verifier(),
         &connect_event("c1", Some(&token("u"))),
     )
     .await;
     assert_eq!(response.status_code, 500);
-    assert!(store.is_empty());
+    assert!(h.store.is_empty());
 }
 
 #[tokio::test]
 async fn connect_without_a_connection_id_is_a_bad_request() {
-    let store = MemoryStore::new();
+    let h = Harness::new();
     let mut event = connect_event("c1", Some(&token("u")));
     event.request_context.connection_id = None;
     assert_eq!(
-        handle_connect(&store, &MemoryMemberships::new(), &verifier(), &event)
+        handle_connect(&h.services, &verifier(), &event)
             .await
             .status_code,
         400
     );
-    assert!(store.is_empty());
+    assert!(h.store.is_empty());
 }
 
 #[tokio::test]
 async fn disconnect_deletes_the_record_and_is_idempotent() {
-    let store = MemoryStore::new();
-    store.put_connection(&record("c1", "u")).await.unwrap();
-    store.put_connection(&record("c2", "u")).await.unwrap();
+    let h = Harness::new();
+    h.store.put_connection(&record("c1", "u")).await.unwrap();
+    h.store.put_connection(&record("c2", "u")).await.unwrap();
     assert_eq!(
-        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
+        handle_disconnect(&h.services, &disconnect_event("c1"))
             .await
             .status_code,
         200
     );
     assert_eq!(
-        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
+        handle_disconnect(&h.services, &disconnect_event("c1"))
             .await
             .status_code,
         200
     );
     assert_eq!(
-        handle_disconnect(
-            &store,
-            &MemoryMemberships::new(),
-            &disconnect_event("unknown")
-        )
-        .await
-        .status_code,
+        handle_disconnect(&h.services, &disconnect_event("unknown"))
+            .await
+            .status_code,
         200
     );
-    assert_eq!(store.records(), [record("c2", "u")]);
+    assert_eq!(h.store.records(), [record("c2", "u")]);
 }
 
 #[tokio::test]
 async fn disconnect_reports_a_store_failure_and_keeps_the_record() {
-    let store = MemoryStore::new();
-    store.put_connection(&record("c1", "u")).await.unwrap();
-    store.fail_next(StoreError::Unavailable("down".into()));
+    let h = Harness::new();
+    h.store.put_connection(&record("c1", "u")).await.unwrap();
+    h.store.fail_next(StoreError::Unavailable("down".into()));
     assert_eq!(
-        handle_disconnect(&store, &MemoryMemberships::new(), &disconnect_event("c1"))
+        handle_disconnect(&h.services, &disconnect_event("c1"))
             .await
             .status_code,
         500
     );
-    assert_eq!(store.len(), 1);
+    assert_eq!(h.store.len(), 1);
 }
 
 fn reply(response: switchboard::aws_lambda_events::apigw::ApiGatewayProxyResponse) -> String {

@@ -1,47 +1,44 @@
-//! `subscribe` / `unsubscribe` and group memberships at connect and disconnect,
-//! over in-memory adapters: every permission rule and every bad input.
+//! Client group actions (`subscribe`, `unsubscribe`, `publish`, `presence`) and
+//! group memberships at connect and disconnect, over in-memory adapters: every
+//! permission rule and every bad input.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
 use switchboard::auth::claims_for;
+use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
-use switchboard::handlers::subscribe::subscription;
-use switchboard::ports::{ConnectionRecord, ConnectionStore, MembershipStore, StoreError};
+use switchboard::ports::{ConnectionRecord, MembershipStore, StoreError};
 
-async fn connection(subscribe: &[&str]) -> (MemoryStore, MemoryMemberships) {
-    let store = MemoryStore::new();
-    store
-        .put_connection(&ConnectionRecord {
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            ..record("c1", "alice")
-        })
-        .await
-        .unwrap();
-    (store, MemoryMemberships::new())
+async fn connection(subscribe: &[&str]) -> Harness {
+    let h = Harness::new();
+    h.connection(ConnectionRecord {
+        subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        ..record("c1", "alice")
+    })
+    .await;
+    h
 }
 
-async fn send(store: &MemoryStore, memberships: &MemoryMemberships, frame: &str) -> String {
-    subscription(store, memberships, "c1", Some(frame))
-        .await
-        .to_json()
+async fn send(h: &Harness, frame: &str) -> String {
+    client_action(&h.services, "c1", Some(frame)).await
 }
 
 #[tokio::test]
 async fn subscribe_and_unsubscribe_are_acked_and_idempotent() {
-    let (store, memberships) = connection(&["notification:test"]).await;
+    let h = connection(&["notification:test"]).await;
     let subscribe = r#"{"action":"subscribe","group":"notification:test","id":7}"#;
     for _ in 0..2 {
         assert_eq!(
-            send(&store, &memberships, subscribe).await,
+            send(&h, subscribe).await,
             r#"{"type":"ack","id":7,"ok":true}"#
         );
     }
-    let members = memberships
+    let members = h
+        .memberships
         .group_members("notification:test", None)
         .await
         .unwrap();
@@ -49,34 +46,29 @@ async fn subscribe_and_unsubscribe_are_acked_and_idempotent() {
     let unsubscribe = r#"{"action":"unsubscribe","group":"notification:test","id":"x-1"}"#;
     for _ in 0..2 {
         assert_eq!(
-            send(&store, &memberships, unsubscribe).await,
+            send(&h, unsubscribe).await,
             r#"{"type":"ack","id":"x-1","ok":true}"#
         );
     }
-    assert!(memberships.all().is_empty());
+    assert!(h.memberships.all().is_empty());
 }
 
 #[tokio::test]
 async fn the_id_is_optional() {
-    let (store, memberships) = connection(&["g"]).await;
+    let h = connection(&["g"]).await;
     assert_eq!(
-        send(
-            &store,
-            &memberships,
-            r#"{"action":"subscribe","group":"g"}"#
-        )
-        .await,
+        send(&h, r#"{"action":"subscribe","group":"g"}"#).await,
         r#"{"type":"ack","ok":true}"#
     );
 }
 
 #[tokio::test]
 async fn permissions_come_from_the_token_patterns() {
-    let (store, memberships) = connection(&["chat:*", "news"]).await;
+    let h = connection(&["chat:*", "news"]).await;
     for group in ["chat:42", "chat:42:typing", "news"] {
         let frame = format!(r#"{{"action":"subscribe","group":"{group}","id":1}}"#);
         assert_eq!(
-            send(&store, &memberships, &frame).await,
+            send(&h, &frame).await,
             r#"{"type":"ack","id":1,"ok":true}"#,
             "{group}"
         );
@@ -84,51 +76,41 @@ async fn permissions_come_from_the_token_patterns() {
     for group in ["chat:", "chat", "chatroom:1", "news:1", "newsx", "other"] {
         let frame = format!(r#"{{"action":"subscribe","group":"{group}","id":1}}"#);
         assert_eq!(
-            send(&store, &memberships, &frame).await,
+            send(&h, &frame).await,
             format!(
                 r#"{{"type":"ack","id":1,"ok":false,"error":{{"code":"forbidden","message":"the token does not allow you to subscribe to \"{group}\""}}}}"#
             ),
             "{group}"
         );
     }
-    let mut groups = memberships.connection_groups("c1").await.unwrap();
+    let mut groups = h.memberships.connection_groups("c1").await.unwrap();
     groups.sort();
     assert_eq!(groups, ["chat:42", "chat:42:typing", "news"]);
 }
 
 #[tokio::test]
 async fn no_subscribe_claim_allows_nothing_and_unsubscribe_is_checked_too() {
-    let (store, memberships) = connection(&[]).await;
+    let h = connection(&[]).await;
     assert_eq!(
-        send(
-            &store,
-            &memberships,
-            r#"{"action":"unsubscribe","group":"g","id":2}"#
-        )
-        .await,
+        send(&h, r#"{"action":"unsubscribe","group":"g","id":2}"#).await,
         r#"{"type":"ack","id":2,"ok":false,"error":{"code":"forbidden","message":"the token does not allow you to unsubscribe from \"g\""}}"#
     );
-    assert!(memberships.all().is_empty());
+    assert!(h.memberships.all().is_empty());
 }
 
 #[tokio::test]
 async fn a_wildcard_grant_still_refuses_invalid_names() {
-    let (store, memberships) = connection(&["*"]).await;
+    let h = connection(&["*"]).await;
     assert_eq!(
-        send(
-            &store,
-            &memberships,
-            r#"{"action":"subscribe","group":"a b","id":3}"#
-        )
-        .await,
+        send(&h, r#"{"action":"subscribe","group":"a b","id":3}"#).await,
         r#"{"type":"ack","id":3,"ok":false,"error":{"code":"bad_request","message":"the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /"}}"#
     );
-    assert!(memberships.all().is_empty());
+    assert!(h.memberships.all().is_empty());
 }
 
 #[tokio::test]
 async fn bad_frames_get_bad_request_acks_and_change_nothing() {
-    let (store, memberships) = connection(&["*"]).await;
+    let h = connection(&["*"]).await;
     let long = "g".repeat(129);
     let cases = [
         (r#"{"action":"subscribe","id":4}"#.to_string(), r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"the \"group\" field is required"}}"#.to_string()),
@@ -138,59 +120,42 @@ async fn bad_frames_get_bad_request_acks_and_change_nothing() {
         (r#"{"action":"subscribe","group":"g","id":{"a":1}}"#.into(), r#"{"type":"ack","ok":false,"error":{"code":"bad_request","message":"the \"id\" field must be a string or a number"}}"#.into()),
     ];
     for (frame, expected) in cases {
-        assert_eq!(
-            send(&store, &memberships, &frame).await,
-            expected,
-            "{frame}"
-        );
+        assert_eq!(send(&h, &frame).await, expected, "{frame}");
     }
-    assert!(memberships.all().is_empty());
+    assert!(h.memberships.all().is_empty());
 }
 
 #[tokio::test]
 async fn an_unregistered_connection_or_a_store_failure_is_reported() {
-    let store = MemoryStore::new();
-    let memberships = MemoryMemberships::new();
+    let h = Harness::new();
     assert_eq!(
-        send(
-            &store,
-            &memberships,
-            r#"{"action":"subscribe","group":"g","id":5}"#
-        )
-        .await,
+        send(&h, r#"{"action":"subscribe","group":"g","id":5}"#).await,
         r#"{"type":"ack","id":5,"ok":false,"error":{"code":"forbidden","message":"the connection is not registered"}}"#
     );
-    store.fail_next(StoreError::Unavailable("down".into()));
+    h.store.fail_next(StoreError::Unavailable("down".into()));
     assert_eq!(
-        send(
-            &store,
-            &memberships,
-            r#"{"action":"subscribe","group":"g","id":5}"#
-        )
-        .await,
+        send(&h, r#"{"action":"subscribe","group":"g","id":5}"#).await,
         r#"{"type":"ack","id":5,"ok":false,"error":{"code":"unavailable","message":"try again later"}}"#
     );
-    assert!(memberships.all().is_empty());
+    assert!(h.memberships.all().is_empty());
 }
 
 #[tokio::test]
 async fn connect_joins_the_token_groups_and_disconnect_leaves_them() {
-    let store = MemoryStore::new();
-    let memberships = MemoryMemberships::new();
+    let h = Harness::new();
     let claims = claims_for(
         "alice",
         Duration::from_secs(60),
         vec!["chat:1".into(), "news".into()],
     );
     let response = handle_connect(
-        &store,
-        &memberships,
+        &h.services,
         &verifier(),
         &connect_event("c1", Some(&token_with(&claims))),
     )
     .await;
     assert_eq!(response.status_code, 200);
-    let all = memberships.all();
+    let all = h.memberships.all();
     assert_eq!(all.len(), 2);
     assert!(
         all.iter()
@@ -198,12 +163,12 @@ async fn connect_joins_the_token_groups_and_disconnect_leaves_them() {
     );
     assert!(
         all.iter()
-            .all(|m| m.expires_at == store.records()[0].expires_at),
+            .all(|m| m.expires_at == h.store.records()[0].expires_at),
         "memberships expire with the record"
     );
 
-    let response = handle_disconnect(&store, &memberships, &disconnect_event("c1")).await;
+    let response = handle_disconnect(&h.services, &disconnect_event("c1")).await;
     assert_eq!(response.status_code, 200);
-    assert!(memberships.all().is_empty());
-    assert!(store.is_empty());
+    assert!(h.memberships.all().is_empty());
+    assert!(h.store.is_empty());
 }

@@ -1,9 +1,12 @@
-//! The connection store on DynamoDB.
+//! The connection store and the memberships on DynamoDB.
 //!
-//! Table layout (see `template.yaml`): partition key `connectionId`; global
-//! secondary index `byUser` (partition `userId`, sort `connectionId`, keys only)
-//! so a user's connections are a Query, never a Scan; `expiresAt` is the TTL
-//! attribute, so records of connections whose `$disconnect` never ran expire.
+//! Connections table (see `template.yaml`): partition key `connectionId`;
+//! global secondary index `byUser` (partition `userId`, sort `connectionId`,
+//! keys only) so a user's connections are a Query, never a Scan; index
+//! `byShard` (partition `shard`, a number in `0..16`, sort `connectionId`, keys
+//! only) so a broadcast reads every connection with 16 parallel Queries, never
+//! a Scan; `expiresAt` is the TTL attribute, so records of connections whose
+//! `$disconnect` never ran expire.
 
 use std::collections::HashMap;
 
@@ -12,10 +15,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::ports::{ConnectionPage, ConnectionRecord, ConnectionStore, StoreError};
+use crate::ports::{
+    ConnectionPage, ConnectionRecord, ConnectionStore, Counter, StoreError, shard_of,
+};
 
 /// The name of the user index.
 pub const USER_INDEX: &str = "byUser";
+/// The name of the broadcast index.
+pub const SHARD_INDEX: &str = "byShard";
+const SHARD: &str = "shard";
+const WINDOW: &str = "publishWindow";
+const WINDOW_COUNT: &str = "publishCount";
 
 const CONNECTION_ID: &str = "connectionId";
 const USER_ID: &str = "userId";
@@ -29,13 +39,19 @@ const PUBLISH: &str = "publish";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The key layout of a table with string keys and one keys-only index.
+/// One keys-only global secondary index: name, partition key, sort key.
+struct Index<'a> {
+    name: &'a str,
+    hash: &'a str,
+    range: &'a str,
+}
+
+/// The key layout of a table: string keys except those named in `numbers`.
 struct TableShape<'a> {
     hash: &'a str,
     range: Option<&'a str>,
-    index: &'a str,
-    index_hash: &'a str,
-    index_range: &'a str,
+    indexes: &'a [Index<'a>],
+    numbers: &'a [&'a str],
 }
 
 /// Creates an on-demand table of `shape`. For tests and local setups;
@@ -56,54 +72,75 @@ async fn create_shaped_table(
             .build()
             .map_err(unavailable)
     };
-    let mut names = vec![shape.hash, shape.index_hash, shape.index_range];
+    let mut names = vec![shape.hash];
     names.extend(shape.range);
+    for index in shape.indexes {
+        names.extend([index.hash, index.range]);
+    }
     names.sort_unstable();
     names.dedup();
     let attributes = names
         .into_iter()
         .map(|name| {
+            let kind = if shape.numbers.contains(&name) {
+                ScalarAttributeType::N
+            } else {
+                ScalarAttributeType::S
+            };
             AttributeDefinition::builder()
                 .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
+                .attribute_type(kind)
                 .build()
                 .map_err(unavailable)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(shape.index)
-        .key_schema(key(shape.index_hash, KeyType::Hash)?)
-        .key_schema(key(shape.index_range, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(unavailable)?;
     let mut request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .set_attribute_definitions(Some(attributes))
-        .key_schema(key(shape.hash, KeyType::Hash)?)
-        .global_secondary_indexes(index);
+        .key_schema(key(shape.hash, KeyType::Hash)?);
     if let Some(range) = shape.range {
         request = request.key_schema(key(range, KeyType::Range)?);
+    }
+    for index in shape.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.hash, KeyType::Hash)?)
+                .key_schema(key(index.range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(unavailable)?,
+        );
     }
     request.send().await.map_err(unavailable)?;
     Ok(())
 }
 
 /// Creates the connections table as `template.yaml` declares it (key
-/// `connectionId`, index `byUser`).
+/// `connectionId`, indexes `byUser` and `byShard`).
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
     let shape = TableShape {
         hash: CONNECTION_ID,
         range: None,
-        index: USER_INDEX,
-        index_hash: USER_ID,
-        index_range: CONNECTION_ID,
+        indexes: &[
+            Index {
+                name: USER_INDEX,
+                hash: USER_ID,
+                range: CONNECTION_ID,
+            },
+            Index {
+                name: SHARD_INDEX,
+                hash: SHARD,
+                range: CONNECTION_ID,
+            },
+        ],
+        numbers: &[SHARD],
     };
     create_shaped_table(client, name, shape).await
 }
@@ -142,6 +179,10 @@ fn to_item(record: &ConnectionRecord) -> Item {
         AttributeValue::S(record.connection_id.clone()),
     );
     item.insert(USER_ID.into(), AttributeValue::S(record.user_id.clone()));
+    item.insert(
+        SHARD.into(),
+        AttributeValue::N(shard_of(&record.connection_id).to_string()),
+    );
     item.insert(
         CONNECTED_AT.into(),
         AttributeValue::N(record.connected_at_ms.to_string()),
@@ -295,6 +336,127 @@ impl ConnectionStore for DynamoStore {
             next,
         })
     }
+
+    async fn shard_connections(
+        &self,
+        shard: u32,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        let shard_value = AttributeValue::N(shard.to_string());
+        let start = after.map(|id| {
+            Item::from([
+                (SHARD.to_owned(), shard_value.clone()),
+                (CONNECTION_ID.to_owned(), AttributeValue::S(id.to_owned())),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SHARD_INDEX)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", SHARD)
+            .expression_attribute_values(":s", shard_value)
+            .projection_expression("#c")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .set_exclusive_start_key(start)
+            .set_limit(self.page_limit)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let connection_ids = output
+            .items()
+            .iter()
+            .filter_map(|item| item.get(CONNECTION_ID)?.as_s().ok().cloned())
+            .collect();
+        let next = output
+            .last_evaluated_key()
+            .and_then(|key| key.get(CONNECTION_ID)?.as_s().ok().cloned());
+        Ok(ConnectionPage {
+            connection_ids,
+            next,
+        })
+    }
+
+    async fn take_publish_allowance(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let window = now_ms - now_ms.rem_euclid(window_ms.max(1));
+        // One write in the common case: count within the current window.
+        if self.count_in_window(connection_id, window, limit).await? || limit == 0 {
+            return Ok(limit > 0);
+        }
+        // Start a new window, only if the stored one is older (or absent).
+        let started = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .update_expression("SET #w = :w, #n = :one")
+            .condition_expression("attribute_exists(#c) AND (attribute_not_exists(#w) OR #w < :w)")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#w", WINDOW)
+            .expression_attribute_names("#n", WINDOW_COUNT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
+            .send()
+            .await;
+        match started {
+            Ok(_) => Ok(true),
+            // Another event started this window first: count in it.
+            Err(e) if is_condition_failure(&e) => {
+                self.count_in_window(connection_id, window, limit).await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+fn is_condition_failure(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+impl DynamoStore {
+    /// Counts one event in `window` if the stored window is `window` and not full.
+    async fn count_in_window(
+        &self,
+        connection_id: &str,
+        window: i64,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .update_expression("ADD #n :one")
+            .condition_expression("attribute_exists(#c) AND #w = :w AND #n < :limit")
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#w", WINDOW)
+            .expression_attribute_names("#n", WINDOW_COUNT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            .send()
+            .await;
+        match counted {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +504,15 @@ const GROUP_NAME: &str = "groupName";
 /// `connectionId` (a group's members are one Query, paged), index
 /// `byConnection` (partition `connectionId`, sort `groupName`, keys only) and
 /// the `expiresAt` TTL attribute.
+///
+/// The same table holds two more kinds of item, keyed so they can never meet a
+/// membership (`#` is in neither group names nor API Gateway connection ids):
+///
+/// | item | `groupName` | `connectionId` | other |
+/// |---|---|---|---|
+/// | user-level membership | `user#{userId}` | `group#{group}` | `expiresAt` |
+/// | a user's connections in a presence group | `{group}#presence` | `user#{userId}` | `count`, `expiresAt` |
+/// | a presence group's online users | `{group}#presence` | `#online` | `count`, `expiresAt` |
 #[derive(Clone, Debug)]
 pub struct DynamoMemberships {
     client: Client,
@@ -381,9 +552,12 @@ pub async fn create_memberships_table(client: &Client, name: &str) -> Result<(),
     let shape = TableShape {
         hash: GROUP_NAME,
         range: Some(CONNECTION_ID),
-        index: CONNECTION_INDEX,
-        index_hash: CONNECTION_ID,
-        index_range: GROUP_NAME,
+        indexes: &[Index {
+            name: CONNECTION_INDEX,
+            hash: CONNECTION_ID,
+            range: GROUP_NAME,
+        }],
+        numbers: &[],
     };
     create_shaped_table(client, name, shape).await
 }
@@ -412,7 +586,7 @@ impl crate::ports::MembershipStore for DynamoMemberships {
         Ok(output.attributes().is_none_or(|old| old.is_empty()))
     }
 
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError> {
         let output = self
             .client
             .delete_item()
@@ -422,7 +596,15 @@ impl crate::ports::MembershipStore for DynamoMemberships {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(output.attributes().is_some_and(|old| !old.is_empty()))
+        Ok(output
+            .attributes()
+            .filter(|old| !old.is_empty())
+            .map(|old| {
+                old.get(USER_ID)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            }))
     }
 
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
@@ -503,5 +685,156 @@ impl crate::ports::MembershipStore for DynamoMemberships {
                 _ => return Ok(groups),
             }
         }
+    }
+
+    async fn add_user_group(
+        &self,
+        user_id: &str,
+        group: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut item = Self::key(&user_partition(user_id), &user_group_sort(group));
+        item.insert(EXPIRES_AT.into(), AttributeValue::N(expires_at.to_string()));
+        let output = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.attributes().is_none_or(|old| old.is_empty()))
+    }
+
+    async fn remove_user_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                &user_partition(user_id),
+                &user_group_sort(group),
+            )))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.attributes().is_some_and(|old| !old.is_empty()))
+    }
+
+    async fn user_groups(&self, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut groups = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#g = :g AND begins_with(#c, :prefix)")
+                .expression_attribute_names("#g", GROUP_NAME)
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_values(":g", AttributeValue::S(user_partition(user_id)))
+                .expression_attribute_values(":prefix", AttributeValue::S(GROUP_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                // TTL deletion lags by up to days: an expired item is already gone for us.
+                let live = item
+                    .get(EXPIRES_AT)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .is_some_and(|at| at > now);
+                let group = item
+                    .get(CONNECTION_ID)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| sk.strip_prefix(GROUP_PREFIX));
+                if let (true, Some(group)) = (live, group) {
+                    groups.push(group.to_owned());
+                }
+            }
+            match output.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(groups),
+            }
+        }
+    }
+
+    async fn add_to_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        delta: i64,
+        expires_at: i64,
+    ) -> Result<i64, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                &presence_partition(group),
+                &counter_sort(counter),
+            )))
+            .update_expression("ADD #n :d SET #e = :e")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":d", AttributeValue::N(delta.to_string()))
+            .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .attributes()
+            .and_then(|a| a.get(COUNT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Unavailable("UpdateItem returned no count".into()))
+    }
+
+    async fn counter(&self, group: &str, counter: &Counter) -> Result<i64, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                &presence_partition(group),
+                &counter_sort(counter),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .item()
+            .and_then(|item| item.get(COUNT))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+const COUNT: &str = "count";
+const GROUP_PREFIX: &str = "group#";
+
+fn user_partition(user_id: &str) -> String {
+    format!("user#{user_id}")
+}
+
+fn user_group_sort(group: &str) -> String {
+    format!("{GROUP_PREFIX}{group}")
+}
+
+fn presence_partition(group: &str) -> String {
+    format!("{group}#presence")
+}
+
+fn counter_sort(counter: &Counter) -> String {
+    match counter {
+        Counter::UserConnections(user_id) => format!("user#{user_id}"),
+        Counter::OnlineUsers => "#online".to_owned(),
     }
 }

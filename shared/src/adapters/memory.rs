@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::ports::{
-    ConnectionPage, ConnectionRecord, ConnectionStore, Gateway, GatewayError, MAX_BATCH,
+    ConnectionPage, ConnectionRecord, ConnectionStore, Counter, Gateway, GatewayError, MAX_BATCH,
     MemberPage, Membership, MembershipStore, MessageQueue, QueueError, SendFailure, StoreError,
+    shard_of,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -24,7 +25,27 @@ struct StoreState {
     records: HashMap<String, ConnectionRecord>,
     /// (user id, connection id), the memory twin of the `byUser` index.
     by_user: BTreeSet<(String, String)>,
+    /// (shard, connection id), the memory twin of the `byShard` index.
+    by_shard: BTreeSet<(u32, String)>,
+    /// connection id -> (window start ms, events in the window).
+    allowances: HashMap<String, (i64, u32)>,
     fail_next: VecDeque<StoreError>,
+}
+
+/// The first `page_size` items of `items` and, if more follow, the cursor
+/// (as DynamoDB does, a full page carries a cursor even if nothing follows it).
+fn page<T, F: Fn(&T) -> String>(
+    mut items: Vec<T>,
+    page_size: usize,
+    key: F,
+) -> (Vec<T>, Option<String>) {
+    if items.len() > page_size {
+        items.truncate(page_size);
+        let next = items.last().map(key);
+        (items, next)
+    } else {
+        (items, None)
+    }
 }
 
 /// A connection store in a map, with a user index and DynamoDB-like paging.
@@ -88,6 +109,10 @@ impl ConnectionStore for MemoryStore {
         state
             .by_user
             .insert((record.user_id.clone(), record.connection_id.clone()));
+        state.by_shard.insert((
+            shard_of(&record.connection_id),
+            record.connection_id.clone(),
+        ));
         state
             .records
             .insert(record.connection_id.clone(), record.clone());
@@ -100,6 +125,10 @@ impl ConnectionStore for MemoryStore {
         if let Some(old) = state.records.remove(connection_id) {
             state.by_user.remove(&(old.user_id, old.connection_id));
         }
+        state
+            .by_shard
+            .remove(&(shard_of(connection_id), connection_id.to_owned()));
+        state.allowances.remove(connection_id);
         Ok(())
     }
 
@@ -142,6 +171,59 @@ impl ConnectionStore for MemoryStore {
             connection_ids,
             next,
         })
+    }
+
+    async fn shard_connections(
+        &self,
+        shard: u32,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        let start = match after {
+            Some(id) => Excluded((shard, id.to_owned())),
+            None => Included((shard, String::new())),
+        };
+        let ids: Vec<String> = state
+            .by_shard
+            .range((start, Unbounded))
+            .take_while(|(s, _)| *s == shard)
+            .take(self.page_size + 1)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let (connection_ids, next) = page(ids, self.page_size, Clone::clone);
+        Ok(ConnectionPage {
+            connection_ids,
+            next,
+        })
+    }
+
+    async fn take_publish_allowance(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        if !state.records.contains_key(connection_id) {
+            return Ok(false);
+        }
+        let window = now_ms - now_ms.rem_euclid(window_ms.max(1));
+        let entry = state
+            .allowances
+            .entry(connection_id.to_owned())
+            .or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit {
+            return Ok(false);
+        }
+        entry.1 += 1;
+        Ok(true)
     }
 }
 
@@ -320,6 +402,10 @@ struct MembershipState {
     by_group: BTreeMap<(String, String), Membership>,
     /// (connection id, group): the memory twin of the `byConnection` index.
     by_connection: BTreeSet<(String, String)>,
+    /// (user id, group) -> expires at: user-level memberships.
+    user_groups: BTreeMap<(String, String), i64>,
+    /// (group, counter) -> value: presence counters.
+    counters: HashMap<(String, Counter), i64>,
 }
 
 /// Group memberships in two ordered maps, with DynamoDB-like paging.
@@ -363,7 +449,7 @@ impl MembershipStore for MemoryMemberships {
         Ok(state.by_group.insert(key, membership.clone()).is_none())
     }
 
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError> {
         let mut state = lock(&self.state);
         state
             .by_connection
@@ -371,7 +457,7 @@ impl MembershipStore for MemoryMemberships {
         Ok(state
             .by_group
             .remove(&(group.to_owned(), connection_id.to_owned()))
-            .is_some())
+            .map(|m| m.user_id))
     }
 
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
@@ -414,6 +500,59 @@ impl MembershipStore for MemoryMemberships {
             .take_while(|(c, _)| c == connection_id)
             .map(|(_, g)| g.clone())
             .collect())
+    }
+
+    async fn add_user_group(
+        &self,
+        user_id: &str,
+        group: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(lock(&self.state)
+            .user_groups
+            .insert((user_id.to_owned(), group.to_owned()), expires_at)
+            .is_none())
+    }
+
+    async fn remove_user_group(&self, user_id: &str, group: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state)
+            .user_groups
+            .remove(&(user_id.to_owned(), group.to_owned()))
+            .is_some())
+    }
+
+    async fn user_groups(&self, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.state)
+            .user_groups
+            .range((user_id.to_owned(), String::new())..)
+            .take_while(|((u, _), _)| u == user_id)
+            .filter(|(_, expires_at)| **expires_at > now)
+            .map(|((_, g), _)| g.clone())
+            .collect())
+    }
+
+    async fn add_to_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        delta: i64,
+        _expires_at: i64,
+    ) -> Result<i64, StoreError> {
+        let mut state = lock(&self.state);
+        let value = state
+            .counters
+            .entry((group.to_owned(), counter.clone()))
+            .or_insert(0);
+        *value += delta;
+        Ok(*value)
+    }
+
+    async fn counter(&self, group: &str, counter: &Counter) -> Result<i64, StoreError> {
+        Ok(lock(&self.state)
+            .counters
+            .get(&(group.to_owned(), counter.clone()))
+            .copied()
+            .unwrap_or(0))
     }
 }
 
@@ -544,8 +683,15 @@ mod tests {
         assert_eq!(second.next, None);
         assert_eq!(store.connection_groups("c1").await.unwrap(), ["g1", "g2"]);
         assert!(store.is_member("g2", "c1").await.unwrap());
-        assert!(store.leave("g2", "c1").await.unwrap());
-        assert!(!store.leave("g2", "c1").await.unwrap(), "leaving twice");
+        assert_eq!(
+            store.leave("g2", "c1").await.unwrap().as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            store.leave("g2", "c1").await.unwrap(),
+            None,
+            "leaving twice"
+        );
         assert!(!store.is_member("g2", "c1").await.unwrap());
         assert_eq!(store.connection_groups("c1").await.unwrap(), ["g1"]);
     }

@@ -1,27 +1,27 @@
-//! commands: the server-side Commands queue.
+//! commands: the server-side Commands queue (and, through [`run_command`], the
+//! HTTP API). Every body carries `"version":1` and a `"type"`; the README
+//! documents each type.
 //!
-//! - `sendToGroup` pages through the group's members and hands them to the
-//!   deliver workers in batches of [`DELIVERY_BATCH`], so a group of 10,000
-//!   costs 100 Deliveries messages (10 SendMessageBatch calls), not 10,000.
-//! - `addConnectionToGroup` / `removeConnectionFromGroup` change one membership
-//!   (the server decides; no token pattern applies). Adding a connection that
-//!   is gone does nothing.
-//! - `closeConnection` sends `{"type":"close","reason":…}`, then closes the
-//!   connection through the Management API, which runs `$disconnect`.
-
-use std::collections::HashSet;
+//! Sends never post from here: they resolve their target to connection ids
+//! (a group's members page by page, a user's connections, the 16 broadcast
+//! shards) and hand them to the deliver workers, [`crate::protocol::DELIVERY_BATCH`] connections
+//! per Deliveries message. A group of 10,000 costs 100 Deliveries messages in
+//! 10 SendMessageBatch calls, not 10,000 invocations.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::config::NotifyUserOptions;
-use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::{BatchReport, FanoutPorts, process_batch, receive_count};
-use crate::ports::{
-    ConnectionStore, Gateway, GatewayError, Membership, MembershipStore, MessageQueue, StoreError,
+use crate::handlers::connect::RECORD_TTL;
+use crate::handlers::groups::{
+    FanoutError, enqueue_frame, join_group, leave_group, now_seconds, send_to_group,
+    user_connection_ids,
 };
+use crate::handlers::{BatchReport, Services, process_batch, receive_count};
+use crate::ports::{GatewayError, Membership, SHARDS, StoreError};
 use crate::protocol::{
-    Command, DELIVERY_BATCH, DeliveryBatch, MessageError, close_frame, group_message,
+    Command, MessageError, USER_GROUP_DEFAULT_TTL_SECONDS, close_frame, group_message,
+    server_message,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,168 +29,233 @@ pub enum CommandError {
     #[error(transparent)]
     Message(#[from] MessageError),
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Enqueue(#[from] EnqueueError),
+    Fanout(#[from] FanoutError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
 }
 
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        CommandError::Fanout(e.into())
+    }
+}
+
+/// Parses and runs one command; returns how many connections it addressed.
+pub async fn run_command(services: &Services, body: Option<&str>) -> Result<usize, CommandError> {
+    execute(services, Command::parse(body)?).await
+}
+
 /// Runs one command; returns how many connections it addressed.
 ///
-/// On error SQS retries the whole command, so members already handed to the
-/// workers may get the message twice: delivery is at least once.
-pub async fn run_command<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    options: &NotifyUserOptions,
-    body: Option<&str>,
-) -> Result<usize, CommandError>
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
-    match Command::parse(body)? {
-        Command::AddConnectionToGroup {
-            connection_id,
-            group,
-        } => {
-            let Some(record) = ports.store.get_connection(&connection_id).await? else {
-                info!(connection_id, group, "connection gone; nothing to add");
-                return Ok(0);
-            };
-            ports
-                .memberships
-                .join(&Membership {
-                    group,
-                    connection_id,
-                    user_id: record.user_id,
-                    expires_at: record.expires_at,
-                })
-                .await?;
-            Ok(1)
-        }
-        Command::RemoveConnectionFromGroup {
-            connection_id,
-            group,
-        } => Ok(usize::from(
-            ports.memberships.leave(&group, &connection_id).await?,
-        )),
-        Command::CloseConnection {
-            connection_id,
-            reason,
-        } => {
-            let frame = close_frame(reason.as_deref());
-            // Already closed (410) is fine either way: the command's goal holds.
-            match ports
-                .gateway
-                .post_to_connection(&connection_id, frame.as_bytes())
-                .await
-            {
-                Ok(()) | Err(GatewayError::Gone) => {}
-                Err(e) => return Err(e.into()),
-            }
-            match ports.gateway.delete_connection(&connection_id).await {
-                Ok(()) | Err(GatewayError::Gone) => {}
-                Err(e) => return Err(e.into()),
-            }
-            Ok(1)
-        }
+/// On error SQS retries the whole command, so connections already handed to
+/// the workers may get the message twice: delivery is at least once.
+pub async fn execute(services: &Services, command: Command) -> Result<usize, CommandError> {
+    match command {
         Command::SendToGroup {
             group,
             data,
             exclude_connection_ids,
         } => {
             // A frame no client could receive fails once, here.
-            group_message(&group, &data)?;
-            let excluded: HashSet<&str> =
-                exclude_connection_ids.iter().map(String::as_str).collect();
+            let frame = group_message(&group, &data)?;
+            Ok(send_to_group(services, &group, &frame, &exclude_connection_ids).await?)
+        }
+        Command::SendToUser {
+            user_id,
+            group,
+            data,
+        } => {
+            let frame = server_message(group.as_deref(), &data)?;
+            let mut ids = user_connection_ids(services, &user_id).await?;
+            if let Some(group) = &group {
+                // A user has few connections: one membership read each.
+                let mut members = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if services.memberships.is_member(group, &id).await? {
+                        members.push(id);
+                    }
+                }
+                ids = members;
+            }
+            Ok(enqueue_frame(services, &frame, &ids).await?)
+        }
+        Command::SendToConnection {
+            connection_id,
+            data,
+        } => {
+            let frame = server_message(None, &data)?;
+            Ok(enqueue_frame(services, &frame, &[connection_id]).await?)
+        }
+        Command::Broadcast {
+            data,
+            exclude_connection_ids,
+        } => {
+            let frame = server_message(None, &data)?;
+            broadcast(services, &frame, &exclude_connection_ids).await
+        }
+        Command::AddConnectionToGroup {
+            connection_id,
+            group,
+        } => {
+            let Some(record) = services.store.get_connection(&connection_id).await? else {
+                info!(connection_id, group, "connection gone; nothing to add");
+                return Ok(0);
+            };
+            let membership = Membership {
+                group,
+                connection_id,
+                user_id: record.user_id,
+                expires_at: record.expires_at,
+            };
+            join_group(services, &membership).await?;
+            Ok(1)
+        }
+        Command::RemoveConnectionFromGroup {
+            connection_id,
+            group,
+        } => Ok(usize::from(
+            leave_group(services, &group, &connection_id).await?,
+        )),
+        Command::AddUserToGroup {
+            user_id,
+            group,
+            ttl_seconds,
+        } => {
+            let ttl = ttl_seconds.unwrap_or(USER_GROUP_DEFAULT_TTL_SECONDS);
+            let now = now_seconds();
+            services
+                .memberships
+                .add_user_group(&user_id, &group, now.saturating_add(ttl as i64))
+                .await?;
+            // Connections open now join here; later ones join at $connect.
+            let ids = user_connection_ids(services, &user_id).await?;
+            for connection_id in &ids {
+                let membership = Membership {
+                    group: group.clone(),
+                    connection_id: connection_id.clone(),
+                    user_id: user_id.clone(),
+                    expires_at: now + RECORD_TTL.as_secs() as i64,
+                };
+                join_group(services, &membership).await?;
+            }
+            Ok(ids.len())
+        }
+        Command::RemoveUserFromGroup { user_id, group } => {
+            services
+                .memberships
+                .remove_user_group(&user_id, &group)
+                .await?;
+            let ids = user_connection_ids(services, &user_id).await?;
+            let mut left = 0;
+            for connection_id in &ids {
+                left += usize::from(leave_group(services, &group, connection_id).await?);
+            }
+            Ok(left)
+        }
+        Command::CloseConnection {
+            connection_id,
+            reason,
+        } => {
+            close(services, &connection_id, reason.as_deref()).await?;
+            Ok(1)
+        }
+        Command::CloseUserConnections { user_id, reason } => {
+            let ids = user_connection_ids(services, &user_id).await?;
+            for connection_id in &ids {
+                close(services, connection_id, reason.as_deref()).await?;
+            }
+            Ok(ids.len())
+        }
+    }
+}
+
+/// Sends `{"type":"close","reason":…}`, then closes the connection through
+/// the Management API, which runs `$disconnect`. Already closed (410) is fine:
+/// the command's goal holds.
+async fn close(
+    services: &Services,
+    connection_id: &str,
+    reason: Option<&str>,
+) -> Result<(), GatewayError> {
+    let frame = close_frame(reason);
+    match services
+        .gateway
+        .post_to_connection(connection_id, frame.as_bytes())
+        .await
+    {
+        Ok(()) | Err(GatewayError::Gone) => {}
+        Err(e) => return Err(e),
+    }
+    match services.gateway.delete_connection(connection_id).await {
+        Ok(()) | Err(GatewayError::Gone) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the broadcast shards in parallel, each page by page, and hands every
+/// connection but the excluded ones to the deliver workers.
+async fn broadcast(
+    services: &Services,
+    frame: &str,
+    exclude: &[String],
+) -> Result<usize, CommandError> {
+    let results: Vec<Result<usize, CommandError>> = futures::stream::iter(0..SHARDS)
+        .map(|shard| async move {
             let mut addressed = 0;
             let mut after: Option<String> = None;
             loop {
-                let page = ports
-                    .memberships
-                    .group_members(&group, after.as_deref())
+                let page = services
+                    .store
+                    .shard_connections(shard, after.as_deref())
                     .await?;
                 let ids: Vec<String> = page
-                    .members
+                    .connection_ids
                     .into_iter()
-                    .map(|(connection_id, _)| connection_id)
-                    .filter(|id| !excluded.contains(id.as_str()))
+                    .filter(|id| !exclude.contains(id))
                     .collect();
-                addressed += ids.len();
-                let bodies: Vec<String> = ids
-                    .chunks(DELIVERY_BATCH)
-                    .map(|chunk| {
-                        DeliveryBatch {
-                            connection_ids: chunk.to_vec(),
-                            group: group.clone(),
-                            data: data.clone(),
-                            attempt: 1,
-                        }
-                        .body()
-                    })
-                    .collect();
-                enqueue_all(ports.deliveries, bodies, options).await?;
+                addressed += enqueue_frame(services, frame, &ids).await?;
                 match page.next {
                     Some(next) => after = Some(next),
                     None => return Ok(addressed),
                 }
             }
-        }
-    }
+        })
+        .buffer_unordered(SHARDS as usize)
+        .collect()
+        .await;
+    results.into_iter().sum()
 }
 
 /// The commands function: a command that fails is a batch item failure and,
 /// after `maxReceiveCount`, lands in the Commands DLQ.
-pub async fn handle_commands<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    options: &NotifyUserOptions,
-    event: SqsEvent,
-) -> SqsBatchResponse
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
-    commands_batch(ports, options, event).await.into_response()
+pub async fn handle_commands(services: &Services, event: SqsEvent) -> SqsBatchResponse {
+    commands_batch(services, event).await.into_response()
 }
 
 /// [`handle_commands`], with each failed record's reason.
-pub async fn commands_batch<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    options: &NotifyUserOptions,
-    event: SqsEvent,
-) -> BatchReport
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
-    process_batch(event, options.concurrency, |record| async move {
-        let message_id = record.message_id.as_deref().unwrap_or("");
-        match run_command(ports, options, record.body.as_deref()).await {
-            Ok(addressed) => {
-                info!(
-                    message_id,
-                    addressed, "command handed to the deliver workers"
-                );
-                Ok(())
-            }
-            Err(e @ CommandError::Message(_)) => {
-                error!(message_id, receive_count = receive_count(&record), error = %e,
+pub async fn commands_batch(services: &Services, event: SqsEvent) -> BatchReport {
+    process_batch(
+        event,
+        services.settings.enqueue.concurrency,
+        |record| async move {
+            let message_id = record.message_id.as_deref().unwrap_or("");
+            match run_command(services, record.body.as_deref()).await {
+                Ok(addressed) => {
+                    info!(message_id, addressed, "command done");
+                    Ok(())
+                }
+                Err(e @ CommandError::Message(_)) => {
+                    error!(message_id, receive_count = receive_count(&record), error = %e,
                     "unprocessable command; it goes to the DLQ after maxReceiveCount");
-                Err(e.to_string())
-            }
-            Err(e) => {
-                warn!(message_id, receive_count = receive_count(&record), error = %e,
+                    Err(e.to_string())
+                }
+                Err(e) => {
+                    warn!(message_id, receive_count = receive_count(&record), error = %e,
                     "command failed; SQS will redeliver it");
-                Err(e.to_string())
+                    Err(e.to_string())
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }

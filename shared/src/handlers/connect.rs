@@ -7,8 +7,9 @@ use aws_lambda_events::http::header::USER_AGENT;
 use tracing::{error, info, warn};
 
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
-use crate::handlers::response;
-use crate::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore, StoreError};
+use crate::handlers::groups::{FanoutError, join_group};
+use crate::handlers::{Services, response};
+use crate::ports::{ConnectionRecord, Membership, StoreError};
 
 /// How long a record outlives its connection at most: API Gateway's 2-hour
 /// connection limit plus a margin, after which DynamoDB's TTL removes records
@@ -25,6 +26,8 @@ pub enum ConnectError {
     NoConnectionId,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Fanout(#[from] FanoutError),
 }
 
 impl ConnectError {
@@ -33,22 +36,20 @@ impl ConnectError {
         match self {
             ConnectError::Unauthorized(_) => 401,
             ConnectError::NoConnectionId => 400,
-            ConnectError::Misconfigured(_) | ConnectError::Store(_) => 500,
+            ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
+                500
+            }
         }
     }
 }
 
-/// Authenticates the request, joins the token's `groups` and stores the connection record.
-pub async fn connect<S, M>(
-    store: &S,
-    memberships: &M,
+/// Authenticates the request, joins the token's `groups` and the user's
+/// user-level groups, and stores the connection record.
+pub async fn connect(
+    services: &Services,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> Result<ConnectionRecord, ConnectError>
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-{
+) -> Result<ConnectionRecord, ConnectError> {
     let verifier = verifier.as_ref().map_err(|e| e.clone())?;
     let context = &event.request_context;
     let connection_id = context
@@ -88,49 +89,49 @@ where
         subscribe: claims.subscribe,
         publish: claims.publish,
     };
+    // User-level groups (added by the server for this user) join too.
+    let mut groups = record.groups.clone();
+    for group in services
+        .memberships
+        .user_groups(&record.user_id, connected_at_ms / 1000)
+        .await?
+    {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
     // Memberships first: if anything fails the handshake is refused, and what
     // was written expires by TTL with no record pointing at it.
-    for group in &record.groups {
-        memberships
-            .join(&Membership {
-                group: group.clone(),
-                connection_id: record.connection_id.clone(),
-                user_id: record.user_id.clone(),
-                expires_at: record.expires_at,
-            })
-            .await?;
+    for group in groups {
+        let membership = Membership {
+            group,
+            connection_id: record.connection_id.clone(),
+            user_id: record.user_id.clone(),
+            expires_at: record.expires_at,
+        };
+        join_group(services, &membership).await?;
     }
-    store.put_connection(&record).await?;
+    services.store.put_connection(&record).await?;
     Ok(record)
 }
 
 /// The `$connect` route: 200 and a stored record, or the error's status and nothing stored.
-pub async fn handle_connect<S, M>(
-    store: &S,
-    memberships: &M,
+pub async fn handle_connect(
+    services: &Services,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> ApiGatewayProxyResponse
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-{
-    connect_route(store, memberships, verifier, event).await.0
+) -> ApiGatewayProxyResponse {
+    connect_route(services, verifier, event).await.0
 }
 
 /// [`handle_connect`], also returning the stored record when the connection was accepted.
-pub async fn connect_route<S, M>(
-    store: &S,
-    memberships: &M,
+pub async fn connect_route(
+    services: &Services,
     verifier: &Result<TokenVerifier, SecretError>,
     event: &ApiGatewayWebsocketProxyRequest,
-) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>)
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-{
+) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>) {
     let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
-    match connect(store, memberships, verifier, event).await {
+    match connect(services, verifier, event).await {
         Ok(record) => {
             info!(connection_id, user_id = %record.user_id, "connected");
             (response(200, None), Some(record))

@@ -1,6 +1,7 @@
-//! deliver: the worker behind group sends. One Deliveries message carries one
-//! frame for up to 100 connections; the worker posts it to all of them
-//! concurrently through the Management API.
+//! deliver: the worker behind every fan-out (group sends, user and connection
+//! sends, broadcasts, client events, presence events). One Deliveries message
+//! carries one finished frame for up to 100 connections; the worker posts it to
+//! all of them concurrently through the Management API.
 //!
 //! - 200: delivered.
 //! - 410 Gone: the connection's record and memberships are deleted; not retried.
@@ -14,12 +15,11 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::config::{NotifyConnectionOptions, NotifyUserOptions};
-use crate::handlers::disconnect::forget;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::{BatchReport, FanoutPorts, process_batch, receive_count};
-use crate::ports::{ConnectionStore, Gateway, GatewayError, MembershipStore, MessageQueue};
-use crate::protocol::{DeliveryBatch, MessageError, group_message};
+use crate::handlers::groups::forget;
+use crate::handlers::{BatchReport, Services, process_batch, receive_count};
+use crate::ports::GatewayError;
+use crate::protocol::{DeliveryBatch, MessageError};
 
 /// Tries per connection before its Deliveries message goes to the DLQ.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 5;
@@ -43,18 +43,11 @@ pub enum DeliverError {
 }
 
 /// Delivers one Deliveries message.
-pub async fn deliver<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    posting: &NotifyConnectionOptions,
-    enqueueing: &NotifyUserOptions,
+pub async fn deliver(
+    services: &Services,
     body: Option<&str>,
-) -> Result<DeliverOutcome, DeliverError>
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
+) -> Result<DeliverOutcome, DeliverError> {
+    let settings = &services.settings;
     let batch = DeliveryBatch::parse(body)?;
     if batch.attempt > MAX_DELIVERY_ATTEMPTS {
         return Err(DeliverError::Exhausted {
@@ -62,17 +55,17 @@ where
             connections: batch.connection_ids.len(),
         });
     }
-    let text = group_message(&batch.group, &batch.data)?;
+    let text = batch.frame.get();
     let results: Vec<(String, Result<(), GatewayError>)> =
         futures::stream::iter(batch.connection_ids.clone())
             .map(|id| {
                 let text = text.as_bytes();
                 async move {
-                    let result = ports.gateway.post_to_connection(&id, text).await;
+                    let result = services.gateway.post_to_connection(&id, text).await;
                     (id, result)
                 }
             })
-            .buffer_unordered(posting.concurrency)
+            .buffer_unordered(settings.posting.concurrency)
             .collect()
             .await;
     let mut outcome = DeliverOutcome::default();
@@ -82,7 +75,7 @@ where
             Ok(()) => outcome.delivered += 1,
             Err(GatewayError::Gone) => {
                 outcome.gone += 1;
-                if let Err(e) = forget(ports.store, ports.memberships, &id).await {
+                if let Err(e) = forget(services, &id).await {
                     warn!(connection_id = %id, error = %e, "could not forget a gone connection; TTLs will");
                 }
             }
@@ -96,50 +89,25 @@ where
         outcome.retried = failed.len();
         let retry = DeliveryBatch {
             connection_ids: failed,
-            group: batch.group,
-            data: batch.data,
+            frame: batch.frame,
             attempt: batch.attempt + 1,
         };
-        enqueue_all(ports.deliveries, vec![retry.body()], enqueueing).await?;
+        enqueue_all(&*services.deliveries, vec![retry.body()], &settings.enqueue).await?;
     }
     Ok(outcome)
 }
 
 /// The deliver function.
-pub async fn handle_deliveries<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    posting: &NotifyConnectionOptions,
-    enqueueing: &NotifyUserOptions,
-    event: SqsEvent,
-) -> SqsBatchResponse
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
-    deliveries_batch(ports, posting, enqueueing, event)
-        .await
-        .into_response()
+pub async fn handle_deliveries(services: &Services, event: SqsEvent) -> SqsBatchResponse {
+    deliveries_batch(services, event).await.into_response()
 }
 
 /// [`handle_deliveries`], with each failed record's reason.
-pub async fn deliveries_batch<S, M, G, Q>(
-    ports: &FanoutPorts<'_, S, M, G, Q>,
-    posting: &NotifyConnectionOptions,
-    enqueueing: &NotifyUserOptions,
-    event: SqsEvent,
-) -> BatchReport
-where
-    S: ConnectionStore + ?Sized,
-    M: MembershipStore + ?Sized,
-    G: Gateway + ?Sized,
-    Q: MessageQueue + ?Sized,
-{
+pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchReport {
     // One message already fans out to up to 100 posts; take records one at a time.
     process_batch(event, 1, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match deliver(ports, posting, enqueueing, record.body.as_deref()).await {
+        match deliver(services, record.body.as_deref()).await {
             Ok(outcome) => {
                 info!(
                     message_id,

@@ -1,33 +1,71 @@
 //! One module per route or queue. Each takes the real Lambda event type and
 //! the ports it needs, so the Lambdas and the local stack run the same code.
 
+pub mod actions;
 pub mod commands;
 pub mod connect;
 pub mod default;
 pub mod deliver;
 pub mod disconnect;
 pub mod enqueue;
+pub mod groups;
+pub mod http_api;
 pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;
-pub mod subscribe;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
+use crate::config::{NotifyConnectionOptions, NotifyUserOptions};
+use crate::groups::Grants;
+use crate::ports::{ConnectionStore, Gateway, MembershipStore, MessageQueue};
 use crate::protocol::ServerFrame;
 
-/// The ports the commands and deliver functions share: the Deliveries queue is
-/// where commands hand out batches and where deliver puts its retries.
-pub struct FanoutPorts<'a, S: ?Sized, M: ?Sized, G: ?Sized, Q: ?Sized> {
-    pub store: &'a S,
-    pub memberships: &'a M,
-    pub gateway: &'a G,
-    pub deliveries: &'a Q,
+/// Everything the group-aware handlers use: the ports and the settings. The
+/// Deliveries queue is where every fan-out (group sends, broadcasts, client
+/// events, presence events) hands out batches of connections, and where the
+/// deliver worker puts its retries.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn ConnectionStore>,
+    pub memberships: Arc<dyn MembershipStore>,
+    pub gateway: Arc<dyn Gateway>,
+    pub deliveries: Arc<dyn MessageQueue>,
+    pub settings: Arc<Settings>,
+}
+
+/// Tuning and policy shared by the handlers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Groups whose joins and leaves are announced (`PRESENCE_GROUPS`).
+    pub presence: Grants,
+    /// Client events (`publish`) one connection may send per window.
+    pub publish_limit: u32,
+    pub publish_window: Duration,
+    pub enqueue: NotifyUserOptions,
+    pub posting: NotifyConnectionOptions,
+}
+
+/// The default presence-enabled groups: every group named `presence:…`.
+pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            presence: Grants::parse(&[DEFAULT_PRESENCE_GROUPS]).unwrap_or_default(),
+            publish_limit: 10,
+            publish_window: Duration::from_secs(1),
+            enqueue: NotifyUserOptions::default(),
+            posting: NotifyConnectionOptions::default(),
+        }
+    }
 }
 
 /// A route response carrying `frame` to the caller.

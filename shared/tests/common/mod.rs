@@ -127,3 +127,88 @@ pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     }
     loader.load().await
 }
+
+use std::sync::Arc;
+
+use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use switchboard::handlers::deliver::deliveries_batch;
+use switchboard::handlers::{Services, Settings};
+
+/// In-memory ports wired into [`Services`], kept at hand for assertions.
+pub struct Harness {
+    pub store: Arc<MemoryStore>,
+    pub memberships: Arc<MemoryMemberships>,
+    pub gateway: Arc<MemoryGateway>,
+    pub deliveries: Arc<MemoryQueue>,
+    pub services: Services,
+    pumped: std::sync::Mutex<usize>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_settings(Settings::default())
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
+        Self::with_parts(
+            MemoryStore::new(),
+            MemoryMemberships::new(),
+            MemoryGateway::new(),
+            settings,
+        )
+    }
+
+    pub fn with_parts(
+        store: MemoryStore,
+        memberships: MemoryMemberships,
+        gateway: MemoryGateway,
+        settings: Settings,
+    ) -> Self {
+        let (store, memberships, gateway) =
+            (Arc::new(store), Arc::new(memberships), Arc::new(gateway));
+        let deliveries = Arc::new(MemoryQueue::new());
+        let services = Services {
+            store: store.clone(),
+            memberships: memberships.clone(),
+            gateway: gateway.clone(),
+            deliveries: deliveries.clone(),
+            settings: Arc::new(settings),
+        };
+        Harness {
+            store,
+            memberships,
+            gateway,
+            deliveries,
+            services,
+            pumped: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// Registers a connection: a record and an open socket.
+    pub async fn connection(&self, record: ConnectionRecord) {
+        use switchboard::ports::ConnectionStore;
+        self.gateway.open(&record.connection_id);
+        self.store.put_connection(&record).await.unwrap();
+    }
+
+    /// Runs every Deliveries message enqueued since the last pump through the
+    /// deliver worker, until none are left (retries included; bounded).
+    pub async fn pump(&self) {
+        for _ in 0..50 {
+            let sent = self.deliveries.sent();
+            let start = std::mem::replace(&mut *self.pumped.lock().unwrap(), sent.len());
+            if start == sent.len() {
+                return;
+            }
+            let bodies: Vec<&str> = sent[start..].iter().map(String::as_str).collect();
+            let report = deliveries_batch(&self.services, sqs_event(&bodies)).await;
+            assert!(report.failures.is_empty(), "{:?}", report.failures);
+        }
+        panic!("deliveries did not settle in 50 rounds");
+    }
+
+    /// Frames the connection received so far.
+    pub fn received(&self, connection_id: &str) -> Vec<String> {
+        self.gateway.delivered(connection_id)
+    }
+}

@@ -1,0 +1,20 @@
+//! The client group actions Lambda (`subscribe`, `unsubscribe`, `publish`,
+//! `presence` routes): wiring only; the logic is `switchboard::handlers::actions`.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard::aws;
+use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use switchboard::handlers::actions::handle_client_action;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let services = aws::services(&aws::load().await)?;
+    let services = &services;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, Error>(handle_client_action(services, &event.payload).await)
+        },
+    ))
+    .await
+}

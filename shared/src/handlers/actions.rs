@@ -1,0 +1,293 @@
+//! The group actions a client sends: `subscribe`, `unsubscribe`, `publish`
+//! and `presence`. Each answers with one frame, the route response.
+//!
+//! - `{"action":"subscribe","group":"notification:test","id":7}` (and
+//!   `unsubscribe`) answers `{"type":"ack","id":7,"ok":true}` or
+//!   `{"type":"ack","id":7,"ok":false,"error":{"code":…,"message":…}}`. Both
+//!   are idempotent. The token's `subscribe` patterns must grant the group.
+//! - `{"action":"publish","group":"conversation:42","data":…,"id":8}` sends
+//!   `{"type":"message","from":"client","group":…,"userId":…,"data":…}` to every
+//!   other member. The token's `publish` patterns must grant the group, the
+//!   connection must be a member, and it must be within its rate limit
+//!   (`rate_limited` otherwise).
+//! - `{"action":"presence","group":g}` answers `{"type":"presence","group":g,
+//!   "userIds":[…],"users":N,"connections":M,"truncated":false}`; members only.
+//!
+//! Permissions come from the connection record, which holds what the token
+//! granted at `$connect`; nothing in the frame widens them. `id` is optional
+//! (a string or a number) and echoed in every answer.
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::groups::{Grants, validate_group};
+use crate::handlers::groups::{join_group, leave_group, send_to_group};
+use crate::handlers::{Services, response};
+use crate::ports::{ConnectionRecord, Membership};
+use crate::protocol::{
+    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
+};
+
+/// The actions this module answers.
+pub const ACTIONS: &[&str] = &["subscribe", "unsubscribe", "publish", "presence"];
+
+/// Answers one client action frame from `connection_id`: the JSON text to send back.
+pub async fn client_action(services: &Services, connection_id: &str, body: Option<&str>) -> String {
+    let frame = match ClientFrame::parse(body) {
+        Ok(frame) => frame,
+        Err(e) => {
+            return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
+        }
+    };
+    if !ACTIONS.contains(&frame.action.as_str()) {
+        return ServerFrame::Error {
+            code: ErrorCode::UnknownAction,
+            message: format!("unknown action \"{}\"", frame.action),
+            action: Some(frame.action.clone()),
+        }
+        .to_json();
+    }
+    let id = match frame.correlation_id() {
+        Ok(id) => id,
+        Err(e) => {
+            return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
+        }
+    };
+    match answer(services, connection_id, &frame, id.clone()).await {
+        Ok(text) => text,
+        Err(refusal) => ServerFrame::ack_error(id, refusal.0, refusal.1).to_json(),
+    }
+}
+
+/// Why an action was refused: the ack's error code and message.
+struct Refusal(ErrorCode, String);
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal(code, message.into())
+    }
+
+    fn unavailable(connection_id: &str, what: &str, e: impl std::fmt::Display) -> Self {
+        warn!(connection_id, error = %e, "{what}");
+        Refusal::new(ErrorCode::Unavailable, "try again later")
+    }
+}
+
+async fn answer(
+    services: &Services,
+    connection_id: &str,
+    frame: &ClientFrame,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
+    let group = frame.required_str("group").map_err(|e| bad(&e))?;
+    validate_group(group).map_err(|e| bad(&e))?;
+    let record = match services.store.get_connection(connection_id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the connection is not registered",
+            ));
+        }
+        Err(e) => {
+            return Err(Refusal::unavailable(
+                connection_id,
+                "cannot read the connection record",
+                e,
+            ));
+        }
+    };
+    match frame.action.as_str() {
+        "subscribe" | "unsubscribe" => {
+            subscription(services, &record, &frame.action, group, id).await
+        }
+        "publish" => publish(services, &record, frame, group, id).await,
+        _ => presence(services, &record, group, id).await,
+    }
+}
+
+async fn subscription(
+    services: &Services,
+    record: &ConnectionRecord,
+    action: &str,
+    group: &str,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let join = action == "subscribe";
+    // Patterns were validated at $connect; a record that no longer parses grants nothing.
+    if !Grants::parse(&record.subscribe)
+        .unwrap_or_default()
+        .allows(group)
+    {
+        let verb = if join {
+            "subscribe to"
+        } else {
+            "unsubscribe from"
+        };
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("the token does not allow you to {verb} \"{group}\""),
+        ));
+    }
+    let connection_id = record.connection_id.as_str();
+    let result = if join {
+        let membership = Membership {
+            group: group.to_owned(),
+            connection_id: connection_id.to_owned(),
+            user_id: record.user_id.clone(),
+            expires_at: record.expires_at,
+        };
+        join_group(services, &membership).await
+    } else {
+        leave_group(services, group, connection_id).await
+    };
+    let changed = result
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot change the membership", e))?;
+    info!(connection_id, user_id = %record.user_id, group, join, changed, "subscription");
+    Ok(ServerFrame::ack_ok(id).to_json())
+}
+
+async fn publish(
+    services: &Services,
+    record: &ConnectionRecord,
+    frame: &ClientFrame,
+    group: &str,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let connection_id = record.connection_id.as_str();
+    let Some(data) = frame.fields.get("data") else {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "the \"data\" field is required",
+        ));
+    };
+    if !Grants::parse(&record.publish)
+        .unwrap_or_default()
+        .allows(group)
+    {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("the token does not allow you to publish to \"{group}\""),
+        ));
+    }
+    let member = services
+        .memberships
+        .is_member(group, connection_id)
+        .await
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot read the membership", e))?;
+    if !member {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("join \"{group}\" before publishing to it"),
+        ));
+    }
+    let settings = &services.settings;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    let allowed = services
+        .store
+        .take_publish_allowance(
+            connection_id,
+            now_ms,
+            settings.publish_window.as_millis() as i64,
+            settings.publish_limit,
+        )
+        .await
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot check the rate limit", e))?;
+    if !allowed {
+        return Err(Refusal::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} events per {} ms; slow down",
+                settings.publish_limit,
+                settings.publish_window.as_millis()
+            ),
+        ));
+    }
+    let data = serde_json::value::to_raw_value(data)
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let text = client_message(group, &record.user_id, &data)
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let addressed = send_to_group(
+        services,
+        group,
+        &text,
+        std::slice::from_ref(&record.connection_id),
+    )
+    .await
+    .map_err(|e| Refusal::unavailable(connection_id, "cannot fan out a client event", e))?;
+    info!(connection_id, user_id = %record.user_id, group, addressed, "client event");
+    Ok(ServerFrame::ack_ok(id).to_json())
+}
+
+async fn presence(
+    services: &Services,
+    record: &ConnectionRecord,
+    group: &str,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let connection_id = record.connection_id.as_str();
+    let unavailable = |e| Refusal::unavailable(connection_id, "cannot read the group", e);
+    if !services
+        .memberships
+        .is_member(group, connection_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("only members of \"{group}\" may ask for its presence"),
+        ));
+    }
+    let (users, connections) = group_census(services, group).await.map_err(unavailable)?;
+    let listed: Vec<String> = users.iter().take(PRESENCE_LIST_LIMIT).cloned().collect();
+    Ok(presence_answer(
+        id,
+        group,
+        &listed,
+        users.len(),
+        connections,
+    ))
+}
+
+/// The group's distinct user ids and its connection count, read page by page.
+pub async fn group_census(
+    services: &Services,
+    group: &str,
+) -> Result<(BTreeSet<String>, usize), crate::ports::StoreError> {
+    let mut users = BTreeSet::new();
+    let mut connections = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = services
+            .memberships
+            .group_members(group, after.as_deref())
+            .await?;
+        connections += page.members.len();
+        users.extend(page.members.into_iter().map(|(_, user)| user));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok((users, connections)),
+        }
+    }
+}
+
+/// The `subscribe`, `unsubscribe`, `publish` and `presence` routes: the answer
+/// is the route response.
+pub async fn handle_client_action(
+    services: &Services,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
+    response(
+        200,
+        Some(client_action(services, connection_id, event.body.as_deref()).await),
+    )
+}

@@ -1,0 +1,203 @@
+//! Memberships with presence, and fan-out through the Deliveries queue.
+//!
+//! Every join and leave goes through [`join_group`] and [`leave_group`], so a
+//! presence-enabled group announces a user exactly once on their first
+//! connection joining and once after their last one left, whatever caused it
+//! (token groups at `$connect`, `subscribe`, a command, a disconnect).
+//!
+//! Every fan-out goes through [`enqueue_frame`]: one finished frame for up to
+//! [`crate::protocol::DELIVERY_BATCH`] connections per Deliveries message, ten messages per
+//! SendMessageBatch call.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
+
+use crate::handlers::Services;
+use crate::handlers::connect::RECORD_TTL;
+use crate::handlers::enqueue::{EnqueueError, enqueue_all};
+use crate::ports::{Counter, Membership, StoreError};
+use crate::protocol::{DeliveryBatch, MessageError, PresenceEvent, presence_frame};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FanoutError {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
+/// Hands `frame` to the deliver workers for every connection in `ids`;
+/// returns how many connections it addressed.
+pub async fn enqueue_frame(
+    services: &Services,
+    frame: &str,
+    ids: &[String],
+) -> Result<usize, FanoutError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let bodies = DeliveryBatch::bodies(frame, ids)?;
+    enqueue_all(&*services.deliveries, bodies, &services.settings.enqueue).await?;
+    Ok(ids.len())
+}
+
+/// Sends `frame` to every member of `group` except `exclude`, a page of
+/// members at a time; returns how many connections it addressed.
+pub async fn send_to_group(
+    services: &Services,
+    group: &str,
+    frame: &str,
+    exclude: &[String],
+) -> Result<usize, FanoutError> {
+    let excluded: HashSet<&str> = exclude.iter().map(String::as_str).collect();
+    let mut addressed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = services
+            .memberships
+            .group_members(group, after.as_deref())
+            .await?;
+        let ids: Vec<String> = page
+            .members
+            .into_iter()
+            .map(|(connection_id, _)| connection_id)
+            .filter(|id| !excluded.contains(id.as_str()))
+            .collect();
+        addressed += enqueue_frame(services, frame, &ids).await?;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(addressed),
+        }
+    }
+}
+
+/// Every connection id of `user_id`, across pages.
+pub async fn user_connection_ids(
+    services: &Services,
+    user_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = services
+            .store
+            .user_connections(user_id, after.as_deref())
+            .await?;
+        ids.extend(page.connection_ids);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// When presence counters may expire: they outlive every connection that
+/// could still decrement them.
+fn counter_expiry() -> i64 {
+    now_seconds() + RECORD_TTL.as_secs() as i64
+}
+
+/// Adds the membership; true if it is new. In a presence group, a user's
+/// first connection announces a `join` to the group.
+pub async fn join_group(services: &Services, membership: &Membership) -> Result<bool, FanoutError> {
+    let new = services.memberships.join(membership).await?;
+    if new && services.settings.presence.allows(&membership.group) {
+        let memberships = &services.memberships;
+        let expires = counter_expiry();
+        let user = Counter::UserConnections(membership.user_id.clone());
+        if memberships
+            .add_to_counter(&membership.group, &user, 1, expires)
+            .await?
+            == 1
+        {
+            let online = memberships
+                .add_to_counter(&membership.group, &Counter::OnlineUsers, 1, expires)
+                .await?;
+            announce(
+                services,
+                PresenceEvent::Join,
+                &membership.user_id,
+                &membership.group,
+                online,
+            )
+            .await?;
+        }
+    }
+    Ok(new)
+}
+
+/// Removes the membership; true if there was one. In a presence group, a
+/// user's last connection leaving announces a `leave` to the group.
+pub async fn leave_group(
+    services: &Services,
+    group: &str,
+    connection_id: &str,
+) -> Result<bool, FanoutError> {
+    let Some(user_id) = services.memberships.leave(group, connection_id).await? else {
+        return Ok(false);
+    };
+    if services.settings.presence.allows(group) {
+        let memberships = &services.memberships;
+        let expires = counter_expiry();
+        let user = Counter::UserConnections(user_id.clone());
+        if memberships
+            .add_to_counter(group, &user, -1, expires)
+            .await?
+            <= 0
+        {
+            let online = memberships
+                .add_to_counter(group, &Counter::OnlineUsers, -1, expires)
+                .await?
+                .max(0);
+            announce(services, PresenceEvent::Leave, &user_id, group, online).await?;
+        }
+    }
+    Ok(true)
+}
+
+async fn announce(
+    services: &Services,
+    event: PresenceEvent,
+    user_id: &str,
+    group: &str,
+    online: i64,
+) -> Result<(), FanoutError> {
+    let frame = presence_frame(event, user_id, group, online);
+    let addressed = send_to_group(services, group, &frame, &[]).await?;
+    info!(group, user_id, ?event, online, addressed, "presence");
+    Ok(())
+}
+
+/// Deletes the connection record and leaves every group the connection is in
+/// (announcing presence leaves); returns how many groups it left.
+pub async fn forget(services: &Services, connection_id: &str) -> Result<usize, FanoutError> {
+    services.store.delete_connection(connection_id).await?;
+    let groups = services
+        .memberships
+        .connection_groups(connection_id)
+        .await?;
+    let mut first_error = None;
+    for group in &groups {
+        // Leave every group even if one fails; report the first failure.
+        if let Err(e) = leave_group(services, group, connection_id).await {
+            warn!(connection_id, group, error = %e, "could not leave a group");
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(groups.len()),
+    }
+}
