@@ -196,7 +196,7 @@ pub enum MessageError {
     Malformed(String),
     #[error("\"{0}\" must not be empty")]
     EmptyField(&'static str),
-    #[error("data is {size} bytes, over API Gateway's {MAX_MESSAGE_BYTES}-byte message limit")]
+    #[error("the message would be {size} bytes, over API Gateway's {MAX_MESSAGE_BYTES}-byte limit")]
     TooLarge { size: usize },
 }
 
@@ -339,14 +339,23 @@ pub enum PresenceEvent {
 /// `{"type":"presence","event":"join"|"leave","userId":…,"group":…,"online":N}`:
 /// `online` is the number of distinct users in the group after the change.
 pub fn presence_frame(event: PresenceEvent, user_id: &str, group: &str, online: i64) -> String {
-    serde_json::json!({
-        "type": "presence",
-        "event": event,
-        "userId": user_id,
-        "group": group,
-        "online": online,
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        event: PresenceEvent,
+        user_id: &'a str,
+        group: &'a str,
+        online: i64,
+    }
+    to_json(&Frame {
+        kind: "presence",
+        event,
+        user_id,
+        group,
+        online,
     })
-    .to_string()
 }
 
 /// The answer to a `presence` query: the group's distinct users (at most
@@ -358,18 +367,33 @@ pub fn presence_answer(
     user_count: usize,
     connections: usize,
 ) -> String {
-    let mut frame = serde_json::json!({
-        "type": "presence",
-        "group": group,
-        "userIds": users,
-        "users": user_count,
-        "connections": connections,
-        "truncated": user_count > users.len(),
-    });
-    if let (Some(id), Some(map)) = (id, frame.as_object_mut()) {
-        map.insert("id".into(), id);
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        group: &'a str,
+        user_ids: &'a [String],
+        users: usize,
+        connections: usize,
+        truncated: bool,
     }
-    frame.to_string()
+    to_json(&Answer {
+        kind: "presence",
+        id,
+        group,
+        user_ids: users,
+        users: user_count,
+        connections,
+        truncated: user_count > users.len(),
+    })
+}
+
+/// Plain structs of strings and numbers always serialise.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// The most user ids a presence answer lists (a frame must stay under 128 KB).

@@ -192,7 +192,7 @@ async fn check(name: &str) {
             assert_eq!(
                 body_text(&response),
                 Some(
-                    r#"{"connections":2,"group":"chat:42","id":9,"truncated":false,"type":"presence","userIds":["1234"],"users":1}"#
+                    r#"{"type":"presence","id":9,"group":"chat:42","userIds":["1234"],"users":1,"connections":2,"truncated":false}"#
                 )
             );
         }

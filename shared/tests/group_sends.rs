@@ -323,3 +323,273 @@ async fn close_connection_sends_the_close_frame_then_closes() {
     );
     assert!(h.gateway.is_open("c0009"));
 }
+
+/// Connections `{user}-{i}` for each (user, count), with sockets, in no group.
+async fn users(spec: &[(&str, usize)]) -> Harness {
+    let h = Harness::with_parts(
+        MemoryStore::with_page_size(2),
+        MemoryMemberships::with_page_size(2),
+        MemoryGateway::new(),
+        settings(),
+    );
+    for (user, count) in spec {
+        for i in 0..*count {
+            h.connection(record(&format!("{user}-{i}"), user)).await;
+        }
+    }
+    h
+}
+
+async fn join(h: &Harness, group: &str, connection_id: &str, user_id: &str) {
+    h.memberships
+        .join(&Membership {
+            group: group.into(),
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            expires_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn send_to_user_reaches_every_connection_of_the_user_across_pages() {
+    let h = users(&[("alice", 5), ("bob", 1)]).await;
+    let body = r#"{"version":1,"type":"sendToUser","userId":"alice","data":{"n":1}}"#;
+    assert_eq!(run_command(&h.services, Some(body)).await, Ok(5));
+    h.pump().await;
+    for i in 0..5 {
+        assert_eq!(
+            h.received(&format!("alice-{i}")),
+            [r#"{"type":"message","from":"server","data":{"n":1}}"#]
+        );
+    }
+    assert!(h.received("bob-0").is_empty());
+    // A user with no connections is addressed zero times, and that is success.
+    let nobody = r#"{"version":1,"type":"sendToUser","userId":"carol","data":1}"#;
+    assert_eq!(run_command(&h.services, Some(nobody)).await, Ok(0));
+    assert_eq!(h.deliveries.sent().len(), 1, "nothing enqueued for nobody");
+}
+
+#[tokio::test]
+async fn send_to_user_in_a_group_reaches_only_their_connections_in_it() {
+    let h = users(&[("alice", 3), ("bob", 1)]).await;
+    join(&h, "notification:test", "alice-1", "alice").await;
+    join(&h, "notification:test", "bob-0", "bob").await;
+    let body = r#"{"version":1,"type":"sendToUser","userId":"alice","group":"notification:test","data":"ready"}"#;
+    assert_eq!(run_command(&h.services, Some(body)).await, Ok(1));
+    h.pump().await;
+    assert_eq!(
+        h.received("alice-1"),
+        [r#"{"type":"message","from":"server","group":"notification:test","data":"ready"}"#]
+    );
+    for other in ["alice-0", "alice-2", "bob-0"] {
+        assert!(h.received(other).is_empty(), "{other}");
+    }
+}
+
+#[tokio::test]
+async fn send_to_connection_wraps_the_data_in_a_server_message() {
+    let h = users(&[("alice", 2)]).await;
+    let body = r#"{"version":1,"type":"sendToConnection","connectionId":"alice-1","data":[1, 2]}"#;
+    assert_eq!(run_command(&h.services, Some(body)).await, Ok(1));
+    h.pump().await;
+    assert_eq!(
+        h.received("alice-1"),
+        [r#"{"type":"message","from":"server","data":[1,2]}"#]
+    );
+    assert!(h.received("alice-0").is_empty());
+    // A connection that is gone is forgotten by the worker, not retried.
+    let gone = r#"{"version":1,"type":"sendToConnection","connectionId":"ghost","data":1}"#;
+    assert_eq!(run_command(&h.services, Some(gone)).await, Ok(1));
+    h.pump().await;
+    assert_eq!(h.deliveries.sent().len(), 2, "no retry for a 410");
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_connection_once_through_the_shards_minus_the_excluded() {
+    // Page size 2 over 16 shards: many pages per shard, all read.
+    let h = users(&[("u", 150)]).await;
+    let body = r#"{"version":1,"type":"broadcast","data":{"all":true},"excludeConnectionIds":["u-7","u-99"]}"#;
+    assert_eq!(run_command(&h.services, Some(body)).await, Ok(148));
+    h.pump().await;
+    for i in 0..150 {
+        let id = format!("u-{i}");
+        let expected: &[&str] = if i == 7 || i == 99 {
+            &[]
+        } else {
+            &[r#"{"type":"message","from":"server","data":{"all":true}}"#]
+        };
+        assert_eq!(h.received(&id), expected, "{id}");
+    }
+    // Every connection landed in some shard, and the shards cover every connection.
+    let mut per_shard = [0usize; 16];
+    for i in 0..150 {
+        per_shard[switchboard::ports::shard_of(&format!("u-{i}")) as usize] += 1;
+    }
+    assert!(
+        per_shard.iter().filter(|n| **n > 0).count() >= 12,
+        "ids spread over the shards: {per_shard:?}"
+    );
+}
+
+#[tokio::test]
+async fn user_level_memberships_apply_to_current_and_future_connections() {
+    use switchboard::handlers::connect::handle_connect;
+    let h = users(&[("alice", 2), ("bob", 1)]).await;
+    let add = r#"{"version":1,"type":"addUserToGroup","userId":"alice","group":"vip"}"#;
+    assert_eq!(run_command(&h.services, Some(add)).await, Ok(2));
+    assert_eq!(
+        run_command(&h.services, Some(add)).await,
+        Ok(2),
+        "idempotent"
+    );
+    // A new connection of alice joins at $connect; bob's does not.
+    for (id, user) in [("alice-new", "alice"), ("bob-new", "bob")] {
+        let response = handle_connect(
+            &h.services,
+            &verifier(),
+            &connect_event(id, Some(&token(user))),
+        )
+        .await;
+        assert_eq!(response.status_code, 200);
+    }
+    let mut members: Vec<String> = h
+        .memberships
+        .all()
+        .into_iter()
+        .filter(|m| m.group == "vip")
+        .map(|m| m.connection_id)
+        .collect();
+    members.sort();
+    assert_eq!(members, ["alice-0", "alice-1", "alice-new"]);
+    assert_eq!(
+        h.memberships.user_groups("alice", 0).await.unwrap(),
+        ["vip"]
+    );
+
+    // Removing the user takes every current connection out and stops future joins.
+    let remove = r#"{"version":1,"type":"removeUserFromGroup","userId":"alice","group":"vip"}"#;
+    assert_eq!(run_command(&h.services, Some(remove)).await, Ok(3));
+    assert!(h.memberships.all().iter().all(|m| m.group != "vip"));
+    assert!(
+        h.memberships
+            .user_groups("alice", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let response = handle_connect(
+        &h.services,
+        &verifier(),
+        &connect_event("alice-later", Some(&token("alice"))),
+    )
+    .await;
+    assert_eq!(response.status_code, 200);
+    assert!(h.memberships.all().is_empty(), "no join after removal");
+}
+
+#[tokio::test]
+async fn user_level_memberships_expire() {
+    let h = users(&[("alice", 1)]).await;
+    let add =
+        r#"{"version":1,"type":"addUserToGroup","userId":"alice","group":"trial","ttlSeconds":60}"#;
+    assert_eq!(run_command(&h.services, Some(add)).await, Ok(1));
+    let now = switchboard::handlers::groups::now_seconds();
+    assert_eq!(
+        h.memberships.user_groups("alice", now).await.unwrap(),
+        ["trial"]
+    );
+    assert!(
+        h.memberships
+            .user_groups("alice", now + 61)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an expired user-level membership no longer applies"
+    );
+}
+
+#[tokio::test]
+async fn close_user_connections_closes_each_with_the_final_frame() {
+    let h = users(&[("alice", 3), ("bob", 1)]).await;
+    let close =
+        r#"{"version":1,"type":"closeUserConnections","userId":"alice","reason":"logged out"}"#;
+    assert_eq!(run_command(&h.services, Some(close)).await, Ok(3));
+    for i in 0..3 {
+        let id = format!("alice-{i}");
+        assert_eq!(
+            h.received(&id),
+            [r#"{"type":"close","reason":"logged out"}"#]
+        );
+        assert!(!h.gateway.is_open(&id));
+    }
+    assert!(h.gateway.is_open("bob-0"));
+}
+
+#[tokio::test]
+async fn new_command_types_refuse_bad_input_with_exact_errors() {
+    let h = users(&[("alice", 1)]).await;
+    let long_reason = "r".repeat(124);
+    let long_user = "u".repeat(257);
+    let cases: Vec<(String, String)> = vec![
+        (
+            r#"{"version":1,"type":"sendToUser","data":1}"#.into(),
+            "malformed message: sendToUser needs \"userId\"".into(),
+        ),
+        (
+            r#"{"version":1,"type":"sendToUser","userId":"","data":1}"#.into(),
+            "\"userId\" must not be empty".into(),
+        ),
+        (
+            format!(r#"{{"version":1,"type":"sendToUser","userId":"{long_user}","data":1}}"#),
+            "malformed message: \"userId\" is longer than 256 bytes".into(),
+        ),
+        (
+            r#"{"version":1,"type":"sendToUser","userId":"alice","group":"a b","data":1}"#.into(),
+            "malformed message: \"group\": the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /".into(),
+        ),
+        (
+            r#"{"version":1,"type":"sendToUser","userId":7,"data":1}"#.into(),
+            "malformed message: invalid type: integer `7`, expected a string at line 1 column 43".into(),
+        ),
+        (
+            r#"{"version":1,"type":"sendToConnection","data":1}"#.into(),
+            "malformed message: sendToConnection needs \"connectionId\"".into(),
+        ),
+        (
+            r#"{"version":1,"type":"broadcast"}"#.into(),
+            "malformed message: broadcast needs \"data\"".into(),
+        ),
+        (
+            r#"{"version":1,"type":"broadcast","data":1,"excludeConnectionIds":"c1"}"#.into(),
+            "malformed message: invalid type: string \"c1\", expected a sequence at line 1 column 68".into(),
+        ),
+        (
+            r#"{"version":1,"type":"addUserToGroup","userId":"alice","group":"g","ttlSeconds":0}"#.into(),
+            "malformed message: \"ttlSeconds\" must be between 1 and 31536000".into(),
+        ),
+        (
+            r#"{"version":1,"type":"addUserToGroup","userId":"alice","group":"g","ttlSeconds":31536001}"#.into(),
+            "malformed message: \"ttlSeconds\" must be between 1 and 31536000".into(),
+        ),
+        (
+            r#"{"version":1,"type":"removeUserFromGroup","userId":"alice"}"#.into(),
+            "malformed message: removeUserFromGroup needs \"group\"".into(),
+        ),
+        (
+            format!(r#"{{"version":1,"type":"closeUserConnections","userId":"alice","reason":"{long_reason}"}}"#),
+            "malformed message: \"reason\" is longer than 123 bytes".into(),
+        ),
+    ];
+    for (body, expected) in cases {
+        let err = run_command(&h.services, Some(&body)).await.unwrap_err();
+        assert_eq!(err.to_string(), expected, "{body}");
+    }
+    assert_eq!(h.deliveries.calls(), 0);
+    assert!(h.memberships.all().is_empty());
+    assert!(h.gateway.is_open("alice-0"));
+    // `"data": null` is data, not a missing field.
+    let null = r#"{"version":1,"type":"sendToConnection","connectionId":"alice-0","data":null}"#;
+    assert_eq!(run_command(&h.services, Some(null)).await, Ok(1));
+}

@@ -172,3 +172,138 @@ async fn connect_joins_the_token_groups_and_disconnect_leaves_them() {
     assert!(h.memberships.all().is_empty());
     assert!(h.store.is_empty());
 }
+
+/// `c1` (alice, publish grants `publish`) and `c2` (bob), both in `chat:1`.
+async fn publishers(publish: &[&str], limit: u32) -> Harness {
+    let h = Harness::with_settings(switchboard::handlers::Settings {
+        publish_limit: limit,
+        publish_window: Duration::from_secs(60),
+        ..switchboard::handlers::Settings::default()
+    });
+    h.connection(ConnectionRecord {
+        publish: publish.iter().map(|s| s.to_string()).collect(),
+        ..record("c1", "alice")
+    })
+    .await;
+    h.connection(record("c2", "bob")).await;
+    for (id, user) in [("c1", "alice"), ("c2", "bob")] {
+        h.memberships
+            .join(&switchboard::ports::Membership {
+                group: "chat:1".into(),
+                connection_id: id.into(),
+                user_id: user.into(),
+                expires_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    h
+}
+
+#[tokio::test]
+async fn publish_reaches_the_other_members_but_not_the_sender() {
+    let h = publishers(&["chat:*"], 10).await;
+    assert_eq!(
+        send(
+            &h,
+            r#"{"action":"publish","group":"chat:1","data":{"typing":true},"id":8}"#
+        )
+        .await,
+        r#"{"type":"ack","id":8,"ok":true}"#
+    );
+    h.pump().await;
+    assert_eq!(
+        h.received("c2"),
+        [
+            r#"{"type":"message","from":"client","group":"chat:1","userId":"alice","data":{"typing":true}}"#
+        ]
+    );
+    assert!(h.received("c1").is_empty());
+}
+
+#[tokio::test]
+async fn publish_needs_the_grant_and_a_membership() {
+    let forbidden = |message: &str| {
+        format!(
+            r#"{{"type":"ack","id":1,"ok":false,"error":{{"code":"forbidden","message":"{message}"}}}}"#
+        )
+    };
+    // No publish claim at all, an exact grant for another group, a prefix that
+    // does not cover the group: all refused.
+    for grants in [
+        &[][..],
+        &["chat:2"][..],
+        &["chat:1:*"][..],
+        &["chatroom:*"][..],
+    ] {
+        let h = publishers(grants, 10).await;
+        assert_eq!(
+            send(
+                &h,
+                r#"{"action":"publish","group":"chat:1","data":1,"id":1}"#
+            )
+            .await,
+            forbidden(r#"the token does not allow you to publish to \"chat:1\""#),
+            "{grants:?}"
+        );
+        h.pump().await;
+        assert!(h.received("c2").is_empty());
+    }
+    // Granted but not a member.
+    let h = publishers(&["*"], 10).await;
+    assert_eq!(
+        send(
+            &h,
+            r#"{"action":"publish","group":"chat:2","data":1,"id":1}"#
+        )
+        .await,
+        forbidden(r#"join \"chat:2\" before publishing to it"#)
+    );
+    assert_eq!(h.deliveries.calls(), 0);
+}
+
+#[tokio::test]
+async fn publish_is_rate_limited_per_connection() {
+    let h = publishers(&["chat:1"], 2).await;
+    let frame = r#"{"action":"publish","group":"chat:1","data":"x","id":3}"#;
+    for _ in 0..2 {
+        assert_eq!(send(&h, frame).await, r#"{"type":"ack","id":3,"ok":true}"#);
+    }
+    assert_eq!(
+        send(&h, frame).await,
+        r#"{"type":"ack","id":3,"ok":false,"error":{"code":"rate_limited","message":"at most 2 events per 60000 ms; slow down"}}"#
+    );
+    h.pump().await;
+    assert_eq!(h.received("c2").len(), 2, "the refused event is not sent");
+}
+
+#[tokio::test]
+async fn bad_publish_frames_are_refused_and_send_nothing() {
+    let h = publishers(&["*"], 10).await;
+    let big = format!(
+        r#"{{"action":"publish","group":"chat:1","data":"{}","id":4}}"#,
+        "x".repeat(131_000)
+    );
+    let cases = [
+        (
+            r#"{"action":"publish","group":"chat:1","id":4}"#.to_string(),
+            r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"the \"data\" field is required"}}"#.to_string(),
+        ),
+        (
+            r#"{"action":"publish","data":1,"id":4}"#.into(),
+            r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"the \"group\" field is required"}}"#.into(),
+        ),
+        (
+            r#"{"action":"publish","group":"chat 1","data":1,"id":4}"#.into(),
+            r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /"}}"#.into(),
+        ),
+        (
+            big,
+            r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"the message would be 131078 bytes, over API Gateway's 131072-byte limit"}}"#.into(),
+        ),
+    ];
+    for (frame, expected) in cases {
+        assert_eq!(send(&h, &frame).await, expected);
+    }
+    assert_eq!(h.deliveries.calls(), 0);
+}

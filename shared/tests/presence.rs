@@ -1,0 +1,217 @@
+//! Presence: opt-in groups announce a user's first join and last leave, with
+//! the online count, whatever caused the change; the presence query.
+
+mod common;
+
+use common::*;
+use switchboard::config::presence_groups;
+use switchboard::handlers::Settings;
+use switchboard::handlers::actions::client_action;
+use switchboard::handlers::commands::run_command;
+use switchboard::handlers::connect::handle_connect;
+use switchboard::handlers::disconnect::handle_disconnect;
+use switchboard::ports::{Counter, Gateway, MembershipStore};
+
+fn join_frame(user: &str, group: &str, online: i64) -> String {
+    format!(
+        r#"{{"type":"presence","event":"join","userId":"{user}","group":"{group}","online":{online}}}"#
+    )
+}
+
+fn leave_frame(user: &str, group: &str, online: i64) -> String {
+    format!(
+        r#"{{"type":"presence","event":"leave","userId":"{user}","group":"{group}","online":{online}}}"#
+    )
+}
+
+/// A harness where `presence:*` groups announce (the default), and tokens may
+/// subscribe to anything.
+async fn harness() -> Harness {
+    Harness::new()
+}
+
+async fn connect(h: &Harness, id: &str, user: &str, groups: &[&str]) {
+    let mut claims = switchboard::auth::claims_for(
+        user,
+        std::time::Duration::from_secs(60),
+        groups.iter().map(|g| g.to_string()).collect(),
+    );
+    claims.subscribe = vec!["*".into()];
+    let response = handle_connect(
+        &h.services,
+        &verifier(),
+        &connect_event(id, Some(&token_with(&claims))),
+    )
+    .await;
+    assert_eq!(response.status_code, 200);
+    // The socket exists once $connect returned 200.
+    h.gateway.open(id);
+}
+
+async fn close_socket(h: &Harness, id: &str) {
+    h.gateway.delete_connection(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_joins_once_and_leaves_once_across_connections() {
+    let h = harness().await;
+    let room = "presence:room";
+    connect(&h, "a1", "alice", &[room]).await;
+    h.pump().await;
+    assert_eq!(h.received("a1"), [join_frame("alice", room, 1)]);
+
+    // Alice's second connection: no second join.
+    connect(&h, "a2", "alice", &[room]).await;
+    h.pump().await;
+    assert_eq!(h.received("a1"), [join_frame("alice", room, 1)]);
+    assert!(h.received("a2").is_empty());
+
+    // Bob joins: everyone in the room hears it, count 2.
+    connect(&h, "b1", "bob", &[room]).await;
+    h.pump().await;
+    for id in ["a1", "a2", "b1"] {
+        assert_eq!(
+            h.received(id).last().unwrap(),
+            &join_frame("bob", room, 2),
+            "{id}"
+        );
+    }
+
+    // Alice's first connection leaves: she still has one, nothing is announced.
+    assert_eq!(
+        handle_disconnect(&h.services, &disconnect_event("a1"))
+            .await
+            .status_code,
+        200
+    );
+    close_socket(&h, "a1").await;
+    h.pump().await;
+    assert_eq!(h.received("b1").len(), 1, "{:?}", h.received("b1"));
+
+    // Her last connection leaves: one leave, count back to 1.
+    handle_disconnect(&h.services, &disconnect_event("a2")).await;
+    close_socket(&h, "a2").await;
+    h.pump().await;
+    assert_eq!(
+        h.received("b1"),
+        [join_frame("bob", room, 2), leave_frame("alice", room, 1)]
+    );
+    let memberships = &h.memberships;
+    let online = memberships.counter(room, &Counter::OnlineUsers).await;
+    assert_eq!(online, Ok(1));
+    let alice = Counter::UserConnections("alice".into());
+    assert_eq!(memberships.counter(room, &alice).await, Ok(0));
+    let bob = Counter::UserConnections("bob".into());
+    assert_eq!(memberships.counter(room, &bob).await, Ok(1));
+}
+
+#[tokio::test]
+async fn subscribe_unsubscribe_and_commands_announce_too_and_repeats_are_silent() {
+    let h = harness().await;
+    let room = "presence:lobby";
+    connect(&h, "b1", "bob", &[room]).await;
+    connect(&h, "a1", "alice", &[]).await;
+    h.pump().await;
+    let subscribe = format!(r#"{{"action":"subscribe","group":"{room}"}}"#);
+    for _ in 0..2 {
+        assert_eq!(
+            client_action(&h.services, "a1", Some(&subscribe)).await,
+            r#"{"type":"ack","ok":true}"#
+        );
+    }
+    h.pump().await;
+    assert_eq!(
+        h.received("b1"),
+        [join_frame("bob", room, 1), join_frame("alice", room, 2)],
+        "subscribing twice announces once"
+    );
+    let unsubscribe = format!(r#"{{"action":"unsubscribe","group":"{room}"}}"#);
+    for _ in 0..2 {
+        client_action(&h.services, "a1", Some(&unsubscribe)).await;
+    }
+    h.pump().await;
+    assert_eq!(
+        h.received("b1").last().unwrap(),
+        &leave_frame("alice", room, 1)
+    );
+    assert_eq!(
+        h.received("b1").len(),
+        3,
+        "unsubscribing twice announces once"
+    );
+
+    // A server-side add and remove announce the same way.
+    let add = format!(
+        r#"{{"version":1,"type":"addConnectionToGroup","connectionId":"a1","group":"{room}"}}"#
+    );
+    run_command(&h.services, Some(&add)).await.unwrap();
+    let remove = format!(
+        r#"{{"version":1,"type":"removeUserFromGroup","userId":"alice","group":"{room}"}}"#
+    );
+    run_command(&h.services, Some(&remove)).await.unwrap();
+    h.pump().await;
+    assert_eq!(
+        h.received("b1")[3..],
+        [join_frame("alice", room, 2), leave_frame("alice", room, 1)]
+    );
+}
+
+#[tokio::test]
+async fn groups_without_presence_announce_nothing() {
+    let h = harness().await;
+    connect(&h, "a1", "alice", &["chat:1"]).await;
+    connect(&h, "b1", "bob", &["chat:1"]).await;
+    handle_disconnect(&h.services, &disconnect_event("a1")).await;
+    h.pump().await;
+    assert!(h.received("b1").is_empty());
+    assert_eq!(h.deliveries.calls(), 0);
+}
+
+#[tokio::test]
+async fn the_presence_groups_setting_decides_which_groups_announce() {
+    let h = Harness::with_settings(Settings {
+        presence: presence_groups("chat:*, lobby").unwrap(),
+        ..Settings::default()
+    });
+    connect(&h, "b1", "bob", &["chat:1", "lobby", "presence:x"]).await;
+    h.pump().await;
+    let mut heard = h.received("b1");
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            join_frame("bob", "chat:1", 1),
+            join_frame("bob", "lobby", 1)
+        ]
+    );
+    assert_eq!(
+        presence_groups("none").unwrap(),
+        switchboard::groups::Grants::default()
+    );
+    assert_eq!(
+        presence_groups("chat*").unwrap_err().to_string(),
+        "environment variable PRESENCE_GROUPS is invalid: \"*\" may only end a pattern, after a \":\" (\"prefix:*\") or stand alone (\"*\")"
+    );
+}
+
+#[tokio::test]
+async fn the_presence_query_answers_members_only() {
+    let h = harness().await;
+    connect(&h, "a1", "alice", &["chat:1"]).await;
+    connect(&h, "a2", "alice", &["chat:1"]).await;
+    connect(&h, "b1", "bob", &["chat:1"]).await;
+    connect(&h, "c1", "carol", &[]).await;
+    let ask = r#"{"action":"presence","group":"chat:1","id":"p"}"#;
+    assert_eq!(
+        client_action(&h.services, "a1", Some(ask)).await,
+        r#"{"type":"presence","id":"p","group":"chat:1","userIds":["alice","bob"],"users":2,"connections":3,"truncated":false}"#
+    );
+    assert_eq!(
+        client_action(&h.services, "c1", Some(ask)).await,
+        r#"{"type":"ack","id":"p","ok":false,"error":{"code":"forbidden","message":"only members of \"chat:1\" may ask for its presence"}}"#
+    );
+    assert_eq!(
+        client_action(&h.services, "a1", Some(r#"{"action":"presence","id":1}"#)).await,
+        r#"{"type":"ack","id":1,"ok":false,"error":{"code":"bad_request","message":"the \"group\" field is required"}}"#
+    );
+}
