@@ -336,3 +336,330 @@ async fn dynamo_memberships_join_leave_and_page_both_ways() {
     assert!(!store.is_member("news", "c1").await.unwrap());
     assert_eq!(store.connection_groups("c1").await.unwrap(), ["chat:1"]);
 }
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_reads_every_connection_once_through_the_shards() {
+    use switchboard::ports::{SHARDS, shard_of};
+    let (dynamo, _) = clients().await;
+    let name = table(&dynamo).await;
+    let store = DynamoStore::new(dynamo, name).with_page_limit(3);
+    let ids: Vec<String> = (0..40).map(|i| format!("conn-{i:02}")).collect();
+    for id in &ids {
+        store
+            .put_connection(&common::record(id, "u"))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for shard in 0..SHARDS {
+        let mut after: Option<String> = None;
+        for _ in 0..100 {
+            let page = store
+                .shard_connections(shard, after.as_deref())
+                .await
+                .unwrap();
+            assert!(page.connection_ids.len() <= 3);
+            for id in &page.connection_ids {
+                assert_eq!(shard_of(id), shard, "{id} is in its own shard");
+            }
+            seen.extend(page.connection_ids);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ids, "every connection exactly once");
+    store.delete_connection("conn-07").await.unwrap();
+    let shard = shard_of("conn-07");
+    let page = store.shard_connections(shard, None).await.unwrap();
+    assert!(!page.connection_ids.contains(&"conn-07".to_string()));
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_counts_publish_allowances_per_window() {
+    let (dynamo, _) = clients().await;
+    let name = table(&dynamo).await;
+    let store = DynamoStore::new(dynamo, name);
+    store
+        .put_connection(&common::record("c1", "u"))
+        .await
+        .unwrap();
+    let window = 1_000;
+    let t0 = 1_795_381_200_000;
+    for i in 0..3 {
+        assert!(
+            store
+                .take_publish_allowance("c1", t0 + i, window, 3)
+                .await
+                .unwrap(),
+            "event {i}"
+        );
+    }
+    assert!(
+        !store
+            .take_publish_allowance("c1", t0 + 500, window, 3)
+            .await
+            .unwrap()
+    );
+    // The next window starts afresh.
+    assert!(
+        store
+            .take_publish_allowance("c1", t0 + 1_000, window, 3)
+            .await
+            .unwrap()
+    );
+    // A limit of 0 refuses everything; an unknown connection gets nothing.
+    assert!(
+        !store
+            .take_publish_allowance("c1", t0 + 2_000, window, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_publish_allowance("ghost", t0, window, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.get_connection("ghost").await.unwrap().is_none(),
+        "no item was created"
+    );
+    // The record is still readable with the counter attributes on it.
+    assert_eq!(
+        store.get_connection("c1").await.unwrap().unwrap().user_id,
+        "u"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
+    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
+    use switchboard::ports::{Counter, Membership, MembershipStore};
+    let (dynamo, _) = clients().await;
+    let table = unique("memberships");
+    create_memberships_table(&dynamo, &table).await.unwrap();
+    let store = DynamoMemberships::new(dynamo, table);
+    assert!(store.add_user_group("alice", "vip", 2_000).await.unwrap());
+    assert!(
+        !store.add_user_group("alice", "vip", 2_000).await.unwrap(),
+        "idempotent"
+    );
+    store.add_user_group("alice", "old", 1_000).await.unwrap();
+    store.add_user_group("bob", "vip", 2_000).await.unwrap();
+    assert_eq!(
+        store.user_groups("alice", 1_500).await.unwrap(),
+        ["vip"],
+        "expired ones are gone"
+    );
+    assert!(store.remove_user_group("alice", "vip").await.unwrap());
+    assert!(!store.remove_user_group("alice", "vip").await.unwrap());
+    assert!(
+        store
+            .user_groups("alice", 0)
+            .await
+            .unwrap()
+            .contains(&"old".to_string())
+    );
+
+    let alice = Counter::UserConnections("alice".into());
+    assert_eq!(
+        store.add_to_counter("vip", &alice, 1, 9_999).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.add_to_counter("vip", &alice, 1, 9_999).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .add_to_counter("vip", &alice, -1, 9_999)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_to_counter("vip", &Counter::OnlineUsers, 1, 9_999)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.counter("vip", &alice).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .counter("vip", &Counter::UserConnections("zed".into()))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // None of that shows up as a member or a connection's group.
+    store
+        .join(&Membership {
+            group: "vip".into(),
+            connection_id: "c1".into(),
+            user_id: "bob".into(),
+            expires_at: 9_999,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.group_members("vip", None).await.unwrap().members,
+        [("c1".to_string(), "bob".to_string())]
+    );
+    assert_eq!(store.connection_groups("c1").await.unwrap(), ["vip"]);
+    assert_eq!(
+        store.leave("vip", "c1").await.unwrap().as_deref(),
+        Some("bob")
+    );
+}
+
+/// What one send costs on AWS, measured at the adapter layer: DynamoDB and SQS
+/// requests through a counting interceptor on moto, posts at the gateway.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn request_counts_per_delivered_message_by_target() {
+    use std::sync::Arc;
+
+    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
+    use switchboard::aws::RequestCounter;
+    use switchboard::handlers::commands::run_command;
+    use switchboard::handlers::deliver::deliver;
+    use switchboard::handlers::{Services, Settings};
+    use switchboard::ports::Membership;
+
+    const N: usize = 250;
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let (plain_dynamo, plain_sqs) = clients().await;
+    let connections = table(&plain_dynamo).await;
+    let memberships = unique("memberships");
+    create_memberships_table(&plain_dynamo, &memberships)
+        .await
+        .unwrap();
+    let deliveries_url = queue(&plain_sqs).await;
+    let gateway = Arc::new(MemoryGateway::new());
+    let services = Services {
+        store: Arc::new(DynamoStore::new(dynamo.clone(), connections)),
+        // Pages of 100 members: a group read costs ceil(N / 100) Queries.
+        memberships: Arc::new(DynamoMemberships::new(dynamo, memberships).with_page_limit(100)),
+        gateway: gateway.clone(),
+        deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
+        settings: Arc::new(Settings::default()),
+    };
+    // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
+    for i in 0..N {
+        let id = format!("c{i:04}");
+        let user = if i < 3 { "alice" } else { "big" };
+        services
+            .store
+            .put_connection(&common::record(&id, user))
+            .await
+            .unwrap();
+        services
+            .memberships
+            .join(&Membership {
+                group: "room".into(),
+                connection_id: id.clone(),
+                user_id: user.into(),
+                expires_at: 9_999_999_999,
+            })
+            .await
+            .unwrap();
+        gateway.open(&id);
+    }
+    // (target, command, connections reached, DynamoDB reads: (Query, GetItem))
+    let targets = [
+        (
+            "connection",
+            r#"{"version":1,"type":"sendToConnection","connectionId":"c0000","data":1}"#,
+            1,
+            (0, 0),
+        ),
+        (
+            "user, 3 connections",
+            r#"{"version":1,"type":"sendToUser","userId":"alice","data":1}"#,
+            3,
+            (1, 0),
+        ),
+        (
+            "user in a group",
+            r#"{"version":1,"type":"sendToUser","userId":"alice","group":"room","data":1}"#,
+            3,
+            (1, 3),
+        ),
+        (
+            "group of 250, pages of 100",
+            r#"{"version":1,"type":"sendToGroup","group":"room","data":1}"#,
+            N,
+            (3, 0),
+        ),
+        (
+            "broadcast to 250",
+            r#"{"version":1,"type":"broadcast","data":1}"#,
+            N,
+            (16, 0),
+        ),
+    ];
+    println!(
+        "| target | delivered | Query | GetItem | SendMessageBatch | Deliveries messages | posts | AWS requests per delivered message |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, body, expected, (queries, gets)) in targets {
+        counter.reset();
+        let posts_before = gateway.posts();
+        let addressed = run_command(&services, Some(body)).await.unwrap();
+        assert_eq!(addressed, expected, "{name}");
+        let messages = receive_all(&plain_sqs, &deliveries_url).await;
+        for message in &messages {
+            deliver(&services, Some(message)).await.unwrap();
+        }
+        let counts = counter.snapshot();
+        let posts = gateway.posts() - posts_before;
+        assert_eq!(
+            posts, expected,
+            "{name}: one post per connection, nothing repeated"
+        );
+        let batches = counts.get("SendMessageBatch").copied().unwrap_or(0);
+        assert_eq!(messages.len(), expected.div_ceil(100), "{name}");
+        assert_eq!(
+            batches,
+            messages.len().div_ceil(10),
+            "{name}: ceil(messages / 10) batch calls"
+        );
+        let count = |op: &str| counts.get(op).copied().unwrap_or(0);
+        assert_eq!(
+            (count("Query"), count("GetItem")),
+            (queries, gets),
+            "{name}"
+        );
+        let dynamo = queries + gets;
+        let other: Vec<_> = counts
+            .keys()
+            .filter(|op| !["Query", "GetItem", "SendMessageBatch"].contains(&op.as_str()))
+            .collect();
+        assert!(other.is_empty(), "{name}: unexpected requests {other:?}");
+        let total = dynamo + batches + posts;
+        println!(
+            "| {name} | {expected} | {queries} | {gets} | {batches} | {} | {posts} | {:.3} |",
+            messages.len(),
+            total as f64 / expected as f64
+        );
+    }
+}

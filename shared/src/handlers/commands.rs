@@ -9,12 +9,12 @@
 //! 10 SendMessageBatch calls, not 10,000 invocations.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use futures::StreamExt;
+use futures::TryStreamExt;
 use tracing::{error, info, warn};
 
 use crate::handlers::connect::RECORD_TTL;
 use crate::handlers::groups::{
-    FanoutError, enqueue_frame, join_group, leave_group, now_seconds, send_to_group,
+    Fanout, FanoutError, enqueue_frame, join_group, leave_group, now_seconds, send_to_group,
     user_connection_ids,
 };
 use crate::handlers::{BatchReport, Services, process_batch, receive_count};
@@ -192,38 +192,34 @@ async fn close(
     }
 }
 
-/// Reads the broadcast shards in parallel, each page by page, and hands every
-/// connection but the excluded ones to the deliver workers.
+/// Reads the 16 broadcast shards in parallel, each page by page, and hands
+/// every connection but the excluded ones to the deliver workers in full
+/// batches across shards.
 async fn broadcast(
     services: &Services,
     frame: &str,
     exclude: &[String],
 ) -> Result<usize, CommandError> {
-    let results: Vec<Result<usize, CommandError>> = futures::stream::iter(0..SHARDS)
-        .map(|shard| async move {
-            let mut addressed = 0;
-            let mut after: Option<String> = None;
-            loop {
-                let page = services
-                    .store
-                    .shard_connections(shard, after.as_deref())
-                    .await?;
-                let ids: Vec<String> = page
-                    .connection_ids
-                    .into_iter()
-                    .filter(|id| !exclude.contains(id))
-                    .collect();
-                addressed += enqueue_frame(services, frame, &ids).await?;
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(addressed),
-                }
-            }
-        })
-        .buffer_unordered(SHARDS as usize)
-        .collect()
-        .await;
-    results.into_iter().sum()
+    let store = &services.store;
+    let shards = (0..SHARDS).map(|shard| {
+        // State: Some(cursor) while the shard has pages left.
+        Box::pin(futures::stream::try_unfold(
+            Some(None::<String>),
+            move |cursor| async move {
+                let Some(after) = cursor else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let page = store.shard_connections(shard, after.as_deref()).await?;
+                Ok(Some((page.connection_ids, page.next.map(Some))))
+            },
+        ))
+    });
+    let mut pages = futures::stream::select_all(shards);
+    let mut fanout = Fanout::new(services, frame, exclude);
+    while let Some(ids) = pages.try_next().await? {
+        fanout.push(ids).await?;
+    }
+    Ok(fanout.finish().await?)
 }
 
 /// The commands function: a command that fails is a batch item failure and,

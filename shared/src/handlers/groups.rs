@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use crate::handlers::Services;
 use crate::handlers::connect::RECORD_TTL;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::ports::{Counter, Membership, StoreError};
-use crate::protocol::{DeliveryBatch, MessageError, PresenceEvent, presence_frame};
+use crate::ports::{Counter, MAX_BATCH, Membership, StoreError};
+use crate::protocol::{DELIVERY_BATCH, DeliveryBatch, MessageError, PresenceEvent, presence_frame};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FanoutError {
@@ -53,32 +53,79 @@ pub async fn enqueue_frame(
     Ok(ids.len())
 }
 
-/// Sends `frame` to every member of `group` except `exclude`, a page of
-/// members at a time; returns how many connections it addressed.
+/// Collects connection ids from pages of any size and hands them to the
+/// deliver workers in full SendMessageBatch calls (10 messages of 100
+/// connections), so N connections cost ceil(N/100) Deliveries messages and
+/// ceil(N/1000) calls however the reads were paged. Memory stays bounded by
+/// one call's worth of ids plus one page.
+pub struct Fanout<'a> {
+    services: &'a Services,
+    frame: &'a str,
+    excluded: HashSet<&'a str>,
+    pending: Vec<String>,
+    addressed: usize,
+}
+
+impl<'a> Fanout<'a> {
+    /// Ids per flush: one full SendMessageBatch call.
+    const FLUSH: usize = DELIVERY_BATCH * MAX_BATCH;
+
+    pub fn new(services: &'a Services, frame: &'a str, exclude: &'a [String]) -> Self {
+        Fanout {
+            services,
+            frame,
+            excluded: exclude.iter().map(String::as_str).collect(),
+            pending: Vec::new(),
+            addressed: 0,
+        }
+    }
+
+    /// Adds a page of connection ids (excluded ones are dropped).
+    pub async fn push(&mut self, ids: impl IntoIterator<Item = String>) -> Result<(), FanoutError> {
+        let excluded = &self.excluded;
+        self.pending
+            .extend(ids.into_iter().filter(|id| !excluded.contains(id.as_str())));
+        while self.pending.len() >= Self::FLUSH {
+            let rest = self.pending.split_off(Self::FLUSH);
+            let full = std::mem::replace(&mut self.pending, rest);
+            self.addressed += enqueue_frame(self.services, self.frame, &full).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands out the rest; returns how many connections were addressed.
+    pub async fn finish(mut self) -> Result<usize, FanoutError> {
+        let rest = std::mem::take(&mut self.pending);
+        self.addressed += enqueue_frame(self.services, self.frame, &rest).await?;
+        Ok(self.addressed)
+    }
+}
+
+/// Sends `frame` to every member of `group` except `exclude`, page by page;
+/// returns how many connections it addressed.
 pub async fn send_to_group(
     services: &Services,
     group: &str,
     frame: &str,
     exclude: &[String],
 ) -> Result<usize, FanoutError> {
-    let excluded: HashSet<&str> = exclude.iter().map(String::as_str).collect();
-    let mut addressed = 0;
+    let mut fanout = Fanout::new(services, frame, exclude);
     let mut after: Option<String> = None;
     loop {
         let page = services
             .memberships
             .group_members(group, after.as_deref())
             .await?;
-        let ids: Vec<String> = page
-            .members
-            .into_iter()
-            .map(|(connection_id, _)| connection_id)
-            .filter(|id| !excluded.contains(id.as_str()))
-            .collect();
-        addressed += enqueue_frame(services, frame, &ids).await?;
+        fanout
+            .push(
+                page.members
+                    .into_iter()
+                    .map(|(connection_id, _)| connection_id),
+            )
+            .await?;
         match page.next {
             Some(next) => after = Some(next),
-            None => return Ok(addressed),
+            None => return fanout.finish().await,
         }
     }
 }
