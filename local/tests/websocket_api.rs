@@ -568,3 +568,115 @@ async fn commands_add_a_connection_to_a_group_and_close_it() {
     .await;
     stack.shutdown().await;
 }
+
+/// Sends `total` bytes of text as frames of at most `frame` bytes.
+async fn send_fragmented(client: &mut Client, total: usize, frame: usize) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let text = "x".repeat(total);
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(frame).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = i + 1 == chunks.len();
+        client
+            .send(Message::Frame(Frame::message(chunk.to_vec(), opcode, last)))
+            .await
+            .unwrap();
+    }
+}
+
+/// A client that sends whatever size it is told to.
+async fn unbounded_client(stack: &switchboard_local::RunningStack, user: &str) -> Client {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_frame_size(None)
+        .max_message_size(None);
+    let url = format!("{}?token={}", stack.websocket_url(), token(stack, user));
+    tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .unwrap()
+        .0
+}
+
+#[tokio::test]
+async fn frames_and_messages_exactly_at_the_limits_are_accepted_and_one_byte_more_is_1009() {
+    let stack = stack().await;
+    let not_json = r#"{"type":"error","code":"bad_request","message":"the frame is not valid JSON: expected value at line 1 column 1"}"#;
+
+    // A 32,768-byte frame and a 131,072-byte message in 32 KB frames: both routed.
+    let mut client = unbounded_client(&stack, "limits").await;
+    client
+        .send(Message::text("x".repeat(32 * 1024)))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut client).await, not_json);
+    send_fragmented(&mut client, 128 * 1024, 32 * 1024).await;
+    assert_eq!(next_text(&mut client).await, not_json);
+
+    // One byte over either limit closes with 1009.
+    let mut frame_over = unbounded_client(&stack, "frame-over").await;
+    frame_over
+        .send(Message::text("x".repeat(32 * 1024 + 1)))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut frame_over).await, 1009);
+    let mut message_over = unbounded_client(&stack, "message-over").await;
+    send_fragmented(&mut message_over, 128 * 1024 + 1, 32 * 1024).await;
+    assert_eq!(close_code(&mut message_over).await, 1009);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn management_posts_over_128_kb_are_refused_with_413_and_the_socket_stays_open() {
+    let stack = stack().await;
+    let mut client = connect(&stack, "big-post").await;
+    let id = connections_of(&stack, "big-post").await.remove(0);
+    let path = |id: &str| {
+        let encoded: String = id
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("/local/@connections/{encoded}")
+    };
+    let over = http(&stack, "POST", &path(&id), &"y".repeat(128 * 1024 + 1)).await;
+    assert_eq!(over.status, 413);
+    assert_eq!(
+        over.header("x-amzn-ErrorType"),
+        Some("PayloadTooLargeException")
+    );
+    let exact = http(&stack, "POST", &path(&id), &"z".repeat(128 * 1024)).await;
+    assert_eq!(exact.status, 200);
+    assert_eq!(next_text(&mut client).await.len(), 128 * 1024);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_handshakes_carry_the_exact_reason() {
+    let stack = stack().await;
+    for (token, message) in [
+        (
+            None,
+            "unauthorized: no token: pass ?token=<jwt> or an Authorization: Bearer <jwt> header",
+        ),
+        (Some("garbage"), "unauthorized: the token is malformed"),
+    ] {
+        let url = match token {
+            Some(t) => format!("{}?token={t}", stack.websocket_url()),
+            None => stack.websocket_url(),
+        };
+        let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        let tokio_tungstenite::tungstenite::Error::Http(response) = err else {
+            panic!("expected an HTTP refusal, got {err:?}");
+        };
+        assert_eq!(response.status(), 401);
+        let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+        assert_eq!(body, serde_json::json!({ "message": message }).to_string());
+    }
+    stack.shutdown().await;
+}
