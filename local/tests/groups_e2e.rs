@@ -103,11 +103,10 @@ async fn presence_announces_first_joins_and_last_leaves_with_the_online_count() 
             r#"{{"type":"presence","event":"join","userId":"{user}","group":"presence:room","online":{online}}}"#
         )
     };
+    // A connection is not announced to itself: it cannot receive until $connect returned.
     let mut alice = connect_with(&stack, "alice", room).await;
-    assert_eq!(next_text(&mut alice).await, join("alice", 1));
     let mut bob = connect_with(&stack, "bob", room).await;
     assert_eq!(next_text(&mut alice).await, join("bob", 2));
-    assert_eq!(next_text(&mut bob).await, join("bob", 2));
     let mut alice2 = connect_with(&stack, "alice", room).await;
     silent(&mut bob, Duration::from_millis(300)).await;
 

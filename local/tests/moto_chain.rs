@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
 use switchboard_local::{Backend, Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
@@ -289,5 +289,98 @@ async fn send_to_group_travels_through_the_commands_and_deliveries_queues() {
             .await
             .is_err()
     );
+    stack.shutdown().await;
+}
+
+/// One HTTP/1.1 request to the stack's HTTP API.
+async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(stack.addr()).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        stack.addr(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(15), stream.read_to_string(&mut raw))
+        .await
+        .expect("no HTTP answer within 15 s")
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn presence_publish_broadcast_and_user_groups_run_on_dynamodb_and_sqs() {
+    let r = resources().await;
+    let stack = start(&r).await;
+    let socket = |user: &str| {
+        let mut claims = claims_for(user, Duration::from_secs(300), vec!["presence:room".into()]);
+        claims.publish = vec!["presence:room".into()];
+        let url = format!(
+            "{}?token={}",
+            stack.websocket_url(),
+            mint(stack.secret(), &claims).unwrap()
+        );
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let join = |user: &str, online: u32| {
+        format!(
+            r#"{{"type":"presence","event":"join","userId":"{user}","group":"presence:room","online":{online}}}"#
+        )
+    };
+    // Each join reaches the others (a connection cannot receive before $connect returns).
+    let mut alice = socket("alice").await;
+    let mut bob = socket("bob").await;
+    assert_eq!(next_text(&mut alice).await, join("bob", 2));
+
+    // A client event through the Deliveries queue, limited by a conditional update.
+    alice
+        .send(Message::text(
+            r#"{"action":"publish","group":"presence:room","data":"typing","id":1}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut alice).await,
+        r#"{"type":"ack","id":1,"ok":true}"#
+    );
+    assert_eq!(
+        next_text(&mut bob).await,
+        r#"{"type":"message","from":"client","group":"presence:room","userId":"alice","data":"typing"}"#
+    );
+
+    // Broadcast through the byShard index.
+    let (status, body) = http(&stack, "POST", "/send", r#"{"all":true,"data":"everyone"}"#).await;
+    assert_eq!((status, body.as_str()), (202, r#"{"addressed":2}"#));
+    for socket in [&mut alice, &mut bob] {
+        assert_eq!(
+            next_text(socket).await,
+            r#"{"type":"message","from":"server","data":"everyone"}"#
+        );
+    }
+
+    // A user-level membership reaches bob's next connection at $connect.
+    let (status, _) = http(&stack, "PUT", "/groups/vip/users/bob", "").await;
+    assert_eq!(status, 200);
+    let mut bob2 = socket("bob").await;
+    let (_, group) = http(&stack, "GET", "/groups/vip", "").await;
+    assert_eq!(
+        group,
+        r#"{"connections":2,"exists":true,"group":"vip","users":1}"#
+    );
+
+    // Alice leaves: bob's connections each hear it once.
+    alice.close(None).await.unwrap();
+    let leave = r#"{"type":"presence","event":"leave","userId":"alice","group":"presence:room","online":1}"#;
+    assert_eq!(next_text(&mut bob).await, leave);
+    assert_eq!(next_text(&mut bob2).await, leave);
     stack.shutdown().await;
 }

@@ -593,3 +593,38 @@ async fn new_command_types_refuse_bad_input_with_exact_errors() {
     let null = r#"{"version":1,"type":"sendToConnection","connectionId":"alice-0","data":null}"#;
     assert_eq!(run_command(&h.services, Some(null)).await, Ok(1));
 }
+
+#[tokio::test]
+async fn a_410_for_a_connection_still_opening_does_not_forget_it() {
+    use switchboard::handlers::groups::{CONNECT_GRACE_MS, now_seconds};
+    use switchboard::ports::ConnectionRecord;
+    let h = users(&[]).await;
+    // Neither has a socket yet, so both posts answer 410.
+    let now_ms = now_seconds() * 1000;
+    h.store
+        .put_connection(&ConnectionRecord {
+            connected_at_ms: now_ms - 1_000,
+            ..record("young", "u")
+        })
+        .await
+        .unwrap();
+    h.store
+        .put_connection(&ConnectionRecord {
+            connected_at_ms: now_ms - CONNECT_GRACE_MS - 1_000,
+            ..record("old", "u")
+        })
+        .await
+        .unwrap();
+    join(&h, "g", "young", "u").await;
+    join(&h, "g", "old", "u").await;
+    let body = r#"{"version":1,"type":"sendToGroup","group":"g","data":1}"#;
+    assert_eq!(run_command(&h.services, Some(body)).await, Ok(2));
+    h.pump().await;
+    // The young one raced its $connect: kept, with its membership.
+    assert!(h.store.get_connection("young").await.unwrap().is_some());
+    assert!(h.memberships.is_member("g", "young").await.unwrap());
+    // The old one is gone for real: forgotten.
+    assert!(h.store.get_connection("old").await.unwrap().is_none());
+    assert!(!h.memberships.is_member("g", "old").await.unwrap());
+    assert_eq!(h.deliveries.sent().len(), 1, "no retries for either");
+}

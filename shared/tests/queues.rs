@@ -423,3 +423,35 @@ async fn batch_reports_name_each_failure() {
         }]
     );
 }
+
+#[tokio::test]
+async fn notify_connection_keeps_the_record_of_a_connection_still_opening() {
+    use switchboard::handlers::groups::now_seconds;
+    let store = MemoryStore::new();
+    store
+        .put_connection(&switchboard::ports::ConnectionRecord {
+            connected_at_ms: now_seconds() * 1000,
+            ..record("young", "u")
+        })
+        .await
+        .unwrap();
+    store.put_connection(&record("old", "u")).await.unwrap();
+    // No sockets: both posts answer 410.
+    let gateway = MemoryGateway::new();
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &NotifyConnectionOptions::default(),
+        sqs_event(&[
+            r#"{"connectionId":"young","data":"hi"}"#,
+            r#"{"connectionId":"old","data":"hi"}"#,
+        ]),
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "410s are done, never retried"
+    );
+    assert!(store.get_connection("young").await.unwrap().is_some());
+    assert!(store.get_connection("old").await.unwrap().is_none());
+}

@@ -142,7 +142,7 @@ async fn subscription(
             user_id: record.user_id.clone(),
             expires_at: record.expires_at,
         };
-        join_group(services, &membership).await
+        join_group(services, &membership, false).await
     } else {
         leave_group(services, group, connection_id).await
     };

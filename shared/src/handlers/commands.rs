@@ -107,7 +107,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                 user_id: record.user_id,
                 expires_at: record.expires_at,
             };
-            join_group(services, &membership).await?;
+            join_group(services, &membership, false).await?;
             Ok(1)
         }
         Command::RemoveConnectionFromGroup {
@@ -136,7 +136,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                     user_id: user_id.clone(),
                     expires_at: now + RECORD_TTL.as_secs() as i64,
                 };
-                join_group(services, &membership).await?;
+                join_group(services, &membership, false).await?;
             }
             Ok(ids.len())
         }

@@ -109,7 +109,7 @@ pub async fn connect(
             user_id: record.user_id.clone(),
             expires_at: record.expires_at,
         };
-        join_group(services, &membership).await?;
+        join_group(services, &membership, true).await?;
     }
     services.store.put_connection(&record).await?;
     Ok(record)

@@ -4,7 +4,9 @@
 //! all of them concurrently through the Management API.
 //!
 //! - 200: delivered.
-//! - 410 Gone: the connection's record and memberships are deleted; not retried.
+//! - 410 Gone: the connection's record and memberships are deleted (unless it
+//!   connected less than a minute ago: then the post raced its `$connect`);
+//!   not retried.
 //! - Any other failure: the connections that failed go back on the Deliveries
 //!   queue as one new message with the next attempt number, so connections that
 //!   already got the frame do not get it again. After [`MAX_DELIVERY_ATTEMPTS`]
@@ -16,7 +18,7 @@ use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::groups::forget;
+use crate::handlers::groups::forget_gone;
 use crate::handlers::{BatchReport, Services, process_batch, receive_count};
 use crate::ports::GatewayError;
 use crate::protocol::{DeliveryBatch, MessageError};
@@ -75,7 +77,7 @@ pub async fn deliver(
             Ok(()) => outcome.delivered += 1,
             Err(GatewayError::Gone) => {
                 outcome.gone += 1;
-                if let Err(e) = forget(services, &id).await {
+                if let Err(e) = forget_gone(services, &id).await {
                     warn!(connection_id = %id, error = %e, "could not forget a gone connection; TTLs will");
                 }
             }

@@ -158,7 +158,14 @@ fn counter_expiry() -> i64 {
 
 /// Adds the membership; true if it is new. In a presence group, a user's
 /// first connection announces a `join` to the group.
-pub async fn join_group(services: &Services, membership: &Membership) -> Result<bool, FanoutError> {
+///
+/// `opening` is true during `$connect`: API Gateway does not accept posts to a
+/// connection before `$connect` returns, so the announcement skips it.
+pub async fn join_group(
+    services: &Services,
+    membership: &Membership,
+    opening: bool,
+) -> Result<bool, FanoutError> {
     let new = services.memberships.join(membership).await?;
     if new && services.settings.presence.allows(&membership.group) {
         let memberships = &services.memberships;
@@ -172,14 +179,15 @@ pub async fn join_group(services: &Services, membership: &Membership) -> Result<
             let online = memberships
                 .add_to_counter(&membership.group, &Counter::OnlineUsers, 1, expires)
                 .await?;
-            announce(
-                services,
-                PresenceEvent::Join,
-                &membership.user_id,
-                &membership.group,
-                online,
-            )
-            .await?;
+            let skip = if opening {
+                std::slice::from_ref(&membership.connection_id)
+            } else {
+                &[]
+            };
+            let group = &membership.group;
+            let frame = presence_frame(PresenceEvent::Join, &membership.user_id, group, online);
+            let addressed = send_to_group(services, group, &frame, skip).await?;
+            info!(group, user_id = %membership.user_id, online, addressed, "presence join");
         }
     }
     Ok(new)
@@ -208,23 +216,12 @@ pub async fn leave_group(
                 .add_to_counter(group, &Counter::OnlineUsers, -1, expires)
                 .await?
                 .max(0);
-            announce(services, PresenceEvent::Leave, &user_id, group, online).await?;
+            let frame = presence_frame(PresenceEvent::Leave, &user_id, group, online);
+            let addressed = send_to_group(services, group, &frame, &[]).await?;
+            info!(group, user_id, online, addressed, "presence leave");
         }
     }
     Ok(true)
-}
-
-async fn announce(
-    services: &Services,
-    event: PresenceEvent,
-    user_id: &str,
-    group: &str,
-    online: i64,
-) -> Result<(), FanoutError> {
-    let frame = presence_frame(event, user_id, group, online);
-    let addressed = send_to_group(services, group, &frame, &[]).await?;
-    info!(group, user_id, ?event, online, addressed, "presence");
-    Ok(())
 }
 
 /// Deletes the connection record and leaves every group the connection is in
@@ -247,4 +244,29 @@ pub async fn forget(services: &Services, connection_id: &str) -> Result<usize, F
         Some(e) => Err(e),
         None => Ok(groups.len()),
     }
+}
+
+/// How long after `$connect` a 410 may mean "not open yet" rather than "gone":
+/// API Gateway refuses posts until `$connect` returns (at most its 29 s
+/// integration timeout), while the record and memberships exist from the start.
+pub const CONNECT_GRACE_MS: i64 = 60_000;
+
+/// Whether a record connected so recently that a 410 for it means "not open yet".
+pub fn is_opening(record: &crate::ports::ConnectionRecord, now_ms: i64) -> bool {
+    now_ms - record.connected_at_ms < CONNECT_GRACE_MS
+}
+
+/// Forgets a connection a post found gone (410), unless it is still opening:
+/// then the post raced its `$connect`, and forgetting would orphan a live
+/// connection. Returns whether it was forgotten.
+pub async fn forget_gone(services: &Services, connection_id: &str) -> Result<bool, FanoutError> {
+    let now_ms = now_seconds() * 1000;
+    if let Some(record) = services.store.get_connection(connection_id).await?
+        && is_opening(&record, now_ms)
+    {
+        info!(connection_id, "410 while the connection is opening; kept");
+        return Ok(false);
+    }
+    forget(services, connection_id).await?;
+    Ok(true)
 }

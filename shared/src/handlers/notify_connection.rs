@@ -5,7 +5,7 @@
 //! | outcome | what happens |
 //! |---|---|
 //! | 200 | delivered, message done |
-//! | 410 Gone | stale record deleted, message done (never retried) |
+//! | 410 Gone | stale record deleted (kept if it connected under a minute ago: the post raced its `$connect`), message done (never retried) |
 //! | 429, 5xx, timeout, unreachable | batch item failure: SQS redelivers after the visibility timeout |
 //! | 403 Forbidden | batch item failure: a permission or endpoint mistake; the message is kept, ending in the DLQ for redrive once fixed |
 //! | data over 128 KB, or 413 | batch item failure with no post (size is checked first); it ends in the DLQ |
@@ -59,14 +59,30 @@ where
     {
         Ok(()) => Ok(Delivery::Delivered),
         Err(GatewayError::Gone) => {
-            if let Err(e) = store.delete_connection(&message.connection_id).await {
-                // The message is still done: a gone connection cannot receive it.
+            // The message is done either way: a gone connection cannot receive it.
+            if let Err(e) = delete_if_gone(store, &message.connection_id).await {
                 warn!(connection_id = %message.connection_id, error = %e,
                     "could not delete a gone connection's record; its TTL will");
             }
             Ok(Delivery::Gone)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the record of a connection a post found gone, unless it is still
+/// opening (see [`crate::handlers::groups::CONNECT_GRACE_MS`]).
+async fn delete_if_gone<S: ConnectionStore + ?Sized>(
+    store: &S,
+    connection_id: &str,
+) -> Result<(), crate::ports::StoreError> {
+    let now_ms = crate::handlers::groups::now_seconds() * 1000;
+    match store.get_connection(connection_id).await? {
+        Some(record) if crate::handlers::groups::is_opening(&record, now_ms) => {
+            info!(connection_id, "410 while the connection is opening; kept");
+            Ok(())
+        }
+        _ => store.delete_connection(connection_id).await,
     }
 }
 
