@@ -50,6 +50,12 @@ pub fn connection_id() -> String {
     base64::engine::general_purpose::STANDARD.encode(random_bytes::<11>())
 }
 
+/// A uniformly random number in [0, 1) (fault injection).
+pub fn random_unit() -> f64 {
+    let bytes = random_bytes::<8>();
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A request or message id, e.g. `Qj3yOdMlFiACEnw=`.
 pub fn request_id() -> String {
     connection_id()

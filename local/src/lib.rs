@@ -85,6 +85,13 @@ pub struct Config {
     /// Client events one connection may publish per `publish_window`.
     pub publish_limit: u32,
     pub publish_window: Duration,
+    /// Fault injection: the share of Management API posts (0.0 to 1.0) that
+    /// answer 429 or 500 or stall for `fault_stall`, a third each.
+    pub fault_rate: f64,
+    pub fault_stall: Duration,
+    /// How long a queue handler may run before it is cut off (Lambda's
+    /// function timeout); its whole batch is then redelivered.
+    pub handler_timeout: Duration,
 }
 
 impl Default for Config {
@@ -103,6 +110,9 @@ impl Default for Config {
             presence: Settings::default().presence,
             publish_limit: Settings::default().publish_limit,
             publish_window: Settings::default().publish_window,
+            fault_rate: 0.0,
+            fault_stall: Duration::from_secs(5),
+            handler_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -162,6 +172,8 @@ pub(crate) struct Stack {
     pub(crate) commands: Producer,
     pub(crate) deliveries: Producer,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Management API posts by connection id (fault-tolerance tests read it).
+    pub(crate) posts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
@@ -203,6 +215,40 @@ impl RunningStack {
 
     pub fn memberships(&self) -> Arc<dyn MembershipStore> {
         self.stack.services.memberships.clone()
+    }
+
+    /// Puts `body` on a producer queue (`notify-user`, `notify-connection`,
+    /// `commands`), exactly as `POST /queues/{queue}` does; returns the message id.
+    pub async fn enqueue(&self, queue: &str, body: String) -> Result<String, String> {
+        let producer = match queue {
+            "notify-user" => &self.stack.notify_user,
+            "notify-connection" => &self.stack.notify_connection,
+            "commands" => &self.stack.commands,
+            other => return Err(format!("unknown queue {other}")),
+        };
+        producer.send(body).await
+    }
+
+    /// Management API posts received for `connection_id`, answered or not.
+    pub fn posts_to(&self, connection_id: &str) -> u64 {
+        self.stack
+            .posts
+            .lock()
+            .map(|p| p.get(connection_id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Dead letters of an in-memory queue (`notify-user`, `notify-connection`,
+    /// `commands`, `deliveries`); `None` for SQS-backed queues.
+    pub fn dead_letters(&self, queue: &str) -> Option<Vec<queues::DeadLetter>> {
+        let producer = match queue {
+            "notify-user" => &self.stack.notify_user,
+            "notify-connection" => &self.stack.notify_connection,
+            "commands" => &self.stack.commands,
+            "deliveries" => &self.stack.deliveries,
+            _ => return None,
+        };
+        producer.dead_letters()
     }
 
     /// Open WebSocket connections.
@@ -454,9 +500,12 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     for (producer, handler, name) in sources {
         let shutdown = shutdown_rx.clone();
         tasks.push(match producer {
-            Producer::Local(queue) => {
-                tokio::spawn(queues::run_local_source(queue.clone(), handler, shutdown))
-            }
+            Producer::Local(queue) => tokio::spawn(queues::run_local_source(
+                queue.clone(),
+                handler,
+                config.handler_timeout,
+                shutdown,
+            )),
             Producer::Sqs { client, url } => tokio::spawn(queues::run_sqs_source(
                 client.clone(),
                 url.clone(),
@@ -484,6 +533,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         commands,
         deliveries,
         shutdown: shutdown_rx.clone(),
+        posts: std::sync::Mutex::default(),
     });
     tasks.push(tokio::spawn(server::serve(
         listener,

@@ -93,6 +93,23 @@ struct Serve {
     /// The rate-limit window for client events.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     publish_window: Duration,
+    /// Fault injection: this share of Management API posts (0 to 1) answers 429 or
+    /// 500, or stalls for --fault-stall, a third each.
+    #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
+    fault_rate: f64,
+    /// How long an injected stall lasts (past the 3 s post timeout by default).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    fault_stall: Duration,
+    /// Cut a queue handler off after this long and redeliver its whole batch (Lambda's timeout).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    handler_timeout: Duration,
+}
+
+fn fault_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{value} is not a share between 0 and 1")),
+    }
 }
 
 fn token_secret() -> Option<String> {
@@ -140,6 +157,9 @@ fn config(serve: Serve) -> Result<Config, String> {
             .map_err(|e| e.to_string())?,
         publish_limit: serve.publish_limit,
         publish_window: serve.publish_window.max(Duration::from_millis(1)),
+        fault_rate: serve.fault_rate,
+        fault_stall: serve.fault_stall,
+        handler_timeout: serve.handler_timeout,
     })
 }
 

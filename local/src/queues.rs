@@ -205,12 +205,13 @@ impl MessageQueue for LocalQueue {
 }
 
 /// Batches handed to the handler at once, as Lambda runs several instances.
-const SOURCE_CONCURRENCY: usize = 4;
+const SOURCE_CONCURRENCY: usize = 16;
 
 /// Feeds `queue` to `handler` until `shutdown` turns true.
 pub async fn run_local_source(
     queue: Arc<LocalQueue>,
     handler: BatchHandler,
+    timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(SOURCE_CONCURRENCY));
@@ -239,11 +240,36 @@ pub async fn run_local_source(
         let handler = handler.clone();
         tokio::spawn(async move {
             let event = events::sqs(queue.name(), &batch);
-            let report = handler(event).await;
-            let failed: HashMap<&str, &str> = report
-                .failures
+            // As Lambda does, a handler that outlives its timeout is cut off and
+            // its whole batch comes back, delivered records included.
+            let failures: Vec<(String, String)> =
+                match tokio::time::timeout(timeout, handler(event)).await {
+                    Ok(report) => report
+                        .failures
+                        .into_iter()
+                        .map(|f| (f.message_id, f.error))
+                        .collect(),
+                    Err(_) => {
+                        warn!(
+                            queue = queue.name(),
+                            size = batch.len(),
+                            ?timeout,
+                            "handler timed out; the batch will be redelivered"
+                        );
+                        batch
+                            .iter()
+                            .map(|m| {
+                                (
+                                    m.message_id.clone(),
+                                    format!("handler timed out after {timeout:?}"),
+                                )
+                            })
+                            .collect()
+                    }
+                };
+            let failed: HashMap<&str, &str> = failures
                 .iter()
-                .map(|f| (f.message_id.as_str(), f.error.as_str()))
+                .map(|(id, error)| (id.as_str(), error.as_str()))
                 .collect();
             for message in &batch {
                 match failed.get(message.message_id.as_str()) {

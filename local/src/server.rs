@@ -94,6 +94,9 @@ async fn post_to_connection(
     body: Bytes,
 ) -> Response {
     let id = connection_id(&params);
+    if let Ok(mut posts) = stack.posts.lock() {
+        *posts.entry(id.to_owned()).or_default() += 1;
+    }
     if body.len() > MAX_MESSAGE_BYTES {
         return aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,6 +108,10 @@ async fn post_to_connection(
         info!(connection_id = id, "post to a gone connection: 410");
         return gone();
     };
+    // Faults hit live connections only, so a 410 stays a clean signal in tests.
+    if let Some(fault) = injected_fault(&stack).await {
+        return fault;
+    }
     let frame = match String::from_utf8(body.to_vec()) {
         Ok(text) => Outbound::Text(text),
         Err(e) => Outbound::Binary(e.into_bytes()),
@@ -114,6 +121,36 @@ async fn post_to_connection(
     }
     info!(connection_id = id, user_id = %connection.user_id, bytes = body.len(), "post");
     StatusCode::OK.into_response()
+}
+
+/// `--fault-rate`: a share of posts answer 429 or 500, or stall past the
+/// client's timeout, a third each, as a struggling API Gateway would.
+async fn injected_fault(stack: &Stack) -> Option<Response> {
+    let rate = stack.config.fault_rate;
+    if rate <= 0.0 || crate::events::random_unit() >= rate {
+        return None;
+    }
+    let pick = crate::events::random_unit();
+    if pick < 1.0 / 3.0 {
+        Some(aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            Some("injected fault: rate exceeded"),
+        ))
+    } else if pick < 2.0 / 3.0 {
+        Some(aws_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerErrorException",
+            Some("injected fault"),
+        ))
+    } else {
+        tokio::time::sleep(stack.config.fault_stall).await;
+        Some(aws_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "InternalServerErrorException",
+            Some("injected fault: stalled"),
+        ))
+    }
 }
 
 async fn get_connection(

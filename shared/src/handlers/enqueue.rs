@@ -81,3 +81,32 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let cap = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
     Duration::from_micros(fastrand::u64(..=cap.as_micros() as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_with_full_jitter() {
+        let base = Duration::from_millis(10);
+        for attempt in 1..=5u32 {
+            let cap = base * (1 << (attempt - 1));
+            let samples: Vec<Duration> = (0..2_000).map(|_| backoff(base, attempt)).collect();
+            assert!(samples.iter().all(|d| *d <= cap), "attempt {attempt}");
+            let distinct: std::collections::HashSet<_> = samples.iter().collect();
+            assert!(
+                distinct.len() > 500,
+                "jittered, not fixed: {}",
+                distinct.len()
+            );
+            let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+            // Full jitter: uniform over [0, cap], so the mean sits near cap / 2.
+            assert!(
+                mean > cap * 2 / 5 && mean < cap * 3 / 5,
+                "attempt {attempt}: mean {mean:?} of cap {cap:?}"
+            );
+        }
+        // The exponent is capped, so a huge attempt number cannot overflow.
+        assert!(backoff(base, 1_000) <= base * (1 << 16));
+    }
+}
