@@ -1,0 +1,96 @@
+//! Handler cost: CPU per invocation over in-memory adapters, against the floor
+//! of receiving the same event and answering it (parse + empty response).
+//!
+//! `cargo bench -p switchboard-bench --bench handler`; `make bench` copies the
+//! estimates into BENCHMARKS.md.
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use switchboard::config::NotifyConnectionOptions;
+use switchboard::handlers::deliver::handle_deliveries;
+use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::handlers::{Services, Settings};
+
+/// The event as Lambda hands it over: JSON text.
+fn wire(bodies: &[String]) -> String {
+    let records: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({
+                "messageId": format!("m{i}"),
+                "receiptHandle": "r",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
+
+fn handlers(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gateway = MemoryGateway::discarding();
+    let store = MemoryStore::new();
+    let ids: Vec<String> = (0..100).map(|i| format!("conn-{i:03}")).collect();
+    for id in &ids {
+        gateway.open(id);
+    }
+    let notify: Vec<String> = ids[..10]
+        .iter()
+        .map(|id| {
+            format!(r#"{{"connectionId":"{id}","data":{{"download":"report.pdf","ready":true}}}}"#)
+        })
+        .collect();
+    let notify_wire = wire(&notify);
+    let options = NotifyConnectionOptions::default();
+
+    let mut group = c.benchmark_group("per invocation");
+    group.bench_function(
+        "baseline: parse a 10-record SQS event, answer no failures",
+        |b| {
+            b.iter(|| {
+                let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
+                let response = SqsBatchResponse::default();
+                std::hint::black_box((event, response))
+            })
+        },
+    );
+    group.bench_function("notify-connection: 10 records", |b| {
+        b.iter(|| {
+            let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
+            runtime.block_on(handle_notify_connection(&store, &gateway, &options, event))
+        })
+    });
+    let services = Services {
+        store: Arc::new(MemoryStore::new()),
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway: Arc::new(gateway),
+        deliveries: Arc::new(MemoryQueue::new()),
+        settings: Arc::new(Settings::default()),
+    };
+    let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;
+    let batch = vec![
+        serde_json::json!({"connectionIds": ids, "frame": serde_json::from_str::<serde_json::Value>(frame).expect("frame"), "attempt": 1})
+            .to_string(),
+    ];
+    let deliver_wire = wire(&batch);
+    group.bench_function("deliver: 1 record, 100 connections", |b| {
+        b.iter(|| {
+            let event: SqsEvent = serde_json::from_str(&deliver_wire).expect("event");
+            runtime.block_on(handle_deliveries(&services, event))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handlers);
+criterion_main!(benches);

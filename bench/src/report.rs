@@ -1,0 +1,150 @@
+//! The markdown tables and BENCHMARKS.md.
+
+use std::fmt::Write;
+
+use crate::{coldstart, fanout};
+
+/// The targets the issue sets, checked in the tables.
+const FANOUT_TARGET_RATIO: f64 = 3.0;
+const COLDSTART_TARGET_RATIO: f64 = 1.5;
+const SIZE_TARGET_BYTES: u64 = 6 * 1024 * 1024;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
+pub fn fanout_table(rows: &[fanout::Row]) -> String {
+    let mut out = String::from(
+        "| target | N | stack: ms to the last client | bare broadcast: ms | ratio | stack deliveries/s | within 3x |\n|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let ratio = row.stack_ms / row.bare_ms;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+            row.target,
+            row.n,
+            row.stack_ms,
+            row.bare_ms,
+            ratio,
+            row.n as f64 / (row.stack_ms / 1000.0),
+            if row.n >= 1000 {
+                verdict(ratio <= FANOUT_TARGET_RATIO)
+            } else {
+                "(no target)"
+            }
+        );
+    }
+    if let Some(rss) = rows
+        .iter()
+        .find_map(|r| r.rss_per_connection.map(|b| (r.n, b)))
+    {
+        let _ = writeln!(
+            out,
+            "\nStack RSS per idle connection at N = {}: {:.1} KiB.",
+            rss.0,
+            rss.1 / 1024.0
+        );
+    }
+    out
+}
+
+pub fn coldstart_table(rows: &[coldstart::Row]) -> String {
+    let baseline = rows.first().map_or(f64::NAN, |r| r.median_ms);
+    let mut out = String::from(
+        "| binary | bootstrap bytes | init median ms | init p90 ms | ratio to hello-world | init within 1.5x | size within 6 MB |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let ratio = row.median_ms / baseline;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            row.name,
+            row.bytes,
+            row.median_ms,
+            row.p90_ms,
+            ratio,
+            if i == 0 {
+                "-"
+            } else {
+                verdict(ratio <= COLDSTART_TARGET_RATIO)
+            },
+            if i == 0 {
+                "-"
+            } else {
+                verdict(row.bytes <= SIZE_TARGET_BYTES)
+            },
+        );
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or_else(
+            || "unknown".into(),
+            |kb| format!("{} GiB", kb / 1024 / 1024),
+        );
+    format!(
+        "{cpu}, {cores} cores, {memory} RAM, {}",
+        std::env::consts::ARCH
+    )
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn document(fanout: &[fanout::Row], cold: &[coldstart::Row]) -> String {
+    format!(
+        "# Benchmarks\n\n\
+         Written by `make bench` on {date}; machine: {machine}. Every figure is compared with a\n\
+         baseline measured in the same run on the same machine; read the ratios, not the\n\
+         absolute times (a shared 2-core machine is noisy).\n\n\
+         ## Fan-out\n\n\
+         One `POST /send` (a group send, or `\"all\":true`) through the local stack reaches N real\n\
+         WebSocket clients (one child process, loopback). The stack runs the production path:\n\
+         the HTTP API handler pages the members and enqueues Deliveries messages of 100, the\n\
+         deliver handler posts each through the AWS SDK's Management API client to the stack's\n\
+         own Management API, which writes to the socket. The baseline is a bare\n\
+         tokio-tungstenite server handing the same bytes to the same N clients. Times are the\n\
+         median of the measured rounds, from the send to the moment the last client had it.\n\n\
+         {fanout}\n\
+         ## Cold start\n\n\
+         Time from exec to the first `GET /2018-06-01/runtime/invocation/next` on a stub Lambda\n\
+         Runtime API on loopback, after one unmeasured start; the baseline is a hello-world\n\
+         `lambda_runtime` function built with the same release profile.\n\n\
+         {cold}\n\
+         ## AWS requests per delivered message\n\n\
+         Counted at the adapter layer on moto by `shared/tests/moto.rs`\n\
+         (`request_counts_per_delivered_message_by_target`, part of `make test`); see the README's\n\
+         \"How fan-out scales\" for the table.\n",
+        date = today(),
+        machine = machine(),
+        fanout = fanout_table(fanout),
+        cold = coldstart_table(cold),
+    )
+}
