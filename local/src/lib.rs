@@ -92,6 +92,9 @@ pub struct Config {
     /// How long a queue handler may run before it is cut off (Lambda's
     /// function timeout); its whole batch is then redelivered.
     pub handler_timeout: Duration,
+    /// Batches each queue's handler works on at once (Lambda's maximum
+    /// concurrency for an SQS event source).
+    pub source_concurrency: usize,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
+            source_concurrency: 16,
         }
     }
 }
@@ -174,6 +178,8 @@ pub(crate) struct Stack {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Management API posts by connection id (fault-tolerance tests read it).
     pub(crate) posts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Queue handlers cut off at `handler_timeout`.
+    pub(crate) handler_timeouts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
@@ -249,6 +255,13 @@ impl RunningStack {
             _ => return None,
         };
         producer.dead_letters()
+    }
+
+    /// Queue handlers cut off at the handler timeout so far (in-memory queues).
+    pub fn handler_timeouts(&self) -> u64 {
+        self.stack
+            .handler_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Open WebSocket connections.
@@ -354,8 +367,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let management = ManagementApi::new(switchboard::aws::management_api(
         &sdk,
         &format!("http://{addr}/{}", config.stage),
-        config.notify_connection.post_timeout,
-        config.notify_connection.post_attempts,
+        &config.notify_connection,
     ));
 
     let local_queue = |name: &str| {
@@ -497,13 +509,18 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         (&commands, commands_handler, "commands"),
         (&deliveries, deliver_handler, "deliveries"),
     ];
+    let handler_timeouts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for (producer, handler, name) in sources {
         let shutdown = shutdown_rx.clone();
         tasks.push(match producer {
             Producer::Local(queue) => tokio::spawn(queues::run_local_source(
                 queue.clone(),
                 handler,
-                config.handler_timeout,
+                queues::SourceOptions {
+                    concurrency: config.source_concurrency,
+                    timeout: config.handler_timeout,
+                    timeouts: handler_timeouts.clone(),
+                },
                 shutdown,
             )),
             Producer::Sqs { client, url } => tokio::spawn(queues::run_sqs_source(
@@ -534,6 +551,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         deliveries,
         shutdown: shutdown_rx.clone(),
         posts: std::sync::Mutex::default(),
+        handler_timeouts,
     });
     tasks.push(tokio::spawn(server::serve(
         listener,

@@ -103,6 +103,9 @@ struct Serve {
     /// Cut a queue handler off after this long and redeliver its whole batch (Lambda's timeout).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     handler_timeout: Duration,
+    /// Batches each queue's handler works on at once (Lambda's maximum concurrency).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    source_concurrency: u16,
 }
 
 fn fault_rate(value: &str) -> Result<f64, String> {
@@ -158,6 +161,7 @@ fn config(serve: Serve) -> Result<Config, String> {
         publish_limit: serve.publish_limit,
         publish_window: serve.publish_window.max(Duration::from_millis(1)),
         fault_rate: serve.fault_rate,
+        source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,
         handler_timeout: serve.handler_timeout,
     })

@@ -113,9 +113,12 @@ impl LocalQueue {
         message_id
     }
 
-    /// Hands out up to `max` visible messages and hides them for the visibility timeout.
-    pub fn receive(&self, max: usize) -> Vec<QueuedMessage> {
+    /// Hands out up to `max` visible messages and hides them while they are
+    /// handled: for the visibility timeout, or for `handling` (the handler's
+    /// timeout) if that is longer, as SQS requires of a Lambda event source.
+    pub fn receive(&self, max: usize, handling: Duration) -> Vec<QueuedMessage> {
         let now = Instant::now();
+        let hidden = self.visibility_timeout.max(handling);
         let mut state = lock(&self.state);
         let mut batch = Vec::new();
         for stored in state.messages.values_mut() {
@@ -125,7 +128,7 @@ impl LocalQueue {
             if stored.visible_at > now {
                 continue;
             }
-            stored.visible_at = now + self.visibility_timeout;
+            stored.visible_at = now + hidden;
             let m = &mut stored.message;
             m.receive_count += 1;
             m.receipt_handle = random_hex::<12>();
@@ -145,13 +148,19 @@ impl LocalQueue {
         }
     }
 
-    /// Records a failed attempt. The message reappears after its visibility
-    /// timeout, or moves to the dead letters once it was received `max_receive_count` times.
+    /// Records a failed attempt. The message reappears one visibility timeout
+    /// later, or moves to the dead letters once it was received `max_receive_count` times.
     pub fn fail(&self, message_id: &str, error: &str) {
         let mut state = lock(&self.state);
         let Some(&sequence) = state.sequence_of.get(message_id) else {
             return;
         };
+        let visible_at = Instant::now() + self.visibility_timeout;
+        if let Some(stored) = state.messages.get_mut(&sequence) {
+            stored.visible_at = visible_at;
+            // The source may be asleep until the end of the handling window.
+            self.wake.notify_one();
+        }
         let exhausted = state
             .messages
             .get(&sequence)
@@ -204,17 +213,31 @@ impl MessageQueue for LocalQueue {
     }
 }
 
-/// Batches handed to the handler at once, as Lambda runs several instances.
-const SOURCE_CONCURRENCY: usize = 16;
+/// How a local event source drives its handler, as Lambda's SQS event source does.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Batches handled at once (Lambda's maximum concurrency for the source).
+    pub concurrency: usize,
+    /// The function timeout: a handler still running then is cut off and its
+    /// whole batch comes back.
+    pub timeout: Duration,
+    /// Handlers cut off so far (shared by every source of a stack).
+    pub timeouts: Arc<std::sync::atomic::AtomicU64>,
+}
 
 /// Feeds `queue` to `handler` until `shutdown` turns true.
 pub async fn run_local_source(
     queue: Arc<LocalQueue>,
     handler: BatchHandler,
-    timeout: Duration,
+    options: SourceOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(SOURCE_CONCURRENCY));
+    let SourceOptions {
+        concurrency,
+        timeout,
+        timeouts,
+    } = options;
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     loop {
         if *shutdown.borrow() {
             return;
@@ -222,7 +245,7 @@ pub async fn run_local_source(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let batch = queue.receive(MAX_BATCH);
+        let batch = queue.receive(MAX_BATCH, timeout);
         if batch.is_empty() {
             drop(slot);
             let wait_until = queue
@@ -238,6 +261,7 @@ pub async fn run_local_source(
         }
         let queue = queue.clone();
         let handler = handler.clone();
+        let timeouts = timeouts.clone();
         tokio::spawn(async move {
             let event = events::sqs(queue.name(), &batch);
             // As Lambda does, a handler that outlives its timeout is cut off and
@@ -250,6 +274,7 @@ pub async fn run_local_source(
                         .map(|f| (f.message_id, f.error))
                         .collect(),
                     Err(_) => {
+                        timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         warn!(
                             queue = queue.name(),
                             size = batch.len(),
@@ -385,14 +410,20 @@ mod tests {
     async fn failed_messages_return_after_the_visibility_timeout_then_die() {
         let queue = LocalQueue::new("q", Duration::from_millis(30), 2);
         let id = queue.send("body".into());
-        let first = queue.receive(10);
+        let first = queue.receive(10, Duration::ZERO);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].receive_count, 1);
-        assert!(queue.receive(10).is_empty(), "invisible while in flight");
+        assert!(
+            queue.receive(10, Duration::ZERO).is_empty(),
+            "invisible while in flight"
+        );
         queue.fail(&id, "boom");
-        assert!(queue.receive(10).is_empty(), "still invisible");
+        assert!(
+            queue.receive(10, Duration::ZERO).is_empty(),
+            "still invisible"
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let second = queue.receive(10);
+        let second = queue.receive(10, Duration::ZERO);
         assert_eq!(second[0].receive_count, 2);
         queue.fail(&id, "boom again");
         assert_eq!(queue.depth(), 0);
@@ -408,12 +439,34 @@ mod tests {
         for i in 0..12 {
             queue.send(format!("{i}"));
         }
-        let batch = queue.receive(MAX_BATCH);
+        let batch = queue.receive(MAX_BATCH, Duration::ZERO);
         assert_eq!(batch.len(), 10);
         for m in &batch {
             queue.complete(&m.message_id);
         }
         assert_eq!(queue.depth(), 2);
-        assert_eq!(queue.receive(MAX_BATCH).len(), 2);
+        assert_eq!(queue.receive(MAX_BATCH, Duration::ZERO).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_stays_hidden_while_handled_and_returns_one_visibility_timeout_after_failing()
+    {
+        let queue = LocalQueue::new("q", Duration::from_millis(20), 5);
+        let id = queue.send("body".into());
+        assert_eq!(queue.receive(10, Duration::from_millis(200)).len(), 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            queue.receive(10, Duration::ZERO).is_empty(),
+            "a handler may run 200 ms: past the visibility timeout it is still hidden"
+        );
+        queue.fail(&id, "boom");
+        assert!(
+            queue.receive(10, Duration::ZERO).is_empty(),
+            "hidden 20 ms after failing"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let again = queue.receive(10, Duration::ZERO);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
     }
 }

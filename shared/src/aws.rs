@@ -4,8 +4,6 @@
 //! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` overrides point the same
 //! binaries at moto, LocalStack or the local stack.
 
-use std::time::Duration;
-
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -25,23 +23,28 @@ pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
 
 /// A Management API client for one stage, e.g.
 /// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
-/// Each attempt is bounded by `attempt_timeout`, so a stalled post becomes a
-/// retryable failure instead of eating the function's whole timeout.
+/// Each attempt is bounded by `post_timeout`, so a stalled post becomes a
+/// retryable failure instead of eating the function's whole timeout; 429s,
+/// 5xx and timeouts are retried up to `post_attempts` with exponential
+/// backoff and full jitter from `post_backoff`.
 pub fn management_api(
     config: &SdkConfig,
     endpoint: &str,
-    attempt_timeout: Duration,
-    max_attempts: u32,
+    options: &crate::config::NotifyConnectionOptions,
 ) -> aws_sdk_apigatewaymanagement::Client {
     let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
         .endpoint_url(endpoint)
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(attempt_timeout)
-                .operation_attempt_timeout(attempt_timeout)
+                .connect_timeout(options.post_timeout)
+                .operation_attempt_timeout(options.post_timeout)
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(options.post_attempts)
+                .with_initial_backoff(options.post_backoff),
+        )
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
@@ -64,8 +67,7 @@ pub fn services(
     let gateway = ManagementApi::new(management_api(
         config,
         &required("WEBSOCKET_ENDPOINT")?,
-        settings.posting.post_timeout,
-        settings.posting.post_attempts,
+        &settings.posting,
     ));
     Ok(crate::handlers::Services {
         store: Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?)),

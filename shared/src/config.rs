@@ -86,6 +86,9 @@ pub struct NotifyConnectionOptions {
     pub post_timeout: Duration,
     /// SDK attempts per post (throttling and 5xx are retried with backoff by the SDK).
     pub post_attempts: u32,
+    /// The SDK's initial retry backoff: attempt n waits a random time in
+    /// `[0, post_backoff × 2^(n-1)]` (exponential backoff, full jitter).
+    pub post_backoff: Duration,
 }
 
 impl Default for NotifyConnectionOptions {
@@ -94,12 +97,13 @@ impl Default for NotifyConnectionOptions {
             concurrency: 10,
             post_timeout: Duration::from_secs(3),
             post_attempts: 2,
+            post_backoff: Duration::from_millis(100),
         }
     }
 }
 
 impl NotifyConnectionOptions {
-    /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`.
+    /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(NotifyConnectionOptions {
@@ -109,6 +113,9 @@ impl NotifyConnectionOptions {
                 d.post_timeout.as_millis() as u64,
             )?),
             post_attempts: optional("POST_ATTEMPTS", d.post_attempts)?.max(1),
+            post_backoff: Duration::from_millis(
+                optional("POST_BACKOFF_MS", d.post_backoff.as_millis() as u64)?.max(1),
+            ),
         })
     }
 }

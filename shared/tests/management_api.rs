@@ -162,8 +162,11 @@ async fn gateway(server: &FakeApiGateway, attempts: u32) -> ManagementApi {
     ManagementApi::new(switchboard::aws::management_api(
         &sdk,
         &server.endpoint,
-        Duration::from_millis(300),
-        attempts,
+        &switchboard::config::NotifyConnectionOptions {
+            post_timeout: Duration::from_millis(300),
+            post_attempts: attempts,
+            ..Default::default()
+        },
     ))
 }
 

@@ -17,12 +17,7 @@ async fn main() -> Result<(), Error> {
     let options = NotifyConnectionOptions::from_env()?;
     let sdk = aws::load().await;
     let store = DynamoStore::new(aws::dynamodb(&sdk), table);
-    let gateway = ManagementApi::new(aws::management_api(
-        &sdk,
-        &endpoint,
-        options.post_timeout,
-        options.post_attempts,
-    ));
+    let gateway = ManagementApi::new(aws::management_api(&sdk, &endpoint, &options));
     let (store, gateway, options) = (&store, &gateway, &options);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_notify_connection(store, gateway, options, event.payload).await)
