@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::adapters::management_api::ManagementApi;
-use switchboard::adapters::memory::{MemoryMemberships, MemoryStore};
+use switchboard::adapters::memory::{MemoryMemberships, MemorySentLog, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
@@ -30,7 +30,7 @@ use switchboard::handlers::http_api::{HttpApiConfig, NEGOTIATE_DEFAULT_TTL, NEGO
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::handlers::{Services, Settings};
-use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue};
+use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue, SentLog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -334,6 +334,8 @@ async fn sdk_config(backend: &Backend) -> aws_config::SdkConfig {
 struct Storage {
     store: Arc<dyn ConnectionStore>,
     memberships: Arc<dyn MembershipStore>,
+    /// Idempotency records (message id, connection) with expiry.
+    sent_log: Arc<dyn SentLog>,
     notify_user: Producer,
     notify_connection: Producer,
     /// Where notify-user puts its NotifyConnection messages.
@@ -387,6 +389,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let Storage {
         store,
         memberships,
+        sent_log,
         notify_user,
         notify_connection,
         fanout_queue,
@@ -407,6 +410,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             Storage {
                 store: Arc::new(MemoryStore::new()),
                 memberships: Arc::new(MemoryMemberships::new()),
+                sent_log: Arc::new(MemorySentLog::new()),
                 notify_user: Producer::Local(user_queue),
                 notify_connection: Producer::Local(connection_queue.clone()),
                 fanout_queue: connection_queue,
@@ -427,6 +431,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             let dynamodb = switchboard::aws::dynamodb(&sdk);
             Storage {
                 store: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
+                sent_log: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
                 memberships: Arc::new(DynamoMemberships::new(dynamodb, memberships_table)),
                 notify_user: Producer::Sqs {
                     client: sqs.clone(),
@@ -466,6 +471,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         })
     };
     let management = Arc::new(management);
+    let posting = config.notify_connection.clone().with_sent_log(sent_log);
     let services = Services {
         store: store.clone(),
         memberships,
@@ -476,11 +482,11 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             publish_limit: config.publish_limit,
             publish_window: config.publish_window,
             enqueue: config.notify_user.clone(),
-            posting: config.notify_connection.clone(),
+            posting: posting.clone(),
         }),
     };
     let connection_handler: BatchHandler = {
-        let (store, options) = (store.clone(), config.notify_connection.clone());
+        let (store, options) = (store.clone(), posting);
         let management = management.clone();
         Arc::new(move |event| {
             let (store, management, options) = (store.clone(), management.clone(), options.clone());

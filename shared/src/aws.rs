@@ -62,15 +62,20 @@ pub fn services(
     use crate::adapters::sqs::SqsQueue;
     use crate::config::required;
 
-    let settings = crate::config::settings()?;
+    let mut settings = crate::config::settings()?;
     let dynamodb = dynamodb(config);
+    let table = required("TABLE_NAME")?;
+    // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
+    settings.posting = settings
+        .posting
+        .with_sent_log(Arc::new(DynamoStore::new(dynamodb.clone(), table.clone())));
     let gateway = ManagementApi::new(management_api(
         config,
         &required("WEBSOCKET_ENDPOINT")?,
         &settings.posting,
     ));
     Ok(crate::handlers::Services {
-        store: Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?)),
+        store: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
         memberships: Arc::new(DynamoMemberships::new(
             dynamodb,
             required("MEMBERSHIPS_TABLE")?,

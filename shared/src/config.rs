@@ -77,6 +77,20 @@ impl NotifyUserOptions {
     }
 }
 
+/// The store of idempotency records, attached when the handlers are wired.
+#[derive(Clone)]
+pub struct SentLogRef(pub std::sync::Arc<dyn crate::ports::SentLog>);
+
+impl std::fmt::Debug for SentLogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SentLog")
+    }
+}
+
+/// The default idempotency window: a redelivered message with an `id` is not
+/// posted twice to a connection within it.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Tuning for notify-connection and its Management API client.
 #[derive(Debug, Clone)]
 pub struct NotifyConnectionOptions {
@@ -89,6 +103,11 @@ pub struct NotifyConnectionOptions {
     /// The SDK's initial retry backoff: attempt n waits a random time in
     /// `[0, post_backoff × 2^(n-1)]` (exponential backoff, full jitter).
     pub post_backoff: Duration,
+    /// How long a posted message `id` is remembered per connection; zero
+    /// turns idempotency off.
+    pub idempotency_window: Duration,
+    /// Where posted ids are remembered; `None` turns idempotency off.
+    pub sent_log: Option<SentLogRef>,
 }
 
 impl Default for NotifyConnectionOptions {
@@ -98,12 +117,15 @@ impl Default for NotifyConnectionOptions {
             post_timeout: Duration::from_secs(3),
             post_attempts: 2,
             post_backoff: Duration::from_millis(100),
+            idempotency_window: IDEMPOTENCY_WINDOW,
+            sent_log: None,
         }
     }
 }
 
 impl NotifyConnectionOptions {
-    /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`.
+    /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`,
+    /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(NotifyConnectionOptions {
@@ -116,7 +138,28 @@ impl NotifyConnectionOptions {
             post_backoff: Duration::from_millis(
                 optional("POST_BACKOFF_MS", d.post_backoff.as_millis() as u64)?.max(1),
             ),
+            idempotency_window: Duration::from_secs(optional(
+                "IDEMPOTENCY_WINDOW_SECONDS",
+                d.idempotency_window.as_secs(),
+            )?),
+            sent_log: None,
         })
+    }
+
+    /// Attaches the store of idempotency records.
+    pub fn with_sent_log(mut self, log: std::sync::Arc<dyn crate::ports::SentLog>) -> Self {
+        self.sent_log = Some(SentLogRef(log));
+        self
+    }
+
+    /// The idempotency store and window, unless idempotency is off.
+    pub fn idempotency(&self) -> Option<(&dyn crate::ports::SentLog, Duration)> {
+        match &self.sent_log {
+            Some(log) if !self.idempotency_window.is_zero() => {
+                Some((&*log.0, self.idempotency_window))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -179,6 +179,21 @@ pub trait Gateway: Send + Sync {
     async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError>;
 }
 
+/// Which (message id, connection) pairs were posted: a redelivered message
+/// that carries an `id` is not posted twice to the same connection.
+#[async_trait]
+pub trait SentLog: Send + Sync {
+    /// The keys of `keys` recorded as posted and not expired at `now`
+    /// (seconds since the Unix epoch).
+    async fn posted(
+        &self,
+        keys: &[String],
+        now: i64,
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+    /// Records `keys` as posted until `expires_at` (seconds since the Unix epoch).
+    async fn record_posted(&self, keys: &[String], expires_at: i64) -> Result<(), StoreError>;
+}
+
 /// One connection's membership of one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {

@@ -206,6 +206,9 @@ pub enum MessageError {
 pub struct NotifyUser {
     pub user_id: String,
     pub data: Box<RawValue>,
+    /// Optional idempotency key: see [`validate_message_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A NotifyConnection queue message: `{"connectionId":"…","data":<any JSON>}`.
@@ -214,6 +217,32 @@ pub struct NotifyUser {
 pub struct NotifyConnection {
     pub connection_id: String,
     pub data: Box<RawValue>,
+    /// Optional idempotency key: see [`validate_message_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The longest message `id` (an idempotency key).
+pub const MAX_MESSAGE_ID_BYTES: usize = 128;
+
+/// A message `id` is 1 to 128 bytes of printable ASCII without `#`: a UUID,
+/// a ULID or `order-42:shipped` all qualify. A redelivery of a message with an
+/// id is not posted twice to the same connection within the idempotency window.
+pub fn validate_message_id(id: &str) -> Result<(), MessageError> {
+    if id.is_empty() {
+        return Err(MessageError::EmptyField("id"));
+    }
+    if id.len() > MAX_MESSAGE_ID_BYTES {
+        return Err(MessageError::Malformed(format!(
+            "\"id\" is longer than {MAX_MESSAGE_ID_BYTES} bytes"
+        )));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+        return Err(MessageError::Malformed(
+            "\"id\" may hold only printable ASCII other than '#' and space".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl NotifyUser {
@@ -221,6 +250,9 @@ impl NotifyUser {
         let message: Self = parse_message(body)?;
         if message.user_id.is_empty() {
             return Err(MessageError::EmptyField("userId"));
+        }
+        if let Some(id) = &message.id {
+            validate_message_id(id)?;
         }
         Ok(message)
     }
@@ -232,21 +264,28 @@ impl NotifyConnection {
         if message.connection_id.is_empty() {
             return Err(MessageError::EmptyField("connectionId"));
         }
+        if let Some(id) = &message.id {
+            validate_message_id(id)?;
+        }
         Ok(message)
     }
 
-    /// The message body for `connection_id` carrying `data` unchanged.
-    pub fn body(connection_id: &str, data: &RawValue) -> String {
+    /// The message body for `connection_id` carrying `data` unchanged, and
+    /// the idempotency `id` if there is one.
+    pub fn body(connection_id: &str, data: &RawValue, id: Option<&str>) -> String {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Body<'a> {
             connection_id: &'a str,
             data: &'a RawValue,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'a str>,
         }
-        // A struct of a string and an already-valid raw value always serialises.
+        // Strings and an already-valid raw value always serialise.
         serde_json::to_string(&Body {
             connection_id,
             data,
+            id,
         })
         .unwrap_or_default()
     }
@@ -406,24 +445,29 @@ pub const COMMAND_VERSION: u32 = 1;
 /// the README documents each type.
 #[derive(Debug)]
 pub enum Command {
+    // Each send may carry `id`, an idempotency key (see [`validate_message_id`]).
     SendToGroup {
         group: String,
         data: Box<RawValue>,
         exclude_connection_ids: Vec<String>,
+        id: Option<String>,
     },
     /// To a user's connections, or only those in `group`.
     SendToUser {
         user_id: String,
         group: Option<String>,
         data: Box<RawValue>,
+        id: Option<String>,
     },
     SendToConnection {
         connection_id: String,
         data: Box<RawValue>,
+        id: Option<String>,
     },
     Broadcast {
         data: Box<RawValue>,
         exclude_connection_ids: Vec<String>,
+        id: Option<String>,
     },
     AddConnectionToGroup {
         connection_id: String,
@@ -498,6 +542,7 @@ impl Command {
             exclude_connection_ids: Vec<String>,
             reason: Option<String>,
             ttl_seconds: Option<u64>,
+            id: Option<String>,
         }
         let envelope: Envelope = parse_message(body)?;
         if envelope.version != COMMAND_VERSION {
@@ -529,6 +574,10 @@ impl Command {
             Ok(value)
         };
         let data = |d: Option<Box<RawValue>>| d.ok_or_else(|| missing("data"));
+        let message_id = f.id.clone();
+        if let Some(message_id) = &message_id {
+            validate_message_id(message_id)?;
+        }
         let reason = |r: Option<String>| -> Result<Option<String>, MessageError> {
             match r {
                 Some(r) if r.len() > MAX_REASON_BYTES => Err(MessageError::Malformed(format!(
@@ -542,19 +591,23 @@ impl Command {
                 group: group(f.group)?,
                 data: data(f.data)?,
                 exclude_connection_ids: f.exclude_connection_ids,
+                id: message_id,
             },
             "sendToUser" => Command::SendToUser {
                 user_id: id(f.user_id, "userId")?,
                 group: f.group.map(|g| group(Some(g))).transpose()?,
                 data: data(f.data)?,
+                id: message_id,
             },
             "sendToConnection" => Command::SendToConnection {
                 connection_id: id(f.connection_id, "connectionId")?,
                 data: data(f.data)?,
+                id: message_id,
             },
             "broadcast" => Command::Broadcast {
                 data: data(f.data)?,
                 exclude_connection_ids: f.exclude_connection_ids,
+                id: message_id,
             },
             "addConnectionToGroup" => Command::AddConnectionToGroup {
                 connection_id: id(f.connection_id, "connectionId")?,
@@ -615,6 +668,9 @@ pub struct DeliveryBatch {
     /// 1 for the first try; a retry of the connections that failed carries the next number.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The idempotency key of the message this frame came from, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 fn first_attempt() -> u32 {
@@ -636,7 +692,11 @@ impl DeliveryBatch {
     }
 
     /// Batches of `frame` (a JSON frame from this module) for `connection_ids`.
-    pub fn bodies(frame: &str, connection_ids: &[String]) -> Result<Vec<String>, MessageError> {
+    pub fn bodies(
+        frame: &str,
+        connection_ids: &[String],
+        id: Option<&str>,
+    ) -> Result<Vec<String>, MessageError> {
         let frame = RawValue::from_string(frame.to_owned())
             .map_err(|e| MessageError::Malformed(e.to_string()))?;
         Ok(connection_ids
@@ -646,6 +706,7 @@ impl DeliveryBatch {
                     connection_ids: chunk.to_vec(),
                     frame: frame.clone(),
                     attempt: 1,
+                    id: id.map(str::to_owned),
                 }
                 .body()
             })
@@ -829,7 +890,7 @@ mod tests {
 
     #[test]
     fn notify_connection_body_carries_data_unchanged() {
-        let body = NotifyConnection::body("c1", &raw(r#"{"b": 2, "a": 1}"#));
+        let body = NotifyConnection::body("c1", &raw(r#"{"b": 2, "a": 1}"#), None);
         assert_eq!(body, r#"{"connectionId":"c1","data":{"b": 2, "a": 1}}"#);
         let parsed = NotifyConnection::parse(Some(&body)).unwrap();
         assert_eq!(parsed.connection_id, "c1");

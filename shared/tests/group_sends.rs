@@ -105,7 +105,8 @@ async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
         DeliverOutcome {
             delivered: 2,
             gone: 1,
-            retried: 0
+            retried: 0,
+            already_posted: 0
         }
     );
     for id in ["c0000", "c0001"] {
@@ -138,7 +139,8 @@ async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
         DeliverOutcome {
             delivered: 2,
             gone: 0,
-            retried: 2
+            retried: 2,
+            already_posted: 0
         }
     );
     let retry = &batches(&h.deliveries)[0];

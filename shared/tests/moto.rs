@@ -663,3 +663,28 @@ async fn request_counts_per_delivered_message_by_target() {
         );
     }
 }
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
+    use switchboard::ports::{SHARDS, SentLog};
+    let (dynamo, _) = clients().await;
+    let name = table(&dynamo).await;
+    let store = DynamoStore::new(dynamo, &name);
+    // 130 keys: six BatchWriteItem calls of 25 and two BatchGetItem calls of 100.
+    let keys: Vec<String> = (0..130).map(|i| format!("m-{i}#conn{i:03}")).collect();
+    let (now, until) = (1_000_000, 1_000_600);
+    store.record_posted(&keys[..120], until).await.unwrap();
+    let posted = store.posted(&keys, now).await.unwrap();
+    assert_eq!(posted.len(), 120);
+    assert!(keys[..120].iter().all(|k| posted.contains(k)));
+    assert!(!posted.contains(&keys[125]));
+    // Past the window a record no longer counts, even before TTL deletes it.
+    assert!(store.posted(&keys, until).await.unwrap().is_empty());
+    // They are neither connections nor in the broadcast shards.
+    assert!(store.get_connection("conn001").await.unwrap().is_none());
+    for shard in 0..SHARDS {
+        let page = store.shard_connections(shard, None).await.unwrap();
+        assert!(page.connection_ids.is_empty(), "shard {shard}: {page:?}");
+    }
+}

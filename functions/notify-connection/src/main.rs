@@ -1,6 +1,8 @@
 //! notify-connection Lambda (SQS): wiring only; the logic is
 //! `switchboard::handlers::notify_connection`.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::adapters::dynamodb::DynamoStore;
 use switchboard::adapters::management_api::ManagementApi;
@@ -14,9 +16,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
     let endpoint = config::required("WEBSOCKET_ENDPOINT")?;
-    let options = NotifyConnectionOptions::from_env()?;
     let sdk = aws::load().await;
     let store = DynamoStore::new(aws::dynamodb(&sdk), table);
+    // Idempotency records live in the connections table.
+    let options = NotifyConnectionOptions::from_env()?.with_sent_log(Arc::new(store.clone()));
     let gateway = ManagementApi::new(aws::management_api(&sdk, &endpoint, &options));
     let (store, gateway, options) = (&store, &gateway, &options);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::ports::{
-    ConnectionPage, ConnectionRecord, ConnectionStore, Counter, StoreError, shard_of,
+    ConnectionPage, ConnectionRecord, ConnectionStore, Counter, SentLog, StoreError, shard_of,
 };
 
 /// The name of the user index.
@@ -166,6 +166,137 @@ impl DynamoStore {
         self.page_limit = Some(limit);
         self
     }
+}
+
+/// Idempotency records share the connections table: key `sent#{messageId}#{connectionId}`
+/// (never an API Gateway connection id, which has no `#`), `expiresAt` for TTL, and
+/// no `userId` or `shard`, so they stay out of both indexes.
+const SENT_PREFIX: &str = "sent#";
+/// BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items.
+const BATCH_GET: usize = 100;
+const BATCH_WRITE: usize = 25;
+/// Rounds for the keys or items a batch call leaves unprocessed (throttling).
+const BATCH_ROUNDS: u32 = 4;
+
+#[async_trait]
+impl SentLog for DynamoStore {
+    async fn posted(
+        &self,
+        keys: &[String],
+        now: i64,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut posted = std::collections::HashSet::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut request = KeysAndAttributes::builder()
+                .projection_expression("#k, #e")
+                .expression_attribute_names("#k", CONNECTION_ID)
+                .expression_attribute_names("#e", EXPIRES_AT);
+            for key in chunk {
+                request = request.keys(HashMap::from([(
+                    CONNECTION_ID.to_owned(),
+                    AttributeValue::S(format!("{SENT_PREFIX}{key}")),
+                )]));
+            }
+            let mut pending = Some(request.build().map_err(unavailable)?);
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                round += 1;
+                if round > BATCH_ROUNDS {
+                    return Err(StoreError::Unavailable(
+                        "BatchGetItem left keys unprocessed (throttled)".into(),
+                    ));
+                }
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in output
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let live = number(item, EXPIRES_AT).is_some_and(|until| until > now);
+                    if let (true, Some(AttributeValue::S(key))) = (live, item.get(CONNECTION_ID))
+                        && let Some(key) = key.strip_prefix(SENT_PREFIX)
+                    {
+                        posted.insert(key.to_owned());
+                    }
+                }
+                pending = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+            }
+        }
+        Ok(posted)
+    }
+
+    async fn record_posted(&self, keys: &[String], expires_at: i64) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in keys.chunks(BATCH_WRITE) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    let item = HashMap::from([
+                        (
+                            CONNECTION_ID.to_owned(),
+                            AttributeValue::S(format!("{SENT_PREFIX}{key}")),
+                        ),
+                        (
+                            EXPIRES_AT.to_owned(),
+                            AttributeValue::N(expires_at.to_string()),
+                        ),
+                    ]);
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(unavailable)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut round = 0;
+            while !requests.is_empty() {
+                round += 1;
+                if round > BATCH_ROUNDS {
+                    return Err(StoreError::Unavailable(format!(
+                        "BatchWriteItem left {} items unprocessed (throttled)",
+                        requests.len()
+                    )));
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                requests = output
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
 }
 
 fn unavailable(e: impl std::error::Error) -> StoreError {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::ports::{
     ConnectionPage, ConnectionRecord, ConnectionStore, Counter, Gateway, GatewayError, MAX_BATCH,
-    MemberPage, Membership, MembershipStore, MessageQueue, QueueError, SendFailure, StoreError,
-    shard_of,
+    MemberPage, Membership, MembershipStore, MessageQueue, QueueError, SendFailure, SentLog,
+    StoreError, shard_of,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -718,5 +718,57 @@ mod tests {
             Err(QueueError::BatchTooLarge(11))
         );
         assert!(queue.sent().is_empty());
+    }
+}
+
+/// [`SentLog`] in memory: a map from key to expiry, pruned as it grows.
+#[derive(Debug, Default)]
+pub struct MemorySentLog {
+    sent: Mutex<HashMap<String, i64>>,
+}
+
+impl MemorySentLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keys currently remembered (expired ones included until the next prune).
+    pub fn len(&self) -> usize {
+        self.sent.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Past this many keys, recording prunes the expired ones first.
+const SENT_PRUNE_AT: usize = 100_000;
+
+#[async_trait]
+impl SentLog for MemorySentLog {
+    async fn posted(
+        &self,
+        keys: &[String],
+        now: i64,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let sent = lock(&self.sent);
+        Ok(keys
+            .iter()
+            .filter(|k| sent.get(k.as_str()).is_some_and(|until| *until > now))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_posted(&self, keys: &[String], expires_at: i64) -> Result<(), StoreError> {
+        let mut sent = lock(&self.sent);
+        if sent.len() >= SENT_PRUNE_AT {
+            let now = crate::handlers::groups::now_seconds();
+            sent.retain(|_, until| *until > now);
+        }
+        for key in keys {
+            sent.insert(key.clone(), expires_at);
+        }
+        Ok(())
     }
 }

@@ -220,6 +220,7 @@ async fn publish(
         group,
         &text,
         std::slice::from_ref(&record.connection_id),
+        None,
     )
     .await
     .map_err(|e| Refusal::unavailable(connection_id, "cannot fan out a client event", e))?;

@@ -55,15 +55,24 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
             group,
             data,
             exclude_connection_ids,
+            id,
         } => {
             // A frame no client could receive fails once, here.
             let frame = group_message(&group, &data)?;
-            Ok(send_to_group(services, &group, &frame, &exclude_connection_ids).await?)
+            Ok(send_to_group(
+                services,
+                &group,
+                &frame,
+                &exclude_connection_ids,
+                id.as_deref(),
+            )
+            .await?)
         }
         Command::SendToUser {
             user_id,
             group,
             data,
+            id: message_id,
         } => {
             let frame = server_message(group.as_deref(), &data)?;
             let mut ids = user_connection_ids(services, &user_id).await?;
@@ -77,21 +86,23 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                 }
                 ids = members;
             }
-            Ok(enqueue_frame(services, &frame, &ids).await?)
+            Ok(enqueue_frame(services, &frame, &ids, message_id.as_deref()).await?)
         }
         Command::SendToConnection {
             connection_id,
             data,
+            id,
         } => {
             let frame = server_message(None, &data)?;
-            Ok(enqueue_frame(services, &frame, &[connection_id]).await?)
+            Ok(enqueue_frame(services, &frame, &[connection_id], id.as_deref()).await?)
         }
         Command::Broadcast {
             data,
             exclude_connection_ids,
+            id,
         } => {
             let frame = server_message(None, &data)?;
-            broadcast(services, &frame, &exclude_connection_ids).await
+            broadcast(services, &frame, &exclude_connection_ids, id.as_deref()).await
         }
         Command::AddConnectionToGroup {
             connection_id,
@@ -199,6 +210,7 @@ async fn broadcast(
     services: &Services,
     frame: &str,
     exclude: &[String],
+    message_id: Option<&str>,
 ) -> Result<usize, CommandError> {
     let store = &services.store;
     let shards = (0..SHARDS).map(|shard| {
@@ -215,7 +227,7 @@ async fn broadcast(
         ))
     });
     let mut pages = futures::stream::select_all(shards);
-    let mut fanout = Fanout::new(services, frame, exclude);
+    let mut fanout = Fanout::new(services, frame, exclude).with_message_id(message_id);
     while let Some(ids) = pages.try_next().await? {
         fanout.push(ids).await?;
     }

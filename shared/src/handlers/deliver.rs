@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
 use crate::handlers::groups::forget_gone;
+use crate::handlers::idempotency::{already_posted, record_posted};
 use crate::handlers::{BatchReport, Services, process_batch, receive_count};
 use crate::ports::GatewayError;
 use crate::protocol::{DeliveryBatch, MessageError};
@@ -32,6 +33,8 @@ pub struct DeliverOutcome {
     pub gone: usize,
     /// Connections handed back to the queue for another attempt.
     pub retried: usize,
+    /// Connections the message's `id` already reached (a redelivery): skipped.
+    pub already_posted: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,41 +61,57 @@ pub async fn deliver(
         });
     }
     let text = batch.frame.get();
-    let results: Vec<(String, Result<(), GatewayError>)> =
-        futures::stream::iter(batch.connection_ids.clone())
-            .map(|id| {
-                let text = text.as_bytes();
-                async move {
-                    let result = services.gateway.post_to_connection(&id, text).await;
-                    (id, result)
-                }
-            })
-            .buffer_unordered(settings.posting.concurrency)
-            .collect()
-            .await;
-    let mut outcome = DeliverOutcome::default();
+    let id = batch.id.as_deref();
+    let done = already_posted(&settings.posting, id, &batch.connection_ids).await;
+    let targets: Vec<String> = batch
+        .connection_ids
+        .iter()
+        .filter(|c| !done.contains(c.as_str()))
+        .cloned()
+        .collect();
+    let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
+        .map(|id| {
+            let text = text.as_bytes();
+            async move {
+                let result = services.gateway.post_to_connection(&id, text).await;
+                (id, result)
+            }
+        })
+        .buffer_unordered(settings.posting.concurrency)
+        .collect()
+        .await;
+    let mut outcome = DeliverOutcome {
+        already_posted: done.len(),
+        ..DeliverOutcome::default()
+    };
     let mut failed = Vec::new();
-    for (id, result) in results {
+    let mut delivered = Vec::new();
+    for (connection_id, result) in results {
         match result {
-            Ok(()) => outcome.delivered += 1,
+            Ok(()) => {
+                outcome.delivered += 1;
+                delivered.push(connection_id);
+            }
             Err(GatewayError::Gone) => {
                 outcome.gone += 1;
-                if let Err(e) = forget_gone(services, &id).await {
-                    warn!(connection_id = %id, error = %e, "could not forget a gone connection; TTLs will");
+                if let Err(e) = forget_gone(services, &connection_id).await {
+                    warn!(%connection_id, error = %e, "could not forget a gone connection; TTLs will");
                 }
             }
             Err(e) => {
-                warn!(connection_id = %id, attempt = batch.attempt, error = %e, "post failed; will retry");
-                failed.push(id);
+                warn!(%connection_id, attempt = batch.attempt, error = %e, "post failed; will retry");
+                failed.push(connection_id);
             }
         }
     }
+    record_posted(&settings.posting, id, &delivered).await;
     if !failed.is_empty() {
         outcome.retried = failed.len();
         let retry = DeliveryBatch {
             connection_ids: failed,
             frame: batch.frame,
             attempt: batch.attempt + 1,
+            id: batch.id,
         };
         enqueue_all(&*services.deliveries, vec![retry.body()], &settings.enqueue).await?;
     }
@@ -116,6 +135,7 @@ pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchRepo
                     delivered = outcome.delivered,
                     gone = outcome.gone,
                     retried = outcome.retried,
+                    already_posted = outcome.already_posted,
                     "delivered"
                 );
                 Ok(())

@@ -44,11 +44,12 @@ pub async fn enqueue_frame(
     services: &Services,
     frame: &str,
     ids: &[String],
+    message_id: Option<&str>,
 ) -> Result<usize, FanoutError> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let bodies = DeliveryBatch::bodies(frame, ids)?;
+    let bodies = DeliveryBatch::bodies(frame, ids, message_id)?;
     enqueue_all(&*services.deliveries, bodies, &services.settings.enqueue).await?;
     Ok(ids.len())
 }
@@ -64,6 +65,7 @@ pub struct Fanout<'a> {
     excluded: HashSet<&'a str>,
     pending: Vec<String>,
     addressed: usize,
+    message_id: Option<&'a str>,
 }
 
 impl<'a> Fanout<'a> {
@@ -77,7 +79,14 @@ impl<'a> Fanout<'a> {
             excluded: exclude.iter().map(String::as_str).collect(),
             pending: Vec::new(),
             addressed: 0,
+            message_id: None,
         }
+    }
+
+    /// Carries the message's idempotency `id` to the deliver workers.
+    pub fn with_message_id(mut self, message_id: Option<&'a str>) -> Self {
+        self.message_id = message_id;
+        self
     }
 
     /// Adds a page of connection ids (excluded ones are dropped).
@@ -88,7 +97,8 @@ impl<'a> Fanout<'a> {
         while self.pending.len() >= Self::FLUSH {
             let rest = self.pending.split_off(Self::FLUSH);
             let full = std::mem::replace(&mut self.pending, rest);
-            self.addressed += enqueue_frame(self.services, self.frame, &full).await?;
+            self.addressed +=
+                enqueue_frame(self.services, self.frame, &full, self.message_id).await?;
         }
         Ok(())
     }
@@ -96,7 +106,7 @@ impl<'a> Fanout<'a> {
     /// Hands out the rest; returns how many connections were addressed.
     pub async fn finish(mut self) -> Result<usize, FanoutError> {
         let rest = std::mem::take(&mut self.pending);
-        self.addressed += enqueue_frame(self.services, self.frame, &rest).await?;
+        self.addressed += enqueue_frame(self.services, self.frame, &rest, self.message_id).await?;
         Ok(self.addressed)
     }
 }
@@ -108,8 +118,9 @@ pub async fn send_to_group(
     group: &str,
     frame: &str,
     exclude: &[String],
+    message_id: Option<&str>,
 ) -> Result<usize, FanoutError> {
-    let mut fanout = Fanout::new(services, frame, exclude);
+    let mut fanout = Fanout::new(services, frame, exclude).with_message_id(message_id);
     let mut after: Option<String> = None;
     loop {
         let page = services
@@ -186,7 +197,7 @@ pub async fn join_group(
             };
             let group = &membership.group;
             let frame = presence_frame(PresenceEvent::Join, &membership.user_id, group, online);
-            let addressed = send_to_group(services, group, &frame, skip).await?;
+            let addressed = send_to_group(services, group, &frame, skip, None).await?;
             info!(group, user_id = %membership.user_id, online, addressed, "presence join");
         }
     }
@@ -217,7 +228,7 @@ pub async fn leave_group(
                 .await?
                 .max(0);
             let frame = presence_frame(PresenceEvent::Leave, &user_id, group, online);
-            let addressed = send_to_group(services, group, &frame, &[]).await?;
+            let addressed = send_to_group(services, group, &frame, &[], None).await?;
             info!(group, user_id, online, addressed, "presence leave");
         }
     }

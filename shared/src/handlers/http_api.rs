@@ -305,24 +305,33 @@ async fn send(services: &Services, body: Option<&str>) -> Result<HttpAnswer, Htt
         Some(_) => return Err(HttpAnswer::bad("all", "\"all\" must be true or false")),
     };
     let exclude = strings_field(&map, "excludeConnectionIds")?;
+    let id = string_field(&map, "id")?;
+    if let Some(id) = &id {
+        crate::protocol::validate_message_id(id)
+            .map_err(|e| HttpAnswer::bad("id", e.to_string()))?;
+    }
     let command = match (connection_id, user_id, group, all) {
         (Some(connection_id), None, None, false) => Command::SendToConnection {
             connection_id,
             data,
+            id,
         },
         (None, Some(user_id), group, false) => Command::SendToUser {
             user_id,
             group,
             data,
+            id,
         },
         (None, None, Some(group), false) => Command::SendToGroup {
             group,
             data,
             exclude_connection_ids: exclude.clone(),
+            id,
         },
         (None, None, None, true) => Command::Broadcast {
             data,
             exclude_connection_ids: exclude.clone(),
+            id,
         },
         (None, None, None, false) => {
             return Err(HttpAnswer::bad(
@@ -373,6 +382,7 @@ async fn notify(services: &Services, body: Option<&str>) -> Result<HttpAnswer, H
             user_id,
             group: Some(group),
             data,
+            id: None,
         },
     )
     .await?;

@@ -10,6 +10,7 @@ pub mod disconnect;
 pub mod enqueue;
 pub mod groups;
 pub mod http_api;
+pub mod idempotency;
 pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;

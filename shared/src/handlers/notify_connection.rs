@@ -15,6 +15,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{debug, error, info, warn};
 
 use crate::config::NotifyConnectionOptions;
+use crate::handlers::idempotency::{already_posted, record_posted};
 use crate::handlers::{BatchReport, process_batch, receive_count};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
 use crate::protocol::{MessageError, NotifyConnection, render_data};
@@ -22,6 +23,8 @@ use crate::protocol::{MessageError, NotifyConnection, render_data};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Delivered,
+    /// The message's `id` already reached this connection: not posted again.
+    AlreadyPosted,
     /// The connection was gone; its record was deleted.
     Gone,
 }
@@ -45,6 +48,7 @@ impl NotifyConnectionError {
 pub async fn notify_connection<S, G>(
     store: &S,
     gateway: &G,
+    options: &NotifyConnectionOptions,
     body: Option<&str>,
 ) -> Result<Delivery, NotifyConnectionError>
 where
@@ -53,11 +57,19 @@ where
 {
     let message = NotifyConnection::parse(body)?;
     let text = render_data(&message.data)?;
+    let id = message.id.as_deref();
+    let target = std::slice::from_ref(&message.connection_id);
+    if !already_posted(options, id, target).await.is_empty() {
+        return Ok(Delivery::AlreadyPosted);
+    }
     match gateway
         .post_to_connection(&message.connection_id, text.as_bytes())
         .await
     {
-        Ok(()) => Ok(Delivery::Delivered),
+        Ok(()) => {
+            record_posted(options, id, target).await;
+            Ok(Delivery::Delivered)
+        }
         Err(GatewayError::Gone) => {
             // The message is done either way: a gone connection cannot receive it.
             if let Err(e) = delete_if_gone(store, &message.connection_id).await {
@@ -116,9 +128,13 @@ where
 {
     process_batch(event, options.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match notify_connection(store, gateway, record.body.as_deref()).await {
+        match notify_connection(store, gateway, options, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
                 debug!(message_id, "delivered");
+                Ok(())
+            }
+            Ok(Delivery::AlreadyPosted) => {
+                info!(message_id, "a redelivery of a message already posted; not posted again");
                 Ok(())
             }
             Ok(Delivery::Gone) => {

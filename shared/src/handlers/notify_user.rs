@@ -50,7 +50,7 @@ where
         let bodies: Vec<String> = page
             .connection_ids
             .iter()
-            .map(|id| NotifyConnection::body(id, &message.data))
+            .map(|id| NotifyConnection::body(id, &message.data, message.id.as_deref()))
             .collect();
         enqueued += enqueue_all(queue, bodies, options).await?;
         match page.next {
