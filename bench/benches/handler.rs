@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use switchboard::adapters::memory::{
+    MemoryGateway, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
+};
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use switchboard::config::NotifyConnectionOptions;
 use switchboard::handlers::deliver::handle_deliveries;
@@ -70,6 +72,65 @@ fn handlers(c: &mut Criterion) {
             runtime.block_on(handle_notify_connection(&store, &gateway, &options, event))
         })
     });
+    // Idempotency: every record carries an id. First deliveries get fresh ids
+    // (made outside the timed part); redeliveries repeat ids already posted.
+    let with_ids = |round: u64| -> String {
+        let bodies: Vec<String> = ids[..10]
+            .iter()
+            .map(|id| {
+                format!(
+                    r#"{{"connectionId":"{id}","data":{{"download":"report.pdf","ready":true}},"id":"m-{round}"}}"#
+                )
+            })
+            .collect();
+        wire(&bodies)
+    };
+    let idempotent =
+        NotifyConnectionOptions::default().with_sent_log(Arc::new(MemorySentLog::new()));
+    let mut round = 0u64;
+    group.bench_function(
+        "notify-connection: 10 records with ids, first delivery",
+        |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    with_ids(round)
+                },
+                |w| {
+                    let event: SqsEvent = serde_json::from_str(&w).expect("event");
+                    runtime.block_on(handle_notify_connection(
+                        &store,
+                        &gateway,
+                        &idempotent,
+                        event,
+                    ))
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    let repeat = with_ids(0);
+    let event: SqsEvent = serde_json::from_str(&repeat).expect("event");
+    runtime.block_on(handle_notify_connection(
+        &store,
+        &gateway,
+        &idempotent,
+        event,
+    ));
+    group.bench_function(
+        "notify-connection: 10 records with ids, redelivery (skipped)",
+        |b| {
+            b.iter(|| {
+                let event: SqsEvent = serde_json::from_str(&repeat).expect("event");
+                runtime.block_on(handle_notify_connection(
+                    &store,
+                    &gateway,
+                    &idempotent,
+                    event,
+                ))
+            })
+        },
+    );
     let services = Services {
         store: Arc::new(MemoryStore::new()),
         memberships: Arc::new(MemoryMemberships::new()),

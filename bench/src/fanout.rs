@@ -199,15 +199,20 @@ async fn stack_case(n: usize, rounds: usize, measure_rss: bool) -> Result<Vec<Ro
     };
     let group_body = format!(r#"{{"group":"{GROUP}","data":"{DATA}"}}"#);
     let all_body = format!(r#"{{"all":true,"data":"{DATA}"}}"#);
+    let user_body = format!(r#"{{"userId":"bench","data":"{DATA}"}}"#);
     let mut rows = Vec::new();
-    for (target, body) in [("group send", group_body), ("broadcast", all_body)] {
+    for (target, path, body) in [
+        ("NotifyUser", "/queues/notify-user", user_body),
+        ("group send", "/send", group_body),
+        ("broadcast", "/send", all_body),
+    ] {
         let stack = &stack;
         let ms = measure(&mut clients, n, rounds, || {
             let body = body.clone();
             async move {
-                match post(stack, "/send", &body).await? {
+                match post(stack, path, &body).await? {
                     202 => Ok(()),
-                    status => Err(format!("/send answered {status}")),
+                    status => Err(format!("{path} answered {status}")),
                 }
             }
         })

@@ -724,7 +724,15 @@ mod tests {
 /// [`SentLog`] in memory: a map from key to expiry, pruned as it grows.
 #[derive(Debug, Default)]
 pub struct MemorySentLog {
-    sent: Mutex<HashMap<String, i64>>,
+    sent: Mutex<SentMap>,
+}
+
+#[derive(Debug, Default)]
+struct SentMap {
+    expiry: HashMap<String, i64>,
+    /// The size at which the next prune runs: doubles past what a prune keeps,
+    /// so pruning costs O(1) per record however many are live.
+    prune_at: usize,
 }
 
 impl MemorySentLog {
@@ -734,7 +742,7 @@ impl MemorySentLog {
 
     /// Keys currently remembered (expired ones included until the next prune).
     pub fn len(&self) -> usize {
-        self.sent.lock().map(|s| s.len()).unwrap_or(0)
+        lock(&self.sent).expiry.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -755,19 +763,24 @@ impl SentLog for MemorySentLog {
         let sent = lock(&self.sent);
         Ok(keys
             .iter()
-            .filter(|k| sent.get(k.as_str()).is_some_and(|until| *until > now))
+            .filter(|k| {
+                sent.expiry
+                    .get(k.as_str())
+                    .is_some_and(|until| *until > now)
+            })
             .cloned()
             .collect())
     }
 
     async fn record_posted(&self, keys: &[String], expires_at: i64) -> Result<(), StoreError> {
         let mut sent = lock(&self.sent);
-        if sent.len() >= SENT_PRUNE_AT {
+        if sent.expiry.len() >= sent.prune_at.max(SENT_PRUNE_AT) {
             let now = crate::handlers::groups::now_seconds();
-            sent.retain(|_, until| *until > now);
+            sent.expiry.retain(|_, until| *until > now);
+            sent.prune_at = sent.expiry.len() * 2;
         }
         for key in keys {
-            sent.insert(key.clone(), expires_at);
+            sent.expiry.insert(key.clone(), expires_at);
         }
         Ok(())
     }
