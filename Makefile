@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: test tools fmt-check clippy unit test-all lint-template build sizes events clean
+.PHONY: test tools fmt-check clippy unit test-all fuzz lint-template build sizes events clean
 
-## test: everything CI checks — format, clippy, unit + moto + loopback tests, template lint, release build
-test: tools fmt-check clippy test-all lint-template build sizes
+## test: everything CI checks — format, clippy, unit + moto + loopback tests, fuzzing, template lint, release build
+test: tools fmt-check clippy test-all fuzz lint-template build sizes
 
 ## tools: project-local Python tools (moto, cfn-lint, sam, cargo-lambda), installed once per requirements change
 tools: $(STAMP)
@@ -35,6 +35,11 @@ unit:
 ## test-all: every test, with moto server on a free loopback port
 test-all: tools
 	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
+
+## fuzz: the parser fuzz targets (fuzz/), FUZZ_SECONDS each (45 here, so a cold build + run stays under 8 min)
+FUZZ_SECONDS ?= 45
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 lint-template: tools
 	scripts/lint-template.sh $(BIN)
