@@ -36,7 +36,7 @@ unit:
 test-all: tools
 	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
 
-## fuzz: the parser fuzz targets (fuzz/), FUZZ_SECONDS each (45 here, so a cold build + run stays under 8 min)
+## fuzz: the parser fuzz targets (fuzz/) for FUZZ_SECONDS each (45 here: CI builds them cold, about 7 min of CPU)
 FUZZ_SECONDS ?= 45
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
