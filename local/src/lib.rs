@@ -291,8 +291,7 @@ async fn sdk_config(backend: &Backend) -> aws_config::SdkConfig {
             endpoint: Some(endpoint),
             ..
         } => {
-            let mut loader =
-                aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint);
+            let mut loader = switchboard::aws::defaults().endpoint_url(endpoint);
             // moto and LocalStack take any credentials; supply some if the environment has none.
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
                 && std::env::var_os("AWS_PROFILE").is_none()
@@ -315,7 +314,7 @@ async fn sdk_config(backend: &Backend) -> aws_config::SdkConfig {
         Backend::Aws { endpoint: None, .. } => switchboard::aws::load().await,
         // Only the Management API client is used, against this process: sign with placeholders.
         Backend::Memory => {
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
+            switchboard::aws::defaults()
                 .region(aws_config::Region::new("us-east-1"))
                 .credentials_provider(aws_sdk_sqs::config::Credentials::new(
                     "local",

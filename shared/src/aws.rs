@@ -6,11 +6,40 @@
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+/// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
+/// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
+/// C crypto library to start; see the size table in the root Cargo.toml). Like the
+/// default it trusts the platform's root certificates (rustls-native-certs, loaded
+/// once on the first connection), keeps the SDK's cipher suites, honours the
+/// connect/read timeouts each client configures and `HTTPS_PROXY`/`NO_PROXY`.
+pub fn http_client() -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// `aws_config::defaults` with [`http_client`]: the AWS SDK crates are built
+/// without a default HTTP client, so every `SdkConfig` starts here.
+pub fn defaults() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+}
 
 /// Loads region, credentials and endpoint overrides from the environment.
 pub async fn load() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    defaults().load().await
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {

@@ -117,7 +117,7 @@ pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
 /// SDK configuration for loopback tests: fixed region and dummy credentials,
 /// so requests are signed exactly as in production but nothing leaves 127.0.0.1.
 pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut loader = switchboard::aws::defaults()
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "AKIDTEST", "secret", None, None, "test",
