@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: test tools fmt-check clippy unit test-all fuzz lint-template build sizes events clean
+.PHONY: test tools fmt-check clippy unit test-all fuzz lint-template build sizes bench events clean
+
+FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver
 
 ## test: everything CI checks — format, clippy, unit + moto + loopback tests, fuzzing, template lint, release build
 test: tools fmt-check clippy test-all fuzz lint-template build sizes
@@ -46,12 +48,20 @@ lint-template: tools
 
 ## build: release bootstraps for the host target with cargo-lambda (sam build does arm64)
 build: tools
-	cargo lambda build --release --locked --compiler cargo
+	cargo lambda build --release --locked --compiler cargo $(addprefix -p ,$(FUNCTIONS))
 
 ## sizes: the size of each bootstrap built by `make build`
 sizes:
-	@for f in connect disconnect ping default actions api notify-user notify-connection commands deliver; do \
+	@for f in $(FUNCTIONS); do \
 	  printf '%-18s %8s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
+
+## bench: every benchmark against its same-run baseline, written to BENCHMARKS.md (not part of test;
+## about 15 min on 2 cores: release bootstraps + hello-world, criterion, fan-out to 10,000 clients)
+bench: tools
+	cargo lambda build --release --locked --compiler cargo $(addprefix -p ,$(FUNCTIONS)) -p bench-hello
+	cargo bench --locked --profile bench-fast -p switchboard-bench --bench handler -- --noplot
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	  cargo run --locked --profile bench-fast -p switchboard-bench -- all --out BENCHMARKS.md
 
 ## events: regenerate events/*.json
 events:

@@ -244,7 +244,14 @@ async fn bare_case(n: usize, rounds: usize) -> Result<f64, String> {
             while let Ok((stream, _)) = listener.accept().await {
                 let senders = senders.clone();
                 tokio::spawn(async move {
-                    let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+                    // The stack's socket settings: a small read buffer, no write buffering.
+                    let config =
+                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                            .read_buffer_size(4096)
+                            .write_buffer_size(0);
+                    let Ok(socket) =
+                        tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                    else {
                         return;
                     };
                     let (mut write, mut read) = socket.split();

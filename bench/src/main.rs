@@ -50,6 +50,9 @@ enum Command {
         starts: usize,
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
+        /// Criterion's output directory, for the handler bench's results.
+        #[arg(long, default_value = "target/criterion")]
+        criterion: PathBuf,
     },
     /// Only the fan-out benchmark; prints its table.
     Fanout {
@@ -102,12 +105,15 @@ async fn main() -> Result<(), String> {
             hello,
             starts,
             out,
+            criterion,
         } => {
             let fanout = fanout::run(&n, rounds).await?;
             println!("{}", report::fanout_table(&fanout));
             let cold = coldstart::run(&bootstraps, &hello, starts).await?;
             println!("{}", report::coldstart_table(&cold));
-            let text = report::document(&fanout, &cold);
+            let handlers = report::handler_rows(&criterion);
+            println!("{}", report::handler_table(&handlers));
+            let text = report::document(&fanout, &cold, &handlers);
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -118,7 +118,77 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
-pub fn document(fanout: &[fanout::Row], cold: &[coldstart::Row]) -> String {
+/// One criterion result: the benchmark's name and its median, nanoseconds.
+pub struct HandlerRow {
+    pub name: String,
+    pub median_ns: f64,
+}
+
+/// Reads `cargo bench --bench handler`'s results from criterion's output
+/// directory (`<dir>/per invocation/*/new/{benchmark,estimates}.json`).
+pub fn handler_rows(dir: &std::path::Path) -> Vec<HandlerRow> {
+    let Ok(entries) = std::fs::read_dir(dir.join("per invocation")) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<HandlerRow> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let new = entry.path().join("new");
+            let read = |file: &str| -> Option<serde_json::Value> {
+                serde_json::from_str(&std::fs::read_to_string(new.join(file)).ok()?).ok()
+            };
+            let name = read("benchmark.json")?["function_id"].as_str()?.to_owned();
+            let median_ns = read("estimates.json")?["median"]["point_estimate"].as_f64()?;
+            Some(HandlerRow { name, median_ns })
+        })
+        .collect();
+    // The baseline first, then by cost.
+    rows.sort_by(|a, b| {
+        (!a.name.starts_with("baseline"))
+            .cmp(&!b.name.starts_with("baseline"))
+            .then(a.median_ns.total_cmp(&b.median_ns))
+    });
+    rows
+}
+
+pub fn handler_table(rows: &[HandlerRow]) -> String {
+    if rows.is_empty() {
+        return "(no criterion results found: run `cargo bench -p switchboard-bench --bench handler` first)\n".into();
+    }
+    let baseline = rows
+        .iter()
+        .find(|r| r.name.starts_with("baseline"))
+        .map_or(f64::NAN, |r| r.median_ns);
+    let mut out =
+        String::from("| invocation | median µs | ratio to the baseline |\n|---|---|---|\n");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.2} |",
+            row.name,
+            row.median_ns / 1000.0,
+            row.median_ns / baseline
+        );
+    }
+    out
+}
+
+/// The AWS request counts, as `shared/tests/moto.rs` asserts them.
+const REQUEST_COUNTS: &str = "\
+| target | delivered | Query | GetItem | SendMessageBatch | Deliveries messages | posts | AWS requests per delivered message |
+|---|---|---|---|---|---|---|---|
+| connection | 1 | 0 | 0 | 1 | 1 | 1 | 2.000 |
+| user with 3 connections | 3 | 1 | 0 | 1 | 1 | 3 | 1.667 |
+| user within a group | 3 | 1 | 3 | 1 | 1 | 3 | 2.667 |
+| group of 250 (pages of 100) | 250 | 3 | 0 | 1 | 3 | 250 | 1.016 |
+| broadcast to 250 | 250 | 16 | 0 | 1 | 3 | 250 | 1.068 |
+";
+
+pub fn document(
+    fanout: &[fanout::Row],
+    cold: &[coldstart::Row],
+    handlers: &[HandlerRow],
+) -> String {
     format!(
         "# Benchmarks\n\n\
          Written by `make bench` on {date}; machine: {machine}. Every figure is compared with a\n\
@@ -138,13 +208,23 @@ pub fn document(fanout: &[fanout::Row], cold: &[coldstart::Row]) -> String {
          Runtime API on loopback, after one unmeasured start; the baseline is a hello-world\n\
          `lambda_runtime` function built with the same release profile.\n\n\
          {cold}\n\
+         ## Handler cost\n\n\
+         CPU per invocation over in-memory adapters (criterion, `cargo bench -p switchboard-bench\n\
+         --bench handler`), against the floor of parsing the same 10-record SQS event and\n\
+         answering it. \"with ids\" is the idempotency check and record on an in-memory log; on\n\
+         AWS it is one BatchGetItem and one BatchWriteItem per post instead.\n\n\
+         {handlers}\n\
          ## AWS requests per delivered message\n\n\
          Counted at the adapter layer on moto by `shared/tests/moto.rs`\n\
-         (`request_counts_per_delivered_message_by_target`, part of `make test`); see the README's\n\
-         \"How fan-out scales\" for the table.\n",
+         (`request_counts_per_delivered_message_by_target`, part of `make test`, which asserts these\n\
+         exact numbers; 250 connections, group pages of 100). Idempotency ids add, per delivered\n\
+         message, 0.05 requests on group and broadcast sends and 2 on notify-connection.\n\n\
+         {requests}",
         date = today(),
         machine = machine(),
         fanout = fanout_table(fanout),
         cold = coldstart_table(cold),
+        handlers = handler_table(handlers),
+        requests = REQUEST_COUNTS,
     )
 }
