@@ -38,8 +38,8 @@ unit:
 test-all: tools
 	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
 
-## fuzz: the parser fuzz targets (fuzz/) for FUZZ_SECONDS each (45 here: CI builds them cold, about 7 min of CPU)
-FUZZ_SECONDS ?= 45
+## fuzz: the parser fuzz targets (fuzz/) for FUZZ_SECONDS each (30 here: CI also builds them cold, about 4 min)
+FUZZ_SECONDS ?= 30
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
