@@ -16,7 +16,8 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
 /// C crypto library to start; see the size table in the root Cargo.toml). Like the
 /// default it trusts the platform's root certificates (rustls-native-certs, loaded
-/// once on the first connection), keeps the SDK's cipher suites, honours the
+/// once per process when the first client is built, so at init: most of the
+/// init time `make bench` measures), keeps the SDK's cipher suites, honours the
 /// connect/read timeouts each client configures and `HTTPS_PROXY`/`NO_PROXY`.
 pub fn http_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
