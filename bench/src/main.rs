@@ -20,7 +20,7 @@ mod report;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(version, about = "Switchboard benchmarks (make bench)")]
@@ -29,25 +29,39 @@ struct Cli {
     command: Command,
 }
 
+/// The fan-out benchmark's cases.
+#[derive(Args)]
+struct FanoutArgs {
+    /// Connection counts.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    n: Vec<usize>,
+    /// Measured sends per case (after one warm-up send).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+/// The cold-start benchmark's binaries.
+#[derive(Args)]
+struct ColdstartArgs {
+    /// Directory holding `<function>/bootstrap` (cargo lambda build --release).
+    #[arg(long, default_value = "target/lambda")]
+    bootstraps: PathBuf,
+    /// The hello-world `lambda_runtime` binary built with the same profile.
+    #[arg(long, default_value = "target/lambda/bench-hello/bootstrap")]
+    hello: PathBuf,
+    /// Cold starts per binary.
+    #[arg(long, default_value_t = 20)]
+    starts: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every benchmark and write the markdown report.
     All {
-        /// Connection counts for the fan-out benchmark.
-        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
-        n: Vec<usize>,
-        /// Measured sends per case (after one warm-up send).
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// Directory holding `<function>/bootstrap` (cargo lambda build --release).
-        #[arg(long, default_value = "target/lambda")]
-        bootstraps: PathBuf,
-        /// The hello-world `lambda_runtime` binary built with the same profile.
-        #[arg(long, default_value = "target/lambda/bench-hello/bootstrap")]
-        hello: PathBuf,
-        /// Cold starts per binary.
-        #[arg(long, default_value_t = 20)]
-        starts: usize,
+        #[command(flatten)]
+        fanout: FanoutArgs,
+        #[command(flatten)]
+        coldstart: ColdstartArgs,
         #[arg(long, default_value = "BENCHMARKS.md")]
         out: PathBuf,
         /// Criterion's output directory, for the handler bench's results.
@@ -55,21 +69,9 @@ enum Command {
         criterion: PathBuf,
     },
     /// Only the fan-out benchmark; prints its table.
-    Fanout {
-        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
-        n: Vec<usize>,
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-    },
+    Fanout(FanoutArgs),
     /// Only the cold-start benchmark; prints its table.
-    Coldstart {
-        #[arg(long, default_value = "target/lambda")]
-        bootstraps: PathBuf,
-        #[arg(long, default_value = "target/lambda/bench-hello/bootstrap")]
-        hello: PathBuf,
-        #[arg(long, default_value_t = 20)]
-        starts: usize,
-    },
+    Coldstart(ColdstartArgs),
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -84,32 +86,26 @@ enum Command {
 async fn main() -> Result<(), String> {
     match Cli::parse().command {
         Command::Clients { url, n } => clients::run(&url, n).await,
-        Command::Fanout { n, rounds } => {
-            let rows = fanout::run(&n, rounds).await?;
+        Command::Fanout(args) => {
+            let rows = fanout::run(&args.n, args.rounds).await?;
             println!("{}", report::fanout_table(&rows));
             Ok(())
         }
-        Command::Coldstart {
-            bootstraps,
-            hello,
-            starts,
-        } => {
-            let rows = coldstart::run(&bootstraps, &hello, starts).await?;
+        Command::Coldstart(args) => {
+            let rows = coldstart::run(&args.bootstraps, &args.hello, args.starts).await?;
             println!("{}", report::coldstart_table(&rows));
             Ok(())
         }
         Command::All {
-            n,
-            rounds,
-            bootstraps,
-            hello,
-            starts,
+            fanout: cases,
+            coldstart: binaries,
             out,
             criterion,
         } => {
-            let fanout = fanout::run(&n, rounds).await?;
+            let fanout = fanout::run(&cases.n, cases.rounds).await?;
             println!("{}", report::fanout_table(&fanout));
-            let cold = coldstart::run(&bootstraps, &hello, starts).await?;
+            let cold =
+                coldstart::run(&binaries.bootstraps, &binaries.hello, binaries.starts).await?;
             println!("{}", report::coldstart_table(&cold));
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::handler_table(&handlers));

@@ -176,7 +176,8 @@ pub(crate) struct Stack {
     pub(crate) commands: Producer,
     pub(crate) deliveries: Producer,
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Management API posts by connection id (fault-tolerance tests read it).
+    /// Management API posts by connection id (fault-tolerance tests read it);
+    /// an entry goes when its connection closes.
     pub(crate) posts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// Queue handlers cut off at `handler_timeout`.
     pub(crate) handler_timeouts: Arc<std::sync::atomic::AtomicU64>,
@@ -235,7 +236,8 @@ impl RunningStack {
         producer.send(body).await
     }
 
-    /// Management API posts received for `connection_id`, answered or not.
+    /// Management API posts received for `connection_id`, answered or not,
+    /// while it is open (or, for an id that never connected, ever).
     pub fn posts_to(&self, connection_id: &str) -> u64 {
         self.stack
             .posts
@@ -428,9 +430,11 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         } => {
             let sqs = switchboard::aws::sqs(&sdk);
             let dynamodb = switchboard::aws::dynamodb(&sdk);
+            // Idempotency records live in the connections table, as on AWS.
+            let connections = Arc::new(DynamoStore::new(dynamodb.clone(), table));
             Storage {
-                store: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
-                sent_log: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
+                store: connections.clone(),
+                sent_log: connections,
                 memberships: Arc::new(DynamoMemberships::new(dynamodb, memberships_table)),
                 notify_user: Producer::Sqs {
                     client: sqs.clone(),

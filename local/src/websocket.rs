@@ -23,11 +23,11 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
 use crate::connections::{Connection, Outbound};
+use crate::events::{self, ConnectionContext, now_ms};
+use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
 
 /// The read buffer each socket starts with (tungstenite grows it for a larger frame).
 const READ_BUFFER_BYTES: usize = 4096;
-use crate::events::{self, ConnectionContext, now_ms};
-use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
 
 /// Route keys with an integration besides `$default` (the template's routes).
 const ROUTES: &[&str] = &["ping", "subscribe", "unsubscribe", "publish", "presence"];
@@ -223,6 +223,10 @@ async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str)
     let event = events::disconnect(&connection.context, code, reason);
     handle_disconnect(&stack.services, &event).await;
     stack.connections.remove(id);
+    // Post counts are kept for open connections only, so the map stays bounded.
+    if let Ok(mut posts) = stack.posts.lock() {
+        posts.remove(id.as_str());
+    }
     info!(connection_id = %id, user_id = %connection.user_id, code, reason, "disconnect");
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use support::*;
 use switchboard::config::NotifyConnectionOptions;
-use switchboard::ports::ConnectionRecord;
 use switchboard_local::Config;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,8 +27,13 @@ const POISON: &str = "{\"connectionId\": oops}";
 const GHOST: &str = "Z2hvc3QtY29ubmVjdGlvbg==";
 const GHOST_MESSAGES: u64 = 5;
 
-/// How many times each message number reached a client.
-async fn receive(mut client: Client, expected: usize, deadline: Instant) -> HashMap<u64, u32> {
+/// How many times each message number reached a client; hands the client
+/// back so it stays connected (the stack counts posts to open connections).
+async fn receive(
+    mut client: Client,
+    expected: usize,
+    deadline: Instant,
+) -> (HashMap<u64, u32>, Client) {
     let mut seen: HashMap<u64, u32> = HashMap::new();
     while seen.len() < expected {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -44,7 +48,7 @@ async fn receive(mut client: Client, expected: usize, deadline: Instant) -> Hash
             *seen.entry(n).or_default() += 1;
         }
     }
-    seen
+    (seen, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,21 +80,7 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
     .unwrap();
 
     // A connection that is gone (no socket) but still has a record from long ago.
-    stack
-        .store()
-        .put_connection(&ConnectionRecord {
-            connection_id: GHOST.into(),
-            user_id: "ghost".into(),
-            connected_at_ms: 0,
-            expires_at: i64::MAX,
-            source_ip: None,
-            user_agent: None,
-            groups: vec![],
-            subscribe: vec![],
-            publish: vec![],
-        })
-        .await
-        .unwrap();
+    put_stale_record(&stack, GHOST, "ghost").await;
 
     let mut clients = Vec::new();
     let mut ids = Vec::new();
@@ -151,8 +141,11 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
     }
 
     let mut received: HashMap<u64, u32> = HashMap::new();
+    let mut open = Vec::new();
     for receiver in receivers {
-        received.extend(receiver.await.unwrap());
+        let (seen, client) = receiver.await.unwrap();
+        received.extend(seen);
+        open.push(client);
     }
     let elapsed = started.elapsed();
 
@@ -234,5 +227,6 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
     for queue in ["notify-user", "deliveries", "commands"] {
         assert_eq!(stack.dead_letters(queue).unwrap().len(), 0, "{queue}");
     }
+    drop(open);
     stack.shutdown().await;
 }

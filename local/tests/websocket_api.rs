@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::SinkExt;
 use support::*;
 use switchboard::auth::{TokenSecret, claims_for, mint};
-use switchboard::ports::ConnectionRecord;
 use switchboard_local::Config;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -122,21 +121,7 @@ async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
 async fn notify_connection_to_a_gone_connection_deletes_its_record() {
     let stack = stack().await;
     // A record whose socket is gone, as when $disconnect never ran.
-    stack
-        .store()
-        .put_connection(&ConnectionRecord {
-            connection_id: "Zm9yZ290dGVuIQ==".into(),
-            user_id: "ghost".into(),
-            connected_at_ms: 0,
-            expires_at: i64::MAX,
-            source_ip: None,
-            user_agent: None,
-            groups: vec![],
-            subscribe: vec![],
-            publish: vec![],
-        })
-        .await
-        .unwrap();
+    put_stale_record(&stack, "Zm9yZ290dGVuIQ==", "ghost").await;
     let answer = http(
         &stack,
         "POST",

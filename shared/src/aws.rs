@@ -94,18 +94,16 @@ pub fn services(
 
     let mut settings = crate::config::settings()?;
     let dynamodb = dynamodb(config);
-    let table = required("TABLE_NAME")?;
+    let store = Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?));
     // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
-    settings.posting = settings
-        .posting
-        .with_sent_log(Arc::new(DynamoStore::new(dynamodb.clone(), table.clone())));
+    settings.posting = settings.posting.with_sent_log(store.clone());
     let gateway = ManagementApi::new(management_api(
         config,
         &required("WEBSOCKET_ENDPOINT")?,
         &settings.posting,
     ));
     Ok(crate::handlers::Services {
-        store: Arc::new(DynamoStore::new(dynamodb.clone(), table)),
+        store,
         memberships: Arc::new(DynamoMemberships::new(
             dynamodb,
             required("MEMBERSHIPS_TABLE")?,

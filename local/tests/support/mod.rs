@@ -180,3 +180,23 @@ pub async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) ->
         body: body.to_owned(),
     }
 }
+
+/// Stores a record for `connection_id` with no socket behind it, connected
+/// long ago: a connection that went away without `$disconnect` reaching us.
+pub async fn put_stale_record(stack: &RunningStack, connection_id: &str, user_id: &str) {
+    stack
+        .store()
+        .put_connection(&switchboard::ports::ConnectionRecord {
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            connected_at_ms: 0,
+            expires_at: i64::MAX,
+            source_ip: None,
+            user_agent: None,
+            groups: vec![],
+            subscribe: vec![],
+            publish: vec![],
+        })
+        .await
+        .unwrap();
+}

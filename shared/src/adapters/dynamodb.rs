@@ -874,11 +874,7 @@ impl crate::ports::MembershipStore for DynamoMemberships {
                 .map_err(unavailable)?;
             for item in output.items() {
                 // TTL deletion lags by up to days: an expired item is already gone for us.
-                let live = item
-                    .get(EXPIRES_AT)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .is_some_and(|at| at > now);
+                let live = number(item, EXPIRES_AT).is_some_and(|at| at > now);
                 let group = item
                     .get(CONNECTION_ID)
                     .and_then(|v| v.as_s().ok())
@@ -920,9 +916,7 @@ impl crate::ports::MembershipStore for DynamoMemberships {
             .map_err(unavailable)?;
         output
             .attributes()
-            .and_then(|a| a.get(COUNT))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
+            .and_then(|a| number(a, COUNT))
             .ok_or_else(|| StoreError::Unavailable("UpdateItem returned no count".into()))
     }
 
@@ -941,9 +935,7 @@ impl crate::ports::MembershipStore for DynamoMemberships {
             .map_err(unavailable)?;
         Ok(output
             .item()
-            .and_then(|item| item.get(COUNT))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
+            .and_then(|item| number(item, COUNT))
             .unwrap_or(0))
     }
 }
