@@ -33,7 +33,7 @@ pub struct Row {
 }
 
 /// The environment Lambda gives a function, plus what Switchboard's functions read.
-fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
     let fixed = [
         ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),

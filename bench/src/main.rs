@@ -8,6 +8,9 @@
 //! - cold start: each release bootstrap against a hello-world `lambda_runtime`
 //!   binary, from exec to its first `GET /runtime/invocation/next` on a stub
 //!   Runtime API.
+//! - first invocation: notify-connection's first event after init, posting to
+//!   a TLS endpoint on loopback, with the connection opened by the first post
+//!   or during init (`WARM_CONNECTIONS`).
 //!
 //! The clients live in a child process (`clients` subcommand) so each side has
 //! its own file-descriptor budget. Everything runs on 127.0.0.1 and every loop
@@ -16,6 +19,7 @@
 mod clients;
 mod coldstart;
 mod fanout;
+mod firstcall;
 mod report;
 
 use std::path::PathBuf;
@@ -94,6 +98,8 @@ async fn main() -> Result<(), String> {
         Command::Coldstart(args) => {
             let rows = coldstart::run(&args.bootstraps, &args.hello, args.starts).await?;
             println!("{}", report::coldstart_table(&rows));
+            let first = firstcall::run(&args.bootstraps, args.starts).await?;
+            println!("{}", report::firstcall_table(&first));
             Ok(())
         }
         Command::All {
@@ -107,9 +113,11 @@ async fn main() -> Result<(), String> {
             let cold =
                 coldstart::run(&binaries.bootstraps, &binaries.hello, binaries.starts).await?;
             println!("{}", report::coldstart_table(&cold));
+            let first = firstcall::run(&binaries.bootstraps, binaries.starts).await?;
+            println!("{}", report::firstcall_table(&first));
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::handler_table(&handlers));
-            let text = report::document(&fanout, &cold, &handlers);
+            let text = report::document(&fanout, &cold, &first, &handlers);
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

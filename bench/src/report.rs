@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{coldstart, fanout};
+use crate::{coldstart, fanout, firstcall};
 
 /// The targets the issue sets, checked in the tables.
 const FANOUT_TARGET_RATIO: f64 = 3.0;
@@ -74,6 +74,20 @@ pub fn coldstart_table(rows: &[coldstart::Row]) -> String {
             } else {
                 verdict(row.bytes <= SIZE_TARGET_BYTES)
             },
+        );
+    }
+    out
+}
+
+pub fn firstcall_table(rows: &[firstcall::Row]) -> String {
+    let mut out = String::from(
+        "| start | init median ms | first invocation median ms | init + first invocation median ms | TLS handshakes |\n|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2} | {} |",
+            row.name, row.init_ms, row.first_ms, row.total_ms, row.handshakes
         );
     }
     out
@@ -187,6 +201,7 @@ const REQUEST_COUNTS: &str = "\
 pub fn document(
     fanout: &[fanout::Row],
     cold: &[coldstart::Row],
+    first: &[firstcall::Row],
     handlers: &[HandlerRow],
 ) -> String {
     format!(
@@ -223,6 +238,8 @@ pub fn document(
          root certificates at init (rustls-native-certs: on this Debian machine the\n\
          `/etc/ssl/certs/ca-certificates.crt` bundle and then every one of the ~290 files in\n\
          `/etc/ssl/certs`); that file I/O and PEM parsing is most of the gap to hello-world.\n\n\
+         ## First invocation\n\n\
+         {first}\n\
          ## Handler cost\n\n\
          CPU per invocation over in-memory adapters (criterion, `cargo bench -p switchboard-bench\n\
          --bench handler`), against the floor of parsing the same 10-record SQS event and\n\
@@ -239,6 +256,7 @@ pub fn document(
         machine = machine(),
         fanout = fanout_table(fanout),
         cold = coldstart_table(cold),
+        first = firstcall_table(first),
         handlers = handler_table(handlers),
         requests = REQUEST_COUNTS,
     )

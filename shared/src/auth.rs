@@ -15,6 +15,87 @@ use serde::{Deserialize, Serialize};
 
 use crate::groups::{Grants, validate_group};
 
+/// Installs [`HMAC_ONLY`] as jsonwebtoken's crypto provider for this process
+/// (idempotent). [`TokenVerifier::new`] and [`mint`] call it; code that uses
+/// `jsonwebtoken` directly calls it first.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed: ours, since the crate is built
+    // without its own (`rust_crypto`/`aws_lc_rs` off), and nothing else installs one.
+    let _ = HMAC_ONLY.install_default();
+}
+
+/// jsonwebtoken's crypto, HMAC only, on ring (already linked for TLS). The
+/// crate's `rust_crypto` provider would also link RSA, ECDSA and Ed25519 code
+/// that an HS256-pinned verifier never runs: about 100 KB in each bootstrap
+/// that verifies tokens (see the size table in the root Cargo.toml).
+/// Any other algorithm is refused with `InvalidAlgorithm`; JWK helpers are not
+/// provided (Switchboard takes no JWKs).
+static HMAC_ONLY: jsonwebtoken::crypto::CryptoProvider = jsonwebtoken::crypto::CryptoProvider {
+    signer_factory: hmac::signer,
+    verifier_factory: hmac::verifier,
+    key_utils: jsonwebtoken::crypto::KeyUtils::new_unimplemented(),
+};
+
+mod hmac {
+    use jsonwebtoken::crypto::{JwtSigner, JwtVerifier};
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+    use ring::hmac::{HMAC_SHA256, HMAC_SHA384, HMAC_SHA512, Key};
+
+    /// One HMAC key, with the JWT algorithm it was made for.
+    pub(super) struct Hmac(Key, Algorithm);
+
+    fn key(algorithm: &Algorithm, family: AlgorithmFamily, secret: Result<&[u8]>) -> Result<Hmac> {
+        let hash = match algorithm {
+            Algorithm::HS256 => HMAC_SHA256,
+            Algorithm::HS384 => HMAC_SHA384,
+            Algorithm::HS512 => HMAC_SHA512,
+            _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        };
+        if family != AlgorithmFamily::Hmac {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        Ok(Hmac(Key::new(hash, secret?), *algorithm))
+    }
+
+    pub(super) fn signer(algorithm: &Algorithm, k: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+        Ok(Box::new(key(algorithm, k.family(), Ok(k.as_bytes()))?))
+    }
+
+    pub(super) fn verifier(algorithm: &Algorithm, k: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+        Ok(Box::new(key(algorithm, k.family(), k.try_get_as_bytes())?))
+    }
+
+    impl signature::Signer<Vec<u8>> for Hmac {
+        fn try_sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
+            Ok(ring::hmac::sign(&self.0, message).as_ref().to_vec())
+        }
+    }
+
+    impl signature::Verifier<Vec<u8>> for Hmac {
+        /// Constant-time comparison (ring).
+        fn verify(
+            &self,
+            message: &[u8],
+            tag: &Vec<u8>,
+        ) -> std::result::Result<(), signature::Error> {
+            ring::hmac::verify(&self.0, message, tag).map_err(|_| signature::Error::new())
+        }
+    }
+
+    impl JwtSigner for Hmac {
+        fn algorithm(&self) -> Algorithm {
+            self.1
+        }
+    }
+
+    impl JwtVerifier for Hmac {
+        fn algorithm(&self) -> Algorithm {
+            self.1
+        }
+    }
+}
+
 /// The shortest secret accepted. HS256 needs at least 256 bits of key to be as
 /// strong as its hash; a shorter secret is refused, not silently used.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -117,6 +198,7 @@ impl std::fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     pub fn new(secret: &TokenSecret) -> Self {
+        install_crypto_provider();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -252,6 +334,7 @@ pub fn token_from_request<'a>(
 
 /// Signs claims into an HS256 token (used by the local stack and by tests).
 pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    install_crypto_provider();
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -359,6 +442,7 @@ mod tests {
     #[test]
     fn other_algorithms_are_refused_even_with_the_right_key() {
         let claims = claims_for("u", Duration::from_secs(60), vec![]);
+        install_crypto_provider();
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),
             &claims,
@@ -374,6 +458,7 @@ mod tests {
         struct NoExp {
             sub: String,
         }
+        install_crypto_provider();
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &NoExp { sub: "u".into() },
@@ -389,6 +474,7 @@ mod tests {
         struct NoSub {
             exp: u64,
         }
+        install_crypto_provider();
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &NoSub { exp: future() },
@@ -415,6 +501,7 @@ mod tests {
             exp: u64,
             groups: String,
         }
+        install_crypto_provider();
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &BadGroups {
@@ -454,6 +541,50 @@ mod tests {
         claims.publish = vec!["chat:*".into()];
         let token = mint(&secret(), &claims).unwrap();
         assert_eq!(verifier().verify(&token), Ok(claims));
+    }
+
+    #[test]
+    fn the_hmac_provider_matches_reference_tags_and_refuses_other_algorithms() {
+        // Reference tags from Python's hmac module for this input and key.
+        let input = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJrYXQifQ";
+        let key = b"0123456789abcdef0123456789abcdef";
+        install_crypto_provider();
+        let sign = |alg| jsonwebtoken::crypto::sign(input, &EncodingKey::from_secret(key), alg);
+        assert_eq!(
+            sign(Algorithm::HS256).unwrap(),
+            "9ni9snJISSv9KxvJeOh9TZ0rlI80lXPWZMOpGF5sZHQ"
+        );
+        assert_eq!(
+            sign(Algorithm::HS512).unwrap(),
+            "DynCuGr_4flAqc7fvyOLkj-9cyvJ59BVnLTK_dHPeFLsPkIRr_v4gGdr5EUqMW5GeiTatnB2Z9C4yKbuu9trQw"
+        );
+        let decoding = DecodingKey::from_secret(key);
+        let verify = |tag: &str, alg| jsonwebtoken::crypto::verify(tag, input, &decoding, alg);
+        assert!(
+            verify(
+                "9ni9snJISSv9KxvJeOh9TZ0rlI80lXPWZMOpGF5sZHQ",
+                Algorithm::HS256
+            )
+            .unwrap()
+        );
+        assert!(
+            !verify(
+                "8ni9snJISSv9KxvJeOh9TZ0rlI80lXPWZMOpGF5sZHQ",
+                Algorithm::HS256
+            )
+            .unwrap()
+        );
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::PS256,
+        ] {
+            let refused = sign(alg).unwrap_err();
+            assert_eq!(refused.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
+            let refused = verify("AAAA", alg).unwrap_err();
+            assert_eq!(refused.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
+        }
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` overrides point the same
 //! binaries at moto, LocalStack or the local stack.
 
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
@@ -15,15 +19,27 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 /// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
 /// C crypto library to start; see the size table in the root Cargo.toml). Like the
-/// default it trusts the platform's root certificates (rustls-native-certs, loaded
-/// once per process when the first client is built, so at init: most of the
-/// init time `make bench` measures), keeps the SDK's cipher suites, honours the
-/// connect/read timeouts each client configures and `HTTPS_PROXY`/`NO_PROXY`.
+/// default it trusts the platform's root certificates (rustls-native-certs), keeps
+/// the SDK's cipher suites, honours the connect/read timeouts each client
+/// configures and `HTTPS_PROXY`/`NO_PROXY`.
+///
+/// Unlike the default, nothing TLS happens at init. The SDK builds a throwaway
+/// connector when each client is constructed, only so that root certificates load
+/// early; that is 3 to 4 builds at init, each parsing every root certificate again,
+/// and most of the init time `make bench` measured (2.9x a hello-world, 1.9x
+/// without). Here that call (the only one without connector settings) gets a plain
+/// HTTP connector it never uses, and the TLS connector is built by the first
+/// request, which then pays for it once. An https request can never go through the
+/// plain connector: hyper refuses the scheme, so a change in the SDK would fail
+/// closed. `make bench` measures both the init and the first request.
 pub fn http_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
+        let Some(settings) = settings else {
+            return ConnectorBuilder::default().build_http();
+        };
         let mut connector =
             ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
-        connector.set_connector_settings(settings.cloned());
+        connector.set_connector_settings(Some(settings.clone()));
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
         }
@@ -38,9 +54,112 @@ pub fn defaults() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
 }
 
-/// Loads region, credentials and endpoint overrides from the environment.
+/// Loads region, credentials and endpoint overrides from the environment, with
+/// the default chains' results but without building them when the environment
+/// answers, as it always does on Lambda (`AWS_REGION`, and the execution role's
+/// keys in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`).
+/// The default credentials chain builds an STS client and an IMDS client and
+/// the region chain another IMDS client, each parsing its endpoint rules: a
+/// measurable part of every function's init that a Lambda never uses.
+/// Both chains try the environment first, so the answer is the same; elsewhere
+/// (a profile, SSO, a container role) the full chains run, on first use.
 pub async fn load() -> SdkConfig {
-    defaults().load().await
+    let mut loader = defaults().credentials_provider(
+        CredentialsProviderChain::first_try(
+            "Environment",
+            EnvironmentVariableCredentialsProvider::new(),
+        )
+        .or_else("DefaultChain", DefaultChainOnFirstUse::default()),
+    );
+    if let Some(region) = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    {
+        loader = loader.region(Region::new(region.trim().to_owned()));
+    }
+    loader.load().await
+}
+
+/// aws-config's default credentials chain, built the first time it is asked.
+#[derive(Debug, Default)]
+struct DefaultChainOnFirstUse(tokio::sync::OnceCell<Option<SharedCredentialsProvider>>);
+
+impl ProvideCredentials for DefaultChainOnFirstUse {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .0
+                .get_or_init(|| async { defaults().load().await.credentials_provider() })
+                .await;
+            match chain {
+                Some(chain) => chain.provide_credentials().await,
+                None => Err(CredentialsError::not_loaded(
+                    "the default credentials chain has no provider",
+                )),
+            }
+        })
+    }
+}
+
+/// An SDK client built on first use, or given ready-made.
+///
+/// Constructing a client is not free: each service crate parses its endpoint
+/// rules' partition table (JSON, plus a regex per partition) the first time one
+/// of its clients is built. A function that holds a DynamoDB, an SQS and a
+/// Management API client but whose invocation uses one of them pays only for
+/// that one, and at the first request rather than during init.
+pub struct Lazy<C>(std::sync::Arc<LazyInner<C>>);
+
+struct LazyInner<C> {
+    client: std::sync::OnceLock<C>,
+    make: Box<dyn Fn() -> C + Send + Sync>,
+}
+
+impl<C> Lazy<C> {
+    pub fn new(make: impl Fn() -> C + Send + Sync + 'static) -> Self {
+        Lazy(std::sync::Arc::new(LazyInner {
+            client: std::sync::OnceLock::new(),
+            make: Box::new(make),
+        }))
+    }
+}
+
+impl<C: Clone + Send + Sync + 'static> From<C> for Lazy<C> {
+    fn from(client: C) -> Self {
+        Lazy(std::sync::Arc::new(LazyInner {
+            client: std::sync::OnceLock::from(client.clone()),
+            make: Box::new(move || client.clone()),
+        }))
+    }
+}
+
+impl<C> std::ops::Deref for Lazy<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        let inner = &*self.0;
+        inner.client.get_or_init(|| (inner.make)())
+    }
+}
+
+impl<C> Clone for Lazy<C> {
+    fn clone(&self) -> Self {
+        Lazy(self.0.clone())
+    }
+}
+
+impl<C> std::fmt::Debug for Lazy<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.client.get().is_some() {
+            "built"
+        } else {
+            "not built yet"
+        };
+        write!(f, "Lazy({state})")
+    }
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -81,8 +200,9 @@ pub fn management_api(
 
 /// The handlers' services on AWS, from `TABLE_NAME`, `MEMBERSHIPS_TABLE`,
 /// `DELIVERIES_QUEUE_URL`, `WEBSOCKET_ENDPOINT` and [`crate::config::settings`].
-/// Building clients makes no network call; the first request does.
-pub fn services(
+/// Building clients makes no network call; the first request does, unless
+/// `WARM_CONNECTIONS` is on: then the Management API connection is opened here.
+pub async fn services(
     config: &SdkConfig,
 ) -> Result<crate::handlers::Services, crate::config::ConfigError> {
     use std::sync::Arc;
@@ -93,15 +213,19 @@ pub fn services(
     use crate::config::required;
 
     let mut settings = crate::config::settings()?;
-    let dynamodb = dynamodb(config);
+    let dynamodb = lazy_dynamodb(config);
     let store = Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?));
     // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
     settings.posting = settings.posting.with_sent_log(store.clone());
-    let gateway = ManagementApi::new(management_api(
+    let gateway = ManagementApi::new(lazy_management_api(
         config,
         &required("WEBSOCKET_ENDPOINT")?,
         &settings.posting,
     ));
+    if settings.posting.warm_connections {
+        gateway.warm_up().await;
+    }
+    let sqs = lazy_sqs(config);
     Ok(crate::handlers::Services {
         store,
         memberships: Arc::new(DynamoMemberships::new(
@@ -109,12 +233,31 @@ pub fn services(
             required("MEMBERSHIPS_TABLE")?,
         )),
         gateway: Arc::new(gateway),
-        deliveries: Arc::new(SqsQueue::new(
-            sqs(config),
-            required("DELIVERIES_QUEUE_URL")?,
-        )),
+        deliveries: Arc::new(SqsQueue::new(sqs, required("DELIVERIES_QUEUE_URL")?)),
         settings: Arc::new(settings),
     })
+}
+
+/// [`management_api`], built on first use.
+pub fn lazy_management_api(
+    config: &SdkConfig,
+    endpoint: &str,
+    options: &crate::config::NotifyConnectionOptions,
+) -> Lazy<aws_sdk_apigatewaymanagement::Client> {
+    let (config, endpoint, options) = (config.clone(), endpoint.to_owned(), options.clone());
+    Lazy::new(move || management_api(&config, &endpoint, &options))
+}
+
+/// [`dynamodb`], built on first use.
+pub fn lazy_dynamodb(config: &SdkConfig) -> Lazy<aws_sdk_dynamodb::Client> {
+    let config = config.clone();
+    Lazy::new(move || dynamodb(&config))
+}
+
+/// [`sqs`], built on first use.
+pub fn lazy_sqs(config: &SdkConfig) -> Lazy<aws_sdk_sqs::Client> {
+    let config = config.clone();
+    Lazy::new(move || sqs(&config))
 }
 
 /// Counts AWS requests by operation (every HTTP attempt, retries included).
@@ -157,5 +300,30 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             *counts.entry(name).or_default() += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Lazy;
+
+    #[test]
+    fn a_lazy_client_is_built_once_on_first_use_and_shared_by_clones() {
+        let built = Arc::new(AtomicUsize::new(0));
+        let counter = built.clone();
+        let lazy = Lazy::new(move || counter.fetch_add(1, Ordering::SeqCst) + 100);
+        let clone = lazy.clone();
+        assert_eq!(built.load(Ordering::SeqCst), 0);
+        assert_eq!(format!("{lazy:?}"), "Lazy(not built yet)");
+        assert_eq!(*clone, 100);
+        assert_eq!(*lazy, 100);
+        assert_eq!(built.load(Ordering::SeqCst), 1);
+        assert_eq!(format!("{lazy:?}"), "Lazy(built)");
+        let ready: Lazy<String> = "ready".to_owned().into();
+        assert_eq!(format!("{ready:?}"), "Lazy(built)");
+        assert_eq!(&*ready, "ready");
     }
 }

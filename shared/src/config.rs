@@ -108,6 +108,9 @@ pub struct NotifyConnectionOptions {
     pub idempotency_window: Duration,
     /// Where posted ids are remembered; `None` turns idempotency off.
     pub sent_log: Option<SentLogRef>,
+    /// Open the Management API connection (root certificates, TLS handshake)
+    /// during init instead of on the first post.
+    pub warm_connections: bool,
 }
 
 impl Default for NotifyConnectionOptions {
@@ -119,13 +122,15 @@ impl Default for NotifyConnectionOptions {
             post_backoff: Duration::from_millis(100),
             idempotency_window: IDEMPOTENCY_WINDOW,
             sent_log: None,
+            warm_connections: false,
         }
     }
 }
 
 impl NotifyConnectionOptions {
     /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`,
-    /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off).
+    /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
+    /// (`true` or `false`).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(NotifyConnectionOptions {
@@ -143,6 +148,7 @@ impl NotifyConnectionOptions {
                 d.idempotency_window.as_secs(),
             )?),
             sent_log: None,
+            warm_connections: optional("WARM_CONNECTIONS", d.warm_connections)?,
         })
     }
 

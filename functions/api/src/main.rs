@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
             NEGOTIATE_MAX_TTL.as_secs(),
         )?),
     };
-    let services = aws::services(&aws::load().await)?;
+    let services = aws::services(&aws::load().await).await?;
     let (services, http) = (&services, &http);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {

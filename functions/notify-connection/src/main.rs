@@ -17,10 +17,13 @@ async fn main() -> Result<(), Error> {
     let table = config::required("TABLE_NAME")?;
     let endpoint = config::required("WEBSOCKET_ENDPOINT")?;
     let sdk = aws::load().await;
-    let store = DynamoStore::new(aws::dynamodb(&sdk), table);
+    let store = DynamoStore::new(aws::lazy_dynamodb(&sdk), table);
     // Idempotency records live in the connections table.
     let options = NotifyConnectionOptions::from_env()?.with_sent_log(Arc::new(store.clone()));
-    let gateway = ManagementApi::new(aws::management_api(&sdk, &endpoint, &options));
+    let gateway = ManagementApi::new(aws::lazy_management_api(&sdk, &endpoint, &options));
+    if options.warm_connections {
+        gateway.warm_up().await;
+    }
     let (store, gateway, options) = (&store, &gateway, &options);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_notify_connection(store, gateway, options, event.payload).await)

@@ -15,8 +15,8 @@ async fn main() -> Result<(), Error> {
     let queue_url = config::required("NOTIFY_CONNECTION_QUEUE_URL")?;
     let options = NotifyUserOptions::from_env()?;
     let sdk = aws::load().await;
-    let store = DynamoStore::new(aws::dynamodb(&sdk), table);
-    let queue = SqsQueue::new(aws::sqs(&sdk), queue_url);
+    let store = DynamoStore::new(aws::lazy_dynamodb(&sdk), table);
+    let queue = SqsQueue::new(aws::lazy_sqs(&sdk), queue_url);
     let (store, queue, options) = (&store, &queue, &options);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_notify_user(store, queue, options, event.payload).await)

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -147,15 +148,15 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
+    client: Lazy<Client>,
     table: String,
     page_limit: Option<i32>,
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
         DynamoStore {
-            client,
+            client: client.into(),
             table: table.into(),
             page_limit: None,
         }
@@ -646,15 +647,15 @@ const GROUP_NAME: &str = "groupName";
 /// | a presence group's online users | `{group}#presence` | `#online` | `count`, `expiresAt` |
 #[derive(Clone, Debug)]
 pub struct DynamoMemberships {
-    client: Client,
+    client: Lazy<Client>,
     table: String,
     page_limit: Option<i32>,
 }
 
 impl DynamoMemberships {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
         DynamoMemberships {
-            client,
+            client: client.into(),
             table: table.into(),
             page_limit: None,
         }

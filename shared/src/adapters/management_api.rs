@@ -1,5 +1,6 @@
 //! The API Gateway Management API (`POST`/`DELETE /@connections/{id}`).
 
+use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
@@ -9,15 +10,54 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 
 use crate::ports::{Gateway, GatewayError};
 
+/// The connection id [`ManagementApi::warm_up`] posts to: never a real one.
+pub const WARM_UP_CONNECTION_ID: &str = "warm-up";
+
 #[derive(Clone, Debug)]
 pub struct ManagementApi {
-    client: Client,
+    client: Lazy<Client>,
 }
 
 impl ManagementApi {
-    /// `client` must point at the stage's endpoint, see [`crate::aws::management_api_client`].
-    pub fn new(client: Client) -> Self {
-        ManagementApi { client }
+    /// `client` must point at the stage's endpoint, see [`crate::aws::management_api`].
+    pub fn new(client: impl Into<Lazy<Client>>) -> Self {
+        ManagementApi {
+            client: client.into(),
+        }
+    }
+
+    /// Opens the connection to the endpoint ahead of the first post (loads the
+    /// root certificates, resolves, connects, handshakes) and leaves it in the
+    /// pool. It posts nothing to a connection id API Gateway never issues (its
+    /// ids are base64, with no `-`), with the operation and the permission the
+    /// function already has; the answer, a 410 or any other, only proves the
+    /// round trip. Bounded by the client's attempt timeout; a failure is
+    /// logged, and the first post then connects as usual.
+    pub async fn warm_up(&self) {
+        let started = std::time::Instant::now();
+        let outcome = self
+            .client
+            .post_to_connection()
+            .connection_id(WARM_UP_CONNECTION_ID)
+            .data(Blob::new(Vec::new()))
+            .send()
+            .await;
+        let status = match &outcome {
+            Ok(_) => "200".to_owned(),
+            Err(SdkError::ServiceError(context)) => context.raw().status().as_u16().to_string(),
+            Err(other) => {
+                tracing::warn!(
+                    error = %aws_sdk_apigatewaymanagement::error::DisplayErrorContext(other),
+                    "could not open the Management API connection during init"
+                );
+                return;
+            }
+        };
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Management API connection warmed"
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! A queue on Amazon SQS.
 
+use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -9,14 +10,14 @@ use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
-    client: Client,
+    client: Lazy<Client>,
     queue_url: String,
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+    pub fn new(client: impl Into<Lazy<Client>>, queue_url: impl Into<String>) -> Self {
         SqsQueue {
-            client,
+            client: client.into(),
             queue_url: queue_url.into(),
         }
     }
