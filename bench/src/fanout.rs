@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
-use switchboard_local::{Config, RunningStack};
+use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -20,6 +20,8 @@ use crate::clients::now_micros;
 #[derive(Debug, Clone)]
 pub struct Row {
     pub target: &'static str,
+    /// How the stack's handlers posted: "SDK over HTTP" or "in-process".
+    pub posts: &'static str,
     pub n: usize,
     /// Median milliseconds from the send until the last client had the message.
     pub stack_ms: f64,
@@ -165,10 +167,16 @@ where
 }
 
 /// The stack: N clients of one user, all in group `bench` by token.
-async fn stack_case(n: usize, rounds: usize, measure_rss: bool) -> Result<Vec<Row>, String> {
+async fn stack_case(
+    n: usize,
+    rounds: usize,
+    measure_rss: bool,
+    gateway: GatewayMode,
+) -> Result<Vec<Row>, String> {
     let stack = switchboard_local::start(Config {
         addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
         token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
+        gateway,
         ..Config::default()
     })
     .await
@@ -219,6 +227,7 @@ async fn stack_case(n: usize, rounds: usize, measure_rss: bool) -> Result<Vec<Ro
         .await?;
         rows.push(Row {
             target,
+            posts: posts_label(gateway),
             n,
             stack_ms: ms,
             bare_ms: f64::NAN,
@@ -295,6 +304,13 @@ async fn bare_case(n: usize, rounds: usize) -> Result<f64, String> {
     Ok(ms)
 }
 
+fn posts_label(gateway: GatewayMode) -> &'static str {
+    match gateway {
+        GatewayMode::Sdk => "SDK over HTTP",
+        GatewayMode::InProcess => "in-process",
+    }
+}
+
 /// Every case, the stack first at the largest N (so its RSS is measured in a
 /// process that has not yet held other sockets), then the baselines.
 pub async fn run(ns: &[usize], rounds: usize) -> Result<Vec<Row>, String> {
@@ -303,8 +319,13 @@ pub async fn run(ns: &[usize], rounds: usize) -> Result<Vec<Row>, String> {
     ns.sort_unstable_by(|a, b| b.cmp(a));
     let mut rows = Vec::new();
     for (i, &n) in ns.iter().enumerate() {
-        eprintln!("fan-out: stack, N = {n}");
-        rows.extend(stack_case(n, rounds, i == 0).await?);
+        for (j, gateway) in [GatewayMode::Sdk, GatewayMode::InProcess]
+            .into_iter()
+            .enumerate()
+        {
+            eprintln!("fan-out: stack ({}), N = {n}", posts_label(gateway));
+            rows.extend(stack_case(n, rounds, i == 0 && j == 0, gateway).await?);
+        }
     }
     for &n in &ns {
         eprintln!("fan-out: bare broadcast, N = {n}");
@@ -313,6 +334,6 @@ pub async fn run(ns: &[usize], rounds: usize) -> Result<Vec<Row>, String> {
             row.bare_ms = bare;
         }
     }
-    rows.sort_by_key(|r| (r.n, r.target));
+    rows.sort_by_key(|r| (r.n, r.target, r.posts));
     Ok(rows)
 }

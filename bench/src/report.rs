@@ -15,15 +15,16 @@ fn verdict(ok: bool) -> &'static str {
 
 pub fn fanout_table(rows: &[fanout::Row]) -> String {
     let mut out = String::from(
-        "| target | N | stack: ms to the last client | bare broadcast: ms | ratio | stack deliveries/s | within 3x |\n|---|---|---|---|---|---|---|\n",
+        "| target | N | stack posts | stack: ms to the last client | bare broadcast: ms | ratio | stack deliveries/s | within 3x |\n|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let ratio = row.stack_ms / row.bare_ms;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
             row.target,
             row.n,
+            row.posts,
             row.stack_ms,
             row.bare_ms,
             ratio,

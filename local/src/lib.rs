@@ -9,6 +9,7 @@
 
 pub mod connections;
 pub mod events;
+mod management;
 pub mod queues;
 mod server;
 mod websocket;
@@ -30,13 +31,14 @@ use switchboard::handlers::http_api::{HttpApiConfig, NEGOTIATE_DEFAULT_TTL, NEGO
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::handlers::{Services, Settings};
-use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue, SentLog};
+use switchboard::ports::{ConnectionStore, Gateway, MembershipStore, MessageQueue, SentLog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::connections::Connections;
+use crate::management::{InProcessGateway, Management};
 use crate::queues::{BatchHandler, DeadLetter, LocalQueue};
 
 /// API Gateway's limits and timeouts, as the local stack applies them.
@@ -95,6 +97,21 @@ pub struct Config {
     /// Batches each queue's handler works on at once (Lambda's maximum
     /// concurrency for an SQS event source).
     pub source_concurrency: usize,
+    /// How the handlers reach the Management API.
+    pub gateway: GatewayMode,
+}
+
+/// How the handlers' posts reach the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayMode {
+    /// As on AWS: the AWS SDK's Management API client, SigV4-signed HTTP to
+    /// this stack's own `/@connections/{id}`. Exercises the production adapter
+    /// (error mapping, the SDK's timeouts and retries) on every post.
+    #[default]
+    Sdk,
+    /// Straight to the stack's Management API code, with the same answers,
+    /// faults, attempt timeout and retries, but no HTTP round trip. For load.
+    InProcess,
 }
 
 impl Default for Config {
@@ -117,6 +134,7 @@ impl Default for Config {
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
             source_concurrency: 16,
+            gateway: GatewayMode::Sdk,
         }
     }
 }
@@ -170,7 +188,9 @@ pub(crate) struct Stack {
     pub(crate) services: Services,
     pub(crate) http: HttpApiConfig,
     pub(crate) verifier: Result<TokenVerifier, SecretError>,
-    pub(crate) connections: Connections,
+    pub(crate) connections: Arc<Connections>,
+    /// The Management API's post and delete (shares `connections` and `posts`).
+    pub(crate) management: Arc<Management>,
     pub(crate) notify_user: Producer,
     pub(crate) notify_connection: Producer,
     pub(crate) commands: Producer,
@@ -178,7 +198,7 @@ pub(crate) struct Stack {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Management API posts by connection id (fault-tolerance tests read it);
     /// an entry goes when its connection closes.
-    pub(crate) posts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    pub(crate) posts: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Queue handlers cut off at `handler_timeout`.
     pub(crate) handler_timeouts: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -366,12 +386,19 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    // The unmodified notify-connection path: the Management API SDK client, pointed at this process.
-    let management = ManagementApi::new(switchboard::aws::management_api(
-        &sdk,
-        &format!("http://{addr}/{}", config.stage),
-        &config.notify_connection,
-    ));
+    let management = Arc::new(Management::new(config.fault_rate, config.fault_stall));
+    let gateway: Arc<dyn Gateway> = match config.gateway {
+        // The unmodified notify-connection path: the Management API SDK client, pointed at this process.
+        GatewayMode::Sdk => Arc::new(ManagementApi::new(switchboard::aws::management_api(
+            &sdk,
+            &format!("http://{addr}/{}", config.stage),
+            &config.notify_connection,
+        ))),
+        GatewayMode::InProcess => Arc::new(InProcessGateway {
+            management: management.clone(),
+            options: config.notify_connection.clone(),
+        }),
+    };
 
     let local_queue = |name: &str| {
         Arc::new(LocalQueue::new(
@@ -473,12 +500,11 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             Box::pin(async move { notify_user_batch(&*store, &*queue, &options, event).await })
         })
     };
-    let management = Arc::new(management);
     let posting = config.notify_connection.clone().with_sent_log(sent_log);
     let services = Services {
         store: store.clone(),
         memberships,
-        gateway: management.clone(),
+        gateway: gateway.clone(),
         deliveries: deliveries_queue,
         settings: Arc::new(Settings {
             presence: config.presence.clone(),
@@ -490,12 +516,12 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     };
     let connection_handler: BatchHandler = {
         let (store, options) = (store.clone(), posting);
-        let management = management.clone();
+        let gateway = gateway.clone();
         Arc::new(move |event| {
-            let (store, management, options) = (store.clone(), management.clone(), options.clone());
-            Box::pin(async move {
-                notify_connection_batch(&*store, &*management, &options, event).await
-            })
+            let (store, gateway, options) = (store.clone(), gateway.clone(), options.clone());
+            Box::pin(
+                async move { notify_connection_batch(&*store, &*gateway, &options, event).await },
+            )
         })
     };
     let commands_handler: BatchHandler = {
@@ -553,13 +579,14 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         config,
         services,
         http,
-        connections: Connections::default(),
+        connections: management.connections.clone(),
+        posts: management.posts.clone(),
+        management,
         notify_user,
         notify_connection,
         commands,
         deliveries,
         shutdown: shutdown_rx.clone(),
-        posts: std::sync::Mutex::default(),
         handler_timeouts,
     });
     tasks.push(tokio::spawn(server::serve(

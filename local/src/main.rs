@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard_local::{Backend, Config, RunningStack};
+use switchboard_local::{Backend, Config, GatewayMode, RunningStack};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
 /// semantics, the Management API and the queues, running the Lambdas' handlers.
@@ -106,6 +106,17 @@ struct Serve {
     /// Batches each queue's handler works on at once (Lambda's maximum concurrency).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     source_concurrency: u16,
+    /// How the handlers post to connections: "sdk" (the AWS SDK client over HTTP to
+    /// this stack's Management API, as on AWS) or "in-process" (same answers, faults,
+    /// timeouts and retries, without the HTTP round trip; for load).
+    #[arg(long, value_enum, default_value_t = Gateway::Sdk)]
+    gateway: Gateway,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Gateway {
+    Sdk,
+    InProcess,
 }
 
 fn fault_rate(value: &str) -> Result<f64, String> {
@@ -164,6 +175,10 @@ fn config(serve: Serve) -> Result<Config, String> {
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,
         handler_timeout: serve.handler_timeout,
+        gateway: match serve.gateway {
+            Gateway::Sdk => GatewayMode::Sdk,
+            Gateway::InProcess => GatewayMode::InProcess,
+        },
     })
 }
 

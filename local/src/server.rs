@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::connections::Outbound;
 use crate::events::iso_time;
-use crate::{MAX_MESSAGE_BYTES, Producer, Stack, websocket};
+use crate::management::Posted;
+use crate::{Producer, Stack, websocket};
 
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -93,63 +93,29 @@ async fn post_to_connection(
     Path(params): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let id = connection_id(&params);
-    if let Ok(mut posts) = stack.posts.lock() {
-        *posts.entry(id.to_owned()).or_default() += 1;
-    }
-    if body.len() > MAX_MESSAGE_BYTES {
-        return aws_error(
+    match stack.management.post(connection_id(&params), &body).await {
+        Posted::Delivered => StatusCode::OK.into_response(),
+        Posted::Gone => gone(),
+        Posted::TooLarge => aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
             Some("Message too long"),
-        );
-    }
-    let Some(connection) = stack.connections.get(id) else {
-        info!(connection_id = id, "post to a gone connection: 410");
-        return gone();
-    };
-    // Faults hit live connections only, so a 410 stays a clean signal in tests.
-    if let Some(fault) = injected_fault(&stack).await {
-        return fault;
-    }
-    let frame = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Outbound::Text(text),
-        Err(e) => Outbound::Binary(e.into_bytes()),
-    };
-    if !connection.send(frame) {
-        return gone();
-    }
-    info!(connection_id = id, user_id = %connection.user_id, bytes = body.len(), "post");
-    StatusCode::OK.into_response()
-}
-
-/// `--fault-rate`: a share of posts answer 429 or 500, or stall past the
-/// client's timeout, a third each, as a struggling API Gateway would.
-async fn injected_fault(stack: &Stack) -> Option<Response> {
-    let rate = stack.config.fault_rate;
-    if rate <= 0.0 || crate::events::random_unit() >= rate {
-        return None;
-    }
-    let pick = crate::events::random_unit();
-    if pick < 1.0 / 3.0 {
-        Some(aws_error(
+        ),
+        Posted::Throttled => aws_error(
             StatusCode::TOO_MANY_REQUESTS,
             "LimitExceededException",
             Some("injected fault: rate exceeded"),
-        ))
-    } else if pick < 2.0 / 3.0 {
-        Some(aws_error(
+        ),
+        Posted::Failed => aws_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerErrorException",
             Some("injected fault"),
-        ))
-    } else {
-        tokio::time::sleep(stack.config.fault_stall).await;
-        Some(aws_error(
+        ),
+        Posted::Stalled => aws_error(
             StatusCode::GATEWAY_TIMEOUT,
             "InternalServerErrorException",
             Some("injected fault: stalled"),
-        ))
+        ),
     }
 }
 
@@ -182,16 +148,11 @@ async fn delete_connection(
     State(stack): State<Arc<Stack>>,
     Path(params): Path<HashMap<String, String>>,
 ) -> Response {
-    let id = connection_id(&params);
-    let Some(connection) = stack.connections.get(id) else {
-        return gone();
-    };
-    connection.send(Outbound::Close(
-        1000,
-        "Connection closed by the Management API".into(),
-    ));
-    info!(connection_id = id, user_id = %connection.user_id, "delete");
-    StatusCode::NO_CONTENT.into_response()
+    if stack.management.delete(connection_id(&params)) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        gone()
+    }
 }
 
 /// The queues producers may write to.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use support::*;
 use switchboard::config::NotifyConnectionOptions;
-use switchboard_local::Config;
+use switchboard_local::{Config, GatewayMode};
 use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 20;
@@ -53,7 +53,20 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
+    under_faults(GatewayMode::Sdk).await;
+}
+
+/// The same with `--gateway in-process`: its own attempt timeout and retries
+/// stand in for the SDK client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_gateway_delivers_them_all_too() {
+    under_faults(GatewayMode::InProcess).await;
+}
+
+async fn under_faults(gateway: GatewayMode) {
+    let label = format!("fault tolerance ({gateway:?})");
     let stack = switchboard_local::start(Config {
+        gateway,
         addr: "127.0.0.1:0".parse().unwrap(),
         token_secret: Some(SECRET.into()),
         // Failed records come back 100 ms after failing.
@@ -170,7 +183,7 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
     };
     let (with_id, without_id) = (duplicates_of(true), duplicates_of(false));
     println!(
-        "fault tolerance: duplicates: {with_id} of the 5,000 messages with an id, \
+        "{label}: duplicates: {with_id} of the 5,000 messages with an id, \
          {without_id} of the 5,000 without"
     );
     // Ids stop the redeliveries of cut-off batches from posting again; what
@@ -181,7 +194,7 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
     );
     let posts: u64 = ids.iter().map(|id| stack.posts_to(id)).sum();
     println!(
-        "fault tolerance: {MESSAGES} messages, 20% faults: all delivered in {:.1} s; \
+        "{label}: {MESSAGES} messages, 20% faults: all delivered in {:.1} s; \
          {frames} frames received ({duplicates} duplicates, {:.2}%); \
          {posts} Management API posts ({:.2} per message)",
         elapsed.as_secs_f64(),
@@ -196,7 +209,7 @@ async fn ten_thousand_messages_under_twenty_percent_faults_are_all_delivered() {
 
     // Handlers were cut off mid-batch, and their delivered records came back.
     let cut_off = stack.handler_timeouts();
-    println!("fault tolerance: {cut_off} batches cut off at the handler timeout");
+    println!("{label}: {cut_off} batches cut off at the handler timeout");
     assert!(
         cut_off > 0,
         "no handler was cut off: the test lost its point"

@@ -1,0 +1,179 @@
+//! The Management API's post and delete, written once: the HTTP endpoint
+//! (`/@connections/{id}`) and the in-process gateway both answer from here, so
+//! both apply API Gateway's rules (410 for a connection that is gone, 413 over
+//! 128 KB) and the same injected faults.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard::ports::{Gateway, GatewayError};
+use tracing::info;
+
+use crate::MAX_MESSAGE_BYTES;
+use crate::connections::{Connections, Outbound};
+
+/// What a post to a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Posted {
+    Delivered,
+    Gone,
+    TooLarge,
+    /// Injected: 429.
+    Throttled,
+    /// Injected: 500.
+    Failed,
+    /// Injected: answered only after `fault_stall` (504).
+    Stalled,
+}
+
+pub(crate) struct Management {
+    pub(crate) connections: Arc<Connections>,
+    /// Posts by connection id (fault-tolerance tests read it); an entry goes
+    /// when its connection closes.
+    pub(crate) posts: Arc<Mutex<HashMap<String, u64>>>,
+    fault_rate: f64,
+    fault_stall: Duration,
+}
+
+impl Management {
+    pub(crate) fn new(fault_rate: f64, fault_stall: Duration) -> Self {
+        Management {
+            connections: Arc::default(),
+            posts: Arc::default(),
+            fault_rate,
+            fault_stall,
+        }
+    }
+
+    /// `POST /@connections/{id}`: the body becomes one text frame (binary if
+    /// it is not UTF-8).
+    pub(crate) async fn post(&self, id: &str, body: &[u8]) -> Posted {
+        if let Ok(mut posts) = self.posts.lock() {
+            *posts.entry(id.to_owned()).or_default() += 1;
+        }
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Posted::TooLarge;
+        }
+        let Some(connection) = self.connections.get(id) else {
+            info!(connection_id = id, "post to a gone connection: 410");
+            return Posted::Gone;
+        };
+        // Faults hit live connections only, so a 410 stays a clean signal in tests.
+        if let Some(fault) = self.injected_fault().await {
+            return fault;
+        }
+        let frame = match String::from_utf8(body.to_vec()) {
+            Ok(text) => Outbound::Text(text),
+            Err(e) => Outbound::Binary(e.into_bytes()),
+        };
+        if !connection.send(frame) {
+            return Posted::Gone;
+        }
+        info!(connection_id = id, user_id = %connection.user_id, bytes = body.len(), "post");
+        Posted::Delivered
+    }
+
+    /// `DELETE /@connections/{id}`: false if the connection is gone.
+    pub(crate) fn delete(&self, id: &str) -> bool {
+        let Some(connection) = self.connections.get(id) else {
+            return false;
+        };
+        connection.send(Outbound::Close(
+            1000,
+            "Connection closed by the Management API".into(),
+        ));
+        info!(connection_id = id, user_id = %connection.user_id, "delete");
+        true
+    }
+
+    /// `--fault-rate`: a share of posts answer 429 or 500, or stall past the
+    /// client's timeout, a third each, as a struggling API Gateway would.
+    async fn injected_fault(&self) -> Option<Posted> {
+        if self.fault_rate <= 0.0 || crate::events::random_unit() >= self.fault_rate {
+            return None;
+        }
+        let pick = crate::events::random_unit();
+        if pick < 1.0 / 3.0 {
+            Some(Posted::Throttled)
+        } else if pick < 2.0 / 3.0 {
+            Some(Posted::Failed)
+        } else {
+            tokio::time::sleep(self.fault_stall).await;
+            Some(Posted::Stalled)
+        }
+    }
+}
+
+/// The handlers' gateway with `--gateway in-process`: posts go straight to
+/// [`Management`], with what the SDK client adds on the HTTP path kept: each
+/// attempt bounded by `POST_TIMEOUT_MS`, and 429s, 5xx and timeouts retried up
+/// to `POST_ATTEMPTS` with exponential backoff and full jitter from
+/// `POST_BACKOFF_MS`. Only the SigV4-signed HTTP round trip is left out.
+pub(crate) struct InProcessGateway {
+    pub(crate) management: Arc<Management>,
+    pub(crate) options: switchboard::config::NotifyConnectionOptions,
+}
+
+impl InProcessGateway {
+    async fn attempt(&self, id: &str, data: &[u8]) -> Result<(), GatewayError> {
+        let posted =
+            tokio::time::timeout(self.options.post_timeout, self.management.post(id, data)).await;
+        match posted {
+            Err(_) => Err(GatewayError::Timeout),
+            Ok(Posted::Delivered) => Ok(()),
+            Ok(Posted::Gone) => Err(GatewayError::Gone),
+            Ok(Posted::TooLarge) => Err(GatewayError::PayloadTooLarge("Message too long".into())),
+            Ok(Posted::Throttled) => Err(GatewayError::Throttled(
+                "injected fault: rate exceeded".into(),
+            )),
+            Ok(Posted::Failed) => Err(GatewayError::Server {
+                status: 500,
+                message: "injected fault".into(),
+            }),
+            Ok(Posted::Stalled) => Err(GatewayError::Server {
+                status: 504,
+                message: "injected fault: stalled".into(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Gateway for InProcessGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        data: &[u8],
+    ) -> Result<(), GatewayError> {
+        let attempts = self.options.post_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let result = self.attempt(connection_id, data).await;
+            let retryable = matches!(
+                result,
+                Err(GatewayError::Throttled(_)
+                    | GatewayError::Server { .. }
+                    | GatewayError::Timeout)
+            );
+            if !retryable || attempt >= attempts {
+                return result;
+            }
+            let ceiling = self
+                .options
+                .post_backoff
+                .saturating_mul(1 << (attempt - 1).min(16));
+            tokio::time::sleep(ceiling.mul_f64(crate::events::random_unit())).await;
+            attempt += 1;
+        }
+    }
+
+    async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError> {
+        if self.management.delete(connection_id) {
+            Ok(())
+        } else {
+            Err(GatewayError::Gone)
+        }
+    }
+}
