@@ -216,17 +216,21 @@ pub fn document(
          (`POST /queues/notify-user`: notify-user enqueues one NotifyConnection message per\n\
          connection, notify-connection posts each), or one `POST /send` to a group or to\n\
          `\"all\"` (the HTTP API handler pages the members or the 16 broadcast shards and\n\
-         enqueues Deliveries messages of 100; the deliver handler posts them). Every delivery\n\
-         is what it is on AWS: a SigV4-signed `POST /@connections/{{id}}` through the AWS SDK's\n\
-         Management API client to the stack's own Management API, which writes to the socket.\n\
-         The baseline is a bare tokio-tungstenite server handing the same bytes to the same N\n\
-         clients from memory, with the same socket buffer settings. Times are the median of\n\
-         the measured rounds, from the send to the moment the last client had it.\n\n\
+         enqueues Deliveries messages of 100; the deliver handler posts them). The handlers\n\
+         post either way the stack offers (`--gateway`): \"SDK over HTTP\" (the default) is what\n\
+         happens on AWS, a SigV4-signed `POST /@connections/{{id}}` through the AWS SDK's\n\
+         Management API client, here to the stack's own Management API; \"in-process\" hands the\n\
+         post to the same Management API code directly, with the same answers, faults, attempt\n\
+         timeout and retries. The baseline is a bare tokio-tungstenite server handing the same\n\
+         bytes to the same N clients from memory, with the same socket buffer settings. Times\n\
+         are the median of the measured rounds, from the send to the moment the last client had\n\
+         it.\n\n\
          {fanout}\n\
-         Where the stack misses 3x, the gap is the cost of one signed HTTP request per\n\
-         delivery (SDK request pipeline, SigV4, hyper client, the stack's HTTP server) on the\n\
-         same two cores that also run the clients, against one in-memory channel send per\n\
-         delivery in the baseline. On AWS the posts of one fan-out run in many Lambda\n\
+         With SDK posts the stack misses 3x: each delivery is one signed HTTP request (the SDK's\n\
+         request pipeline, SigV4, the hyper client, the stack's HTTP server) on the same two\n\
+         cores that also run the 10,000 clients, against one in-memory channel send in the\n\
+         baseline. In-process posts keep everything else (queues, handlers, idempotency,\n\
+         Management API rules) and meet it. On AWS the posts of one fan-out run in many Lambda\n\
          instances at once (100 connections per deliver invocation), so throughput grows with\n\
          concurrency rather than with one machine's cores.\n\n\
          ## Cold start\n\n\
@@ -235,11 +239,24 @@ pub fn document(
          `lambda_runtime` function built with the same release profile. The size target is\n\
          6 MiB (6,291,456 bytes).\n\n\
          {cold}\n\
-         The functions that build AWS SDK clients (all but ping, default) load the platform's\n\
-         root certificates at init (rustls-native-certs: on this Debian machine the\n\
-         `/etc/ssl/certs/ca-certificates.crt` bundle and then every one of the ~290 files in\n\
-         `/etc/ssl/certs`); that file I/O and PEM parsing is most of the gap to hello-world.\n\n\
+         Init does no TLS and builds no client: the SDK's clients are built on first use\n\
+         (each service crate parses its endpoint partition table when its first client is\n\
+         built), the TLS connector and root certificates are loaded by the first request, and\n\
+         credentials and region come from the environment before aws-config's default chains\n\
+         (which would build STS and IMDS clients) are ever built. Before that work the SDK\n\
+         functions took 6 times the hello-world's init here, mostly root-certificate loading\n\
+         (bundle and certificate directory) repeated for every client.\n\n\
          ## First invocation\n\n\
+         What init no longer does, the first invocation does. notify-connection gets one SQS\n\
+         event from the stub Runtime API and posts one message to a Management API stand-in\n\
+         served over TLS on 127.0.0.1 (a certificate made for the run, added to a copy of the\n\
+         platform bundle given as `SSL_CERT_FILE`, as Lambda's one bundle file): the column is\n\
+         the time from handing over the event to the function's response, which must report no\n\
+         failure after exactly one post. `WARM_CONNECTIONS=true` opens that connection during\n\
+         init instead (one post to a connection id API Gateway never issues, answered 410); the\n\
+         handshake count shows the invocation reused it. For an on-demand cold start, init and\n\
+         the first invocation add up, so warming is off by default; it pays where init happens\n\
+         ahead of traffic (provisioned concurrency, pre-warmed sandboxes).\n\n\
          {first}\n\
          ## Handler cost\n\n\
          CPU per invocation over in-memory adapters (criterion, `cargo bench -p switchboard-bench\n\
