@@ -33,7 +33,7 @@ pub struct Row {
 }
 
 /// The environment Lambda gives a function, plus what Switchboard's functions read.
-pub(crate) fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
+fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
     let fixed = [
         ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
@@ -72,17 +72,28 @@ pub(crate) fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Starts `binary` once and returns the milliseconds until it polled for work.
-async fn one_start(binary: &Path, listener: &TcpListener, home: &Path) -> Result<f64, String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+/// `binary` as Lambda would start it: only the function's environment, output
+/// discarded, killed when dropped.
+pub(crate) fn function_command(
+    binary: &Path,
+    runtime_api: &str,
+    home: &Path,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binary);
     command
         .env_clear()
-        .envs(environment(&addr.to_string()))
+        .envs(environment(runtime_api))
         .env("HOME", home)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
+    command
+}
+
+/// Starts `binary` once and returns the milliseconds until it polled for work.
+async fn one_start(binary: &Path, listener: &TcpListener, home: &Path) -> Result<f64, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut command = function_command(binary, &addr.to_string(), home);
     let start = Instant::now();
     let mut child = command
         .spawn()

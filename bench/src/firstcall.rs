@@ -16,7 +16,6 @@
 //! invocation failed to reuse shows up.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,7 +33,7 @@ use tokio_rustls::rustls;
 
 use switchboard::adapters::management_api::WARM_UP_CONNECTION_ID;
 
-use crate::coldstart::environment;
+use crate::coldstart::function_command;
 
 /// One way of starting, and its medians over the starts.
 #[derive(Debug, Clone)]
@@ -217,20 +216,14 @@ async fn one_start(
 
     let home = std::env::temp_dir().join(format!("switchboard-bench-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-    let mut command = tokio::process::Command::new(binary);
+    let mut command = function_command(binary, &runtime_api.to_string(), &home);
     command
-        .env_clear()
-        .envs(environment(&runtime_api.to_string()))
-        .env("HOME", &home)
         .env(
             "WEBSOCKET_ENDPOINT",
             format!("https://{}/prod", endpoint.addr),
         )
         .env("SSL_CERT_FILE", &endpoint.bundle)
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .envs(extra.iter().copied());
     let start = Instant::now();
     let mut child = command
         .spawn()
