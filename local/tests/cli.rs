@@ -1,4 +1,4 @@
-//! The `token` subcommand, run as the binary users run.
+//! The command line, run as the binary users run: the `token` subcommand and usage errors.
 
 use std::process::Command;
 
@@ -64,5 +64,20 @@ fn a_bad_ttl_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("invalid value 'soon' for '--ttl <TTL>'")
+    );
+}
+
+#[test]
+fn an_unknown_gateway_is_a_usage_error_naming_the_choices() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard-local"))
+        .args(["--gateway", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid value 'bogus' for '--gateway <GATEWAY>'")
+            && stderr.contains("[possible values: sdk, in-process]"),
+        "{stderr}"
     );
 }
