@@ -10,12 +10,12 @@
 
 use std::collections::HashMap;
 
-use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::aws::Lazy;
 use crate::ports::{
     ConnectionPage, ConnectionRecord, ConnectionStore, Counter, SentLog, StoreError, shard_of,
 };

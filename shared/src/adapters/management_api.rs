@@ -1,6 +1,5 @@
 //! The API Gateway Management API (`POST`/`DELETE /@connections/{id}`).
 
-use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
@@ -8,9 +7,11 @@ use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnection
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
+use crate::aws::Lazy;
 use crate::ports::{Gateway, GatewayError};
 
-/// The connection id [`ManagementApi::warm_up`] posts to: never a real one.
+/// The connection id [`ManagementApi::warm_up`] posts to: 7 characters with a
+/// `-`, never a real one.
 pub const WARM_UP_CONNECTION_ID: &str = "warm-up";
 
 #[derive(Clone, Debug)]
@@ -28,11 +29,12 @@ impl ManagementApi {
 
     /// Opens the connection to the endpoint ahead of the first post (loads the
     /// root certificates, resolves, connects, handshakes) and leaves it in the
-    /// pool. It posts nothing to a connection id API Gateway never issues (its
-    /// ids are base64, with no `-`), with the operation and the permission the
-    /// function already has; the answer, a 410 or any other, only proves the
-    /// round trip. Bounded by the client's attempt timeout; a failure is
-    /// logged, and the first post then connects as usual.
+    /// pool. It posts nothing to [`WARM_UP_CONNECTION_ID`], shaped unlike any id
+    /// API Gateway issues (theirs are 16 base64 characters), with the operation
+    /// and the permission the function already has; the answer, a 410 or any
+    /// other, only proves the round trip. Bounded like a post (`POST_TIMEOUT_MS`
+    /// per attempt, `POST_ATTEMPTS`); a failure is logged, and the first post
+    /// then connects as usual.
     pub async fn warm_up(&self) {
         let started = std::time::Instant::now();
         let outcome = self

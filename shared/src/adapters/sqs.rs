@@ -1,11 +1,11 @@
 //! A queue on Amazon SQS.
 
-use crate::aws::Lazy;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
+use crate::aws::Lazy;
 use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
 
 #[derive(Clone, Debug)]
