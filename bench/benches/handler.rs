@@ -87,6 +87,16 @@ fn handlers(c: &mut Criterion) {
     };
     let idempotent =
         NotifyConnectionOptions::default().with_sent_log(Arc::new(MemorySentLog::new()));
+    // One invocation with ids: parse the event, then handle it.
+    let idempotent_run = |wire: &str| {
+        let event: SqsEvent = serde_json::from_str(wire).expect("event");
+        runtime.block_on(handle_notify_connection(
+            &store,
+            &gateway,
+            &idempotent,
+            event,
+        ))
+    };
     let mut round = 0u64;
     group.bench_function(
         "notify-connection: 10 records with ids, first delivery",
@@ -96,40 +106,16 @@ fn handlers(c: &mut Criterion) {
                     round += 1;
                     with_ids(round)
                 },
-                |w| {
-                    let event: SqsEvent = serde_json::from_str(&w).expect("event");
-                    runtime.block_on(handle_notify_connection(
-                        &store,
-                        &gateway,
-                        &idempotent,
-                        event,
-                    ))
-                },
+                |w| idempotent_run(&w),
                 BatchSize::SmallInput,
             )
         },
     );
     let repeat = with_ids(0);
-    let event: SqsEvent = serde_json::from_str(&repeat).expect("event");
-    runtime.block_on(handle_notify_connection(
-        &store,
-        &gateway,
-        &idempotent,
-        event,
-    ));
+    idempotent_run(&repeat);
     group.bench_function(
         "notify-connection: 10 records with ids, redelivery (skipped)",
-        |b| {
-            b.iter(|| {
-                let event: SqsEvent = serde_json::from_str(&repeat).expect("event");
-                runtime.block_on(handle_notify_connection(
-                    &store,
-                    &gateway,
-                    &idempotent,
-                    event,
-                ))
-            })
-        },
+        |b| b.iter(|| idempotent_run(&repeat)),
     );
     let services = Services {
         store: Arc::new(MemoryStore::new()),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use switchboard::handlers::enqueue::backoff;
 use switchboard::ports::{Gateway, GatewayError};
 use tracing::info;
 
@@ -160,11 +161,7 @@ impl Gateway for InProcessGateway {
             if !retryable || attempt >= attempts {
                 return result;
             }
-            let ceiling = self
-                .options
-                .post_backoff
-                .saturating_mul(1 << (attempt - 1).min(16));
-            tokio::time::sleep(ceiling.mul_f64(crate::events::random_unit())).await;
+            tokio::time::sleep(backoff(self.options.post_backoff, attempt)).await;
             attempt += 1;
         }
     }

@@ -77,7 +77,7 @@ async fn send_with_retry<Q: MessageQueue + ?Sized>(
 }
 
 /// Exponential backoff with full jitter: a random delay in `[0, base * 2^(attempt-1)]`.
-fn backoff(base: Duration, attempt: u32) -> Duration {
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
     let cap = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
     Duration::from_micros(fastrand::u64(..=cap.as_micros() as u64))
 }
