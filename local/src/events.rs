@@ -2,7 +2,6 @@
 //! Lambda's SQS event source sends, field for field.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -26,12 +25,7 @@ pub struct ConnectionContext {
     pub stage: String,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub use switchboard::clock::now_millis as now_ms;
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

@@ -21,7 +21,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use crate::events::{self, QueuedMessage, now_ms, random_hex};
+use switchboard::clock::now_millis as now_ms;
+use switchboard::sync::lock;
+
+use crate::events::{self, QueuedMessage, random_hex};
 
 /// A queue handler: the same batch function a Lambda runs.
 pub type BatchHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, BatchReport> + Send + Sync>;
@@ -59,10 +62,6 @@ pub struct LocalQueue {
     wake: Notify,
     visibility_timeout: Duration,
     max_receive_count: u32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LocalQueue {

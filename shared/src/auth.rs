@@ -4,7 +4,7 @@
 //! enforced with no leeway. Everything a connection may do comes from these
 //! claims, never from what the client says later.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::http::HeaderMap;
 use aws_lambda_events::http::header::AUTHORIZATION;
@@ -344,10 +344,7 @@ pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, jsonwebtoke
 
 /// Claims for `user_id` valid for `ttl` from now.
 pub fn claims_for(user_id: &str, ttl: Duration, groups: Vec<String>) -> Claims {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::clock::now_seconds() as u64;
     Claims {
         sub: user_id.to_owned(),
         exp: now + ttl.as_secs(),

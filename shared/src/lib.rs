@@ -11,11 +11,14 @@
 pub mod adapters;
 pub mod auth;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod lazy;
 pub mod ports;
 pub mod protocol;
+pub mod sync;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;

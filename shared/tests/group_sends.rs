@@ -497,7 +497,7 @@ async fn user_level_memberships_expire() {
     let add =
         r#"{"version":1,"type":"addUserToGroup","userId":"alice","group":"trial","ttlSeconds":60}"#;
     assert_eq!(run_command(&h.services, Some(add)).await, Ok(1));
-    let now = switchboard::handlers::groups::now_seconds();
+    let now = switchboard::clock::now_seconds();
     assert_eq!(
         h.memberships.user_groups("alice", now).await.unwrap(),
         ["trial"]
@@ -598,7 +598,8 @@ async fn new_command_types_refuse_bad_input_with_exact_errors() {
 
 #[tokio::test]
 async fn a_410_for_a_connection_still_opening_does_not_forget_it() {
-    use switchboard::handlers::groups::{CONNECT_GRACE_MS, now_seconds};
+    use switchboard::clock::now_seconds;
+    use switchboard::handlers::groups::CONNECT_GRACE_MS;
     use switchboard::ports::ConnectionRecord;
     let h = users(&[]).await;
     // Neither has a socket yet, so both posts answer 410.

@@ -426,7 +426,7 @@ async fn batch_reports_name_each_failure() {
 
 #[tokio::test]
 async fn notify_connection_keeps_the_record_of_a_connection_still_opening() {
-    use switchboard::handlers::groups::now_seconds;
+    use switchboard::clock::now_seconds;
     let store = MemoryStore::new();
     store
         .put_connection(&switchboard::ports::ConnectionRecord {

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::aws::Lazy;
+use crate::lazy::Lazy;
 use crate::ports::{
     ConnectionPage, ConnectionRecord, ConnectionStore, Counter, SentLog, StoreError, shard_of,
 };

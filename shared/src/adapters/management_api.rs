@@ -7,7 +7,7 @@ use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnection
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
-use crate::aws::Lazy;
+use crate::lazy::Lazy;
 use crate::ports::{Gateway, GatewayError};
 
 /// The connection id [`ManagementApi::warm_up`] posts to: 7 characters with a

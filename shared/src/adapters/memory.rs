@@ -9,16 +9,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::sync::lock;
+
 use crate::ports::{
     ConnectionPage, ConnectionRecord, ConnectionStore, Counter, Gateway, GatewayError, MAX_BATCH,
     MemberPage, Membership, MembershipStore, MessageQueue, QueueError, SendFailure, SentLog,
     StoreError, shard_of,
 };
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind; keep serving it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 #[derive(Default)]
 struct StoreState {
@@ -775,7 +772,7 @@ impl SentLog for MemorySentLog {
     async fn record_posted(&self, keys: &[String], expires_at: i64) -> Result<(), StoreError> {
         let mut sent = lock(&self.sent);
         if sent.expiry.len() >= sent.prune_at.max(SENT_PRUNE_AT) {
-            let now = crate::handlers::groups::now_seconds();
+            let now = crate::clock::now_seconds();
             sent.expiry.retain(|_, until| *until > now);
             sent.prune_at = sent.expiry.len() * 2;
         }

@@ -5,7 +5,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::aws::Lazy;
+use crate::lazy::Lazy;
 use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
 
 #[derive(Clone, Debug)]

@@ -18,7 +18,6 @@
 //! (a string or a number) and echoed in every answer.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::Value;
@@ -187,10 +186,7 @@ async fn publish(
         ));
     }
     let settings = &services.settings;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64;
+    let now_ms = crate::clock::now_millis();
     let allowed = services
         .store
         .take_publish_allowance(

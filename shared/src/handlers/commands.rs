@@ -12,10 +12,10 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::TryStreamExt;
 use tracing::{error, info, warn};
 
+use crate::clock::now_seconds;
 use crate::handlers::connect::RECORD_TTL;
 use crate::handlers::groups::{
-    Fanout, FanoutError, enqueue_frame, join_group, leave_group, now_seconds, send_to_group,
-    user_connection_ids,
+    Fanout, FanoutError, enqueue_frame, join_group, leave_group, send_to_group, user_connection_ids,
 };
 use crate::handlers::{BatchReport, Services, process_batch, receive_count};
 use crate::ports::{GatewayError, Membership, SHARDS, StoreError};

@@ -1,6 +1,6 @@
 //! `$connect`: authenticate the token, then record the connection.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::http::header::USER_AGENT;
@@ -63,10 +63,7 @@ pub async fn connect(
     let connected_at_ms = if context.connected_at > 0 {
         context.connected_at
     } else {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as i64
+        crate::clock::now_millis()
     };
     let record = ConnectionRecord {
         connection_id,

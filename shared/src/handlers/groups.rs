@@ -10,10 +10,10 @@
 //! SendMessageBatch call.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
+use crate::clock::now_seconds;
 use crate::handlers::Services;
 use crate::handlers::connect::RECORD_TTL;
 use crate::handlers::enqueue::{EnqueueError, enqueue_all};
@@ -28,14 +28,6 @@ pub enum FanoutError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs() as i64
 }
 
 /// Hands `frame` to the deliver workers for every connection in `ids`;
@@ -271,7 +263,7 @@ pub fn is_opening(record: &crate::ports::ConnectionRecord, now_ms: i64) -> bool 
 /// then the post raced its `$connect`, and forgetting would orphan a live
 /// connection. Returns whether it was forgotten.
 pub async fn forget_gone(services: &Services, connection_id: &str) -> Result<bool, FanoutError> {
-    let now_ms = now_seconds() * 1000;
+    let now_ms = crate::clock::now_millis();
     if let Some(record) = services.store.get_connection(connection_id).await?
         && is_opening(&record, now_ms)
     {

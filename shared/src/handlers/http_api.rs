@@ -18,7 +18,7 @@
 //! A bad request is 400 with `{"error":{"code":"bad_request","field":…,"message":…}}`.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -488,7 +488,7 @@ async fn get_user(services: &Services, user_id: &str) -> Result<HttpAnswer, Http
         .map_err(unavailable)?;
     let groups = services
         .memberships
-        .user_groups(user_id, crate::handlers::groups::now_seconds())
+        .user_groups(user_id, crate::clock::now_seconds())
         .await
         .map_err(unavailable)?;
     let status = if connections.is_empty() { 404 } else { 200 };
@@ -559,10 +559,7 @@ fn negotiate(config: &HttpApiConfig, body: Option<&str>) -> Result<HttpAnswer, H
     }
     let ttl =
         ttl_field(&map, config.max_ttl.as_secs())?.map_or(config.default_ttl, Duration::from_secs);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::clock::now_seconds() as u64;
     let publish = patterns.pop().unwrap_or_default();
     let subscribe = patterns.pop().unwrap_or_default();
     let claims = Claims {

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 use tracing::warn;
 
+use crate::clock::now_seconds;
 use crate::config::NotifyConnectionOptions;
-use crate::handlers::groups::now_seconds;
 
 /// The record key for message `id` posted to `connection_id` (`#` is in neither).
 pub fn sent_key(id: &str, connection_id: &str) -> String {

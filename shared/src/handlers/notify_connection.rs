@@ -88,7 +88,7 @@ async fn delete_if_gone<S: ConnectionStore + ?Sized>(
     store: &S,
     connection_id: &str,
 ) -> Result<(), crate::ports::StoreError> {
-    let now_ms = crate::handlers::groups::now_seconds() * 1000;
+    let now_ms = crate::clock::now_millis();
     match store.get_connection(connection_id).await? {
         Some(record) if crate::handlers::groups::is_opening(&record, now_ms) => {
             info!(connection_id, "410 while the connection is opening; kept");
