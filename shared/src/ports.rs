@@ -69,8 +69,8 @@ pub trait ConnectionStore: Send + Sync {
         after: Option<&str>,
     ) -> Result<ConnectionPage, StoreError>;
     /// Takes one client-event allowance for the connection: true if it is
-    /// within `limit` events in the current window of `window_ms`, false if it
-    /// is over (or the connection is unknown).
+    /// within `limit` events in the current window of `window_ms` (see
+    /// [`publish_window`]), false if it is over (or the connection is unknown).
     async fn take_publish_allowance(
         &self,
         connection_id: &str,
@@ -78,6 +78,13 @@ pub trait ConnectionStore: Send + Sync {
         window_ms: i64,
         limit: u32,
     ) -> Result<bool, StoreError>;
+}
+
+/// The start of the rate-limit window of `window_ms` that holds `now_ms`.
+/// Windows are aligned to the Unix epoch (a `window_ms` below 1 counts as 1),
+/// so every store counts a connection's events in the same windows.
+pub fn publish_window(now_ms: i64, window_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(window_ms.max(1))
 }
 
 /// Broadcast shards: the all-connections index is spread over this many

@@ -1,0 +1,101 @@
+//! The DynamoDB adapters: the connection store and sent log ([`DynamoStore`]) and the memberships ([`DynamoMemberships`]).
+//!
+//! Connections table (see `template.yaml`): partition key `connectionId`;
+//! global secondary index `byUser` (partition `userId`, sort `connectionId`,
+//! keys only) so a user's connections are a Query, never a Scan; index
+//! `byShard` (partition `shard`, a number in `0..16`, sort `connectionId`, keys
+//! only) so a broadcast reads every connection with 16 parallel Queries, never
+//! a Scan; `expiresAt` is the TTL attribute, so records of connections whose
+//! `$disconnect` never ran expire.
+//!
+//! - `tables.rs`: creating both tables as `template.yaml` declares them.
+//! - `items.rs`: attribute names, connection records to and from items.
+//! - `connections.rs`: [`ConnectionStore`](crate::ports::ConnectionStore) for [`DynamoStore`].
+//! - `sent_log.rs`: [`SentLog`](crate::ports::SentLog) for [`DynamoStore`].
+//! - `memberships.rs`: [`MembershipStore`](crate::ports::MembershipStore) for
+//!   [`DynamoMemberships`]: memberships, user groups and presence counters.
+
+mod connections;
+mod items;
+mod memberships;
+mod sent_log;
+mod tables;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+
+use crate::lazy::Lazy;
+use crate::ports::StoreError;
+
+pub use tables::{create_memberships_table, create_table};
+
+/// The name of the user index.
+pub const USER_INDEX: &str = "byUser";
+/// The name of the broadcast index.
+pub const SHARD_INDEX: &str = "byShard";
+/// The memberships table's index by connection (disconnect removes a connection's memberships).
+pub const CONNECTION_INDEX: &str = "byConnection";
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Lazy<Client>,
+    table: String,
+    page_limit: Option<i32>,
+}
+
+impl DynamoStore {
+    pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client: client.into(),
+            table: table.into(),
+            page_limit: None,
+        }
+    }
+
+    /// Caps how many items one user query returns (DynamoDB otherwise stops at 1 MB).
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+}
+
+/// Group memberships on DynamoDB: partition key `groupName`, sort key
+/// `connectionId` (a group's members are one Query, paged), index
+/// `byConnection` (partition `connectionId`, sort `groupName`, keys only) and
+/// the `expiresAt` TTL attribute.
+///
+/// The same table holds two more kinds of item, keyed so they can never meet a
+/// membership (`#` is in neither group names nor API Gateway connection ids):
+///
+/// | item | `groupName` | `connectionId` | other |
+/// |---|---|---|---|
+/// | user-level membership | `user#{userId}` | `group#{group}` | `expiresAt` |
+/// | a user's connections in a presence group | `{group}#presence` | `user#{userId}` | `count`, `expiresAt` |
+/// | a presence group's online users | `{group}#presence` | `#online` | `count`, `expiresAt` |
+#[derive(Clone, Debug)]
+pub struct DynamoMemberships {
+    client: Lazy<Client>,
+    table: String,
+    page_limit: Option<i32>,
+}
+
+impl DynamoMemberships {
+    pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
+        DynamoMemberships {
+            client: client.into(),
+            table: table.into(),
+            page_limit: None,
+        }
+    }
+
+    /// Caps how many members one group query returns.
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+}
+
+/// Any SDK failure, as the store error a retry may cure.
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
