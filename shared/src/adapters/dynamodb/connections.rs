@@ -1,6 +1,7 @@
 //! [`ConnectionStore`] on DynamoDB: connection records, the keys-only index pages and the publish allowance.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::items::{CONNECTION_ID, Item, SHARD, USER_ID, from_item, string, to_item};
@@ -83,17 +84,9 @@ impl ConnectionStore for DynamoStore {
         }
         // Start a new window, only if the stored one is older (or absent).
         let started = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .window_update(connection_id, window)
             .update_expression("SET #w = :w, #n = :one")
             .condition_expression("attribute_exists(#c) AND (attribute_not_exists(#w) OR #w < :w)")
-            .expression_attribute_names("#c", CONNECTION_ID)
-            .expression_attribute_names("#w", WINDOW)
-            .expression_attribute_names("#n", WINDOW_COUNT)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
             .send()
             .await;
         match started {
@@ -165,6 +158,20 @@ impl DynamoStore {
         })
     }
 
+    /// An UpdateItem of the connection's allowance counter in `window`:
+    /// `#c` the key, `#w` the window, `#n` its count, `:w` the window, `:one` 1.
+    fn window_update(&self, connection_id: &str, window: i64) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#w", WINDOW)
+            .expression_attribute_names("#n", WINDOW_COUNT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
+    }
+
     /// Counts one event in `window` if the stored window is `window` and not full.
     async fn count_in_window(
         &self,
@@ -173,17 +180,9 @@ impl DynamoStore {
         limit: u32,
     ) -> Result<bool, StoreError> {
         let counted = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .window_update(connection_id, window)
             .update_expression("ADD #n :one")
             .condition_expression("attribute_exists(#c) AND #w = :w AND #n < :limit")
-            .expression_attribute_names("#c", CONNECTION_ID)
-            .expression_attribute_names("#w", WINDOW)
-            .expression_attribute_names("#n", WINDOW_COUNT)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
             .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
             .send()
             .await;

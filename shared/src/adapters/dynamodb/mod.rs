@@ -21,6 +21,8 @@ mod memberships;
 mod sent_log;
 mod tables;
 
+use std::marker::PhantomData;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 
@@ -36,30 +38,40 @@ pub const SHARD_INDEX: &str = "byShard";
 /// The memberships table's index by connection (disconnect removes a connection's memberships).
 pub const CONNECTION_INDEX: &str = "byConnection";
 
+/// One DynamoDB table: the client, the table's name and a cap on the items
+/// one page query returns. `T` says which table it is, and so which ports it
+/// implements: [`DynamoStore`] and [`DynamoMemberships`].
 #[derive(Clone, Debug)]
-pub struct DynamoStore {
+pub struct DynamoTable<T> {
     client: Lazy<Client>,
     table: String,
     page_limit: Option<i32>,
+    kind: PhantomData<T>,
 }
 
-impl DynamoStore {
+impl<T> DynamoTable<T> {
     pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
-        DynamoStore {
+        DynamoTable {
             client: client.into(),
             table: table.into(),
             page_limit: None,
+            kind: PhantomData,
         }
     }
 
-    /// Caps how many items one user query returns (DynamoDB otherwise stops at 1 MB).
+    /// Caps how many items one page query returns (a user's or a shard's
+    /// connections, a group's members); DynamoDB otherwise stops at 1 MB.
     pub fn with_page_limit(mut self, limit: i32) -> Self {
         self.page_limit = Some(limit);
         self
     }
 }
 
-/// Group memberships on DynamoDB: partition key `groupName`, sort key
+/// The connections table (see the module's documentation); it holds the sent log too.
+#[derive(Clone, Copy, Debug)]
+pub struct Connections;
+
+/// The memberships table: partition key `groupName`, sort key
 /// `connectionId` (a group's members are one Query, paged), index
 /// `byConnection` (partition `connectionId`, sort `groupName`, keys only) and
 /// the `expiresAt` TTL attribute.
@@ -72,28 +84,15 @@ impl DynamoStore {
 /// | user-level membership | `user#{userId}` | `group#{group}` | `expiresAt` |
 /// | a user's connections in a presence group | `{group}#presence` | `user#{userId}` | `count`, `expiresAt` |
 /// | a presence group's online users | `{group}#presence` | `#online` | `count`, `expiresAt` |
-#[derive(Clone, Debug)]
-pub struct DynamoMemberships {
-    client: Lazy<Client>,
-    table: String,
-    page_limit: Option<i32>,
-}
+#[derive(Clone, Copy, Debug)]
+pub struct Memberships;
 
-impl DynamoMemberships {
-    pub fn new(client: impl Into<Lazy<Client>>, table: impl Into<String>) -> Self {
-        DynamoMemberships {
-            client: client.into(),
-            table: table.into(),
-            page_limit: None,
-        }
-    }
+/// The connection store and sent log on DynamoDB.
+pub type DynamoStore = DynamoTable<Connections>;
 
-    /// Caps how many members one group query returns.
-    pub fn with_page_limit(mut self, limit: i32) -> Self {
-        self.page_limit = Some(limit);
-        self
-    }
-}
+/// Group memberships, user-level memberships and presence counters on
+/// DynamoDB (the table's layout: [`Memberships`]).
+pub type DynamoMemberships = DynamoTable<Memberships>;
 
 /// Any SDK failure, as the store error a retry may cure.
 fn unavailable(e: impl std::error::Error) -> StoreError {
