@@ -2,6 +2,7 @@
 //!
 //! The library holds everything the Lambda functions and the local stack share:
 //! - [`protocol`]: the frames clients send and receive, and the queue message shapes;
+//! - [`validate`]: the rule for each field from an untrusted source (ids, reasons, ttls, groups);
 //! - [`auth`]: client token verification (HS256, pinned) and minting;
 //! - [`ports`]: the small traits handlers depend on (connection store, queue, gateway);
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory implementations;
@@ -19,6 +20,7 @@ pub mod lazy;
 pub mod ports;
 pub mod protocol;
 pub mod sync;
+pub mod validate;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;

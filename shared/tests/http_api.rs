@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use switchboard::auth::{SecretError, TokenVerifier};
+use switchboard::auth::{SecretError, TokenVerifier, claims_for};
+use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::http_api::{HttpAnswer, HttpApiConfig, route};
 use switchboard::ports::{Membership, MembershipStore};
 
@@ -503,6 +504,60 @@ async fn negotiate_hands_out_a_short_lived_token_in_a_url() {
             "{body}"
         );
     }
+}
+
+/// Negotiate holds `userId` to the rule `$connect` holds `sub` to, so it never
+/// mints a token that `$connect` refuses (it once answered 200 for "a\nb").
+#[tokio::test]
+async fn negotiate_refuses_every_user_id_connect_refuses() {
+    let h = Harness::new();
+    let long = "u".repeat(257);
+    // (user id, negotiate's message, $connect's message for a token with that `sub`)
+    let cases = [
+        (
+            "a\nb",
+            "\"userId\" contains control characters",
+            "\\\"sub\\\" contains control characters",
+        ),
+        (
+            "tab\there",
+            "\"userId\" contains control characters",
+            "\\\"sub\\\" contains control characters",
+        ),
+        (
+            long.as_str(),
+            "\"userId\" is longer than 256 bytes",
+            "\\\"sub\\\" is longer than 256 bytes",
+        ),
+        ("", "\"userId\" must not be empty", "\\\"sub\\\" is empty"),
+    ];
+    for (user_id, negotiate_message, connect_message) in cases {
+        let body = json!({ "userId": user_id }).to_string();
+        assert_eq!(
+            call(&h, "POST", "/negotiate", Some(&body)).await,
+            bad("userId", negotiate_message),
+            "{user_id:?}"
+        );
+        let token = mint_token(user_id);
+        let response =
+            handle_connect(&h.services, &verifier(), &connect_event("c1", Some(&token))).await;
+        assert_eq!(response.status_code, 401, "{user_id:?}");
+        assert_eq!(
+            body_text(&response),
+            Some(
+                format!(
+                    r#"{{"message":"unauthorized: the token's claims are invalid: {connect_message}"}}"#
+                )
+                .as_str()
+            ),
+            "{user_id:?}"
+        );
+    }
+    assert!(h.store.is_empty());
+}
+
+fn mint_token(user_id: &str) -> String {
+    token_with(&claims_for(user_id, Duration::from_secs(300), vec![]))
 }
 
 #[tokio::test]

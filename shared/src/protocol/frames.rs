@@ -1,0 +1,340 @@
+//! Client frames in (`ClientFrame`, parsed in one place) and the frames the
+//! server sends back: errors, acks, pongs, close and presence frames.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Error codes carried by `{"type":"error"}` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object with a string `action`, or a field has the wrong type.
+    BadRequest,
+    /// The frame names an action that has no route.
+    UnknownAction,
+    /// The token does not grant this.
+    Forbidden,
+    /// A backing service failed; trying again later may work.
+    Unavailable,
+    /// Too many client events; slow down.
+    RateLimited,
+}
+
+/// Why an acknowledged action failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Frames the server sends to a client as a route response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
+    },
+    /// Sent just before the server closes the connection.
+    Close {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The answer to an action that carries an optional correlation `id`.
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<AckError>,
+    },
+}
+
+impl ServerFrame {
+    pub fn ack_ok(id: Option<Value>) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: true,
+            error: None,
+        }
+    }
+
+    pub fn ack_error(id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: false,
+            error: Some(AckError {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            action: None,
+        }
+    }
+
+    /// The frame as the JSON text sent to the client.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain enums cannot fail: no maps with non-string keys, no custom impls.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"bad_request","message":"internal encoding error"}"#
+                .to_owned()
+        })
+    }
+}
+
+/// Why a client frame could not be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("the frame is empty")]
+    Empty,
+    #[error("the frame is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the frame must be a JSON object")]
+    NotObject,
+    #[error("the frame has no \"action\" field")]
+    MissingAction,
+    #[error("the \"action\" field must be a string")]
+    ActionNotString,
+    #[error("the \"{0}\" field is required")]
+    MissingField(&'static str),
+    #[error("the \"{field}\" field must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl FrameError {
+    /// The error frame a client receives for this error.
+    pub fn to_frame(&self) -> ServerFrame {
+        ServerFrame::error(ErrorCode::BadRequest, self.to_string())
+    }
+}
+
+/// A client frame: a JSON object with a string `action`, and its other fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    pub action: String,
+    pub fields: Map<String, Value>,
+}
+
+impl ClientFrame {
+    /// Parses a text frame as API Gateway's `$request.body.action` selection sees it.
+    pub fn parse(body: Option<&str>) -> Result<Self, FrameError> {
+        let body = body
+            .filter(|b| !b.trim().is_empty())
+            .ok_or(FrameError::Empty)?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| FrameError::NotJson(e.to_string()))?;
+        let Value::Object(mut fields) = value else {
+            return Err(FrameError::NotObject);
+        };
+        match fields.remove("action") {
+            None => Err(FrameError::MissingAction),
+            Some(Value::String(action)) => Ok(ClientFrame { action, fields }),
+            Some(_) => Err(FrameError::ActionNotString),
+        }
+    }
+
+    /// A required string field.
+    pub fn required_str(&self, field: &'static str) -> Result<&str, FrameError> {
+        self.optional_str(field)?
+            .ok_or(FrameError::MissingField(field))
+    }
+
+    /// The optional correlation `id`: a string or a number, echoed in acks.
+    pub fn correlation_id(&self) -> Result<Option<Value>, FrameError> {
+        match self.fields.get("id") {
+            None | Some(Value::Null) => Ok(None),
+            Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id.clone())),
+            Some(_) => Err(FrameError::WrongType {
+                field: "id",
+                expected: "a string or a number",
+            }),
+        }
+    }
+
+    /// An optional string field: absent or `null` is `None`, any other non-string is an error.
+    pub fn optional_str(&self, field: &'static str) -> Result<Option<&str>, FrameError> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FrameError::WrongType {
+                field,
+                expected: "a string",
+            }),
+        }
+    }
+}
+
+/// The last frame a connection closed by `closeConnection` receives.
+pub fn close_frame(reason: Option<&str>) -> String {
+    ServerFrame::Close {
+        reason: reason.map(str::to_owned),
+    }
+    .to_json()
+}
+
+/// A presence change in a presence-enabled group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    /// The user's first connection joined the group.
+    Join,
+    /// The user's last connection left the group.
+    Leave,
+}
+
+/// `{"type":"presence","event":"join"|"leave","userId":…,"group":…,"online":N}`:
+/// `online` is the number of distinct users in the group after the change.
+pub fn presence_frame(event: PresenceEvent, user_id: &str, group: &str, online: i64) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        event: PresenceEvent,
+        user_id: &'a str,
+        group: &'a str,
+        online: i64,
+    }
+    to_json(&Frame {
+        kind: "presence",
+        event,
+        user_id,
+        group,
+        online,
+    })
+}
+
+/// The answer to a `presence` query: the group's distinct users (at most
+/// [`PRESENCE_LIST_LIMIT`] listed) and its connection count.
+pub fn presence_answer(
+    id: Option<Value>,
+    group: &str,
+    users: &[String],
+    user_count: usize,
+    connections: usize,
+) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        group: &'a str,
+        user_ids: &'a [String],
+        users: usize,
+        connections: usize,
+        truncated: bool,
+    }
+    to_json(&Answer {
+        kind: "presence",
+        id,
+        group,
+        user_ids: users,
+        users: user_count,
+        connections,
+        truncated: user_count > users.len(),
+    })
+}
+
+/// Plain structs of strings and numbers always serialise.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The most user ids a presence answer lists (a frame must stay under 128 KB).
+pub const PRESENCE_LIST_LIMIT: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_frame_with_an_action() {
+        let frame = ClientFrame::parse(Some(r#"{"action":"ping","name":"Stepan"}"#)).unwrap();
+        assert_eq!(frame.action, "ping");
+        assert_eq!(frame.optional_str("name").unwrap(), Some("Stepan"));
+        assert_eq!(frame.optional_str("other").unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_frames_that_cannot_be_routed() {
+        assert_eq!(ClientFrame::parse(None), Err(FrameError::Empty));
+        assert_eq!(ClientFrame::parse(Some("  ")), Err(FrameError::Empty));
+        assert!(matches!(
+            ClientFrame::parse(Some("hello")),
+            Err(FrameError::NotJson(_))
+        ));
+        assert_eq!(
+            ClientFrame::parse(Some("[1,2]")),
+            Err(FrameError::NotObject)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some("\"ping\"")),
+            Err(FrameError::NotObject)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some("{}")),
+            Err(FrameError::MissingAction)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some(r#"{"action":7}"#)),
+            Err(FrameError::ActionNotString)
+        );
+        assert_eq!(
+            ClientFrame::parse(Some(r#"{"action":null}"#)),
+            Err(FrameError::ActionNotString)
+        );
+    }
+
+    #[test]
+    fn a_non_string_field_is_a_type_error() {
+        let frame = ClientFrame::parse(Some(r#"{"action":"ping","name":5}"#)).unwrap();
+        assert_eq!(
+            frame.optional_str("name"),
+            Err(FrameError::WrongType {
+                field: "name",
+                expected: "a string"
+            })
+        );
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        assert_eq!(
+            ServerFrame::Pong {
+                name: Some("Stepan".into())
+            }
+            .to_json(),
+            r#"{"type":"pong","name":"Stepan"}"#
+        );
+        assert_eq!(
+            ServerFrame::Pong { name: None }.to_json(),
+            r#"{"type":"pong"}"#
+        );
+        assert_eq!(
+            ServerFrame::Error {
+                code: ErrorCode::UnknownAction,
+                message: "m".into(),
+                action: Some("x".into())
+            }
+            .to_json(),
+            r#"{"type":"error","code":"unknown_action","message":"m","action":"x"}"#
+        );
+    }
+}
