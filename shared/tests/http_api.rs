@@ -9,11 +9,12 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use switchboard::auth::{SecretError, TokenVerifier};
-use switchboard::handlers::http_api::{HttpAnswer, HttpApiConfig, route};
+use switchboard::config::NegotiateSettings;
+use switchboard::handlers::http_api::{HttpAnswer, route};
 use switchboard::ports::{Membership, MembershipStore};
 
-fn config() -> HttpApiConfig {
-    HttpApiConfig {
+fn config() -> NegotiateSettings {
+    NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
         secret: Ok(secret()),
         default_ttl: Duration::from_secs(300),
@@ -508,7 +509,7 @@ async fn negotiate_hands_out_a_short_lived_token_in_a_url() {
 #[tokio::test]
 async fn negotiate_fails_closed_without_a_secret() {
     let h = Harness::new();
-    let config = HttpApiConfig {
+    let config = NegotiateSettings {
         secret: Err(SecretError::Missing),
         ..config()
     };

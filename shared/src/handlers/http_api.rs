@@ -28,33 +28,16 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tracing::{error, info, warn};
 
-use crate::auth::{Claims, MAX_GROUPS, SecretError, TokenSecret, mint};
+use crate::auth::{Claims, MAX_GROUPS, mint};
+use crate::commands::{CommandError, execute};
+use crate::config::NegotiateSettings;
+use crate::fanout::{FanoutError, user_connection_ids};
+use crate::groups::membership::group_census;
 use crate::groups::{Pattern, validate_group};
-use crate::handlers::Services;
-use crate::handlers::actions::group_census;
-use crate::handlers::commands::{CommandError, execute};
-use crate::handlers::groups::{FanoutError, user_connection_ids};
 use crate::protocol::{
     Command, MAX_REASON_BYTES, MAX_USER_ID_BYTES, MessageError, USER_GROUP_MAX_TTL_SECONDS,
 };
-
-/// What negotiate needs besides the ports.
-#[derive(Clone)]
-pub struct HttpApiConfig {
-    /// `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (or the local stack's `ws://…`).
-    pub websocket_url: String,
-    /// The secret tokens are signed with; negotiate fails closed (500) without one.
-    pub secret: Result<TokenSecret, SecretError>,
-    /// Token lifetime when the request names none.
-    pub default_ttl: Duration,
-    /// The longest lifetime a request may ask for.
-    pub max_ttl: Duration,
-}
-
-/// Negotiated tokens live 5 minutes unless asked otherwise: long enough to connect.
-pub const NEGOTIATE_DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// And at most an hour.
-pub const NEGOTIATE_MAX_TTL: Duration = Duration::from_secs(3600);
+use crate::services::Services;
 
 /// An HTTP answer: a status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +197,7 @@ fn path_group(segment: &str) -> Result<String, HttpAnswer> {
 /// Answers one request. `path` is the raw path (percent-encoded segments).
 pub async fn route(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     method: &str,
     path: &str,
     query: &HashMap<String, String>,
@@ -239,7 +222,7 @@ pub async fn route(
 
 async fn dispatch(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     method: &str,
     segments: &[&str],
     query: &HashMap<String, String>,
@@ -518,7 +501,7 @@ async fn get_group(services: &Services, group: &str) -> Result<HttpAnswer, HttpA
     ))
 }
 
-fn negotiate(config: &HttpApiConfig, body: Option<&str>) -> Result<HttpAnswer, HttpAnswer> {
+fn negotiate(config: &NegotiateSettings, body: Option<&str>) -> Result<HttpAnswer, HttpAnswer> {
     let secret = config.secret.as_ref().map_err(|e| {
         error!(error = %e, "negotiate refused: no usable token secret");
         HttpAnswer::error(
@@ -587,7 +570,7 @@ fn negotiate(config: &HttpApiConfig, body: Option<&str>) -> Result<HttpAnswer, H
 /// The HTTP API function (payload format 2.0).
 pub async fn handle_http(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     event: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let method = event.request_context.http.method.as_str().to_owned();
