@@ -11,10 +11,11 @@ use switchboard::adapters::memory::{
     MemoryGateway, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
 };
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use switchboard::config::NotifyConnectionOptions;
+use switchboard::config::{PostingPolicy, Settings};
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::handlers::{Services, Settings};
+use switchboard::posting::Posting;
+use switchboard::services::Services;
 
 /// The event as Lambda hands it over: JSON text.
 fn wire(bodies: &[String]) -> String {
@@ -53,7 +54,7 @@ fn handlers(c: &mut Criterion) {
         })
         .collect();
     let notify_wire = wire(&notify);
-    let options = NotifyConnectionOptions::default();
+    let options = Posting::default();
 
     let mut group = c.benchmark_group("per invocation");
     group.bench_function(
@@ -86,7 +87,7 @@ fn handlers(c: &mut Criterion) {
         wire(&bodies)
     };
     let idempotent =
-        NotifyConnectionOptions::default().with_sent_log(Arc::new(MemorySentLog::new()));
+        Posting::from(PostingPolicy::default()).with_sent_log(Arc::new(MemorySentLog::new()));
     // One invocation with ids: parse the event, then handle it.
     let idempotent_run = |wire: &str| {
         let event: SqsEvent = serde_json::from_str(wire).expect("event");
@@ -122,6 +123,7 @@ fn handlers(c: &mut Criterion) {
         memberships: Arc::new(MemoryMemberships::new()),
         gateway: Arc::new(gateway),
         deliveries: Arc::new(MemoryQueue::new()),
+        sent_log: None,
         settings: Arc::new(Settings::default()),
     };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;

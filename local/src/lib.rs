@@ -23,15 +23,18 @@ use switchboard::adapters::management_api::ManagementApi;
 use switchboard::adapters::memory::{MemoryMemberships, MemorySentLog, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::config::{
+    EnqueuePolicy, NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSettings, PostingPolicy,
+    Settings,
+};
 use switchboard::groups::Grants;
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
-use switchboard::handlers::http_api::{HttpApiConfig, NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL};
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
-use switchboard::handlers::{Services, Settings};
 use switchboard::ports::{ConnectionStore, Gateway, MembershipStore, MessageQueue, SentLog};
+use switchboard::posting::Posting;
+use switchboard::services::Services;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -80,8 +83,8 @@ pub struct Config {
     /// Receives before a failing message moves to the dead letters (in-memory queues).
     pub max_receive_count: u32,
     pub backend: Backend,
-    pub notify_user: NotifyUserOptions,
-    pub notify_connection: NotifyConnectionOptions,
+    pub notify_user: EnqueuePolicy,
+    pub notify_connection: PostingPolicy,
     /// Groups whose joins and leaves are announced.
     pub presence: Grants,
     /// Client events one connection may publish per `publish_window`.
@@ -125,8 +128,8 @@ impl Default for Config {
             visibility_timeout: Duration::from_secs(2),
             max_receive_count: 5,
             backend: Backend::Memory,
-            notify_user: NotifyUserOptions::default(),
-            notify_connection: NotifyConnectionOptions::default(),
+            notify_user: EnqueuePolicy::default(),
+            notify_connection: PostingPolicy::default(),
             presence: Settings::default().presence,
             publish_limit: Settings::default().publish_limit,
             publish_window: Settings::default().publish_window,
@@ -186,7 +189,7 @@ impl Producer {
 pub(crate) struct Stack {
     pub(crate) config: Config,
     pub(crate) services: Services,
-    pub(crate) http: HttpApiConfig,
+    pub(crate) http: NegotiateSettings,
     pub(crate) verifier: Result<TokenVerifier, SecretError>,
     pub(crate) connections: Arc<Connections>,
     /// The Management API's post and delete (shares `connections` and `posts`).
@@ -500,18 +503,19 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
             Box::pin(async move { notify_user_batch(&*store, &*queue, &options, event).await })
         })
     };
-    let posting = config.notify_connection.clone().with_sent_log(sent_log);
+    let posting = Posting::from(config.notify_connection.clone()).with_sent_log(sent_log.clone());
     let services = Services {
         store: store.clone(),
         memberships,
         gateway: gateway.clone(),
         deliveries: deliveries_queue,
+        sent_log: Some(sent_log),
         settings: Arc::new(Settings {
             presence: config.presence.clone(),
             publish_limit: config.publish_limit,
             publish_window: config.publish_window,
             enqueue: config.notify_user.clone(),
-            posting: posting.clone(),
+            posting: config.notify_connection.clone(),
         }),
     };
     let connection_handler: BatchHandler = {
@@ -568,7 +572,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         });
     }
 
-    let http = HttpApiConfig {
+    let http = NegotiateSettings {
         websocket_url: format!("ws://{addr}/{}", config.stage),
         secret: Ok(secret.clone()),
         default_ttl: NEGOTIATE_DEFAULT_TTL,

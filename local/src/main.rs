@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::config::{EnqueuePolicy, PostingPolicy};
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
@@ -127,7 +127,7 @@ fn fault_rate(value: &str) -> Result<f64, String> {
 }
 
 fn token_secret() -> Option<String> {
-    std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty())
+    switchboard::config::token_secret_text()
 }
 
 fn config(serve: Serve) -> Result<Config, String> {
@@ -165,8 +165,8 @@ fn config(serve: Serve) -> Result<Config, String> {
         visibility_timeout: serve.visibility_timeout,
         max_receive_count: serve.max_receive_count,
         backend,
-        notify_user: NotifyUserOptions::from_env().map_err(|e| e.to_string())?,
-        notify_connection: NotifyConnectionOptions::from_env().map_err(|e| e.to_string())?,
+        notify_user: EnqueuePolicy::from_env().map_err(|e| e.to_string())?,
+        notify_connection: PostingPolicy::from_env().map_err(|e| e.to_string())?,
         presence: switchboard::config::presence_groups(&serve.presence_groups)
             .map_err(|e| e.to_string())?,
         publish_limit: serve.publish_limit,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard::handlers::enqueue::backoff;
+use switchboard::enqueue::backoff;
 use switchboard::ports::{Gateway, GatewayError};
 use tracing::info;
 
@@ -114,7 +114,7 @@ impl Management {
 /// `POST_BACKOFF_MS`. Only the SigV4-signed HTTP round trip is left out.
 pub(crate) struct InProcessGateway {
     pub(crate) management: Arc<Management>,
-    pub(crate) options: switchboard::config::NotifyConnectionOptions,
+    pub(crate) options: switchboard::config::PostingPolicy,
 }
 
 impl InProcessGateway {

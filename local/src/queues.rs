@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::handlers::BatchReport;
+use switchboard::batch::BatchReport;
 use switchboard::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;

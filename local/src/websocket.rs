@@ -18,6 +18,7 @@ use switchboard::handlers::connect::connect_route;
 use switchboard::handlers::default::handle_default;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;
+use switchboard::routes::{self, RouteFunction};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
@@ -29,17 +30,14 @@ use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
 /// The read buffer each socket starts with (tungstenite grows it for a larger frame).
 const READ_BUFFER_BYTES: usize = 4096;
 
-/// Route keys with an integration besides `$default` (the template's routes).
-const ROUTES: &[&str] = &["ping", "subscribe", "unsubscribe", "publish", "presence"];
-
 /// `$request.body.action`: a JSON object whose string `action` names a route
-/// goes there; anything else goes to `$default`.
+/// ([`routes::action_route`]) goes there; anything else goes to `$default`.
 pub(crate) fn select_route(text: &str) -> &'static str {
     let action = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|v| v.get("action")?.as_str().map(str::to_owned));
     action
-        .and_then(|a| ROUTES.iter().copied().find(|route| *route == a))
+        .and_then(|a| routes::action_route(&a).map(|route| route.key))
         .unwrap_or("$default")
 }
 
@@ -234,11 +232,9 @@ async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str)
 async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
     let route_key = select_route(&text);
     let event = events::message(&connection.context, route_key, &text);
-    let response = match route_key {
-        "ping" => handle_ping(&event),
-        "subscribe" | "unsubscribe" | "publish" | "presence" => {
-            handle_client_action(&stack.services, &event).await
-        }
+    let response = match routes::function_of(route_key) {
+        Some(RouteFunction::Ping) => handle_ping(&event),
+        Some(RouteFunction::Actions) => handle_client_action(&stack.services, &event).await,
         _ => handle_default(&event),
     };
     info!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use support::*;
-use switchboard::config::NotifyConnectionOptions;
+use switchboard::config::PostingPolicy;
 use switchboard_local::{Config, GatewayMode};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -73,14 +73,14 @@ async fn under_faults(gateway: GatewayMode) {
         visibility_timeout: Duration::from_millis(100),
         max_receive_count: 10,
         source_concurrency: 32,
-        notify_connection: NotifyConnectionOptions {
+        notify_connection: PostingPolicy {
             concurrency: 10,
             // Far above a loopback post's latency, even in a debug build on a
             // busy machine, so only injected stalls time out.
             post_timeout: Duration::from_millis(1000),
             post_attempts: 2,
             post_backoff: Duration::from_millis(20),
-            ..NotifyConnectionOptions::default()
+            ..PostingPolicy::default()
         },
         fault_rate: 0.2,
         // A stall outlives the attempt timeout; two in a row (2 s) outlive

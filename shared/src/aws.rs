@@ -1,10 +1,12 @@
-//! The one place that builds AWS SDK configuration and clients.
+//! AWS: SDK configuration and clients, and [`Wiring`], the one wiring path
+//! every function takes.
 //!
 //! Everything goes through `aws_config`'s default chain, so the standard
 //! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` overrides point the same
 //! binaries at moto, LocalStack or the local stack.
 
-use crate::lazy::Lazy;
+use std::sync::Arc;
+
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::retry::RetryConfig;
@@ -16,6 +18,13 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
+use crate::adapters::management_api::ManagementApi;
+use crate::adapters::sqs::SqsQueue;
+use crate::config::{self, ConfigError, PostingPolicy, Settings};
+use crate::lazy::Lazy;
+use crate::services::Services;
 
 /// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
@@ -124,7 +133,7 @@ pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
 pub fn management_api(
     config: &SdkConfig,
     endpoint: &str,
-    options: &crate::config::NotifyConnectionOptions,
+    options: &PostingPolicy,
 ) -> aws_sdk_apigatewaymanagement::Client {
     let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
         .endpoint_url(endpoint)
@@ -143,51 +152,96 @@ pub fn management_api(
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }
 
-/// The handlers' services on AWS, from `TABLE_NAME`, `MEMBERSHIPS_TABLE`,
-/// `DELIVERIES_QUEUE_URL`, `WEBSOCKET_ENDPOINT` and [`crate::config::settings`].
-/// Building clients makes no network call; the first request does, unless
-/// `WARM_CONNECTIONS` is on: then the Management API connection is opened here.
-pub async fn services(
-    config: &SdkConfig,
-) -> Result<crate::handlers::Services, crate::config::ConfigError> {
-    use std::sync::Arc;
+/// The one wiring path of the functions: the SDK configuration, loaded once,
+/// and the adapters each function builds from it. Each part reads only its own
+/// variables, so a function needs only the ones for the parts it takes, and
+/// every SDK client is built on first use ([`Lazy`]), so a function pays only
+/// for the clients its invocations use. Building makes no network call; the
+/// first request does, unless `WARM_CONNECTIONS` is on: then [`Wiring::gateway`]
+/// opens the Management API connection.
+pub struct Wiring {
+    sdk: SdkConfig,
+    dynamodb: Lazy<aws_sdk_dynamodb::Client>,
+    sqs: Lazy<aws_sdk_sqs::Client>,
+}
 
-    use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
-    use crate::adapters::management_api::ManagementApi;
-    use crate::adapters::sqs::SqsQueue;
-    use crate::config::required;
-
-    let mut settings = crate::config::settings()?;
-    let dynamodb = lazy_dynamodb(config);
-    let store = Arc::new(DynamoStore::new(dynamodb.clone(), required("TABLE_NAME")?));
-    // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
-    settings.posting = settings.posting.with_sent_log(store.clone());
-    let gateway = ManagementApi::new(lazy_management_api(
-        config,
-        &required("WEBSOCKET_ENDPOINT")?,
-        &settings.posting,
-    ));
-    if settings.posting.warm_connections {
-        gateway.warm_up().await;
+impl Wiring {
+    /// Loads the SDK configuration from the environment (see [`load`]).
+    pub async fn load() -> Self {
+        Self::new(load().await)
     }
-    let sqs = lazy_sqs(config);
-    Ok(crate::handlers::Services {
-        store,
-        memberships: Arc::new(DynamoMemberships::new(
-            dynamodb,
-            required("MEMBERSHIPS_TABLE")?,
-        )),
-        gateway: Arc::new(gateway),
-        deliveries: Arc::new(SqsQueue::new(sqs, required("DELIVERIES_QUEUE_URL")?)),
-        settings: Arc::new(settings),
-    })
+
+    /// A builder on `sdk`.
+    pub fn new(sdk: SdkConfig) -> Self {
+        Wiring {
+            dynamodb: lazy_dynamodb(&sdk),
+            sqs: lazy_sqs(&sdk),
+            sdk,
+        }
+    }
+
+    /// The connection store (and idempotency records) in `TABLE_NAME`.
+    pub fn store(&self) -> Result<DynamoStore, ConfigError> {
+        Ok(DynamoStore::new(
+            self.dynamodb.clone(),
+            config::required("TABLE_NAME")?,
+        ))
+    }
+
+    /// The memberships in `MEMBERSHIPS_TABLE`.
+    pub fn memberships(&self) -> Result<DynamoMemberships, ConfigError> {
+        Ok(DynamoMemberships::new(
+            self.dynamodb.clone(),
+            config::required("MEMBERSHIPS_TABLE")?,
+        ))
+    }
+
+    /// The queue whose URL is in the variable `url_variable`.
+    pub fn queue(&self, url_variable: &'static str) -> Result<SqsQueue, ConfigError> {
+        Ok(SqsQueue::new(
+            self.sqs.clone(),
+            config::required(url_variable)?,
+        ))
+    }
+
+    /// The Management API of `WEBSOCKET_ENDPOINT`, posting by `policy`; its
+    /// connection opened now when `policy.warm_connections` is on.
+    pub async fn gateway(&self, policy: &PostingPolicy) -> Result<ManagementApi, ConfigError> {
+        let gateway = ManagementApi::new(lazy_management_api(
+            &self.sdk,
+            &config::required("WEBSOCKET_ENDPOINT")?,
+            policy,
+        ));
+        if policy.warm_connections {
+            gateway.warm_up().await;
+        }
+        Ok(gateway)
+    }
+
+    /// The handlers' services: [`Wiring::store`] (which also keeps the
+    /// idempotency records), [`Wiring::memberships`], [`Wiring::gateway`],
+    /// the queue in `DELIVERIES_QUEUE_URL`, and [`Settings::from_env`].
+    pub async fn services(&self) -> Result<Services, ConfigError> {
+        let settings = Settings::from_env()?;
+        let store = Arc::new(self.store()?);
+        let gateway = self.gateway(&settings.posting).await?;
+        Ok(Services {
+            store: store.clone(),
+            memberships: Arc::new(self.memberships()?),
+            gateway: Arc::new(gateway),
+            deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
+            // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
+            sent_log: Some(store),
+            settings: Arc::new(settings),
+        })
+    }
 }
 
 /// [`management_api`], built on first use.
 pub fn lazy_management_api(
     config: &SdkConfig,
     endpoint: &str,
-    options: &crate::config::NotifyConnectionOptions,
+    options: &PostingPolicy,
 ) -> Lazy<aws_sdk_apigatewaymanagement::Client> {
     let (config, endpoint, options) = (config.clone(), endpoint.to_owned(), options.clone());
     Lazy::new(move || management_api(&config, &endpoint, &options))

@@ -1,9 +1,12 @@
-//! The one place that reads the environment.
+//! Configuration: every value read from the environment (handler settings,
+//! the enqueue and posting policies, the token secret, negotiate's settings).
+//! The one place in the library that reads the environment.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::auth::{SecretError, TokenSecret, TokenVerifier};
+use crate::groups::names::Grants;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -35,15 +38,28 @@ where
     }
 }
 
+/// `TOKEN_SECRET`, unless unset or empty.
+pub fn token_secret_text() -> Option<String> {
+    std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty())
+}
+
+/// The secret tokens are signed with, from `TOKEN_SECRET`; an unset or unusable
+/// secret is the error.
+pub fn token_secret() -> Result<TokenSecret, SecretError> {
+    TokenSecret::from_optional(token_secret_text())
+}
+
 /// The token verifier from `TOKEN_SECRET`. An unusable secret is kept as the
 /// error so `$connect` can refuse every connection with 500 (fail closed).
 pub fn token_verifier() -> Result<TokenVerifier, SecretError> {
-    TokenSecret::from_optional(std::env::var("TOKEN_SECRET").ok()).map(|s| TokenVerifier::new(&s))
+    token_secret().map(|s| TokenVerifier::new(&s))
 }
 
-/// Tuning for notify-user.
+/// The retry policy of every enqueue (notify-user's NotifyConnection messages,
+/// every fan-out's Deliveries messages, deliver's retries), and how many
+/// records of a batch notify-user and commands work on at once.
 #[derive(Debug, Clone)]
-pub struct NotifyUserOptions {
+pub struct EnqueuePolicy {
     /// Attempts per SendMessageBatch entry before the NotifyUser message is failed.
     pub send_attempts: u32,
     /// First retry delay; doubled each attempt, with full jitter.
@@ -52,9 +68,9 @@ pub struct NotifyUserOptions {
     pub concurrency: usize,
 }
 
-impl Default for NotifyUserOptions {
+impl Default for EnqueuePolicy {
     fn default() -> Self {
-        NotifyUserOptions {
+        EnqueuePolicy {
             send_attempts: 3,
             retry_base_delay: Duration::from_millis(50),
             concurrency: 4,
@@ -62,11 +78,11 @@ impl Default for NotifyUserOptions {
     }
 }
 
-impl NotifyUserOptions {
+impl EnqueuePolicy {
     /// `SEND_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RECORD_CONCURRENCY`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        Ok(NotifyUserOptions {
+        Ok(EnqueuePolicy {
             send_attempts: optional("SEND_ATTEMPTS", d.send_attempts)?.max(1),
             retry_base_delay: Duration::from_millis(optional(
                 "RETRY_BASE_DELAY_MS",
@@ -77,23 +93,15 @@ impl NotifyUserOptions {
     }
 }
 
-/// The store of idempotency records, attached when the handlers are wired.
-#[derive(Clone)]
-pub struct SentLogRef(pub std::sync::Arc<dyn crate::ports::SentLog>);
-
-impl std::fmt::Debug for SentLogRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SentLog")
-    }
-}
-
 /// The default idempotency window: a redelivered message with an `id` is not
 /// posted twice to a connection within it.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(3600);
 
-/// Tuning for notify-connection and its Management API client.
+/// How posts to connections are made, by deliver and notify-connection alike:
+/// concurrency, the Management API client's timeouts and retries, and the
+/// idempotency window.
 #[derive(Debug, Clone)]
-pub struct NotifyConnectionOptions {
+pub struct PostingPolicy {
     /// Posts in flight at once.
     pub concurrency: usize,
     /// Per-attempt timeout of one post.
@@ -106,34 +114,31 @@ pub struct NotifyConnectionOptions {
     /// How long a posted message `id` is remembered per connection; zero
     /// turns idempotency off.
     pub idempotency_window: Duration,
-    /// Where posted ids are remembered; `None` turns idempotency off.
-    pub sent_log: Option<SentLogRef>,
     /// Open the Management API connection (root certificates, TLS handshake)
     /// during init instead of on the first post.
     pub warm_connections: bool,
 }
 
-impl Default for NotifyConnectionOptions {
+impl Default for PostingPolicy {
     fn default() -> Self {
-        NotifyConnectionOptions {
+        PostingPolicy {
             concurrency: 10,
             post_timeout: Duration::from_secs(3),
             post_attempts: 2,
             post_backoff: Duration::from_millis(100),
             idempotency_window: IDEMPOTENCY_WINDOW,
-            sent_log: None,
             warm_connections: false,
         }
     }
 }
 
-impl NotifyConnectionOptions {
+impl PostingPolicy {
     /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`,
     /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
     /// (`true` or `false`).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        Ok(NotifyConnectionOptions {
+        Ok(PostingPolicy {
             concurrency: optional("POST_CONCURRENCY", d.concurrency)?.max(1),
             post_timeout: Duration::from_millis(optional(
                 "POST_TIMEOUT_MS",
@@ -147,63 +152,115 @@ impl NotifyConnectionOptions {
                 "IDEMPOTENCY_WINDOW_SECONDS",
                 d.idempotency_window.as_secs(),
             )?),
-            sent_log: None,
             warm_connections: optional("WARM_CONNECTIONS", d.warm_connections)?,
         })
     }
+}
 
-    /// Attaches the store of idempotency records.
-    pub fn with_sent_log(mut self, log: std::sync::Arc<dyn crate::ports::SentLog>) -> Self {
-        self.sent_log = Some(SentLogRef(log));
-        self
-    }
+/// Tuning and policy shared by the handlers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Groups whose joins and leaves are announced (`PRESENCE_GROUPS`).
+    pub presence: Grants,
+    /// Client events (`publish`) one connection may send per window.
+    pub publish_limit: u32,
+    pub publish_window: Duration,
+    pub enqueue: EnqueuePolicy,
+    pub posting: PostingPolicy,
+}
 
-    /// The idempotency store and window, unless idempotency is off.
-    pub fn idempotency(&self) -> Option<(&dyn crate::ports::SentLog, Duration)> {
-        match &self.sent_log {
-            Some(log) if !self.idempotency_window.is_zero() => {
-                Some((&*log.0, self.idempotency_window))
-            }
-            _ => None,
+/// The default presence-enabled groups: every group named `presence:…`.
+pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            presence: Grants::parse(&[DEFAULT_PRESENCE_GROUPS]).unwrap_or_default(),
+            publish_limit: 10,
+            publish_window: Duration::from_secs(1),
+            enqueue: EnqueuePolicy::default(),
+            posting: PostingPolicy::default(),
         }
     }
 }
 
-/// Handler settings: `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`,
-/// and the enqueue and posting options above.
-///
-/// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
-/// `prefix:*`, `*`) whose joins and leaves are announced; unset means
-/// `presence:*`, and `none` turns presence off.
-pub fn settings() -> Result<crate::handlers::Settings, ConfigError> {
-    let d = crate::handlers::Settings::default();
-    let presence = match std::env::var("PRESENCE_GROUPS") {
-        Ok(v) if !v.trim().is_empty() => presence_groups(&v)?,
-        _ => d.presence,
-    };
-    Ok(crate::handlers::Settings {
-        presence,
-        publish_limit: optional("PUBLISH_LIMIT", d.publish_limit)?,
-        publish_window: Duration::from_millis(
-            optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
-        ),
-        enqueue: NotifyUserOptions::from_env()?,
-        posting: NotifyConnectionOptions::from_env()?,
-    })
+impl Settings {
+    /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, and the enqueue
+    /// and posting policies' variables.
+    ///
+    /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
+    /// `prefix:*`, `*`) whose joins and leaves are announced; unset means
+    /// `presence:*`, and `none` turns presence off.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Settings::default();
+        let presence = match std::env::var("PRESENCE_GROUPS") {
+            Ok(v) if !v.trim().is_empty() => presence_groups(&v)?,
+            _ => d.presence,
+        };
+        Ok(Settings {
+            presence,
+            publish_limit: optional("PUBLISH_LIMIT", d.publish_limit)?,
+            publish_window: Duration::from_millis(
+                optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
+            ),
+            enqueue: EnqueuePolicy::from_env()?,
+            posting: PostingPolicy::from_env()?,
+        })
+    }
 }
 
 /// Parses a `PRESENCE_GROUPS` value.
-pub fn presence_groups(value: &str) -> Result<crate::groups::Grants, ConfigError> {
+pub fn presence_groups(value: &str) -> Result<Grants, ConfigError> {
     if value.trim() == "none" {
-        return Ok(crate::groups::Grants::default());
+        return Ok(Grants::default());
     }
     let patterns: Vec<&str> = value
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    crate::groups::Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
+    Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
         name: "PRESENCE_GROUPS",
         reason: e.to_string(),
     })
+}
+
+/// What negotiate needs besides the ports: where clients connect and what
+/// their tokens are signed with.
+#[derive(Clone)]
+pub struct NegotiateSettings {
+    /// `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (or the local stack's `ws://…`).
+    pub websocket_url: String,
+    /// The secret tokens are signed with; negotiate fails closed (500) without one.
+    pub secret: Result<TokenSecret, SecretError>,
+    /// Token lifetime when the request names none.
+    pub default_ttl: Duration,
+    /// The longest lifetime a request may ask for.
+    pub max_ttl: Duration,
+}
+
+/// Negotiated tokens live 5 minutes unless asked otherwise: long enough to connect.
+pub const NEGOTIATE_DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// And at most an hour.
+pub const NEGOTIATE_MAX_TTL: Duration = Duration::from_secs(3600);
+
+impl NegotiateSettings {
+    /// `TOKEN_SECRET` (an unusable secret is kept as the error: negotiate then
+    /// answers 500), `WEBSOCKET_URL`, `NEGOTIATE_DEFAULT_TTL_SECONDS`,
+    /// `NEGOTIATE_MAX_TTL_SECONDS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret = token_secret();
+        Ok(NegotiateSettings {
+            websocket_url: required("WEBSOCKET_URL")?,
+            secret,
+            default_ttl: Duration::from_secs(optional(
+                "NEGOTIATE_DEFAULT_TTL_SECONDS",
+                NEGOTIATE_DEFAULT_TTL.as_secs(),
+            )?),
+            max_ttl: Duration::from_secs(optional(
+                "NEGOTIATE_MAX_TTL_SECONDS",
+                NEGOTIATE_MAX_TTL.as_secs(),
+            )?),
+        })
+    }
 }

@@ -1,24 +1,39 @@
 //! Switchboard: serverless WebSocket push for AWS.
 //!
-//! The library holds everything the Lambda functions and the local stack share:
-//! - [`protocol`]: the frames clients send and receive, and the queue message shapes;
-//! - [`validate`]: the rule for each field from an untrusted source (ids, reasons, ttls, groups);
-//! - [`auth`]: client token verification (HS256, pinned) and minting;
-//! - [`ports`]: the small traits handlers depend on (connection store, queue, gateway);
-//! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory implementations;
-//! - [`handlers`]: one module per route or queue, holding the logic;
-//! - [`config`] and [`aws`]: the one place that reads the environment and builds AWS clients.
+//! The library holds everything the Lambda functions and the local stack
+//! share, layered bottom-up:
+//! - rules and wire formats: [`clock`], [`sync`], [`lazy`], [`validate`],
+//!   [`protocol`], [`auth`], [`groups::names`], [`connection`], [`routes`];
+//! - [`ports`]: the small traits the logic depends on (connection store,
+//!   memberships, queue, gateway, sent log);
+//! - [`config`]: the one reader of the environment ([`config::Settings`], the
+//!   enqueue and posting policies, the token secret, negotiate's settings);
+//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`],
+//!   [`posting`], [`batch`], [`commands`], [`replies`], and [`handlers`] (one
+//!   module per route or queue);
+//! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
+//!   implementations of the ports;
+//! - [`aws`]: SDK clients and the one wiring builder every function uses.
 
 pub mod adapters;
 pub mod auth;
 pub mod aws;
+pub mod batch;
 pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod connection;
+pub mod enqueue;
+pub mod fanout;
 pub mod groups;
 pub mod handlers;
 pub mod lazy;
 pub mod ports;
+pub mod posting;
 pub mod protocol;
+pub mod replies;
+pub mod routes;
+pub mod services;
 pub mod sync;
 pub mod validate;
 

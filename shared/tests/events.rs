@@ -13,12 +13,13 @@ use switchboard::aws_lambda_events::apigw::{
 };
 use switchboard::aws_lambda_events::encodings::Body;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::http_api::{HttpApiConfig, handle_http};
+use switchboard::config::{EnqueuePolicy, NegotiateSettings};
+use switchboard::handlers::http_api::handle_http;
 use switchboard::handlers::{
     actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
 };
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
+use switchboard::posting::Posting;
 
 /// The development secret the fixtures' token is signed with (see README).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";
@@ -69,8 +70,8 @@ async fn harness_with_chat_42() -> Harness {
     harness
 }
 
-fn http_config() -> HttpApiConfig {
-    HttpApiConfig {
+fn http_config() -> NegotiateSettings {
+    NegotiateSettings {
         websocket_url: "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod".into(),
         secret: TokenSecret::new(DEV_SECRET),
         default_ttl: std::time::Duration::from_secs(300),
@@ -287,13 +288,9 @@ async fn check(name: &str) {
             let store = store_with_user_1234().await;
             let queue = MemoryQueue::new();
             let event: SqsEvent = load(name);
-            let response = notify_user::handle_notify_user(
-                &store,
-                &queue,
-                &NotifyUserOptions::default(),
-                event,
-            )
-            .await;
+            let response =
+                notify_user::handle_notify_user(&store, &queue, &EnqueuePolicy::default(), event)
+                    .await;
             assert!(response.batch_item_failures.is_empty());
             assert_eq!(queue.sent().len(), 2);
         }
@@ -306,7 +303,7 @@ async fn check(name: &str) {
             let response = notify_connection::handle_notify_connection(
                 &store,
                 &gateway,
-                &NotifyConnectionOptions::default(),
+                &Posting::default(),
                 event,
             )
             .await;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
-use switchboard::config::NotifyUserOptions;
-use switchboard::handlers::Settings;
-use switchboard::handlers::commands::{CommandError, handle_commands, run_command};
+use switchboard::commands::{CommandError, run_command};
+use switchboard::config::{EnqueuePolicy, Settings};
+use switchboard::handlers::commands::handle_commands;
 use switchboard::handlers::deliver::{
     DeliverError, DeliverOutcome, MAX_DELIVERY_ATTEMPTS, deliver,
 };
@@ -18,9 +18,9 @@ use switchboard::protocol::{DeliveryBatch, MAX_MESSAGE_BYTES, MessageError};
 
 fn settings() -> Settings {
     Settings {
-        enqueue: NotifyUserOptions {
+        enqueue: EnqueuePolicy {
             retry_base_delay: Duration::from_millis(1),
-            ..NotifyUserOptions::default()
+            ..EnqueuePolicy::default()
         },
         ..Settings::default()
     }
@@ -599,7 +599,7 @@ async fn new_command_types_refuse_bad_input_with_exact_errors() {
 #[tokio::test]
 async fn a_410_for_a_connection_still_opening_does_not_forget_it() {
     use switchboard::clock::now_seconds;
-    use switchboard::handlers::groups::CONNECT_GRACE_MS;
+    use switchboard::connection::CONNECT_GRACE_MS;
     use switchboard::ports::ConnectionRecord;
     let h = users(&[]).await;
     // Neither has a socket yet, so both posts answer 410.

@@ -9,12 +9,13 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use switchboard::auth::{SecretError, TokenVerifier, claims_for};
+use switchboard::config::NegotiateSettings;
 use switchboard::handlers::connect::handle_connect;
-use switchboard::handlers::http_api::{HttpAnswer, HttpApiConfig, route};
+use switchboard::handlers::http_api::{HttpAnswer, route};
 use switchboard::ports::{Membership, MembershipStore};
 
-fn config() -> HttpApiConfig {
-    HttpApiConfig {
+fn config() -> NegotiateSettings {
+    NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
         secret: Ok(secret()),
         default_ttl: Duration::from_secs(300),
@@ -563,7 +564,7 @@ fn mint_token(user_id: &str) -> String {
 #[tokio::test]
 async fn negotiate_fails_closed_without_a_secret() {
     let h = Harness::new();
-    let config = HttpApiConfig {
+    let config = NegotiateSettings {
         secret: Err(SecretError::Missing),
         ..config()
     };

@@ -11,20 +11,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemorySentLog, MemoryStore};
-use switchboard::config::NotifyConnectionOptions;
-use switchboard::handlers::Settings;
+use switchboard::config::{NegotiateSettings, PostingPolicy, Settings};
 use switchboard::handlers::commands::commands_batch;
-use switchboard::handlers::http_api::{HttpApiConfig, route};
+use switchboard::handlers::http_api::route;
 use switchboard::handlers::notify_connection::{Delivery, notify_connection};
 use switchboard::ports::MembershipStore;
 use switchboard::ports::{ConnectionStore, GatewayError, SentLog, StoreError};
+use switchboard::posting::Posting;
 use switchboard::protocol::{MessageError, NotifyConnection, validate_message_id};
 
-fn options_with(log: Arc<dyn SentLog>, window: Duration) -> NotifyConnectionOptions {
-    NotifyConnectionOptions {
+fn options_with(log: Arc<dyn SentLog>, window: Duration) -> Posting {
+    Posting::from(PostingPolicy {
         idempotency_window: window,
-        ..NotifyConnectionOptions::default()
-    }
+        ..PostingPolicy::default()
+    })
     .with_sent_log(log)
 }
 
@@ -168,11 +168,14 @@ fn message_ids_are_validated_with_exact_errors() {
 }
 
 fn harness_with_ids() -> Harness {
+    let posting = options_with(Arc::new(MemorySentLog::new()), Duration::from_secs(60));
     let settings = Settings {
-        posting: options_with(Arc::new(MemorySentLog::new()), Duration::from_secs(60)),
+        posting: posting.policy,
         ..Settings::default()
     };
-    Harness::with_settings(settings)
+    let mut harness = Harness::with_settings(settings);
+    harness.services.sent_log = posting.sent_log;
+    harness
 }
 
 #[tokio::test]
@@ -216,7 +219,7 @@ async fn commands_and_the_http_api_refuse_a_bad_id_and_send_nothing() {
         report.failures[0].error,
         "malformed message: \"id\" may hold only printable ASCII other than '#' and space"
     );
-    let config = HttpApiConfig {
+    let config = NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
         secret: Ok(secret()),
         default_ttl: Duration::from_secs(300),

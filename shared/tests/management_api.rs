@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::adapters::memory::MemoryStore;
-use switchboard::config::NotifyConnectionOptions;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::ports::{ConnectionStore, Gateway, GatewayError};
+use switchboard::posting::Posting;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -162,7 +162,7 @@ async fn gateway(server: &FakeApiGateway, attempts: u32) -> ManagementApi {
     ManagementApi::new(switchboard::aws::management_api(
         &sdk,
         &server.endpoint,
-        &switchboard::config::NotifyConnectionOptions {
+        &switchboard::config::PostingPolicy {
             post_timeout: Duration::from_millis(300),
             post_attempts: attempts,
             ..Default::default()
@@ -268,8 +268,7 @@ async fn notify_connection_over_the_real_adapter() {
         r#"{"connectionId":"throttled","data":"hi"}"#,
         r#"{"connectionId":"forbidden","data":"hi"}"#,
     ]);
-    let response =
-        handle_notify_connection(&store, &api, &NotifyConnectionOptions::default(), event).await;
+    let response = handle_notify_connection(&store, &api, &Posting::default(), event).await;
     let mut failed: Vec<_> = response
         .batch_item_failures
         .iter()

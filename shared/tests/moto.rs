@@ -8,10 +8,11 @@ mod common;
 use switchboard::adapters::dynamodb::DynamoStore;
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
+use switchboard::config::EnqueuePolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::handle_notify_user;
 use switchboard::ports::{ConnectionStore, MessageQueue, QueueError};
+use switchboard::posting::Posting;
 use switchboard::protocol::NotifyConnection;
 
 const NEEDS_MOTO: &str = "set MOTO_ENDPOINT (make test starts moto server)";
@@ -205,7 +206,7 @@ async fn notify_user_fans_out_through_dynamodb_and_sqs() {
     let response = handle_notify_user(
         &store,
         &queue,
-        &NotifyUserOptions::default(),
+        &EnqueuePolicy::default(),
         common::sqs_event(&[
             r#"{"userId":"alice","data":{"download":"ready"}}"#,
             "garbage",
@@ -250,7 +251,7 @@ async fn notify_connection_deletes_gone_records_from_dynamodb() {
     let response = handle_notify_connection(
         &store,
         &gateway,
-        &NotifyConnectionOptions::default(),
+        &Posting::default(),
         common::sqs_event(&[
             r#"{"connectionId":"live","data":"hi"}"#,
             r#"{"connectionId":"stale","data":"hi"}"#,
@@ -529,10 +530,11 @@ async fn request_counts_per_delivered_message_by_target() {
 
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::aws::RequestCounter;
-    use switchboard::handlers::commands::run_command;
+    use switchboard::commands::run_command;
+    use switchboard::config::Settings;
     use switchboard::handlers::deliver::deliver;
-    use switchboard::handlers::{Services, Settings};
     use switchboard::ports::Membership;
+    use switchboard::services::Services;
 
     const N: usize = 250;
     let sdk = common::test_sdk_config(Some(&endpoint())).await;
@@ -561,6 +563,7 @@ async fn request_counts_per_delivered_message_by_target() {
         memberships: Arc::new(DynamoMemberships::new(dynamo, memberships).with_page_limit(100)),
         gateway: gateway.clone(),
         deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
+        sent_log: None,
         settings: Arc::new(Settings::default()),
     };
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".

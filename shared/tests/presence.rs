@@ -4,10 +4,9 @@
 mod common;
 
 use common::*;
-use switchboard::config::presence_groups;
-use switchboard::handlers::Settings;
+use switchboard::commands::run_command;
+use switchboard::config::{Settings, presence_groups};
 use switchboard::handlers::actions::client_action;
-use switchboard::handlers::commands::run_command;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::ports::{Counter, Gateway, MembershipStore};

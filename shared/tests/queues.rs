@@ -7,11 +7,13 @@ use std::time::Duration;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
 use switchboard::aws_lambda_events::sqs::SqsBatchResponse;
-use switchboard::config::{NotifyConnectionOptions, NotifyUserOptions};
-use switchboard::handlers::enqueue::EnqueueError;
+use switchboard::config::EnqueuePolicy;
+use switchboard::enqueue::EnqueueError;
+use switchboard::fanout::FanoutError;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::handlers::notify_user::{NotifyUserError, handle_notify_user, notify_user};
+use switchboard::handlers::notify_user::{handle_notify_user, notify_user};
 use switchboard::ports::{ConnectionStore, GatewayError, QueueError, StoreError};
+use switchboard::posting::Posting;
 use switchboard::protocol::{MAX_MESSAGE_BYTES, MessageError, NotifyConnection};
 
 fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
@@ -24,10 +26,10 @@ fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
     ids
 }
 
-fn user_options() -> NotifyUserOptions {
-    NotifyUserOptions {
+fn user_options() -> EnqueuePolicy {
+    EnqueuePolicy {
         retry_base_delay: Duration::from_millis(1),
-        ..NotifyUserOptions::default()
+        ..EnqueuePolicy::default()
     }
 }
 
@@ -144,7 +146,7 @@ async fn notify_user_fails_the_record_when_retries_run_out() {
     .unwrap_err();
     assert_eq!(
         err,
-        NotifyUserError::Enqueue(EnqueueError {
+        FanoutError::Enqueue(EnqueueError {
             failed: 1,
             reason: "InternalError: scripted failure".into()
         })
@@ -167,7 +169,7 @@ async fn notify_user_does_not_retry_sender_faults() {
     .unwrap_err();
     assert!(matches!(
         err,
-        NotifyUserError::Enqueue(EnqueueError { failed: 1, .. })
+        FanoutError::Enqueue(EnqueueError { failed: 1, .. })
     ));
     assert_eq!(queue.calls(), 1);
 }
@@ -220,11 +222,11 @@ async fn notify_user_reports_exact_message_errors() {
     let options = user_options();
     assert_eq!(
         notify_user(&store, &queue, &options, None).await,
-        Err(NotifyUserError::Message(MessageError::NoBody))
+        Err(FanoutError::Message(MessageError::NoBody))
     );
     assert_eq!(
         notify_user(&store, &queue, &options, Some(r#"{"userId":"","data":1}"#)).await,
-        Err(NotifyUserError::Message(MessageError::EmptyField("userId")))
+        Err(FanoutError::Message(MessageError::EmptyField("userId")))
     );
     let big = format!(
         r#"{{"userId":"a","data":"{}"}}"#,
@@ -232,7 +234,7 @@ async fn notify_user_reports_exact_message_errors() {
     );
     assert_eq!(
         notify_user(&store, &queue, &options, Some(&big)).await,
-        Err(NotifyUserError::Message(MessageError::TooLarge {
+        Err(FanoutError::Message(MessageError::TooLarge {
             size: MAX_MESSAGE_BYTES + 1
         }))
     );
@@ -257,8 +259,8 @@ async fn notify_user_fails_the_record_when_the_store_is_down() {
 
 // ---- notify-connection ----
 
-fn connection_options() -> NotifyConnectionOptions {
-    NotifyConnectionOptions::default()
+fn connection_options() -> Posting {
+    Posting::default()
 }
 
 async fn open_connections(ids: &[&str]) -> (MemoryStore, MemoryGateway) {
@@ -404,7 +406,7 @@ async fn a_batch_without_failures_answers_an_empty_failure_list() {
 
 #[tokio::test]
 async fn batch_reports_name_each_failure() {
-    use switchboard::handlers::RecordFailure;
+    use switchboard::batch::RecordFailure;
     use switchboard::handlers::notify_connection::notify_connection_batch;
     let (store, gateway) = open_connections(&["c1"]).await;
     gateway.fail_next("c1", GatewayError::Forbidden("Forbidden".into()));
@@ -441,7 +443,7 @@ async fn notify_connection_keeps_the_record_of_a_connection_still_opening() {
     let response = handle_notify_connection(
         &store,
         &gateway,
-        &NotifyConnectionOptions::default(),
+        &Posting::default(),
         sqs_event(&[
             r#"{"connectionId":"young","data":"hi"}"#,
             r#"{"connectionId":"old","data":"hi"}"#,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use switchboard::auth::{Claims, SecretError, TokenSecret, claims_for, mint};
-use switchboard::handlers::connect::{RECORD_TTL, handle_connect};
+use switchboard::connection::RECORD_TTL;
+use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::default::handle_default;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;

@@ -175,10 +175,10 @@ async fn connect_joins_the_token_groups_and_disconnect_leaves_them() {
 
 /// `c1` (alice, publish grants `publish`) and `c2` (bob), both in `chat:1`.
 async fn publishers(publish: &[&str], limit: u32) -> Harness {
-    let h = Harness::with_settings(switchboard::handlers::Settings {
+    let h = Harness::with_settings(switchboard::config::Settings {
         publish_limit: limit,
         publish_window: Duration::from_secs(60),
-        ..switchboard::handlers::Settings::default()
+        ..switchboard::config::Settings::default()
     });
     h.connection(ConnectionRecord {
         publish: publish.iter().map(|s| s.to_string()).collect(),

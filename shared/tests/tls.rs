@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::aws;
-use switchboard::config::NotifyConnectionOptions;
+use switchboard::config::PostingPolicy;
 use switchboard::ports::{Gateway, GatewayError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -121,10 +121,10 @@ async fn read_until_head_end<S: AsyncReadExt + Unpin>(
 }
 
 fn gateway(sdk: &aws_config::SdkConfig, server: &Server) -> ManagementApi {
-    let options = NotifyConnectionOptions {
+    let options = PostingPolicy {
         post_timeout: Duration::from_secs(5),
         post_attempts: 1,
-        ..NotifyConnectionOptions::default()
+        ..PostingPolicy::default()
     };
     ManagementApi::new(aws::lazy_management_api(
         sdk,

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     if let Err(e) = &verifier {
         lambda_runtime::tracing::error!(error = %e, "every connection will be refused");
     }
-    let services = aws::services(&aws::load().await).await?;
+    let services = aws::Wiring::load().await.services().await?;
     let (services, verifier) = (&services, &verifier);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

@@ -4,29 +4,24 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::adapters::dynamodb::DynamoStore;
-use switchboard::adapters::management_api::ManagementApi;
+use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::NotifyConnectionOptions;
+use switchboard::config::PostingPolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::{aws, config};
+use switchboard::posting::Posting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let table = config::required("TABLE_NAME")?;
-    let endpoint = config::required("WEBSOCKET_ENDPOINT")?;
-    let sdk = aws::load().await;
-    let store = DynamoStore::new(aws::lazy_dynamodb(&sdk), table);
+    let wiring = aws::Wiring::load().await;
+    let store = wiring.store()?;
+    let policy = PostingPolicy::from_env()?;
+    let gateway = wiring.gateway(&policy).await?;
     // Idempotency records live in the connections table.
-    let options = NotifyConnectionOptions::from_env()?.with_sent_log(Arc::new(store.clone()));
-    let gateway = ManagementApi::new(aws::lazy_management_api(&sdk, &endpoint, &options));
-    if options.warm_connections {
-        gateway.warm_up().await;
-    }
-    let (store, gateway, options) = (&store, &gateway, &options);
+    let posting = Posting::from(policy).with_sent_log(Arc::new(store.clone()));
+    let (store, gateway, posting) = (&store, &gateway, &posting);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_notify_connection(store, gateway, options, event.payload).await)
+        Ok::<_, Error>(handle_notify_connection(store, gateway, posting, event.payload).await)
     }))
     .await
 }

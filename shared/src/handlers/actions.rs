@@ -17,22 +17,20 @@
 //! granted at `$connect`; nothing in the frame widens them. `id` is optional
 //! (a string or a number) and echoed in every answer.
 
-use std::collections::BTreeSet;
-
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::fanout::send_to_group;
+use crate::groups::membership::{group_census, join_group, leave_group};
 use crate::groups::{Grants, validate_group};
-use crate::handlers::groups::{join_group, leave_group, send_to_group};
-use crate::handlers::{Services, response};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
 };
-
-/// The actions this module answers.
-pub const ACTIONS: &[&str] = &["subscribe", "unsubscribe", "publish", "presence"];
+use crate::replies::response;
+use crate::routes::{RouteFunction, function_of};
+use crate::services::Services;
 
 /// Answers one client action frame from `connection_id`: the JSON text to send back.
 pub async fn client_action(services: &Services, connection_id: &str, body: Option<&str>) -> String {
@@ -42,7 +40,7 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    if !ACTIONS.contains(&frame.action.as_str()) {
+    if function_of(&frame.action) != Some(RouteFunction::Actions) {
         return ServerFrame::Error {
             code: ErrorCode::UnknownAction,
             message: format!("unknown action \"{}\"", frame.action),
@@ -252,28 +250,6 @@ async fn presence(
         users.len(),
         connections,
     ))
-}
-
-/// The group's distinct user ids and its connection count, read page by page.
-pub async fn group_census(
-    services: &Services,
-    group: &str,
-) -> Result<(BTreeSet<String>, usize), crate::ports::StoreError> {
-    let mut users = BTreeSet::new();
-    let mut connections = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = services
-            .memberships
-            .group_members(group, after.as_deref())
-            .await?;
-        connections += page.members.len();
-        users.extend(page.members.into_iter().map(|(_, user)| user));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok((users, connections)),
-        }
-    }
 }
 
 /// The `subscribe`, `unsubscribe`, `publish` and `presence` routes: the answer

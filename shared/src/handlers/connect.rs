@@ -1,20 +1,16 @@
 //! `$connect`: authenticate the token, then record the connection.
 
-use std::time::Duration;
-
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::http::header::USER_AGENT;
 use tracing::{error, info, warn};
 
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
-use crate::handlers::groups::{FanoutError, join_group};
-use crate::handlers::{Services, response};
+use crate::connection::RECORD_TTL;
+use crate::fanout::FanoutError;
+use crate::groups::membership::join_group;
 use crate::ports::{ConnectionRecord, Membership, StoreError};
-
-/// How long a record outlives its connection at most: API Gateway's 2-hour
-/// connection limit plus a margin, after which DynamoDB's TTL removes records
-/// whose `$disconnect` never ran.
-pub const RECORD_TTL: Duration = Duration::from_secs(2 * 3600 + 15 * 60);
+use crate::replies::response;
+use crate::services::Services;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {

@@ -3,8 +3,8 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::info;
 
-use crate::handlers::frame_response;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use crate::replies::frame_response;
 
 /// The error frame for a frame that reached `$default`: `unknown_action` when
 /// it names an action, `bad_request` when it cannot be routed at all.

@@ -17,12 +17,12 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::groups::forget_gone;
-use crate::handlers::idempotency::{already_posted, record_posted};
-use crate::handlers::{BatchReport, Services, process_batch, receive_count};
+use crate::batch::{BatchReport, process_batch, receive_count};
+use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::ports::GatewayError;
+use crate::posting::{SentIds, already_posted, forget_gone, record_posted};
 use crate::protocol::{DeliveryBatch, MessageError};
+use crate::services::Services;
 
 /// Tries per connection before its Deliveries message goes to the DLQ.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = 5;
@@ -62,7 +62,8 @@ pub async fn deliver(
     }
     let text = batch.frame.get();
     let id = batch.id.as_deref();
-    let done = already_posted(&settings.posting, id, &batch.connection_ids).await;
+    let sent = SentIds::new(services.sent_log.as_deref(), &settings.posting);
+    let done = already_posted(sent, id, &batch.connection_ids).await;
     let targets: Vec<String> = batch
         .connection_ids
         .iter()
@@ -104,7 +105,7 @@ pub async fn deliver(
             }
         }
     }
-    record_posted(&settings.posting, id, &delivered).await;
+    record_posted(sent, id, &delivered).await;
     if !failed.is_empty() {
         outcome.retried = failed.len();
         let retry = DeliveryBatch {

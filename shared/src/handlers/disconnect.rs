@@ -3,8 +3,9 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{error, info};
 
-use crate::handlers::groups::forget;
-use crate::handlers::{Services, response};
+use crate::groups::membership::forget;
+use crate::replies::response;
+use crate::services::Services;
 
 /// Deletes the connection record and its memberships (announcing presence
 /// leaves). An unknown id is success, so a repeated or late `$disconnect` is

@@ -14,10 +14,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{debug, error, info, warn};
 
-use crate::config::NotifyConnectionOptions;
-use crate::handlers::idempotency::{already_posted, record_posted};
-use crate::handlers::{BatchReport, process_batch, receive_count};
+use crate::batch::{BatchReport, process_batch, receive_count};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
+use crate::posting::{Posting, already_posted, is_gone, record_posted};
 use crate::protocol::{MessageError, NotifyConnection, render_data};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +47,7 @@ impl NotifyConnectionError {
 pub async fn notify_connection<S, G>(
     store: &S,
     gateway: &G,
-    options: &NotifyConnectionOptions,
+    posting: &Posting,
     body: Option<&str>,
 ) -> Result<Delivery, NotifyConnectionError>
 where
@@ -59,7 +58,10 @@ where
     let text = render_data(&message.data)?;
     let id = message.id.as_deref();
     let target = std::slice::from_ref(&message.connection_id);
-    if !already_posted(options, id, target).await.is_empty() {
+    if !already_posted(posting.sent_ids(), id, target)
+        .await
+        .is_empty()
+    {
         return Ok(Delivery::AlreadyPosted);
     }
     match gateway
@@ -67,7 +69,7 @@ where
         .await
     {
         Ok(()) => {
-            record_posted(options, id, target).await;
+            record_posted(posting.sent_ids(), id, target).await;
             Ok(Delivery::Delivered)
         }
         Err(GatewayError::Gone) => {
@@ -83,19 +85,15 @@ where
 }
 
 /// Deletes the record of a connection a post found gone, unless it is still
-/// opening (see [`crate::handlers::groups::CONNECT_GRACE_MS`]).
+/// opening (see [`crate::posting::is_gone`]).
 async fn delete_if_gone<S: ConnectionStore + ?Sized>(
     store: &S,
     connection_id: &str,
 ) -> Result<(), crate::ports::StoreError> {
-    let now_ms = crate::clock::now_millis();
-    match store.get_connection(connection_id).await? {
-        Some(record) if crate::handlers::groups::is_opening(&record, now_ms) => {
-            info!(connection_id, "410 while the connection is opening; kept");
-            Ok(())
-        }
-        _ => store.delete_connection(connection_id).await,
+    if is_gone(store, connection_id).await? {
+        store.delete_connection(connection_id).await?;
     }
+    Ok(())
 }
 
 /// The notify-connection function: posts the batch's records concurrently and
@@ -103,14 +101,14 @@ async fn delete_if_gone<S: ConnectionStore + ?Sized>(
 pub async fn handle_notify_connection<S, G>(
     store: &S,
     gateway: &G,
-    options: &NotifyConnectionOptions,
+    posting: &Posting,
     event: SqsEvent,
 ) -> SqsBatchResponse
 where
     S: ConnectionStore + ?Sized,
     G: Gateway + ?Sized,
 {
-    notify_connection_batch(store, gateway, options, event)
+    notify_connection_batch(store, gateway, posting, event)
         .await
         .into_response()
 }
@@ -119,16 +117,16 @@ where
 pub async fn notify_connection_batch<S, G>(
     store: &S,
     gateway: &G,
-    options: &NotifyConnectionOptions,
+    posting: &Posting,
     event: SqsEvent,
 ) -> BatchReport
 where
     S: ConnectionStore + ?Sized,
     G: Gateway + ?Sized,
 {
-    process_batch(event, options.concurrency, |record| async move {
+    process_batch(event, posting.policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match notify_connection(store, gateway, options, record.body.as_deref()).await {
+        match notify_connection(store, gateway, posting, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
                 debug!(message_id, "delivered");
                 Ok(())

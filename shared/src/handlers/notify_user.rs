@@ -4,21 +4,14 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn};
 
-use crate::config::NotifyUserOptions;
-use crate::handlers::enqueue::{EnqueueError, enqueue_all};
-use crate::handlers::{BatchReport, process_batch, receive_count};
-use crate::ports::{ConnectionStore, MessageQueue, StoreError};
-use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data};
+use futures::TryStreamExt;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotifyUserError {
-    #[error(transparent)]
-    Message(#[from] MessageError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Enqueue(#[from] EnqueueError),
-}
+use crate::batch::{BatchReport, process_batch, receive_count};
+use crate::config::EnqueuePolicy;
+use crate::enqueue::enqueue_all;
+use crate::fanout::{FanoutError, pages};
+use crate::ports::{ConnectionStore, MessageQueue, StoreError};
+use crate::protocol::{NotifyConnection, NotifyUser, render_data};
 
 /// Enqueues one NotifyConnection message per connection of the message's user
 /// and returns how many it enqueued. Pages through the user index (a Query,
@@ -30,9 +23,9 @@ pub enum NotifyUserError {
 pub async fn notify_user<S, Q>(
     store: &S,
     queue: &Q,
-    options: &NotifyUserOptions,
+    policy: &EnqueuePolicy,
     body: Option<&str>,
-) -> Result<usize, NotifyUserError>
+) -> Result<usize, FanoutError>
 where
     S: ConnectionStore + ?Sized,
     Q: MessageQueue + ?Sized,
@@ -41,22 +34,18 @@ where
     // Data no client could receive fails here, once, not once per connection.
     render_data(&message.data)?;
 
+    let user_id = message.user_id.as_str();
+    let mut connections = std::pin::pin!(pages(move |after| async move {
+        let page = store.user_connections(user_id, after.as_deref()).await?;
+        Ok::<_, StoreError>((page.connection_ids, page.next))
+    }));
     let mut enqueued = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .user_connections(&message.user_id, after.as_deref())
-            .await?;
-        let bodies: Vec<String> = page
-            .connection_ids
+    while let Some(ids) = connections.try_next().await? {
+        let bodies: Vec<String> = ids
             .iter()
             .map(|id| NotifyConnection::body(id, &message.data, message.id.as_deref()))
             .collect();
-        enqueued += enqueue_all(queue, bodies, options).await?;
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
+        enqueued += enqueue_all(queue, bodies, policy).await?;
     }
     Ok(enqueued)
 }
@@ -66,14 +55,14 @@ where
 pub async fn handle_notify_user<S, Q>(
     store: &S,
     queue: &Q,
-    options: &NotifyUserOptions,
+    policy: &EnqueuePolicy,
     event: SqsEvent,
 ) -> SqsBatchResponse
 where
     S: ConnectionStore + ?Sized,
     Q: MessageQueue + ?Sized,
 {
-    notify_user_batch(store, queue, options, event)
+    notify_user_batch(store, queue, policy, event)
         .await
         .into_response()
 }
@@ -82,16 +71,16 @@ where
 pub async fn notify_user_batch<S, Q>(
     store: &S,
     queue: &Q,
-    options: &NotifyUserOptions,
+    policy: &EnqueuePolicy,
     event: SqsEvent,
 ) -> BatchReport
 where
     S: ConnectionStore + ?Sized,
     Q: MessageQueue + ?Sized,
 {
-    process_batch(event, options.concurrency, |record| async move {
+    process_batch(event, policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match notify_user(store, queue, options, record.body.as_deref()).await {
+        match notify_user(store, queue, policy, record.body.as_deref()).await {
             Ok(0) => {
                 info!(message_id, "user has no connections; nothing to send");
                 Ok(())
@@ -100,7 +89,7 @@ where
                 info!(message_id, enqueued, "fanned out to the user's connections");
                 Ok(())
             }
-            Err(e @ NotifyUserError::Message(_)) => {
+            Err(e @ FanoutError::Message(_)) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "unprocessable NotifyUser message; it goes to the DLQ after maxReceiveCount");
                 Err(e.to_string())

@@ -2,8 +2,8 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use crate::handlers::frame_response;
 use crate::protocol::{ClientFrame, FrameError, ServerFrame};
+use crate::replies::frame_response;
 
 /// The frame answering a ping: `{"type":"pong","name":…}`, echoing `name` when given.
 pub fn pong(body: Option<&str>) -> Result<ServerFrame, FrameError> {

@@ -131,8 +131,9 @@ pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 use std::sync::Arc;
 
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
+use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
-use switchboard::handlers::{Services, Settings};
+use switchboard::services::Services;
 
 /// In-memory ports wired into [`Services`], kept at hand for assertions.
 pub struct Harness {
@@ -172,6 +173,7 @@ impl Harness {
             memberships: memberships.clone(),
             gateway: gateway.clone(),
             deliveries: deliveries.clone(),
+            sent_log: None,
             settings: Arc::new(settings),
         };
         Harness {

@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::fields::{reason, segment};
 use super::{HttpAnswer, unavailable};
-use crate::handlers::Services;
-use crate::handlers::commands::execute;
+use crate::commands::execute;
 use crate::protocol::Command;
+use crate::services::Services;
 use crate::validate;
 
 /// `DELETE /connections/{connectionId}?reason=…`.

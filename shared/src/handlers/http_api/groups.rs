@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::fields::{object, segment, ttl_seconds};
 use super::{HttpAnswer, unavailable};
-use crate::handlers::Services;
-use crate::handlers::actions::group_census;
-use crate::handlers::commands::execute;
+use crate::commands::execute;
+use crate::groups::membership::group_census;
 use crate::protocol::{Command, USER_GROUP_MAX_TTL_SECONDS};
+use crate::services::Services;
 use crate::validate;
 
 /// `PUT`/`DELETE /groups/{group}/connections/{connectionId}`.

@@ -23,7 +23,6 @@
 //! the rules in [`crate::validate`].
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -32,11 +31,11 @@ use aws_lambda_events::http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use crate::auth::{SecretError, TokenSecret};
-use crate::handlers::Services;
-use crate::handlers::commands::CommandError;
-use crate::handlers::groups::FanoutError;
+use crate::commands::CommandError;
+use crate::config::NegotiateSettings;
+use crate::fanout::FanoutError;
 use crate::protocol::MessageError;
+use crate::services::Services;
 
 mod connections;
 mod fields;
@@ -44,21 +43,6 @@ mod groups;
 mod negotiate;
 mod send;
 mod users;
-
-pub use negotiate::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL};
-
-/// What negotiate needs besides the ports.
-#[derive(Clone)]
-pub struct HttpApiConfig {
-    /// `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (or the local stack's `ws://…`).
-    pub websocket_url: String,
-    /// The secret tokens are signed with; negotiate fails closed (500) without one.
-    pub secret: Result<TokenSecret, SecretError>,
-    /// Token lifetime when the request names none.
-    pub default_ttl: Duration,
-    /// The longest lifetime a request may ask for.
-    pub max_ttl: Duration,
-}
 
 /// An HTTP answer: a status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +106,7 @@ fn unavailable(e: impl std::fmt::Display) -> HttpAnswer {
 /// Answers one request. `path` is the raw path (percent-encoded segments).
 pub async fn route(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     method: &str,
     path: &str,
     query: &HashMap<String, String>,
@@ -147,7 +131,7 @@ pub async fn route(
 
 async fn dispatch(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     method: &str,
     segments: &[&str],
     query: &HashMap<String, String>,
@@ -186,7 +170,7 @@ async fn dispatch(
 /// The HTTP API function (payload format 2.0).
 pub async fn handle_http(
     services: &Services,
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     event: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let method = event.request_context.http.method.as_str().to_owned();

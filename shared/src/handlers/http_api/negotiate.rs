@@ -6,20 +6,16 @@ use std::time::Duration;
 use serde_json::json;
 use tracing::error;
 
+use super::HttpAnswer;
 use super::fields::{object, required, strings, ttl_seconds};
-use super::{HttpAnswer, HttpApiConfig};
 use crate::auth::{Claims, mint};
+use crate::config::NegotiateSettings;
 use crate::validate;
-
-/// Negotiated tokens live 5 minutes unless asked otherwise: long enough to connect.
-pub const NEGOTIATE_DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// And at most an hour.
-pub const NEGOTIATE_MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// The fields are held to the rules the token verifier applies to the claims
 /// they become, so a token negotiate mints is one `$connect` accepts.
 pub(super) fn negotiate(
-    config: &HttpApiConfig,
+    config: &NegotiateSettings,
     body: Option<&str>,
 ) -> Result<HttpAnswer, HttpAnswer> {
     let secret = config.secret.as_ref().map_err(|e| {

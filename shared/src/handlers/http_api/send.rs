@@ -4,9 +4,9 @@ use serde_json::{Value, json};
 
 use super::HttpAnswer;
 use super::fields::{checked, data, message_id, object, required, strings};
-use crate::handlers::Services;
-use crate::handlers::commands::execute;
+use crate::commands::execute;
 use crate::protocol::Command;
+use crate::services::Services;
 use crate::validate;
 
 /// `POST /send`: `connectionId`, `userId`, `group`, `userId`+`group` or `all`,

@@ -6,10 +6,10 @@ use serde_json::json;
 
 use super::fields::{reason, segment};
 use super::{HttpAnswer, unavailable};
-use crate::handlers::Services;
-use crate::handlers::commands::execute;
-use crate::handlers::groups::user_connection_ids;
+use crate::commands::execute;
+use crate::fanout::user_connection_ids;
 use crate::protocol::Command;
+use crate::services::Services;
 use crate::validate;
 
 /// `DELETE /users/{userId}/connections?reason=…`.

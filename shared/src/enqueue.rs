@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::config::NotifyUserOptions;
+use crate::config::EnqueuePolicy;
 use crate::ports::{MAX_BATCH, MessageQueue};
 
 /// SendMessageBatch calls in flight at once.
@@ -24,13 +24,13 @@ pub struct EnqueueError {
 pub async fn enqueue_all<Q: MessageQueue + ?Sized>(
     queue: &Q,
     bodies: Vec<String>,
-    options: &NotifyUserOptions,
+    policy: &EnqueuePolicy,
 ) -> Result<usize, EnqueueError> {
     // Owned chunks keep the stream's closure free of borrowed lifetimes, so
     // the future stays `Send` for callers that spawn it.
     let chunks: Vec<Vec<String>> = bodies.chunks(MAX_BATCH).map(<[String]>::to_vec).collect();
     let results: Vec<Result<usize, EnqueueError>> = futures::stream::iter(chunks)
-        .map(|chunk| send_with_retry(queue, chunk, options))
+        .map(|chunk| send_with_retry(queue, chunk, policy))
         .buffer_unordered(SEND_CONCURRENCY)
         .collect()
         .await;
@@ -40,11 +40,11 @@ pub async fn enqueue_all<Q: MessageQueue + ?Sized>(
 async fn send_with_retry<Q: MessageQueue + ?Sized>(
     queue: &Q,
     mut pending: Vec<String>,
-    options: &NotifyUserOptions,
+    policy: &EnqueuePolicy,
 ) -> Result<usize, EnqueueError> {
     let total = pending.len();
     let mut reason = String::new();
-    for attempt in 1..=options.send_attempts {
+    for attempt in 1..=policy.send_attempts {
         match queue.send_batch(&pending).await {
             Ok(failures) if failures.is_empty() => return Ok(total),
             Ok(failures) => {
@@ -66,8 +66,8 @@ async fn send_with_retry<Q: MessageQueue + ?Sized>(
             }
             Err(e) => reason = e.to_string(),
         }
-        if attempt < options.send_attempts {
-            tokio::time::sleep(backoff(options.retry_base_delay, attempt)).await;
+        if attempt < policy.send_attempts {
+            tokio::time::sleep(backoff(policy.retry_base_delay, attempt)).await;
         }
     }
     Err(EnqueueError {

@@ -1,0 +1,72 @@
+//! The SQS batch runner every queue handler uses: records processed
+//! concurrently, failures reported per record (`ReportBatchItemFailures`).
+
+use std::future::Future;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+
+/// A record a queue handler could not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub message_id: String,
+    pub error: String,
+}
+
+/// What a queue handler made of a batch: the records to redeliver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub failures: Vec<RecordFailure>,
+}
+
+impl BatchReport {
+    /// The Lambda answer: one batch item failure per failed record, so SQS
+    /// redelivers only those (`ReportBatchItemFailures`).
+    ///
+    /// A record without a message id (never seen from SQS) is reported with an
+    /// empty id, which makes Lambda retry the whole batch: a loud failure, never a loss.
+    pub fn into_response(self) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for failure in self.failures {
+            response.add_failure(failure.message_id);
+        }
+        response
+    }
+}
+
+/// Runs `process` on every record, at most `concurrency` at once, and collects
+/// the records it failed.
+pub(crate) async fn process_batch<F, Fut>(
+    event: SqsEvent,
+    concurrency: usize,
+    process: F,
+) -> BatchReport
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let failures = futures::stream::iter(event.records)
+        .map(|record| {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let fut = process(record);
+            async move {
+                fut.await
+                    .err()
+                    .map(|error| RecordFailure { message_id, error })
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    BatchReport { failures }
+}
+
+/// How many times SQS has handed out this message, as the event reports it.
+pub(crate) fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}

@@ -1,0 +1,161 @@
+//! Posting to connections, the rules deliver and notify-connection share:
+//! idempotent posts (check, post, record) and what a 410 Gone means.
+//!
+//! A queued message may carry an `id`; a redelivery of it (SQS is at least
+//! once, and a handler cut off mid-batch gets its whole batch back) is not
+//! posted again to a connection that already got it within the window.
+//! The order is check, post, record. A failure between the post and the
+//! record costs a duplicate on redelivery, never a loss; so does a store that
+//! cannot answer: without an answer the post goes ahead.
+//!
+//! A 410 for a connection that is still opening (see
+//! [`crate::connection::CONNECT_GRACE_MS`]) means the post raced its
+//! `$connect`: the connection is kept. Otherwise it is gone and forgotten.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::clock::{now_millis, now_seconds};
+use crate::config::PostingPolicy;
+use crate::connection::is_opening;
+use crate::fanout::FanoutError;
+use crate::groups::membership::forget;
+use crate::ports::{ConnectionStore, SentLog, StoreError};
+use crate::services::Services;
+
+/// The posting policy with the store that remembers posted ids: what
+/// notify-connection posts by (deliver takes both from [`Services`]).
+#[derive(Clone, Default)]
+pub struct Posting {
+    pub policy: PostingPolicy,
+    /// Where posted ids are remembered; `None` turns idempotency off.
+    pub sent_log: Option<Arc<dyn SentLog>>,
+}
+
+impl std::fmt::Debug for Posting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Posting")
+            .field("policy", &self.policy)
+            .field("sent_log", &self.sent_log.is_some())
+            .finish()
+    }
+}
+
+impl From<PostingPolicy> for Posting {
+    fn from(policy: PostingPolicy) -> Self {
+        Posting {
+            policy,
+            sent_log: None,
+        }
+    }
+}
+
+impl Posting {
+    /// Attaches the store of idempotency records.
+    pub fn with_sent_log(mut self, log: Arc<dyn SentLog>) -> Self {
+        self.sent_log = Some(log);
+        self
+    }
+
+    /// The idempotency store and window, unless idempotency is off.
+    pub fn sent_ids(&self) -> Option<SentIds<'_>> {
+        SentIds::new(self.sent_log.as_deref(), &self.policy)
+    }
+}
+
+/// Where posted ids are remembered and for how long; only when idempotency is on.
+#[derive(Clone, Copy)]
+pub struct SentIds<'a> {
+    log: &'a dyn SentLog,
+    window: Duration,
+}
+
+impl<'a> SentIds<'a> {
+    /// `None` (idempotency off) without a store or with a zero window.
+    pub fn new(log: Option<&'a dyn SentLog>, policy: &PostingPolicy) -> Option<Self> {
+        match log {
+            Some(log) if !policy.idempotency_window.is_zero() => Some(SentIds {
+                log,
+                window: policy.idempotency_window,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The record key for message `id` posted to `connection_id` (`#` is in neither).
+pub fn sent_key(id: &str, connection_id: &str) -> String {
+    format!("{id}#{connection_id}")
+}
+
+/// The connections among `connection_ids` that already got message `id`.
+/// Empty when the message has no id, idempotency is off, or the store fails.
+pub async fn already_posted(
+    sent: Option<SentIds<'_>>,
+    id: Option<&str>,
+    connection_ids: &[String],
+) -> HashSet<String> {
+    let (Some(id), Some(sent)) = (id, sent) else {
+        return HashSet::new();
+    };
+    let keys: Vec<String> = connection_ids.iter().map(|c| sent_key(id, c)).collect();
+    match sent.log.posted(&keys, now_seconds()).await {
+        Ok(posted) => connection_ids
+            .iter()
+            .zip(&keys)
+            .filter(|(_, key)| posted.contains(*key))
+            .map(|(c, _)| c.clone())
+            .collect(),
+        Err(e) => {
+            warn!(message_id = id, error = %e,
+                "cannot read idempotency records; posting anyway (a duplicate beats a loss)");
+            HashSet::new()
+        }
+    }
+}
+
+/// Records that message `id` reached `connection_ids`.
+pub async fn record_posted(sent: Option<SentIds<'_>>, id: Option<&str>, connection_ids: &[String]) {
+    let (Some(id), Some(sent)) = (id, sent) else {
+        return;
+    };
+    if connection_ids.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = connection_ids.iter().map(|c| sent_key(id, c)).collect();
+    let until = now_seconds() + sent.window.as_secs() as i64;
+    if let Err(e) = sent.log.record_posted(&keys, until).await {
+        warn!(message_id = id, error = %e,
+            "cannot record idempotency records; a redelivery may post again");
+    }
+}
+
+/// Whether a connection a post found gone (410) is gone for good: not while it
+/// is still opening, for then the post raced its `$connect` and forgetting it
+/// would orphan a live connection.
+pub async fn is_gone<S: ConnectionStore + ?Sized>(
+    store: &S,
+    connection_id: &str,
+) -> Result<bool, StoreError> {
+    let now_ms = now_millis();
+    if let Some(record) = store.get_connection(connection_id).await?
+        && is_opening(&record, now_ms)
+    {
+        info!(connection_id, "410 while the connection is opening; kept");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Forgets a connection a post found gone (410), record and memberships,
+/// unless it is still opening. Returns whether it was forgotten.
+pub async fn forget_gone(services: &Services, connection_id: &str) -> Result<bool, FanoutError> {
+    if !is_gone(&*services.store, connection_id).await? {
+        return Ok(false);
+    }
+    forget(services, connection_id).await?;
+    Ok(true)
+}
