@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 
 use axum::http::HeaderMap;
-use base64::Engine;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::aws_lambda_events::query_map::QueryMap;
 use switchboard::aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use switchboard::clock::now_millis;
 use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
+
+use crate::ids;
 
 /// The API id the local stack reports in events.
 pub const API_ID: &str = "local";
@@ -25,61 +28,27 @@ pub struct ConnectionContext {
     pub stage: String,
 }
 
-pub use switchboard::clock::now_millis as now_ms;
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS random source only fails on exotic platforms; fall back to time-seeded noise.
-    if getrandom::fill(&mut bytes).is_err() {
-        let seed = now_ms().to_le_bytes();
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = seed[i % seed.len()] ^ (i as u8).wrapping_mul(151);
-        }
-    }
-    bytes
-}
-
-/// A connection id shaped like API Gateway's: 16 base64 characters, e.g. `f97yeeMZDoECGqg=`.
-pub fn connection_id() -> String {
-    base64::engine::general_purpose::STANDARD.encode(random_bytes::<11>())
-}
-
-/// A uniformly random number in [0, 1) (fault injection).
-pub fn random_unit() -> f64 {
-    let bytes = random_bytes::<8>();
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A request or message id, e.g. `Qj3yOdMlFiACEnw=`.
-pub fn request_id() -> String {
-    connection_id()
-}
-
-/// A random hex string of `2 * N` characters (secrets, message ids).
-pub fn random_hex<const N: usize>() -> String {
-    random_bytes::<N>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// API Gateway's `requestTime`, e.g. `22/Nov/2026:21:00:00 +0000`.
 fn request_time(ms: i64) -> String {
-    let format =
-        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
+    format_ms(
+        ms,
+        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"),
+    )
 }
 
 /// An ISO-8601 timestamp with milliseconds, as the Management API answers: `2026-11-22T21:00:00.123Z`.
 pub fn iso_time(ms: i64) -> String {
-    let format =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    format_ms(
+        ms,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"),
+    )
+}
+
+/// `ms` (milliseconds since the Unix epoch, UTC) in `format`; empty if out of range.
+fn format_ms(ms: i64, format: &[BorrowedFormatItem<'_>]) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&format).ok())
+        .and_then(|t| t.format(format).ok())
         .unwrap_or_default()
 }
 
@@ -88,7 +57,7 @@ fn base_event(
     route_key: &str,
     event_type: &str,
 ) -> ApiGatewayWebsocketProxyRequest {
-    let now = now_ms();
+    let now = now_millis();
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     let c = &mut event.request_context;
     c.route_key = Some(route_key.to_owned());
@@ -97,7 +66,7 @@ fn base_event(
     c.connected_at = context.connected_at_ms;
     c.request_time_epoch = now;
     c.request_time = Some(request_time(now));
-    c.request_id = Some(request_id());
+    c.request_id = Some(ids::request_id());
     c.extended_request_id = c.request_id.clone();
     c.message_direction = Some("IN".into());
     c.domain_name = Some(context.domain_name.clone());
@@ -147,7 +116,7 @@ pub fn message(
     body: &str,
 ) -> ApiGatewayWebsocketProxyRequest {
     let mut event = base_event(context, route_key, "MESSAGE");
-    event.request_context.message_id = Some(request_id());
+    event.request_context.message_id = Some(ids::request_id());
     event.body = Some(body.to_owned());
     event
 }
@@ -209,14 +178,6 @@ pub fn sqs(queue: &str, messages: &[QueuedMessage]) -> SqsEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_look_like_api_gateways() {
-        let id = connection_id();
-        assert_eq!(id.len(), 16);
-        assert!(id.ends_with('='));
-        assert_ne!(connection_id(), id);
-    }
 
     #[test]
     fn times_use_api_gateways_formats() {

@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::http::StatusCode;
 use switchboard::enqueue::backoff;
 use switchboard::ports::{Gateway, GatewayError};
 use tracing::info;
 
-use crate::MAX_MESSAGE_BYTES;
+use crate::config::MAX_MESSAGE_BYTES;
 use crate::connections::{Connections, Outbound};
+use crate::ids::random_unit;
 
 /// What a post to a connection came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,74 @@ pub(crate) enum Posted {
     Failed,
     /// Injected: answered only after `fault_stall` (504).
     Stalled,
+}
+
+/// An error answer of the Management API, as API Gateway gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    /// The `x-amzn-ErrorType` the SDKs read the error's type from.
+    pub(crate) error_type: &'static str,
+    pub(crate) message: Option<&'static str>,
+}
+
+impl Refusal {
+    /// 410: the connection is gone (or never was).
+    pub(crate) const GONE: Refusal = Refusal {
+        status: StatusCode::GONE,
+        error_type: "GoneException",
+        message: None,
+    };
+}
+
+impl Posted {
+    /// The Management API's answer to the post, written once for the HTTP
+    /// endpoint and the in-process gateway: `Ok` is a 200.
+    pub(crate) fn answer(self) -> Result<(), Refusal> {
+        let (status, error_type, message) = match self {
+            Posted::Delivered => return Ok(()),
+            Posted::Gone => return Err(Refusal::GONE),
+            Posted::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                "Message too long",
+            ),
+            Posted::Throttled => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "injected fault: rate exceeded",
+            ),
+            Posted::Failed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerErrorException",
+                "injected fault",
+            ),
+            Posted::Stalled => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "InternalServerErrorException",
+                "injected fault: stalled",
+            ),
+        };
+        Err(Refusal {
+            status,
+            error_type,
+            message: Some(message),
+        })
+    }
+}
+
+impl From<Refusal> for GatewayError {
+    /// The error the SDK adapter makes of the same answer over HTTP.
+    fn from(refusal: Refusal) -> Self {
+        let message = refusal.message.unwrap_or_default().to_owned();
+        match refusal.status.as_u16() {
+            410 => GatewayError::Gone,
+            413 => GatewayError::PayloadTooLarge(message),
+            429 => GatewayError::Throttled(message),
+            status if status >= 500 => GatewayError::Server { status, message },
+            status => GatewayError::Rejected { status, message },
+        }
+    }
 }
 
 pub(crate) struct Management {
@@ -92,10 +162,10 @@ impl Management {
     /// `--fault-rate`: a share of posts answer 429 or 500, or stall past the
     /// client's timeout, a third each, as a struggling API Gateway would.
     async fn injected_fault(&self) -> Option<Posted> {
-        if self.fault_rate <= 0.0 || crate::events::random_unit() >= self.fault_rate {
+        if self.fault_rate <= 0.0 || random_unit() >= self.fault_rate {
             return None;
         }
-        let pick = crate::events::random_unit();
+        let pick = random_unit();
         if pick < 1.0 / 3.0 {
             Some(Posted::Throttled)
         } else if pick < 2.0 / 3.0 {
@@ -123,20 +193,7 @@ impl InProcessGateway {
             tokio::time::timeout(self.options.post_timeout, self.management.post(id, data)).await;
         match posted {
             Err(_) => Err(GatewayError::Timeout),
-            Ok(Posted::Delivered) => Ok(()),
-            Ok(Posted::Gone) => Err(GatewayError::Gone),
-            Ok(Posted::TooLarge) => Err(GatewayError::PayloadTooLarge("Message too long".into())),
-            Ok(Posted::Throttled) => Err(GatewayError::Throttled(
-                "injected fault: rate exceeded".into(),
-            )),
-            Ok(Posted::Failed) => Err(GatewayError::Server {
-                status: 500,
-                message: "injected fault".into(),
-            }),
-            Ok(Posted::Stalled) => Err(GatewayError::Server {
-                status: 504,
-                message: "injected fault: stalled".into(),
-            }),
+            Ok(posted) => posted.answer().map_err(GatewayError::from),
         }
     }
 }
@@ -152,12 +209,7 @@ impl Gateway for InProcessGateway {
         let mut attempt = 1;
         loop {
             let result = self.attempt(connection_id, data).await;
-            let retryable = matches!(
-                result,
-                Err(GatewayError::Throttled(_)
-                    | GatewayError::Server { .. }
-                    | GatewayError::Timeout)
-            );
+            let retryable = result.as_ref().is_err_and(GatewayError::is_transient);
             if !retryable || attempt >= attempts {
                 return result;
             }
@@ -172,5 +224,33 @@ impl Gateway for InProcessGateway {
         } else {
             Err(GatewayError::Gone)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_process_gateway_sees_what_the_sdk_makes_of_each_answer() {
+        let error = |posted: Posted| posted.answer().map_err(GatewayError::from);
+        assert!(error(Posted::Delivered).is_ok());
+        assert!(matches!(error(Posted::Gone), Err(GatewayError::Gone)));
+        assert!(matches!(
+            error(Posted::TooLarge),
+            Err(GatewayError::PayloadTooLarge(m)) if m == "Message too long"
+        ));
+        assert!(matches!(
+            error(Posted::Throttled),
+            Err(GatewayError::Throttled(m)) if m == "injected fault: rate exceeded"
+        ));
+        assert!(matches!(
+            error(Posted::Failed),
+            Err(GatewayError::Server { status: 500, message }) if message == "injected fault"
+        ));
+        assert!(matches!(
+            error(Posted::Stalled),
+            Err(GatewayError::Server { status: 504, message }) if message == "injected fault: stalled"
+        ));
     }
 }

@@ -21,10 +21,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
-use switchboard::clock::now_millis as now_ms;
+use switchboard::clock::now_millis;
 use switchboard::sync::lock;
 
-use crate::events::{self, QueuedMessage, random_hex};
+use crate::events::{self, QueuedMessage};
+use crate::ids::random_hex;
 
 /// A queue handler: the same batch function a Lambda runs.
 pub type BatchHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, BatchReport> + Send + Sync>;
@@ -101,7 +102,7 @@ impl LocalQueue {
                     receipt_handle: String::new(),
                     body,
                     receive_count: 0,
-                    sent_at_ms: now_ms(),
+                    sent_at_ms: now_millis(),
                     first_received_at_ms: 0,
                 },
                 visible_at: Instant::now(),
@@ -132,7 +133,7 @@ impl LocalQueue {
             m.receive_count += 1;
             m.receipt_handle = random_hex::<12>();
             if m.first_received_at_ms == 0 {
-                m.first_received_at_ms = now_ms();
+                m.first_received_at_ms = now_millis();
             }
             batch.push(m.clone());
         }
@@ -176,7 +177,7 @@ impl LocalQueue {
                 receive_count: message.receive_count,
                 last_error: error.to_owned(),
                 sent_at: events::iso_time(message.sent_at_ms),
-                dead_at: events::iso_time(now_ms()),
+                dead_at: events::iso_time(now_millis()),
             });
         }
     }

@@ -19,8 +19,9 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::events::iso_time;
-use crate::management::Posted;
-use crate::{Producer, Stack, websocket};
+use crate::management::Refusal;
+use crate::stack::Stack;
+use crate::websocket;
 
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -72,16 +73,16 @@ pub(crate) async fn serve(
 }
 
 /// The error API Gateway's Management API answers: the SDKs read the type from `x-amzn-ErrorType`.
-fn aws_error(status: StatusCode, error_type: &'static str, message: Option<&str>) -> Response {
-    let mut response = (status, json!({ "message": message }).to_string()).into_response();
+fn refused(refusal: Refusal) -> Response {
+    let body = json!({ "message": refusal.message }).to_string();
+    let mut response = (refusal.status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert("x-amzn-ErrorType", HeaderValue::from_static(error_type));
+    headers.insert(
+        "x-amzn-ErrorType",
+        HeaderValue::from_static(refusal.error_type),
+    );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     response
-}
-
-fn gone() -> Response {
-    aws_error(StatusCode::GONE, "GoneException", None)
 }
 
 fn connection_id(params: &HashMap<String, String>) -> &str {
@@ -93,29 +94,10 @@ async fn post_to_connection(
     Path(params): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    match stack.management.post(connection_id(&params), &body).await {
-        Posted::Delivered => StatusCode::OK.into_response(),
-        Posted::Gone => gone(),
-        Posted::TooLarge => aws_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            Some("Message too long"),
-        ),
-        Posted::Throttled => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            Some("injected fault: rate exceeded"),
-        ),
-        Posted::Failed => aws_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerErrorException",
-            Some("injected fault"),
-        ),
-        Posted::Stalled => aws_error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "InternalServerErrorException",
-            Some("injected fault: stalled"),
-        ),
+    let posted = stack.management.post(connection_id(&params), &body).await;
+    match posted.answer() {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -124,7 +106,7 @@ async fn get_connection(
     Path(params): Path<HashMap<String, String>>,
 ) -> Response {
     let Some(connection) = stack.connections.get(connection_id(&params)) else {
-        return gone();
+        return refused(Refusal::GONE);
     };
     let context = &connection.context;
     let mut identity = json!({ "SourceIp": context.source_ip });
@@ -151,17 +133,7 @@ async fn delete_connection(
     if stack.management.delete(connection_id(&params)) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        gone()
-    }
-}
-
-/// The queues producers may write to.
-fn queue<'a>(stack: &'a Stack, name: &str) -> Option<&'a Producer> {
-    match name {
-        "notify-user" => Some(&stack.notify_user),
-        "notify-connection" => Some(&stack.notify_connection),
-        "commands" => Some(&stack.commands),
-        _ => None,
+        refused(Refusal::GONE)
     }
 }
 
@@ -189,7 +161,7 @@ async fn enqueue(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(producer) = queue(&stack, &name) else {
+    let Some(producer) = stack.producers.writable(&name) else {
         return unknown_queue(&name);
     };
     let text = match std::str::from_utf8(&body) {
@@ -218,11 +190,7 @@ async fn enqueue(
 
 /// `GET /queues/{queue}/dead-letters`
 async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>) -> Response {
-    let internal = match name.as_str() {
-        "deliveries" => Some(&stack.deliveries),
-        _ => None,
-    };
-    let Some(producer) = internal.or_else(|| queue(&stack, &name)) else {
+    let Some(producer) = stack.producers.any(&name) else {
         return unknown_queue(&name);
     };
     match producer.dead_letters() {

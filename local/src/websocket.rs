@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use switchboard::aws_lambda_events::encodings::Body;
+use switchboard::clock::now_millis;
 use switchboard::handlers::actions::handle_client_action;
 use switchboard::handlers::connect::connect_route;
 use switchboard::handlers::default::handle_default;
@@ -23,9 +24,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
+use crate::config::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use crate::connections::{Connection, Outbound};
-use crate::events::{self, ConnectionContext, now_ms};
-use crate::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Stack};
+use crate::events::{self, ConnectionContext};
+use crate::ids;
+use crate::stack::Stack;
 
 /// The read buffer each socket starts with (tungstenite grows it for a larger frame).
 const READ_BUFFER_BYTES: usize = 4096;
@@ -67,8 +70,8 @@ pub(crate) async fn upgrade(
     };
     let stage = uri.path().trim_matches('/');
     let context = ConnectionContext {
-        connection_id: events::connection_id(),
-        connected_at_ms: now_ms(),
+        connection_id: ids::connection_id(),
+        connected_at_ms: now_millis(),
         source_ip: peer.ip().to_string(),
         user_agent: headers
             .get(USER_AGENT)
@@ -152,7 +155,7 @@ async fn serve(
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     last_active = Instant::now();
-                    connection.touch(now_ms());
+                    connection.touch(now_millis());
                     tokio::spawn(route(stack.clone(), connection.clone(), text.to_string()));
                 }
                 Some(Ok(Message::Binary(_))) => {

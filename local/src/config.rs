@@ -1,0 +1,153 @@
+//! The local stack's configuration: [`Config`], where state lives ([`Backend`]),
+//! how posts reach connections ([`GatewayMode`]), and API Gateway's limits.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use switchboard::config::Settings;
+use switchboard::config::{EnqueuePolicy, PostingPolicy};
+use switchboard::groups::Grants;
+
+/// API Gateway's limits and timeouts, as the local stack applies them.
+pub const MAX_MESSAGE_BYTES: usize = switchboard::protocol::MAX_MESSAGE_BYTES;
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const MAX_DURATION: Duration = Duration::from_secs(2 * 3600);
+
+/// Where connections and queues live.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// In memory: nothing else to start.
+    Memory,
+    /// DynamoDB and SQS, at `endpoint` (moto, LocalStack) or at AWS.
+    Aws {
+        endpoint: Option<String>,
+        table: String,
+        memberships_table: String,
+        notify_user_queue_url: String,
+        notify_connection_queue_url: String,
+        /// Commands and Deliveries queues; without them the stack keeps these
+        /// two queues in memory.
+        commands_queue_url: Option<String>,
+        deliveries_queue_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// The stage path segment in URLs (`ws://host/{stage}`); any prefix is accepted.
+    pub stage: String,
+    /// The HS256 secret; `None` makes the stack generate a random one.
+    pub token_secret: Option<String>,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    /// How long a failed queue message stays invisible before redelivery (in-memory queues).
+    pub visibility_timeout: Duration,
+    /// Receives before a failing message moves to the dead letters (in-memory queues).
+    pub max_receive_count: u32,
+    pub backend: Backend,
+    pub notify_user: EnqueuePolicy,
+    pub notify_connection: PostingPolicy,
+    /// Groups whose joins and leaves are announced.
+    pub presence: Grants,
+    /// Client events one connection may publish per `publish_window`.
+    pub publish_limit: u32,
+    pub publish_window: Duration,
+    /// Fault injection: the share of Management API posts (0.0 to 1.0) that
+    /// answer 429 or 500 or stall for `fault_stall`, a third each.
+    pub fault_rate: f64,
+    pub fault_stall: Duration,
+    /// How long a queue handler may run before it is cut off (Lambda's
+    /// function timeout); its whole batch is then redelivered.
+    pub handler_timeout: Duration,
+    /// Batches each queue's handler works on at once (Lambda's maximum
+    /// concurrency for an SQS event source).
+    pub source_concurrency: usize,
+    /// How the handlers reach the Management API.
+    pub gateway: GatewayMode,
+}
+
+/// How the handlers' posts reach the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayMode {
+    /// As on AWS: the AWS SDK's Management API client, SigV4-signed HTTP to
+    /// this stack's own `/@connections/{id}`. Exercises the production adapter
+    /// (error mapping, the SDK's timeouts and retries) on every post.
+    #[default]
+    Sdk,
+    /// Straight to the stack's Management API code, with the same answers,
+    /// faults, attempt timeout and retries, but no HTTP round trip. For load.
+    InProcess,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let settings = Settings::default();
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            stage: "local".into(),
+            token_secret: None,
+            idle_timeout: IDLE_TIMEOUT,
+            max_duration: MAX_DURATION,
+            visibility_timeout: Duration::from_secs(2),
+            max_receive_count: 5,
+            backend: Backend::Memory,
+            notify_user: EnqueuePolicy::default(),
+            notify_connection: PostingPolicy::default(),
+            presence: settings.presence,
+            publish_limit: settings.publish_limit,
+            publish_window: settings.publish_window,
+            fault_rate: 0.0,
+            fault_stall: Duration::from_secs(5),
+            handler_timeout: Duration::from_secs(30),
+            source_concurrency: 16,
+            gateway: GatewayMode::Sdk,
+        }
+    }
+}
+
+impl Backend {
+    /// The AWS SDK's configuration for this backend: the environment's, or
+    /// placeholders where the other side (moto, LocalStack, this process) takes any.
+    pub(crate) async fn sdk_config(&self) -> SdkConfig {
+        match self {
+            Backend::Aws {
+                endpoint: Some(endpoint),
+                ..
+            } => {
+                let mut loader = switchboard::aws::defaults().endpoint_url(endpoint);
+                // moto and LocalStack take any credentials; supply some if the environment has none.
+                if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                    && std::env::var_os("AWS_PROFILE").is_none()
+                {
+                    loader = loader.credentials_provider(placeholder_credentials());
+                }
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                {
+                    loader = loader.region(Region::new(PLACEHOLDER_REGION));
+                }
+                loader.load().await
+            }
+            Backend::Aws { endpoint: None, .. } => switchboard::aws::load().await,
+            // Only the Management API client is used, against this process: sign with placeholders.
+            Backend::Memory => {
+                switchboard::aws::defaults()
+                    .region(Region::new(PLACEHOLDER_REGION))
+                    .credentials_provider(placeholder_credentials())
+                    .load()
+                    .await
+            }
+        }
+    }
+}
+
+/// The region the SDK is given when nothing else names one.
+const PLACEHOLDER_REGION: &str = "us-east-1";
+
+fn placeholder_credentials() -> Credentials {
+    Credentials::new("local", "local", None, None, "switchboard-local")
+}

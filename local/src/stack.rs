@@ -1,0 +1,132 @@
+//! A running stack: the state its server, sockets and queue sources share
+//! ([`Stack`]), and the handle [`crate::start`] returns ([`RunningStack`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
+use switchboard::config::NegotiateSettings;
+use switchboard::ports::{ConnectionStore, MembershipStore};
+use switchboard::services::Services;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::connections::Connections;
+use crate::management::Management;
+use crate::producer::Producers;
+use crate::queues::DeadLetter;
+
+/// State shared by the server, the sockets and the queue sources.
+pub(crate) struct Stack {
+    pub(crate) config: Config,
+    pub(crate) services: Services,
+    pub(crate) http: NegotiateSettings,
+    pub(crate) verifier: Result<TokenVerifier, SecretError>,
+    pub(crate) connections: Arc<Connections>,
+    /// The Management API's post and delete (shares `connections` and `posts`).
+    pub(crate) management: Arc<Management>,
+    pub(crate) producers: Producers,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Management API posts by connection id (fault-tolerance tests read it);
+    /// an entry goes when its connection closes.
+    pub(crate) posts: Arc<Mutex<HashMap<String, u64>>>,
+    /// Queue handlers cut off at `handler_timeout`.
+    pub(crate) handler_timeouts: Arc<AtomicU64>,
+}
+
+/// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
+pub struct RunningStack {
+    pub(crate) addr: SocketAddr,
+    pub(crate) stack: Arc<Stack>,
+    pub(crate) secret: TokenSecret,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningStack {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:3001/local`
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/{}", self.addr, self.stack.config.stage)
+    }
+
+    /// `http://127.0.0.1:3001/local`: the Management API endpoint (`WEBSOCKET_ENDPOINT`).
+    pub fn management_url(&self) -> String {
+        format!("http://{}/{}", self.addr, self.stack.config.stage)
+    }
+
+    /// `http://127.0.0.1:3001`
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn secret(&self) -> &TokenSecret {
+        &self.secret
+    }
+
+    pub fn store(&self) -> Arc<dyn ConnectionStore> {
+        self.stack.services.store.clone()
+    }
+
+    pub fn memberships(&self) -> Arc<dyn MembershipStore> {
+        self.stack.services.memberships.clone()
+    }
+
+    /// Puts `body` on a producer queue (`notify-user`, `notify-connection`,
+    /// `commands`), exactly as `POST /queues/{queue}` does; returns the message id.
+    pub async fn enqueue(&self, queue: &str, body: String) -> Result<String, String> {
+        let Some(producer) = self.stack.producers.writable(queue) else {
+            return Err(format!("unknown queue {queue}"));
+        };
+        producer.send(body).await
+    }
+
+    /// Management API posts received for `connection_id`, answered or not,
+    /// while it is open (or, for an id that never connected, ever).
+    pub fn posts_to(&self, connection_id: &str) -> u64 {
+        self.stack
+            .posts
+            .lock()
+            .map(|p| p.get(connection_id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Dead letters of an in-memory queue (`notify-user`, `notify-connection`,
+    /// `commands`, `deliveries`); `None` for SQS-backed queues.
+    pub fn dead_letters(&self, queue: &str) -> Option<Vec<DeadLetter>> {
+        self.stack.producers.any(queue)?.dead_letters()
+    }
+
+    /// Queue handlers cut off at the handler timeout so far (in-memory queues).
+    pub fn handler_timeouts(&self) -> u64 {
+        self.stack.handler_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.stack.connections.len()
+    }
+
+    /// Closes every socket with 1001 (running `$disconnect` for each), then stops
+    /// the queue sources and the server. Bounded: gives sockets 5 s to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.stack.connections.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        info!("stopped");
+    }
+}

@@ -1,0 +1,228 @@
+//! [`start`]: builds a stack step by step (the token secret and the listener,
+//! the gateway, the storage, the event sources, the server) and runs it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use aws_config::SdkConfig;
+use switchboard::adapters::management_api::ManagementApi;
+use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
+use switchboard::aws_lambda_events::sqs::SqsEvent;
+use switchboard::batch::BatchReport;
+use switchboard::config::Settings;
+use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSettings};
+use switchboard::handlers::commands::commands_batch;
+use switchboard::handlers::deliver::deliveries_batch;
+use switchboard::handlers::notify_connection::notify_connection_batch;
+use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::ports::Gateway;
+use switchboard::posting::Posting;
+use switchboard::services::Services;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::{Config, GatewayMode};
+use crate::ids::random_hex;
+use crate::management::{InProcessGateway, Management};
+use crate::producer::{Producer, Producers};
+use crate::queues::{self, BatchHandler, SourceOptions};
+use crate::server;
+use crate::stack::{RunningStack, Stack};
+use crate::storage::Storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// Starts the stack: binds, wires the handlers, and serves until shut down.
+pub async fn start(config: Config) -> Result<RunningStack, StartError> {
+    let secret = match &config.token_secret {
+        Some(secret) => TokenSecret::new(secret.clone())?,
+        None => TokenSecret::new(random_hex::<32>())?,
+    };
+    let (listener, addr) = bind(config.addr).await?;
+    let sdk = config.backend.sdk_config().await;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let management = Arc::new(Management::new(config.fault_rate, config.fault_stall));
+    let gateway = gateway(&config, &sdk, addr, &management);
+    let storage = Storage::open(&config, &sdk);
+    let services = services(&config, &storage, gateway);
+    let handler_timeouts = Arc::new(AtomicU64::new(0));
+    let mut tasks = event_sources(
+        &config,
+        &storage,
+        &services,
+        &handler_timeouts,
+        &shutdown_rx,
+    );
+
+    let stack = Arc::new(Stack {
+        verifier: Ok(TokenVerifier::new(&secret)),
+        http: NegotiateSettings {
+            websocket_url: format!("ws://{addr}/{}", config.stage),
+            secret: Ok(secret.clone()),
+            default_ttl: NEGOTIATE_DEFAULT_TTL,
+            max_ttl: NEGOTIATE_MAX_TTL,
+        },
+        config,
+        services,
+        connections: management.connections.clone(),
+        posts: management.posts.clone(),
+        management,
+        producers: storage.producers,
+        shutdown: shutdown_rx.clone(),
+        handler_timeouts,
+    });
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        stack.clone(),
+        shutdown_rx,
+    )));
+    info!(%addr, "listening");
+    Ok(RunningStack {
+        addr,
+        stack,
+        secret,
+        shutdown: shutdown_tx,
+        tasks,
+    })
+}
+
+/// Listens on `addr` and returns the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// How the handlers post to connections: through the SDK to this stack's
+/// own Management API at `addr`, or straight to `management`.
+fn gateway(
+    config: &Config,
+    sdk: &SdkConfig,
+    addr: SocketAddr,
+    management: &Arc<Management>,
+) -> Arc<dyn Gateway> {
+    match config.gateway {
+        // The unmodified notify-connection path: the Management API SDK client, pointed at this process.
+        GatewayMode::Sdk => Arc::new(ManagementApi::new(switchboard::aws::management_api(
+            sdk,
+            &format!("http://{addr}/{}", config.stage),
+            &config.notify_connection,
+        ))),
+        GatewayMode::InProcess => Arc::new(InProcessGateway {
+            management: management.clone(),
+            options: config.notify_connection.clone(),
+        }),
+    }
+}
+
+/// The handlers' ports and settings, as a Lambda's main builds them.
+fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Services {
+    Services {
+        store: storage.store.clone(),
+        memberships: storage.memberships.clone(),
+        gateway,
+        deliveries: storage.deliveries_queue.clone(),
+        sent_log: Some(storage.sent_log.clone()),
+        settings: Arc::new(Settings {
+            presence: config.presence.clone(),
+            publish_limit: config.publish_limit,
+            publish_window: config.publish_window,
+            enqueue: config.notify_user.clone(),
+            posting: config.notify_connection.clone(),
+        }),
+    }
+}
+
+/// Each queue's handler, driven by an event source as Lambda's: in-memory
+/// queues by [`queues::run_local_source`], SQS queues by [`queues::run_sqs_source`].
+fn event_sources(
+    config: &Config,
+    storage: &Storage,
+    services: &Services,
+    handler_timeouts: &Arc<AtomicU64>,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let fanout = (services.clone(), storage.fanout_queue.clone());
+    let notify_user = batch_handler(fanout, |(services, queue), event| async move {
+        let options = &services.settings.enqueue;
+        notify_user_batch(&*services.store, &*queue, options, event).await
+    });
+    let posting =
+        Posting::from(config.notify_connection.clone()).with_sent_log(storage.sent_log.clone());
+    let notify_connection = batch_handler(
+        (services.clone(), posting),
+        |(services, posting), event| async move {
+            let (store, gateway) = (&*services.store, &*services.gateway);
+            notify_connection_batch(store, gateway, &posting, event).await
+        },
+    );
+    let commands = batch_handler(services.clone(), |services, event| async move {
+        commands_batch(&services, event).await
+    });
+    let deliveries = batch_handler(services.clone(), |services, event| async move {
+        deliveries_batch(&services, event).await
+    });
+    let Producers {
+        notify_user: notify_user_queue,
+        notify_connection: notify_connection_queue,
+        commands: commands_queue,
+        deliveries: deliveries_queue,
+    } = &storage.producers;
+    let sources = [
+        (notify_user_queue, notify_user, "notify-user"),
+        (
+            notify_connection_queue,
+            notify_connection,
+            "notify-connection",
+        ),
+        (commands_queue, commands, "commands"),
+        (deliveries_queue, deliveries, "deliveries"),
+    ];
+    sources
+        .into_iter()
+        .map(|(producer, handler, name)| match producer {
+            Producer::Local(queue) => tokio::spawn(queues::run_local_source(
+                queue.clone(),
+                handler,
+                SourceOptions {
+                    concurrency: config.source_concurrency,
+                    timeout: config.handler_timeout,
+                    timeouts: handler_timeouts.clone(),
+                },
+                shutdown.clone(),
+            )),
+            Producer::Sqs { client, url } => tokio::spawn(queues::run_sqs_source(
+                client.clone(),
+                url.clone(),
+                name.to_owned(),
+                handler,
+                shutdown.clone(),
+            )),
+        })
+        .collect()
+}
+
+/// A [`BatchHandler`] that runs `handle` with its own copy of `state` per batch.
+fn batch_handler<S, F, Fut>(state: S, handle: F) -> BatchHandler
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, SqsEvent) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = BatchReport> + Send + 'static,
+{
+    Arc::new(move |event| Box::pin(handle(state.clone(), event)))
+}

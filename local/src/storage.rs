@@ -1,0 +1,112 @@
+//! Where the stack keeps its state: connection records, memberships, the sent
+//! log and the four queues, in memory or on AWS (DynamoDB and SQS).
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
+use switchboard::adapters::memory::{MemoryMemberships, MemorySentLog, MemoryStore};
+use switchboard::adapters::sqs::SqsQueue;
+use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue, SentLog};
+
+use crate::config::{Backend, Config};
+use crate::producer::{Producer, Producers};
+use crate::queues::LocalQueue;
+
+/// The stores and queues the handlers work with.
+pub(crate) struct Storage {
+    pub(crate) store: Arc<dyn ConnectionStore>,
+    pub(crate) memberships: Arc<dyn MembershipStore>,
+    /// Idempotency records (message id, connection) with expiry.
+    pub(crate) sent_log: Arc<dyn SentLog>,
+    /// Where notify-user puts its NotifyConnection messages.
+    pub(crate) fanout_queue: Arc<dyn MessageQueue>,
+    /// The Deliveries queue as the queue every fan-out writes to.
+    pub(crate) deliveries_queue: Arc<dyn MessageQueue>,
+    /// The queues as their producers and event sources see them.
+    pub(crate) producers: Producers,
+}
+
+impl Storage {
+    /// Opens the stores and queues `config.backend` names (`sdk` reaches AWS).
+    pub(crate) fn open(config: &Config, sdk: &SdkConfig) -> Storage {
+        match &config.backend {
+            Backend::Memory => Storage::memory(config),
+            Backend::Aws {
+                table,
+                memberships_table,
+                notify_user_queue_url,
+                notify_connection_queue_url,
+                commands_queue_url,
+                deliveries_queue_url,
+                ..
+            } => {
+                let sqs = switchboard::aws::sqs(sdk);
+                let dynamodb = switchboard::aws::dynamodb(sdk);
+                let producer = |url: &str| Producer::Sqs {
+                    client: sqs.clone(),
+                    url: url.to_owned(),
+                };
+                // Idempotency records live in the connections table, as on AWS.
+                let connections = Arc::new(DynamoStore::new(dynamodb.clone(), table));
+                let (deliveries, deliveries_queue) = match deliveries_queue_url {
+                    Some(url) => (
+                        producer(url),
+                        Arc::new(SqsQueue::new(sqs.clone(), url)) as Arc<dyn MessageQueue>,
+                    ),
+                    None => local_pair(config, "deliveries"),
+                };
+                Storage {
+                    store: connections.clone(),
+                    sent_log: connections,
+                    memberships: Arc::new(DynamoMemberships::new(dynamodb, memberships_table)),
+                    fanout_queue: Arc::new(SqsQueue::new(sqs.clone(), notify_connection_queue_url)),
+                    deliveries_queue,
+                    producers: Producers {
+                        notify_user: producer(notify_user_queue_url),
+                        notify_connection: producer(notify_connection_queue_url),
+                        commands: match commands_queue_url {
+                            Some(url) => producer(url),
+                            None => Producer::Local(local_queue(config, "commands")),
+                        },
+                        deliveries,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Everything in this process.
+    fn memory(config: &Config) -> Storage {
+        let (notify_connection, fanout_queue) = local_pair(config, "notify-connection");
+        let (deliveries, deliveries_queue) = local_pair(config, "deliveries");
+        Storage {
+            store: Arc::new(MemoryStore::new()),
+            memberships: Arc::new(MemoryMemberships::new()),
+            sent_log: Arc::new(MemorySentLog::new()),
+            fanout_queue,
+            deliveries_queue,
+            producers: Producers {
+                notify_user: Producer::Local(local_queue(config, "notify-user")),
+                notify_connection,
+                commands: Producer::Local(local_queue(config, "commands")),
+                deliveries,
+            },
+        }
+    }
+}
+
+/// An in-memory queue with the configured visibility timeout and receive count.
+fn local_queue(config: &Config, name: &str) -> Arc<LocalQueue> {
+    Arc::new(LocalQueue::new(
+        name,
+        config.visibility_timeout,
+        config.max_receive_count,
+    ))
+}
+
+/// An in-memory queue as its producer and as the handlers' queue port.
+fn local_pair(config: &Config, name: &str) -> (Producer, Arc<dyn MessageQueue>) {
+    let queue = local_queue(config, name);
+    (Producer::Local(queue.clone()), queue)
+}
