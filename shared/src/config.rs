@@ -64,7 +64,7 @@ pub struct EnqueuePolicy {
     pub send_attempts: u32,
     /// First retry delay; doubled each attempt, with full jitter.
     pub retry_base_delay: Duration,
-    /// NotifyUser records of one batch processed at once.
+    /// Records of one notify-user or commands batch processed at once.
     pub concurrency: usize,
 }
 
