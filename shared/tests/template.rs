@@ -324,3 +324,28 @@ fn sam_build_does_not_hash_the_repository() {
         );
     }
 }
+
+/// The README's AWS walk-through reads stack outputs by name (`$(output NAME)`): each must
+/// be one the template declares, or the copied commands set empty variables.
+#[test]
+fn the_walk_through_reads_outputs_the_template_has() {
+    let template = load_template();
+    let path = repository_file("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let read: Vec<&str> = readme
+        .split("$(output ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(name, _)| name))
+        .collect();
+    assert!(
+        read.len() >= 4,
+        "the walk-through reads {read:?}: where did it go?"
+    );
+    for name in read {
+        assert!(
+            template["Outputs"].get(name).is_some(),
+            "README reads output {name}, which template.yaml does not declare"
+        );
+    }
+}
