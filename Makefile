@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: test tools fmt-check clippy unit test-all fuzz lint-template build sizes bench events clean
+.PHONY: test tools fmt-check clippy unit test-all invoke-events fuzz lint-template build sizes bench events clean
 
 FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver
 
-## test: everything CI checks — format, clippy, unit + moto + loopback tests, fuzzing, template lint, release build
-test: tools fmt-check clippy test-all fuzz lint-template build sizes
+## test: everything CI checks — format, clippy, unit + moto + loopback tests, every event invoked, fuzzing, template lint, release build
+test: tools fmt-check clippy test-all invoke-events fuzz lint-template build sizes
 
 ## tools: project-local Python tools (moto, cfn-lint, sam, cargo-lambda), installed once per requirements change
 tools: $(STAMP)
@@ -37,6 +37,10 @@ unit:
 ## test-all: every test, with moto server on a free loopback port
 test-all: tools
 	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
+
+## invoke-events: every events/*.json through its function with cargo lambda watch, against moto (README, "Invoke locally")
+invoke-events: tools
+	scripts/invoke-events.sh
 
 ## fuzz: the parser fuzz targets (fuzz/) for FUZZ_SECONDS each (30 here: CI also builds them cold, about 4 min)
 FUZZ_SECONDS ?= 30

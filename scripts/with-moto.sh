@@ -11,6 +11,8 @@ log=$(mktemp -t moto.XXXXXX.log)
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+# A TERM or Ctrl-C also goes through the EXIT trap, so moto never outlives the script.
+trap 'exit 143' TERM INT
 
 # Wait up to 30 s for moto to answer.
 for _ in $(seq 1 150); do

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Creates template.yaml's tables and queues on a local AWS endpoint (moto) and writes the
+environment file `cargo lambda watch --env-file` runs every function with.
+
+Usage: scripts/local-aws.py ENDPOINT ENV_FILE   (run it with .venv/bin/python: needs boto3
+and PyYAML). Called by scripts/local-aws.sh; idempotent.
+
+Everything comes from the template: each DynamoDB table (keys, indexes, TTL) and SQS queue
+(visibility timeout, redrive to its dead-letter queue) is created as declared, named by its
+logical id (ConnectionsTable -> connections, NotifyUserDeadLetterQueue -> notify-user-dlq),
+and every environment variable any function gets on AWS gets its local value here. A
+variable the template gains without a local value here stops the script.
+"""
+import json
+import re
+import sys
+
+import boto3
+import yaml
+
+REGION = "us-east-1"
+# Signed with by the local chain, accepted by moto; never real credentials.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The development secret events/connect.json's token is signed with (README, "Invoke locally").
+DEV_SECRET = "switchboard-local-dev-secret-0123456789"
+
+
+class TemplateLoader(yaml.SafeLoader):
+    """PyYAML with CloudFormation's short-form tags, as their long forms."""
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+TemplateLoader.add_multi_constructor("!", _tag)
+
+
+def local_name(logical_id):
+    """ConnectionsTable -> connections; NotifyUserDeadLetterQueue -> notify-user-dlq."""
+    base = re.sub(r"(Table|Queue)$", "", logical_id).replace("DeadLetter", "Dlq")
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", base).lower()
+
+
+def main(endpoint, env_file):
+    with open("template.yaml", encoding="utf-8") as f:
+        template = yaml.load(f, Loader=TemplateLoader)
+    resources = template["Resources"]
+    parameters = template["Parameters"]
+    session = boto3.Session(region_name=REGION, **{k.lower(): v for k, v in CREDENTIALS.items()})
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+
+    def parameter_default(name):
+        if name == "TokenSecret":
+            return DEV_SECRET
+        return str(parameters[name]["Default"])
+
+    local = {}  # logical id -> what a Ref to it means locally
+
+    existing_tables = dynamodb.list_tables()["TableNames"]
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::DynamoDB::Table":
+            continue
+        props = resource["Properties"]
+        name = local_name(logical_id)
+        local[logical_id] = name
+        if name not in existing_tables:
+            dynamodb.create_table(
+                TableName=name,
+                BillingMode=props["BillingMode"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
+            )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+    queues = {k: r for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    arns = {}
+    # Dead-letter queues first: the others' redrive policies name them.
+    for logical_id in sorted(queues, key=lambda k: "RedrivePolicy" in queues[k]["Properties"]):
+        props = queues[logical_id]["Properties"]
+        attributes = {
+            key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod") if key in props
+        }
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            receives = redrive["maxReceiveCount"]
+            if isinstance(receives, dict):
+                receives = parameter_default(receives["Ref"])
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[target], "maxReceiveCount": str(receives)}
+            )
+        url = sqs.create_queue(QueueName=local_name(logical_id), Attributes=attributes)["QueueUrl"]
+        local[logical_id] = url
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+
+    # Values that on AWS come from the WebSocket API itself.
+    by_name = {
+        # moto's Management API (POST/GET/DELETE /@connections/{id}) accepts every post.
+        "WEBSOCKET_ENDPOINT": endpoint,
+        # Only handed out by negotiate: the local stack's URL (cargo run -p switchboard-local).
+        "WEBSOCKET_URL": "ws://127.0.0.1:3001/local",
+    }
+
+    def value(name, declared):
+        if name in by_name:
+            return by_name[name]
+        if isinstance(declared, dict) and "Ref" in declared:
+            ref = declared["Ref"]
+            if ref in local:
+                return local[ref]
+            if ref in parameters:
+                return parameter_default(ref)
+        if isinstance(declared, (str, int, float)):
+            return str(declared)
+        sys.exit(f"local-aws.py: no local value for {name} = {declared!r}; add one")
+
+    declared = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            declared.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    env = {name: value(name, declared[name]) for name in sorted(declared)}
+    env.update(
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL_DYNAMODB=endpoint,
+        AWS_ENDPOINT_URL_SQS=endpoint,
+        **CREDENTIALS,
+    )
+    with open(env_file, "w", encoding="utf-8") as f:
+        f.write("# Written by scripts/local-aws.py for `cargo lambda watch --env-file`: every\n")
+        f.write(f"# variable template.yaml sets, with the local values for {endpoint}.\n")
+        for name, val in env.items():
+            f.write(f"{name}={val}\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])

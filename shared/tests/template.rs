@@ -1,0 +1,351 @@
+//! Checks on `template.yaml` (and the `samconfig.toml` beside it) that neither linter makes:
+//! every route change reaches the WebSocket stage, every SQS event source has a maximum
+//! concurrency, and `sam build` does not hash the whole repository for each function.
+//!
+//! [`load_template`] reads the template into CloudFormation's JSON form (short-form tags
+//! become `{"Ref": …}`, `{"Fn::GetAtt": […]}`, `{"Fn::Sub": …}`), and
+//! [`websocket_route_keys`] lists the WebSocket API's route keys: other template checks
+//! start from these two.
+
+use std::path::PathBuf;
+
+use saphyr::{LoadableYamlNode, Scalar, Yaml};
+use serde_json::{Map, Value, json};
+
+fn repository_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name)
+}
+
+/// `template.yaml` as CloudFormation's JSON form of it.
+pub fn load_template() -> Value {
+    let path = repository_file("template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let documents =
+        Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("template.yaml is not YAML: {e}"));
+    let [document] = documents.as_slice() else {
+        panic!("template.yaml holds {} documents, not one", documents.len());
+    };
+    to_json(document)
+}
+
+/// One YAML node as JSON, each CloudFormation short-form tag as its long form.
+fn to_json(node: &Yaml) -> Value {
+    match node {
+        Yaml::Value(scalar) => scalar_to_json(scalar),
+        Yaml::Representation(text, _, _) => Value::String(text.to_string()),
+        Yaml::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Mapping(entries) => {
+            let mut object = Map::new();
+            for (key, value) in entries {
+                let key = match to_json(key) {
+                    Value::String(key) => key,
+                    other => other.to_string(),
+                };
+                object.insert(key, to_json(value));
+            }
+            Value::Object(object)
+        }
+        Yaml::Tagged(tag, inner) if tag.handle == "!" => {
+            let inner = to_json(inner);
+            match tag.suffix.as_str() {
+                "Ref" | "Condition" => json!({ tag.suffix.as_str(): inner }),
+                // `!GetAtt Resource.Attribute`: the long form is a two-element list.
+                "GetAtt" => match inner.as_str().and_then(|s| s.split_once('.')) {
+                    Some((resource, attribute)) => json!({ "Fn::GetAtt": [resource, attribute] }),
+                    None => json!({ "Fn::GetAtt": inner }),
+                },
+                function => json!({ format!("Fn::{function}"): inner }),
+            }
+        }
+        // YAML's own tags (`!!str`, …) change nothing CloudFormation reads.
+        Yaml::Tagged(_, inner) => to_json(inner),
+        Yaml::Alias(_) | Yaml::BadValue => panic!("template.yaml: unsupported node {node:?}"),
+    }
+}
+
+fn scalar_to_json(scalar: &Scalar) -> Value {
+    match scalar {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => json!(i),
+        Scalar::FloatingPoint(f) => json!(f.into_inner()),
+        Scalar::String(s) => Value::String(s.to_string()),
+    }
+}
+
+/// Every resource of `resource_type`, as (logical id, resource).
+pub fn resources_of_type<'a>(
+    template: &'a Value,
+    resource_type: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("the template has Resources")
+        .iter()
+        .filter(move |(_, resource)| resource["Type"] == resource_type)
+        .map(|(id, resource)| (id.as_str(), resource))
+}
+
+/// `{"Ref": logical_id}`.
+fn reference(logical_id: &str) -> Value {
+    json!({ "Ref": logical_id })
+}
+
+/// The logical ids of the WebSocket APIs (`ProtocolType: WEBSOCKET`).
+fn websocket_apis(template: &Value) -> Vec<&str> {
+    resources_of_type(template, "AWS::ApiGatewayV2::Api")
+        .filter(|(_, api)| api["Properties"]["ProtocolType"] == "WEBSOCKET")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The route keys of the template's WebSocket API, in template order
+/// (`$connect`, `$disconnect`, `ping`, …).
+pub fn websocket_route_keys(template: &Value) -> Vec<String> {
+    let apis = websocket_apis(template);
+    let [api] = apis.as_slice() else {
+        panic!("expected one WebSocket API, found {apis:?}");
+    };
+    resources_of_type(template, "AWS::ApiGatewayV2::Route")
+        .filter(|(_, route)| route["Properties"]["ApiId"] == reference(api))
+        .map(|(id, route)| {
+            route["Properties"]["RouteKey"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: RouteKey is not a string"))
+                .to_owned()
+        })
+        .collect()
+}
+
+fn depends_on(resource: &Value) -> Vec<&str> {
+    match &resource["DependsOn"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn the_websocket_routes_are_the_documented_ones() {
+    let mut keys = websocket_route_keys(&load_template());
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "$connect",
+            "$default",
+            "$disconnect",
+            "ping",
+            "presence",
+            "publish",
+            "subscribe",
+            "unsubscribe"
+        ]
+    );
+}
+
+/// A stage pinned to a fixed `AWS::ApiGatewayV2::Deployment` never sees a later route:
+/// the deployment's properties do not change, so CloudFormation never makes another, and a
+/// new route answers Forbidden until someone runs `create-deployment`. `AutoDeploy` makes
+/// API Gateway deploy the stage on every change to the API.
+#[test]
+fn every_route_change_is_deployed_to_the_websocket_stage() {
+    let template = load_template();
+    for api in websocket_apis(&template) {
+        let deployments: Vec<_> = resources_of_type(&template, "AWS::ApiGatewayV2::Deployment")
+            .filter(|(_, d)| d["Properties"]["ApiId"] == reference(api))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            deployments,
+            Vec::<&str>::new(),
+            "{api}: a fixed deployment is made once and never again; use AutoDeploy on the stage"
+        );
+        let stages: Vec<_> = resources_of_type(&template, "AWS::ApiGatewayV2::Stage")
+            .filter(|(_, s)| s["Properties"]["ApiId"] == reference(api))
+            .collect();
+        assert!(!stages.is_empty(), "{api} has no stage");
+
+        let routes: Vec<&str> = resources_of_type(&template, "AWS::ApiGatewayV2::Route")
+            .filter(|(_, r)| r["Properties"]["ApiId"] == reference(api))
+            .map(|(id, _)| id)
+            .collect();
+        let route_responses: Vec<&str> =
+            resources_of_type(&template, "AWS::ApiGatewayV2::RouteResponse")
+                .filter(|(_, r)| r["Properties"]["ApiId"] == reference(api))
+                .map(|(id, _)| id)
+                .collect();
+        assert!(!routes.is_empty(), "{api} has no routes");
+        for (stage_id, stage) in stages {
+            let properties = &stage["Properties"];
+            assert_eq!(
+                properties["AutoDeploy"],
+                Value::Bool(true),
+                "{stage_id}: without AutoDeploy a changed route never reaches the stage"
+            );
+            assert_eq!(
+                properties.get("DeploymentId"),
+                None,
+                "{stage_id}: a DeploymentId pins the stage to one deployment"
+            );
+            // The deployment made when the stage is created must hold every route.
+            let waits_for = depends_on(stage);
+            for needed in routes.iter().chain(&route_responses) {
+                assert!(
+                    waits_for.contains(needed),
+                    "{stage_id} must DependsOn {needed}, or its first deployment may miss it"
+                );
+            }
+        }
+    }
+}
+
+/// The named parameter's `Default`, after checking it stays within `low..=high`.
+fn number_parameter(template: &Value, name: &str, low: i64, high: i64) -> i64 {
+    let parameter = &template["Parameters"][name];
+    assert_eq!(parameter["Type"], "Number", "{name} must be a Number");
+    let bound = |field: &str| {
+        parameter[field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} needs a numeric {field}"))
+    };
+    assert!(bound("MinValue") >= low, "{name}: MinValue below {low}");
+    assert!(bound("MaxValue") <= high, "{name}: MaxValue above {high}");
+    let default = bound("Default");
+    assert!((low..=high).contains(&default), "{name}: Default {default}");
+    default
+}
+
+/// Lambda's default account concurrency; queue consumers may take at most a tenth of it
+/// with the template's defaults, so a big broadcast cannot starve `$connect` and `ping`.
+const ACCOUNT_CONCURRENCY: i64 = 1000;
+
+#[test]
+fn every_sqs_event_source_has_a_maximum_concurrency() {
+    let template = load_template();
+    let mut sources = Vec::new();
+    let mut total = 0;
+    for (function, resource) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let Some(events) = resource["Properties"]["Events"].as_object() else {
+            continue;
+        };
+        for (event, source) in events.iter().filter(|(_, e)| e["Type"] == "SQS") {
+            let maximum = &source["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+            let parameter = maximum["Ref"].as_str().unwrap_or_else(|| {
+                panic!("{function}.{event}: ScalingConfig.MaximumConcurrency must be a parameter, is {maximum}")
+            });
+            // Lambda accepts 2 to 1000 for an SQS event source.
+            total += number_parameter(&template, parameter, 2, 1000);
+            sources.push(format!("{function}.{event}"));
+        }
+    }
+    if let Some((id, _)) = resources_of_type(&template, "AWS::Lambda::EventSourceMapping").next() {
+        panic!("{id}: declare event sources as function Events, where this test checks them");
+    }
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            "CommandsFunction.Commands",
+            "DeliverFunction.Deliveries",
+            "NotifyConnectionFunction.NotifyConnection",
+            "NotifyUserFunction.NotifyUser"
+        ]
+    );
+    assert!(
+        total <= ACCOUNT_CONCURRENCY / 10,
+        "the queue consumers' default maximum concurrency adds up to {total}"
+    );
+}
+
+#[test]
+fn connect_and_ping_can_reserve_concurrency() {
+    let template = load_template();
+    number_parameter(&template, "RouteReservedConcurrency", 0, 1000);
+    for function in ["ConnectFunction", "PingFunction"] {
+        assert_eq!(
+            template["Resources"][function]["Properties"]["ReservedConcurrentExecutions"],
+            json!({ "Fn::If": [
+                "ReserveRouteConcurrency",
+                { "Ref": "RouteReservedConcurrency" },
+                { "Ref": "AWS::NoValue" }
+            ] }),
+            "{function}"
+        );
+    }
+    assert_eq!(
+        template["Conditions"]["ReserveRouteConcurrency"],
+        json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "RouteReservedConcurrency" }, 0] }] })
+    );
+}
+
+/// The `key = value` lines of one `[section]` of samconfig.toml (flat TOML only).
+fn samconfig_section(section: &str) -> Vec<(String, String)> {
+    let path = repository_file("samconfig.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let header = format!("[{section}]");
+    text.lines()
+        .map(str::trim)
+        .skip_while(|line| *line != header)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+/// `sam build --cached` hashes every file under a function's `CodeUri`, for each function,
+/// before it decides anything. With `CodeUri: .` that is the whole repository (`.venv`,
+/// `.git`, `target/`), ten times over, and any edit (the README) invalidates all ten.
+/// cargo-lambda builds in the source directory, so cargo's own fingerprints already skip
+/// unchanged work, correctly.
+#[test]
+fn sam_build_does_not_hash_the_repository() {
+    let template = load_template();
+    let global = &template["Globals"]["Function"]["CodeUri"];
+    let repository_root = resources_of_type(&template, "AWS::Serverless::Function")
+        .map(|(_, f)| f["Properties"].get("CodeUri").unwrap_or(global))
+        .any(|uri| matches!(uri.as_str(), Some("." | "./")));
+    let build = samconfig_section("default.build.parameters");
+    let cached = build
+        .iter()
+        .find(|(key, _)| key == "cached")
+        .map(|(_, value)| value.as_str());
+    if repository_root {
+        assert_ne!(
+            cached,
+            Some("true"),
+            "CodeUri is the repository root: sam build's cache would hash all of it per function"
+        );
+    }
+}
+
+/// The README's AWS walk-through reads stack outputs by name (`$(output NAME)`): each must
+/// be one the template declares, or the copied commands set empty variables.
+#[test]
+fn the_walk_through_reads_outputs_the_template_has() {
+    let template = load_template();
+    let path = repository_file("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let read: Vec<&str> = readme
+        .split("$(output ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(name, _)| name))
+        .collect();
+    assert!(
+        read.len() >= 4,
+        "the walk-through reads {read:?}: where did it go?"
+    );
+    for name in read {
+        assert!(
+            template["Outputs"].get(name).is_some(),
+            "README reads output {name}, which template.yaml does not declare"
+        );
+    }
+}
