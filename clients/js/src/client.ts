@@ -23,7 +23,8 @@ export interface WebSocketLike {
   on?(event: string, listener: (...args: any[]) => void): unknown; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+/** A WebSocket class: the browser's `WebSocket`, or `ws`'s default export (typed loosely so either fits without a cast). */
+export type WebSocketConstructor = new (url: string) => unknown;
 
 /** A token, or what `POST /negotiate` answers (`url` carries the token; it replaces `Options.url`). */
 export type TokenResult = string | { token: string; url?: string };
@@ -60,6 +61,12 @@ export interface Options {
    * closes the old one (ms; 1 h 55 min, before API Gateway's 2-hour limit).
    */
   maxConnectionAge?: number;
+  /**
+   * How long the replaced socket stays open after the new one is resubscribed (ms; 3 s), so a
+   * send resolved to the old connection just before the switch still arrives. Messages that
+   * come on both meanwhile are delivered twice unless they carry an id.
+   */
+  overlap?: number;
   /** Fetch a new token this long before the current one expires (ms; 60 s). */
   tokenRefreshMargin?: number;
   /**
@@ -167,7 +174,8 @@ export class Client extends Emitter<Events> {
   private dedupe = new Dedupe();
   private token?: string;
   private url?: string;
-  private timers: Record<"retry" | "ping" | "age" | "refresh", unknown> = {} as never;
+  private old?: Link;
+  private timers: Record<"retry" | "ping" | "age" | "refresh" | "retire", unknown> = {} as never;
 
   constructor(options: Options) {
     super();
@@ -177,6 +185,7 @@ export class Client extends Emitter<Events> {
       backoffCap: 30_000,
       pingInterval: 300_000,
       maxConnectionAge: 6_900_000,
+      overlap: 3_000,
       tokenRefreshMargin: 60_000,
       maxHandshakeFailures: 8,
       clock: systemClock,
@@ -314,7 +323,7 @@ export class Client extends Emitter<Events> {
     if (!Ws) throw new Error("no WebSocket implementation: pass options.WebSocket (the ws package on Node 20)");
     const url = new URL(this.url ?? this.o.url ?? "");
     url.searchParams.set("token", token);
-    const ws = new Ws(url.href);
+    const ws = new Ws(url.href) as WebSocketLike;
     const link: Link = { ws };
     ws.onopen = () => {
       link.open = true;
@@ -393,8 +402,8 @@ export class Client extends Emitter<Events> {
             this.attempts = 0;
             this.o.clock.clearTimeout(this.timers.retry);
             if (cur?.open) {
-              cur.retiring = true;
-              this.retire(cur);
+              this.old = cur;
+              this.after("retire", this.o.overlap, () => this.retire(cur));
             } else if (cur) this.drop(cur);
             this.ready(link);
             this.set("open");
@@ -408,6 +417,7 @@ export class Client extends Emitter<Events> {
 
   /** Closes a replaced socket once nothing sent on it awaits an answer. */
   private retire(link: Link): void {
+    link.retiring = true;
     for (const p of this.pending.values()) if (p.link == link) return;
     link.ws.close(1000);
   }
@@ -463,8 +473,8 @@ export class Client extends Emitter<Events> {
   private stop(error?: SwitchboardError): void {
     this.stopped = true;
     for (const t in this.timers) this.o.clock.clearTimeout(this.timers[t as keyof Client["timers"]]);
-    for (const link of [this.link, this.spare]) if (link) this.drop(link);
-    this.link = this.spare = undefined;
+    for (const link of [this.link, this.spare, this.old]) if (link) this.drop(link);
+    this.link = this.spare = this.old = undefined;
     this.pending.forEach((_, key) => this.settle(key, new SwitchboardError("closed", error ? error.message : "the client was closed")));
     this.set("closed", error);
   }

@@ -207,7 +207,7 @@ test("keepalive: a ping every pingInterval; a missing pong drops the socket and 
 
 test("proactive reconnect at maxConnectionAge: new socket, resubscribed, then the old one closes; state stays open", async () => {
   let n = 0;
-  const { client, clock, states } = await connected({ maxConnectionAge: 60_000, pingInterval: 1e9, token: undefined, getToken: async () => `t${++n}` });
+  const { client, clock, states } = await connected({ maxConnectionAge: 60_000, overlap: 1_000, pingInterval: 1e9, token: undefined, getToken: async () => `t${++n}` });
   const sub = client.subscribe("chat:1");
   FakeSocket.last.ackAll();
   await sub;
@@ -226,8 +226,13 @@ test("proactive reconnect at maxConnectionAge: new socket, resubscribed, then th
   old.receive({ type: "message", from: "server", group: "chat:1", data: "during" });
   fresh.ackAll();
   await clock.advance(0);
+  // it overlaps for `overlap` ms, still delivering
+  old.receive({ type: "message", from: "server", group: "chat:1", data: "overlap" });
+  await clock.advance(999);
+  assert.equal(old.closedWith, undefined);
+  await clock.advance(1);
   assert.equal(old.closedWith, 1000);
-  assert.deepEqual(got, ["during"]);
+  assert.deepEqual(got, ["during", "overlap"]);
   const p = client.publish("chat:1", "after");
   assert.equal(fresh.lastSent("publish")?.data, "after");
   assert.equal(old.lastSent("publish"), undefined);
@@ -235,13 +240,13 @@ test("proactive reconnect at maxConnectionAge: new socket, resubscribed, then th
   await p;
   assert.deepEqual(states, ["connecting", "open"]);
   // and the next renewal is scheduled for the new socket
-  await clock.advance(60_000);
+  await clock.advance(59_000);
   assert.equal(FakeSocket.all.length, 3);
   client.close();
 });
 
 test("proactive reconnect: the old socket waits for the answers still owed on it", async () => {
-  const { client, clock } = await connected({ maxConnectionAge: 60_000, pingInterval: 1e9 });
+  const { client, clock } = await connected({ maxConnectionAge: 60_000, overlap: 0, pingInterval: 1e9 });
   const old = FakeSocket.last;
   await clock.advance(59_000);
   const p = client.presence("g");
@@ -258,7 +263,7 @@ test("proactive reconnect: the old socket waits for the answers still owed on it
 });
 
 test("proactive reconnect whose new socket fails keeps the old one and tries again later", async () => {
-  const { client, clock, states } = await connected({ maxConnectionAge: 60_000, pingInterval: 1e9 });
+  const { client, clock, states } = await connected({ maxConnectionAge: 60_000, overlap: 0, pingInterval: 1e9 });
   const old = FakeSocket.last;
   await clock.advance(60_000);
   FakeSocket.last.drop();
