@@ -278,3 +278,18 @@ test("proactive reconnect whose new socket fails keeps the old one and tries aga
   assert.deepEqual(states, ["connecting", "open"]);
   client.close();
 });
+
+test("close() during a proactive reconnect's overlap drops both sockets", async () => {
+  const { client, clock } = await connected({ maxConnectionAge: 60_000, overlap: 5_000, pingInterval: 1e9 });
+  const old = FakeSocket.last;
+  await clock.advance(60_000);
+  const fresh = FakeSocket.last;
+  fresh.open();
+  await clock.advance(0);
+  assert.equal(old.closedWith, undefined);
+  client.close();
+  assert.equal(old.readyState, 3);
+  assert.equal(fresh.readyState, 3);
+  await clock.advance(60_000);
+  assert.equal(FakeSocket.all.length, 2);
+});
