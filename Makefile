@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: test tools fmt-check clippy unit test-all invoke-events fuzz lint-template build sizes bench events clean
+.PHONY: test tools fmt-check clippy unit test-all invoke-events fuzz lint-template build sizes bench events clean js
 
 FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver
 
-## test: everything CI checks — format, clippy, unit + moto + loopback tests, every event invoked, fuzzing, template lint, release build
-test: tools fmt-check clippy test-all invoke-events fuzz lint-template build sizes
+## test: everything CI checks — format, clippy, unit + moto + loopback tests, every event invoked, fuzzing, template lint, release build, the JS client
+test: tools fmt-check clippy test-all invoke-events fuzz lint-template build sizes js
 
 ## tools: project-local Python tools (moto, cfn-lint, sam, cargo-lambda), installed once per requirements change
 tools: $(STAMP)
@@ -66,6 +66,19 @@ bench: tools
 	cargo bench --locked --profile bench-fast -p switchboard-bench --bench handler -- --noplot
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	  cargo run --locked --profile bench-fast -p switchboard-bench -- all --out BENCHMARKS.md
+
+## js: the JavaScript client (clients/js): npm ci once per lockfile change, build, unit tests,
+## integration tests against the local stack's debug binary, the demo bundle's freshness, the size budget
+JS       := clients/js
+JS_STAMP := $(JS)/node_modules/.installed-$(shell sha1sum $(JS)/package-lock.json | cut -c1-12)
+js: $(JS_STAMP)
+	cargo build --locked -p switchboard-local
+	cd $(JS) && npm run build && npm test && npm run demo -- --check
+	cd $(JS) && SWITCHBOARD_LOCAL=$(CURDIR)/target/debug/switchboard-local npm run test:integration
+	cd $(JS) && npm run size
+$(JS_STAMP): $(JS)/package-lock.json
+	cd $(JS) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
 
 ## events: regenerate events/*.json
 events:

@@ -1,0 +1,17 @@
+/** switchboard-client: Switchboard's WebSocket client for browsers and Node. */
+
+export { Client } from "./client.js";
+export type {
+  Clock,
+  Events,
+  Message,
+  Options,
+  Presence,
+  PresenceEvent,
+  State,
+  TokenResult,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./client.js";
+export { SwitchboardError } from "./errors.js";
+export type { ErrorCode } from "./errors.js";
