@@ -1,5 +1,6 @@
-//! The local stack's configuration: [`Config`], where state lives ([`Backend`]),
-//! how posts reach connections ([`GatewayMode`]), and API Gateway's limits.
+//! The local stack's configuration: [`Config`], where state lives ([`Backend`],
+//! with the AWS SDK configuration each backend takes), how posts reach
+//! connections ([`GatewayMode`]), and API Gateway's limits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
