@@ -199,6 +199,39 @@ const REQUEST_COUNTS: &str = "\
 | broadcast to 250 | 250 | 16 | 0 | 1 | 3 | 250 | 1.068 |
 ";
 
+/// Measurements behind the build settings (`Cargo.toml`, `aws::http_client`), made
+/// when each was chosen; not re-measured by every run.
+const BUILD_CHOICES: &str = r#"## Build choices
+
+Measured when each choice was made (x86_64, `cargo lambda build --release --compiler cargo`, one
+build each); kept here so the reasons outlive the commits. The current sizes are in the cold-start
+table above.
+
+Release profile, `opt-level` (connect / notify-connection bootstrap bytes, same flags otherwise):
+3: 10,105,336 / 9,454,192; "s": 6,529,336 / 6,161,304; "z": 6,164,992 / 5,795,544 (chosen: the
+functions are I/O-bound, and smaller bootstraps load faster).
+
+TLS and crypto backend (bytes; limit 6,000,000; commit c19c03b):
+
+| AWS SDK HTTPS client | jsonwebtoken | connect | api | notify-connection |
+|---|---|---|---|---|
+| rustls + aws-lc-rs (SDK default-https-client) | rust_crypto | 6,749,528 | 6,762,904 | 5,908,504 |
+| rustls + aws-lc-rs | aws_lc_rs | 6,471,960 | 6,482,424 | 5,912,296 |
+| rustls + ring | aws_lc_rs | 6,797,632 | 6,808,704 | 5,160,520 |
+| rustls + ring (chosen) | rust_crypto | 5,987,912 | 5,999,552 | 5,150,536 |
+
+Then jsonwebtoken lost its crypto feature: an HMAC-only provider on ring (`shared/src/auth.rs`)
+drops the RSA/EC/Ed25519 code an HS256-pinned verifier never runs. The SDK crates are built without
+a default HTTP client; `shared/src/aws.rs` supplies the ring one, so nothing links aws-lc (no C
+crypto, no cmake in the build).
+
+Root certificates at init: the SDK builds a throwaway TLS connector whenever a client is
+constructed, only so root certificates load early, and parses every root certificate again each
+time. Measured on the SDK functions before `aws::http_client` deferred it to the first request,
+init took 4.1x a hello-world's with the platform's roots (bundle and certificate directory), 2.9x
+with the bundle alone and 1.9x with no roots at all.
+"#;
+
 pub fn document(
     fanout: &[fanout::Row],
     cold: &[coldstart::Row],
@@ -269,7 +302,8 @@ pub fn document(
          (`request_counts_per_delivered_message_by_target`, part of `make test`, which asserts these\n\
          exact numbers; 250 connections, group pages of 100). Idempotency ids add, per delivered\n\
          message, 0.05 requests on group and broadcast sends and 2 on notify-connection.\n\n\
-         {requests}",
+         {requests}\n\
+         {build}",
         date = today(),
         machine = machine(),
         fanout = fanout_table(fanout),
@@ -277,5 +311,6 @@ pub fn document(
         first = firstcall_table(first),
         handlers = handler_table(handlers),
         requests = REQUEST_COUNTS,
+        build = BUILD_CHOICES,
     )
 }

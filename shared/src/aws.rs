@@ -28,19 +28,15 @@ use crate::services::Services;
 
 /// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
-/// C crypto library to start; see the size table in the root Cargo.toml). Like the
+/// C crypto library to start; measurements in BENCHMARKS.md). Like the
 /// default it trusts the platform's root certificates (rustls-native-certs), keeps
 /// the SDK's cipher suites, honours the connect/read timeouts each client
 /// configures and `HTTPS_PROXY`/`NO_PROXY`.
 ///
-/// Unlike the default, nothing TLS happens at init. The SDK builds a throwaway
-/// connector whenever a client is constructed, only so that root certificates
-/// load early, and each build parses every root certificate again. Measured on
-/// the SDK functions before this change, init took 4.1x a hello-world's with the
-/// platform's roots (bundle and certificate directory), 2.9x with the bundle alone
-/// and 1.9x with no roots at all. Here that call (the only one without connector
-/// settings) gets a plain HTTP connector it never uses, and the TLS connector is
-/// built by the first request. An https request can never go through the plain
+/// Unlike the default, nothing TLS happens at init (why: BENCHMARKS.md, "Build
+/// choices"). The SDK's validation-time connector build (the only call without
+/// connector settings) gets a plain HTTP connector it never uses, and the TLS
+/// connector is built by the first request. An https request can never go through the plain
 /// connector: hyper refuses the scheme, so a change in the SDK would fail closed
 /// (`shared/tests/tls.rs`). `make bench` measures both the init and the first
 /// request.

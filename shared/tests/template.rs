@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{Map, Value, json};
+use switchboard::routes::{ROUTES, function_of};
 
 fn repository_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -128,23 +129,69 @@ fn depends_on(resource: &Value) -> Vec<&str> {
     }
 }
 
+/// The function a WebSocket route's integration invokes, from `Target:
+/// integrations/${XIntegration}` and that integration's `IntegrationUri`
+/// (`…/functions/${XFunction.Arn}/invocations`): `XFunction`.
+fn route_function(template: &Value, route: &Value) -> String {
+    let target = route["Properties"]["Target"]["Fn::Sub"]
+        .as_str()
+        .unwrap_or_else(|| panic!("route target is not a !Sub: {route}"));
+    let integration = target
+        .strip_prefix("integrations/${")
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("unexpected route target {target}"));
+    let uri = template["Resources"][integration]["Properties"]["IntegrationUri"]["Fn::Sub"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{integration}: IntegrationUri is not a !Sub"));
+    let (_, after) = uri
+        .split_once("/functions/${")
+        .unwrap_or_else(|| panic!("{integration}: no function in {uri}"));
+    let (function, _) = after
+        .split_once(".Arn}")
+        .unwrap_or_else(|| panic!("{integration}: no function ARN in {uri}"));
+    function.to_owned()
+}
+
+/// `{Name}Function` for `functions/{name}` (`notify-user` -> `NotifyUserFunction`).
+fn logical_function_id(name: &str) -> String {
+    let pascal: String = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{pascal}Function")
+}
+
+/// `switchboard::routes::ROUTES` is the one list of routes: the template declares
+/// exactly those route keys, each integrated with the function the list names.
 #[test]
-fn the_websocket_routes_are_the_documented_ones() {
-    let mut keys = websocket_route_keys(&load_template());
+fn the_template_declares_exactly_the_routes_the_code_serves() {
+    let template = load_template();
+    let mut keys = websocket_route_keys(&template);
     keys.sort();
+    let mut expected: Vec<String> = ROUTES.iter().map(|r| r.key.to_owned()).collect();
+    expected.sort();
     assert_eq!(
-        keys,
-        [
-            "$connect",
-            "$default",
-            "$disconnect",
-            "ping",
-            "presence",
-            "publish",
-            "subscribe",
-            "unsubscribe"
-        ]
+        keys, expected,
+        "template routes vs switchboard::routes::ROUTES"
     );
+    for (id, route) in resources_of_type(&template, "AWS::ApiGatewayV2::Route") {
+        let key = route["Properties"]["RouteKey"].as_str().unwrap_or_default();
+        let Some(function) = function_of(key) else {
+            panic!("{id}: route {key} is not in switchboard::routes::ROUTES");
+        };
+        assert_eq!(
+            route_function(&template, route),
+            logical_function_id(function.name()),
+            "{id}: route {key} must invoke functions/{}",
+            function.name()
+        );
+    }
 }
 
 /// A stage pinned to a fixed `AWS::ApiGatewayV2::Deployment` never sees a later route:
