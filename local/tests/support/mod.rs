@@ -219,3 +219,24 @@ pub async fn put_stale_record(stack: &RunningStack, connection_id: &str, user_id
         .await
         .unwrap();
 }
+
+/// Sends `text` as one message in frames of at most `frame` bytes (API
+/// Gateway takes 32 KB frames, 128 KB messages).
+pub async fn send_text_in_frames(client: &mut Client, text: &str, frame: usize) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(frame).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = i + 1 == chunks.len();
+        client
+            .send(Message::Frame(Frame::message(chunk.to_vec(), opcode, last)))
+            .await
+            .unwrap();
+    }
+}
