@@ -17,6 +17,28 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const MAX_DURATION: Duration = Duration::from_secs(2 * 3600);
 
+/// The largest request body any endpoint reads; a larger one is refused with
+/// a JSON 413 before it is buffered.
+pub const MAX_REQUEST_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// SQS's maximum message size (1 MiB since August 2025; `MaximumMessageSize`
+/// can lower it per queue, the template leaves the default): `POST /queues/…`
+/// refuses a larger body with 413, as SendMessage would.
+pub const MAX_QUEUE_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The default bound on a connection's outbound queue: eight of API Gateway's
+/// largest (128 KB) messages waiting for a client that reads slowly, on top of
+/// what the operating system's socket buffers hold. API Gateway documents no
+/// per-connection buffer; a post beyond the bound answers 429.
+pub const OUTBOUND_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// The smallest outbound bound: one message of the largest size must fit.
+pub const MIN_OUTBOUND_LIMIT_BYTES: usize =
+    MAX_MESSAGE_BYTES + crate::connections::PER_MESSAGE_BYTES;
+
+/// The shortest API key the stack accepts from `SWITCHBOARD_API_KEY`.
+pub const MIN_API_KEY_BYTES: usize = 32;
+
 /// Where connections and queues live.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -38,7 +60,19 @@ pub enum Backend {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where to listen. A non-loopback address needs `expose`.
     pub addr: SocketAddr,
+    /// Consent to listen on a non-loopback address; the HTTP API, the
+    /// Management API and the queue endpoints then require the API key.
+    pub expose: bool,
+    /// The key those endpoints require (`Authorization: Bearer <key>`); `None`
+    /// makes an exposed stack generate one. On loopback, a key given here is
+    /// required too; without one, loopback needs none.
+    pub api_key: Option<String>,
+    /// Bytes a connection's outbound queue may hold (each message counts its
+    /// length plus [`crate::connections::PER_MESSAGE_BYTES`]); a post beyond it
+    /// answers 429 `LimitExceededException`, as a throttled post.
+    pub outbound_limit: usize,
     /// The stage path segment in URLs (`ws://host/{stage}`); any prefix is accepted.
     pub stage: String,
     /// The HS256 secret; `None` makes the stack generate a random one.
@@ -89,6 +123,9 @@ impl Default for Config {
         let settings = Settings::default();
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            expose: false,
+            api_key: None,
+            outbound_limit: OUTBOUND_LIMIT_BYTES,
             stage: "local".into(),
             token_secret: None,
             idle_timeout: IDLE_TIMEOUT,

@@ -1,7 +1,7 @@
 //! The open WebSocket connections, by connection id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -17,18 +17,48 @@ pub enum Outbound {
     Close(u16, String),
 }
 
+/// What a queued message costs on top of its bytes (the queue's node, the
+/// frame's header): a flood of tiny messages is bounded too.
+pub const PER_MESSAGE_BYTES: usize = 64;
+
+impl Outbound {
+    /// What the message counts against the connection's outbound bound.
+    fn cost(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len() + PER_MESSAGE_BYTES,
+            Outbound::Binary(bytes) => bytes.len() + PER_MESSAGE_BYTES,
+            // A close always gets through: it is how a stuck connection ends.
+            Outbound::Close(..) => 0,
+        }
+    }
+}
+
+/// Why a message was not queued for a connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The socket task has ended.
+    Closed,
+    /// The client is not reading: the outbound queue is at its bound.
+    Full,
+}
+
 pub struct Connection {
     pub context: ConnectionContext,
     pub user_id: String,
     last_active_ms: AtomicI64,
     tx: mpsc::UnboundedSender<Outbound>,
+    /// Bytes (with [`PER_MESSAGE_BYTES`] each) queued and not yet taken by the socket task.
+    queued: AtomicUsize,
+    limit: usize,
 }
 
 impl Connection {
+    /// A connection whose outbound queue holds at most `limit` bytes.
     pub fn new(
         context: ConnectionContext,
         user_id: String,
         tx: mpsc::UnboundedSender<Outbound>,
+        limit: usize,
     ) -> Self {
         let now = context.connected_at_ms;
         Connection {
@@ -36,6 +66,8 @@ impl Connection {
             user_id,
             last_active_ms: AtomicI64::new(now),
             tx,
+            queued: AtomicUsize::new(0),
+            limit,
         }
     }
 
@@ -47,9 +79,29 @@ impl Connection {
         self.last_active_ms.load(Ordering::Relaxed)
     }
 
-    /// Queues a frame for the socket; false if the socket task has ended.
-    pub fn send(&self, message: Outbound) -> bool {
-        self.tx.send(message).is_ok()
+    /// Queues a frame for the socket, within the outbound bound.
+    pub fn send(&self, message: Outbound) -> Result<(), Unsent> {
+        let cost = message.cost();
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                let total = queued.checked_add(cost)?;
+                (cost == 0 || total <= self.limit).then_some(total)
+            })
+            .map_err(|_| Unsent::Full)?;
+        self.tx.send(message).map_err(|_| {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            Unsent::Closed
+        })
+    }
+
+    /// The socket task took `message` off the queue.
+    pub(crate) fn dequeued(&self, message: &Outbound) {
+        self.queued.fetch_sub(message.cost(), Ordering::AcqRel);
+    }
+
+    /// Bytes waiting in the outbound queue (each message plus [`PER_MESSAGE_BYTES`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }
 

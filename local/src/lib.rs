@@ -10,9 +10,11 @@
 //! From the bottom up: `ids` and `events` (what API Gateway and SQS hand a
 //! handler), `config`, `connections`, `queues` and `producer`, `management`
 //! (the Management API's post and delete), `storage`, `stack` (the shared
-//! state and [`RunningStack`]), `websocket` and `server` (HTTP on one port),
+//! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port) and
+//! `access` (the API key a stack listening beyond loopback requires),
 //! and `start`, which wires them.
 
+mod access;
 pub mod config;
 pub mod connections;
 pub mod events;
@@ -26,8 +28,10 @@ mod start;
 mod storage;
 mod websocket;
 
+pub use access::UNAUTHORIZED;
 pub use config::{
     Backend, Config, GatewayMode, IDLE_TIMEOUT, MAX_DURATION, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
+    MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES,
 };
 pub use stack::RunningStack;
 pub use start::{StartError, start};

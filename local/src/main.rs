@@ -42,9 +42,24 @@ enum Command {
 
 #[derive(Args)]
 struct Serve {
-    /// Address for WebSocket, the Management API and the queue endpoints.
+    /// Address for WebSocket, the Management API and the queue endpoints. A
+    /// non-loopback address (e.g. 0.0.0.0) needs --expose.
     #[arg(long, default_value = "127.0.0.1:3001", env = "SWITCHBOARD_ADDR")]
     addr: SocketAddr,
+    /// Allow a non-loopback --addr. The HTTP API, the Management API and the
+    /// queue endpoints then require the API key (SWITCHBOARD_API_KEY, or one
+    /// generated and printed at startup); the WebSocket endpoint keeps its token.
+    #[arg(long, env = "SWITCHBOARD_EXPOSE")]
+    expose: bool,
+    /// The API key (at least 32 bytes) those endpoints require as
+    /// "Authorization: Bearer <key>"; also required on loopback when set.
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Bytes one connection's outbound queue may hold (each message counts
+    /// its length plus 64); a post beyond it answers 429, as a throttled post.
+    #[arg(long, default_value_t = switchboard_local::OUTBOUND_LIMIT_BYTES as u64,
+          env = "SWITCHBOARD_OUTBOUND_LIMIT", value_parser = outbound_limit)]
+    outbound_limit: u64,
     /// Stage name shown in URLs (any path prefix is accepted).
     #[arg(long, default_value = "local")]
     stage: String,
@@ -126,6 +141,16 @@ fn fault_rate(value: &str) -> Result<f64, String> {
     }
 }
 
+fn outbound_limit(value: &str) -> Result<u64, String> {
+    let min = switchboard_local::config::MIN_OUTBOUND_LIMIT_BYTES as u64;
+    match value.parse::<u64>() {
+        Ok(bytes) if bytes >= min => Ok(bytes),
+        _ => Err(format!(
+            "{value} is not a number of bytes of at least {min} (one 128 KB message)"
+        )),
+    }
+}
+
 fn token_secret() -> Option<String> {
     switchboard::config::token_secret_text()
 }
@@ -158,6 +183,9 @@ fn config(serve: Serve) -> Result<Config, String> {
     };
     Ok(Config {
         addr: serve.addr,
+        expose: serve.expose,
+        api_key: serve.api_key,
+        outbound_limit: usize::try_from(serve.outbound_limit).unwrap_or(usize::MAX),
         stage: serve.stage,
         token_secret: token_secret(),
         idle_timeout: serve.idle_timeout,
@@ -195,19 +223,38 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
     } else {
         "Tokens are verified with TOKEN_SECRET.\n"
     };
+    let (auth, header) = match stack.api_key() {
+        None => (String::new(), String::new()),
+        Some(key) => {
+            let shown = if stack.api_key_generated() {
+                format!("API key (generated for this run): {key}\n")
+            } else {
+                "API key: the one in SWITCHBOARD_API_KEY.\n".to_owned()
+            };
+            (
+                format!(
+                    "Listening on {addr}: the HTTP API, the Management API and the queues \
+                     require \"Authorization: Bearer <key>\" (401 without it);\n\
+                     the WebSocket endpoint requires its token, as on AWS.\n{shown}",
+                    addr = stack.addr()
+                ),
+                " -H \"Authorization: Bearer $SWITCHBOARD_API_KEY\"".to_owned(),
+            )
+        }
+    };
     format!(
         "\nSwitchboard local stack\n\
          \n  WebSocket       {ws}\
          \n  Management API  {mgmt}/@connections/{{connectionId}}\
          \n  Queues          POST {http}/queues/notify-user  |  notify-connection  |  commands\
          \n  HTTP API        POST {http}/send | /notify | /negotiate;  GET {http}/groups/{{group}} | /users/{{id}} | /connections/{{id}}\
-         \n\n{secret_note}\
+         \n\n{auth}{secret_note}\
          \nConnect as \"{user}\" (token valid 12 h):\
          \n  websocat \"{ws}?token={token}\"\
          \n\nThen, from another shell, send that user a message:\
-         \n  curl -X POST {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
+         \n  curl -X POST{header} {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
          \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b] [--subscribe 'chat:*'] [--publish 'chat:*']\
-         \n  or: curl -X POST {http}/negotiate -d '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}'\
+         \n  or: curl -X POST{header} {http}/negotiate -d '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}'\
          \nCtrl-C stops the stack.\n",
         ws = stack.websocket_url(),
         mgmt = stack.management_url(),
@@ -273,6 +320,10 @@ async fn main() -> ExitCode {
     let generated_secret = config.token_secret.is_none();
     let stack = match switchboard_local::start(config).await {
         Ok(stack) => stack,
+        Err(e) if e.is_usage() => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("cannot start: {e}");
             return ExitCode::FAILURE;

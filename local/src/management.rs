@@ -14,7 +14,7 @@ use switchboard::ports::{Gateway, GatewayError};
 use tracing::info;
 
 use crate::config::MAX_MESSAGE_BYTES;
-use crate::connections::{Connections, Outbound};
+use crate::connections::{Connections, Outbound, Unsent};
 use crate::ids::random_unit;
 
 /// What a post to a connection came to.
@@ -25,6 +25,8 @@ pub(crate) enum Posted {
     TooLarge,
     /// Injected: 429.
     Throttled,
+    /// 429: the connection's outbound queue is full (its client is not reading).
+    SlowConsumer,
     /// Injected: 500.
     Failed,
     /// Injected: answered only after `fault_stall` (504).
@@ -65,6 +67,11 @@ impl Posted {
                 StatusCode::TOO_MANY_REQUESTS,
                 "LimitExceededException",
                 "injected fault: rate exceeded",
+            ),
+            Posted::SlowConsumer => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "the connection is not reading: its outbound queue is full; retry later",
             ),
             Posted::Failed => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,8 +146,17 @@ impl Management {
             Ok(text) => Outbound::Text(text),
             Err(e) => Outbound::Binary(e.into_bytes()),
         };
-        if !connection.send(frame) {
-            return Posted::Gone;
+        match connection.send(frame) {
+            Ok(()) => {}
+            Err(Unsent::Closed) => return Posted::Gone,
+            Err(Unsent::Full) => {
+                info!(
+                    connection_id = id,
+                    queued = connection.queued_bytes(),
+                    "post to a connection that is not reading: 429"
+                );
+                return Posted::SlowConsumer;
+            }
         }
         info!(connection_id = id, user_id = %connection.user_id, bytes = body.len(), "post");
         Posted::Delivered
@@ -151,7 +167,7 @@ impl Management {
         let Some(connection) = self.connections.get(id) else {
             return false;
         };
-        connection.send(Outbound::Close(
+        let _ = connection.send(Outbound::Close(
             1000,
             "Connection closed by the Management API".into(),
         ));
@@ -243,6 +259,10 @@ mod tests {
         assert!(matches!(
             error(Posted::Throttled),
             Err(GatewayError::Throttled(m)) if m == "injected fault: rate exceeded"
+        ));
+        assert!(matches!(
+            error(Posted::SlowConsumer),
+            Err(GatewayError::Throttled(m)) if m.starts_with("the connection is not reading")
         ));
         assert!(matches!(
             error(Posted::Failed),

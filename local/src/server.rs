@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Query;
+use axum::extract::{DefaultBodyLimit, Query, Request};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::json;
@@ -18,9 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::access::require_key;
+use crate::config::{MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES};
 use crate::events::iso_time;
 use crate::management::Refusal;
-use crate::stack::Stack;
+use crate::stack::{Stack, too_large_for_sqs};
 use crate::websocket;
 
 pub(crate) async fn serve(
@@ -58,6 +61,9 @@ pub(crate) async fn serve(
             put(http_api).delete(http_api),
         )
         .route("/groups/{group}/users/{id}", put(http_api).delete(http_api))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(stack.clone(), require_key))
+        .layer(middleware::from_fn(json_errors))
         .with_state(stack);
     let result = axum::serve(
         listener,
@@ -83,6 +89,87 @@ fn refused(refusal: Refusal) -> Response {
     );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     response
+}
+
+/// An error answer in the shape of the endpoint `path` belongs to: the
+/// Management API's (`{"message":…}` and `x-amzn-ErrorType`), the queue
+/// endpoints' (`{"error":"…"}`) or the HTTP API's (`{"error":{"code","message"}}`).
+pub(crate) fn error_answer(path: &str, status: StatusCode, message: String) -> Response {
+    if path.contains("/@connections/") || path.starts_with("@connections/") {
+        let error_type = match status {
+            StatusCode::UNAUTHORIZED => "UnauthorizedException",
+            StatusCode::NOT_FOUND => "NotFoundException",
+            StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLargeException",
+            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowedException",
+            s if s.is_server_error() => "InternalServerErrorException",
+            _ => "BadRequestException",
+        };
+        let mut response = (status, json!({ "message": message }).to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert("x-amzn-ErrorType", HeaderValue::from_static(error_type));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        return response;
+    }
+    if path.starts_with("/queues/") {
+        return json_error(status, message);
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({ "error": { "code": code, "message": message } }).to_string(),
+    )
+        .into_response()
+}
+
+/// Middleware: every error answer is JSON. The router's own refusals (no
+/// route, wrong method, a body over [`MAX_REQUEST_BODY_BYTES`], a path that
+/// does not decode) come as plain text; they are rewritten in the shape of
+/// the endpoint, keeping their status and headers such as `Allow`.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is over {MAX_REQUEST_BODY_BYTES} bytes")
+        }
+        StatusCode::NOT_FOUND if text.is_empty() => "no such endpoint".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED if text.is_empty() => {
+            "this endpoint does not take this method".to_owned()
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_owned(),
+        _ => text,
+    };
+    let mut answer = error_answer(&path, status, message);
+    for (name, value) in &parts.headers {
+        if name != "content-type" && name != "content-length" {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 fn connection_id(params: &HashMap<String, String>) -> &str {
@@ -150,7 +237,8 @@ fn unknown_queue(name: &str) -> Response {
     json_error(
         StatusCode::NOT_FOUND,
         format!(
-            "unknown queue \"{name}\"; the queues are notify-user, notify-connection and commands"
+            "unknown queue \"{}\"; the queues are notify-user, notify-connection and commands",
+            switchboard::protocol::quote(name)
         ),
     )
 }
@@ -164,6 +252,10 @@ async fn enqueue(
     let Some(producer) = stack.producers.writable(&name) else {
         return unknown_queue(&name);
     };
+    // What SendMessage refuses, refused here too, on the in-memory queues as on SQS.
+    if body.len() > MAX_QUEUE_MESSAGE_BYTES {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, too_large_for_sqs(body.len()));
+    }
     let text = match std::str::from_utf8(&body) {
         Ok(text) => text,
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into()),

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::config::Config;
+use crate::access::ApiKey;
+use crate::config::{Config, MAX_QUEUE_MESSAGE_BYTES};
 use crate::connections::Connections;
 use crate::management::Management;
 use crate::producer::Producers;
@@ -37,6 +38,8 @@ pub(crate) struct Stack {
     pub(crate) posts: Arc<Mutex<HashMap<String, u64>>>,
     /// Queue handlers cut off at `handler_timeout`.
     pub(crate) handler_timeouts: Arc<AtomicU64>,
+    /// The key the HTTP API, the Management API and the queues require, if any.
+    pub(crate) api_key: Option<ApiKey>,
 }
 
 /// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
@@ -86,6 +89,9 @@ impl RunningStack {
         let Some(producer) = self.stack.producers.writable(queue) else {
             return Err(format!("unknown queue {queue}"));
         };
+        if body.len() > MAX_QUEUE_MESSAGE_BYTES {
+            return Err(too_large_for_sqs(body.len()));
+        }
         producer.send(body).await
     }
 
@@ -110,6 +116,22 @@ impl RunningStack {
         self.stack.handler_timeouts.load(Ordering::Relaxed)
     }
 
+    /// The API key the HTTP API, the Management API and the queue endpoints
+    /// require (`Authorization: Bearer <key>`), if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.stack.api_key.as_ref().map(ApiKey::as_str)
+    }
+
+    /// Whether the stack generated its API key (the banner prints it then).
+    pub fn api_key_generated(&self) -> bool {
+        self.stack.api_key.as_ref().is_some_and(|k| k.generated)
+    }
+
+    /// Bytes waiting in a connection's outbound queue; `None` if it is not open.
+    pub fn outbound_bytes(&self, connection_id: &str) -> Option<usize> {
+        Some(self.stack.connections.get(connection_id)?.queued_bytes())
+    }
+
     /// Open WebSocket connections.
     pub fn open_connections(&self) -> usize {
         self.stack.connections.len()
@@ -129,4 +151,11 @@ impl RunningStack {
         }
         info!("stopped");
     }
+}
+
+/// Why a queue message over SQS's size limit is refused.
+pub(crate) fn too_large_for_sqs(bytes: usize) -> String {
+    format!(
+        "the message is {bytes} bytes; SQS takes at most {MAX_QUEUE_MESSAGE_BYTES}; nothing was enqueued"
+    )
 }

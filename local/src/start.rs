@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use aws_config::SdkConfig;
+use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::access::{self, ApiKey};
 use crate::config::{Config, GatewayMode};
 use crate::ids::random_hex;
 use crate::management::{InProcessGateway, Management};
@@ -43,6 +45,26 @@ pub enum StartError {
     },
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(
+        "refusing to listen on {addr}: it is not a loopback address, and the HTTP API, the Management API \
+         and the queue endpoints would be open to the network. Listen on 127.0.0.1, or pass --expose \
+         (SWITCHBOARD_EXPOSE=true) to require an API key on them"
+    )]
+    Exposed { addr: SocketAddr },
+    #[error("SWITCHBOARD_API_KEY is {0} bytes; at least 32 are required")]
+    ShortApiKey(usize),
+    #[error("cannot generate an API key: the operating system's random source failed")]
+    NoRandomness,
+}
+
+impl StartError {
+    /// A configuration the user must change (exit code 2), not a runtime failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StartError::Exposed { .. } | StartError::ShortApiKey(_) | StartError::Secret(_)
+        )
+    }
 }
 
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
@@ -51,12 +73,13 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         Some(secret) => TokenSecret::new(secret.clone())?,
         None => TokenSecret::new(random_hex::<32>())?,
     };
+    let api_key = access::api_key(&config)?;
     let (listener, addr) = bind(config.addr).await?;
     let sdk = config.backend.sdk_config().await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let management = Arc::new(Management::new(config.fault_rate, config.fault_stall));
-    let gateway = gateway(&config, &sdk, addr, &management);
+    let gateway = gateway(&config, &sdk, addr, api_key.as_ref(), &management);
     let storage = Storage::open(&config, &sdk);
     let services = services(&config, &storage, gateway);
     let handler_timeouts = Arc::new(AtomicU64::new(0));
@@ -84,6 +107,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         producers: storage.producers,
         shutdown: shutdown_rx.clone(),
         handler_timeouts,
+        api_key,
     });
     tasks.push(tokio::spawn(server::serve(
         listener,
@@ -114,15 +138,33 @@ fn gateway(
     config: &Config,
     sdk: &SdkConfig,
     addr: SocketAddr,
+    api_key: Option<&ApiKey>,
     management: &Arc<Management>,
 ) -> Arc<dyn Gateway> {
     match config.gateway {
         // The unmodified notify-connection path: the Management API SDK client, pointed at this process.
-        GatewayMode::Sdk => Arc::new(ManagementApi::new(switchboard::aws::management_api(
-            sdk,
-            &format!("http://{addr}/{}", config.stage),
-            &config.notify_connection,
-        ))),
+        GatewayMode::Sdk => {
+            // An exposed stack's Management API requires the key: the client
+            // carries it as its session token (x-amz-security-token).
+            let sdk = match api_key {
+                Some(key) => sdk
+                    .to_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                        "local",
+                        "local",
+                        Some(key.as_str().to_owned()),
+                        None,
+                        "switchboard-local-api-key",
+                    )))
+                    .build(),
+                None => sdk.clone(),
+            };
+            Arc::new(ManagementApi::new(switchboard::aws::management_api(
+                &sdk,
+                &format!("http://{}/{}", access::self_addr(addr), config.stage),
+                &config.notify_connection,
+            )))
+        }
         GatewayMode::InProcess => Arc::new(InProcessGateway {
             management: management.clone(),
             options: config.notify_connection.clone(),

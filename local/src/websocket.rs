@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
-use crate::config::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use crate::connections::{Connection, Outbound};
+use crate::config::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MIN_OUTBOUND_LIMIT_BYTES};
+use crate::connections::{Connection, Outbound, Unsent};
 use crate::events::{self, ConnectionContext};
 use crate::ids;
 use crate::stack::Stack;
@@ -102,7 +102,8 @@ pub(crate) async fn upgrade(
     };
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let connection = Arc::new(Connection::new(context, record.user_id, tx));
+    let limit = stack.config.outbound_limit.max(MIN_OUTBOUND_LIMIT_BYTES);
+    let connection = Arc::new(Connection::new(context, record.user_id, tx, limit));
     // The connection exists from here on, as on API Gateway once $connect returned 2xx.
     stack.connections.insert(connection.clone());
     let (failed_stack, failed_connection) = (stack.clone(), connection.clone());
@@ -176,7 +177,7 @@ async fn serve(
                 }
                 None => break (1006, "Connection lost".into()),
             },
-            message = outbound.recv() => match message {
+            message = outbound.recv() => match message.inspect(|m| connection.dequeued(m)) {
                 Some(Outbound::Text(text)) => {
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break (1006, "Connection lost".into());
@@ -246,8 +247,12 @@ async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
         route = route_key,
         "route"
     );
-    if let Some(Body::Text(reply)) = response.body {
-        connection.send(Outbound::Text(reply));
+    let Some(Body::Text(reply)) = response.body else {
+        return;
+    };
+    if connection.send(Outbound::Text(reply)) == Err(Unsent::Full) {
+        // The client is not reading its answers, so it cannot be waiting for this one.
+        warn!(connection_id = %connection.context.connection_id, route = route_key, "route response dropped: the outbound queue is full");
     }
 }
 

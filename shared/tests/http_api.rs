@@ -599,3 +599,79 @@ async fn unknown_routes_and_methods_are_refused() {
         404
     );
 }
+
+fn not_found(message: &str) -> HttpAnswer {
+    HttpAnswer {
+        status: 404,
+        body: json!({ "error": { "code": "not_found", "message": message } }),
+    }
+}
+
+#[tokio::test]
+async fn every_verb_answers_a_missing_connection_or_user_with_404() {
+    let h = harness().await;
+    let missing = not_found("connection \"ghost\" does not exist");
+    assert_eq!(
+        call(&h, "DELETE", "/connections/ghost", None).await,
+        missing
+    );
+    assert_eq!(
+        call(&h, "PUT", "/groups/vip/connections/ghost", None).await,
+        missing
+    );
+    assert_eq!(
+        call(&h, "DELETE", "/groups/chat:1/connections/ghost", None).await,
+        missing
+    );
+    assert_eq!(
+        call(&h, "DELETE", "/users/nobody/connections", None).await,
+        not_found("user \"nobody\" has no connection")
+    );
+    assert_eq!(
+        call(&h, "GET", "/connections/ghost", None).await.status,
+        404
+    );
+    assert_eq!(call(&h, "GET", "/users/nobody", None).await.status, 404);
+    // Nothing was closed or removed on the way.
+    for id in ["a1", "a2", "b1"] {
+        assert!(h.gateway.is_open(id), "{id}");
+        assert!(h.received(id).is_empty(), "{id}");
+    }
+    assert!(h.memberships.is_member("chat:1", "a1").await.unwrap());
+}
+
+#[tokio::test]
+async fn every_verb_holds_a_path_id_to_the_same_rule() {
+    let h = harness().await;
+    let long_user = "u".repeat(300);
+    let long_connection = "c".repeat(300);
+    let user_error = bad("userId", "\"userId\" is longer than 256 bytes");
+    let connection_error = bad("connectionId", "\"connectionId\" is longer than 256 bytes");
+    for (method, path) in [
+        ("GET", format!("/users/{long_user}")),
+        ("DELETE", format!("/users/{long_user}/connections")),
+        ("PUT", format!("/groups/vip/users/{long_user}")),
+        ("DELETE", format!("/groups/vip/users/{long_user}")),
+    ] {
+        assert_eq!(
+            call(&h, method, &path, None).await,
+            user_error,
+            "{method} {path}"
+        );
+    }
+    for (method, path) in [
+        ("GET", format!("/connections/{long_connection}")),
+        ("DELETE", format!("/connections/{long_connection}")),
+        ("PUT", format!("/groups/vip/connections/{long_connection}")),
+        (
+            "DELETE",
+            format!("/groups/vip/connections/{long_connection}"),
+        ),
+    ] {
+        assert_eq!(
+            call(&h, method, &path, None).await,
+            connection_error,
+            "{method} {path}"
+        );
+    }
+}

@@ -267,3 +267,18 @@ fn default_refuses_binary_frames() {
         r#"{"type":"error","code":"bad_request","message":"binary frames are not supported; send JSON text frames"}"#
     );
 }
+
+#[test]
+fn default_quotes_at_most_64_bytes_of_a_100_kb_action() {
+    let action = "a".repeat(100 * 1024);
+    let body = format!(r#"{{"action":"{action}"}}"#);
+    let quoted = format!("{}…", "a".repeat(64));
+    let expected = format!(
+        r#"{{"type":"error","code":"unknown_action","message":"unknown action \"{quoted}\"","action":"{quoted}"}}"#
+    );
+    assert_eq!(
+        reply(handle_default(&message_event("$default", Some(&body)))),
+        expected
+    );
+    assert_eq!(expected.len(), 218, "was 200,084 bytes before the cut");
+}

@@ -150,18 +150,37 @@ impl HttpResponse {
 
 /// One HTTP/1.1 request to the stack, `Connection: close`.
 pub async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) -> HttpResponse {
-    let mut stream = TcpStream::connect(stack.addr()).await.unwrap();
+    http_to(stack.addr(), method, path, &[], body).await
+}
+
+/// One HTTP/1.1 request to `addr` with extra `headers`, `Connection: close`.
+/// A body the server refuses early may not be read in full: the answer counts.
+pub async fn http_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        stack.addr(),
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    // The server may answer (413, 401) and close before reading a large body.
+    let _ = stream.write_all(request.as_bytes()).await;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+    // A reset after the answer (unread body) still leaves the answer in `raw`.
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
         .await
-        .expect("no HTTP answer within 5 s")
-        .unwrap();
+        .expect("no HTTP answer within 5 s");
+    if raw.is_empty() {
+        read.unwrap();
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();
@@ -199,4 +218,25 @@ pub async fn put_stale_record(stack: &RunningStack, connection_id: &str, user_id
         })
         .await
         .unwrap();
+}
+
+/// Sends `text` as one message in frames of at most `frame` bytes (API
+/// Gateway takes 32 KB frames, 128 KB messages).
+pub async fn send_text_in_frames(client: &mut Client, text: &str, frame: usize) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(frame).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = i + 1 == chunks.len();
+        client
+            .send(Message::Frame(Frame::message(chunk.to_vec(), opcode, last)))
+            .await
+            .unwrap();
+    }
 }

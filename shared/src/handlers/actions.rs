@@ -41,12 +41,7 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
         }
     };
     if function_of(&frame.action) != Some(RouteFunction::Actions) {
-        return ServerFrame::Error {
-            code: ErrorCode::UnknownAction,
-            message: format!("unknown action \"{}\"", frame.action),
-            action: Some(frame.action.clone()),
-        }
-        .to_json();
+        return ServerFrame::unknown_action(&frame.action).to_json();
     }
     let id = match frame.correlation_id() {
         Ok(id) => id,

@@ -7,7 +7,8 @@ use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use crate::replies::frame_response;
 
 /// The error frame for a frame that reached `$default`: `unknown_action` when
-/// it names an action, `bad_request` when it cannot be routed at all.
+/// it names an action (quoted with [`crate::protocol::quote`]: at most 64
+/// bytes of it), `bad_request` when it cannot be routed at all.
 pub fn default_reply(body: Option<&str>, is_base64_encoded: bool) -> ServerFrame {
     if is_base64_encoded {
         return ServerFrame::error(
@@ -16,20 +17,23 @@ pub fn default_reply(body: Option<&str>, is_base64_encoded: bool) -> ServerFrame
         );
     }
     match ClientFrame::parse(body) {
-        Ok(frame) => ServerFrame::Error {
-            code: ErrorCode::UnknownAction,
-            message: format!("unknown action \"{}\"", frame.action),
-            action: Some(frame.action),
-        },
+        Ok(frame) => ServerFrame::unknown_action(&frame.action),
         Err(e) => e.to_frame(),
     }
 }
 
+/// Logs the connection and the error code only: never the frame or the reply,
+/// which carry client input.
 pub fn handle_default(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let frame = default_reply(event.body.as_deref(), event.is_base64_encoded);
+    let code = match &frame {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    };
     info!(
         connection_id = event.request_context.connection_id.as_deref().unwrap_or(""),
-        reply = %frame.to_json(),
+        code = ?code,
+        bytes = event.body.as_deref().map_or(0, str::len),
         "unroutable frame"
     );
     frame_response(&frame)

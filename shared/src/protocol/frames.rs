@@ -1,8 +1,34 @@
 //! Client frames in (`ClientFrame`, parsed in one place) and the frames the
 //! server sends back: errors, acks, pongs, close and presence frames.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// The most bytes of client input an error frame quotes: a longer value is
+/// cut at a character boundary at or below this and ends in [`QUOTE_ELLIPSIS`],
+/// so an error frame stays small whatever the client sent.
+pub const QUOTE_LIMIT_BYTES: usize = 64;
+
+/// Marks a quote that was cut.
+pub const QUOTE_ELLIPSIS: &str = "…";
+
+/// The longest correlation `id` (as a string) a frame may carry: it is echoed in every answer.
+pub const MAX_CORRELATION_ID_BYTES: usize = 128;
+
+/// Client input as an error message or log may quote it: at most
+/// [`QUOTE_LIMIT_BYTES`] bytes, cut on a character boundary, then `…`.
+pub fn quote(input: &str) -> Cow<'_, str> {
+    if input.len() <= QUOTE_LIMIT_BYTES {
+        return Cow::Borrowed(input);
+    }
+    let mut end = QUOTE_LIMIT_BYTES;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{QUOTE_ELLIPSIS}", &input[..end]))
+}
 
 /// Error codes carried by `{"type":"error"}` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,6 +102,16 @@ impl ServerFrame {
         }
     }
 
+    /// The answer to a frame whose `action` has no route; quotes the action with [`quote`].
+    pub fn unknown_action(action: &str) -> Self {
+        let quoted = quote(action);
+        ServerFrame::Error {
+            code: ErrorCode::UnknownAction,
+            message: format!("unknown action \"{quoted}\""),
+            action: Some(quoted.into_owned()),
+        }
+    }
+
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error {
             code,
@@ -109,6 +145,8 @@ pub enum FrameError {
     ActionNotString,
     #[error("the \"{0}\" field is required")]
     MissingField(&'static str),
+    #[error("the \"{field}\" field must be at most {max} bytes")]
+    TooLong { field: &'static str, max: usize },
     #[error("the \"{field}\" field must be {expected}")]
     WrongType {
         field: &'static str,
@@ -158,6 +196,12 @@ impl ClientFrame {
     pub fn correlation_id(&self) -> Result<Option<Value>, FrameError> {
         match self.fields.get("id") {
             None | Some(Value::Null) => Ok(None),
+            Some(Value::String(id)) if id.len() > MAX_CORRELATION_ID_BYTES => {
+                Err(FrameError::TooLong {
+                    field: "id",
+                    max: MAX_CORRELATION_ID_BYTES,
+                })
+            }
             Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id.clone())),
             Some(_) => Err(FrameError::WrongType {
                 field: "id",
@@ -310,6 +354,39 @@ mod tests {
             Err(FrameError::WrongType {
                 field: "name",
                 expected: "a string"
+            })
+        );
+    }
+
+    #[test]
+    fn quotes_are_cut_on_a_character_boundary() {
+        assert_eq!(quote("dance"), "dance");
+        let exact = "a".repeat(QUOTE_LIMIT_BYTES);
+        assert_eq!(quote(&exact), exact);
+        assert_eq!(
+            quote(&"b".repeat(QUOTE_LIMIT_BYTES + 1)),
+            format!("{}…", "b".repeat(QUOTE_LIMIT_BYTES))
+        );
+        // 63 ASCII bytes, then a 3-byte character straddling the limit: cut before it.
+        let straddling = format!("{}€€", "c".repeat(QUOTE_LIMIT_BYTES - 1));
+        assert_eq!(
+            quote(&straddling),
+            format!("{}…", "c".repeat(QUOTE_LIMIT_BYTES - 1))
+        );
+    }
+
+    #[test]
+    fn long_correlation_ids_are_refused_not_echoed() {
+        let long = format!(
+            r#"{{"action":"subscribe","id":"{}"}}"#,
+            "i".repeat(MAX_CORRELATION_ID_BYTES + 1)
+        );
+        let frame = ClientFrame::parse(Some(&long)).unwrap();
+        assert_eq!(
+            frame.correlation_id(),
+            Err(FrameError::TooLong {
+                field: "id",
+                max: MAX_CORRELATION_ID_BYTES
             })
         );
     }

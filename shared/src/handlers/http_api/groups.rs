@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::connections::{no_such_connection, require_connection};
 use super::fields::{object, segment, ttl_seconds};
 use super::{HttpAnswer, unavailable};
 use crate::commands::execute;
@@ -11,7 +12,8 @@ use crate::protocol::{Command, USER_GROUP_MAX_TTL_SECONDS};
 use crate::services::Services;
 use crate::validate;
 
-/// `PUT`/`DELETE /groups/{group}/connections/{connectionId}`.
+/// `PUT`/`DELETE /groups/{group}/connections/{connectionId}`: 404 for a
+/// connection that does not exist, on both verbs.
 pub(super) async fn connection_membership(
     services: &Services,
     add: bool,
@@ -20,6 +22,9 @@ pub(super) async fn connection_membership(
 ) -> Result<HttpAnswer, HttpAnswer> {
     let group = segment("group", group, validate::group)?;
     let connection_id = segment("connectionId", connection_id, validate::connection_id)?;
+    if !add {
+        require_connection(services, &connection_id).await?;
+    }
     let command = if add {
         Command::AddConnectionToGroup {
             connection_id: connection_id.clone(),
@@ -33,9 +38,7 @@ pub(super) async fn connection_membership(
     };
     let changed = execute(services, command).await?;
     if add && changed == 0 {
-        return Err(HttpAnswer::not_found(format!(
-            "connection \"{connection_id}\" does not exist"
-        )));
+        return Err(no_such_connection(&connection_id));
     }
     Ok(HttpAnswer::ok(
         200,

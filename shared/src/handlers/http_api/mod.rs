@@ -9,13 +9,17 @@
 //! | `POST /notify` | seed 004's `{"user_id":…,"event_name":…,"message":…}`: `message` to the user's connections in group `event_name` |
 //! | `PUT`/`DELETE /groups/{group}/connections/{connectionId}` | add or remove a connection |
 //! | `PUT`/`DELETE /groups/{group}/users/{userId}` | add (optional `{"ttlSeconds":…}`) or remove a user-level membership |
-//! | `DELETE /connections/{connectionId}?reason=…` | close a connection |
-//! | `DELETE /users/{userId}/connections?reason=…` | close all of a user's connections |
+//! | `DELETE /connections/{connectionId}?reason=…` | close a connection (404 when it does not exist) |
+//! | `DELETE /users/{userId}/connections?reason=…` | close all of a user's connections (404 when there is none) |
 //! | `GET /connections/{id}`, `/users/{id}`, `/groups/{group}` | existence and counts (404 when absent) |
 //! | `POST /negotiate` | a short-lived token and the WebSocket URL that carries it |
 //!
 //! Path segments are percent-decoded (connection ids may hold `/`, `+`, `=`).
-//! A bad request is 400 with `{"error":{"code":"bad_request","field":…,"message":…}}`.
+//! A bad request is 400 with `{"error":{"code":"bad_request","field":…,"message":…}}`;
+//! every verb holds the same field to the same rule (a path's `userId`,
+//! `connectionId`, `group` included) and answers a connection that does not
+//! exist with 404 `{"error":{"code":"not_found",…}}` (`GET` answers its
+//! existence check, `{"exists":false}`, with the same 404 status).
 //!
 //! This file holds the router and the answers; each resource has its file:
 //! [`send`] (`/send`, `/notify`), [`groups`], [`connections`], [`users`],
@@ -125,7 +129,8 @@ pub async fn route(
     let answer = dispatch(services, config, method, &segments, query, body)
         .await
         .unwrap_or_else(|e| e);
-    info!(method, path, status = answer.status, "HTTP API");
+    // The path is client input: logged cut to a short prefix, like any quote.
+    info!(method, path = %crate::protocol::quote(path), status = answer.status, "HTTP API");
     answer
 }
 
@@ -161,8 +166,9 @@ async fn dispatch(
             format!("{method} is not allowed here; use POST"),
         )),
         _ => Err(HttpAnswer::not_found(format!(
-            "no route for {method} /{}",
-            segments.join("/")
+            "no route for {} /{}",
+            crate::protocol::quote(method),
+            crate::protocol::quote(&segments.join("/"))
         ))),
     }
 }

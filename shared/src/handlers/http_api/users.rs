@@ -12,7 +12,8 @@ use crate::protocol::Command;
 use crate::services::Services;
 use crate::validate;
 
-/// `DELETE /users/{userId}/connections?reason=…`.
+/// `DELETE /users/{userId}/connections?reason=…`: 404 when the user has no
+/// connection, as `GET /users/{userId}` answers.
 pub(super) async fn close_connections(
     services: &Services,
     user_id: &str,
@@ -23,6 +24,11 @@ pub(super) async fn close_connections(
         reason: reason(query)?,
     };
     let closed = execute(services, command).await?;
+    if closed == 0 {
+        return Err(HttpAnswer::not_found(format!(
+            "user \"{user_id}\" has no connection"
+        )));
+    }
     Ok(HttpAnswer::ok(
         200,
         json!({ "userId": user_id, "closed": closed }),
@@ -31,6 +37,7 @@ pub(super) async fn close_connections(
 
 /// `GET /users/{userId}`: 404 when the user has no connection.
 pub(super) async fn get(services: &Services, user_id: &str) -> Result<HttpAnswer, HttpAnswer> {
+    segment("userId", user_id, validate::user_id)?;
     let connections = user_connection_ids(services, user_id)
         .await
         .map_err(unavailable)?;
