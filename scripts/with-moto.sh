@@ -8,7 +8,12 @@ venv=${VENV:-$root/.venv}
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp -t moto.XXXXXX.log)
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# moto's threaded server applies a conditional UpdateItem in steps another
+# request's thread can interleave with (DynamoDB applies it atomically): a long
+# GIL switch interval keeps each request's handling in one piece, so concurrent
+# conditional writes behave as on DynamoDB (threads still switch on socket I/O).
+"$venv/bin/python" -c 'import sys; sys.setswitchinterval(5); sys.argv[0] = "moto_server"; from moto.server import main; sys.exit(main())' \
+  -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 # A TERM or Ctrl-C also goes through the EXIT trap, so moto never outlives the script.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
-use switchboard::config::Settings;
 use switchboard::config::{EnqueuePolicy, PostingPolicy};
+use switchboard::config::{Limits, Settings};
 use switchboard::groups::Grants;
 
 /// API Gateway's limits and timeouts, as the local stack applies them.
@@ -88,9 +88,11 @@ pub struct Config {
     pub notify_connection: PostingPolicy,
     /// Groups whose joins and leaves are announced.
     pub presence: Grants,
-    /// Client events one connection may publish per `publish_window`.
+    /// Client events one user may publish per `publish_window` (a token bucket).
     pub publish_limit: u32,
     pub publish_window: Duration,
+    /// Action, presence-change and connection limits.
+    pub limits: Limits,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
     /// answer 429 or 500 or stall for `fault_stall`, a third each.
     pub fault_rate: f64,
@@ -138,6 +140,7 @@ impl Default for Config {
             presence: settings.presence,
             publish_limit: settings.publish_limit,
             publish_window: settings.publish_window,
+            limits: settings.limits,
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),

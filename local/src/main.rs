@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
-use switchboard::config::{EnqueuePolicy, PostingPolicy};
+use switchboard::config::{EnqueuePolicy, Limits, PostingPolicy};
+use switchboard::rate::Rate;
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
@@ -102,12 +103,34 @@ struct Serve {
     /// Groups whose joins and leaves are announced: patterns, comma-separated, or "none".
     #[arg(long, default_value = "presence:*", env = "PRESENCE_GROUPS")]
     presence_groups: String,
-    /// Client events (publish) one connection may send per --publish-window.
+    /// Client events (publish) one user may send per --publish-window, over all
+    /// their connections (a token bucket: this many at once, refilled over the window).
     #[arg(long, default_value_t = 10, env = "PUBLISH_LIMIT")]
     publish_limit: u32,
     /// The rate-limit window for client events.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     publish_window: Duration,
+    /// Client actions (subscribe, unsubscribe, publish, presence) one connection may
+    /// send per --action-window.
+    #[arg(long, default_value_t = 20, env = "ACTION_LIMIT")]
+    action_limit: u32,
+    /// Client actions and handshakes one user may make per --action-window, over
+    /// all their connections.
+    #[arg(long, default_value_t = 40, env = "USER_ACTION_LIMIT")]
+    user_action_limit: u32,
+    /// The rate-limit window for client actions.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    action_window: Duration,
+    /// Subscribes and unsubscribes one user may make in one presence group per
+    /// --presence-change-window.
+    #[arg(long, default_value_t = 10, env = "PRESENCE_CHANGE_LIMIT")]
+    presence_change_limit: u32,
+    /// The rate-limit window for presence changes.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    presence_change_window: Duration,
+    /// Open connections one user may have; the next handshake is refused with 429.
+    #[arg(long, default_value_t = 10, env = "MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: u32,
     /// Fault injection: this share of Management API posts (0 to 1) answers 429 or
     /// 500, or stalls for --fault-stall, a third each.
     #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
@@ -181,6 +204,7 @@ fn config(serve: Serve) -> Result<Config, String> {
     } else {
         Backend::Memory
     };
+    let action_window = serve.action_window.max(Duration::from_millis(1));
     Ok(Config {
         addr: serve.addr,
         expose: serve.expose,
@@ -199,6 +223,15 @@ fn config(serve: Serve) -> Result<Config, String> {
             .map_err(|e| e.to_string())?,
         publish_limit: serve.publish_limit,
         publish_window: serve.publish_window.max(Duration::from_millis(1)),
+        limits: Limits {
+            connection_actions: Rate::new(serve.action_limit, action_window),
+            user_actions: Rate::new(serve.user_action_limit, action_window),
+            presence_changes: Rate::new(
+                serve.presence_change_limit,
+                serve.presence_change_window.max(Duration::from_millis(1)),
+            ),
+            max_connections_per_user: serve.max_connections_per_user,
+        },
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,

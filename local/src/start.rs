@@ -184,6 +184,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
             presence: config.presence.clone(),
             publish_limit: config.publish_limit,
             publish_window: config.publish_window,
+            limits: config.limits.clone(),
             enqueue: config.notify_user.clone(),
             posting: config.notify_connection.clone(),
         }),

@@ -87,7 +87,7 @@ async fn client_events_reach_the_other_members_and_are_rate_limited() {
     .await;
     assert_eq!(
         next_text(&mut alice).await,
-        r#"{"type":"ack","ok":false,"error":{"code":"rate_limited","message":"at most 2 events per 60000 ms; slow down"}}"#
+        r#"{"type":"ack","ok":false,"error":{"code":"rate_limited","message":"at most 2 events per user per 60000 ms; slow down"}}"#
     );
     assert_eq!(parse(&next_text(&mut bob).await)["data"], json!(2));
     silent(&mut bob, Duration::from_millis(300)).await;

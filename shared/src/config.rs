@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::auth::{SecretError, TokenSecret, TokenVerifier};
 use crate::groups::names::Grants;
+use crate::rate::Rate;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -162,9 +163,12 @@ impl PostingPolicy {
 pub struct Settings {
     /// Groups whose joins and leaves are announced (`PRESENCE_GROUPS`).
     pub presence: Grants,
-    /// Client events (`publish`) one connection may send per window.
+    /// Client events (`publish`) one user may send per window, over all their
+    /// connections (a token bucket: see [`crate::rate`]).
     pub publish_limit: u32,
     pub publish_window: Duration,
+    /// The other client limits: actions, presence changes, connections per user.
+    pub limits: Limits,
     pub enqueue: EnqueuePolicy,
     pub posting: PostingPolicy,
 }
@@ -178,6 +182,7 @@ impl Default for Settings {
             presence: Grants::parse(&[DEFAULT_PRESENCE_GROUPS]).unwrap_or_default(),
             publish_limit: 10,
             publish_window: Duration::from_secs(1),
+            limits: Limits::default(),
             enqueue: EnqueuePolicy::default(),
             posting: PostingPolicy::default(),
         }
@@ -185,8 +190,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, and the enqueue
-    /// and posting policies' variables.
+    /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
+    /// variables ([`Limits::from_env`]), and the enqueue and posting policies'.
     ///
     /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
     /// `prefix:*`, `*`) whose joins and leaves are announced; unset means
@@ -203,8 +208,73 @@ impl Settings {
             publish_window: Duration::from_millis(
                 optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
             ),
+            limits: Limits::from_env()?,
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
+        })
+    }
+
+    /// The publish limit as a [`Rate`].
+    pub fn publish_rate(&self) -> Rate {
+        Rate::new(self.publish_limit, self.publish_window)
+    }
+}
+
+/// Client limits besides `publish` (see [`crate::limits`]): every client
+/// action per connection and per user, presence changes per group and user,
+/// and open connections per user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Actions (`subscribe`, `unsubscribe`, `publish`, `presence`) per connection.
+    pub connection_actions: Rate,
+    /// Actions and handshakes per user, over all their connections.
+    pub user_actions: Rate,
+    /// `subscribe`/`unsubscribe` of one user in one presence group.
+    pub presence_changes: Rate,
+    /// Open connections per user; the next handshake is refused with 429.
+    pub max_connections_per_user: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connection_actions: Rate::new(20, Duration::from_secs(1)),
+            user_actions: Rate::new(40, Duration::from_secs(1)),
+            presence_changes: Rate::new(10, Duration::from_secs(60)),
+            max_connections_per_user: 10,
+        }
+    }
+}
+
+impl Limits {
+    /// `ACTION_LIMIT` and `USER_ACTION_LIMIT` per `ACTION_WINDOW_MS`,
+    /// `PRESENCE_CHANGE_LIMIT` per `PRESENCE_CHANGE_WINDOW_MS`,
+    /// `MAX_CONNECTIONS_PER_USER`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Limits::default();
+        let window = |name, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(
+                optional(name, default.as_millis() as u64)?.max(1),
+            ))
+        };
+        let action_window = window("ACTION_WINDOW_MS", d.connection_actions.window)?;
+        Ok(Limits {
+            connection_actions: Rate::new(
+                optional("ACTION_LIMIT", d.connection_actions.limit)?,
+                action_window,
+            ),
+            user_actions: Rate::new(
+                optional("USER_ACTION_LIMIT", d.user_actions.limit)?,
+                action_window,
+            ),
+            presence_changes: Rate::new(
+                optional("PRESENCE_CHANGE_LIMIT", d.presence_changes.limit)?,
+                window("PRESENCE_CHANGE_WINDOW_MS", d.presence_changes.window)?,
+            ),
+            max_connections_per_user: optional(
+                "MAX_CONNECTIONS_PER_USER",
+                d.max_connections_per_user,
+            )?,
         })
     }
 }

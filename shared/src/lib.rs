@@ -3,13 +3,14 @@
 //! The library holds everything the Lambda functions and the local stack
 //! share, layered bottom-up:
 //! - rules and wire formats: [`clock`], [`sync`], [`lazy`], [`validate`],
-//!   [`protocol`], [`auth`], [`groups::names`], [`connection`], [`routes`];
+//!   [`protocol`], [`auth`], [`groups::names`], [`connection`], [`routes`],
+//!   [`rate`] (the token bucket);
 //! - [`ports`]: the small traits the logic depends on (connection store,
 //!   memberships, queue, gateway, sent log);
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
 //! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`],
-//!   [`posting`], [`batch`], [`commands`], [`replies`], and [`handlers`] (one
+//!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
 //!   implementations of the ports;
@@ -28,9 +29,11 @@ pub mod fanout;
 pub mod groups;
 pub mod handlers;
 pub mod lazy;
+pub mod limits;
 pub mod ports;
 pub mod posting;
 pub mod protocol;
+pub mod rate;
 pub mod replies;
 pub mod routes;
 pub mod services;

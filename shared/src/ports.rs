@@ -3,6 +3,8 @@
 
 use async_trait::async_trait;
 
+pub use crate::rate::Rate;
+
 /// What Switchboard keeps about one open WebSocket connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionRecord {
@@ -68,23 +70,47 @@ pub trait ConnectionStore: Send + Sync {
         shard: u32,
         after: Option<&str>,
     ) -> Result<ConnectionPage, StoreError>;
-    /// Takes one client-event allowance for the connection: true if it is
-    /// within `limit` events in the current window of `window_ms` (see
-    /// [`publish_window`]), false if it is over (or the connection is unknown).
-    async fn take_publish_allowance(
+    /// Takes one token from a rate-limit bucket at `now_ms` ([`crate::rate::take`],
+    /// atomically): true if allowed, false if over `rate`. A
+    /// [`Allowance::ConnectionActions`] bucket lives on the connection's
+    /// record: an unknown connection gets nothing and no item is created.
+    async fn take_allowance(
         &self,
-        connection_id: &str,
+        allowance: &Allowance,
         now_ms: i64,
-        window_ms: i64,
-        limit: u32,
+        rate: Rate,
     ) -> Result<bool, StoreError>;
 }
 
-/// The start of the rate-limit window of `window_ms` that holds `now_ms`.
-/// Windows are aligned to the Unix epoch (a `window_ms` below 1 counts as 1),
-/// so every store counts a connection's events in the same windows.
-pub fn publish_window(now_ms: i64, window_ms: i64) -> i64 {
-    now_ms - now_ms.rem_euclid(window_ms.max(1))
+/// A rate-limit bucket (see [`crate::limits`] for what each one bounds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Allowance {
+    /// Every client action of one connection.
+    ConnectionActions(String),
+    /// Every client action and `$connect` of one user, over all their connections.
+    UserActions(String),
+    /// `publish` of one user, over all their connections.
+    UserPublishes(String),
+    /// Presence-changing `subscribe`/`unsubscribe` of one user in one group.
+    PresenceChanges { group: String, user_id: String },
+}
+
+impl Allowance {
+    /// The store key of a bucket that is not on a connection record:
+    /// `limit#actions#{user}`, `limit#publish#{user}`,
+    /// `limit#presence#{group}#{user}` (`#` is in neither group names nor
+    /// API Gateway connection ids, so these never meet a record). `None` for
+    /// [`Allowance::ConnectionActions`], which lives on the record.
+    pub fn key(&self) -> Option<String> {
+        match self {
+            Allowance::ConnectionActions(_) => None,
+            Allowance::UserActions(user) => Some(format!("limit#actions#{user}")),
+            Allowance::UserPublishes(user) => Some(format!("limit#publish#{user}")),
+            Allowance::PresenceChanges { group, user_id } => {
+                Some(format!("limit#presence#{group}#{user_id}"))
+            }
+        }
+    }
 }
 
 /// Broadcast shards: the all-connections index is spread over this many

@@ -5,13 +5,16 @@
 
 mod common;
 
+use std::time::Duration;
 use switchboard::adapters::dynamodb::DynamoStore;
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::config::EnqueuePolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::handle_notify_user;
-use switchboard::ports::{ConnectionStore, MessageQueue, QueueError};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use switchboard::ports::{Allowance, ConnectionStore, MessageQueue, QueueError, Rate};
 use switchboard::posting::Posting;
 use switchboard::protocol::NotifyConnection;
 
@@ -381,60 +384,113 @@ async fn dynamo_store_reads_every_connection_once_through_the_shards() {
 
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
-async fn dynamo_store_counts_publish_allowances_per_window() {
+async fn dynamo_store_rate_limits_with_a_token_bucket() {
     let (dynamo, _) = clients().await;
     let name = table(&dynamo).await;
-    let store = DynamoStore::new(dynamo, name);
+    let store = DynamoStore::new(dynamo.clone(), name.clone());
     store
         .put_connection(&common::record("c1", "u"))
         .await
         .unwrap();
-    let window = 1_000;
+    let on_c1 = Allowance::ConnectionActions("c1".into());
+    let rate = Rate::new(3, Duration::from_secs(1));
+    // A window boundary of the old fixed window at t0: 20 takes in 80 ms around it.
     let t0 = 1_795_381_200_000;
-    for i in 0..3 {
-        assert!(
-            store
-                .take_publish_allowance("c1", t0 + i, window, 3)
-                .await
-                .unwrap(),
-            "event {i}"
-        );
+    let mut passed = Vec::new();
+    for i in 0..20 {
+        let at = t0 - 40 + i * 4;
+        if store.take_allowance(&on_c1, at, rate).await.unwrap() {
+            passed.push(at);
+        }
     }
-    assert!(
-        !store
-            .take_publish_allowance("c1", t0 + 500, window, 3)
-            .await
-            .unwrap()
+    assert_eq!(
+        passed,
+        [t0 - 40, t0 - 36, t0 - 32],
+        "the bucket, no second burst"
     );
-    // The next window starts afresh.
-    assert!(
-        store
-            .take_publish_allowance("c1", t0 + 1_000, window, 3)
-            .await
-            .unwrap()
-    );
+    // Refill: one token per 333.333 ms, the first 333.333 ms after the first take.
+    let next = t0 - 40 + 334;
+    assert!(!store.take_allowance(&on_c1, next - 1, rate).await.unwrap());
+    assert!(store.take_allowance(&on_c1, next, rate).await.unwrap());
+    assert!(!store.take_allowance(&on_c1, next, rate).await.unwrap());
+    // An hour idle refills the bucket, not more.
+    let later = t0 + 3_600_000;
+    let mut taken = 0;
+    for _ in 0..6 {
+        taken += usize::from(store.take_allowance(&on_c1, later, rate).await.unwrap());
+    }
+    assert_eq!(taken, 3);
     // A limit of 0 refuses everything; an unknown connection gets nothing.
+    let none = Rate::new(0, Duration::from_secs(1));
     assert!(
         !store
-            .take_publish_allowance("c1", t0 + 2_000, window, 0)
+            .take_allowance(&on_c1, later + 10_000, none)
             .await
             .unwrap()
     );
-    assert!(
-        !store
-            .take_publish_allowance("ghost", t0, window, 3)
-            .await
-            .unwrap()
-    );
+    let ghost = Allowance::ConnectionActions("ghost".into());
+    assert!(!store.take_allowance(&ghost, t0, rate).await.unwrap());
     assert!(
         store.get_connection("ghost").await.unwrap().is_none(),
         "no item was created"
     );
-    // The record is still readable with the counter attributes on it.
+    // The record is still readable with the bucket on it.
     assert_eq!(
         store.get_connection("c1").await.unwrap().unwrap().user_id,
         "u"
     );
+    // A user's bucket is its own item, with an expiry, outside the indexes.
+    let user = Allowance::UserPublishes("u".into());
+    assert!(store.take_allowance(&user, t0, rate).await.unwrap());
+    let item = dynamo
+        .get_item()
+        .table_name(&name)
+        .key("connectionId", AttributeValue::S("limit#publish#u".into()))
+        .send()
+        .await
+        .unwrap();
+    let expires: i64 = item.item().unwrap()["expiresAt"]
+        .as_n()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(expires, (t0 + 1_000) / 1000 + 60);
+    let page = store.user_connections("u", None).await.unwrap();
+    assert_eq!(page.connection_ids, ["c1"]);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_token_buckets_hold_under_concurrent_takers() {
+    let (dynamo, _) = clients().await;
+    let name = table(&dynamo).await;
+    let store = std::sync::Arc::new(DynamoStore::new(dynamo, name));
+    store
+        .put_connection(&common::record("c1", "u"))
+        .await
+        .unwrap();
+    let rate = Rate::new(5, Duration::from_secs(60));
+    let now = 1_795_381_200_000;
+    for allowance in [
+        Allowance::ConnectionActions("c1".into()),
+        Allowance::UserActions("u".into()),
+    ] {
+        // 24 takers at once, the first ones on an absent bucket (the idle
+        // form races), the rest on a busy one.
+        let takers: Vec<_> = (0..24)
+            .map(|i| {
+                let (store, allowance) = (store.clone(), allowance.clone());
+                tokio::spawn(
+                    async move { store.take_allowance(&allowance, now + i % 3, rate).await },
+                )
+            })
+            .collect();
+        let mut passed = 0;
+        for taker in takers {
+            passed += usize::from(taker.await.unwrap().unwrap());
+        }
+        assert_eq!(passed, 5, "{allowance:?}: exactly the bucket");
+    }
 }
 
 #[tokio::test]

@@ -263,18 +263,62 @@ async fn publish_needs_the_grant_and_a_membership() {
 }
 
 #[tokio::test]
-async fn publish_is_rate_limited_per_connection() {
+async fn publish_is_rate_limited_per_user_across_connections() {
     let h = publishers(&["chat:1"], 2).await;
+    // A second connection of alice's, in the same group.
+    h.connection(ConnectionRecord {
+        publish: vec!["chat:1".into()],
+        ..record("c3", "alice")
+    })
+    .await;
+    h.memberships
+        .join(&switchboard::ports::Membership {
+            group: "chat:1".into(),
+            connection_id: "c3".into(),
+            user_id: "alice".into(),
+            expires_at: 0,
+        })
+        .await
+        .unwrap();
     let frame = r#"{"action":"publish","group":"chat:1","data":"x","id":3}"#;
-    for _ in 0..2 {
-        assert_eq!(send(&h, frame).await, r#"{"type":"ack","id":3,"ok":true}"#);
-    }
+    assert_eq!(send(&h, frame).await, r#"{"type":"ack","id":3,"ok":true}"#);
     assert_eq!(
-        send(&h, frame).await,
-        r#"{"type":"ack","id":3,"ok":false,"error":{"code":"rate_limited","message":"at most 2 events per 60000 ms; slow down"}}"#
+        client_action(&h.services, "c3", Some(frame)).await,
+        r#"{"type":"ack","id":3,"ok":true}"#
     );
+    let refused = r#"{"type":"ack","id":3,"ok":false,"error":{"code":"rate_limited","message":"at most 2 events per user per 60000 ms; slow down"}}"#;
+    assert_eq!(client_action(&h.services, "c3", Some(frame)).await, refused);
+    assert_eq!(send(&h, frame).await, refused);
     h.pump().await;
-    assert_eq!(h.received("c2").len(), 2, "the refused event is not sent");
+    assert_eq!(h.received("c2").len(), 2, "the refused events are not sent");
+}
+
+#[tokio::test]
+async fn every_action_takes_from_the_connections_bucket() {
+    let mut settings = switchboard::config::Settings::default();
+    settings.limits.connection_actions = switchboard::ports::Rate::new(3, Duration::from_secs(60));
+    let h = Harness::with_settings(settings);
+    h.connection(ConnectionRecord {
+        subscribe: vec!["chat:*".into()],
+        ..record("c1", "alice")
+    })
+    .await;
+    for frame in [
+        r#"{"action":"subscribe","group":"chat:1","id":1}"#,
+        r#"{"action":"presence","group":"chat:1","id":1}"#,
+        r#"{"action":"unsubscribe","group":"chat:1","id":1}"#,
+    ] {
+        assert!(!send(&h, frame).await.contains("rate_limited"), "{frame}");
+    }
+    let refused = r#"{"type":"ack","id":1,"ok":false,"error":{"code":"rate_limited","message":"at most 3 actions per connection per 60000 ms; slow down"}}"#;
+    for action in ["subscribe", "unsubscribe", "publish", "presence"] {
+        let frame = format!(r#"{{"action":"{action}","group":"chat:1","data":1,"id":1}}"#);
+        assert_eq!(send(&h, &frame).await, refused, "{action}");
+    }
+    assert!(
+        h.memberships.all().is_empty(),
+        "the refused subscribe changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -306,4 +350,50 @@ async fn bad_publish_frames_are_refused_and_send_nothing() {
         assert_eq!(send(&h, &frame).await, expected);
     }
     assert_eq!(h.deliveries.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_handshake_over_the_users_connection_cap_is_refused_with_nothing_written() {
+    let mut settings = switchboard::config::Settings::default();
+    settings.limits.max_connections_per_user = 2;
+    let h = Harness::with_settings(settings);
+    let mut claims = claims_for("alice", Duration::from_secs(60), vec![]);
+    claims.groups = vec!["news".into()];
+    for id in ["c1", "c2"] {
+        let event = connect_event(id, Some(&token_with(&claims)));
+        assert_eq!(
+            handle_connect(&h.services, &verifier(), &event)
+                .await
+                .status_code,
+            200
+        );
+    }
+    let response = handle_connect(
+        &h.services,
+        &verifier(),
+        &connect_event("c3", Some(&token_with(&claims))),
+    )
+    .await;
+    assert_eq!(response.status_code, 429);
+    assert_eq!(
+        response.body.and_then(|b| match b {
+            aws_lambda_events::encodings::Body::Text(text) => Some(text),
+            _ => None,
+        }),
+        Some(
+            r#"{"message":"too many connections: this user already has 2 open, the most allowed"}"#
+                .into()
+        )
+    );
+    assert_eq!(h.store.len(), 2, "no record for c3");
+    assert!(h.memberships.all().iter().all(|m| m.connection_id != "c3"));
+    // Another user is not affected.
+    let bob = claims_for("bob", Duration::from_secs(60), vec![]);
+    let event = connect_event("c4", Some(&token_with(&bob)));
+    assert_eq!(
+        handle_connect(&h.services, &verifier(), &event)
+            .await
+            .status_code,
+        200
+    );
 }

@@ -396,3 +396,44 @@ fn the_walk_through_reads_outputs_the_template_has() {
         );
     }
 }
+
+#[test]
+fn every_client_limit_is_a_parameter_passed_to_the_functions() {
+    let template = load_template();
+    let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let defaults = switchboard::config::Settings::default();
+    let limits = &defaults.limits;
+    for (variable, parameter, default) in [
+        ("PUBLISH_LIMIT", "PublishLimit", defaults.publish_limit),
+        (
+            "ACTION_LIMIT",
+            "ActionLimit",
+            limits.connection_actions.limit,
+        ),
+        (
+            "USER_ACTION_LIMIT",
+            "UserActionLimit",
+            limits.user_actions.limit,
+        ),
+        (
+            "PRESENCE_CHANGE_LIMIT",
+            "PresenceChangeLimit",
+            limits.presence_changes.limit,
+        ),
+        (
+            "MAX_CONNECTIONS_PER_USER",
+            "MaxConnectionsPerUser",
+            limits.max_connections_per_user,
+        ),
+    ] {
+        assert_eq!(
+            variables[variable]["Ref"], parameter,
+            "{variable} must come from the {parameter} parameter"
+        );
+        assert_eq!(
+            number_parameter(&template, parameter, 0, 100_000),
+            i64::from(default),
+            "{parameter}'s default is the code's"
+        );
+    }
+}

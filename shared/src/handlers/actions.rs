@@ -8,10 +8,15 @@
 //! - `{"action":"publish","group":"conversation:42","data":…,"id":8}` sends
 //!   `{"type":"message","from":"client","group":…,"userId":…,"data":…}` to every
 //!   other member. The token's `publish` patterns must grant the group, the
-//!   connection must be a member, and it must be within its rate limit
-//!   (`rate_limited` otherwise).
+//!   connection must be a member, and the user must be within the publish
+//!   limit (`rate_limited` otherwise).
 //! - `{"action":"presence","group":g}` answers `{"type":"presence","group":g,
 //!   "userIds":[…],"users":N,"connections":M,"truncated":false}`; members only.
+//!
+//! Every action takes from the connection's and the user's action buckets
+//! first, and a `subscribe` or `unsubscribe` in a presence group from the
+//! user's presence-change bucket for it ([`crate::limits`]); over any, the ack
+//! is `rate_limited` and nothing changed.
 //!
 //! Permissions come from the connection record, which holds what the token
 //! granted at `$connect`; nothing in the frame widens them. `id` is optional
@@ -24,6 +29,7 @@ use tracing::{info, warn};
 use crate::fanout::send_to_group;
 use crate::groups::membership::{group_census, join_group, leave_group};
 use crate::groups::{Grants, validate_group};
+use crate::limits::{LimitError, take_action, take_presence_change, take_publish};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
@@ -67,6 +73,17 @@ impl Refusal {
         warn!(connection_id, error = %e, "{what}");
         Refusal::new(ErrorCode::Unavailable, "try again later")
     }
+
+    fn limited(connection_id: &str, e: LimitError) -> Self {
+        match e {
+            LimitError::Exceeded(exceeded) => {
+                Refusal::new(ErrorCode::RateLimited, exceeded.to_string())
+            }
+            LimitError::Store(e) => {
+                Refusal::unavailable(connection_id, "cannot check the rate limit", e)
+            }
+        }
+    }
 }
 
 async fn answer(
@@ -94,6 +111,9 @@ async fn answer(
             ));
         }
     };
+    take_action(services, connection_id, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
     match frame.action.as_str() {
         "subscribe" | "unsubscribe" => {
             subscription(services, &record, &frame.action, group, id).await
@@ -127,6 +147,9 @@ async fn subscription(
         ));
     }
     let connection_id = record.connection_id.as_str();
+    take_presence_change(services, group, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
     let result = if join {
         let membership = Membership {
             group: group.to_owned(),
@@ -178,28 +201,9 @@ async fn publish(
             format!("join \"{group}\" before publishing to it"),
         ));
     }
-    let settings = &services.settings;
-    let now_ms = crate::clock::now_millis();
-    let allowed = services
-        .store
-        .take_publish_allowance(
-            connection_id,
-            now_ms,
-            settings.publish_window.as_millis() as i64,
-            settings.publish_limit,
-        )
+    take_publish(services, &record.user_id)
         .await
-        .map_err(|e| Refusal::unavailable(connection_id, "cannot check the rate limit", e))?;
-    if !allowed {
-        return Err(Refusal::new(
-            ErrorCode::RateLimited,
-            format!(
-                "at most {} events per {} ms; slow down",
-                settings.publish_limit,
-                settings.publish_window.as_millis()
-            ),
-        ));
-    }
+        .map_err(|e| Refusal::limited(connection_id, e))?;
     let data = serde_json::value::to_raw_value(data)
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     let text = client_message(group, &record.user_id, &data)

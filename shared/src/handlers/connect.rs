@@ -1,4 +1,6 @@
-//! `$connect`: authenticate the token, then record the connection.
+//! `$connect`: authenticate the token, admit the user under the connection
+//! cap and the user's action limit ([`crate::limits::admit_connection`]),
+//! then record the connection.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::http::header::USER_AGENT;
@@ -8,6 +10,7 @@ use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
 use crate::connection::RECORD_TTL;
 use crate::fanout::FanoutError;
 use crate::groups::membership::join_group;
+use crate::limits::{Exceeded, LimitError, admit_connection};
 use crate::ports::{ConnectionRecord, Membership, StoreError};
 use crate::replies::response;
 use crate::services::Services;
@@ -20,6 +23,9 @@ pub enum ConnectError {
     Misconfigured(#[from] SecretError),
     #[error("the event has no connection id")]
     NoConnectionId,
+    /// Over the per-user connection cap or the user's action limit.
+    #[error("{0}")]
+    Limited(Exceeded),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -32,6 +38,7 @@ impl ConnectError {
         match self {
             ConnectError::Unauthorized(_) => 401,
             ConnectError::NoConnectionId => 400,
+            ConnectError::Limited(_) => 429,
             ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
                 500
             }
@@ -55,6 +62,13 @@ pub async fn connect(
         .ok_or(ConnectError::NoConnectionId)?;
     let token = token_from_request(&event.query_string_parameters, &event.headers)?;
     let claims = verifier.verify(token)?;
+    // Before anything is written: a refused handshake leaves nothing behind.
+    admit_connection(services, &claims.sub)
+        .await
+        .map_err(|e| match e {
+            LimitError::Exceeded(exceeded) => ConnectError::Limited(exceeded),
+            LimitError::Store(e) => ConnectError::Store(e),
+        })?;
 
     let connected_at_ms = if context.connected_at > 0 {
         context.connected_at
@@ -131,7 +145,7 @@ pub async fn connect_route(
         }
         Err(e) => {
             match &e {
-                ConnectError::Unauthorized(_) => {
+                ConnectError::Unauthorized(_) | ConnectError::Limited(_) => {
                     warn!(connection_id, error = %e, "connection refused")
                 }
                 _ => error!(connection_id, error = %e, "connect failed"),

@@ -1,15 +1,39 @@
-//! [`ConnectionStore`] on DynamoDB: connection records, the keys-only index pages and the publish allowance.
+//! [`ConnectionStore`] on DynamoDB: connection records, the keys-only index pages and the rate-limit buckets.
+//!
+//! A bucket is one number, its theoretical arrival time (see [`crate::rate`]):
+//! the `actionsTat` attribute of a connection record, or the `tat` attribute
+//! of a `limit#…` item (with `expiresAt`, so idle buckets expire). Taking a
+//! token is a conditional UpdateItem, never a read:
+//!
+//! - busy bucket (`now < tat <= latest`): `SET tat = tat + interval`, a plain
+//!   increment, so concurrent takers never conflict;
+//! - idle or new bucket (`tat <= now` or absent): `SET tat = now + interval`.
+//!
+//! The busy form is tried first; when its condition fails, DynamoDB returns
+//! the item as it was (`ReturnValuesOnConditionCheckFailure`), which says
+//! whether the bucket is over (refused, one call) or idle (the idle form
+//! next). `tat` only grows, so a taker whose idle form lost a race finds a
+//! busy bucket: at most three calls.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::items::{CONNECTION_ID, Item, SHARD, USER_ID, from_item, string, to_item};
+use super::items::{
+    CONNECTION_ID, EXPIRES_AT, Item, SHARD, USER_ID, from_item, number, string, to_item,
+};
 use super::{DynamoStore, SHARD_INDEX, USER_INDEX, unavailable};
-use crate::ports::{ConnectionPage, ConnectionRecord, ConnectionStore, StoreError, publish_window};
+use crate::ports::{
+    Allowance, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError,
+};
+use crate::rate::micros;
 
-const WINDOW: &str = "publishWindow";
-const WINDOW_COUNT: &str = "publishCount";
+/// A connection's action bucket, on its record.
+const ACTIONS_TAT: &str = "actionsTat";
+/// The bucket of a `limit#…` item.
+const TAT: &str = "tat";
+/// Calls one take may make (see the module's documentation).
+const TAKE_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
@@ -70,46 +94,87 @@ impl ConnectionStore for DynamoStore {
         self.index_page(SHARD_INDEX, SHARD, shard, after).await
     }
 
-    async fn take_publish_allowance(
+    async fn take_allowance(
         &self,
-        connection_id: &str,
+        allowance: &Allowance,
         now_ms: i64,
-        window_ms: i64,
-        limit: u32,
+        rate: Rate,
     ) -> Result<bool, StoreError> {
-        let window = publish_window(now_ms, window_ms);
-        // One write in the common case: count within the current window.
-        if self.count_in_window(connection_id, window, limit).await? || limit == 0 {
-            return Ok(limit > 0);
+        if rate.limit == 0 {
+            return Ok(false);
         }
-        // Start a new window, only if the stored one is older (or absent).
-        let started = self
-            .window_update(connection_id, window)
-            .update_expression("SET #w = :w, #n = :one")
-            .condition_expression("attribute_exists(#c) AND (attribute_not_exists(#w) OR #w < :w)")
-            .send()
-            .await;
-        match started {
-            Ok(_) => Ok(true),
-            // Another event started this window first: count in it.
-            Err(e) if is_condition_failure(&e) => {
-                self.count_in_window(connection_id, window, limit).await
+        let now = micros(now_ms);
+        let (key, attribute) = match allowance {
+            Allowance::ConnectionActions(id) => (id.clone(), ACTIONS_TAT),
+            other => (other.key().unwrap_or_default(), TAT),
+        };
+        let on_record = matches!(allowance, Allowance::ConnectionActions(_));
+        // A `limit#…` item outlives its bucket's refill, then expires.
+        let expires_at = (now_ms + rate.window.as_millis() as i64) / 1000 + 60;
+        let mut busy = true;
+        for _ in 0..TAKE_ATTEMPTS {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(CONNECTION_ID, AttributeValue::S(key.clone()))
+                .expression_attribute_names("#t", attribute)
+                .expression_attribute_values(":now", number_value(now))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let mut set = if busy {
+                update = update
+                    .expression_attribute_values(":step", number_value(rate.interval_us()))
+                    .expression_attribute_values(":latest", number_value(rate.latest_tat(now)))
+                    .condition_expression("#t > :now AND #t <= :latest");
+                "SET #t = #t + :step".to_owned()
+            } else {
+                let condition = if on_record {
+                    update = update.expression_attribute_names("#c", CONNECTION_ID);
+                    "attribute_exists(#c) AND (attribute_not_exists(#t) OR #t <= :now)"
+                } else {
+                    "attribute_not_exists(#t) OR #t <= :now"
+                };
+                update = update
+                    .expression_attribute_values(
+                        ":next",
+                        number_value(now.saturating_add(rate.interval_us())),
+                    )
+                    .condition_expression(condition);
+                "SET #t = :next".to_owned()
+            };
+            if !on_record {
+                update = update
+                    .expression_attribute_names("#e", EXPIRES_AT)
+                    .expression_attribute_values(":e", number_value(expires_at));
+                set.push_str(", #e = :e");
             }
-            Err(e) => Err(unavailable(e)),
+            let old = match update.update_expression(set).send().await {
+                Ok(_) => return Ok(true),
+                Err(e) => match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    other => return Err(unavailable(other)),
+                },
+            };
+            if on_record && old.is_none() {
+                return Ok(false); // no such connection
+            }
+            match old.as_ref().and_then(|item| number(item, attribute)) {
+                // Over: the busy form's condition failed on a full bucket.
+                Some(tat) if tat > rate.latest_tat(now) => return Ok(false),
+                // Busy now (another taker restarted it first): increment.
+                Some(tat) if tat > now => busy = true,
+                // Idle or new: restart it.
+                _ => busy = false,
+            }
         }
+        Ok(false)
     }
 }
 
-fn is_condition_failure(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
-) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
-    )
+fn number_value(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
 }
 
 impl DynamoStore {
@@ -156,40 +221,5 @@ impl DynamoStore {
             connection_ids,
             next,
         })
-    }
-
-    /// An UpdateItem of the connection's allowance counter in `window`:
-    /// `#c` the key, `#w` the window, `#n` its count, `:w` the window, `:one` 1.
-    fn window_update(&self, connection_id: &str, window: i64) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
-            .expression_attribute_names("#c", CONNECTION_ID)
-            .expression_attribute_names("#w", WINDOW)
-            .expression_attribute_names("#n", WINDOW_COUNT)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":w", AttributeValue::N(window.to_string()))
-    }
-
-    /// Counts one event in `window` if the stored window is `window` and not full.
-    async fn count_in_window(
-        &self,
-        connection_id: &str,
-        window: i64,
-        limit: u32,
-    ) -> Result<bool, StoreError> {
-        let counted = self
-            .window_update(connection_id, window)
-            .update_expression("ADD #n :one")
-            .condition_expression("attribute_exists(#c) AND #w = :w AND #n < :limit")
-            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
-            .send()
-            .await;
-        match counted {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
     }
 }

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use super::{following, page};
 use crate::ports::{
-    ConnectionPage, ConnectionRecord, ConnectionStore, StoreError, publish_window, shard_of,
+    Allowance, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError, shard_of,
 };
+use crate::rate::{micros, take};
 use crate::sync::lock;
 
 #[derive(Default)]
@@ -18,8 +19,8 @@ struct StoreState {
     by_user: BTreeSet<(String, String)>,
     /// (shard, connection id), the memory twin of the `byShard` index.
     by_shard: BTreeSet<(u32, String)>,
-    /// connection id -> (window start ms, events in the window).
-    allowances: HashMap<String, (i64, u32)>,
+    /// Rate-limit buckets: their theoretical arrival times (see [`crate::rate`]).
+    allowances: HashMap<Allowance, i64>,
     fail_next: VecDeque<StoreError>,
 }
 
@@ -103,7 +104,9 @@ impl ConnectionStore for MemoryStore {
         state
             .by_shard
             .remove(&(shard_of(connection_id), connection_id.to_owned()));
-        state.allowances.remove(connection_id);
+        state
+            .allowances
+            .remove(&Allowance::ConnectionActions(connection_id.to_owned()));
         Ok(())
     }
 
@@ -137,31 +140,27 @@ impl ConnectionStore for MemoryStore {
         Ok(ids_page(&state.by_shard, &shard, after, self.page_size))
     }
 
-    async fn take_publish_allowance(
+    async fn take_allowance(
         &self,
-        connection_id: &str,
+        allowance: &Allowance,
         now_ms: i64,
-        window_ms: i64,
-        limit: u32,
+        rate: Rate,
     ) -> Result<bool, StoreError> {
         let mut state = lock(&self.state);
         Self::take_failure(&mut state)?;
-        if !state.records.contains_key(connection_id) {
+        if let Allowance::ConnectionActions(id) = allowance
+            && !state.records.contains_key(id)
+        {
             return Ok(false);
         }
-        let window = publish_window(now_ms, window_ms);
-        let entry = state
-            .allowances
-            .entry(connection_id.to_owned())
-            .or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+        let tat = state.allowances.get(allowance).copied();
+        match take(tat, micros(now_ms), rate) {
+            Some(next) => {
+                state.allowances.insert(allowance.clone(), next);
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        if entry.1 >= limit {
-            return Ok(false);
-        }
-        entry.1 += 1;
-        Ok(true)
     }
 }
 
