@@ -56,6 +56,8 @@ pub struct Config {
     /// Client events one connection may publish per `publish_window`.
     pub publish_limit: u32,
     pub publish_window: Duration,
+    /// The most groups one connection may be in at once.
+    pub max_groups_per_connection: u32,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
     /// answer 429 or 500 or stall for `fault_stall`, a third each.
     pub fault_rate: f64,
@@ -100,6 +102,7 @@ impl Default for Config {
             presence: settings.presence,
             publish_limit: settings.publish_limit,
             publish_window: settings.publish_window,
+            max_groups_per_connection: settings.max_groups_per_connection,
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),

@@ -93,6 +93,10 @@ struct Serve {
     /// The rate-limit window for client events.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     publish_window: Duration,
+    /// The most groups one connection may be in at once.
+    #[arg(long, default_value_t = switchboard::config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
+        value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
+    max_groups_per_connection: u32,
     /// Fault injection: this share of Management API posts (0 to 1) answers 429 or
     /// 500, or stalls for --fault-stall, a third each.
     #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
@@ -171,6 +175,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             .map_err(|e| e.to_string())?,
         publish_limit: serve.publish_limit,
         publish_window: serve.publish_window.max(Duration::from_millis(1)),
+        max_groups_per_connection: serve.max_groups_per_connection,
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,

@@ -165,9 +165,15 @@ pub struct Settings {
     /// Client events (`publish`) one connection may send per window.
     pub publish_limit: u32,
     pub publish_window: Duration,
+    /// The most groups one connection may be in at once (`MAX_GROUPS_PER_CONNECTION`).
+    pub max_groups_per_connection: u32,
     pub enqueue: EnqueuePolicy,
     pub posting: PostingPolicy,
 }
+
+/// The default cap on a connection's groups (API Gateway has none; Pusher
+/// allows 100 channels per connection, Azure Web PubSub's groups are unbounded).
+pub const DEFAULT_MAX_GROUPS_PER_CONNECTION: u32 = 100;
 
 /// The default presence-enabled groups: every group named `presence:…`.
 pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
@@ -178,6 +184,7 @@ impl Default for Settings {
             presence: Grants::parse(&[DEFAULT_PRESENCE_GROUPS]).unwrap_or_default(),
             publish_limit: 10,
             publish_window: Duration::from_secs(1),
+            max_groups_per_connection: DEFAULT_MAX_GROUPS_PER_CONNECTION,
             enqueue: EnqueuePolicy::default(),
             posting: PostingPolicy::default(),
         }
@@ -185,7 +192,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, and the enqueue
+    /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`,
+    /// `MAX_GROUPS_PER_CONNECTION` (at least 1), and the enqueue
     /// and posting policies' variables.
     ///
     /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
@@ -203,6 +211,11 @@ impl Settings {
             publish_window: Duration::from_millis(
                 optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
             ),
+            max_groups_per_connection: optional(
+                "MAX_GROUPS_PER_CONNECTION",
+                d.max_groups_per_connection,
+            )?
+            .max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
         })
