@@ -93,6 +93,8 @@ pub struct Config {
     pub publish_window: Duration,
     /// Action, presence-change and connection limits.
     pub limits: Limits,
+    /// The most groups one connection may be in at once.
+    pub max_groups_per_connection: u32,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
     /// answer 429 or 500 or stall for `fault_stall`, a third each.
     pub fault_rate: f64,
@@ -141,6 +143,7 @@ impl Default for Config {
             publish_limit: settings.publish_limit,
             publish_window: settings.publish_window,
             limits: settings.limits,
+            max_groups_per_connection: settings.max_groups_per_connection,
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),

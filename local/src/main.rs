@@ -131,6 +131,10 @@ struct Serve {
     /// Open connections one user may have; the next handshake is refused with 429.
     #[arg(long, default_value_t = 10, env = "MAX_CONNECTIONS_PER_USER")]
     max_connections_per_user: u32,
+    /// The most groups one connection may be in at once.
+    #[arg(long, default_value_t = switchboard::config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
+        value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
+    max_groups_per_connection: u32,
     /// Fault injection: this share of Management API posts (0 to 1) answers 429 or
     /// 500, or stalls for --fault-stall, a third each.
     #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
@@ -232,6 +236,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             ),
             max_connections_per_user: serve.max_connections_per_user,
         },
+        max_groups_per_connection: serve.max_groups_per_connection,
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,

@@ -185,6 +185,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
             publish_limit: config.publish_limit,
             publish_window: config.publish_window,
             limits: config.limits.clone(),
+            max_groups_per_connection: config.max_groups_per_connection.max(1),
             enqueue: config.notify_user.clone(),
             posting: config.notify_connection.clone(),
         }),

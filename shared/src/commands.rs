@@ -17,7 +17,7 @@ use crate::connection::RECORD_TTL;
 use crate::fanout::{
     Fanout, FanoutError, enqueue_frame, pages, send_to_group, user_connection_ids,
 };
-use crate::groups::membership::{join_group, leave_group};
+use crate::groups::membership::{MembershipError, join_group, leave_group};
 use crate::ports::{GatewayError, Membership, SHARDS, StoreError};
 use crate::protocol::{
     Command, MessageError, USER_GROUP_DEFAULT_TTL_SECONDS, close_frame, group_message,
@@ -33,6 +33,18 @@ pub enum CommandError {
     Fanout(#[from] FanoutError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// A connection is at its cap of groups; retrying cannot help.
+    #[error("{0}")]
+    LimitExceeded(String),
+}
+
+impl From<MembershipError> for CommandError {
+    fn from(e: MembershipError) -> Self {
+        match e {
+            MembershipError::LimitExceeded { .. } => CommandError::LimitExceeded(e.to_string()),
+            MembershipError::Fanout(e) => CommandError::Fanout(e),
+        }
+    }
 }
 
 impl From<StoreError> for CommandError {
@@ -141,6 +153,7 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                 .await?;
             // Connections open now join here; later ones join at $connect.
             let ids = user_connection_ids(services, &user_id).await?;
+            let mut full = 0;
             for connection_id in &ids {
                 let membership = Membership {
                     group: group.clone(),
@@ -148,7 +161,20 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                     user_id: user_id.clone(),
                     expires_at: now + RECORD_TTL.as_secs() as i64,
                 };
-                join_group(services, &membership, false).await?;
+                // A connection at its cap stays out; the others still join.
+                match join_group(services, &membership, false).await {
+                    Ok(_) => {}
+                    Err(MembershipError::LimitExceeded { .. }) => full += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if full > 0 {
+                let limit = services.settings.max_groups_per_connection;
+                return Err(CommandError::LimitExceeded(format!(
+                    "the user-level group is stored, but {full} of the user's {} open connections \
+                     are in {limit} groups (the most a connection may be in) and did not join",
+                    ids.len()
+                )));
             }
             Ok(ids.len())
         }

@@ -169,9 +169,15 @@ pub struct Settings {
     pub publish_window: Duration,
     /// The other client limits: actions, presence changes, connections per user.
     pub limits: Limits,
+    /// The most groups one connection may be in at once (`MAX_GROUPS_PER_CONNECTION`).
+    pub max_groups_per_connection: u32,
     pub enqueue: EnqueuePolicy,
     pub posting: PostingPolicy,
 }
+
+/// The default cap on a connection's groups (API Gateway has none; Pusher
+/// allows 100 channels per connection, Azure Web PubSub's groups are unbounded).
+pub const DEFAULT_MAX_GROUPS_PER_CONNECTION: u32 = 100;
 
 /// The default presence-enabled groups: every group named `presence:…`.
 pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
@@ -183,6 +189,7 @@ impl Default for Settings {
             publish_limit: 10,
             publish_window: Duration::from_secs(1),
             limits: Limits::default(),
+            max_groups_per_connection: DEFAULT_MAX_GROUPS_PER_CONNECTION,
             enqueue: EnqueuePolicy::default(),
             posting: PostingPolicy::default(),
         }
@@ -191,7 +198,8 @@ impl Default for Settings {
 
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
-    /// variables ([`Limits::from_env`]), and the enqueue and posting policies'.
+    /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
+    /// 1), and the enqueue and posting policies' variables.
     ///
     /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
     /// `prefix:*`, `*`) whose joins and leaves are announced; unset means
@@ -209,6 +217,11 @@ impl Settings {
                 optional("PUBLISH_WINDOW_MS", d.publish_window.as_millis() as u64)?.max(1),
             ),
             limits: Limits::from_env()?,
+            max_groups_per_connection: optional(
+                "MAX_GROUPS_PER_CONNECTION",
+                d.max_groups_per_connection,
+            )?
+            .max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
         })

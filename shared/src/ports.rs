@@ -246,13 +246,75 @@ pub struct MemberPage {
     pub next: Option<String>,
 }
 
+/// What an ordered membership write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipWrite<T> {
+    /// The membership changed (joined where it was not a member, or left
+    /// where it was); `T` is what the change reports (the user id on leave).
+    Changed(T),
+    /// Applied, but the membership was already in that state.
+    Unchanged,
+    /// Not applied: the stored sequence is as new or newer (a later frame won).
+    Stale,
+}
+
+impl<T> MembershipWrite<T> {
+    /// `changed`, `unchanged` or `stale`, for logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            MembershipWrite::Changed(_) => "changed",
+            MembershipWrite::Unchanged => "unchanged",
+            MembershipWrite::Stale => "stale",
+        }
+    }
+}
+
+/// The most items one [`MembershipStore::delete_memberships`] write call
+/// deletes (DynamoDB's BatchWriteItem limit).
+pub const MEMBERSHIP_DELETE_BATCH: usize = 25;
+
 /// Where group memberships live, queryable by group and by connection.
+///
+/// A membership item carries the sequence of the client frame that last
+/// wrote it (if the frame had one). Leaving keeps the item as a tombstone
+/// with that sequence, so an older frame that arrives late cannot undo a
+/// newer one; tombstones are invisible to every read but
+/// [`MembershipStore::connection_items`] and expire with the connection.
 #[async_trait]
 pub trait MembershipStore: Send + Sync {
     /// Adds the membership; true if it is new. Joining twice is harmless.
-    async fn join(&self, membership: &Membership) -> Result<bool, StoreError>;
+    async fn join(&self, membership: &Membership) -> Result<bool, StoreError> {
+        Ok(matches!(
+            self.join_in_order(membership, None).await?,
+            MembershipWrite::Changed(())
+        ))
+    }
     /// Removes the membership; the member's user id if there was one. Leaving twice is harmless.
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError>;
+    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            match self.leave_in_order(group, connection_id, None, 0).await? {
+                MembershipWrite::Changed(user_id) => Some(user_id),
+                _ => None,
+            },
+        )
+    }
+    /// Adds the membership if `seq` is newer than the item's stored sequence
+    /// (always without `seq`, which leaves the stored sequence as it is).
+    async fn join_in_order(
+        &self,
+        membership: &Membership,
+        seq: Option<u64>,
+    ) -> Result<MembershipWrite<()>, StoreError>;
+    /// Leaves the group if `seq` is newer than the item's stored sequence
+    /// (always without `seq`). With `seq`, a tombstone expiring at
+    /// `expires_at` records it even where there was no membership.
+    async fn leave_in_order(
+        &self,
+        group: &str,
+        connection_id: &str,
+        seq: Option<u64>,
+        expires_at: i64,
+    ) -> Result<MembershipWrite<String>, StoreError>;
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError>;
     /// One page of the group's members, starting after connection id `after`.
     async fn group_members(
@@ -262,6 +324,30 @@ pub trait MembershipStore: Send + Sync {
     ) -> Result<MemberPage, StoreError>;
     /// Every group the connection is in.
     async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The group of every item the connection has: memberships and tombstones.
+    async fn connection_items(&self, connection_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes the connection's items in `groups` (memberships or
+    /// tombstones), [`MEMBERSHIP_DELETE_BATCH`] per write call; returns how
+    /// many write calls it made. No presence counter changes.
+    async fn delete_memberships(
+        &self,
+        connection_id: &str,
+        groups: &[String],
+    ) -> Result<usize, StoreError>;
+
+    /// Takes one of the connection's `limit` group slots; false (and nothing
+    /// taken) if all are taken. A slot is held by every membership, so a
+    /// connection is in at most `limit` groups.
+    async fn take_group_slot(
+        &self,
+        connection_id: &str,
+        limit: u32,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives one group slot back.
+    async fn release_group_slot(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Forgets the connection's slot count.
+    async fn forget_group_slots(&self, connection_id: &str) -> Result<(), StoreError>;
 
     /// Adds a user-level membership (applied to the user's connections at
     /// `$connect` until removed or expired); true if it is new.

@@ -747,3 +747,180 @@ async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
         assert!(page.connection_ids.is_empty(), "shard {shard}: {page:?}");
     }
 }
+
+/// `$disconnect` of a connection in N groups (and tombstones) on DynamoDB:
+/// one keys-only Query, ceil(N/25) BatchWriteItem calls, one UpdateItem per
+/// presence group (its leave announced), and nothing left behind.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn disconnect_deletes_memberships_in_batches_of_25() {
+    use std::sync::Arc;
+
+    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
+    use switchboard::adapters::memory::MemoryQueue;
+    use switchboard::aws::RequestCounter;
+    use switchboard::config::Settings;
+    use switchboard::groups::membership::{forget, join_group, leave_group_in_order};
+    use switchboard::ports::{Counter, Membership};
+    use switchboard::services::Services;
+
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let (plain_dynamo, _) = clients().await;
+    let connections = table(&plain_dynamo).await;
+    let memberships = unique("memberships");
+    create_memberships_table(&plain_dynamo, &memberships)
+        .await
+        .unwrap();
+    let deliveries = Arc::new(MemoryQueue::new());
+    let services = Services {
+        store: Arc::new(DynamoStore::new(dynamo.clone(), connections)),
+        memberships: Arc::new(DynamoMemberships::new(dynamo, memberships)),
+        gateway: Arc::new(MemoryGateway::new()),
+        deliveries: deliveries.clone(),
+        sent_log: None,
+        settings: Arc::new(Settings {
+            max_groups_per_connection: 200,
+            ..Settings::default()
+        }),
+    };
+    // 60 groups (2 with presence), a tombstone, and a neighbour that stays.
+    const N: usize = 60;
+    let join = |group: String, connection_id: &str| Membership {
+        group,
+        connection_id: connection_id.into(),
+        user_id: "alice".into(),
+        expires_at: 9_999_999_999,
+    };
+    for i in 0..N - 2 {
+        join_group(&services, &join(format!("chat:{i}"), "c1"), false)
+            .await
+            .unwrap();
+    }
+    for group in ["presence:a", "presence:b"] {
+        join_group(&services, &join(group.into(), "c1"), false)
+            .await
+            .unwrap();
+    }
+    leave_group_in_order(&services, "chat:gone", "c1", Some(5))
+        .await
+        .unwrap();
+    join_group(&services, &join("chat:0".into(), "c2"), false)
+        .await
+        .unwrap();
+    let store = &services.memberships;
+    assert_eq!(store.connection_items("c1").await.unwrap().len(), N + 1);
+    assert_eq!(store.connection_groups("c1").await.unwrap().len(), N);
+    deliveries.drain();
+    counter.reset();
+
+    assert_eq!(forget(&services, "c1").await.unwrap(), N + 1);
+
+    let counts = counter.snapshot();
+    let count = |op: &str| counts.get(op).copied().unwrap_or(0);
+    assert_eq!(count("BatchWriteItem"), (N + 1).div_ceil(25), "{counts:?}");
+    // byConnection once, and each presence group's members for its leave.
+    assert_eq!(count("Query"), 1 + 2, "{counts:?}");
+    assert_eq!(
+        count("DeleteItem"),
+        2,
+        "the record and the slot counter: {counts:?}"
+    );
+    // Per presence group: the leave, the slot, the user's and the online counter.
+    assert_eq!(count("UpdateItem"), 2 * 4, "{counts:?}");
+    assert!(store.connection_items("c1").await.unwrap().is_empty());
+    assert_eq!(store.connection_groups("c2").await.unwrap(), ["chat:0"]);
+    for group in ["presence:a", "presence:b"] {
+        let alice = Counter::UserConnections("alice".into());
+        assert_eq!(store.counter(group, &alice).await.unwrap(), 0);
+        assert_eq!(
+            store.counter(group, &Counter::OnlineUsers).await.unwrap(),
+            0
+        );
+    }
+}
+
+/// The ordered membership writes on DynamoDB: a newer `seq` wins, an older
+/// one is stale, a tombstone is invisible to reads, and the group slots cap a
+/// connection's groups.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_memberships_apply_only_newer_sequences_and_cap_slots() {
+    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
+    use switchboard::ports::{MembershipStore, MembershipWrite};
+
+    let (dynamo, _) = clients().await;
+    let name = unique("memberships");
+    create_memberships_table(&dynamo, &name).await.unwrap();
+    let store = DynamoMemberships::new(dynamo, name);
+    let m = switchboard::ports::Membership {
+        group: "g".into(),
+        connection_id: "c1".into(),
+        user_id: "alice".into(),
+        expires_at: 9_999,
+    };
+    assert_eq!(
+        store
+            .leave_in_order("g", "c1", Some(10), 9_999)
+            .await
+            .unwrap(),
+        MembershipWrite::Unchanged,
+        "a tombstone where there was nothing"
+    );
+    assert_eq!(
+        store.join_in_order(&m, Some(9)).await.unwrap(),
+        MembershipWrite::Stale
+    );
+    assert!(!store.is_member("g", "c1").await.unwrap());
+    assert!(
+        store
+            .group_members("g", None)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+    );
+    assert!(store.connection_groups("c1").await.unwrap().is_empty());
+    assert_eq!(store.connection_items("c1").await.unwrap(), ["g"]);
+    assert_eq!(
+        store.join_in_order(&m, Some(11)).await.unwrap(),
+        MembershipWrite::Changed(())
+    );
+    assert_eq!(
+        store.join_in_order(&m, None).await.unwrap(),
+        MembershipWrite::Unchanged
+    );
+    assert_eq!(
+        store
+            .leave_in_order("g", "c1", Some(11), 9_999)
+            .await
+            .unwrap(),
+        MembershipWrite::Stale
+    );
+    assert!(store.is_member("g", "c1").await.unwrap());
+    assert_eq!(
+        store
+            .leave_in_order("g", "c1", Some(12), 9_999)
+            .await
+            .unwrap(),
+        MembershipWrite::Changed("alice".into())
+    );
+    assert!(!store.is_member("g", "c1").await.unwrap());
+    for _ in 0..2 {
+        assert!(store.take_group_slot("c1", 2, 9_999).await.unwrap());
+    }
+    assert!(!store.take_group_slot("c1", 2, 9_999).await.unwrap());
+    store.release_group_slot("c1").await.unwrap();
+    assert!(store.take_group_slot("c1", 2, 9_999).await.unwrap());
+    store.forget_group_slots("c1").await.unwrap();
+    store.release_group_slot("c1").await.unwrap();
+    assert!(
+        store.take_group_slot("c1", 1, 9_999).await.unwrap(),
+        "never below zero"
+    );
+}

@@ -397,3 +397,127 @@ async fn a_handshake_over_the_users_connection_cap_is_refused_with_nothing_writt
         200
     );
 }
+
+/// A connection in 60 groups (two with presence, watched by bob) plus a
+/// tombstone: `$disconnect` deletes all 61 items in ceil(61/25) batch calls,
+/// announces both presence leaves and leaves every counter at zero.
+#[tokio::test]
+async fn disconnect_deletes_memberships_in_batches_and_keeps_presence_exact() {
+    use switchboard::commands::{CommandError, execute};
+    use switchboard::config::Settings;
+    use switchboard::groups::membership::{join_group, leave_group_in_order};
+    use switchboard::ports::{Counter, Membership};
+    use switchboard::protocol::Command;
+
+    let h = Harness::with_settings(Settings {
+        max_groups_per_connection: 60,
+        ..Settings::default()
+    });
+    h.connection(record("c1", "alice")).await;
+    h.connection(record("c2", "bob")).await;
+    let join = |group: &str, connection_id: &str, user: &str| Membership {
+        group: group.into(),
+        connection_id: connection_id.into(),
+        user_id: user.into(),
+        expires_at: 9_999_999_999,
+    };
+    for i in 0..58 {
+        join_group(
+            &h.services,
+            &join(&format!("chat:{i}"), "c1", "alice"),
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    for group in ["presence:a", "presence:b"] {
+        join_group(&h.services, &join(group, "c2", "bob"), false)
+            .await
+            .unwrap();
+        join_group(&h.services, &join(group, "c1", "alice"), false)
+            .await
+            .unwrap();
+    }
+    // At the cap: a server-side add fails clearly and writes nothing.
+    let add = Command::AddConnectionToGroup {
+        connection_id: "c1".into(),
+        group: "chat:extra".into(),
+    };
+    assert_eq!(
+        execute(&h.services, add).await,
+        Err(CommandError::LimitExceeded(
+            "a connection may be in at most 60 groups; leave one first".into()
+        ))
+    );
+    assert!(!h.memberships.is_member("chat:extra", "c1").await.unwrap());
+    leave_group_in_order(&h.services, "chat:gone", "c1", Some(3))
+        .await
+        .unwrap();
+    assert_eq!(h.memberships.group_slots("c1"), 60);
+    h.pump().await;
+    let seen = h.gateway.delivered("c2").len();
+    let calls_before = h.memberships.delete_calls();
+
+    let response = handle_disconnect(&h.services, &disconnect_event("c1")).await;
+    assert_eq!(response.status_code, 200);
+    h.pump().await;
+
+    assert_eq!(
+        h.memberships.delete_calls() - calls_before,
+        61usize.div_ceil(25)
+    );
+    assert!(
+        h.memberships
+            .connection_items("c1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.memberships.group_slots("c1"), 0);
+    assert_eq!(h.memberships.item_count(), 2, "bob's two memberships stay");
+    let mut leaves = h.gateway.delivered("c2").split_off(seen);
+    leaves.sort();
+    assert_eq!(
+        leaves,
+        [
+            r#"{"type":"presence","event":"leave","userId":"alice","group":"presence:a","online":1}"#,
+            r#"{"type":"presence","event":"leave","userId":"alice","group":"presence:b","online":1}"#,
+        ]
+    );
+    for group in ["presence:a", "presence:b"] {
+        let alice = Counter::UserConnections("alice".into());
+        assert_eq!(h.memberships.counter(group, &alice).await.unwrap(), 0);
+        assert_eq!(
+            h.memberships
+                .counter(group, &Counter::OnlineUsers)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+}
+
+/// Frames that arrive out of order: the one with the newer `seq` decides,
+/// whichever runs last.
+#[tokio::test]
+async fn an_older_sequence_arriving_late_changes_nothing() {
+    let h = connection(&["g"]).await;
+    let unsubscribe = r#"{"action":"unsubscribe","group":"g","id":2,"seq":2}"#;
+    let subscribe = r#"{"action":"subscribe","group":"g","id":1,"seq":1}"#;
+    assert_eq!(
+        send(&h, unsubscribe).await,
+        r#"{"type":"ack","id":2,"ok":true}"#
+    );
+    assert_eq!(
+        send(&h, subscribe).await,
+        r#"{"type":"ack","id":1,"ok":true}"#
+    );
+    assert!(!h.memberships.is_member("g", "c1").await.unwrap());
+    let subscribe = r#"{"action":"subscribe","group":"g","id":3,"seq":3}"#;
+    assert_eq!(
+        send(&h, subscribe).await,
+        r#"{"type":"ack","id":3,"ok":true}"#
+    );
+    assert!(h.memberships.is_member("g", "c1").await.unwrap());
+    assert_eq!(h.memberships.group_slots("c1"), 1);
+}

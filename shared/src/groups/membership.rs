@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::clock::now_seconds;
 use crate::connection::RECORD_TTL;
 use crate::fanout::{FanoutError, pages, send_to_group};
-use crate::ports::{Counter, Membership, StoreError};
+use crate::ports::{Counter, Membership, MembershipWrite, StoreError};
 use crate::protocol::{PresenceEvent, presence_frame};
 use crate::services::Services;
 
@@ -24,19 +24,87 @@ fn counter_expiry() -> i64 {
     now_seconds() + RECORD_TTL.as_secs() as i64
 }
 
-/// Adds the membership; true if it is new. In a presence group, a user's
-/// first connection announces a `join` to the group.
-///
-/// `opening` is true during `$connect`: API Gateway does not accept posts to a
-/// connection before `$connect` returns, so the announcement skips it.
+/// Why a connection could not join a group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// The connection is in as many groups as it may be.
+    #[error("a connection may be in at most {limit} groups; leave one first")]
+    LimitExceeded { limit: u32 },
+    #[error(transparent)]
+    Fanout(#[from] FanoutError),
+}
+
+impl From<StoreError> for MembershipError {
+    fn from(e: StoreError) -> Self {
+        MembershipError::Fanout(e.into())
+    }
+}
+
+/// Adds the membership; true if it is new. See [`join_group_in_order`].
 pub async fn join_group(
     services: &Services,
     membership: &Membership,
     opening: bool,
-) -> Result<bool, FanoutError> {
-    let new = services.memberships.join(membership).await?;
-    if new && services.settings.presence.allows(&membership.group) {
-        let memberships = &services.memberships;
+) -> Result<bool, MembershipError> {
+    Ok(matches!(
+        join_group_in_order(services, membership, opening, None).await?,
+        MembershipWrite::Changed(())
+    ))
+}
+
+/// Adds the membership unless a client frame with a newer `seq` already
+/// decided this group (see [`MembershipStore`](crate::ports::MembershipStore)).
+///
+/// A membership holds one of the connection's
+/// [`max_groups_per_connection`](crate::config::Settings) slots: a connection
+/// at the cap gets [`MembershipError::LimitExceeded`] and nothing is written
+/// (joining a group it is already in still succeeds).
+///
+/// In a presence group, a user's first connection announces a `join` to the
+/// group. The user's connection counter moves by exactly one per change of a
+/// membership, so in whatever order concurrent changes reach it, the last
+/// announcement about a user and the counters end as the memberships do.
+///
+/// `opening` is true during `$connect`: API Gateway does not accept posts to a
+/// connection before `$connect` returns, so the announcement skips it.
+pub async fn join_group_in_order(
+    services: &Services,
+    membership: &Membership,
+    opening: bool,
+    seq: Option<u64>,
+) -> Result<MembershipWrite<()>, MembershipError> {
+    let memberships = &services.memberships;
+    let connection_id = membership.connection_id.as_str();
+    let limit = services.settings.max_groups_per_connection;
+    let slot = memberships
+        .take_group_slot(connection_id, limit, membership.expires_at)
+        .await?;
+    if !slot
+        && !memberships
+            .is_member(&membership.group, connection_id)
+            .await?
+    {
+        return Err(MembershipError::LimitExceeded { limit });
+    }
+    let write = memberships.join_in_order(membership, seq).await;
+    match (&write, slot) {
+        // Joined without a slot: a concurrent leave emptied it meanwhile.
+        // Count it, so the slots stay equal to the memberships.
+        (Ok(MembershipWrite::Changed(())), false) => {
+            memberships
+                .take_group_slot(connection_id, u32::MAX, membership.expires_at)
+                .await?;
+        }
+        (Ok(MembershipWrite::Changed(())), true) | (_, false) => {}
+        (_, true) => {
+            if let Err(e) = memberships.release_group_slot(connection_id).await {
+                warn!(connection_id, error = %e, "could not give a group slot back");
+            }
+        }
+    }
+    let write = write?;
+    if write == MembershipWrite::Changed(()) && services.settings.presence.allows(&membership.group)
+    {
         let expires = counter_expiry();
         let user = Counter::UserConnections(membership.user_id.clone());
         if memberships
@@ -54,63 +122,108 @@ pub async fn join_group(
             };
             let group = &membership.group;
             let frame = presence_frame(PresenceEvent::Join, &membership.user_id, group, online);
-            let addressed = send_to_group(services, group, &frame, skip, None).await?;
+            let addressed = send_to_group(services, group, &frame, skip, None)
+                .await
+                .map_err(MembershipError::Fanout)?;
             info!(group, user_id = %membership.user_id, online, addressed, "presence join");
         }
     }
-    Ok(new)
+    Ok(write)
 }
 
-/// Removes the membership; true if there was one. In a presence group, a
-/// user's last connection leaving announces a `leave` to the group.
+/// Removes the membership; true if there was one. See [`leave_group_in_order`].
 pub async fn leave_group(
     services: &Services,
     group: &str,
     connection_id: &str,
 ) -> Result<bool, FanoutError> {
-    let Some(user_id) = services.memberships.leave(group, connection_id).await? else {
-        return Ok(false);
+    Ok(matches!(
+        leave_group_in_order(services, group, connection_id, None).await?,
+        MembershipWrite::Changed(_)
+    ))
+}
+
+/// Removes the membership unless a client frame with a newer `seq` already
+/// decided this group; with `seq`, a tombstone keeps it. In a presence
+/// group, a user's last connection leaving announces a `leave` to the group
+/// (when the user's counter reaches exactly zero: see [`join_group_in_order`]).
+pub async fn leave_group_in_order(
+    services: &Services,
+    group: &str,
+    connection_id: &str,
+    seq: Option<u64>,
+) -> Result<MembershipWrite<String>, FanoutError> {
+    let memberships = &services.memberships;
+    let write = memberships
+        .leave_in_order(group, connection_id, seq, counter_expiry())
+        .await?;
+    let MembershipWrite::Changed(user_id) = &write else {
+        return Ok(write);
     };
+    memberships.release_group_slot(connection_id).await?;
     if services.settings.presence.allows(group) {
-        let memberships = &services.memberships;
         let expires = counter_expiry();
         let user = Counter::UserConnections(user_id.clone());
+        // Exactly zero: a count below zero means a join has not been counted
+        // yet, and that join will find 0, not 1, and announce nothing.
         if memberships
             .add_to_counter(group, &user, -1, expires)
             .await?
-            <= 0
+            == 0
         {
             let online = memberships
                 .add_to_counter(group, &Counter::OnlineUsers, -1, expires)
                 .await?
                 .max(0);
-            let frame = presence_frame(PresenceEvent::Leave, &user_id, group, online);
+            let frame = presence_frame(PresenceEvent::Leave, user_id, group, online);
             let addressed = send_to_group(services, group, &frame, &[], None).await?;
             info!(group, user_id, online, addressed, "presence leave");
         }
     }
-    Ok(true)
+    Ok(write)
 }
 
-/// Deletes the connection record and leaves every group the connection is in
-/// (announcing presence leaves); returns how many groups it left.
+/// Deletes the connection record and every membership (and tombstone) of
+/// the connection; returns how many items it deleted.
+///
+/// Presence groups are left one by one, so their counters and `leave`
+/// announcements stay exact; then every item goes in BatchWriteItem calls of
+/// [`MEMBERSHIP_DELETE_BATCH`](crate::ports::MEMBERSHIP_DELETE_BATCH), each retried a bounded number of rounds. A
+/// connection is in at most `max_groups_per_connection` groups, so the
+/// presence part is bounded too; what cannot be deleted expires by TTL.
 pub async fn forget(services: &Services, connection_id: &str) -> Result<usize, FanoutError> {
     services.store.delete_connection(connection_id).await?;
-    let groups = services
-        .memberships
-        .connection_groups(connection_id)
-        .await?;
+    let memberships = &services.memberships;
+    let items = memberships.connection_items(connection_id).await?;
     let mut first_error = None;
-    for group in &groups {
+    for group in items
+        .iter()
+        .filter(|group| services.settings.presence.allows(group))
+    {
         // Leave every group even if one fails; report the first failure.
         if let Err(e) = leave_group(services, group, connection_id).await {
             warn!(connection_id, group, error = %e, "could not leave a group");
             first_error.get_or_insert(e);
         }
     }
+    match memberships.delete_memberships(connection_id, &items).await {
+        Ok(calls) => info!(
+            connection_id,
+            items = items.len(),
+            calls,
+            "memberships deleted"
+        ),
+        Err(e) => {
+            warn!(connection_id, error = %e, "could not delete every membership; TTL will");
+            first_error.get_or_insert(e.into());
+        }
+    }
+    if let Err(e) = memberships.forget_group_slots(connection_id).await {
+        first_error.get_or_insert(e.into());
+    }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(groups.len()),
+        None => Ok(items.len()),
     }
 }
 

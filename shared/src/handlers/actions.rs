@@ -5,6 +5,11 @@
 //!   `unsubscribe`) answers `{"type":"ack","id":7,"ok":true}` or
 //!   `{"type":"ack","id":7,"ok":false,"error":{"code":…,"message":…}}`. Both
 //!   are idempotent. The token's `subscribe` patterns must grant the group.
+//!   A connection is in at most `max_groups_per_connection` groups: over it,
+//!   `subscribe` answers `limit_exceeded` and writes nothing. An optional
+//!   `seq` (an integer growing with every frame the connection sends) orders
+//!   concurrent changes: a change applies only if its `seq` is newer than the
+//!   last applied one for that group, so the last frame sent wins.
 //! - `{"action":"publish","group":"conversation:42","data":…,"id":8}` sends
 //!   `{"type":"message","from":"client","group":…,"userId":…,"data":…}` to every
 //!   other member. The token's `publish` patterns must grant the group, the
@@ -27,7 +32,9 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::fanout::send_to_group;
-use crate::groups::membership::{group_census, join_group, leave_group};
+use crate::groups::membership::{
+    MembershipError, group_census, join_group_in_order, leave_group_in_order,
+};
 use crate::groups::{Grants, validate_group};
 use crate::limits::{LimitError, take_action, take_presence_change, take_publish};
 use crate::ports::{ConnectionRecord, Membership};
@@ -116,7 +123,8 @@ async fn answer(
         .map_err(|e| Refusal::limited(connection_id, e))?;
     match frame.action.as_str() {
         "subscribe" | "unsubscribe" => {
-            subscription(services, &record, &frame.action, group, id).await
+            let seq = frame.sequence().map_err(|e| bad(&e))?;
+            subscription(services, &record, &frame.action, group, seq, id).await
         }
         "publish" => publish(services, &record, frame, group, id).await,
         _ => presence(services, &record, group, id).await,
@@ -128,6 +136,7 @@ async fn subscription(
     record: &ConnectionRecord,
     action: &str,
     group: &str,
+    seq: Option<u64>,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let join = action == "subscribe";
@@ -157,13 +166,25 @@ async fn subscription(
             user_id: record.user_id.clone(),
             expires_at: record.expires_at,
         };
-        join_group(services, &membership, false).await
+        join_group_in_order(services, &membership, false, seq)
+            .await
+            .map(|write| write.outcome())
     } else {
-        leave_group(services, group, connection_id).await
+        leave_group_in_order(services, group, connection_id, seq)
+            .await
+            .map(|write| write.outcome())
+            .map_err(MembershipError::Fanout)
     };
-    let changed = result
-        .map_err(|e| Refusal::unavailable(connection_id, "cannot change the membership", e))?;
-    info!(connection_id, user_id = %record.user_id, group, join, changed, "subscription");
+    let outcome = result.map_err(|e| match e {
+        MembershipError::LimitExceeded { limit } => Refusal::new(
+            ErrorCode::LimitExceeded,
+            format!("a connection may be in at most {limit} groups; leave one before joining \"{group}\""),
+        ),
+        MembershipError::Fanout(e) => {
+            Refusal::unavailable(connection_id, "cannot change the membership", e)
+        }
+    })?;
+    info!(connection_id, user_id = %record.user_id, group, join, seq, outcome, "subscription");
     Ok(ServerFrame::ack_ok(id).to_json())
 }
 

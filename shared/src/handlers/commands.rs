@@ -26,7 +26,7 @@ pub async fn commands_batch(services: &Services, event: SqsEvent) -> BatchReport
                     info!(message_id, addressed, "command done");
                     Ok(())
                 }
-                Err(e @ CommandError::Message(_)) => {
+                Err(e @ (CommandError::Message(_) | CommandError::LimitExceeded(_))) => {
                     error!(message_id, receive_count = receive_count(&record), error = %e,
                     "unprocessable command; it goes to the DLQ after maxReceiveCount");
                     Err(e.to_string())

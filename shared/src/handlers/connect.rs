@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
 use crate::connection::RECORD_TTL;
 use crate::fanout::FanoutError;
-use crate::groups::membership::join_group;
+use crate::groups::membership::{MembershipError, join_group};
 use crate::limits::{Exceeded, LimitError, admit_connection};
 use crate::ports::{ConnectionRecord, Membership, StoreError};
 use crate::replies::response;
@@ -30,6 +30,9 @@ pub enum ConnectError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fanout(#[from] FanoutError),
+    /// The token's `groups` claim names more groups than a connection may be in.
+    #[error("the token names {count} groups; a connection may be in at most {limit}")]
+    TooManyGroups { count: usize, limit: u32 },
 }
 
 impl ConnectError {
@@ -37,6 +40,7 @@ impl ConnectError {
     pub fn status(&self) -> u16 {
         match self {
             ConnectError::Unauthorized(_) => 401,
+            ConnectError::TooManyGroups { .. } => 403,
             ConnectError::NoConnectionId => 400,
             ConnectError::Limited(_) => 429,
             ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
@@ -96,8 +100,24 @@ pub async fn connect(
         subscribe: claims.subscribe,
         publish: claims.publish,
     };
-    // User-level groups (added by the server for this user) join too.
-    let mut groups = record.groups.clone();
+    // The token's groups all join, or the handshake is refused: a token
+    // that names more groups than the cap is the issuer's mistake.
+    let limit = services.settings.max_groups_per_connection;
+    let mut groups: Vec<String> = Vec::with_capacity(record.groups.len());
+    for group in &record.groups {
+        if !groups.contains(group) {
+            groups.push(group.clone());
+        }
+    }
+    if groups.len() > limit as usize {
+        return Err(ConnectError::TooManyGroups {
+            count: groups.len(),
+            limit,
+        });
+    }
+    let token_groups = groups.len();
+    // User-level groups (added by the server for this user) join too, as
+    // far as the cap allows: a server-side add never locks a user out.
     for group in services
         .memberships
         .user_groups(&record.user_id, connected_at_ms / 1000)
@@ -109,14 +129,27 @@ pub async fn connect(
     }
     // Memberships first: if anything fails the handshake is refused, and what
     // was written expires by TTL with no record pointing at it.
-    for group in groups {
+    for (index, group) in groups.into_iter().enumerate() {
         let membership = Membership {
             group,
             connection_id: record.connection_id.clone(),
             user_id: record.user_id.clone(),
             expires_at: record.expires_at,
         };
-        join_group(services, &membership, true).await?;
+        match join_group(services, &membership, true).await {
+            Ok(_) => {}
+            Err(MembershipError::LimitExceeded { limit }) if index >= token_groups => {
+                warn!(connection_id = %record.connection_id, group = %membership.group, limit,
+                    "user-level group not joined: the connection is at its cap of groups");
+            }
+            Err(MembershipError::LimitExceeded { .. }) => {
+                return Err(ConnectError::TooManyGroups {
+                    count: token_groups,
+                    limit,
+                });
+            }
+            Err(MembershipError::Fanout(e)) => return Err(e.into()),
+        }
     }
     services.store.put_connection(&record).await?;
     Ok(record)

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     Unavailable,
     /// Too many client events; slow down.
     RateLimited,
+    /// A limit on what the connection may hold is reached (its groups).
+    LimitExceeded,
 }
 
 /// Why an acknowledged action failed.
@@ -207,6 +209,26 @@ impl ClientFrame {
                 field: "id",
                 expected: "a string or a number",
             }),
+        }
+    }
+
+    /// The optional `seq`: the frame's place in the connection's order of
+    /// membership changes, a non-negative integer below 2^53.
+    pub fn sequence(&self) -> Result<Option<u64>, FrameError> {
+        match self.fields.get("seq") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(seq) if seq < 1 << 53 => Ok(Some(seq)),
+                _ => Err(Self::bad_sequence()),
+            },
+            Some(_) => Err(Self::bad_sequence()),
+        }
+    }
+
+    fn bad_sequence() -> FrameError {
+        FrameError::WrongType {
+            field: "seq",
+            expected: "a non-negative integer below 2^53",
         }
     }
 

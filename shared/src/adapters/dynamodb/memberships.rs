@@ -1,15 +1,36 @@
 //! [`MembershipStore`] on DynamoDB: memberships, user-level memberships and presence counters in one table.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, ReturnValue, WriteRequest,
+};
+use futures::StreamExt;
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, GROUP_NAME, Item, USER_ID, number, string};
+use super::sent_log::until_processed;
 use super::{CONNECTION_INDEX, DynamoMemberships, unavailable};
-use crate::ports::{Counter, MemberPage, Membership, MembershipStore, StoreError};
+use crate::ports::{
+    Counter, MEMBERSHIP_DELETE_BATCH, MemberPage, Membership, MembershipStore, MembershipWrite,
+    StoreError,
+};
 
 const COUNT: &str = "count";
 const GROUP_PREFIX: &str = "group#";
+/// The sequence of the client frame that last wrote a membership item.
+const SEQ: &str = "seq";
+/// Present (true) on a tombstone: the connection left the group.
+const LEFT: &str = "left";
+/// Only a frame with a newer sequence, or an item without one, may write.
+const NEWER: &str = "attribute_not_exists(#s) OR #s < :s";
+/// BatchGetItem reads at most 100 keys.
+const BATCH_GET: usize = 100;
+/// Batch calls of one `delete_memberships` in flight at once.
+const DELETE_CONCURRENCY: usize = 4;
 
 impl DynamoMemberships {
     fn key(group: &str, connection_id: &str) -> Item {
@@ -54,6 +75,96 @@ impl DynamoMemberships {
     fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.table)
     }
+
+    /// An UpdateItem of the membership item, returning the old item; with
+    /// `seq`, it writes the sequence and applies only if it is newer.
+    fn ordered_update(
+        &self,
+        group: &str,
+        connection_id: &str,
+        seq: Option<u64>,
+        set: &str,
+    ) -> UpdateItemFluentBuilder {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(group, connection_id)))
+            .return_values(ReturnValue::AllOld);
+        match seq {
+            Some(seq) => update
+                .update_expression(set.replace("SET ", "SET #s = :s, "))
+                .condition_expression(NEWER)
+                .expression_attribute_names("#s", SEQ)
+                .expression_attribute_values(":s", AttributeValue::N(seq.to_string())),
+            None => update.update_expression(set),
+        }
+    }
+
+    /// One BatchWriteItem of up to 25 membership deletes, retrying what it leaves unprocessed.
+    async fn delete_chunk(
+        &self,
+        connection_id: &str,
+        chunk: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let requests = chunk
+            .iter()
+            .map(|group| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(Self::key(group, connection_id)))
+                    .build()
+                    .map_err(unavailable)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let send = |requests| {
+            self.client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+        };
+        let take = |output: BatchWriteItemOutput| {
+            output
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .filter(|requests| !requests.is_empty())
+                .cloned()
+        };
+        until_processed(requests, send, take, |requests| {
+            format!(
+                "BatchWriteItem left {} memberships unprocessed (throttled)",
+                requests.len()
+            )
+        })
+        .await
+    }
+
+    /// The key of the connection's group-slot counter: its own partition, so
+    /// it is no membership and stays out of every group's members.
+    fn slots_key(connection_id: &str) -> Item {
+        Self::key(
+            &format!("connection#{connection_id}"),
+            &format!("groups#{connection_id}"),
+        )
+    }
+}
+
+/// Whether an UpdateItem failed on its condition.
+fn is_condition_failure(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        UpdateItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+/// Whether `old` (an ALL_OLD answer) was a membership, not a tombstone or nothing.
+fn was_member(old: Option<&Item>) -> bool {
+    old.is_some_and(|old| !old.is_empty() && !old.contains_key(LEFT))
 }
 
 /// Runs `query` page after page, handing every item it matches to `each`.
@@ -79,22 +190,77 @@ async fn for_every_item(
 
 #[async_trait]
 impl MembershipStore for DynamoMemberships {
-    async fn join(&self, membership: &Membership) -> Result<bool, StoreError> {
-        let mut item = Self::key(&membership.group, &membership.connection_id);
-        item.insert(
-            USER_ID.into(),
-            AttributeValue::S(membership.user_id.clone()),
-        );
-        item.insert(
-            EXPIRES_AT.into(),
-            AttributeValue::N(membership.expires_at.to_string()),
-        );
-        self.put_new(item).await
+    async fn join_in_order(
+        &self,
+        membership: &Membership,
+        seq: Option<u64>,
+    ) -> Result<MembershipWrite<()>, StoreError> {
+        let result = self
+            .ordered_update(
+                &membership.group,
+                &membership.connection_id,
+                seq,
+                "SET #u = :u, #e = :e REMOVE #l",
+            )
+            .expression_attribute_names("#u", USER_ID)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_names("#l", LEFT)
+            .expression_attribute_values(":u", AttributeValue::S(membership.user_id.clone()))
+            .expression_attribute_values(":e", AttributeValue::N(membership.expires_at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(output) if was_member(output.attributes()) => Ok(MembershipWrite::Unchanged),
+            Ok(_) => Ok(MembershipWrite::Changed(())),
+            Err(e) if is_condition_failure(&e) => Ok(MembershipWrite::Stale),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError> {
-        let old = self.delete(Self::key(group, connection_id)).await?;
-        Ok(old.map(|old| string(&old, USER_ID).unwrap_or_default()))
+    async fn leave_in_order(
+        &self,
+        group: &str,
+        connection_id: &str,
+        seq: Option<u64>,
+        expires_at: i64,
+    ) -> Result<MembershipWrite<String>, StoreError> {
+        let update = match seq {
+            // A tombstone even where there was nothing: an older subscribe
+            // arriving later must find the newer sequence.
+            Some(_) => self
+                .ordered_update(
+                    group,
+                    connection_id,
+                    seq,
+                    "SET #l = :t, #e = if_not_exists(#e, :e)",
+                )
+                .expression_attribute_names("#e", EXPIRES_AT)
+                .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string())),
+            // Without a sequence only a membership becomes a tombstone (keeping its sequence).
+            None => self
+                .ordered_update(group, connection_id, None, "SET #l = :t")
+                .condition_expression("attribute_exists(#c) AND attribute_not_exists(#l)")
+                .expression_attribute_names("#c", CONNECTION_ID),
+        };
+        let result = update
+            .expression_attribute_names("#l", LEFT)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(output) if was_member(output.attributes()) => Ok(MembershipWrite::Changed(
+                output
+                    .attributes()
+                    .and_then(|old| string(old, USER_ID))
+                    .unwrap_or_default(),
+            )),
+            Ok(_) => Ok(MembershipWrite::Unchanged),
+            Err(e) if is_condition_failure(&e) => Ok(match seq {
+                Some(_) => MembershipWrite::Stale,
+                None => MembershipWrite::Unchanged,
+            }),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
@@ -103,13 +269,14 @@ impl MembershipStore for DynamoMemberships {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(group, connection_id)))
-            .projection_expression("#c")
+            .projection_expression("#c, #l")
             .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#l", LEFT)
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(output.item().is_some())
+        Ok(was_member(output.item()))
     }
 
     async fn group_members(
@@ -123,8 +290,10 @@ impl MembershipStore for DynamoMemberships {
             .expression_attribute_names("#g", GROUP_NAME)
             .expression_attribute_values(":g", AttributeValue::S(group.to_owned()))
             .projection_expression("#c, #u")
+            .filter_expression("attribute_not_exists(#l)")
             .expression_attribute_names("#c", CONNECTION_ID)
             .expression_attribute_names("#u", USER_ID)
+            .expression_attribute_names("#l", LEFT)
             .set_exclusive_start_key(after.map(|id| Self::key(group, id)))
             .set_limit(self.page_limit)
             .send()
@@ -142,8 +311,54 @@ impl MembershipStore for DynamoMemberships {
     }
 
     async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        // The index holds keys only: tombstones are told apart on the table,
+        // 100 keys per BatchGetItem.
         let mut groups = Vec::new();
-        // A connection is in few groups; follow pages anyway, bounded by the data.
+        for chunk in self
+            .connection_items(connection_id)
+            .await?
+            .chunks(BATCH_GET)
+        {
+            let mut request = KeysAndAttributes::builder()
+                .projection_expression("#g, #l")
+                .expression_attribute_names("#g", GROUP_NAME)
+                .expression_attribute_names("#l", LEFT)
+                .consistent_read(true);
+            for group in chunk {
+                request = request.keys(Self::key(group, connection_id));
+            }
+            let request = request.build().map_err(unavailable)?;
+            let send = |request| {
+                self.client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+            };
+            let take = |output: BatchGetItemOutput| {
+                let items = output.responses().and_then(|r| r.get(&self.table));
+                for item in items.into_iter().flatten() {
+                    if was_member(Some(item)) {
+                        groups.extend(string(item, GROUP_NAME));
+                    }
+                }
+                output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned()
+            };
+            until_processed(request, send, take, |_| {
+                "BatchGetItem left memberships unprocessed (throttled)".into()
+            })
+            .await?;
+        }
+        groups.sort();
+        Ok(groups)
+    }
+
+    async fn connection_items(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut groups = Vec::new();
+        // Follow pages, bounded by the data (keys only: about 5,000 per page).
         let query = self
             .query()
             .index_name(CONNECTION_INDEX)
@@ -152,6 +367,80 @@ impl MembershipStore for DynamoMemberships {
             .expression_attribute_values(":c", AttributeValue::S(connection_id.to_owned()));
         for_every_item(query, |item| groups.extend(string(item, GROUP_NAME))).await?;
         Ok(groups)
+    }
+
+    async fn delete_memberships(
+        &self,
+        connection_id: &str,
+        groups: &[String],
+    ) -> Result<usize, StoreError> {
+        let calls: Vec<_> = groups
+            .chunks(MEMBERSHIP_DELETE_BATCH)
+            .map(|chunk| self.delete_chunk(connection_id, chunk.to_vec()))
+            .collect();
+        let mut results = futures::stream::iter(calls).buffer_unordered(DELETE_CONCURRENCY);
+        let mut first_error = None;
+        while let Some(result) = results.next().await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(groups.len().div_ceil(MEMBERSHIP_DELETE_BATCH)),
+        }
+    }
+
+    async fn take_group_slot(
+        &self,
+        connection_id: &str,
+        limit: u32,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::slots_key(connection_id)))
+            .update_expression("ADD #n :one SET #e = :e")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release_group_slot(&self, connection_id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::slots_key(connection_id)))
+            .update_expression("ADD #n :minus")
+            // Never below zero (and never creating the item).
+            .condition_expression("#n > :zero")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn forget_group_slots(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.delete(Self::slots_key(connection_id)).await.map(drop)
     }
 
     async fn add_user_group(

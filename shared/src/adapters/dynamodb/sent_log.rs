@@ -123,7 +123,7 @@ impl SentLog for DynamoStore {
 /// (DynamoDB does this when it throttles; `take` reads the answer and returns
 /// what is left), with a growing pause between rounds; after [`BATCH_ROUNDS`]
 /// rounds fails with `gave_up`'s message about what is still unprocessed.
-async fn until_processed<R, O, E, F>(
+pub(super) async fn until_processed<R, O, E, F>(
     request: R,
     send: impl Fn(R) -> F,
     mut take: impl FnMut(O) -> Option<R>,

@@ -6,15 +6,42 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{following, page};
-use crate::ports::{Counter, MemberPage, Membership, MembershipStore, StoreError};
+use crate::ports::{
+    Counter, MEMBERSHIP_DELETE_BATCH, MemberPage, Membership, MembershipStore, MembershipWrite,
+    StoreError,
+};
 use crate::sync::lock;
+
+/// One item of the memberships table: a membership or a tombstone.
+#[derive(Debug, Clone)]
+struct Item {
+    membership: Membership,
+    /// The sequence of the client frame that last wrote it.
+    seq: Option<u64>,
+    /// A tombstone: the connection left; only the sequence matters.
+    left: bool,
+}
+
+impl Item {
+    /// Whether a write carrying `seq` may apply.
+    fn accepts(&self, seq: Option<u64>) -> bool {
+        match (seq, self.seq) {
+            (Some(new), Some(stored)) => new > stored,
+            _ => true,
+        }
+    }
+}
 
 #[derive(Default)]
 struct MembershipState {
-    /// (group, connection id) -> membership: the memory twin of the table's key.
-    by_group: BTreeMap<(String, String), Membership>,
+    /// (group, connection id) -> item: the memory twin of the table's key.
+    by_group: BTreeMap<(String, String), Item>,
     /// (connection id, group): the memory twin of the `byConnection` index.
     by_connection: BTreeSet<(String, String)>,
+    /// connection id -> group slots taken.
+    slots: HashMap<String, u32>,
+    /// Calls of `delete_memberships`' write step, as BatchWriteItem calls.
+    delete_calls: usize,
     /// (user id, group) -> expires at: user-level memberships.
     user_groups: BTreeMap<(String, String), i64>,
     /// (group, counter) -> value: presence counters.
@@ -47,36 +74,116 @@ impl MemoryMemberships {
 
     /// Every membership, ordered by group then connection id.
     pub fn all(&self) -> Vec<Membership> {
-        lock(&self.state).by_group.values().cloned().collect()
+        lock(&self.state)
+            .by_group
+            .values()
+            .filter(|item| !item.left)
+            .map(|item| item.membership.clone())
+            .collect()
+    }
+
+    /// How many items (memberships and tombstones) the store holds.
+    pub fn item_count(&self) -> usize {
+        lock(&self.state).by_group.len()
+    }
+
+    /// The group slots the connection holds.
+    pub fn group_slots(&self, connection_id: &str) -> u32 {
+        lock(&self.state)
+            .slots
+            .get(connection_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many batch write calls `delete_memberships` made so far.
+    pub fn delete_calls(&self) -> usize {
+        lock(&self.state).delete_calls
     }
 }
 
 #[async_trait]
 impl MembershipStore for MemoryMemberships {
-    async fn join(&self, membership: &Membership) -> Result<bool, StoreError> {
+    async fn join_in_order(
+        &self,
+        membership: &Membership,
+        seq: Option<u64>,
+    ) -> Result<MembershipWrite<()>, StoreError> {
         let mut state = lock(&self.state);
+        let key = (membership.group.clone(), membership.connection_id.clone());
+        let old = state.by_group.get(&key);
+        if old.is_some_and(|old| !old.accepts(seq)) {
+            return Ok(MembershipWrite::Stale);
+        }
+        let was_member = old.is_some_and(|old| !old.left);
+        let seq = seq.or(old.and_then(|old| old.seq));
+        state.by_group.insert(
+            key,
+            Item {
+                membership: membership.clone(),
+                seq,
+                left: false,
+            },
+        );
         state
             .by_connection
             .insert((membership.connection_id.clone(), membership.group.clone()));
-        let key = (membership.group.clone(), membership.connection_id.clone());
-        Ok(state.by_group.insert(key, membership.clone()).is_none())
+        Ok(if was_member {
+            MembershipWrite::Unchanged
+        } else {
+            MembershipWrite::Changed(())
+        })
     }
 
-    async fn leave(&self, group: &str, connection_id: &str) -> Result<Option<String>, StoreError> {
+    async fn leave_in_order(
+        &self,
+        group: &str,
+        connection_id: &str,
+        seq: Option<u64>,
+        expires_at: i64,
+    ) -> Result<MembershipWrite<String>, StoreError> {
         let mut state = lock(&self.state);
-        state
-            .by_connection
-            .remove(&(connection_id.to_owned(), group.to_owned()));
-        Ok(state
-            .by_group
-            .remove(&(group.to_owned(), connection_id.to_owned()))
-            .map(|m| m.user_id))
+        let key = (group.to_owned(), connection_id.to_owned());
+        match state.by_group.get_mut(&key) {
+            Some(item) if !item.accepts(seq) => Ok(MembershipWrite::Stale),
+            Some(item) => {
+                let was_member = !item.left;
+                item.left = true;
+                item.seq = seq.or(item.seq);
+                Ok(if was_member {
+                    MembershipWrite::Changed(item.membership.user_id.clone())
+                } else {
+                    MembershipWrite::Unchanged
+                })
+            }
+            None => {
+                if seq.is_some() {
+                    let membership = Membership {
+                        group: group.to_owned(),
+                        connection_id: connection_id.to_owned(),
+                        user_id: String::new(),
+                        expires_at,
+                    };
+                    let tombstone = Item {
+                        membership,
+                        seq,
+                        left: true,
+                    };
+                    state.by_group.insert(key, tombstone);
+                    state
+                        .by_connection
+                        .insert((connection_id.to_owned(), group.to_owned()));
+                }
+                Ok(MembershipWrite::Unchanged)
+            }
+        }
     }
 
     async fn is_member(&self, group: &str, connection_id: &str) -> Result<bool, StoreError> {
         Ok(lock(&self.state)
             .by_group
-            .contains_key(&(group.to_owned(), connection_id.to_owned())))
+            .get(&(group.to_owned(), connection_id.to_owned()))
+            .is_some_and(|item| !item.left))
     }
 
     async fn group_members(
@@ -89,20 +196,91 @@ impl MembershipStore for MemoryMemberships {
             .by_group
             .range(following(group.to_owned(), after))
             .take_while(|((g, _), _)| g == group)
+            .filter(|(_, item)| !item.left)
             .take(self.page_size + 1)
-            .map(|(_, m)| (m.connection_id.clone(), m.user_id.clone()))
+            .map(|(_, item)| {
+                let m = &item.membership;
+                (m.connection_id.clone(), m.user_id.clone())
+            })
             .collect();
         let (members, next) = page(members, self.page_size, |(id, _)| id.clone());
         Ok(MemberPage { members, next })
     }
 
     async fn connection_groups(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let state = lock(&self.state);
+        Ok(state
+            .by_connection
+            .range((connection_id.to_owned(), String::new())..)
+            .take_while(|(c, _)| c == connection_id)
+            .filter(|(c, g)| {
+                state
+                    .by_group
+                    .get(&(g.clone(), c.clone()))
+                    .is_some_and(|item| !item.left)
+            })
+            .map(|(_, g)| g.clone())
+            .collect())
+    }
+
+    async fn connection_items(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(lock(&self.state)
             .by_connection
             .range((connection_id.to_owned(), String::new())..)
             .take_while(|(c, _)| c == connection_id)
             .map(|(_, g)| g.clone())
             .collect())
+    }
+
+    async fn delete_memberships(
+        &self,
+        connection_id: &str,
+        groups: &[String],
+    ) -> Result<usize, StoreError> {
+        let mut state = lock(&self.state);
+        let mut calls = 0;
+        for chunk in groups.chunks(MEMBERSHIP_DELETE_BATCH) {
+            for group in chunk {
+                state
+                    .by_group
+                    .remove(&(group.clone(), connection_id.to_owned()));
+                state
+                    .by_connection
+                    .remove(&(connection_id.to_owned(), group.clone()));
+            }
+            calls += 1;
+        }
+        state.delete_calls += calls;
+        Ok(calls)
+    }
+
+    async fn take_group_slot(
+        &self,
+        connection_id: &str,
+        limit: u32,
+        _expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let taken = state.slots.entry(connection_id.to_owned()).or_insert(0);
+        if *taken >= limit {
+            return Ok(false);
+        }
+        *taken += 1;
+        Ok(true)
+    }
+
+    async fn release_group_slot(&self, connection_id: &str) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        if let Some(taken) = state.slots.get_mut(connection_id) {
+            // Like DynamoDB's ADD: the count may go below zero transiently.
+            *taken = taken.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn forget_group_slots(&self, connection_id: &str) -> Result<(), StoreError> {
+        lock(&self.state).slots.remove(connection_id);
+        Ok(())
     }
 
     async fn add_user_group(

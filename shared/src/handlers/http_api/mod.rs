@@ -92,6 +92,9 @@ impl From<CommandError> for HttpAnswer {
                 warn!(error = %e, "Management API call failed");
                 HttpAnswer::error(502, "bad_gateway", None, e.to_string())
             }
+            CommandError::LimitExceeded(message) => {
+                HttpAnswer::error(409, "limit_exceeded", None, message)
+            }
             CommandError::Fanout(e) => unavailable(e),
         }
     }
