@@ -10,11 +10,12 @@
 //! From the bottom up: `ids` and `events` (what API Gateway and SQS hand a
 //! handler), `config`, `connections`, `queues` and `producer`, `management`
 //! (the Management API's post and delete), `storage`, `stack` (the shared
-//! state and [`RunningStack`]), `websocket` and `server` (HTTP on one port),
+//! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port) and `demo` (the demo page),
 //! and `start`, which wires them.
 
 pub mod config;
 pub mod connections;
+pub mod demo;
 pub mod events;
 pub mod ids;
 mod management;

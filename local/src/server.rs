@@ -58,6 +58,7 @@ pub(crate) async fn serve(
             put(http_api).delete(http_api),
         )
         .route("/groups/{group}/users/{id}", put(http_api).delete(http_api))
+        .merge(crate::demo::routes())
         .with_state(stack);
     let result = axum::serve(
         listener,
