@@ -187,7 +187,29 @@ test("the demo page in headless Chromium against the local stack", { timeout: 12
     await screenshot(me.page, "demo");
   });
 
-  await t.test("no script errors on either page", () => {
+  await t.test("configured by query string as against AWS: ?url= and ?token=, no negotiate", async () => {
+    const token = await stack.token("carol", { subscribe: [ROOM], publish: [ROOM] });
+    const context = await browser.browser.newContext({ viewport: { width: 960, height: 600 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(10_000);
+    const asked: string[] = [];
+    const errors: string[] = [];
+    page.on("request", (r) => asked.push(new URL(r.url()).pathname));
+    page.on("pageerror", (e) => errors.push(e.message));
+    const query = new URLSearchParams({ url: stack.url, token, user: "carol" });
+    await page.goto(`${stack.http}/demo/?${query}`);
+    await shows(page, "#state", "open");
+    await shows(page, "#config", `WebSocket ${stack.url}`);
+    await shows(page, "#online", "3 online");
+    await chatShows(me.page, "(carol joined)");
+    await send(page, "hi from carol");
+    await chatShows(alice.page, "carol: hi from carol");
+    assert.ok(!asked.includes("/negotiate"), JSON.stringify(asked));
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  await t.test("no script errors on any page", () => {
     assert.deepEqual([...me.errors, ...alice.errors], []);
   });
 });
