@@ -68,17 +68,26 @@ bench: tools
 	  cargo run --locked --profile bench-fast -p switchboard-bench -- all --out BENCHMARKS.md
 
 ## js: the JavaScript client (clients/js): npm ci once per lockfile change, build, unit tests,
-## integration tests against the local stack's debug binary, the demo bundle's freshness, the size budget
+## integration tests against the local stack's debug binary, the demo bundle's freshness, the demo
+## page in headless Chromium (Debian's package, installed when missing), the size budget
 JS       := clients/js
 JS_STAMP := $(JS)/node_modules/.installed-$(shell sha1sum $(JS)/package-lock.json | cut -c1-12)
-js: $(JS_STAMP)
+CHROMIUM := /usr/bin/chromium
+js: $(JS_STAMP) $(CHROMIUM)
 	cargo build --locked -p switchboard-local
 	cd $(JS) && npm run build && npm test && npm run demo -- --check
 	cd $(JS) && SWITCHBOARD_LOCAL=$(CURDIR)/target/debug/switchboard-local npm run test:integration
+	# test:browser without its tsc run: build/ is fresh from npm test
+	cd $(JS) && SWITCHBOARD_LOCAL=$(CURDIR)/target/debug/switchboard-local CHROMIUM=$(CHROMIUM) \
+	  node --test --test-concurrency=1 build/test/browser/
 	cd $(JS) && npm run size
 $(JS_STAMP): $(JS)/package-lock.json
 	cd $(JS) && npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
+# Debian's chromium (playwright-core drives it; no browser download, which fails here).
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive sh -c \
+	  'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)'
 
 ## events: regenerate events/*.json
 events:

@@ -10,13 +10,15 @@
 //! From the bottom up: `ids` and `events` (what API Gateway and SQS hand a
 //! handler), `config`, `connections`, `queues` and `producer`, `management`
 //! (the Management API's post and delete), `storage`, `stack` (the shared
-//! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port) and
-//! `access` (the API key a stack listening beyond loopback requires),
+//! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port),
+//! `access` (the API key a stack listening beyond loopback requires), `demo`
+//! (the demo page),
 //! and `start`, which wires them.
 
 mod access;
 pub mod config;
 pub mod connections;
+pub mod demo;
 pub mod events;
 pub mod ids;
 mod management;

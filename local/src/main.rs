@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::config::{EnqueuePolicy, Limits, PostingPolicy};
 use switchboard::rate::Rate;
-use switchboard_local::{Backend, Config, GatewayMode, RunningStack};
+use switchboard_local::{Backend, Config, GatewayMode, RunningStack, demo};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
 /// semantics, the Management API and the queues, running the Lambdas' handlers.
@@ -249,7 +249,7 @@ fn config(serve: Serve) -> Result<Config, String> {
 }
 
 fn banner(stack: &RunningStack, generated_secret: bool) -> String {
-    let user = "dev-user";
+    let user = demo::USER;
     let token = mint(
         stack.secret(),
         &claims_for(user, Duration::from_secs(12 * 3600), vec![]),
@@ -291,12 +291,18 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
          \n  websocat \"{ws}?token={token}\"\
          \n\nThen, from another shell, send that user a message:\
          \n  curl -X POST{header} {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
+         \n\nOr open the demo page (chat room with presence, notifications) as \"{user}\":\
+         \n  {http}{demo}?user={user}\
+         \nand send it a notification:\
+         \n  curl -X POST{header} {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"{notification}\"}}'\
          \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b] [--subscribe 'chat:*'] [--publish 'chat:*']\
          \n  or: curl -X POST{header} {http}/negotiate -d '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}'\
          \nCtrl-C stops the stack.\n",
         ws = stack.websocket_url(),
         mgmt = stack.management_url(),
         http = stack.http_url(),
+        demo = demo::PATH,
+        notification = demo::NOTIFICATION,
     )
 }
 

@@ -516,11 +516,11 @@ function connect(user) {
     fixed ? { url: params.get("url") ?? "", token: fixed } : { getToken: () => negotiate(user) }
   );
   const c = client;
-  c.on("state", (state, _previous, error) => {
+  c.on("state", (state, previous, error) => {
     stateEl.textContent = error ? `${state}: ${error.message}` : state;
     stateEl.className = `state ${state}`;
     textInput.disabled = sendButton.disabled = state != "open";
-    if (state == "open") refreshPresence(c);
+    if (state == "open" && previous == "reconnecting") refreshPresence(c);
     if (state == "closed") {
       joinButton.hidden = false;
       leaveButton.hidden = true;
@@ -536,7 +536,10 @@ function connect(user) {
     if (!m.group) notify(m);
   });
   c.on("error", (e, group) => system(`error${group ? ` in ${group}` : ""}: ${e.message}`));
-  c.subscribe(room, onRoom).catch((e) => system(`could not join ${room}: ${e.message}`));
+  c.subscribe(room, onRoom).then(
+    () => refreshPresence(c),
+    (e) => system(`could not join ${room}: ${e.message}`)
+  );
   c.connect();
   joinButton.hidden = true;
   leaveButton.hidden = false;

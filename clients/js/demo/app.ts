@@ -113,11 +113,12 @@ function connect(user: string) {
     fixed ? { url: params.get("url") ?? "", token: fixed } : { getToken: () => negotiate(user) },
   );
   const c = client;
-  c.on("state", (state, _previous, error) => {
+  c.on("state", (state, previous, error) => {
     stateEl.textContent = error ? `${state}: ${error.message}` : state;
     stateEl.className = `state ${state}`;
     textInput.disabled = sendButton.disabled = state != "open";
-    if (state == "open") refreshPresence(c);
+    // After a reconnect the client opens once the room is resubscribed; the first count follows the subscribe.
+    if (state == "open" && previous == "reconnecting") refreshPresence(c);
     if (state == "closed") {
       joinButton.hidden = false;
       leaveButton.hidden = true;
@@ -133,7 +134,10 @@ function connect(user: string) {
     if (!m.group) notify(m);
   });
   c.on("error", (e, group) => system(`error${group ? ` in ${group}` : ""}: ${e.message}`));
-  c.subscribe(room, onRoom).catch((e: Error) => system(`could not join ${room}: ${e.message}`));
+  c.subscribe(room, onRoom).then(
+    () => refreshPresence(c),
+    (e: Error) => system(`could not join ${room}: ${e.message}`),
+  );
   c.connect();
   joinButton.hidden = true;
   leaveButton.hidden = false;
