@@ -11,7 +11,9 @@ use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
+use switchboard::config::Limits;
 use switchboard::ports::Counter;
+use switchboard::rate::Rate;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -42,6 +44,18 @@ async fn next_ack(client: &mut Client) -> String {
     }
 }
 
+/// These tests are about ordering and the group cap, not rate limits
+/// (`local/tests/limits.rs` has those): limits that never refuse them.
+fn generous_limits() -> Limits {
+    let plenty = Rate::new(100_000, Duration::from_secs(1));
+    Limits {
+        connection_actions: plenty,
+        user_actions: plenty,
+        presence_changes: plenty,
+        max_connections_per_user: 1_000,
+    }
+}
+
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -50,6 +64,7 @@ fn parse(text: &str) -> Value {
 async fn subscribing_past_the_group_cap_answers_limit_exceeded_and_writes_nothing() {
     let stack = stack_with(Config {
         max_groups_per_connection: 3,
+        limits: generous_limits(),
         ..Config::default()
     })
     .await;
@@ -108,6 +123,7 @@ async fn subscribing_past_the_group_cap_answers_limit_exceeded_and_writes_nothin
 async fn a_token_naming_more_groups_than_the_cap_is_refused_at_connect() {
     let stack = stack_with(Config {
         max_groups_per_connection: 2,
+        limits: generous_limits(),
         ..Config::default()
     })
     .await;
@@ -159,7 +175,11 @@ async fn presence_tally(observer: &mut Client, user: &str) -> (i64, i64) {
 
 #[tokio::test]
 async fn thirty_interleaved_subscribe_unsubscribe_pairs_converge_to_the_last_frame() {
-    let stack = stack().await;
+    let stack = stack_with(Config {
+        limits: generous_limits(),
+        ..Config::default()
+    })
+    .await;
     for trial in 0..5 {
         let group = format!("presence:race{trial}");
         let mut observer =
