@@ -73,7 +73,8 @@ async fn harness_with_chat_42() -> Harness {
 fn http_config() -> NegotiateSettings {
     NegotiateSettings {
         websocket_url: "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod".into(),
-        secret: TokenSecret::new(DEV_SECRET),
+        secret: TokenSecret::new(DEV_SECRET).into(),
+        policy: Default::default(),
         default_ttl: std::time::Duration::from_secs(300),
         max_ttl: std::time::Duration::from_secs(3600),
     }

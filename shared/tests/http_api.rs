@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use switchboard::auth::{SecretError, TokenVerifier, claims_for};
+use switchboard::auth::{SecretError, TokenSecret, TokenVerifier, claims_for};
 use switchboard::config::NegotiateSettings;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::http_api::{HttpAnswer, route};
@@ -17,7 +17,8 @@ use switchboard::ports::{Membership, MembershipStore};
 fn config() -> NegotiateSettings {
     NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
-        secret: Ok(secret()),
+        secret: Ok(secret()).into(),
+        policy: Default::default(),
         default_ttl: Duration::from_secs(300),
         max_ttl: Duration::from_secs(3600),
     }
@@ -565,7 +566,7 @@ fn mint_token(user_id: &str) -> String {
 async fn negotiate_fails_closed_without_a_secret() {
     let h = Harness::new();
     let config = NegotiateSettings {
-        secret: Err(SecretError::Missing),
+        secret: Err::<TokenSecret, _>(SecretError::Missing).into(),
         ..config()
     };
     let answer = route(
