@@ -82,6 +82,30 @@ impl SecretsManager {
 
     /// `GetSecretValue`'s `SecretString` (the AWSCURRENT version).
     pub async fn secret_string(&self, secret_id: &str) -> Result<String, SecretError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(rename = "SecretString")]
+            secret_string: Option<String>,
+        }
+        let bytes = self
+            .call(
+                "GetSecretValue",
+                serde_json::json!({ "SecretId": secret_id }).to_string(),
+            )
+            .await?;
+        let answer: Answer = serde_json::from_slice(&bytes)
+            .map_err(|_| SecretError::Unavailable("GetSecretValue's answer is not JSON".into()))?;
+        answer.secret_string.ok_or_else(|| {
+            SecretError::Invalid(
+                "the secret has no SecretString (binary secrets are not read)".into(),
+            )
+        })
+    }
+
+    /// One signed Secrets Manager request (`operation` with the JSON `body`),
+    /// and the answer's body when it is 200. Errors carry the service's error
+    /// type and message, which never hold a secret value.
+    pub async fn call(&self, operation: &str, body: String) -> Result<Vec<u8>, SecretError> {
         let unavailable = |reason: String| SecretError::Unavailable(reason);
         let credentials = self
             .credentials
@@ -91,11 +115,11 @@ impl SecretsManager {
             .await
             .map_err(|e| unavailable(format!("no AWS credentials: {e}")))?;
         let identity = Identity::from(credentials);
-        let body = serde_json::json!({ "SecretId": secret_id }).to_string();
         let uri = format!("{}/", self.endpoint);
+        let target = format!("secretsmanager.{operation}");
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", "secretsmanager.GetSecretValue"),
+            ("x-amz-target", target.as_str()),
         ];
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -125,7 +149,9 @@ impl SecretsManager {
             .set_uri(uri.as_str())
             .map_err(|e| unavailable(format!("bad endpoint {uri}: {e}")))?;
         for (name, value) in headers {
-            request.headers_mut().insert(name, value);
+            request
+                .headers_mut()
+                .insert(name.to_owned(), value.to_owned());
         }
         for (name, value) in instructions.headers() {
             request
@@ -136,12 +162,12 @@ impl SecretsManager {
             .connector
             .call(request)
             .await
-            .map_err(|e| unavailable(format!("GetSecretValue failed: {e}")))?;
+            .map_err(|e| unavailable(format!("{operation} failed: {e}")))?;
         let status = response.status().as_u16();
         let bytes = ByteStream::new(response.into_body())
             .collect()
             .await
-            .map_err(|e| unavailable(format!("GetSecretValue's answer was cut: {e}")))?
+            .map_err(|e| unavailable(format!("{operation}'s answer was cut: {e}")))?
             .into_bytes();
         if status != 200 {
             // The error's type and message only (AccessDeniedException,
@@ -156,21 +182,10 @@ impl SecretsManager {
             let error: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
             let kind = error.kind.rsplit('#').next().unwrap_or_default();
             return Err(unavailable(format!(
-                "GetSecretValue answered {status} {kind}: {}",
+                "{operation} answered {status} {kind}: {}",
                 error.message.chars().take(200).collect::<String>()
             )));
         }
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(rename = "SecretString")]
-            secret_string: Option<String>,
-        }
-        let answer: Answer = serde_json::from_slice(&bytes)
-            .map_err(|_| unavailable("GetSecretValue's answer is not JSON".into()))?;
-        answer.secret_string.ok_or_else(|| {
-            SecretError::Invalid(
-                "the secret has no SecretString (binary secrets are not read)".into(),
-            )
-        })
+        Ok(bytes.to_vec())
     }
 }
