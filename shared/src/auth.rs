@@ -247,25 +247,6 @@ impl From<TokenSecret> for TokenKeys {
     }
 }
 
-/// One key as stored: `{"kid": "...", "secret": "..."}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredKey {
-    kid: String,
-    secret: String,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredKeys {
-    Rotating {
-        current: StoredKey,
-        #[serde(default)]
-        previous: Option<StoredKey>,
-    },
-    Single(StoredKey),
-}
-
 impl TokenKeys {
     /// Reads the secret as stored in Secrets Manager: either
     /// `{"current": {"kid": "2", "secret": "..."}, "previous": {"kid": "1", "secret": "..."}}`
@@ -273,22 +254,32 @@ impl TokenKeys {
     /// the template generates). Every key needs a `kid`, and the two differ.
     /// Errors never quote the text (it is the secret).
     pub fn from_json(text: &str) -> Result<Self, SecretError> {
-        let stored: StoredKeys = serde_json::from_str(text).map_err(|_| {
+        // Read through `serde_json::Value` (linked already) rather than
+        // derived untagged enums: the bootstraps are within bytes of their limit.
+        let shape = || {
             SecretError::Invalid(
                 "expected {\"current\":{\"kid\":…,\"secret\":…},\"previous\":{…}} or {\"kid\":…,\"secret\":…}"
                     .into(),
             )
-        })?;
-        let key = |k: StoredKey| TokenSecret::with_kid(&k.kid, k.secret);
-        let keys = match stored {
-            StoredKeys::Single(current) => TokenKeys {
-                current: key(current)?,
+        };
+        let stored: serde_json::Value = serde_json::from_str(text).map_err(|_| shape())?;
+        let key = |k: &serde_json::Value| match (k["kid"].as_str(), k["secret"].as_str()) {
+            (Some(kid), Some(secret)) => TokenSecret::with_kid(kid, secret),
+            _ => Err(shape()),
+        };
+        let keys = if stored.get("current").is_some() {
+            TokenKeys {
+                current: key(&stored["current"])?,
+                previous: match stored.get("previous") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(previous) => Some(key(previous)?),
+                },
+            }
+        } else {
+            TokenKeys {
+                current: key(&stored)?,
                 previous: None,
-            },
-            StoredKeys::Rotating { current, previous } => TokenKeys {
-                current: key(current)?,
-                previous: previous.map(key).transpose()?,
-            },
+            }
         };
         if let Some(previous) = &keys.previous {
             if previous.kid == keys.current.kid {
@@ -467,16 +458,10 @@ impl TokenVerifier {
                 .aud
                 .as_ref()
                 .ok_or_else(|| AuthError::MissingClaim("aud".into()))?;
-            #[derive(Deserialize)]
-            #[serde(untagged)]
-            enum Audience {
-                One(String),
-                Many(Vec<String>),
-            }
-            let matches = match serde_json::from_str::<Audience>(aud.get()) {
-                Ok(Audience::One(aud)) => aud == *want,
-                Ok(Audience::Many(auds)) => auds.iter().any(|a| a == want),
-                Err(_) => false,
+            let matches = match serde_json::from_str::<serde_json::Value>(aud.get()) {
+                Ok(serde_json::Value::String(aud)) => aud == *want,
+                Ok(serde_json::Value::Array(auds)) => auds.iter().any(|a| a == want.as_str()),
+                _ => false,
             };
             if !matches {
                 return Err(AuthError::WrongAudience);

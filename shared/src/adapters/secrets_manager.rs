@@ -21,7 +21,6 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
-use serde::Deserialize;
 use tracing::info;
 
 use crate::auth::{SecretError, TokenKeys};
@@ -82,24 +81,22 @@ impl SecretsManager {
 
     /// `GetSecretValue`'s `SecretString` (the AWSCURRENT version).
     pub async fn secret_string(&self, secret_id: &str) -> Result<String, SecretError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(rename = "SecretString")]
-            secret_string: Option<String>,
-        }
         let bytes = self
             .call(
                 "GetSecretValue",
                 serde_json::json!({ "SecretId": secret_id }).to_string(),
             )
             .await?;
-        let answer: Answer = serde_json::from_slice(&bytes)
+        // `serde_json::Value` (linked already) rather than derived structs:
+        // the bootstraps are within bytes of their limit.
+        let answer: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| SecretError::Unavailable("GetSecretValue's answer is not JSON".into()))?;
-        answer.secret_string.ok_or_else(|| {
-            SecretError::Invalid(
+        match answer.get("SecretString") {
+            Some(serde_json::Value::String(text)) => Ok(text.clone()),
+            _ => Err(SecretError::Invalid(
                 "the secret has no SecretString (binary secrets are not read)".into(),
-            )
-        })
+            )),
+        }
     }
 
     /// One signed Secrets Manager request (`operation` with the JSON `body`),
@@ -172,18 +169,16 @@ impl SecretsManager {
         if status != 200 {
             // The error's type and message only (AccessDeniedException,
             // ResourceNotFoundException, …): an error body holds no secret.
-            #[derive(Deserialize, Default)]
-            struct ErrorBody {
-                #[serde(rename = "__type", default)]
-                kind: String,
-                #[serde(alias = "Message", default)]
-                message: String,
-            }
-            let error: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            let kind = error.kind.rsplit('#').next().unwrap_or_default();
+            let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let kind = error["__type"].as_str().unwrap_or_default();
+            let kind = kind.rsplit('#').next().unwrap_or_default();
+            let message = error["message"]
+                .as_str()
+                .or_else(|| error["Message"].as_str())
+                .unwrap_or_default();
             return Err(unavailable(format!(
                 "{operation} answered {status} {kind}: {}",
-                error.message.chars().take(200).collect::<String>()
+                message.chars().take(200).collect::<String>()
             )));
         }
         Ok(bytes.to_vec())
