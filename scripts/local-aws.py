@@ -110,6 +110,19 @@ def main(endpoint, env_file):
             "Attributes"
         ]["QueueArn"]
 
+    # The token keys: the development secret, as the template's secret holds it.
+    secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::SecretsManager::Secret":
+            continue
+        name = local_name(logical_id)
+        keys = json.dumps({"kid": "1", "secret": DEV_SECRET})
+        try:
+            arn = secretsmanager.create_secret(Name=name, SecretString=keys)["ARN"]
+        except secretsmanager.exceptions.ResourceExistsException:
+            arn = secretsmanager.put_secret_value(SecretId=name, SecretString=keys)["ARN"]
+        local[logical_id] = arn
+
     # Values that on AWS come from the WebSocket API itself.
     by_name = {
         # moto's Management API (POST/GET/DELETE /@connections/{id}) accepts every post.
@@ -140,6 +153,10 @@ def main(endpoint, env_file):
         AWS_REGION=REGION,
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
         AWS_ENDPOINT_URL_SQS=endpoint,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=endpoint,
+        # events/connect.json's token lives until 2100 so the fixture keeps working:
+        # far longer than the default 24-hour maximum lifetime.
+        TOKEN_MAX_LIFETIME_SECONDS="3000000000",
         **CREDENTIALS,
     )
     with open(env_file, "w", encoding="utf-8") as f:

@@ -9,9 +9,15 @@
 //!   reaches the claim checks behind the signature (random text never would).
 //!
 //! Properties checked, beyond "does not panic":
-//! - a token that verifies names `alg: HS256`, has `exp` not before now and an
-//!   `nbf` (if any) not after now, and claims that pass every documented limit,
-//!   read from the token's own payload;
+//! - a token that verifies names `alg: HS256`, has no `crit` header, has `exp`
+//!   not before now and an `nbf` (if any) not after now, a lifetime (`exp - iat`,
+//!   or `exp - now`) within the default maximum, an `iat` (if any) not beyond the
+//!   leeway, and claims that pass every documented limit (no control or format
+//!   characters in `sub`), read from the token's own payload;
+//! - a verifier holding a current (`kid` "2", the signing secret) and a previous
+//!   key (`kid` "1", another secret) accepts only what the single-key verifier
+//!   accepts, and never a `kid` other than "2" (the signature is the current key's);
+//! - with a required `iss`/`aud`, an accepted token carries exactly those;
 //! - the same token never verifies under another key, nor with its signature altered;
 //! - claims that verified, signed again with `mint`, verify to the same claims;
 //! - `token_from_request` yields a non-empty trimmed token from a Bearer header only.
@@ -24,8 +30,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use switchboard::auth::{
-    AuthError, Claims, MAX_GROUPS, MAX_USER_ID_BYTES, TokenSecret, TokenVerifier, mint,
-    token_from_request,
+    AuthError, Claims, DEFAULT_MAX_LIFETIME, IAT_LEEWAY, MAX_GROUPS, MAX_USER_ID_BYTES, TokenKeys,
+    TokenPolicy, TokenSecret, TokenVerifier, mint, token_from_request,
 };
 use switchboard::aws_lambda_events::http::header::AUTHORIZATION;
 use switchboard::aws_lambda_events::http::{HeaderMap, HeaderValue};
@@ -36,6 +42,24 @@ const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 
 static KEY: LazyLock<TokenSecret> = LazyLock::new(|| TokenSecret::new(SECRET.to_vec()).unwrap());
 static VERIFIER: LazyLock<TokenVerifier> = LazyLock::new(|| TokenVerifier::new(&KEY));
+/// Current kid "2" (the signing secret), previous kid "1" (another).
+static ROTATING: LazyLock<TokenVerifier> = LazyLock::new(|| {
+    let keys = TokenKeys {
+        current: TokenSecret::with_kid("2", SECRET.to_vec()).unwrap(),
+        previous: Some(TokenSecret::with_kid("1", vec![b'p'; 32]).unwrap()),
+    };
+    TokenVerifier::with_keys(&keys, &TokenPolicy::default())
+});
+const ISSUER: &str = "https://issuer.test";
+const AUDIENCE: &str = "switchboard";
+static STRICT: LazyLock<TokenVerifier> = LazyLock::new(|| {
+    let policy = TokenPolicy {
+        issuer: Some(ISSUER.into()),
+        audience: Some(AUDIENCE.into()),
+        ..TokenPolicy::default()
+    };
+    TokenVerifier::with_keys(&KEY.clone().into(), &policy)
+});
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -95,6 +119,52 @@ fn signed(mode: u8, rest: &[u8]) {
     let token = format!("{signing_input}.{signature}");
     let result = verify_checked(&VERIFIER, &token);
 
+    // Rotation: the same key under kid "2" (or none) and nothing else.
+    let rotating = verify_checked(&ROTATING, &token);
+    if rotating.is_ok() {
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid;
+        assert!(
+            kid.is_none() || kid.as_deref() == Some("2"),
+            "accepted kid {kid:?} for the current key's signature"
+        );
+        // Kid-less, the single-key verifier sees the same key and policy
+        // (only a second's tick between the two calls may differ).
+        if kid.is_none() {
+            assert!(
+                matches!(
+                    result,
+                    Ok(_)
+                        | Err(AuthError::Expired
+                            | AuthError::NotYetValid
+                            | AuthError::IssuedInFuture
+                            | AuthError::LifetimeTooLong { .. })
+                ),
+                "{result:?}"
+            );
+        }
+    }
+
+    // A required issuer and audience are the token's own.
+    if verify_checked(&STRICT, &token).is_ok() {
+        #[derive(serde::Deserialize)]
+        struct IssAud {
+            iss: String,
+            aud: serde_json::Value,
+        }
+        let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap();
+        let read: IssAud = serde_json::from_slice(&payload).expect("accepted: iss and aud");
+        assert_eq!(read.iss, ISSUER);
+        assert!(
+            read.aud == AUDIENCE
+                || read
+                    .aud
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == AUDIENCE)),
+            "accepted aud {}",
+            read.aud
+        );
+    }
+
     // Another key never accepts: the secret with one bit flipped (which one is
     // up to the input), and a 32-byte key cut from the input when it differs.
     let mut other = *SECRET;
@@ -153,6 +223,7 @@ fn check_accepted(token: &str, claims: &Claims, before: u64, after: u64) {
         Algorithm::HS256,
         "accepted a token that is not HS256"
     );
+    assert!(header.crit.is_none(), "accepted a crit header");
     assert!(
         claims.exp >= before,
         "accepted an expired token: exp {} at {before}",
@@ -160,6 +231,22 @@ fn check_accepted(token: &str, claims: &Claims, before: u64, after: u64) {
     );
     assert!(!claims.sub.is_empty() && claims.sub.len() <= MAX_USER_ID_BYTES);
     assert!(!claims.sub.chars().any(char::is_control));
+    assert!(
+        !claims.sub.chars().any(switchboard::validate::is_format),
+        "accepted a sub with a format character: {:?}",
+        claims.sub
+    );
+    let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(after));
+    assert!(
+        lifetime <= DEFAULT_MAX_LIFETIME.as_secs(),
+        "accepted a lifetime of {lifetime} s"
+    );
+    if let Some(iat) = claims.iat {
+        assert!(
+            iat <= after + IAT_LEEWAY.as_secs(),
+            "accepted iat {iat} at {after}"
+        );
+    }
     assert!(claims.groups.len() <= MAX_GROUPS);
     for group in &claims.groups {
         validate_group(group).unwrap_or_else(|e| panic!("accepted group {group:?}: {e}"));

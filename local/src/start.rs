@@ -95,7 +95,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         verifier: Ok(TokenVerifier::new(&secret)),
         http: NegotiateSettings {
             websocket_url: format!("ws://{addr}/{}", config.stage),
-            secret: Ok(secret.clone()),
+            secret: Ok(secret.clone()).into(),
+            policy: Default::default(),
             default_ttl: NEGOTIATE_DEFAULT_TTL,
             max_ttl: NEGOTIATE_MAX_TTL,
         },

@@ -122,13 +122,22 @@ pub struct Claims {
     pub publish: Vec<String>,
 }
 
-/// Why a token secret cannot be used. Any of these fails closed.
+/// Why a token secret cannot be used. Any of these fails closed. No message
+/// ever quotes the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     #[error("TOKEN_SECRET is not set; every connection is refused")]
     Missing,
     #[error("TOKEN_SECRET is {len} bytes; at least {MIN_SECRET_BYTES} are required")]
     TooShort { len: usize },
+    #[error("TOKEN_SECRET and TOKEN_SECRET_ARN are both set; set one")]
+    Ambiguous,
+    /// The secret store could not be read (network, permissions, not found).
+    #[error("the token secret cannot be read: {0}")]
+    Unavailable(String),
+    /// The stored secret is not the documented JSON (see [`TokenKeys::from_json`]).
+    #[error("the token secret is invalid: {0}")]
+    Invalid(String),
 }
 
 /// Why a connection was not authenticated. Each maps to HTTP 401.
@@ -152,15 +161,37 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token's claims are invalid: {0}")]
     InvalidClaims(String),
+    #[error("the token's key id (kid) is not one of this server's keys")]
+    UnknownKey,
+    #[error("the token's header lists critical extensions (crit) this server does not understand")]
+    UnsupportedCritical,
+    #[error("the token's lifetime exceeds the maximum of {max_seconds} seconds")]
+    LifetimeTooLong { max_seconds: u64 },
+    #[error("the token was issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("the token's issuer (iss) is not accepted")]
+    WrongIssuer,
+    #[error("the token's audience (aud) is not accepted")]
+    WrongAudience,
 }
 
-/// A validated HS256 secret.
+/// The longest key id accepted (`kid`).
+pub const MAX_KID_BYTES: usize = 64;
+
+/// A validated HS256 secret, with the key id (`kid`) tokens signed with it
+/// carry. The local stack's `TOKEN_SECRET` has none: its tokens carry no `kid`.
 #[derive(Clone)]
-pub struct TokenSecret(Vec<u8>);
+pub struct TokenSecret {
+    secret: Vec<u8>,
+    kid: Option<String>,
+}
 
 impl std::fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSecret(<redacted>)")
+        match &self.kid {
+            None => f.write_str("TokenSecret(<redacted>)"),
+            Some(kid) => write!(f, "TokenSecret(kid {kid:?}, <redacted>)"),
+        }
     }
 }
 
@@ -170,21 +201,134 @@ impl TokenSecret {
         match secret.len() {
             0 => Err(SecretError::Missing),
             len if len < MIN_SECRET_BYTES => Err(SecretError::TooShort { len }),
-            _ => Ok(TokenSecret(secret)),
+            _ => Ok(TokenSecret { secret, kid: None }),
         }
+    }
+
+    /// A secret whose tokens carry `kid`: 1 to [`MAX_KID_BYTES`] bytes of
+    /// printable ASCII.
+    pub fn with_kid(kid: &str, secret: impl Into<Vec<u8>>) -> Result<Self, SecretError> {
+        if kid.is_empty() || kid.len() > MAX_KID_BYTES || !kid.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(SecretError::Invalid(format!(
+                "a kid is 1 to {MAX_KID_BYTES} printable ASCII characters"
+            )));
+        }
+        let mut secret = Self::new(secret)?;
+        secret.kid = Some(kid.to_owned());
+        Ok(secret)
     }
 
     /// Reads a secret from an optional value, as found in the environment.
     pub fn from_optional(value: Option<String>) -> Result<Self, SecretError> {
         Self::new(value.unwrap_or_default())
     }
+
+    /// The key id tokens signed with this secret carry.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
 }
 
-/// Verifies tokens against one secret.
+/// The keys tokens are checked against: `current` signs and verifies,
+/// `previous` (during a rotation) only verifies.
+#[derive(Clone, Debug)]
+pub struct TokenKeys {
+    pub current: TokenSecret,
+    pub previous: Option<TokenSecret>,
+}
+
+impl From<TokenSecret> for TokenKeys {
+    fn from(current: TokenSecret) -> Self {
+        TokenKeys {
+            current,
+            previous: None,
+        }
+    }
+}
+
+impl TokenKeys {
+    /// Reads the secret as stored in Secrets Manager: either
+    /// `{"current": {"kid": "2", "secret": "..."}, "previous": {"kid": "1", "secret": "..."}}`
+    /// (`previous` optional) or a single `{"kid": "1", "secret": "..."}` (what
+    /// the template generates). Every key needs a `kid`, and the two differ.
+    /// Errors never quote the text (it is the secret).
+    pub fn from_json(text: &str) -> Result<Self, SecretError> {
+        // Read through `serde_json::Value` (linked already) rather than
+        // derived untagged enums: the bootstraps are within bytes of their limit.
+        let shape = || {
+            SecretError::Invalid(
+                "expected {\"current\":{\"kid\":…,\"secret\":…},\"previous\":{…}} or {\"kid\":…,\"secret\":…}"
+                    .into(),
+            )
+        };
+        let stored: serde_json::Value = serde_json::from_str(text).map_err(|_| shape())?;
+        let key = |k: &serde_json::Value| match (k["kid"].as_str(), k["secret"].as_str()) {
+            (Some(kid), Some(secret)) => TokenSecret::with_kid(kid, secret),
+            _ => Err(shape()),
+        };
+        let keys = if stored.get("current").is_some() {
+            TokenKeys {
+                current: key(&stored["current"])?,
+                previous: match stored.get("previous") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(previous) => Some(key(previous)?),
+                },
+            }
+        } else {
+            TokenKeys {
+                current: key(&stored)?,
+                previous: None,
+            }
+        };
+        if let Some(previous) = &keys.previous {
+            if previous.kid == keys.current.kid {
+                return Err(SecretError::Invalid(
+                    "the current and previous keys have the same kid".into(),
+                ));
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// What a token must satisfy beyond its signature and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// The longest lifetime accepted: `exp - iat`, or `exp - now` without `iat`.
+    pub max_lifetime: Duration,
+    /// How far in the future `iat` may be (clock skew between the minting
+    /// server and this one).
+    pub iat_leeway: Duration,
+    /// When set, tokens must carry this `iss`, and minted tokens do.
+    pub issuer: Option<String>,
+    /// When set, tokens' `aud` must be or contain this, and minted tokens carry it.
+    pub audience: Option<String>,
+}
+
+/// Tokens live at most a day unless configured otherwise.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// `iat` may be at most a minute ahead of this server's clock.
+pub const IAT_LEEWAY: Duration = Duration::from_secs(60);
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+            iat_leeway: IAT_LEEWAY,
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// Verifies tokens against the current key and, during a rotation, the
+/// previous one, under a [`TokenPolicy`].
 #[derive(Clone)]
 pub struct TokenVerifier {
-    key: DecodingKey,
+    keys: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
+    policy: TokenPolicy,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -194,7 +338,13 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
+    /// One key, the default policy.
     pub fn new(secret: &TokenSecret) -> Self {
+        Self::with_keys(&secret.clone().into(), &TokenPolicy::default())
+    }
+
+    /// The current and previous keys, under `policy`.
+    pub fn with_keys(keys: &TokenKeys, policy: &TokenPolicy) -> Self {
         install_crypto_provider();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
@@ -204,8 +354,12 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.validate_aud = false;
         TokenVerifier {
-            key: DecodingKey::from_secret(&secret.0),
+            keys: std::iter::once(&keys.current)
+                .chain(keys.previous.as_ref())
+                .map(|k| (k.kid.clone(), DecodingKey::from_secret(&k.secret)))
+                .collect(),
             validation,
+            policy: policy.clone(),
         }
     }
 
@@ -222,7 +376,24 @@ impl TokenVerifier {
         if header.alg != Algorithm::HS256 {
             return Err(AuthError::WrongAlgorithm);
         }
-        let data = jsonwebtoken::decode::<WireClaims>(token, &self.key, &self.validation).map_err(
+        // RFC 7515 4.1.11: a recipient refuses a token whose critical
+        // extensions it does not understand, and this one understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedCritical);
+        }
+        // A `kid` picks its key; a token without one is checked against the
+        // current key only (the local stack's tokens, and tokens minted before
+        // keys had ids).
+        let key = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid.as_str()))
+                .map(|(_, key)| key)
+                .ok_or(AuthError::UnknownKey)?,
+            None => &self.keys[0].1,
+        };
+        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation).map_err(
             |e| match e.into_kind() {
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -239,6 +410,7 @@ impl TokenVerifier {
             },
         )?;
         let wire = data.claims;
+        self.check_policy(&wire)?;
         let claims = Claims {
             sub: wire
                 .sub
@@ -254,6 +426,49 @@ impl TokenVerifier {
         check_claims(&claims)?;
         Ok(claims)
     }
+
+    /// Lifetime, `iat`, `iss` and `aud` (signature and expiry are checked).
+    fn check_policy(&self, wire: &WireClaims) -> Result<(), AuthError> {
+        let policy = &self.policy;
+        let now = crate::clock::now_seconds().max(0) as u64;
+        if let Some(iat) = wire.iat {
+            if iat > now.saturating_add(policy.iat_leeway.as_secs()) {
+                return Err(AuthError::IssuedInFuture);
+            }
+        }
+        if let Some(exp) = wire.exp {
+            let from = wire.iat.unwrap_or(now);
+            if exp.saturating_sub(from) > policy.max_lifetime.as_secs() {
+                return Err(AuthError::LifetimeTooLong {
+                    max_seconds: policy.max_lifetime.as_secs(),
+                });
+            }
+        }
+        if let Some(want) = &policy.issuer {
+            let iss = wire
+                .iss
+                .as_ref()
+                .ok_or_else(|| AuthError::MissingClaim("iss".into()))?;
+            if serde_json::from_str::<&str>(iss.get()).ok() != Some(want.as_str()) {
+                return Err(AuthError::WrongIssuer);
+            }
+        }
+        if let Some(want) = &policy.audience {
+            let aud = wire
+                .aud
+                .as_ref()
+                .ok_or_else(|| AuthError::MissingClaim("aud".into()))?;
+            let matches = match serde_json::from_str::<serde_json::Value>(aud.get()) {
+                Ok(serde_json::Value::String(aud)) => aud == *want,
+                Ok(serde_json::Value::Array(auds)) => auds.iter().any(|a| a == want.as_str()),
+                _ => false,
+            };
+            if !matches {
+                return Err(AuthError::WrongAudience);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Claims as they arrive: every field optional, so a missing one is named in the error.
@@ -265,6 +480,9 @@ struct WireClaims {
     groups: Option<Vec<String>>,
     subscribe: Option<Vec<String>>,
     publish: Option<Vec<String>>,
+    // Read only when the policy requires them.
+    iss: Option<Box<serde_json::value::RawValue>>,
+    aud: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The claims pass the rules every surface applies to these fields (see [`validate`]).
@@ -308,13 +526,38 @@ pub fn token_from_request<'a>(
     }
 }
 
-/// Signs claims into an HS256 token (used by the local stack and by tests).
+/// Signs claims into an HS256 token carrying the secret's `kid` (used by
+/// negotiate, the local stack and tests).
 pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_for(secret, claims, &TokenPolicy::default())
+}
+
+/// [`mint`], adding the `iss` and `aud` that `policy` requires.
+pub fn mint_for(
+    secret: &TokenSecret,
+    claims: &Claims,
+    policy: &TokenPolicy,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    #[derive(Serialize)]
+    struct Minted<'a> {
+        #[serde(flatten)]
+        claims: &'a Claims,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        iss: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        aud: Option<&'a str>,
+    }
     install_crypto_provider();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = secret.kid.clone();
     jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(&secret.0),
+        &header,
+        &Minted {
+            claims,
+            iss: policy.issuer.as_deref(),
+            aud: policy.audience.as_deref(),
+        },
+        &EncodingKey::from_secret(&secret.secret),
     )
 }
 
@@ -558,6 +801,285 @@ mod tests {
             let refused = verify("AAAA", alg).unwrap_err();
             assert_eq!(refused.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
         }
+    }
+
+    fn keyed(kid: &str, fill: u8) -> TokenSecret {
+        TokenSecret::with_kid(kid, vec![fill; 32]).unwrap()
+    }
+
+    fn rotating() -> TokenKeys {
+        TokenKeys {
+            current: keyed("2", b'b'),
+            previous: Some(keyed("1", b'a')),
+        }
+    }
+
+    fn token(header: &str, payload: &str, key: &[u8]) -> String {
+        install_crypto_provider();
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let signature = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_secret(key),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{input}.{signature}")
+    }
+
+    fn now() -> u64 {
+        crate::clock::now_seconds() as u64
+    }
+
+    #[test]
+    fn rotation_accepts_the_current_and_the_previous_key_by_kid() {
+        let verifier = TokenVerifier::with_keys(&rotating(), &TokenPolicy::default());
+        let claims = claims_for("u", Duration::from_secs(60), vec![]);
+        let current = mint(&keyed("2", b'b'), &claims).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&current)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(verifier.verify(&current), Ok(claims.clone()));
+        let previous = mint(&keyed("1", b'a'), &claims).unwrap();
+        assert_eq!(verifier.verify(&previous), Ok(claims.clone()));
+        // An unknown kid, even signed with a real key, is refused.
+        let unknown = mint(&keyed("3", b'b'), &claims).unwrap();
+        assert_eq!(verifier.verify(&unknown), Err(AuthError::UnknownKey));
+        // A kid names the key: the previous kid with the current key's signature fails.
+        let swapped = mint(&keyed("1", b'b'), &claims).unwrap();
+        assert_eq!(verifier.verify(&swapped), Err(AuthError::BadSignature));
+        // Without a kid, only the current key.
+        let bare = mint(&TokenSecret::new(vec![b'b'; 32]).unwrap(), &claims).unwrap();
+        assert_eq!(verifier.verify(&bare), Ok(claims.clone()));
+        let bare_old = mint(&TokenSecret::new(vec![b'a'; 32]).unwrap(), &claims).unwrap();
+        assert_eq!(verifier.verify(&bare_old), Err(AuthError::BadSignature));
+        // A kid-less key (TOKEN_SECRET) refuses tokens that carry a kid.
+        assert_eq!(
+            verifier_with(b'b').verify(&current),
+            Err(AuthError::UnknownKey)
+        );
+    }
+
+    fn verifier_with(fill: u8) -> TokenVerifier {
+        TokenVerifier::new(&TokenSecret::new(vec![fill; 32]).unwrap())
+    }
+
+    #[test]
+    fn stored_keys_are_read_from_json_without_quoting_them() {
+        let keys = TokenKeys::from_json(
+            r#"{"current":{"kid":"2","secret":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},"previous":{"kid":"1","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#,
+        )
+        .unwrap();
+        assert_eq!(keys.current.kid(), Some("2"));
+        assert_eq!(keys.previous.as_ref().and_then(TokenSecret::kid), Some("1"));
+        let single =
+            TokenKeys::from_json(r#"{"kid":"k1","secret":"cccccccccccccccccccccccccccccccc"}"#)
+                .unwrap();
+        assert_eq!(
+            (single.current.kid(), single.previous.is_none()),
+            (Some("k1"), true)
+        );
+        let shape = SecretError::Invalid(
+            "expected {\"current\":{\"kid\":…,\"secret\":…},\"previous\":{…}} or {\"kid\":…,\"secret\":…}".into(),
+        );
+        for bad in [
+            "dddddddddddddddddddddddddddddddddddd",
+            r#"{"secret":"dddddddddddddddddddddddddddddddd"}"#,
+            r#"{"current":{"secret":"dddddddddddddddddddddddddddddddd"}}"#,
+        ] {
+            let e = TokenKeys::from_json(bad).unwrap_err();
+            assert_eq!(e, shape);
+            assert!(!e.to_string().contains("dddd"));
+        }
+        assert_eq!(
+            TokenKeys::from_json(r#"{"kid":"1","secret":"short"}"#).unwrap_err(),
+            SecretError::TooShort { len: 5 }
+        );
+        assert_eq!(
+            TokenKeys::from_json(
+                r#"{"current":{"kid":"1","secret":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},"previous":{"kid":"1","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#
+            )
+            .unwrap_err(),
+            SecretError::Invalid("the current and previous keys have the same kid".into())
+        );
+        assert_eq!(
+            TokenKeys::from_json(r#"{"kid":"a b","secret":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#)
+                .unwrap_err(),
+            SecretError::Invalid("a kid is 1 to 64 printable ASCII characters".into())
+        );
+        assert_eq!(
+            format!("{:?}", keys.current),
+            "TokenSecret(kid \"2\", <redacted>)"
+        );
+    }
+
+    #[test]
+    fn lifetimes_longer_than_the_maximum_are_refused() {
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let t = now();
+        // exp in the year 9999, with and without iat.
+        for payload in [
+            r#"{"sub":"u","exp":253402300799}"#.to_owned(),
+            format!(r#"{{"sub":"u","exp":253402300799,"iat":{t}}}"#),
+            format!(r#"{{"sub":"u","exp":{},"iat":{t}}}"#, t + 24 * 3600 + 1),
+        ] {
+            assert_eq!(
+                verifier().verify(&token(header, &payload, SECRET.as_bytes())),
+                Err(AuthError::LifetimeTooLong { max_seconds: 86400 }),
+                "{payload}"
+            );
+        }
+        assert_eq!(
+            AuthError::LifetimeTooLong { max_seconds: 86400 }.to_string(),
+            "the token's lifetime exceeds the maximum of 86400 seconds"
+        );
+        // Exactly the maximum is accepted; a configured maximum applies.
+        let at_max = format!(r#"{{"sub":"u","exp":{},"iat":{t}}}"#, t + 24 * 3600);
+        assert!(
+            verifier()
+                .verify(&token(header, &at_max, SECRET.as_bytes()))
+                .is_ok()
+        );
+        let policy = TokenPolicy {
+            max_lifetime: Duration::from_secs(600),
+            ..TokenPolicy::default()
+        };
+        let short = TokenVerifier::with_keys(&secret().into(), &policy);
+        assert_eq!(
+            short.verify(&token(header, &at_max, SECRET.as_bytes())),
+            Err(AuthError::LifetimeTooLong { max_seconds: 600 })
+        );
+        // Issued long ago with a long lifetime: exp - iat counts, not exp - now.
+        let old = format!(r#"{{"sub":"u","exp":{},"iat":{}}}"#, t + 60, t - 700);
+        assert_eq!(
+            short.verify(&token(header, &old, SECRET.as_bytes())),
+            Err(AuthError::LifetimeTooLong { max_seconds: 600 })
+        );
+    }
+
+    #[test]
+    fn iat_in_the_future_is_refused_beyond_the_leeway() {
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let t = now();
+        let future = format!(r#"{{"sub":"u","exp":{},"iat":{}}}"#, t + 3700, t + 3600);
+        assert_eq!(
+            verifier().verify(&token(header, &future, SECRET.as_bytes())),
+            Err(AuthError::IssuedInFuture)
+        );
+        assert_eq!(
+            AuthError::IssuedInFuture.to_string(),
+            "the token was issued in the future (iat)"
+        );
+        let skewed = format!(r#"{{"sub":"u","exp":{},"iat":{}}}"#, t + 600, t + 30);
+        assert!(
+            verifier()
+                .verify(&token(header, &skewed, SECRET.as_bytes()))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let payload = format!(r#"{{"sub":"u","exp":{}}}"#, future());
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+        ] {
+            assert_eq!(
+                verifier().verify(&token(header, &payload, SECRET.as_bytes())),
+                Err(AuthError::UnsupportedCritical),
+                "{header}"
+            );
+        }
+        assert_eq!(
+            AuthError::UnsupportedCritical.to_string(),
+            "the token's header lists critical extensions (crit) this server does not understand"
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required_when_configured() {
+        let policy = TokenPolicy {
+            issuer: Some("https://app.example".into()),
+            audience: Some("switchboard".into()),
+            ..TokenPolicy::default()
+        };
+        let strict = TokenVerifier::with_keys(&secret().into(), &policy);
+        let claims = claims_for("u", Duration::from_secs(60), vec![]);
+        // mint_for adds both; the default verifier ignores them.
+        let good = mint_for(&secret(), &claims, &policy).unwrap();
+        assert_eq!(strict.verify(&good), Ok(claims.clone()));
+        assert_eq!(verifier().verify(&good), Ok(claims.clone()));
+        let bare = mint(&secret(), &claims).unwrap();
+        assert_eq!(
+            strict.verify(&bare),
+            Err(AuthError::MissingClaim("iss".into()))
+        );
+        let header = r#"{"alg":"HS256"}"#;
+        let exp = future();
+        let cases = [
+            (
+                format!(
+                    r#"{{"sub":"u","exp":{exp},"iss":"https://evil.example","aud":"switchboard"}}"#
+                ),
+                AuthError::WrongIssuer,
+            ),
+            (
+                format!(r#"{{"sub":"u","exp":{exp},"iss":7,"aud":"switchboard"}}"#),
+                AuthError::WrongIssuer,
+            ),
+            (
+                format!(r#"{{"sub":"u","exp":{exp},"iss":"https://app.example"}}"#),
+                AuthError::MissingClaim("aud".into()),
+            ),
+            (
+                format!(r#"{{"sub":"u","exp":{exp},"iss":"https://app.example","aud":"other"}}"#),
+                AuthError::WrongAudience,
+            ),
+            (
+                format!(r#"{{"sub":"u","exp":{exp},"iss":"https://app.example","aud":["a","b"]}}"#),
+                AuthError::WrongAudience,
+            ),
+        ];
+        for (payload, error) in cases {
+            assert_eq!(
+                strict.verify(&token(header, &payload, SECRET.as_bytes())),
+                Err(error),
+                "{payload}"
+            );
+        }
+        let listed = format!(
+            r#"{{"sub":"u","exp":{exp},"iss":"https://app.example","aud":["other","switchboard"]}}"#
+        );
+        assert!(
+            strict
+                .verify(&token(header, &listed, SECRET.as_bytes()))
+                .is_ok()
+        );
+        assert_eq!(
+            AuthError::WrongIssuer.to_string(),
+            "the token's issuer (iss) is not accepted"
+        );
+        assert_eq!(
+            AuthError::WrongAudience.to_string(),
+            "the token's audience (aud) is not accepted"
+        );
+    }
+
+    #[test]
+    fn a_sub_with_invisible_characters_is_refused() {
+        let claims = claims_for("alice\u{202E}", Duration::from_secs(60), vec![]);
+        let token = mint(&secret(), &claims).unwrap();
+        assert_eq!(
+            verifier().verify(&token),
+            Err(AuthError::InvalidClaims(
+                "\"sub\" contains the invisible format character U+202E".into()
+            ))
+        );
     }
 
     #[test]

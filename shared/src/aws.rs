@@ -14,15 +14,20 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_async::rt::sleep::SharedAsyncSleep;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use aws_smithy_http_client::{Builder, ConnectorBuilder};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_http_client::{Builder, Connector, ConnectorBuilder};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
 
 use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use crate::adapters::management_api::ManagementApi;
+use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
-use crate::config::{self, ConfigError, PostingPolicy, Settings};
+use crate::auth::{SecretError, TokenKeys};
+use crate::config::{self, ConfigError, PostingPolicy, Settings, TokenKeySetting, TokenKeySource};
 use crate::lazy::Lazy;
 use crate::services::Services;
 
@@ -45,15 +50,25 @@ pub fn http_client() -> SharedHttpClient {
         let Some(settings) = settings else {
             return ConnectorBuilder::default().build_http();
         };
-        let mut connector =
-            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
-        connector.set_connector_settings(Some(settings.clone()));
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
-        connector.build()
+        https_connector(
+            settings.clone(),
+            components.and_then(|components| components.sleep_impl()),
+        )
     })
+}
+
+/// The HTTPS connector of [`http_client`] (also used on its own by the
+/// Secrets Manager adapter).
+pub fn https_connector(
+    settings: HttpConnectorSettings,
+    sleep: Option<SharedAsyncSleep>,
+) -> Connector {
+    let mut connector =
+        ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+    connector.set_connector_settings(Some(settings));
+    connector.set_sleep_impl(sleep);
+    connector.set_proxy_config(Some(ProxyConfig::from_env()));
+    connector.build()
 }
 
 /// `aws_config::defaults` with [`http_client`]: the AWS SDK crates are built
@@ -212,6 +227,51 @@ impl Wiring {
             gateway.warm_up().await;
         }
         Ok(gateway)
+    }
+
+    /// The token keys: `TOKEN_SECRET` as it is (the local stack's way), or
+    /// the Secrets Manager secret `TOKEN_SECRET_ARN` names, read on first use
+    /// (once per container; a failed read is retried by a later request).
+    /// Neither or both set is the error every use answers (fail closed).
+    pub fn token_keys(&self) -> TokenKeySource {
+        match config::token_key_setting() {
+            Err(e) => Err::<TokenKeys, _>(e).into(),
+            Ok(TokenKeySetting::Plain(secret)) => crate::auth::TokenSecret::new(secret)
+                .map(TokenKeys::from)
+                .into(),
+            Ok(TokenKeySetting::SecretsManager { secret_id }) => {
+                let store = self.secrets_manager();
+                TokenKeySource::lazy(move || {
+                    let (store, secret_id) = (store.clone(), secret_id.clone());
+                    async move {
+                        match store {
+                            Ok(store) => store.token_keys(&secret_id).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    /// Secrets Manager in the SDK configuration's region, with its
+    /// credentials, through [`https_connector`].
+    pub fn secrets_manager(&self) -> Result<SecretsManager, SecretError> {
+        let region = self
+            .sdk
+            .region()
+            .ok_or_else(|| SecretError::Unavailable("no AWS region (AWS_REGION)".into()))?;
+        let settings = HttpConnectorSettings::builder()
+            .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
+            .read_timeout(secrets_manager::REQUEST_TIMEOUT)
+            .build();
+        let connector = SharedHttpConnector::new(https_connector(settings, self.sdk.sleep_impl()));
+        Ok(SecretsManager::new(
+            connector,
+            self.sdk.credentials_provider(),
+            region.as_ref(),
+            config::secrets_manager_endpoint_override().as_deref(),
+        ))
     }
 
     /// The handlers' services: [`Wiring::store`] (which also keeps the

@@ -5,7 +5,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::auth::{SecretError, TokenSecret, TokenVerifier};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::auth::{SecretError, TokenKeys, TokenPolicy, TokenSecret};
 use crate::groups::names::Grants;
 use crate::rate::Rate;
 
@@ -50,10 +54,141 @@ pub fn token_secret() -> Result<TokenSecret, SecretError> {
     TokenSecret::from_optional(token_secret_text())
 }
 
-/// The token verifier from `TOKEN_SECRET`. An unusable secret is kept as the
-/// error so `$connect` can refuse every connection with 500 (fail closed).
-pub fn token_verifier() -> Result<TokenVerifier, SecretError> {
-    token_secret().map(|s| TokenVerifier::new(&s))
+/// Where the token keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKeySetting {
+    /// `TOKEN_SECRET`: one key without a `kid` (the local stack, tests).
+    Plain(String),
+    /// `TOKEN_SECRET_ARN`: a Secrets Manager secret holding the keys as JSON
+    /// (see [`TokenKeys::from_json`]), read on first use (AWS).
+    SecretsManager { secret_id: String },
+}
+
+/// `TOKEN_SECRET_ARN` or `TOKEN_SECRET` (exactly one); neither is
+/// [`SecretError::Missing`], both [`SecretError::Ambiguous`].
+pub fn token_key_setting() -> Result<TokenKeySetting, SecretError> {
+    let arn = std::env::var("TOKEN_SECRET_ARN")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    match (arn, token_secret_text()) {
+        (Some(_), Some(_)) => Err(SecretError::Ambiguous),
+        (Some(arn), None) => Ok(TokenKeySetting::SecretsManager {
+            secret_id: arn.trim().to_owned(),
+        }),
+        (None, Some(secret)) => Ok(TokenKeySetting::Plain(secret)),
+        (None, None) => Err(SecretError::Missing),
+    }
+}
+
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`, unless unset:
+/// the standard endpoint overrides (moto, LocalStack).
+pub fn secrets_manager_endpoint_override() -> Option<String> {
+    ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+impl TokenPolicy {
+    /// `TOKEN_MAX_LIFETIME_SECONDS` (default 86400), `TOKEN_ISSUER` and
+    /// `TOKEN_AUDIENCE` (unset: not checked).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = TokenPolicy::default();
+        let text = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let max_lifetime = optional("TOKEN_MAX_LIFETIME_SECONDS", d.max_lifetime.as_secs())?;
+        if max_lifetime == 0 {
+            return Err(ConfigError::Invalid {
+                name: "TOKEN_MAX_LIFETIME_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(TokenPolicy {
+            max_lifetime: Duration::from_secs(max_lifetime),
+            iat_leeway: d.iat_leeway,
+            issuer: text("TOKEN_ISSUER"),
+            audience: text("TOKEN_AUDIENCE"),
+        })
+    }
+}
+
+type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, Result<TokenKeys, SecretError>> + Send + Sync>;
+
+/// The token keys of a function, read once per container: given (the
+/// environment's `TOKEN_SECRET`) or loaded on first use (Secrets Manager).
+/// A failed load is the answer (the caller fails closed) and is tried again
+/// on a later request, at most once per [`KEY_RETRY_INTERVAL`].
+#[derive(Clone)]
+pub struct TokenKeySource(Arc<KeySourceInner>);
+
+enum KeySourceInner {
+    Ready(Result<TokenKeys, SecretError>),
+    Lazy {
+        keys: tokio::sync::OnceCell<TokenKeys>,
+        failed: std::sync::Mutex<Option<(std::time::Instant, SecretError)>>,
+        load: LoadKeys,
+    },
+}
+
+/// After a failed load, how long the error is answered before the next try.
+pub const KEY_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+impl TokenKeySource {
+    /// Keys loaded by `load` on first use.
+    pub fn lazy<F>(load: impl Fn() -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<TokenKeys, SecretError>> + Send + 'static,
+    {
+        TokenKeySource(Arc::new(KeySourceInner::Lazy {
+            keys: tokio::sync::OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
+            load: Box::new(move || Box::pin(load())),
+        }))
+    }
+
+    /// The keys, loading them if this is the first use.
+    pub async fn keys(&self) -> Result<&TokenKeys, SecretError> {
+        match &*self.0 {
+            KeySourceInner::Ready(keys) => keys.as_ref().map_err(Clone::clone),
+            KeySourceInner::Lazy { keys, failed, load } => {
+                if let Some(keys) = keys.get() {
+                    return Ok(keys);
+                }
+                if let Ok(failed) = failed.lock() {
+                    if let Some((at, e)) = &*failed {
+                        if at.elapsed() < KEY_RETRY_INTERVAL {
+                            return Err(e.clone());
+                        }
+                    }
+                }
+                let result = keys.get_or_try_init(load).await;
+                if let (Err(e), Ok(mut failed)) = (&result, failed.lock()) {
+                    *failed = Some((std::time::Instant::now(), e.clone()));
+                }
+                result
+            }
+        }
+    }
+}
+
+impl From<Result<TokenKeys, SecretError>> for TokenKeySource {
+    fn from(keys: Result<TokenKeys, SecretError>) -> Self {
+        TokenKeySource(Arc::new(KeySourceInner::Ready(keys)))
+    }
+}
+
+impl From<Result<TokenSecret, SecretError>> for TokenKeySource {
+    fn from(secret: Result<TokenSecret, SecretError>) -> Self {
+        secret.map(TokenKeys::from).into()
+    }
+}
+
+impl std::fmt::Debug for TokenKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeySource(<redacted>)")
+    }
 }
 
 /// The retry policy of every enqueue (notify-user's NotifyConnection messages,
@@ -308,14 +443,17 @@ pub fn presence_groups(value: &str) -> Result<Grants, ConfigError> {
     })
 }
 
-/// What negotiate needs besides the ports: where clients connect and what
-/// their tokens are signed with.
+/// What negotiate needs besides the ports: where clients connect, the keys
+/// tokens are signed with and the policy they must meet.
 #[derive(Clone)]
 pub struct NegotiateSettings {
     /// `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (or the local stack's `ws://…`).
     pub websocket_url: String,
-    /// The secret tokens are signed with; negotiate fails closed (500) without one.
-    pub secret: Result<TokenSecret, SecretError>,
+    /// The keys tokens are signed with (the current one signs); negotiate
+    /// fails closed (500) without usable keys.
+    pub secret: TokenKeySource,
+    /// `iss`/`aud` to put in tokens, and the longest lifetime `$connect` accepts.
+    pub policy: TokenPolicy,
     /// Token lifetime when the request names none.
     pub default_ttl: Duration,
     /// The longest lifetime a request may ask for.
@@ -328,22 +466,26 @@ pub const NEGOTIATE_DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const NEGOTIATE_MAX_TTL: Duration = Duration::from_secs(3600);
 
 impl NegotiateSettings {
-    /// `TOKEN_SECRET` (an unusable secret is kept as the error: negotiate then
-    /// answers 500), `WEBSOCKET_URL`, `NEGOTIATE_DEFAULT_TTL_SECONDS`,
-    /// `NEGOTIATE_MAX_TTL_SECONDS`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = token_secret();
+    /// `WEBSOCKET_URL`, `NEGOTIATE_DEFAULT_TTL_SECONDS`,
+    /// `NEGOTIATE_MAX_TTL_SECONDS` (capped at the token policy's maximum
+    /// lifetime), the [`TokenPolicy`], and `secret` (the caller's: see
+    /// [`token_key_setting`]).
+    pub fn from_env(secret: TokenKeySource) -> Result<Self, ConfigError> {
+        let policy = TokenPolicy::from_env()?;
+        let max_ttl = optional("NEGOTIATE_MAX_TTL_SECONDS", NEGOTIATE_MAX_TTL.as_secs())?
+            .min(policy.max_lifetime.as_secs());
         Ok(NegotiateSettings {
             websocket_url: required("WEBSOCKET_URL")?,
             secret,
-            default_ttl: Duration::from_secs(optional(
-                "NEGOTIATE_DEFAULT_TTL_SECONDS",
-                NEGOTIATE_DEFAULT_TTL.as_secs(),
-            )?),
-            max_ttl: Duration::from_secs(optional(
-                "NEGOTIATE_MAX_TTL_SECONDS",
-                NEGOTIATE_MAX_TTL.as_secs(),
-            )?),
+            default_ttl: Duration::from_secs(
+                optional(
+                    "NEGOTIATE_DEFAULT_TTL_SECONDS",
+                    NEGOTIATE_DEFAULT_TTL.as_secs(),
+                )?
+                .min(max_ttl),
+            ),
+            max_ttl: Duration::from_secs(max_ttl),
+            policy,
         })
     }
 }

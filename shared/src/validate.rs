@@ -33,6 +33,10 @@ pub enum FieldError {
     TooLong { field: &'static str, max: usize },
     #[error("\"{0}\" contains control characters")]
     ControlCharacters(&'static str),
+    /// An invisible format character (Unicode general category Cf: bidi
+    /// overrides and isolates, zero-width spaces and joiners, the BOM, …).
+    #[error("\"{field}\" contains the invisible format character U+{code:04X}")]
+    FormatCharacter { field: &'static str, code: u32 },
     #[error("\"{0}\" may hold only printable ASCII other than '#' and space")]
     NotPrintableAscii(&'static str),
     /// A typed integer (a queue body's `ttlSeconds`) out of its bounds.
@@ -69,6 +73,7 @@ impl FieldError {
         match self {
             FieldError::Empty(field)
             | FieldError::ControlCharacters(field)
+            | FieldError::FormatCharacter { field, .. }
             | FieldError::NotPrintableAscii(field)
             | FieldError::TooLong { field, .. }
             | FieldError::OutOfRange { field, .. }
@@ -107,16 +112,64 @@ fn at_most(field: &'static str, value: &str, max: usize) -> Result<(), FieldErro
     Ok(())
 }
 
-/// A user id is 1 to [`MAX_USER_ID_BYTES`] bytes without control characters:
-/// what `$connect` accepts as a token's `sub`, and so what every other surface
-/// accepts as a user id.
+/// A user id is 1 to [`MAX_USER_ID_BYTES`] bytes without control characters
+/// (Cc) or invisible format characters (Cf, see [`is_format`]): what `$connect`
+/// accepts as a token's `sub`, and so what every other surface accepts as a
+/// user id. Without the second rule `"alice\u{200B}"` or a right-to-left
+/// override would be another user who looks like `alice` in every log and UI.
 pub fn user_id(field: &'static str, value: &str) -> Result<(), FieldError> {
     not_empty(field, value)?;
     at_most(field, value, MAX_USER_ID_BYTES)?;
     if value.chars().any(char::is_control) {
         return Err(FieldError::ControlCharacters(field));
     }
+    if let Some(c) = value.chars().find(|&c| is_format(c)) {
+        return Err(FieldError::FormatCharacter {
+            field,
+            code: u32::from(c),
+        });
+    }
     Ok(())
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 16.0: the
+/// soft hyphen, Arabic and Syriac marks, the Mongolian vowel separator,
+/// zero-width space/non-joiner/joiner, left-to-right and right-to-left marks,
+/// bidi embeddings, overrides and isolates, word joiner and invisible
+/// operators, the BOM (zero-width no-break space), interlinear annotation,
+/// Egyptian and shorthand format controls, musical formatting and tags. A
+/// table rather than a crate: the whole rule is these ranges (a test checks
+/// them against `unicode-properties` for every code point).
+const FORMAT_CHARACTERS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` is a format character (general category Cf).
+pub fn is_format(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_CHARACTERS
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
 }
 
 /// A connection id is 1 to [`MAX_CONNECTION_ID_BYTES`] bytes.
@@ -219,6 +272,43 @@ mod tests {
             user_id("userId", "a\nb").unwrap_err().to_string(),
             "\"userId\" contains control characters"
         );
+    }
+
+    #[test]
+    fn user_ids_refuse_invisible_format_characters() {
+        for (id, code) in [
+            ("alice\u{202E}", 0x202E),   // right-to-left override
+            ("al\u{200B}ice", 0x200B),   // zero-width space
+            ("\u{200D}alice", 0x200D),   // zero-width joiner
+            ("alice\u{2066}x", 0x2066),  // left-to-right isolate
+            ("\u{FEFF}alice", 0xFEFF),   // BOM
+            ("alice\u{E0041}", 0xE0041), // tag letter A
+        ] {
+            assert_eq!(
+                user_id("sub", id),
+                Err(FieldError::FormatCharacter { field: "sub", code }),
+                "{id:?}"
+            );
+        }
+        assert_eq!(
+            user_id("userId", "alice\u{202E}").unwrap_err().to_string(),
+            "\"userId\" contains the invisible format character U+202E"
+        );
+        // Visible non-ASCII stays allowed.
+        assert_eq!(user_id("sub", "zoë-東京-🙂"), Ok(()));
+    }
+
+    #[test]
+    fn the_format_table_is_unicode_general_category_cf() {
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(
+                is_format(c),
+                c.general_category() == GeneralCategory::Format,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use common::{Harness, body_text};
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
-use switchboard::auth::{TokenSecret, TokenVerifier};
+use switchboard::auth::{TokenPolicy, TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest,
 };
@@ -73,7 +73,8 @@ async fn harness_with_chat_42() -> Harness {
 fn http_config() -> NegotiateSettings {
     NegotiateSettings {
         websocket_url: "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod".into(),
-        secret: TokenSecret::new(DEV_SECRET),
+        secret: TokenSecret::new(DEV_SECRET).into(),
+        policy: Default::default(),
         default_ttl: std::time::Duration::from_secs(300),
         max_ttl: std::time::Duration::from_secs(3600),
     }
@@ -87,7 +88,16 @@ fn http_body(body: &Option<Body>) -> &str {
 }
 
 async fn check(name: &str) {
-    let verifier = Ok(TokenVerifier::new(&TokenSecret::new(DEV_SECRET).unwrap()));
+    // The fixture's token lives until 2100 (so it keeps working): far past the
+    // default maximum lifetime, which `scripts/local-aws.py` raises the same way.
+    let policy = TokenPolicy {
+        max_lifetime: std::time::Duration::from_secs(3_000_000_000),
+        ..TokenPolicy::default()
+    };
+    let verifier = Ok(TokenVerifier::with_keys(
+        &TokenSecret::new(DEV_SECRET).unwrap().into(),
+        &policy,
+    ));
     match name {
         "connect.json" => {
             let harness = Harness::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use switchboard::auth::{SecretError, TokenVerifier, claims_for};
+use switchboard::auth::{SecretError, TokenSecret, TokenVerifier, claims_for};
 use switchboard::config::NegotiateSettings;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::http_api::{HttpAnswer, route};
@@ -17,7 +17,8 @@ use switchboard::ports::{Membership, MembershipStore};
 fn config() -> NegotiateSettings {
     NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
-        secret: Ok(secret()),
+        secret: Ok(secret()).into(),
+        policy: Default::default(),
         default_ttl: Duration::from_secs(300),
         max_ttl: Duration::from_secs(3600),
     }
@@ -531,6 +532,22 @@ async fn negotiate_refuses_every_user_id_connect_refuses() {
             "\\\"sub\\\" is longer than 256 bytes",
         ),
         ("", "\"userId\" must not be empty", "\\\"sub\\\" is empty"),
+        // Invisible format characters (Cf): one user id must not pass for another.
+        (
+            "alice\u{202E}",
+            "\"userId\" contains the invisible format character U+202E",
+            "\\\"sub\\\" contains the invisible format character U+202E",
+        ),
+        (
+            "al\u{200B}ice",
+            "\"userId\" contains the invisible format character U+200B",
+            "\\\"sub\\\" contains the invisible format character U+200B",
+        ),
+        (
+            "\u{FEFF}alice",
+            "\"userId\" contains the invisible format character U+FEFF",
+            "\\\"sub\\\" contains the invisible format character U+FEFF",
+        ),
     ];
     for (user_id, negotiate_message, connect_message) in cases {
         let body = json!({ "userId": user_id }).to_string();
@@ -557,6 +574,30 @@ async fn negotiate_refuses_every_user_id_connect_refuses() {
     assert!(h.store.is_empty());
 }
 
+/// The same rule on the queues and the other HTTP routes that name a user.
+#[tokio::test]
+async fn every_surface_refuses_user_ids_with_format_characters() {
+    use switchboard::protocol::NotifyUser;
+    let h = Harness::new();
+    let message = "\"userId\" contains the invisible format character U+202E";
+    assert_eq!(
+        NotifyUser::parse(Some(r#"{"userId":"alice\u202e","data":"x"}"#))
+            .unwrap_err()
+            .to_string(),
+        format!("malformed message: {message}")
+    );
+    let body = json!({ "userId": "alice\u{202E}", "data": "x" }).to_string();
+    assert_eq!(
+        call(&h, "POST", "/send", Some(&body)).await,
+        bad("userId", message)
+    );
+    assert_eq!(
+        call(&h, "PUT", "/groups/g/users/alice%E2%80%AE", None).await,
+        bad("userId", message)
+    );
+    assert!(h.store.is_empty());
+}
+
 fn mint_token(user_id: &str) -> String {
     token_with(&claims_for(user_id, Duration::from_secs(300), vec![]))
 }
@@ -565,7 +606,7 @@ fn mint_token(user_id: &str) -> String {
 async fn negotiate_fails_closed_without_a_secret() {
     let h = Harness::new();
     let config = NegotiateSettings {
-        secret: Err(SecretError::Missing),
+        secret: Err::<TokenSecret, _>(SecretError::Missing).into(),
         ..config()
     };
     let answer = route(

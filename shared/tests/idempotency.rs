@@ -221,7 +221,8 @@ async fn commands_and_the_http_api_refuse_a_bad_id_and_send_nothing() {
     );
     let config = NegotiateSettings {
         websocket_url: "wss://example.test/prod".into(),
-        secret: Ok(secret()),
+        secret: Ok(secret()).into(),
+        policy: Default::default(),
         default_ttl: Duration::from_secs(300),
         max_ttl: Duration::from_secs(3600),
     };

@@ -924,3 +924,151 @@ async fn dynamo_memberships_apply_only_newer_sequences_and_cap_slots() {
         "never below zero"
     );
 }
+
+// ------------------------------------------------------------ token keys (Secrets Manager)
+
+async fn secrets_manager() -> switchboard::adapters::secrets_manager::SecretsManager {
+    use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    switchboard::adapters::secrets_manager::SecretsManager::new(
+        SharedHttpConnector::new(switchboard::aws::https_connector(
+            HttpConnectorSettings::default(),
+            sdk.sleep_impl(),
+        )),
+        sdk.credentials_provider(),
+        "us-east-1",
+        Some(&endpoint()),
+    )
+}
+
+/// A secret holding `text`; its ARN.
+async fn secret(
+    store: &switchboard::adapters::secrets_manager::SecretsManager,
+    text: &str,
+) -> String {
+    let answer = store
+        .call(
+            "CreateSecret",
+            serde_json::json!({ "Name": unique("token-keys"), "SecretString": text }).to_string(),
+        )
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    answer["ARN"].as_str().unwrap().to_owned()
+}
+
+const ROTATING: &str = r#"{"current":{"kid":"2","secret":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},"previous":{"kid":"1","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#;
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn token_keys_are_read_from_secrets_manager_and_rotate_by_kid() {
+    use std::time::Duration;
+    use switchboard::auth::{AuthError, TokenPolicy, TokenSecret, TokenVerifier, claims_for, mint};
+    let store = secrets_manager().await;
+    let arn = secret(&store, ROTATING).await;
+    let keys = store.token_keys(&arn).await.unwrap();
+    assert_eq!(keys.current.kid(), Some("2"));
+    let verifier = TokenVerifier::with_keys(&keys, &TokenPolicy::default());
+    let claims = claims_for("u", Duration::from_secs(60), vec![]);
+    let key = |kid, fill| TokenSecret::with_kid(kid, vec![fill; 32]).unwrap();
+    // Minting uses the current key; the current and the previous key verify.
+    let minted = mint(&keys.current, &claims).unwrap();
+    assert_eq!(verifier.verify(&minted), Ok(claims.clone()));
+    assert_eq!(
+        verifier.verify(&mint(&key("1", b'a'), &claims).unwrap()),
+        Ok(claims.clone())
+    );
+    assert_eq!(
+        verifier.verify(&mint(&key("0", b'a'), &claims).unwrap()),
+        Err(AuthError::UnknownKey)
+    );
+    // By name too, and the single-key form the template generates.
+    let name = store
+        .call(
+            "DescribeSecret",
+            serde_json::json!({ "SecretId": arn }).to_string(),
+        )
+        .await
+        .unwrap();
+    let name: serde_json::Value = serde_json::from_slice(&name).unwrap();
+    let name = name["Name"].as_str().unwrap();
+    assert_eq!(
+        store.token_keys(name).await.unwrap().current.kid(),
+        Some("2")
+    );
+    let single = secret(
+        &store,
+        r#"{"kid":"1","secret":"cccccccccccccccccccccccccccccccccccccccccccccccc"}"#,
+    )
+    .await;
+    let keys = store.token_keys(&single).await.unwrap();
+    assert_eq!(
+        (keys.current.kid(), keys.previous.is_none()),
+        (Some("1"), true)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn token_keys_fail_closed_with_exact_errors() {
+    use switchboard::auth::SecretError;
+    let store = secrets_manager().await;
+    let missing = store.token_keys("no-such-secret").await.unwrap_err();
+    assert!(
+        matches!(&missing, SecretError::Unavailable(m)
+            // AWS answers 400, moto 404.
+            if m.starts_with("GetSecretValue answered 4")
+                && m.ends_with(" ResourceNotFoundException: Secrets Manager can't find the specified secret.")),
+        "{missing}"
+    );
+    let plain = secret(&store, "dddddddddddddddddddddddddddddddddddd").await;
+    let invalid = store.token_keys(&plain).await.unwrap_err();
+    assert_eq!(
+        invalid.to_string(),
+        "the token secret is invalid: expected {\"current\":{\"kid\":…,\"secret\":…},\"previous\":{…}} or {\"kid\":…,\"secret\":…}"
+    );
+    // A store that does not answer: refused within the request timeout.
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let closed = switchboard::adapters::secrets_manager::SecretsManager::new(
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(
+            switchboard::aws::https_connector(Default::default(), sdk.sleep_impl()),
+        ),
+        sdk.credentials_provider(),
+        "us-east-1",
+        Some("http://127.0.0.1:9"),
+    );
+    assert!(matches!(
+        closed.token_keys("x").await,
+        Err(SecretError::Unavailable(m)) if m.starts_with("GetSecretValue failed: ")
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn the_lazy_key_source_reads_once_per_container() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use switchboard::config::TokenKeySource;
+    let store = secrets_manager().await;
+    let arn = secret(&store, ROTATING).await;
+    let reads = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let (store, arn, reads) = (store.clone(), arn.clone(), reads.clone());
+        TokenKeySource::lazy(move || {
+            let (store, arn, reads) = (store.clone(), arn.clone(), reads.clone());
+            async move {
+                reads.fetch_add(1, Ordering::SeqCst);
+                store.token_keys(&arn).await
+            }
+        })
+    };
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        0,
+        "nothing is read before first use"
+    );
+    for _ in 0..3 {
+        assert_eq!(source.keys().await.unwrap().current.kid(), Some("2"));
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+}

@@ -437,3 +437,149 @@ fn every_client_limit_is_a_parameter_passed_to_the_functions() {
         );
     }
 }
+
+/// Every `{"Ref": name}` and `${name}` (in `Fn::Sub`) under `value`.
+fn mentions(value: &Value, name: &str) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.get("Ref").and_then(Value::as_str) == Some(name)
+                || map.get("Fn::Sub").is_some_and(|sub| {
+                    let text = match sub {
+                        Value::Array(parts) => parts.first().and_then(Value::as_str),
+                        other => other.as_str(),
+                    };
+                    text.is_some_and(|t| t.contains(&format!("${{{name}}}")))
+                })
+                || map.values().any(|v| mentions(v, name))
+        }
+        Value::Array(items) => items.iter().any(|v| mentions(v, name)),
+        _ => false,
+    }
+}
+
+/// Every `Environment` block: the functions' globals and each resource's.
+fn environment_blocks(template: &Value) -> Vec<(String, &Value)> {
+    let mut blocks = vec![(
+        "Globals.Function".to_owned(),
+        &template["Globals"]["Function"]["Environment"],
+    )];
+    for (id, resource) in template["Resources"].as_object().unwrap() {
+        if !resource["Properties"]["Environment"].is_null() {
+            blocks.push((id.clone(), &resource["Properties"]["Environment"]));
+        }
+    }
+    blocks
+}
+
+#[test]
+fn no_secret_is_in_any_environment_block() {
+    let template = load_template();
+    let no_echo: Vec<&str> = template["Parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p["NoEcho"] == json!(true))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(no_echo.contains(&"TokenSecret"), "{no_echo:?}");
+    for (id, block) in environment_blocks(&template) {
+        for name in &no_echo {
+            assert!(
+                !mentions(block, name),
+                "{id}'s Environment holds the NoEcho parameter {name}"
+            );
+        }
+        for (variable, value) in block["Variables"].as_object().into_iter().flatten() {
+            assert_ne!(variable, "TOKEN_SECRET", "{id} sets TOKEN_SECRET");
+            if variable.contains("SECRET") {
+                assert_eq!(
+                    (variable.as_str(), value),
+                    ("TOKEN_SECRET_ARN", &reference("TokenKeys")),
+                    "{id}: only the secret's ARN may be in the environment"
+                );
+            }
+        }
+    }
+    // The parameter goes into the secret and nowhere else.
+    for (id, resource) in template["Resources"].as_object().unwrap() {
+        for name in &no_echo {
+            assert!(
+                !mentions(resource, name) || id == "TokenKeys",
+                "{id} uses the NoEcho parameter {name}"
+            );
+        }
+    }
+    assert!(!mentions(&template["Outputs"], "TokenSecret"));
+}
+
+/// The IAM statements each resource carries (a SAM function's `Policies`).
+fn statements(resource: &Value) -> Vec<&Value> {
+    resource["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| policy["Statement"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn exactly_connect_and_api_can_read_the_token_keys() {
+    let template = load_template();
+    let secrets: Vec<&str> = resources_of_type(&template, "AWS::SecretsManager::Secret")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(secrets, ["TokenKeys"]);
+    // No resource policy widens access; IAM on the two functions is all.
+    assert_eq!(
+        resources_of_type(&template, "AWS::SecretsManager::ResourcePolicy").count(),
+        0
+    );
+    let mut readers = Vec::new();
+    for (id, resource) in template["Resources"].as_object().unwrap() {
+        for statement in statements(resource) {
+            let reads = actions(statement).iter().any(|a| {
+                let a = a.to_ascii_lowercase();
+                a == "*" || a.starts_with("secretsmanager:get") || a == "secretsmanager:*"
+            });
+            if reads {
+                assert_eq!(
+                    (statement["Effect"].as_str(), actions(statement)),
+                    (Some("Allow"), vec!["secretsmanager:GetSecretValue"]),
+                    "{id}"
+                );
+                assert_eq!(
+                    statement["Resource"],
+                    reference("TokenKeys"),
+                    "{id}: GetSecretValue on the token keys' ARN only"
+                );
+                readers.push(id.as_str());
+            }
+        }
+        if id != "ConnectFunction" && id != "ApiFunction" {
+            let variables = &resource["Properties"]["Environment"]["Variables"];
+            assert!(
+                variables["TOKEN_SECRET_ARN"].is_null(),
+                "{id} is told where the keys are"
+            );
+        }
+    }
+    assert_eq!(readers, ["ApiFunction", "ConnectFunction"]);
+    for function in ["ConnectFunction", "ApiFunction"] {
+        assert_eq!(
+            template["Resources"][function]["Properties"]["Environment"]["Variables"]["TOKEN_SECRET_ARN"],
+            reference("TokenKeys"),
+            "{function}"
+        );
+    }
+    assert!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["TOKEN_SECRET_ARN"].is_null()
+    );
+}

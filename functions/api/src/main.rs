@@ -10,11 +10,11 @@ use switchboard::handlers::http_api::handle_http;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let http = NegotiateSettings::from_env()?;
-    if let Err(e) = &http.secret {
-        lambda_runtime::tracing::error!(error = %e, "negotiate will answer 500");
-    }
-    let services = aws::Wiring::load().await.services().await?;
+    let wiring = aws::Wiring::load().await;
+    // The token keys are read by the first negotiate (TOKEN_SECRET_ARN), not
+    // during init; without them negotiate answers 500 and the rest works.
+    let http = NegotiateSettings::from_env(wiring.token_keys())?;
+    let services = wiring.services().await?;
     let (services, http) = (&services, &http);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {

@@ -1,22 +1,31 @@
 //! `$connect` Lambda: wiring only; the logic is `switchboard::handlers::connect`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard::auth::{TokenPolicy, TokenVerifier};
+use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::connect::handle_connect;
-use switchboard::{aws, config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let verifier = config::token_verifier();
-    if let Err(e) = &verifier {
-        lambda_runtime::tracing::error!(error = %e, "every connection will be refused");
-    }
-    let services = aws::Wiring::load().await.services().await?;
-    let (services, verifier) = (&services, &verifier);
+    let policy = TokenPolicy::from_env()?;
+    let wiring = aws::Wiring::load().await;
+    // Read on the first connection (TOKEN_SECRET_ARN), not during init; an
+    // unreadable secret refuses connections with 500 until a read succeeds.
+    let keys = wiring.token_keys();
+    let services = wiring.services().await?;
+    let (services, keys, policy) = (&services, &keys, &policy);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_connect(services, verifier, &event.payload).await)
+            let verifier = keys
+                .keys()
+                .await
+                .map(|k| TokenVerifier::with_keys(k, policy));
+            if let Err(e) = &verifier {
+                lambda_runtime::tracing::error!(error = %e, "no token keys: connection refused");
+            }
+            Ok::<_, Error>(handle_connect(services, &verifier, &event.payload).await)
         },
     ))
     .await

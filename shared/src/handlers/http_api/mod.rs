@@ -148,7 +148,7 @@ async fn dispatch(
     match (method, segments) {
         ("POST", ["send"]) => send::send(services, body).await,
         ("POST", ["notify"]) => send::notify(services, body).await,
-        ("POST", ["negotiate"]) => negotiate::negotiate(config, body),
+        ("POST", ["negotiate"]) => negotiate::negotiate(config, body).await,
         (m @ ("PUT" | "DELETE"), ["groups", group, "connections", id]) => {
             groups::connection_membership(services, m == "PUT", group, id).await
         }

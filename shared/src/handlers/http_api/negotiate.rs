@@ -8,17 +8,17 @@ use tracing::error;
 
 use super::HttpAnswer;
 use super::fields::{object, required, strings, ttl_seconds};
-use crate::auth::{Claims, mint};
+use crate::auth::{Claims, mint_for};
 use crate::config::NegotiateSettings;
 use crate::validate;
 
 /// The fields are held to the rules the token verifier applies to the claims
 /// they become, so a token negotiate mints is one `$connect` accepts.
-pub(super) fn negotiate(
+pub(super) async fn negotiate(
     config: &NegotiateSettings,
     body: Option<&str>,
 ) -> Result<HttpAnswer, HttpAnswer> {
-    let secret = config.secret.as_ref().map_err(|e| {
+    let keys = config.secret.keys().await.map_err(|e| {
         error!(error = %e, "negotiate refused: no usable token secret");
         HttpAnswer::error(
             500,
@@ -46,7 +46,7 @@ pub(super) fn negotiate(
         subscribe,
         publish,
     };
-    let token = mint(secret, &claims).map_err(|e| {
+    let token = mint_for(&keys.current, &claims, &config.policy).map_err(|e| {
         error!(error = %e, "cannot sign a token");
         HttpAnswer::error(500, "misconfigured", None, "cannot sign a token")
     })?;

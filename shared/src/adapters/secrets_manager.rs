@@ -1,0 +1,186 @@
+//! The token keys from AWS Secrets Manager: one SigV4-signed `GetSecretValue`
+//! request (protocol `awsJson1_1`) through the SDK's own HTTPS connector and
+//! signer.
+//!
+//! Not the `aws-sdk-secretsmanager` crate: connect and api are within about
+//! 60 KB of Lambda's 6,000,000-byte bootstrap limit, and a whole SDK client
+//! (its config, endpoint rules and error types) for one call per container
+//! does not fit; this file reuses code every bootstrap links already
+//! (`aws-sigv4`, the hyper/rustls connector). Not the Parameters and Secrets
+//! Lambda Extension either: a region-specific layer, a second process in
+//! every container and its own cold start, for the same one call. The README's
+//! "Token keys on AWS" gives the measurements.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_runtime_api::http::Request;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
+use tracing::info;
+
+use crate::auth::{SecretError, TokenKeys};
+
+/// How long the whole request may take (connect, TLS, answer).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Secrets Manager endpoint and what signs requests to it.
+#[derive(Clone, Debug)]
+pub struct SecretsManager {
+    connector: SharedHttpConnector,
+    credentials: Option<SharedCredentialsProvider>,
+    region: String,
+    endpoint: String,
+}
+
+impl SecretsManager {
+    /// `endpoint` overrides `https://secretsmanager.{region}.amazonaws.com`
+    /// (`.com.cn` in the China regions).
+    pub fn new(
+        connector: SharedHttpConnector,
+        credentials: Option<SharedCredentialsProvider>,
+        region: &str,
+        endpoint: Option<&str>,
+    ) -> Self {
+        let endpoint = match endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None if region.starts_with("cn-") => {
+                format!("https://secretsmanager.{region}.amazonaws.com.cn")
+            }
+            None => format!("https://secretsmanager.{region}.amazonaws.com"),
+        };
+        SecretsManager {
+            connector,
+            credentials,
+            region: region.to_owned(),
+            endpoint,
+        }
+    }
+
+    /// The token keys in secret `secret_id` (see [`TokenKeys::from_json`]).
+    pub async fn token_keys(&self, secret_id: &str) -> Result<TokenKeys, SecretError> {
+        let text = tokio::time::timeout(REQUEST_TIMEOUT, self.secret_string(secret_id))
+            .await
+            .map_err(|_| {
+                SecretError::Unavailable(format!(
+                    "GetSecretValue took longer than {REQUEST_TIMEOUT:?}"
+                ))
+            })??;
+        let keys = TokenKeys::from_json(&text)?;
+        info!(
+            current = keys.current.kid().unwrap_or(""),
+            previous = keys.previous.as_ref().and_then(|k| k.kid()).unwrap_or(""),
+            "token keys loaded"
+        );
+        Ok(keys)
+    }
+
+    /// `GetSecretValue`'s `SecretString` (the AWSCURRENT version).
+    pub async fn secret_string(&self, secret_id: &str) -> Result<String, SecretError> {
+        let bytes = self
+            .call(
+                "GetSecretValue",
+                serde_json::json!({ "SecretId": secret_id }).to_string(),
+            )
+            .await?;
+        // `serde_json::Value` (linked already) rather than derived structs:
+        // the bootstraps are within bytes of their limit.
+        let answer: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| SecretError::Unavailable("GetSecretValue's answer is not JSON".into()))?;
+        match answer.get("SecretString") {
+            Some(serde_json::Value::String(text)) => Ok(text.clone()),
+            _ => Err(SecretError::Invalid(
+                "the secret has no SecretString (binary secrets are not read)".into(),
+            )),
+        }
+    }
+
+    /// One signed Secrets Manager request (`operation` with the JSON `body`),
+    /// and the answer's body when it is 200. Errors carry the service's error
+    /// type and message, which never hold a secret value.
+    pub async fn call(&self, operation: &str, body: String) -> Result<Vec<u8>, SecretError> {
+        let unavailable = |reason: String| SecretError::Unavailable(reason);
+        let credentials = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| unavailable("no AWS credentials".into()))?
+            .provide_credentials()
+            .await
+            .map_err(|e| unavailable(format!("no AWS credentials: {e}")))?;
+        let identity = Identity::from(credentials);
+        let uri = format!("{}/", self.endpoint);
+        let target = format!("secretsmanager.{operation}");
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("secretsmanager")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            &uri,
+            headers.iter().copied(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?
+            .into_parts();
+
+        let mut request = Request::new(SdkBody::from(body));
+        request
+            .set_method("POST")
+            .map_err(|e| unavailable(e.to_string()))?;
+        request
+            .set_uri(uri.as_str())
+            .map_err(|e| unavailable(format!("bad endpoint {uri}: {e}")))?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(name.to_owned(), value.to_owned());
+        }
+        for (name, value) in instructions.headers() {
+            request
+                .headers_mut()
+                .insert(name.to_owned(), value.to_owned());
+        }
+        let response = self
+            .connector
+            .call(request)
+            .await
+            .map_err(|e| unavailable(format!("{operation} failed: {e}")))?;
+        let status = response.status().as_u16();
+        let bytes = ByteStream::new(response.into_body())
+            .collect()
+            .await
+            .map_err(|e| unavailable(format!("{operation}'s answer was cut: {e}")))?
+            .into_bytes();
+        if status != 200 {
+            // The error's type and message only (AccessDeniedException,
+            // ResourceNotFoundException, …): an error body holds no secret.
+            let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let kind = error["__type"].as_str().unwrap_or_default();
+            let kind = kind.rsplit('#').next().unwrap_or_default();
+            let message = error["message"]
+                .as_str()
+                .or_else(|| error["Message"].as_str())
+                .unwrap_or_default();
+            return Err(unavailable(format!(
+                "{operation} answered {status} {kind}: {}",
+                message.chars().take(200).collect::<String>()
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+}
