@@ -36,7 +36,7 @@ unit:
 
 ## test-all: every test, with moto server on a free loopback port
 test-all: tools
-	scripts/with-moto.sh cargo test --workspace --locked -- --include-ignored
+	scripts/with-moto.sh cargo test --workspace --locked --no-fail-fast -- --include-ignored
 
 ## invoke-events: every events/*.json through its function with cargo lambda watch, against moto (README, "Invoke locally")
 invoke-events: tools

@@ -111,7 +111,8 @@ pub const UNAUTHORIZED: &str = "this stack listens beyond loopback: send the API
     \"Authorization: Bearer <key>\" (the key the stack printed at startup, or SWITCHBOARD_API_KEY)";
 
 /// Middleware: lets a request through when no key is required, when it is
-/// for the WebSocket endpoint, or when it presents the key; 401 otherwise.
+/// for the WebSocket endpoint or the demo page's static files, or when it
+/// presents the key; 401 otherwise.
 pub(crate) async fn require_key(
     State(stack): State<Arc<Stack>>,
     request: Request,
@@ -122,6 +123,7 @@ pub(crate) async fn require_key(
     };
     let path = request.uri().path();
     if is_websocket_endpoint(request.method(), path)
+        || crate::demo::is_demo_page(request.method(), path)
         || presented(request.headers()).is_some_and(|p| key.admits(p))
     {
         return next.run(request).await;
@@ -137,6 +139,14 @@ pub(crate) async fn require_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_page_is_public_for_reading_only() {
+        assert!(crate::demo::is_demo_page(&Method::GET, "/demo/"));
+        assert!(crate::demo::is_demo_page(&Method::GET, "/demo/app.js"));
+        assert!(!crate::demo::is_demo_page(&Method::POST, "/demo/"));
+        assert!(!crate::demo::is_demo_page(&Method::GET, "/demonstrate"));
+    }
 
     #[test]
     fn only_the_websocket_endpoint_is_exempt() {

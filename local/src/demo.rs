@@ -48,6 +48,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      form-action 'none'; frame-ancestors 'none'";
 
 /// `GET /demo/` and `GET /demo/{file}`, merged into the stack's router.
+/// Whether a request is for the demo page's static files: public even on an
+/// exposed stack (the page asks negotiate for tokens, which needs the key there).
+pub(crate) fn is_demo_page(method: &axum::http::Method, path: &str) -> bool {
+    method == axum::http::Method::GET && path.starts_with(PATH)
+}
+
 pub(crate) fn routes() -> Router<Arc<Stack>> {
     Router::new()
         .route(PATH, get(|| async { file("index.html") }))

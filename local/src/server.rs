@@ -61,11 +61,9 @@ pub(crate) async fn serve(
             put(http_api).delete(http_api),
         )
         .route("/groups/{group}/users/{id}", put(http_api).delete(http_api))
+        .merge(crate::demo::routes())
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn_with_state(stack.clone(), require_key))
-        // The demo page is static and public, even on an exposed stack (its
-        // tokens come from negotiate, which needs the key there).
-        .merge(crate::demo::routes())
         .layer(middleware::from_fn(json_errors))
         .with_state(stack);
     let result = axum::serve(

@@ -78,6 +78,7 @@ async fn the_library_refuses_too_and_binds_nothing() {
 
 /// Every endpoint but the WebSocket one, with what it answers given the key.
 fn endpoints(connection_id: &str) -> Vec<(&'static str, String, String, u16)> {
+    let connection_id = &urlencode(connection_id);
     vec![
         (
             "POST",

@@ -283,13 +283,3 @@ async fn the_http_api_sends_to_every_target_and_manages_groups() {
     silent(&mut bob, Duration::from_millis(100)).await;
     stack.shutdown().await;
 }
-
-/// Percent-encodes a connection id for a path segment.
-fn urlencode(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}

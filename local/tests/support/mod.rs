@@ -240,3 +240,13 @@ pub async fn send_text_in_frames(client: &mut Client, text: &str, frame: usize) 
             .unwrap();
     }
 }
+
+/// Percent-encodes a connection id for a path segment (API Gateway ids may hold `/`, `+` and `=`).
+pub fn urlencode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
