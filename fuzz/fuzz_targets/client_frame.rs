@@ -16,7 +16,9 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use switchboard::handlers::default::default_reply;
 use switchboard::handlers::ping::pong;
-use switchboard::protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame};
+use switchboard::protocol::{
+    ClientFrame, ErrorCode, FrameError, QUOTE_ELLIPSIS, QUOTE_LIMIT_BYTES, ServerFrame, quote,
+};
 use switchboard_fuzz::{assert_json_text, json_same, value_of};
 
 /// What `ServerFrame::to_json` returns if serialising ever failed.
@@ -43,12 +45,28 @@ fuzz_target!(|data: &[u8]| {
         Ok(frame) => {
             assert!(!frame.fields.contains_key("action"));
             check_round_trip(text, frame);
+            // The reply quotes at most QUOTE_LIMIT_BYTES of the action, cut on a
+            // character boundary and marked, so a huge action cannot echo back.
+            let quoted = quote(&frame.action);
+            if frame.action.len() <= QUOTE_LIMIT_BYTES {
+                assert_eq!(quoted, frame.action.as_str());
+            } else {
+                let kept = quoted
+                    .strip_suffix(QUOTE_ELLIPSIS)
+                    .expect("a cut quote ends with the ellipsis");
+                assert!(frame.action.starts_with(kept));
+                assert!(kept.len() <= QUOTE_LIMIT_BYTES);
+                assert!(
+                    kept.len() + 4 > QUOTE_LIMIT_BYTES,
+                    "cut at most one character short"
+                );
+            }
             assert_eq!(
                 reply,
                 ServerFrame::Error {
                     code: ErrorCode::UnknownAction,
-                    message: format!("unknown action \"{}\"", frame.action),
-                    action: Some(frame.action.clone()),
+                    message: format!("unknown action \"{quoted}\""),
+                    action: Some(quoted.into_owned()),
                 }
             );
             check_correlation_id(frame);

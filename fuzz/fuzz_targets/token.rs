@@ -151,7 +151,9 @@ fn signed(mode: u8, rest: &[u8]) {
             iss: String,
             aud: serde_json::Value,
         }
-        let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
         let read: IssAud = serde_json::from_slice(&payload).expect("accepted: iss and aud");
         assert_eq!(read.iss, ISSUER);
         assert!(
