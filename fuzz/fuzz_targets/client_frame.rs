@@ -17,7 +17,8 @@ use serde_json::Value;
 use switchboard::handlers::default::default_reply;
 use switchboard::handlers::ping::pong;
 use switchboard::protocol::{
-    ClientFrame, ErrorCode, FrameError, QUOTE_ELLIPSIS, QUOTE_LIMIT_BYTES, ServerFrame, quote,
+    ClientFrame, ErrorCode, FrameError, MAX_CORRELATION_ID_BYTES, QUOTE_ELLIPSIS,
+    QUOTE_LIMIT_BYTES, ServerFrame, quote,
 };
 use switchboard_fuzz::{assert_json_text, json_same, value_of};
 
@@ -126,6 +127,10 @@ fn check_correlation_id(frame: &ClientFrame) {
     match frame.correlation_id() {
         Ok(Some(id)) => {
             assert!(id.is_string() || id.is_number());
+            assert!(
+                id.as_str()
+                    .is_none_or(|s| s.len() <= MAX_CORRELATION_ID_BYTES)
+            );
             assert_eq!(Some(&id), raw);
             let ack = ServerFrame::ack_ok(Some(id.clone()));
             check_server_frame(&ack);
@@ -134,10 +139,13 @@ fn check_correlation_id(frame: &ClientFrame) {
         }
         Ok(None) => assert!(matches!(raw, None | Some(Value::Null))),
         Err(e) => {
-            assert!(matches!(
-                raw,
-                Some(Value::Bool(_) | Value::Array(_) | Value::Object(_))
-            ));
+            // Refused: a type other than string or number, or a string id too
+            // long to echo back.
+            assert!(match raw {
+                Some(Value::Bool(_) | Value::Array(_) | Value::Object(_)) => true,
+                Some(Value::String(id)) => id.len() > MAX_CORRELATION_ID_BYTES,
+                _ => false,
+            });
             check_server_frame(&ServerFrame::ack_error(
                 None,
                 ErrorCode::BadRequest,
