@@ -9,20 +9,13 @@
 //! carries it. Keys are compared in constant time.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Method};
 use subtle::ConstantTimeEq;
-use tracing::info;
 
+use crate::config::StartError;
 use crate::config::{Config, MIN_API_KEY_BYTES};
-use crate::server::error_answer;
-use crate::stack::Stack;
-use crate::start::StartError;
 
 /// The key an exposed stack requires.
 #[derive(Clone)]
@@ -37,7 +30,7 @@ impl ApiKey {
         &self.key
     }
 
-    fn admits(&self, presented: &str) -> bool {
+    pub(crate) fn admits(&self, presented: &str) -> bool {
         presented.as_bytes().ct_eq(self.key.as_bytes()).into()
     }
 }
@@ -89,12 +82,12 @@ pub(crate) fn self_addr(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The WebSocket endpoint (`GET /` or `GET /{stage}`) keeps its own token check.
-fn is_websocket_endpoint(method: &Method, path: &str) -> bool {
+pub(crate) fn is_websocket_endpoint(method: &Method, path: &str) -> bool {
     method == Method::GET && path.trim_matches('/').split('/').count() <= 1
 }
 
 /// The key a request presents: a bearer token, else a SigV4 session token.
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     let value = |name| {
         headers
             .get(name)
@@ -109,32 +102,6 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 /// The message a request without the key gets.
 pub const UNAUTHORIZED: &str = "this stack listens beyond loopback: send the API key as \
     \"Authorization: Bearer <key>\" (the key the stack printed at startup, or SWITCHBOARD_API_KEY)";
-
-/// Middleware: lets a request through when no key is required, when it is
-/// for the WebSocket endpoint or the demo page's static files, or when it
-/// presents the key; 401 otherwise.
-pub(crate) async fn require_key(
-    State(stack): State<Arc<Stack>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(key) = &stack.api_key else {
-        return next.run(request).await;
-    };
-    let path = request.uri().path();
-    if is_websocket_endpoint(request.method(), path)
-        || crate::demo::is_demo_page(request.method(), path)
-        || presented(request.headers()).is_some_and(|p| key.admits(p))
-    {
-        return next.run(request).await;
-    }
-    info!(method = %request.method(), "refused: no valid API key");
-    let mut response = error_answer(path, StatusCode::UNAUTHORIZED, UNAUTHORIZED.into());
-    response
-        .headers_mut()
-        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    response
-}
 
 #[cfg(test)]
 mod tests {

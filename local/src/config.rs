@@ -195,3 +195,35 @@ const PLACEHOLDER_REGION: &str = "us-east-1";
 fn placeholder_credentials() -> Credentials {
     Credentials::new("local", "local", None, None, "switchboard-local")
 }
+
+/// Why the stack could not start: a bind failure, or a configuration it refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] switchboard::auth::SecretError),
+    #[error(
+        "refusing to listen on {addr}: it is not a loopback address, and the HTTP API, the Management API \
+         and the queue endpoints would be open to the network. Listen on 127.0.0.1, or pass --expose \
+         (SWITCHBOARD_EXPOSE=true) to require an API key on them"
+    )]
+    Exposed { addr: SocketAddr },
+    #[error("SWITCHBOARD_API_KEY is {0} bytes; at least 32 are required")]
+    ShortApiKey(usize),
+    #[error("cannot generate an API key: the operating system's random source failed")]
+    NoRandomness,
+}
+
+impl StartError {
+    /// A configuration the user must change (exit code 2), not a runtime failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StartError::Exposed { .. } | StartError::ShortApiKey(_) | StartError::Secret(_)
+        )
+    }
+}

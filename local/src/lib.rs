@@ -16,6 +16,7 @@
 //! and `start`, which wires them.
 
 mod access;
+mod answers;
 pub mod config;
 pub mod connections;
 pub mod demo;
@@ -31,9 +32,10 @@ mod storage;
 mod websocket;
 
 pub use access::UNAUTHORIZED;
+pub use config::StartError;
 pub use config::{
     Backend, Config, GatewayMode, IDLE_TIMEOUT, MAX_DURATION, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES,
 };
 pub use stack::RunningStack;
-pub use start::{StartError, start};
+pub use start::start;

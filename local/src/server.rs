@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::access::require_key;
+use crate::access::{UNAUTHORIZED, is_websocket_endpoint, presented};
+use crate::answers::{error_answer, json_error};
 use crate::config::{MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES};
+use crate::demo::is_demo_page;
 use crate::events::iso_time;
 use crate::management::Refusal;
 use crate::stack::{Stack, too_large_for_sqs};
@@ -90,46 +92,6 @@ fn refused(refusal: Refusal) -> Response {
     );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     response
-}
-
-/// An error answer in the shape of the endpoint `path` belongs to: the
-/// Management API's (`{"message":…}` and `x-amzn-ErrorType`), the queue
-/// endpoints' (`{"error":"…"}`) or the HTTP API's (`{"error":{"code","message"}}`).
-pub(crate) fn error_answer(path: &str, status: StatusCode, message: String) -> Response {
-    if path.contains("/@connections/") || path.starts_with("@connections/") {
-        let error_type = match status {
-            StatusCode::UNAUTHORIZED => "UnauthorizedException",
-            StatusCode::NOT_FOUND => "NotFoundException",
-            StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLargeException",
-            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowedException",
-            s if s.is_server_error() => "InternalServerErrorException",
-            _ => "BadRequestException",
-        };
-        let mut response = (status, json!({ "message": message }).to_string()).into_response();
-        let headers = response.headers_mut();
-        headers.insert("x-amzn-ErrorType", HeaderValue::from_static(error_type));
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        return response;
-    }
-    if path.starts_with("/queues/") {
-        return json_error(status, message);
-    }
-    let code = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
-        s if s.is_server_error() => "internal",
-        _ => "error",
-    };
-    (
-        status,
-        [("content-type", "application/json")],
-        json!({ "error": { "code": code, "message": message } }).to_string(),
-    )
-        .into_response()
 }
 
 /// Middleware: every error answer is JSON. The router's own refusals (no
@@ -223,15 +185,6 @@ async fn delete_connection(
     } else {
         refused(Refusal::GONE)
     }
-}
-
-fn json_error(status: StatusCode, message: String) -> Response {
-    (
-        status,
-        [("content-type", "application/json")],
-        json!({ "error": message }).to_string(),
-    )
-        .into_response()
 }
 
 fn unknown_queue(name: &str) -> Response {
@@ -330,4 +283,30 @@ async fn http_api(
         answer.body.to_string(),
     )
         .into_response()
+}
+
+/// Middleware: lets a request through when no key is required, when it is
+/// for the WebSocket endpoint or the demo page's static files, or when it
+/// presents the key; 401 otherwise.
+pub(crate) async fn require_key(
+    State(stack): State<Arc<Stack>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = &stack.api_key else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if is_websocket_endpoint(request.method(), path)
+        || is_demo_page(request.method(), path)
+        || presented(request.headers()).is_some_and(|p| key.admits(p))
+    {
+        return next.run(request).await;
+    }
+    info!(method = %request.method(), "refused: no valid API key");
+    let mut response = error_answer(path, StatusCode::UNAUTHORIZED, UNAUTHORIZED.into());
+    response
+        .headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    response
 }

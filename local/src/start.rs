@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
 use switchboard::adapters::management_api::ManagementApi;
-use switchboard::auth::{SecretError, TokenSecret, TokenVerifier};
+use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::batch::BatchReport;
 use switchboard::config::Settings;
@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::access::{self, ApiKey};
-use crate::config::{Config, GatewayMode};
+use crate::config::{Config, GatewayMode, StartError};
 use crate::ids::random_hex;
 use crate::management::{InProcessGateway, Management};
 use crate::producer::{Producer, Producers};
@@ -35,37 +35,6 @@ use crate::queues::{self, BatchHandler, SourceOptions};
 use crate::server;
 use crate::stack::{RunningStack, Stack};
 use crate::storage::Storage;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    #[error(
-        "refusing to listen on {addr}: it is not a loopback address, and the HTTP API, the Management API \
-         and the queue endpoints would be open to the network. Listen on 127.0.0.1, or pass --expose \
-         (SWITCHBOARD_EXPOSE=true) to require an API key on them"
-    )]
-    Exposed { addr: SocketAddr },
-    #[error("SWITCHBOARD_API_KEY is {0} bytes; at least 32 are required")]
-    ShortApiKey(usize),
-    #[error("cannot generate an API key: the operating system's random source failed")]
-    NoRandomness,
-}
-
-impl StartError {
-    /// A configuration the user must change (exit code 2), not a runtime failure.
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            StartError::Exposed { .. } | StartError::ShortApiKey(_) | StartError::Secret(_)
-        )
-    }
-}
 
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
 pub async fn start(config: Config) -> Result<RunningStack, StartError> {
