@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
-use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -117,26 +116,7 @@ impl DynamoMemberships {
                 Ok(WriteRequest::builder().delete_request(delete).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let send = |requests| {
-            self.client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-        };
-        let take = |output: BatchWriteItemOutput| {
-            output
-                .unprocessed_items()
-                .and_then(|u| u.get(&self.table))
-                .filter(|requests| !requests.is_empty())
-                .cloned()
-        };
-        until_processed(requests, send, take, |requests| {
-            format!(
-                "BatchWriteItem left {} memberships unprocessed (throttled)",
-                requests.len()
-            )
-        })
-        .await
+        self.write_batch(requests, "memberships").await
     }
 
     /// The key of the connection's group-slot counter: its own partition, so

@@ -25,6 +25,8 @@ use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+use aws_sdk_dynamodb::types::WriteRequest;
 
 use crate::lazy::Lazy;
 use crate::ports::StoreError;
@@ -57,6 +59,36 @@ impl<T> DynamoTable<T> {
             page_limit: None,
             kind: PhantomData,
         }
+    }
+
+    /// One BatchWriteItem of up to 25 `requests`, sending again what DynamoDB
+    /// leaves unprocessed (throttling) until it takes them or the retries run
+    /// out; `what` names the items in that error.
+    async fn write_batch(
+        &self,
+        requests: Vec<WriteRequest>,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let send = |requests| {
+            self.client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+        };
+        let take = |output: BatchWriteItemOutput| {
+            output
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .filter(|requests| !requests.is_empty())
+                .cloned()
+        };
+        sent_log::until_processed(requests, send, take, |requests| {
+            format!(
+                "BatchWriteItem left {} {what} unprocessed (throttled)",
+                requests.len()
+            )
+        })
+        .await
     }
 
     /// Caps how many items one page query returns (a user's or a shard's

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
-use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, number};
@@ -94,26 +93,7 @@ impl SentLog for DynamoStore {
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let send = |requests| {
-                self.client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-            };
-            let take = |output: BatchWriteItemOutput| {
-                output
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|requests| !requests.is_empty())
-                    .cloned()
-            };
-            until_processed(requests, send, take, |requests| {
-                format!(
-                    "BatchWriteItem left {} items unprocessed (throttled)",
-                    requests.len()
-                )
-            })
-            .await?;
+            self.write_batch(requests, "items").await?;
         }
         Ok(())
     }
