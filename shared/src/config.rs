@@ -43,6 +43,20 @@ where
     }
 }
 
+/// `MAX_RECEIVE_COUNT`: the queues' redrive policy (the template passes its
+/// `MaxReceiveCount`), so a queue handler knows which failure sends a message
+/// to its dead-letter queue (the `DeadLettered` metric). Unset, invalid or 0:
+/// unknown (the local stack counts its own dead letters). Read once.
+pub fn max_receive_count() -> Option<u32> {
+    static VALUE: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::env::var("MAX_RECEIVE_COUNT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+    })
+}
+
 /// `TOKEN_SECRET`, unless unset or empty.
 pub fn token_secret_text() -> Option<String> {
     std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty())

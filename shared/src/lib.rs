@@ -12,6 +12,7 @@
 //! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`],
 //!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
+//! - [`metrics`]: counters per invocation, written as CloudWatch EMF lines;
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
 //!   implementations of the ports;
 //! - [`aws`]: SDK clients and the one wiring builder every function uses.
@@ -30,6 +31,7 @@ pub mod groups;
 pub mod handlers;
 pub mod lazy;
 pub mod limits;
+pub mod metrics;
 pub mod ports;
 pub mod posting;
 pub mod protocol;

@@ -23,7 +23,8 @@ use crate::config::PostingPolicy;
 use crate::connection::is_opening;
 use crate::fanout::FanoutError;
 use crate::groups::membership::forget;
-use crate::ports::{ConnectionStore, SentLog, StoreError};
+use crate::metrics::{self, Metric};
+use crate::ports::{ConnectionStore, GatewayError, SentLog, StoreError};
 use crate::services::Services;
 
 /// The posting policy with the store that remembers posted ids: what
@@ -131,6 +132,17 @@ pub async fn record_posted(sent: Option<SentIds<'_>>, id: Option<&str>, connecti
         warn!(message_id = id, error = %e,
             "cannot record idempotency records; a redelivery may post again");
     }
+}
+
+/// Counts one post's outcome: delivered, gone, throttled (429) or failed.
+pub fn count_post(result: &Result<(), GatewayError>) {
+    let metric = match result {
+        Ok(()) => Metric::PostsDelivered,
+        Err(GatewayError::Gone) => Metric::PostsGone,
+        Err(GatewayError::Throttled(_)) => Metric::PostsThrottled,
+        Err(_) => Metric::PostsFailed,
+    };
+    metrics::count(metric, &[], 1);
 }
 
 /// Whether a connection a post found gone (410) is gone for good: not while it

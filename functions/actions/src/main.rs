@@ -5,6 +5,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::actions::handle_client_action;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,7 +14,14 @@ async fn main() -> Result<(), Error> {
     let services = &services;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_client_action(services, &event.payload).await)
+            Ok::<_, Error>(
+                metrics::measure(
+                    &Emf,
+                    "actions",
+                    handle_client_action(services, &event.payload),
+                )
+                .await,
+            )
         },
     ))
     .await

@@ -6,6 +6,7 @@ use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use switchboard::config::NegotiateSettings;
 use switchboard::handlers::http_api::handle_http;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +19,9 @@ async fn main() -> Result<(), Error> {
     let (services, http) = (&services, &http);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(handle_http(services, http, event.payload).await)
+            Ok::<_, Error>(
+                metrics::measure(&Emf, "api", handle_http(services, http, event.payload)).await,
+            )
         },
     ))
     .await

@@ -4,6 +4,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::handlers::commands::handle_commands;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,7 +12,9 @@ async fn main() -> Result<(), Error> {
     let services = aws::Wiring::load().await.services().await?;
     let services = &services;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_commands(services, event.payload).await)
+        Ok::<_, Error>(
+            metrics::measure(&Emf, "commands", handle_commands(services, event.payload)).await,
+        )
     }))
     .await
 }

@@ -5,6 +5,7 @@ use switchboard::auth::{TokenPolicy, TokenVerifier};
 use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::connect::handle_connect;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -25,7 +26,14 @@ async fn main() -> Result<(), Error> {
             if let Err(e) = &verifier {
                 lambda_runtime::tracing::error!(error = %e, "no token keys: connection refused");
             }
-            Ok::<_, Error>(handle_connect(services, &verifier, &event.payload).await)
+            Ok::<_, Error>(
+                metrics::measure(
+                    &Emf,
+                    "connect",
+                    handle_connect(services, &verifier, &event.payload),
+                )
+                .await,
+            )
         },
     ))
     .await

@@ -4,6 +4,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::disconnect::handle_disconnect;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,7 +13,14 @@ async fn main() -> Result<(), Error> {
     let services = &services;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_disconnect(services, &event.payload).await)
+            Ok::<_, Error>(
+                metrics::measure(
+                    &Emf,
+                    "disconnect",
+                    handle_disconnect(services, &event.payload),
+                )
+                .await,
+            )
         },
     ))
     .await

@@ -8,6 +8,7 @@ use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::PostingPolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::metrics::{self, Emf};
 use switchboard::posting::Posting;
 
 #[tokio::main]
@@ -21,7 +22,14 @@ async fn main() -> Result<(), Error> {
     let posting = Posting::from(policy).with_sent_log(Arc::new(store.clone()));
     let (store, gateway, posting) = (&store, &gateway, &posting);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_notify_connection(store, gateway, posting, event.payload).await)
+        Ok::<_, Error>(
+            metrics::measure(
+                &Emf,
+                "notify-connection",
+                handle_notify_connection(store, gateway, posting, event.payload),
+            )
+            .await,
+        )
     }))
     .await
 }

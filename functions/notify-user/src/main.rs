@@ -5,6 +5,7 @@ use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::config::EnqueuePolicy;
 use switchboard::handlers::notify_user::handle_notify_user;
+use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,7 +16,14 @@ async fn main() -> Result<(), Error> {
     let policy = EnqueuePolicy::from_env()?;
     let (store, queue, policy) = (&store, &queue, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_notify_user(store, queue, policy, event.payload).await)
+        Ok::<_, Error>(
+            metrics::measure(
+                &Emf,
+                "notify-user",
+                handle_notify_user(store, queue, policy, event.payload),
+            )
+            .await,
+        )
     }))
     .await
 }

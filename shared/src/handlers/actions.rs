@@ -29,7 +29,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::fanout::send_to_group;
 use crate::groups::membership::{
@@ -37,12 +37,13 @@ use crate::groups::membership::{
 };
 use crate::groups::{Grants, validate_group};
 use crate::limits::{LimitError, take_action, take_presence_change, take_publish};
+use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
 };
 use crate::replies::response;
-use crate::routes::{RouteFunction, function_of};
+use crate::routes::{RouteFunction, action_route};
 use crate::services::Services;
 
 /// Answers one client action frame from `connection_id`: the JSON text to send back.
@@ -50,22 +51,48 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
     let frame = match ClientFrame::parse(body) {
         Ok(frame) => frame,
         Err(e) => {
+            count_action("invalid", Some(ErrorCode::BadRequest));
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    if function_of(&frame.action) != Some(RouteFunction::Actions) {
+    let Some(route) =
+        action_route(&frame.action).filter(|route| route.function == RouteFunction::Actions)
+    else {
+        count_action("unknown", Some(ErrorCode::UnknownAction));
         return ServerFrame::unknown_action(&frame.action).to_json();
-    }
+    };
     let id = match frame.correlation_id() {
         Ok(id) => id,
         Err(e) => {
+            count_action(route.key, Some(ErrorCode::BadRequest));
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
     match answer(services, connection_id, &frame, id.clone()).await {
-        Ok(text) => text,
-        Err(refusal) => ServerFrame::ack_error(id, refusal.0, refusal.1).to_json(),
+        Ok(text) => {
+            count_action(route.key, None);
+            text
+        }
+        Err(refusal) => {
+            count_action(route.key, Some(refusal.0));
+            ServerFrame::ack_error(id, refusal.0, refusal.1).to_json()
+        }
     }
+}
+
+/// Counts one client action (a route key, or `invalid`/`unknown`) by its
+/// outcome: `ok` or the ack's error code.
+fn count_action(action: &'static str, error: Option<ErrorCode>) {
+    let outcome = match error {
+        None => "ok",
+        Some(ErrorCode::BadRequest) => "bad_request",
+        Some(ErrorCode::UnknownAction) => "unknown_action",
+        Some(ErrorCode::Forbidden) => "forbidden",
+        Some(ErrorCode::Unavailable) => "unavailable",
+        Some(ErrorCode::RateLimited) => "rate_limited",
+        Some(ErrorCode::LimitExceeded) => "limit_exceeded",
+    };
+    metrics::count(Metric::ClientActions, &[action, outcome], 1);
 }
 
 /// Why an action was refused: the ack's error code and message.
@@ -278,9 +305,12 @@ pub async fn handle_client_action(
     services: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
-    response(
-        200,
-        Some(client_action(services, connection_id, event.body.as_deref()).await),
-    )
+    let context = &event.request_context;
+    let connection_id = context.connection_id.as_deref().unwrap_or("");
+    let route = context.route_key.as_deref().unwrap_or("");
+    let span = tracing::info_span!("route", route, connection_id);
+    let answer = client_action(services, connection_id, event.body.as_deref())
+        .instrument(span)
+        .await;
+    response(200, Some(answer))
 }

@@ -17,6 +17,7 @@ pub async fn handle_commands(services: &Services, event: SqsEvent) -> SqsBatchRe
 /// [`handle_commands`], with each failed record's reason.
 pub async fn commands_batch(services: &Services, event: SqsEvent) -> BatchReport {
     process_batch(
+        "commands",
         event,
         services.settings.enqueue.concurrency,
         |record| async move {

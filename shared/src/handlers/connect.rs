@@ -4,13 +4,14 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::http::header::USER_AGENT;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
 use crate::connection::RECORD_TTL;
 use crate::fanout::FanoutError;
 use crate::groups::membership::{MembershipError, join_group};
 use crate::limits::{Exceeded, LimitError, admit_connection};
+use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership, StoreError};
 use crate::replies::response;
 use crate::services::Services;
@@ -46,6 +47,18 @@ impl ConnectError {
             ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
                 500
             }
+        }
+    }
+
+    /// The `Reason` dimension of [`Metric::ConnectsRejected`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectError::Unauthorized(_) => "unauthorized",
+            ConnectError::Misconfigured(_) => "misconfigured",
+            ConnectError::NoConnectionId => "bad_request",
+            ConnectError::Limited(_) => "rate_limited",
+            ConnectError::TooManyGroups { .. } => "too_many_groups",
+            ConnectError::Store(_) | ConnectError::Fanout(_) => "unavailable",
         }
     }
 }
@@ -171,17 +184,25 @@ pub async fn connect_route(
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> (ApiGatewayProxyResponse, Option<ConnectionRecord>) {
     let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
-    match connect(services, verifier, event).await {
+    let span = tracing::info_span!("route", route = "$connect", connection_id);
+    match connect(services, verifier, event)
+        .instrument(span.clone())
+        .await
+    {
         Ok(record) => {
-            info!(connection_id, user_id = %record.user_id, "connected");
+            let _span = span.enter();
+            metrics::count(Metric::ConnectsAccepted, &[], 1);
+            info!(user_id = %record.user_id, "connected");
             (response(200, None), Some(record))
         }
         Err(e) => {
+            let _span = span.enter();
+            metrics::count(Metric::ConnectsRejected, &[e.reason()], 1);
             match &e {
                 ConnectError::Unauthorized(_) | ConnectError::Limited(_) => {
-                    warn!(connection_id, error = %e, "connection refused")
+                    warn!(error = %e, "connection refused")
                 }
-                _ => error!(connection_id, error = %e, "connect failed"),
+                _ => error!(error = %e, "connect failed"),
             }
             let body = serde_json::json!({ "message": e.to_string() }).to_string();
             (response(e.status(), Some(body)), None)

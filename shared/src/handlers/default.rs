@@ -25,13 +25,14 @@ pub fn default_reply(body: Option<&str>, is_base64_encoded: bool) -> ServerFrame
 /// Logs the connection and the error code only: never the frame or the reply,
 /// which carry client input.
 pub fn handle_default(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
+    let _span = tracing::info_span!("route", route = "$default", connection_id).entered();
     let frame = default_reply(event.body.as_deref(), event.is_base64_encoded);
     let code = match &frame {
         ServerFrame::Error { code, .. } => Some(*code),
         _ => None,
     };
     info!(
-        connection_id = event.request_context.connection_id.as_deref().unwrap_or(""),
         code = ?code,
         bytes = event.body.as_deref().map_or(0, str::len),
         "unroutable frame"

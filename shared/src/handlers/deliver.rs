@@ -17,10 +17,10 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
-use crate::batch::{BatchReport, process_batch, receive_count};
+use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
 use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::ports::GatewayError;
-use crate::posting::{SentIds, already_posted, forget_gone, record_posted};
+use crate::posting::{SentIds, already_posted, count_post, forget_gone, record_posted};
 use crate::protocol::{DeliveryBatch, MessageError};
 use crate::services::Services;
 
@@ -88,6 +88,7 @@ pub async fn deliver(
     let mut failed = Vec::new();
     let mut delivered = Vec::new();
     for (connection_id, result) in results {
+        count_post(&result);
         match result {
             Ok(()) => {
                 outcome.delivered += 1;
@@ -127,10 +128,13 @@ pub async fn handle_deliveries(services: &Services, event: SqsEvent) -> SqsBatch
 /// [`handle_deliveries`], with each failed record's reason.
 pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchReport {
     // One message already fans out to up to 100 posts; take records one at a time.
-    process_batch(event, 1, |record| async move {
+    process_batch("deliveries", event, 1, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
         match deliver(services, record.body.as_deref()).await {
             Ok(outcome) => {
+                if outcome.delivered > 0 {
+                    record_fanout_latency(&record);
+                }
                 info!(
                     message_id,
                     delivered = outcome.delivered,

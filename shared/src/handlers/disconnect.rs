@@ -1,9 +1,10 @@
 //! `$disconnect`: forget the connection.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use tracing::{error, info};
+use tracing::{Instrument, error, info};
 
 use crate::groups::membership::forget;
+use crate::metrics::{self, Metric, close_code_class};
 use crate::replies::response;
 use crate::services::Services;
 
@@ -16,13 +17,29 @@ pub async fn handle_disconnect(
 ) -> ApiGatewayProxyResponse {
     let context = &event.request_context;
     let Some(connection_id) = context.connection_id.as_deref().filter(|id| !id.is_empty()) else {
-        error!("disconnect event without a connection id");
+        error!(
+            route = "$disconnect",
+            "disconnect event without a connection id"
+        );
         return response(400, None);
     };
+    let span = tracing::info_span!("route", route = "$disconnect", connection_id);
+    disconnect(services, event, connection_id)
+        .instrument(span)
+        .await
+}
+
+async fn disconnect(
+    services: &Services,
+    event: &ApiGatewayWebsocketProxyRequest,
+    connection_id: &str,
+) -> ApiGatewayProxyResponse {
+    let context = &event.request_context;
+    let code = context.disconnect_status_code.unwrap_or(1005);
+    metrics::count(Metric::Disconnects, &[close_code_class(code)], 1);
     match forget(services, connection_id).await {
         Ok(groups_left) => {
             info!(
-                connection_id,
                 groups_left,
                 status = context.disconnect_status_code,
                 reason = context.disconnect_reason.as_deref().unwrap_or(""),
@@ -31,7 +48,7 @@ pub async fn handle_disconnect(
             response(200, None)
         }
         Err(e) => {
-            error!(connection_id, error = %e, "could not forget the connection; TTLs will");
+            error!(error = %e, "could not forget the connection; TTLs will");
             response(500, None)
         }
     }

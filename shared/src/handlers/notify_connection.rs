@@ -14,9 +14,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{BatchReport, process_batch, receive_count};
+use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
-use crate::posting::{Posting, already_posted, is_gone, record_posted};
+use crate::posting::{Posting, already_posted, count_post, is_gone, record_posted};
 use crate::protocol::{MessageError, NotifyConnection, render_data};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +64,11 @@ where
     {
         return Ok(Delivery::AlreadyPosted);
     }
-    match gateway
+    let result = gateway
         .post_to_connection(&message.connection_id, text.as_bytes())
-        .await
-    {
+        .await;
+    count_post(&result);
+    match result {
         Ok(()) => {
             record_posted(posting.sent_ids(), id, target).await;
             Ok(Delivery::Delivered)
@@ -124,10 +125,11 @@ where
     S: ConnectionStore + ?Sized,
     G: Gateway + ?Sized,
 {
-    process_batch(event, posting.policy.concurrency, |record| async move {
+    process_batch("notify-connection", event, posting.policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
         match notify_connection(store, gateway, posting, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
+                record_fanout_latency(&record);
                 debug!(message_id, "delivered");
                 Ok(())
             }

@@ -78,28 +78,33 @@ where
     S: ConnectionStore + ?Sized,
     Q: MessageQueue + ?Sized,
 {
-    process_batch(event, policy.concurrency, |record| async move {
-        let message_id = record.message_id.as_deref().unwrap_or("");
-        match notify_user(store, queue, policy, record.body.as_deref()).await {
-            Ok(0) => {
-                info!(message_id, "user has no connections; nothing to send");
-                Ok(())
-            }
-            Ok(enqueued) => {
-                info!(message_id, enqueued, "fanned out to the user's connections");
-                Ok(())
-            }
-            Err(e @ FanoutError::Message(_)) => {
-                error!(message_id, receive_count = receive_count(&record), error = %e,
+    process_batch(
+        "notify-user",
+        event,
+        policy.concurrency,
+        |record| async move {
+            let message_id = record.message_id.as_deref().unwrap_or("");
+            match notify_user(store, queue, policy, record.body.as_deref()).await {
+                Ok(0) => {
+                    info!(message_id, "user has no connections; nothing to send");
+                    Ok(())
+                }
+                Ok(enqueued) => {
+                    info!(message_id, enqueued, "fanned out to the user's connections");
+                    Ok(())
+                }
+                Err(e @ FanoutError::Message(_)) => {
+                    error!(message_id, receive_count = receive_count(&record), error = %e,
                     "unprocessable NotifyUser message; it goes to the DLQ after maxReceiveCount");
-                Err(e.to_string())
-            }
-            Err(e) => {
-                warn!(message_id, receive_count = receive_count(&record), error = %e,
+                    Err(e.to_string())
+                }
+                Err(e) => {
+                    warn!(message_id, receive_count = receive_count(&record), error = %e,
                     "NotifyUser failed; SQS will redeliver it");
-                Err(e.to_string())
+                    Err(e.to_string())
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }

@@ -13,6 +13,12 @@ pub fn pong(body: Option<&str>) -> Result<ServerFrame, FrameError> {
 }
 
 pub fn handle_ping(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let connection_id = event.request_context.connection_id.as_deref().unwrap_or("");
+    let _span = tracing::info_span!("route", route = "ping", connection_id).entered();
     let frame = pong(event.body.as_deref()).unwrap_or_else(|e| e.to_frame());
+    tracing::debug!(
+        ok = matches!(frame, ServerFrame::Pong { .. }),
+        "ping answered"
+    );
     frame_response(&frame)
 }

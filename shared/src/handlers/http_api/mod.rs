@@ -27,6 +27,7 @@
 //! the rules in [`crate::validate`].
 
 use std::collections::HashMap;
+use tracing::Instrument;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -201,7 +202,12 @@ pub async fn handle_http(
         }
         (None, _) => None,
     };
-    to_response(route(services, config, &method, &path, &query, body.as_deref()).await)
+    let span = tracing::info_span!("request", route = %format_args!("{method} {path}"));
+    to_response(
+        route(services, config, &method, &path, &query, body.as_deref())
+            .instrument(span)
+            .await,
+    )
 }
 
 fn to_response(answer: HttpAnswer) -> ApiGatewayV2httpResponse {
