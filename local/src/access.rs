@@ -81,9 +81,13 @@ pub(crate) fn self_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The WebSocket endpoint (`GET /` or `GET /{stage}`) keeps its own token check.
+/// The WebSocket endpoint (`GET /` or `GET /{stage}`) keeps its own token
+/// check; `GET /metrics` is not it (an operator endpoint: the key).
 pub(crate) fn is_websocket_endpoint(method: &Method, path: &str) -> bool {
-    method == Method::GET && path.trim_matches('/').split('/').count() <= 1
+    let path = path.trim_matches('/');
+    method == Method::GET
+        && path.split('/').count() <= 1
+        && path != crate::metrics::PATH.trim_matches('/')
 }
 
 /// The key a request presents: a bearer token, else a SigV4 session token.

@@ -7,11 +7,12 @@
 //! drives the queue handlers with SQS semantics. It calls the same handler
 //! code as the Lambdas.
 //!
-//! From the bottom up: `ids` and `events` (what API Gateway and SQS hand a
+//! From the bottom up: `logs` (text or JSON lines), `ids` and `events` (what API Gateway and SQS hand a
 //! handler), `config`, `connections`, `queues` and `producer`, `management`
 //! (the Management API's post and delete), `storage`, `stack` (the shared
 //! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port),
-//! `access` (the API key a stack listening beyond loopback requires), `demo`
+//! `access` (the API key a stack listening beyond loopback requires), `metrics`
+//! (`GET /metrics`, Prometheus text), `demo`
 //! (the demo page),
 //! and `start`, which wires them.
 
@@ -22,7 +23,9 @@ pub mod connections;
 pub mod demo;
 pub mod events;
 pub mod ids;
+pub mod logs;
 mod management;
+pub mod metrics;
 mod producer;
 pub mod queues;
 mod server;

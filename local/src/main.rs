@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::config::{EnqueuePolicy, Limits, PostingPolicy};
 use switchboard::rate::Rate;
+use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack, demo};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
@@ -148,6 +149,9 @@ struct Serve {
     /// Batches each queue's handler works on at once (Lambda's maximum concurrency).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     source_concurrency: u16,
+    /// Log lines as human-readable text or as JSON objects (as on Lambda).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
+    log_format: LogFormat,
     /// How the handlers post to connections: "sdk" (the AWS SDK client over HTTP to
     /// this stack's Management API, as on AWS) or "in-process" (same answers, faults,
     /// timeouts and retries, without the HTTP round trip; for load).
@@ -346,14 +350,15 @@ async fn main() -> ExitCode {
         };
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let subscriber = logs::subscriber(
+        cli.serve.log_format,
+        logs::default_filter(),
+        std::io::stderr,
+    );
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+        eprintln!("cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
     let config = match config(cli.serve) {
         Ok(config) => config,
         Err(e) => {

@@ -57,6 +57,16 @@ impl Producers {
         }
     }
 
+    /// The four queues with their names.
+    pub(crate) fn named(&self) -> [(&'static str, &Producer); 4] {
+        [
+            ("notify-user", &self.notify_user),
+            ("notify-connection", &self.notify_connection),
+            ("commands", &self.commands),
+            ("deliveries", &self.deliveries),
+        ]
+    }
+
     /// Any of the four queues by name (the writable ones and `deliveries`).
     pub(crate) fn any(&self, name: &str) -> Option<&Producer> {
         match name {

@@ -48,6 +48,7 @@ pub(crate) async fn serve(
                 .get(get_connection)
                 .delete(delete_connection),
         )
+        .route(crate::metrics::PATH, get(metrics))
         .route("/queues/{queue}", post(enqueue))
         .route("/queues/{queue}/dead-letters", get(dead_letters))
         // The server HTTP API (on AWS: an API Gateway HTTP API with AWS_IAM).
@@ -79,6 +80,24 @@ pub(crate) async fn serve(
     if let Err(e) = result {
         error!(error = %e, "server failed");
     }
+}
+
+/// `GET /metrics`: what the handlers counted, in the Prometheus text format
+/// (behind the API key like every operator endpoint when the stack has one).
+async fn metrics(State(stack): State<Arc<Stack>>) -> Response {
+    for (name, producer) in stack.producers.named() {
+        if let Some(dead) = producer.dead_letters() {
+            stack.metrics.sync_dead_letters(name, dead.len() as u64);
+        }
+    }
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        stack.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The error API Gateway's Management API answers: the SDKs read the type from `x-amzn-ErrorType`.
@@ -268,15 +287,15 @@ async fn http_api(
             return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into());
         }
     };
-    let answer = switchboard::handlers::http_api::route(
+    let request = switchboard::handlers::http_api::route(
         &stack.services,
         &stack.http,
         method.as_str(),
         uri.path(),
         &query,
         body,
-    )
-    .await;
+    );
+    let answer = switchboard::metrics::measure(&*stack.metrics, "api", request).await;
     (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", "application/json")],

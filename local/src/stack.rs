@@ -19,6 +19,7 @@ use crate::access::ApiKey;
 use crate::config::{Config, MAX_QUEUE_MESSAGE_BYTES};
 use crate::connections::Connections;
 use crate::management::Management;
+use crate::metrics::Prometheus;
 use crate::producer::Producers;
 use crate::queues::DeadLetter;
 
@@ -40,6 +41,8 @@ pub(crate) struct Stack {
     pub(crate) handler_timeouts: Arc<AtomicU64>,
     /// The key the HTTP API, the Management API and the queues require, if any.
     pub(crate) api_key: Option<ApiKey>,
+    /// What the handlers counted (`GET /metrics`).
+    pub(crate) metrics: Arc<Prometheus>,
 }
 
 /// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].

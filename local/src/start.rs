@@ -18,6 +18,7 @@ use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::metrics::measure;
 use switchboard::ports::Gateway;
 use switchboard::posting::Posting;
 use switchboard::services::Services;
@@ -30,6 +31,7 @@ use crate::access::{self, ApiKey};
 use crate::config::{Config, GatewayMode, StartError};
 use crate::ids::random_hex;
 use crate::management::{InProcessGateway, Management};
+use crate::metrics::Prometheus;
 use crate::producer::{Producer, Producers};
 use crate::queues::{self, BatchHandler, SourceOptions};
 use crate::server;
@@ -52,10 +54,12 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let storage = Storage::open(&config, &sdk);
     let services = services(&config, &storage, gateway);
     let handler_timeouts = Arc::new(AtomicU64::new(0));
+    let metrics = Arc::new(Prometheus::default());
     let mut tasks = event_sources(
         &config,
         &storage,
         &services,
+        &metrics,
         &handler_timeouts,
         &shutdown_rx,
     );
@@ -78,6 +82,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         shutdown: shutdown_rx.clone(),
         handler_timeouts,
         api_key,
+        metrics,
     });
     tasks.push(tokio::spawn(server::serve(
         listener,
@@ -168,29 +173,42 @@ fn event_sources(
     config: &Config,
     storage: &Storage,
     services: &Services,
+    metrics: &Arc<Prometheus>,
     handler_timeouts: &Arc<AtomicU64>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let fanout = (services.clone(), storage.fanout_queue.clone());
-    let notify_user = batch_handler(fanout, |(services, queue), event| async move {
+    let fanout = (
+        services.clone(),
+        storage.fanout_queue.clone(),
+        metrics.clone(),
+    );
+    let notify_user = batch_handler(fanout, |(services, queue, metrics), event| async move {
         let options = &services.settings.enqueue;
-        notify_user_batch(&*services.store, &*queue, options, event).await
+        let batch = notify_user_batch(&*services.store, &*queue, options, event);
+        measure(&*metrics, "notify-user", batch).await
     });
     let posting =
         Posting::from(config.notify_connection.clone()).with_sent_log(storage.sent_log.clone());
     let notify_connection = batch_handler(
-        (services.clone(), posting),
-        |(services, posting), event| async move {
+        (services.clone(), posting, metrics.clone()),
+        |(services, posting, metrics), event| async move {
             let (store, gateway) = (&*services.store, &*services.gateway);
-            notify_connection_batch(store, gateway, &posting, event).await
+            let batch = notify_connection_batch(store, gateway, &posting, event);
+            measure(&*metrics, "notify-connection", batch).await
         },
     );
-    let commands = batch_handler(services.clone(), |services, event| async move {
-        commands_batch(&services, event).await
-    });
-    let deliveries = batch_handler(services.clone(), |services, event| async move {
-        deliveries_batch(&services, event).await
-    });
+    let commands = batch_handler(
+        (services.clone(), metrics.clone()),
+        |(services, metrics), event| async move {
+            measure(&*metrics, "commands", commands_batch(&services, event)).await
+        },
+    );
+    let deliveries = batch_handler(
+        (services.clone(), metrics.clone()),
+        |(services, metrics), event| async move {
+            measure(&*metrics, "deliver", deliveries_batch(&services, event)).await
+        },
+    );
     let Producers {
         notify_user: notify_user_queue,
         notify_connection: notify_connection_queue,

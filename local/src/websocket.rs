@@ -19,6 +19,7 @@ use switchboard::handlers::connect::connect_route;
 use switchboard::handlers::default::handle_default;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::ping::handle_ping;
+use switchboard::metrics::measure;
 use switchboard::routes::{self, RouteFunction};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -89,7 +90,8 @@ pub(crate) async fn upgrade(
         },
     };
     let event = events::connect(&context, &headers, query.as_deref());
-    let (response, record) = connect_route(&stack.services, &stack.verifier, &event).await;
+    let connecting = connect_route(&stack.services, &stack.verifier, &event);
+    let (response, record) = measure(&*stack.metrics, "connect", connecting).await;
     let status = u16::try_from(response.status_code).unwrap_or(500);
     let Some(record) = record.filter(|_| (200..300).contains(&status)) else {
         info!(connection_id = %context.connection_id, status, "handshake rejected");
@@ -223,7 +225,12 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str) {
     let id = &connection.context.connection_id;
     let event = events::disconnect(&connection.context, code, reason);
-    handle_disconnect(&stack.services, &event).await;
+    measure(
+        &*stack.metrics,
+        "disconnect",
+        handle_disconnect(&stack.services, &event),
+    )
+    .await;
     stack.connections.remove(id);
     // Post counts are kept for open connections only, so the map stays bounded.
     if let Ok(mut posts) = stack.posts.lock() {
@@ -238,7 +245,10 @@ async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
     let event = events::message(&connection.context, route_key, &text);
     let response = match routes::function_of(route_key) {
         Some(RouteFunction::Ping) => handle_ping(&event),
-        Some(RouteFunction::Actions) => handle_client_action(&stack.services, &event).await,
+        Some(RouteFunction::Actions) => {
+            let action = handle_client_action(&stack.services, &event);
+            measure(&*stack.metrics, "actions", action).await
+        }
         _ => handle_default(&event),
     };
     info!(

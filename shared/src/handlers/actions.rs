@@ -92,6 +92,7 @@ fn count_action(action: &'static str, error: Option<ErrorCode>) {
         Some(ErrorCode::RateLimited) => "rate_limited",
         Some(ErrorCode::LimitExceeded) => "limit_exceeded",
     };
+    tracing::debug!(action, outcome, "client action answered");
     metrics::count(Metric::ClientActions, &[action, outcome], 1);
 }
 

@@ -112,7 +112,22 @@ fn unavailable(e: impl std::fmt::Display) -> HttpAnswer {
 }
 
 /// Answers one request. `path` is the raw path (percent-encoded segments).
+/// Its log lines carry the method and path (`route`; never the body).
 pub async fn route(
+    services: &Services,
+    config: &NegotiateSettings,
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: Option<&str>,
+) -> HttpAnswer {
+    let span = tracing::info_span!("request", route = %format_args!("{method} {path}"));
+    answer_request(services, config, method, path, query, body)
+        .instrument(span)
+        .await
+}
+
+async fn answer_request(
     services: &Services,
     config: &NegotiateSettings,
     method: &str,
@@ -202,12 +217,7 @@ pub async fn handle_http(
         }
         (None, _) => None,
     };
-    let span = tracing::info_span!("request", route = %format_args!("{method} {path}"));
-    to_response(
-        route(services, config, &method, &path, &query, body.as_deref())
-            .instrument(span)
-            .await,
-    )
+    to_response(route(services, config, &method, &path, &query, body.as_deref()).await)
 }
 
 fn to_response(answer: HttpAnswer) -> ApiGatewayV2httpResponse {
