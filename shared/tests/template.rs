@@ -583,3 +583,239 @@ fn exactly_connect_and_api_can_read_the_token_keys() {
         template["Globals"]["Function"]["Environment"]["Variables"]["TOKEN_SECRET_ARN"].is_null()
     );
 }
+
+/// A metric the template reads from the `Switchboard` namespace: its name and
+/// dimension names, and where (for the failure message).
+#[derive(Debug)]
+struct MetricUse {
+    name: String,
+    dimensions: Vec<String>,
+    function: Option<String>,
+    place: String,
+}
+
+/// `{Switchboard,Function,Reason} MetricName="ConnectsRejected"` in a SEARCH expression.
+fn search_uses(expression: &str, place: &str) -> Vec<MetricUse> {
+    let mut uses = Vec::new();
+    let mut rest = expression;
+    while let Some(start) = rest.find("{Switchboard") {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        let dimensions: Vec<String> = after[..end].split(',').skip(1).map(str::to_owned).collect();
+        let tail = &after[end..];
+        let name = tail
+            .split_once("MetricName=\"")
+            .and_then(|(_, n)| n.split_once('"'))
+            .map(|(n, _)| n.to_owned())
+            .unwrap_or_else(|| panic!("{place}: a SEARCH without a MetricName: {expression}"));
+        uses.push(MetricUse {
+            name,
+            dimensions,
+            function: None,
+            place: place.to_owned(),
+        });
+        rest = tail;
+    }
+    uses
+}
+
+/// Every Switchboard metric the alarms and the dashboard read.
+fn switchboard_metric_uses(template: &Value) -> Vec<MetricUse> {
+    let mut uses = Vec::new();
+    let metric_use = |metric: &Value, place: &str| {
+        let dimensions = metric["Dimensions"].as_array().cloned().unwrap_or_default();
+        MetricUse {
+            name: metric["MetricName"].as_str().unwrap().to_owned(),
+            dimensions: dimensions
+                .iter()
+                .map(|d| d["Name"].as_str().unwrap().to_owned())
+                .collect(),
+            function: dimensions
+                .iter()
+                .find(|d| d["Name"] == "Function")
+                .and_then(|d| d["Value"].as_str())
+                .map(str::to_owned),
+            place: place.to_owned(),
+        }
+    };
+    for (id, alarm) in resources_of_type(template, "AWS::CloudWatch::Alarm") {
+        let properties = &alarm["Properties"];
+        if properties["Namespace"] == "Switchboard" {
+            uses.push(metric_use(properties, id));
+        }
+        for metric in properties["Metrics"].as_array().into_iter().flatten() {
+            let stat = &metric["MetricStat"]["Metric"];
+            if stat["Namespace"] == "Switchboard" {
+                uses.push(metric_use(stat, id));
+            }
+        }
+    }
+    for (id, dashboard) in resources_of_type(template, "AWS::CloudWatch::Dashboard") {
+        let body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: DashboardBody is not a !Sub text"));
+        let body: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{id}: the dashboard body is not JSON: {e}"));
+        for widget in body["widgets"].as_array().unwrap() {
+            let title = widget["properties"]["title"].as_str().unwrap_or_default();
+            let place = format!("{id} \"{title}\"");
+            for row in widget["properties"]["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let row = row.as_array().unwrap();
+                if let Some(expression) = row[0]["expression"].as_str() {
+                    uses.extend(search_uses(expression, &place));
+                } else if row[0] == "Switchboard" {
+                    let strings: Vec<&str> = row.iter().filter_map(Value::as_str).collect();
+                    let pairs: Vec<(&str, &str)> =
+                        strings[2..].chunks(2).map(|p| (p[0], p[1])).collect();
+                    uses.push(MetricUse {
+                        name: strings[1].to_owned(),
+                        dimensions: pairs.iter().map(|(n, _)| (*n).to_owned()).collect(),
+                        function: pairs
+                            .iter()
+                            .find(|(n, _)| *n == "Function")
+                            .map(|(_, v)| (*v).to_owned()),
+                        place: place.clone(),
+                    });
+                }
+            }
+        }
+    }
+    uses
+}
+
+/// The `Function` dimension values the mains measure under (`measure(&Emf, "deliver", …)`).
+fn measured_functions() -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(repository_file("functions")).unwrap() {
+        let main = entry.unwrap().path().join("src/main.rs");
+        let text: String = std::fs::read_to_string(&main)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        for part in text.split("measure(&Emf,\"").skip(1) {
+            names.push(part.split('"').next().unwrap().to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
+    use switchboard::metrics::{FUNCTION, Metric};
+    let template = load_template();
+    let uses = switchboard_metric_uses(&template);
+    let functions = measured_functions();
+    assert!(functions.contains(&"deliver".to_owned()), "{functions:?}");
+    for found in &uses {
+        let metric = Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == found.name)
+            .unwrap_or_else(|| panic!("{}: no code emits {:?}", found.place, found.name));
+        let mut emitted = vec![FUNCTION.to_owned()];
+        emitted.extend(metric.dimensions().iter().map(|d| (*d).to_owned()));
+        assert_eq!(
+            found.dimensions, emitted,
+            "{}: {} is emitted with these dimensions",
+            found.place, found.name
+        );
+        if let Some(function) = &found.function {
+            assert!(
+                functions.contains(function),
+                "{}: no function measures as {function:?} ({functions:?})",
+                found.place
+            );
+        }
+    }
+    // The dashboard shows connections, every post outcome and the latency; the
+    // throttling alarm reads the posts.
+    for name in [
+        "ConnectsAccepted",
+        "ConnectsRejected",
+        "Disconnects",
+        "PostsDelivered",
+        "PostsGone",
+        "PostsThrottled",
+        "PostsFailed",
+        "FanoutLatency",
+        "ClientActions",
+        "DeadLettered",
+    ] {
+        assert!(
+            uses.iter().any(|u| u.name == name),
+            "{name} is not on the dashboard"
+        );
+    }
+    let throttling = &template["Resources"]["ManagementApiThrottlingAlarm"]["Properties"];
+    assert!(
+        uses.iter()
+            .any(|u| u.place == "ManagementApiThrottlingAlarm" && u.name == "PostsThrottled"),
+        "{throttling}"
+    );
+}
+
+#[test]
+fn every_dead_letter_queue_and_function_has_its_alarms() {
+    let template = load_template();
+    let alarms: Vec<&Value> = resources_of_type(&template, "AWS::CloudWatch::Alarm")
+        .map(|(_, alarm)| &alarm["Properties"])
+        .collect();
+    let topic =
+        json!({"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]});
+    for alarm in &alarms {
+        assert_eq!(alarm["AlarmActions"], topic, "{alarm}");
+    }
+    let watching = |namespace: &str, metric: &str, dimension: &Value| {
+        alarms.iter().any(|a| {
+            a["Namespace"] == namespace
+                && a["MetricName"] == metric
+                && a["Dimensions"][0]["Value"] == *dimension
+                && a["ComparisonOperator"] == "GreaterThanThreshold"
+                && a["Threshold"] == 0
+        })
+    };
+    let queues: Vec<&str> = resources_of_type(&template, "AWS::SQS::Queue")
+        .map(|(id, _)| id)
+        .filter(|id| id.ends_with("DeadLetterQueue"))
+        .collect();
+    assert_eq!(queues.len(), 4, "{queues:?}");
+    for queue in queues {
+        let name = json!({"Fn::GetAtt": [queue, "QueueName"]});
+        assert!(
+            watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", &name),
+            "no alarm on {queue}"
+        );
+    }
+    for (id, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                watching("AWS/Lambda", metric, &reference(id)),
+                "no {metric} alarm on {id}"
+            );
+        }
+        let logging = &function["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogFormat"], "JSON", "{id}");
+        assert_eq!(
+            logging["ApplicationLogLevel"],
+            reference("LogLevel"),
+            "{id}"
+        );
+        assert_eq!(
+            logging["SystemLogLevel"],
+            reference("SystemLogLevel"),
+            "{id}"
+        );
+    }
+    let topic = &template["Resources"]["AlarmTopic"];
+    assert_eq!(topic["Condition"], "HasAlarmEmail");
+    assert_eq!(
+        topic["Properties"]["Subscription"][0]["Endpoint"],
+        reference("AlarmEmail")
+    );
+    assert_eq!(template["Globals"]["Function"]["Tracing"], "Active");
+    // The level is LoggingConfig's: a RUST_LOG would override it.
+    assert!(template["Globals"]["Function"]["Environment"]["Variables"]["RUST_LOG"].is_null());
+}
