@@ -57,6 +57,21 @@ pub fn max_receive_count() -> Option<u32> {
     })
 }
 
+/// The X-Ray trace header of the current invocation (`_X_AMZN_TRACE_ID`, set
+/// by the Lambda runtime for each invocation when tracing is active), if it
+/// is well formed: `Root=1-…` of at most 256 characters from the header's
+/// alphabet. Anything else is dropped rather than sent to SQS, which refuses
+/// a malformed `AWSTraceHeader` and with it the message.
+pub fn trace_header() -> Option<String> {
+    let header = std::env::var("_X_AMZN_TRACE_ID").ok()?;
+    let well_formed = header.starts_with("Root=1-")
+        && header.len() <= 256
+        && header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=;-".contains(&b));
+    well_formed.then_some(header)
+}
+
 /// `TOKEN_SECRET`, unless unset or empty.
 pub fn token_secret_text() -> Option<String> {
     std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty())

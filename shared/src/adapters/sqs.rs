@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+};
 
 use crate::lazy::Lazy;
 use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
@@ -32,13 +34,31 @@ impl MessageQueue for SqsQueue {
         if bodies.is_empty() {
             return Ok(Vec::new());
         }
+        // The invocation's X-Ray trace header rides along, so the consumer's
+        // invocation joins the same trace (Lambda reads AWSTraceHeader).
+        let trace = crate::config::trace_header()
+            .map(|header| {
+                MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(header)
+                    .build()
+                    .map_err(|e| QueueError::Unavailable(e.to_string()))
+            })
+            .transpose()?;
         let entries = bodies
             .iter()
             .enumerate()
             .map(|(index, body)| {
-                SendMessageBatchRequestEntry::builder()
+                let mut entry = SendMessageBatchRequestEntry::builder()
                     .id(index.to_string())
-                    .message_body(body)
+                    .message_body(body);
+                if let Some(trace) = &trace {
+                    entry = entry.message_system_attributes(
+                        MessageSystemAttributeNameForSends::AwsTraceHeader,
+                        trace.clone(),
+                    );
+                }
+                entry
                     .build()
                     .map_err(|e| QueueError::Unavailable(e.to_string()))
             })
