@@ -14,8 +14,20 @@ use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use switchboard::config::{PostingPolicy, Settings};
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::metrics::{Invocation, MetricsSink, measure};
 use switchboard::posting::Posting;
 use switchboard::services::Services;
+
+/// What the Lambda mains do at the end of an invocation (`metrics::Emf`),
+/// up to the write: the EMF lines are built, then dropped instead of written
+/// to stdout.
+struct EmfLinesDropped;
+
+impl MetricsSink for EmfLinesDropped {
+    fn export(&self, function: &'static str, invocation: &Invocation) {
+        std::hint::black_box(invocation.emf_lines(function, 1_800_000_000_000));
+    }
+}
 
 /// The event as Lambda hands it over: JSON text.
 fn wire(bodies: &[String]) -> String {
@@ -71,6 +83,14 @@ fn handlers(c: &mut Criterion) {
         b.iter(|| {
             let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
             runtime.block_on(handle_notify_connection(&store, &gateway, &options, event))
+        })
+    });
+    // The same invocation measured as the main measures it: counters, then the EMF line.
+    group.bench_function("notify-connection: 10 records, with metrics", |b| {
+        b.iter(|| {
+            let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
+            let handled = handle_notify_connection(&store, &gateway, &options, event);
+            runtime.block_on(measure(&EmfLinesDropped, "notify-connection", handled))
         })
     });
     // Idempotency: every record carries an id. First deliveries get fresh ids
@@ -136,6 +156,13 @@ fn handlers(c: &mut Criterion) {
         b.iter(|| {
             let event: SqsEvent = serde_json::from_str(&deliver_wire).expect("event");
             runtime.block_on(handle_deliveries(&services, event))
+        })
+    });
+    group.bench_function("deliver: 1 record, 100 connections, with metrics", |b| {
+        b.iter(|| {
+            let event: SqsEvent = serde_json::from_str(&deliver_wire).expect("event");
+            let handled = handle_deliveries(&services, event);
+            runtime.block_on(measure(&EmfLinesDropped, "deliver", handled))
         })
     });
     group.finish();
