@@ -124,6 +124,7 @@ fn handlers(c: &mut Criterion) {
         gateway: Arc::new(gateway),
         deliveries: Arc::new(MemoryQueue::new()),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings::default()),
     };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;

@@ -17,7 +17,8 @@ use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSet
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
-use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::handlers::notify_user::notify_user_batch_recorded;
+use switchboard::history::Recorder;
 use switchboard::ports::Gateway;
 use switchboard::posting::Posting;
 use switchboard::services::Services;
@@ -150,6 +151,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
         gateway,
         deliveries: storage.deliveries_queue.clone(),
         sent_log: Some(storage.sent_log.clone()),
+        history: Some(storage.history.clone()),
         settings: Arc::new(Settings {
             presence: config.presence.clone(),
             publish_limit: config.publish_limit,
@@ -158,6 +160,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
             max_groups_per_connection: config.max_groups_per_connection.max(1),
             enqueue: config.notify_user.clone(),
             posting: config.notify_connection.clone(),
+            history: config.history.clone(),
         }),
     }
 }
@@ -174,7 +177,8 @@ fn event_sources(
     let fanout = (services.clone(), storage.fanout_queue.clone());
     let notify_user = batch_handler(fanout, |(services, queue), event| async move {
         let options = &services.settings.enqueue;
-        notify_user_batch(&*services.store, &*queue, options, event).await
+        let recorder = Recorder::of(&services);
+        notify_user_batch_recorded(&*services.store, &*queue, options, recorder, event).await
     });
     let posting =
         Posting::from(config.notify_connection.clone()).with_sent_log(storage.sent_log.clone());

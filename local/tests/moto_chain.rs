@@ -118,6 +118,7 @@ async fn start(r: &Resources) -> RunningStack {
             endpoint: Some(endpoint()),
             table: r.table.clone(),
             memberships_table: r.memberships_table.clone(),
+            history_table: None,
             notify_user_queue_url: r.notify_user.clone(),
             notify_connection_queue_url: r.notify_connection.clone(),
             commands_queue_url: Some(r.commands.clone()),

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 
-use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
+use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
 use crate::adapters::management_api::ManagementApi;
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
@@ -199,6 +199,11 @@ impl Wiring {
         ))
     }
 
+    /// The history in `HISTORY_TABLE`, if it is set (see [`crate::history`]).
+    pub fn history(&self) -> Option<DynamoHistory> {
+        config::history_table().map(|table| DynamoHistory::new(self.dynamodb.clone(), table))
+    }
+
     /// The memberships in `MEMBERSHIPS_TABLE`.
     pub fn memberships(&self) -> Result<DynamoMemberships, ConfigError> {
         Ok(DynamoMemberships::new(
@@ -288,6 +293,9 @@ impl Wiring {
             deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
             // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
             sent_log: Some(store),
+            history: self
+                .history()
+                .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>),
             settings: Arc::new(settings),
         })
     }

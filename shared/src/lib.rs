@@ -9,7 +9,7 @@
 //!   memberships, queue, gateway, sent log);
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
-//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`],
+//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`], [`history`],
 //!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
@@ -28,6 +28,7 @@ pub mod enqueue;
 pub mod fanout;
 pub mod groups;
 pub mod handlers;
+pub mod history;
 pub mod lazy;
 pub mod limits;
 pub mod ports;

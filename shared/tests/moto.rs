@@ -620,6 +620,7 @@ async fn request_counts_per_delivered_message_by_target() {
         gateway: gateway.clone(),
         deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings::default()),
     };
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
@@ -784,6 +785,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
         gateway: Arc::new(MemoryGateway::new()),
         deliveries: deliveries.clone(),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings {
             max_groups_per_connection: 200,
             ..Settings::default()
