@@ -141,7 +141,7 @@ impl History for DynamoHistory {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":epoch", s(&new_epoch()))
             .expression_attribute_values(":x", n(counter_expires_at))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(unavailable)?;
