@@ -1297,3 +1297,79 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
         2
     );
 }
+
+/// What history adds per message and per recovery, counted at the SDK
+/// (the README's cost table).
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn history_request_counts_per_message_and_per_recovery() {
+    use switchboard::adapters::dynamodb::DynamoHistory;
+    use switchboard::aws::RequestCounter;
+    use switchboard::config::HistorySettings;
+    use switchboard::history::recovery::recover;
+    use switchboard::history::{Recorder, Stream};
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let (plain, _) = clients().await;
+    let history = DynamoHistory::new(dynamo, history_table(&plain).await);
+    let settings = HistorySettings::default();
+    let recorder = Recorder {
+        history: &history,
+        settings: &settings,
+    };
+    let stream = Stream::User("alice".into());
+    let counts = |pairs: &[(&str, usize)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let frame = r#"{"type":"message","from":"server","data":1}"#;
+    recorder.append(&stream, None, frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("PutItem", 1), ("UpdateItem", 1)])
+    );
+    counter.reset();
+    recorder.append(&stream, Some("m-1"), frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("GetItem", 1), ("PutItem", 2), ("UpdateItem", 1)])
+    );
+    counter.reset();
+    // The same queue message again: its first offset, one read and a rewrite.
+    recorder.append(&stream, Some("m-1"), frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("GetItem", 1), ("PutItem", 1)])
+    );
+    for _ in 0..98 {
+        recorder.append(&stream, None, frame).await.unwrap();
+    }
+    let epoch = history_epoch(&recorder, &stream).await;
+    counter.reset();
+    let recovery = recover(&recorder, &stream, 0, &epoch, 200).await.unwrap();
+    assert_eq!((recovery.messages.len(), recovery.lost), (100, None));
+    // One counter read (UpdateItem: it creates a missing counter) and one ranged Query.
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("Query", 1), ("UpdateItem", 1)])
+    );
+}
+
+async fn history_epoch(
+    recorder: &switchboard::history::Recorder<'_>,
+    stream: &switchboard::history::Stream,
+) -> String {
+    recorder
+        .history
+        .position(&stream.key(), FAR)
+        .await
+        .unwrap()
+        .epoch
+}
