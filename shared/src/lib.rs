@@ -4,9 +4,9 @@
 //! share, layered bottom-up:
 //! - rules and wire formats: [`clock`], [`sync`], [`lazy`], [`validate`],
 //!   [`protocol`], [`auth`], [`groups::names`], [`connection`], [`routes`],
-//!   [`rate`] (the token bucket);
+//!   [`rate`] (the token bucket), [`history::streams`];
 //! - [`ports`]: the small traits the logic depends on (connection store,
-//!   memberships, queue, gateway, sent log);
+//!   memberships, queue, gateway, sent log, history);
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
 //! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`], [`history`],

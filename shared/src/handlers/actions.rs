@@ -1,5 +1,7 @@
-//! The group actions a client sends: `subscribe`, `unsubscribe`, `publish`
-//! and `presence`. Each answers with one frame, the route response.
+//! The client actions the actions function serves: `subscribe`,
+//! `unsubscribe`, `publish` and `presence` (here), `recover` and `history`
+//! ([`super::recover`], [`super::history`]). Each answers with one frame, the
+//! route response.
 //!
 //! - `{"action":"subscribe","group":"notification:test","id":7}` (and
 //!   `unsubscribe`) answers `{"type":"ack","id":7,"ok":true}` or
@@ -301,8 +303,8 @@ async fn presence(
     ))
 }
 
-/// The `subscribe`, `unsubscribe`, `publish` and `presence` routes: the answer
-/// is the route response.
+/// The `subscribe`, `unsubscribe`, `publish`, `presence`, `recover` and
+/// `history` routes: the answer is the route response.
 pub async fn handle_client_action(
     services: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
