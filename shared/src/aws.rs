@@ -293,11 +293,20 @@ impl Wiring {
             deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
             // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
             sent_log: Some(store),
-            history: self
-                .history()
-                .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>),
+            history: None,
             settings: Arc::new(settings),
         })
+    }
+
+    /// [`Wiring::services`] with the history in `HISTORY_TABLE` (if set):
+    /// for the functions that append to streams or read them (actions,
+    /// commands, api). The others leave it out, and so do not link it.
+    pub async fn services_with_history(&self) -> Result<Services, ConfigError> {
+        let mut services = self.services().await?;
+        services.history = self
+            .history()
+            .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>);
+        Ok(services)
     }
 }
 

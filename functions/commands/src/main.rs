@@ -8,7 +8,7 @@ use switchboard::handlers::commands::handle_commands;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = aws::Wiring::load().await.services().await?;
+    let services = aws::Wiring::load().await.services_with_history().await?;
     let services = &services;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_commands(services, event.payload).await)
