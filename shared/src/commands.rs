@@ -132,7 +132,7 @@ pub async fn execute_keyed(
                 }
                 ids = members;
             }
-            let Some(appended) = appended else {
+            let Some(appended) = appended.filter(|_| !ids.is_empty()) else {
                 return Ok(enqueue_frame(services, &frame, &ids, message_id.as_deref()).await?);
             };
             // Connections that asked for envelopes get the stamped frame.

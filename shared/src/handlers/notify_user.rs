@@ -70,8 +70,16 @@ where
             .map_err(|e| MessageError::Malformed(e.to_string()))?,
         _ => None,
     };
-    let enveloped: HashSet<String> = match envelope {
-        Some(_) => {
+    let mut connections = std::pin::pin!(pages(move |after| async move {
+        let page = store.user_connections(user_id, after.as_deref()).await?;
+        Ok::<_, StoreError>((page.connection_ids, page.next))
+    }));
+    let mut enqueued = 0;
+    // Read after the first page of connections: a connection listed there was
+    // stored (with its choice) before this read.
+    let mut enveloped: Option<HashSet<String>> = None;
+    while let Some(ids) = connections.try_next().await? {
+        if envelope.is_some() && enveloped.is_none() && !ids.is_empty() {
             let ids: Vec<String> = pages(move |after| async move {
                 let page = store
                     .user_envelope_connections(user_id, after.as_deref())
@@ -80,21 +88,14 @@ where
             })
             .try_concat()
             .await?;
-            ids.into_iter().collect()
+            enveloped = Some(ids.into_iter().collect());
         }
-        None => HashSet::new(),
-    };
-    let mut connections = std::pin::pin!(pages(move |after| async move {
-        let page = store.user_connections(user_id, after.as_deref()).await?;
-        Ok::<_, StoreError>((page.connection_ids, page.next))
-    }));
-    let mut enqueued = 0;
-    while let Some(ids) = connections.try_next().await? {
+        let enveloped = enveloped.as_ref();
         let bodies: Vec<String> = ids
             .iter()
             .map(|id| {
                 let data = match &envelope {
-                    Some(frame) if enveloped.contains(id) => frame,
+                    Some(frame) if enveloped.is_some_and(|e| e.contains(id)) => frame,
                     _ => &message.data,
                 };
                 NotifyConnection::body(id, data, message.id.as_deref())

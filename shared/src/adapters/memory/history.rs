@@ -23,6 +23,8 @@ struct HistoryState {
     streams: HashMap<String, StreamState>,
     /// (stream, idempotency key) → (first append's position, expires at).
     keys: HashMap<(String, String), (Position, i64)>,
+    /// Expired keys are dropped when `keys` reaches this size (amortised).
+    prune_at: usize,
 }
 
 /// Streams in a map. A stream whose counter expired starts over with a new
@@ -104,7 +106,10 @@ impl History for MemoryHistory {
             epoch: s.epoch.clone(),
         };
         if let Some(key) = key {
-            state.keys.retain(|_, (_, until)| *until > now);
+            if state.keys.len() >= state.prune_at {
+                state.keys.retain(|_, (_, until)| *until > now);
+                state.prune_at = (state.keys.len() * 2).max(1024);
+            }
             state.keys.insert(key, (position.clone(), expires_at));
         }
         Ok(position)
