@@ -25,18 +25,40 @@ struct HistoryState {
     keys: HashMap<(String, String), (Position, i64)>,
     /// Expired keys are dropped when `keys` reaches this size (amortised).
     prune_at: usize,
+    /// Appends since expired messages and streams were last swept.
+    appends: u64,
 }
 
+/// Appends between two sweeps of every stream.
+const SWEEP_EVERY: u64 = 1024;
+
 /// Streams in a map. A stream whose counter expired starts over with a new
-/// epoch, as a DynamoDB counter item removed by its TTL does.
-#[derive(Default)]
+/// epoch, as a DynamoDB counter item removed by its TTL does. Memory is
+/// bounded: at most `keep` messages per stream, and expired messages and
+/// streams are swept every [`SWEEP_EVERY`] appends.
 pub struct MemoryHistory {
     state: Mutex<HistoryState>,
+    keep: u64,
+}
+
+impl Default for MemoryHistory {
+    fn default() -> Self {
+        Self::keeping(u64::MAX)
+    }
 }
 
 impl MemoryHistory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A history that keeps at most `keep` messages per stream (the
+    /// `HISTORY_SIZE` its readers go by; older ones could never be read).
+    pub fn keeping(keep: u64) -> Self {
+        MemoryHistory {
+            state: Mutex::default(),
+            keep: keep.max(1),
+        }
     }
 
     /// Forgets `stream` (its counter and messages), as if its counter had
@@ -94,9 +116,10 @@ impl History for MemoryHistory {
         s.top += 1;
         s.expires_at = s.expires_at.max(counter_expires_at);
         s.messages.insert(s.top, (frame.to_owned(), expires_at));
-        // Bounded memory: drop what has expired from the front.
+        // Bounded memory: drop what expired or fell out of the size from the front.
+        let keep = self.keep;
         while let Some((&oldest, (_, until))) = s.messages.first_key_value() {
-            if *until > now {
+            if *until > now && s.top - oldest < keep {
                 break;
             }
             s.messages.remove(&oldest);
@@ -105,6 +128,13 @@ impl History for MemoryHistory {
             offset: s.top,
             epoch: s.epoch.clone(),
         };
+        state.appends += 1;
+        if state.appends % SWEEP_EVERY == 0 {
+            state.streams.retain(|_, s| {
+                s.messages.retain(|_, (_, until)| *until > now);
+                s.expires_at > now
+            });
+        }
         if let Some(key) = key {
             if state.keys.len() >= state.prune_at {
                 state.keys.retain(|_, (_, until)| *until > now);
@@ -151,5 +181,44 @@ impl History for MemoryHistory {
                 frame: frame.clone(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_is_bounded_by_the_size_kept() {
+        let history = MemoryHistory::keeping(3);
+        let far = i64::MAX;
+        let mut epoch = String::new();
+        for n in 1..=5u64 {
+            let position = history
+                .append("s", None, &n.to_string(), far, far)
+                .await
+                .unwrap();
+            assert_eq!(position.offset, n);
+            epoch = position.epoch;
+        }
+        assert_eq!(history.len("s"), 3);
+        let kept = history.read("s", &epoch, 1, 5, 0).await.unwrap();
+        assert_eq!(
+            kept.iter().map(|k| k.offset).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_counter_starts_a_new_epoch() {
+        let history = MemoryHistory::new();
+        let first = history.append("s", None, "1", i64::MAX, 1).await.unwrap();
+        // Its counter expired long ago: offsets start over, with a new epoch.
+        let second = history
+            .append("s", None, "2", i64::MAX, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(second.offset, 1);
+        assert_ne!(second.epoch, first.epoch);
     }
 }
