@@ -303,6 +303,9 @@ impl Wiring {
     /// commands, api). The others leave it out, and so do not link it.
     pub async fn services_with_history(&self) -> Result<Services, ConfigError> {
         let mut services = self.services().await?;
+        let mut settings = Settings::clone(&services.settings);
+        settings.history = crate::config::HistorySettings::from_env()?;
+        services.settings = Arc::new(settings);
         services.history = self
             .history()
             .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>);

@@ -337,7 +337,9 @@ impl Default for Settings {
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
     /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
-    /// 1), and the enqueue and posting policies' variables.
+    /// 1), and the enqueue and posting policies' variables. `history` is the
+    /// default here: [`HistorySettings::from_env`] reads it where history is
+    /// kept.
     ///
     /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
     /// `prefix:*`, `*`) whose joins and leaves are announced; unset means
@@ -362,7 +364,9 @@ impl Settings {
             .max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
-            history: HistorySettings::from_env()?,
+            // Read by the functions that keep history (`Wiring::services_with_history`),
+            // so the others do not carry its parsing.
+            history: d.history,
         })
     }
 
