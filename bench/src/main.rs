@@ -79,12 +79,16 @@ enum Command {
     Fanout(FanoutArgs),
     /// Only the cold-start benchmark; prints its table.
     Coldstart(ColdstartArgs),
-    /// Only the recovery benchmark: N missed messages recovered against N live.
+    /// Only the recovery benchmark (N missed messages recovered against N
+    /// live); prints the History section's tables with the handler bench's
+    /// history rows from `--criterion`.
     Recovery {
         #[arg(long, default_value_t = 1000)]
         n: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        #[arg(long, default_value = "target/criterion")]
+        criterion: PathBuf,
     },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
@@ -105,9 +109,14 @@ async fn main() -> Result<(), String> {
             println!("{}", report::fanout_table(&rows));
             Ok(())
         }
-        Command::Recovery { n, rounds } => {
+        Command::Recovery {
+            n,
+            rounds,
+            criterion,
+        } => {
             let row = recovery::run(n, rounds).await?;
-            println!("{}", report::history_tables(&[], Some(&row)));
+            let handlers = report::handler_rows(&criterion);
+            println!("{}", report::history_tables(&handlers, Some(&row)));
             Ok(())
         }
         Command::Coldstart(args) => {
