@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use switchboard::adapters::memory::{
-    MemoryGateway, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
+    MemoryGateway, MemoryHistory, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
 };
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use switchboard::config::{PostingPolicy, Settings};
+use switchboard::config::{EnqueuePolicy, HistorySettings, PostingPolicy, Settings};
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
+use switchboard::handlers::notify_user::handle_notify_user_recorded;
+use switchboard::history::Recorder;
 use switchboard::metrics::{Invocation, MetricsSink, measure};
 use switchboard::posting::Posting;
 use switchboard::services::Services;
@@ -144,6 +146,7 @@ fn handlers(c: &mut Criterion) {
         gateway: Arc::new(gateway),
         deliveries: Arc::new(MemoryQueue::new()),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings::default()),
     };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;
@@ -164,6 +167,83 @@ fn handlers(c: &mut Criterion) {
             let handled = handle_deliveries(&services, event);
             runtime.block_on(measure(&EmfLinesDropped, "deliver", handled))
         })
+    });
+    // History: the same NotifyUser records (10 users with 3 connections each,
+    // one asking for envelopes) without history and with the user streams
+    // kept (in memory), fresh SQS message ids each round so every append is new.
+    let users = MemoryStore::new();
+    for u in 0..10 {
+        for c in 0..3 {
+            let record = switchboard::ports::ConnectionRecord {
+                connection_id: format!("u{u}-c{c}"),
+                user_id: format!("user-{u}"),
+                envelope: c == 0,
+                ..Default::default()
+            };
+            runtime
+                .block_on(switchboard::ports::ConnectionStore::put_connection(
+                    &users, &record,
+                ))
+                .expect("record");
+        }
+    }
+    let notify_users = |round: u64| -> String {
+        let records: Vec<_> = (0..10)
+            .map(|u| {
+                serde_json::json!({
+                    "messageId": format!("r{round}-m{u}"),
+                    "receiptHandle": "r",
+                    "body": format!(r#"{{"userId":"user-{u}","data":{{"download":"report.pdf","ready":true}}}}"#),
+                    "attributes": {"ApproximateReceiveCount": "1"},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                })
+            })
+            .collect();
+        serde_json::json!({ "Records": records }).to_string()
+    };
+    let fanout_queue = MemoryQueue::new();
+    let enqueue = EnqueuePolicy::default();
+    let history = MemoryHistory::new();
+    let kept = HistorySettings::default();
+    let notify_user_run = |wire: &str, recorder: Option<Recorder<'_>>| {
+        let event: SqsEvent = serde_json::from_str(wire).expect("event");
+        let response = runtime.block_on(handle_notify_user_recorded(
+            &users,
+            &fanout_queue,
+            &enqueue,
+            recorder,
+            event,
+        ));
+        fanout_queue.drain();
+        response
+    };
+    let mut round = 0u64;
+    group.bench_function("notify-user: 10 records, no history", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                notify_users(round)
+            },
+            |w| notify_user_run(&w, None),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("notify-user: 10 records, user streams keep history", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                notify_users(round)
+            },
+            |w| {
+                let recorder = Recorder {
+                    history: &history,
+                    settings: &kept,
+                };
+                notify_user_run(&w, Some(recorder))
+            },
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 }

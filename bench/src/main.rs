@@ -11,6 +11,8 @@
 //! - first invocation: notify-connection's first event after init, posting to
 //!   a TLS endpoint on loopback, with the connection opened by the first post
 //!   or during init (`WARM_CONNECTIONS`).
+//! - recovery: 1,000 missed user messages recovered with one `recover`,
+//!   against the same 1,000 delivered live, on the local stack.
 //!
 //! The clients live in a child process (`clients` subcommand) so each side has
 //! its own file-descriptor budget. Everything runs on 127.0.0.1 and every loop
@@ -20,6 +22,7 @@ mod clients;
 mod coldstart;
 mod fanout;
 mod firstcall;
+mod recovery;
 mod report;
 
 use std::path::PathBuf;
@@ -76,6 +79,17 @@ enum Command {
     Fanout(FanoutArgs),
     /// Only the cold-start benchmark; prints its table.
     Coldstart(ColdstartArgs),
+    /// Only the recovery benchmark (N missed messages recovered against N
+    /// live); prints the History section's tables with the handler bench's
+    /// history rows from `--criterion`.
+    Recovery {
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value = "target/criterion")]
+        criterion: PathBuf,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -93,6 +107,16 @@ async fn main() -> Result<(), String> {
         Command::Fanout(args) => {
             let rows = fanout::run(&args.n, args.rounds).await?;
             println!("{}", report::fanout_table(&rows));
+            Ok(())
+        }
+        Command::Recovery {
+            n,
+            rounds,
+            criterion,
+        } => {
+            let row = recovery::run(n, rounds).await?;
+            let handlers = report::handler_rows(&criterion);
+            println!("{}", report::history_tables(&handlers, Some(&row)));
             Ok(())
         }
         Command::Coldstart(args) => {
@@ -117,7 +141,9 @@ async fn main() -> Result<(), String> {
             println!("{}", report::firstcall_table(&first));
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::handler_table(&handlers));
-            let text = report::document(&fanout, &cold, &first, &handlers);
+            let recovery = recovery::run(1000, 3).await?;
+            println!("{}", report::history_tables(&handlers, Some(&recovery)));
+            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery));
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{coldstart, fanout, firstcall};
+use crate::{coldstart, fanout, firstcall, recovery};
 
 /// The targets the issue sets, checked in the tables.
 const FANOUT_TARGET_RATIO: f64 = 3.0;
@@ -188,6 +188,54 @@ pub fn handler_table(rows: &[HandlerRow]) -> String {
     out
 }
 
+/// The handler bench's pair of NotifyUser runs, without and with history.
+const NO_HISTORY: &str = "notify-user: 10 records, no history";
+const WITH_HISTORY: &str = "notify-user: 10 records, user streams keep history";
+
+/// History's cost per message against the same handler without it (same run),
+/// and recovery against live delivery (same run, same stack).
+pub fn history_tables(handlers: &[HandlerRow], recovery: Option<&recovery::Row>) -> String {
+    let median = |name: &str| {
+        handlers
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.median_ns)
+    };
+    let mut out = String::new();
+    match (median(NO_HISTORY), median(WITH_HISTORY)) {
+        (Some(without), Some(with)) => {
+            let _ = write!(
+                out,
+                "| NotifyUser message (user with 3 connections) | handler µs per message | ratio | AWS requests per message |\n|---|---|---|---|\n\
+                 | user stream without history (baseline) | {:.2} | 1.00 | 1 (Query `byUser`) + SendMessageBatch |\n\
+                 | user stream keeps history (in-memory store) | {:.2} | {:.2} | + 1 GetItem, 1 UpdateItem, 2 PutItem, 1 Query `byEnvelopeUser` |\n",
+                without / 10_000.0,
+                with / 10_000.0,
+                with / without
+            );
+        }
+        _ => out.push_str("(no history handler results: run the handler bench first)\n"),
+    }
+    out.push('\n');
+    match recovery {
+        Some(row) => {
+            let _ = write!(
+                out,
+                "| {n} user messages to one client | median ms ({rounds} rounds) | ratio |\n|---|---|---|\n\
+                 | live: enqueued to notify-user, the client connected (baseline) | {live:.1} | 1.00 |\n\
+                 | missed: one `recover` after a reconnect | {rec:.1} | {ratio:.2} |\n",
+                n = row.messages,
+                rounds = row.rounds,
+                live = row.live_ms,
+                rec = row.recover_ms,
+                ratio = row.recover_ms / row.live_ms,
+            );
+        }
+        None => out.push_str("(recovery not measured)\n"),
+    }
+    out
+}
+
 /// The AWS request counts, as `shared/tests/moto.rs` asserts them.
 const REQUEST_COUNTS: &str = "\
 | target | delivered | Query | GetItem | SendMessageBatch | Deliveries messages | posts | AWS requests per delivered message |
@@ -237,6 +285,7 @@ pub fn document(
     cold: &[coldstart::Row],
     first: &[firstcall::Row],
     handlers: &[HandlerRow],
+    recovery: Option<&recovery::Row>,
 ) -> String {
     format!(
         "# Benchmarks\n\n\
@@ -297,6 +346,20 @@ pub fn document(
          answering it. \"with ids\" is the idempotency check and record on an in-memory log; on\n\
          AWS it is one BatchGetItem and one BatchWriteItem per post instead.\n\n\
          {handlers}\n\
+         ## History and recovery\n\n\
+         Handler cost per message of NotifyUser with and without user-stream history (the two\n\
+         notify-user rows above, 10 records of 10 users with 3 connections, one asking for\n\
+         envelopes; fresh SQS message ids every round, so every append is new), and the AWS\n\
+         requests history adds per message, as `shared/tests/moto.rs`\n\
+         (`history_request_counts_per_message_and_per_recovery`) asserts them. On AWS the\n\
+         appends' DynamoDB round trips, not this CPU, are the cost.\n\n\
+         Recovery: on the local stack (SDK posts, as on AWS), one client with `?envelope=1`\n\
+         receives N NotifyUser messages live (from the first enqueue to the last frame); then it\n\
+         disconnects, N more are sent and kept, it reconnects and sends one `recover` (from\n\
+         sending it to the `recovered` frame). Recovery posts each missed message in order from\n\
+         the actions handler; live delivery goes through notify-user, the NotifyConnection queue\n\
+         and notify-connection's concurrent posts.\n\n\
+         {history}\n\
          ## AWS requests per delivered message\n\n\
          Counted at the adapter layer on moto by `shared/tests/moto.rs`\n\
          (`request_counts_per_delivered_message_by_target`, part of `make test`, which asserts these\n\
@@ -310,6 +373,7 @@ pub fn document(
         cold = coldstart_table(cold),
         first = firstcall_table(first),
         handlers = handler_table(handlers),
+        history = history_tables(handlers, recovery),
         requests = REQUEST_COUNTS,
         build = BUILD_CHOICES,
     )

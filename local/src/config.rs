@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 use switchboard::config::{EnqueuePolicy, PostingPolicy};
-use switchboard::config::{Limits, Settings};
+use switchboard::config::{HistorySettings, Limits, Settings};
 use switchboard::groups::Grants;
 
 /// API Gateway's limits and timeouts, as the local stack applies them.
@@ -55,6 +55,8 @@ pub enum Backend {
         /// two queues in memory.
         commands_queue_url: Option<String>,
         deliveries_queue_url: Option<String>,
+        /// The history table; without it the stack keeps history in memory.
+        history_table: Option<String>,
     },
 }
 
@@ -95,6 +97,8 @@ pub struct Config {
     pub limits: Limits,
     /// The most groups one connection may be in at once.
     pub max_groups_per_connection: u32,
+    /// Which streams keep history, how much and for how long.
+    pub history: HistorySettings,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
     /// answer 429 or 500 or stall for `fault_stall`, a third each.
     pub fault_rate: f64,
@@ -144,6 +148,7 @@ impl Default for Config {
             publish_window: settings.publish_window,
             limits: settings.limits,
             max_groups_per_connection: settings.max_groups_per_connection,
+            history: settings.history,
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),

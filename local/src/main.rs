@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
-use switchboard::config::{EnqueuePolicy, Limits, PostingPolicy};
+use switchboard::config::{EnqueuePolicy, HistorySettings, Limits, PostingPolicy};
 use switchboard::rate::Rate;
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack, demo};
@@ -136,6 +136,30 @@ struct Serve {
     #[arg(long, default_value_t = switchboard::config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
         value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
     max_groups_per_connection: u32,
+    /// Whether every user's stream keeps history (recover / history actions).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "HISTORY_USERS")]
+    history_users: bool,
+    /// Groups whose streams keep history: patterns, comma-separated, or "none".
+    #[arg(long, default_value = "none", env = "HISTORY_GROUPS")]
+    history_groups: String,
+    /// Messages kept per stream.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..),
+        env = "HISTORY_SIZE")]
+    history_size: u64,
+    /// How long a message is kept.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    history_ttl: Duration,
+    /// The most messages one recover or history request sends.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1000),
+        env = "HISTORY_RECOVER_LIMIT")]
+    history_recover_limit: u64,
+    /// Recover and history requests one user may make per 10 seconds.
+    #[arg(long, default_value_t = 20, env = "HISTORY_READ_LIMIT")]
+    history_read_limit: u32,
+    /// The DynamoDB history table (with --aws-endpoint or --aws); without it
+    /// history is kept in memory.
+    #[arg(long, env = "HISTORY_TABLE")]
+    history_table: Option<String>,
     /// Fault injection: this share of Management API posts (0 to 1) answers 429 or
     /// 500, or stalls for --fault-stall, a third each.
     #[arg(long, default_value_t = 0.0, value_parser = fault_rate)]
@@ -208,6 +232,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             )?,
             commands_queue_url: serve.commands_queue_url,
             deliveries_queue_url: serve.deliveries_queue_url,
+            history_table: serve.history_table,
         }
     } else {
         Backend::Memory
@@ -241,6 +266,15 @@ fn config(serve: Serve) -> Result<Config, String> {
             max_connections_per_user: serve.max_connections_per_user,
         },
         max_groups_per_connection: serve.max_groups_per_connection,
+        history: HistorySettings {
+            users: serve.history_users,
+            groups: switchboard::config::history_groups(&serve.history_groups)
+                .map_err(|e| e.to_string())?,
+            size: serve.history_size,
+            ttl: serve.history_ttl.max(Duration::from_secs(1)),
+            recover_limit: usize::try_from(serve.history_recover_limit).unwrap_or(1000),
+            reads: Rate::new(serve.history_read_limit, Duration::from_secs(10)),
+        },
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,

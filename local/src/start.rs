@@ -17,7 +17,8 @@ use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSet
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
-use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::handlers::notify_user::notify_user_batch_recorded;
+use switchboard::history::Recorder;
 use switchboard::metrics::measure;
 use switchboard::ports::Gateway;
 use switchboard::posting::Posting;
@@ -155,6 +156,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
         gateway,
         deliveries: storage.deliveries_queue.clone(),
         sent_log: Some(storage.sent_log.clone()),
+        history: Some(storage.history.clone()),
         settings: Arc::new(Settings {
             presence: config.presence.clone(),
             publish_limit: config.publish_limit,
@@ -163,6 +165,7 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
             max_groups_per_connection: config.max_groups_per_connection.max(1),
             enqueue: config.notify_user.clone(),
             posting: config.notify_connection.clone(),
+            history: config.history.clone(),
         }),
     }
 }
@@ -184,7 +187,8 @@ fn event_sources(
     );
     let notify_user = batch_handler(fanout, |(services, queue, metrics), event| async move {
         let options = &services.settings.enqueue;
-        let batch = notify_user_batch(&*services.store, &*queue, options, event);
+        let recorder = Recorder::of(&services);
+        let batch = notify_user_batch_recorded(&*services.store, &*queue, options, recorder, event);
         measure(&*metrics, "notify-user", batch).await
     });
     let posting =

@@ -1,13 +1,14 @@
 //! Where the stack keeps its state: connection records, memberships, the sent
-//! log and the four queues, in memory or on AWS (DynamoDB and SQS).
+//! log, the stream history and the four queues, in memory or on AWS (DynamoDB
+//! and SQS; history in memory unless a history table is named).
 
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
-use switchboard::adapters::memory::{MemoryMemberships, MemorySentLog, MemoryStore};
+use switchboard::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
+use switchboard::adapters::memory::{MemoryHistory, MemoryMemberships, MemorySentLog, MemoryStore};
 use switchboard::adapters::sqs::SqsQueue;
-use switchboard::ports::{ConnectionStore, MembershipStore, MessageQueue, SentLog};
+use switchboard::ports::{ConnectionStore, History, MembershipStore, MessageQueue, SentLog};
 
 use crate::config::{Backend, Config};
 use crate::producer::{Producer, Producers};
@@ -17,6 +18,8 @@ use crate::queues::LocalQueue;
 pub(crate) struct Storage {
     pub(crate) store: Arc<dyn ConnectionStore>,
     pub(crate) memberships: Arc<dyn MembershipStore>,
+    /// Stream history (see `switchboard::history`).
+    pub(crate) history: Arc<dyn History>,
     /// Idempotency records (message id, connection) with expiry.
     pub(crate) sent_log: Arc<dyn SentLog>,
     /// Where notify-user puts its NotifyConnection messages.
@@ -39,6 +42,7 @@ impl Storage {
                 notify_connection_queue_url,
                 commands_queue_url,
                 deliveries_queue_url,
+                history_table,
                 ..
             } => {
                 let sqs = switchboard::aws::sqs(sdk);
@@ -56,9 +60,14 @@ impl Storage {
                     ),
                     None => local_pair(config, "deliveries"),
                 };
+                let history: Arc<dyn History> = match history_table {
+                    Some(table) => Arc::new(DynamoHistory::new(dynamodb.clone(), table)),
+                    None => Arc::new(MemoryHistory::keeping(config.history.size)),
+                };
                 Storage {
                     store: connections.clone(),
                     sent_log: connections,
+                    history,
                     memberships: Arc::new(DynamoMemberships::new(dynamodb, memberships_table)),
                     fanout_queue: Arc::new(SqsQueue::new(sqs.clone(), notify_connection_queue_url)),
                     deliveries_queue,
@@ -84,6 +93,7 @@ impl Storage {
             store: Arc::new(MemoryStore::new()),
             memberships: Arc::new(MemoryMemberships::new()),
             sent_log: Arc::new(MemorySentLog::new()),
+            history: Arc::new(MemoryHistory::keeping(config.history.size)),
             fanout_queue,
             deliveries_queue,
             producers: Producers {

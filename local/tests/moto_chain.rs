@@ -27,6 +27,7 @@ fn unique(prefix: &str) -> String {
 struct Resources {
     table: String,
     memberships_table: String,
+    history_table: String,
     notify_user: String,
     notify_connection: String,
     notify_user_dlq: String,
@@ -58,6 +59,10 @@ async fn resources() -> Resources {
         .unwrap();
     let memberships_table = unique("memberships");
     switchboard::adapters::dynamodb::create_memberships_table(&dynamo, &memberships_table)
+        .await
+        .unwrap();
+    let history_table = unique("history");
+    switchboard::adapters::dynamodb::create_history_table(&dynamo, &history_table)
         .await
         .unwrap();
     let mut urls = Vec::new();
@@ -101,6 +106,7 @@ async fn resources() -> Resources {
     Resources {
         table,
         memberships_table,
+        history_table,
         notify_user: urls[0].0.clone(),
         notify_user_dlq: urls[0].1.clone(),
         notify_connection: urls[1].0.clone(),
@@ -118,6 +124,7 @@ async fn start(r: &Resources) -> RunningStack {
             endpoint: Some(endpoint()),
             table: r.table.clone(),
             memberships_table: r.memberships_table.clone(),
+            history_table: Some(r.history_table.clone()),
             notify_user_queue_url: r.notify_user.clone(),
             notify_connection_queue_url: r.notify_connection.clone(),
             commands_queue_url: Some(r.commands.clone()),
@@ -390,5 +397,87 @@ async fn presence_publish_broadcast_and_user_groups_run_on_dynamodb_and_sqs() {
     let leave = r#"{"type":"presence","event":"leave","userId":"alice","group":"presence:room","online":1}"#;
     assert_eq!(next_text(&mut bob).await, leave);
     assert_eq!(next_text(&mut bob2).await, leave);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn a_user_message_sent_during_a_reconnect_is_recovered_from_dynamodb() {
+    let r = resources().await;
+    let stack = start(&r).await;
+    let token = mint(
+        stack.secret(),
+        &claims_for("dana", Duration::from_secs(300), vec![]),
+    )
+    .unwrap();
+    let url = format!("{}?token={token}&envelope=1", stack.websocket_url());
+    let (mut dana, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let send = |data: &'static str| {
+        r.sqs
+            .send_message()
+            .queue_url(&r.notify_user)
+            .message_body(format!(r#"{{"userId":"dana","data":"{data}"}}"#))
+            .send()
+    };
+    send("first").await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(&next_text(&mut dana).await).unwrap();
+    assert_eq!(
+        (first["offset"].as_u64(), first["data"].as_str()),
+        (Some(1), Some("first"))
+    );
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    dana.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !stack
+        .store()
+        .user_connections("dana", None)
+        .await
+        .unwrap()
+        .connection_ids
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "record not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send("your download is ready").await.unwrap();
+    // Kept in the DynamoDB history table before the (empty) fan-out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let history = switchboard::adapters::dynamodb::DynamoHistory::new(
+        aws_sdk_dynamodb::Client::new(&sdk().await),
+        r.history_table.clone(),
+    );
+    loop {
+        use switchboard::ports::History;
+        if history
+            .read("user:dana", &epoch, 2, 2, 0)
+            .await
+            .unwrap()
+            .len()
+            == 1
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut dana, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    dana.send(Message::text(
+        serde_json::json!({"action":"recover","id":1,"streams":[{"stream":"user","offset":1,"epoch":epoch}]})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let missed: serde_json::Value = serde_json::from_str(&next_text(&mut dana).await).unwrap();
+    assert_eq!(
+        missed,
+        serde_json::json!({"type":"message","from":"server","data":"your download is ready",
+            "stream":"user","offset":2,"epoch":epoch})
+    );
+    let done: serde_json::Value = serde_json::from_str(&next_text(&mut dana).await).unwrap();
+    assert_eq!(
+        (done["type"].as_str(), done["recovered"].as_bool()),
+        (Some("recovered"), Some(true))
+    );
+    drop(dana);
     stack.shutdown().await;
 }

@@ -22,7 +22,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 
-use crate::adapters::dynamodb::{DynamoMemberships, DynamoStore};
+use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
 use crate::adapters::management_api::ManagementApi;
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
@@ -199,6 +199,11 @@ impl Wiring {
         ))
     }
 
+    /// The history in `HISTORY_TABLE`, if it is set (see [`crate::history`]).
+    pub fn history(&self) -> Option<DynamoHistory> {
+        config::history_table().map(|table| DynamoHistory::new(self.dynamodb.clone(), table))
+    }
+
     /// The memberships in `MEMBERSHIPS_TABLE`.
     pub fn memberships(&self) -> Result<DynamoMemberships, ConfigError> {
         Ok(DynamoMemberships::new(
@@ -288,8 +293,23 @@ impl Wiring {
             deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
             // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
             sent_log: Some(store),
+            history: None,
             settings: Arc::new(settings),
         })
+    }
+
+    /// [`Wiring::services`] with the history in `HISTORY_TABLE` (if set):
+    /// for the functions that append to streams or read them (actions,
+    /// commands, api). The others leave it out, and so do not link it.
+    pub async fn services_with_history(&self) -> Result<Services, ConfigError> {
+        let mut services = self.services().await?;
+        let mut settings = Settings::clone(&services.settings);
+        settings.history = crate::config::HistorySettings::from_env()?;
+        services.settings = Arc::new(settings);
+        services.history = self
+            .history()
+            .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>);
+        Ok(services)
     }
 }
 

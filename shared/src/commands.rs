@@ -16,8 +16,11 @@ use crate::clock::now_seconds;
 use crate::connection::RECORD_TTL;
 use crate::fanout::{
     Fanout, FanoutError, enqueue_frame, pages, send_to_group, user_connection_ids,
+    user_envelope_ids,
 };
 use crate::groups::membership::{MembershipError, join_group, leave_group};
+use crate::history::log::Appended;
+use crate::history::{Recorder, Stream};
 use crate::ports::{GatewayError, Membership, SHARDS, StoreError};
 use crate::protocol::{
     Command, MessageError, USER_GROUP_DEFAULT_TTL_SECONDS, close_frame, group_message,
@@ -55,7 +58,18 @@ impl From<StoreError> for CommandError {
 
 /// Parses and runs one command; returns how many connections it addressed.
 pub async fn run_command(services: &Services, body: Option<&str>) -> Result<usize, CommandError> {
-    execute(services, Command::parse(body)?).await
+    run_queued_command(services, body, None).await
+}
+
+/// [`run_command`] for a queue message: `message_id` (SQS's) keys the
+/// history append of a command without an `id`, so a redelivery does not
+/// append twice.
+pub async fn run_queued_command(
+    services: &Services,
+    body: Option<&str>,
+    message_id: Option<&str>,
+) -> Result<usize, CommandError> {
+    execute_keyed(services, Command::parse(body)?, message_id).await
 }
 
 /// Runs one command; returns how many connections it addressed.
@@ -63,6 +77,17 @@ pub async fn run_command(services: &Services, body: Option<&str>) -> Result<usiz
 /// On error SQS retries the whole command, so connections already handed to
 /// the workers may get the message twice: delivery is at least once.
 pub async fn execute(services: &Services, command: Command) -> Result<usize, CommandError> {
+    execute_keyed(services, command, None).await
+}
+
+/// [`execute`]; a send to a stream that keeps history is appended to it
+/// first (see [`crate::history`]), keyed by the command's `id`, else by
+/// `queue_key`.
+pub async fn execute_keyed(
+    services: &Services,
+    command: Command,
+    queue_key: Option<&str>,
+) -> Result<usize, CommandError> {
     match command {
         Command::SendToGroup {
             group,
@@ -71,7 +96,13 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
             id,
         } => {
             // A frame no client could receive fails once, here.
-            let frame = group_message(&group, &data)?;
+            let mut frame = group_message(&group, &data)?;
+            let key = id.as_deref().or(queue_key);
+            if let Some(appended) =
+                append(services, &Stream::Group(group.clone()), key, &frame).await?
+            {
+                frame = appended.stamped;
+            }
             Ok(send_to_group(
                 services,
                 &group,
@@ -88,6 +119,8 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
             id: message_id,
         } => {
             let frame = server_message(group.as_deref(), &data)?;
+            let key = message_id.as_deref().or(queue_key);
+            let appended = append(services, &Stream::User(user_id.clone()), key, &frame).await?;
             let mut ids = user_connection_ids(services, &user_id).await?;
             if let Some(group) = &group {
                 // A user has few connections: one membership read each.
@@ -99,7 +132,16 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
                 }
                 ids = members;
             }
-            Ok(enqueue_frame(services, &frame, &ids, message_id.as_deref()).await?)
+            let Some(appended) = appended.filter(|_| !ids.is_empty()) else {
+                return Ok(enqueue_frame(services, &frame, &ids, message_id.as_deref()).await?);
+            };
+            // Connections that asked for envelopes get the stamped frame.
+            let enveloped = user_envelope_ids(services, &user_id).await?;
+            let (stamped, plain): (Vec<String>, Vec<String>) =
+                ids.into_iter().partition(|id| enveloped.contains(id));
+            let id = message_id.as_deref();
+            Ok(enqueue_frame(services, &frame, &plain, id).await?
+                + enqueue_frame(services, &appended.stamped, &stamped, id).await?)
         }
         Command::SendToConnection {
             connection_id,
@@ -204,6 +246,20 @@ pub async fn execute(services: &Services, command: Command) -> Result<usize, Com
             }
             Ok(ids.len())
         }
+    }
+}
+
+/// Appends `frame` to `stream` if the stream keeps history and a history
+/// store is wired.
+async fn append(
+    services: &Services,
+    stream: &Stream,
+    key: Option<&str>,
+    frame: &str,
+) -> Result<Option<Appended>, CommandError> {
+    match Recorder::of(services) {
+        Some(recorder) => Ok(recorder.append(stream, key, frame).await?),
+        None => Ok(None),
     }
 }
 

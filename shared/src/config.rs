@@ -337,6 +337,8 @@ pub struct Settings {
     pub max_groups_per_connection: u32,
     pub enqueue: EnqueuePolicy,
     pub posting: PostingPolicy,
+    /// Which streams keep history, and for how long (see [`crate::history`]).
+    pub history: HistorySettings,
 }
 
 /// The default cap on a connection's groups (API Gateway has none; Pusher
@@ -356,6 +358,7 @@ impl Default for Settings {
             max_groups_per_connection: DEFAULT_MAX_GROUPS_PER_CONNECTION,
             enqueue: EnqueuePolicy::default(),
             posting: PostingPolicy::default(),
+            history: HistorySettings::default(),
         }
     }
 }
@@ -363,7 +366,9 @@ impl Default for Settings {
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
     /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
-    /// 1), and the enqueue and posting policies' variables.
+    /// 1), and the enqueue and posting policies' variables. `history` is the
+    /// default here: [`HistorySettings::from_env`] reads it where history is
+    /// kept.
     ///
     /// `PRESENCE_GROUPS` is a comma-separated list of group patterns (`name`,
     /// `prefix:*`, `*`) whose joins and leaves are announced; unset means
@@ -388,6 +393,9 @@ impl Settings {
             .max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
+            // Read by the functions that keep history (`Wiring::services_with_history`),
+            // so the others do not carry its parsing.
+            history: d.history,
         })
     }
 
@@ -517,4 +525,103 @@ impl NegotiateSettings {
             policy,
         })
     }
+}
+
+/// Which streams keep history ([`crate::history`]) and how much of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// Whether every user's stream keeps history (`HISTORY_USERS`, default on).
+    pub users: bool,
+    /// Groups whose streams keep history (`HISTORY_GROUPS`, the group pattern
+    /// rules; default none).
+    pub groups: Grants,
+    /// Messages kept per stream (`HISTORY_SIZE`, default 1000): a recovery
+    /// from further back is `recovered:false`.
+    pub size: u64,
+    /// How long a message is kept (`HISTORY_TTL_SECONDS`, default 300).
+    pub ttl: Duration,
+    /// The most messages one `recover` or `history` request sends, over all
+    /// its streams (`HISTORY_RECOVER_LIMIT`, default 200).
+    pub recover_limit: usize,
+    /// `recover` and `history` requests one user may make per window
+    /// (`HISTORY_READ_LIMIT` per `HISTORY_READ_WINDOW_MS`, default 20 per 10 s).
+    pub reads: Rate,
+}
+
+/// The default time a message is kept: long enough for a reconnect after a
+/// network change or a laptop lid, short enough to cost little.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            users: true,
+            groups: Grants::default(),
+            size: 1000,
+            ttl: DEFAULT_HISTORY_TTL,
+            recover_limit: 200,
+            reads: Rate::new(20, Duration::from_secs(10)),
+        }
+    }
+}
+
+impl HistorySettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = HistorySettings::default();
+        let groups = match std::env::var("HISTORY_GROUPS") {
+            Ok(v) if !v.trim().is_empty() => history_groups(&v)?,
+            _ => d.groups,
+        };
+        let size = optional("HISTORY_SIZE", d.size)?;
+        if size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "HISTORY_SIZE",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let ttl = optional("HISTORY_TTL_SECONDS", d.ttl.as_secs())?;
+        if ttl == 0 {
+            return Err(ConfigError::Invalid {
+                name: "HISTORY_TTL_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(HistorySettings {
+            users: optional("HISTORY_USERS", d.users)?,
+            groups,
+            size,
+            ttl: Duration::from_secs(ttl),
+            recover_limit: optional("HISTORY_RECOVER_LIMIT", d.recover_limit)?.clamp(1, 1000),
+            reads: Rate::new(
+                optional("HISTORY_READ_LIMIT", d.reads.limit)?,
+                Duration::from_millis(
+                    optional("HISTORY_READ_WINDOW_MS", d.reads.window.as_millis() as u64)?.max(1),
+                ),
+            ),
+        })
+    }
+}
+
+/// `HISTORY_TABLE`: the DynamoDB table streams keep their history in; unset
+/// keeps no history.
+pub fn history_table() -> Option<String> {
+    std::env::var("HISTORY_TABLE")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// `HISTORY_GROUPS`: comma-separated group patterns, or `none`.
+pub fn history_groups(value: &str) -> Result<Grants, ConfigError> {
+    if value.trim() == "none" {
+        return Ok(Grants::default());
+    }
+    let patterns: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
+        name: "HISTORY_GROUPS",
+        reason: e.to_string(),
+    })
 }

@@ -157,3 +157,20 @@ pub async fn user_connection_ids(
     .try_concat()
     .await
 }
+
+/// Every connection id of `user_id` that asked for enveloped user messages.
+pub async fn user_envelope_ids(
+    services: &Services,
+    user_id: &str,
+) -> Result<HashSet<String>, StoreError> {
+    let store = &services.store;
+    let ids: Vec<String> = pages(move |after| async move {
+        let page = store
+            .user_envelope_connections(user_id, after.as_deref())
+            .await?;
+        Ok::<_, StoreError>((page.connection_ids, page.next))
+    })
+    .try_concat()
+    .await?;
+    Ok(ids.into_iter().collect())
+}

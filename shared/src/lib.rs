@@ -4,12 +4,12 @@
 //! share, layered bottom-up:
 //! - rules and wire formats: [`clock`], [`sync`], [`lazy`], [`validate`],
 //!   [`protocol`], [`auth`], [`groups::names`], [`connection`], [`routes`],
-//!   [`rate`] (the token bucket);
+//!   [`rate`] (the token bucket), [`history::streams`];
 //! - [`ports`]: the small traits the logic depends on (connection store,
-//!   memberships, queue, gateway, sent log);
+//!   memberships, queue, gateway, sent log, history);
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
-//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`],
+//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`], [`history`],
 //!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
 //! - [`metrics`]: counters per invocation, written as CloudWatch EMF lines;
@@ -29,6 +29,7 @@ pub mod enqueue;
 pub mod fanout;
 pub mod groups;
 pub mod handlers;
+pub mod history;
 pub mod lazy;
 pub mod limits;
 pub mod metrics;

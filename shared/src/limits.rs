@@ -29,6 +29,8 @@ pub enum Exceeded {
     UserActions(Rate),
     UserPublishes(Rate),
     PresenceChanges(Rate),
+    /// `recover` and `history` requests of one user.
+    HistoryReads(Rate),
     /// The user already has this many open connections.
     Connections(u32),
 }
@@ -45,6 +47,7 @@ impl fmt::Display for Exceeded {
             Exceeded::ConnectionActions(rate) => (rate, "actions per connection"),
             Exceeded::UserActions(rate) => (rate, "actions per user"),
             Exceeded::UserPublishes(rate) => (rate, "events per user"),
+            Exceeded::HistoryReads(rate) => (rate, "recover and history requests per user"),
             Exceeded::PresenceChanges(rate) => (
                 rate,
                 "subscribes and unsubscribes per user in a presence group",
@@ -121,6 +124,18 @@ pub async fn take_publish(services: &Services, user_id: &str) -> Result<(), Limi
         Allowance::UserPublishes(user_id.to_owned()),
         services.settings.publish_rate(),
         Exceeded::UserPublishes,
+    )
+    .await
+}
+
+/// A `recover` or `history`: one token from the user's history-read bucket
+/// (each may send up to `HISTORY_RECOVER_LIMIT` messages).
+pub async fn take_history_read(services: &Services, user_id: &str) -> Result<(), LimitError> {
+    take(
+        services,
+        Allowance::HistoryReads(user_id.to_owned()),
+        services.settings.history.reads,
+        Exceeded::HistoryReads,
     )
     .await
 }

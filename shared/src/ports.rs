@@ -22,6 +22,9 @@ pub struct ConnectionRecord {
     pub subscribe: Vec<String>,
     /// The token's `publish` patterns: groups the client may send client events to.
     pub publish: Vec<String>,
+    /// The client asked at `$connect` (`?envelope=1`) for its user messages as
+    /// enveloped `message` frames with `stream`, `offset` and `epoch`.
+    pub envelope: bool,
 }
 
 /// One page of a user's connection ids, and where the next page starts.
@@ -70,6 +73,13 @@ pub trait ConnectionStore: Send + Sync {
         shard: u32,
         after: Option<&str>,
     ) -> Result<ConnectionPage, StoreError>;
+    /// One page of `user_id`'s connections that asked for enveloped user
+    /// messages ([`ConnectionRecord::envelope`]), in connection-id order.
+    async fn user_envelope_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError>;
     /// Takes one token from a rate-limit bucket at `now_ms` ([`crate::rate::take`],
     /// atomically): true if allowed, false if over `rate`. A
     /// [`Allowance::ConnectionActions`] bucket lives on the connection's
@@ -93,6 +103,8 @@ pub enum Allowance {
     UserPublishes(String),
     /// Presence-changing `subscribe`/`unsubscribe` of one user in one group.
     PresenceChanges { group: String, user_id: String },
+    /// `recover` and `history` requests of one user, over all their connections.
+    HistoryReads(String),
 }
 
 impl Allowance {
@@ -109,6 +121,7 @@ impl Allowance {
             Allowance::PresenceChanges { group, user_id } => {
                 Some(format!("limit#presence#{group}#{user_id}"))
             }
+            Allowance::HistoryReads(user) => Some(format!("limit#history#{user}")),
         }
     }
 }
@@ -382,4 +395,56 @@ pub enum Counter {
     UserConnections(String),
     /// How many distinct users are in the group.
     OnlineUsers,
+}
+
+/// Where a stream is: the offset of its latest message (0 before the first)
+/// and its epoch (see [`crate::history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// One message kept in a stream: its offset and its frame as appended
+/// (without `stream`, `offset` and `epoch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub offset: u64,
+    pub frame: String,
+}
+
+/// Where streams keep their messages (see [`crate::history`]): a counter per
+/// stream, bumped atomically, and the messages by offset, each with an expiry.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Appends `frame` to `stream` (a storage key, [`crate::history::Stream::key`])
+    /// and returns the message's offset and the stream's epoch. A stream with
+    /// no counter (new, or lost) starts at offset 1 with a new epoch. With
+    /// `key`, a second append under the same key (a redelivered queue message)
+    /// writes nothing new and returns the first append's position. The
+    /// message may be dropped after `expires_at` (seconds since the Unix
+    /// epoch); the counter lives until `counter_expires_at`.
+    async fn append(
+        &self,
+        stream: &str,
+        key: Option<&str>,
+        frame: &str,
+        expires_at: i64,
+        counter_expires_at: i64,
+    ) -> Result<Position, StoreError>;
+    /// The stream's position; a stream with no counter gets one (offset 0,
+    /// a new epoch) that lives until `counter_expires_at`.
+    async fn position(&self, stream: &str, counter_expires_at: i64)
+    -> Result<Position, StoreError>;
+    /// The messages of epoch `epoch` with offsets `from..=to` that have not
+    /// expired at `now`, in offset order. At most `to - from + 1`; a message
+    /// that expired or was never written is simply not there.
+    async fn read(
+        &self,
+        stream: &str,
+        epoch: &str,
+        from: u64,
+        to: u64,
+        now: i64,
+    ) -> Result<Vec<Kept>, StoreError>;
 }

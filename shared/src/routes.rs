@@ -46,6 +46,8 @@ pub const ROUTES: &[Route] = &[
     route("unsubscribe", RouteFunction::Actions),
     route("publish", RouteFunction::Actions),
     route("presence", RouteFunction::Actions),
+    route("recover", RouteFunction::Actions),
+    route("history", RouteFunction::Actions),
 ];
 
 /// The function serving route `key`, if it is a route.

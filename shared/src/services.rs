@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::ports::{ConnectionStore, Gateway, MembershipStore, MessageQueue, SentLog};
+use crate::ports::{ConnectionStore, Gateway, History, MembershipStore, MessageQueue, SentLog};
 
 /// Everything the group-aware handlers use: the ports and the settings. The
 /// Deliveries queue is where every fan-out (group sends, broadcasts, client
@@ -18,5 +18,7 @@ pub struct Services {
     pub deliveries: Arc<dyn MessageQueue>,
     /// Where posted message ids are remembered; `None` turns idempotency off.
     pub sent_log: Option<Arc<dyn SentLog>>,
+    /// Where streams keep their history; `None` keeps none (see [`crate::history`]).
+    pub history: Option<Arc<dyn History>>,
     pub settings: Arc<Settings>,
 }

@@ -20,6 +20,11 @@ pub const MAX_CONNECTION_ID_BYTES: usize = 256;
 pub const MAX_MESSAGE_ID_BYTES: usize = 128;
 /// The longest close reason (API Gateway's close frames carry at most 123 bytes).
 pub const MAX_REASON_BYTES: usize = 123;
+/// The longest stream epoch a client may send back.
+pub const MAX_EPOCH_BYTES: usize = 64;
+/// The largest stream offset a client may send: 2^53 - 1, the largest
+/// integer a JavaScript number holds exactly.
+pub const MAX_OFFSET: u64 = (1 << 53) - 1;
 /// The most entries a list of groups or patterns may hold (a token's `groups`,
 /// `subscribe` and `publish`).
 pub const MAX_GROUPS: usize = 100;
@@ -51,6 +56,19 @@ pub enum FieldError {
         field: &'static str,
         source: GroupNameError,
     },
+    /// A stream offset that is not an integer from 0 to [`MAX_OFFSET`].
+    #[error("\"{0}\" must be an integer from 0 to {MAX_OFFSET}")]
+    NotAnOffset(&'static str),
+    #[error("\"{0}\" may hold only ASCII letters and digits")]
+    NotAlphanumeric(&'static str),
+    /// A stream name that is neither `user` nor `group:<group name>`.
+    #[error("\"{field}\" must be \"user\" or \"group:<group name>\"")]
+    NotAStream { field: &'static str },
+    /// A count that may be 0 (a `history`'s `limit`) out of its bounds.
+    #[error("\"{field}\" must be an integer from 0 to {max}")]
+    NotACount { field: &'static str, max: u64 },
+    #[error("\"{0}\" names the same value twice")]
+    Duplicate(&'static str),
     #[error("at most {max} entries")]
     TooManyEntries { field: &'static str, max: usize },
     #[error("{value:?}: {source}")]
@@ -78,6 +96,11 @@ impl FieldError {
             | FieldError::TooLong { field, .. }
             | FieldError::OutOfRange { field, .. }
             | FieldError::NotAnIntegerInRange { field, .. }
+            | FieldError::NotAnOffset(field)
+            | FieldError::NotAlphanumeric(field)
+            | FieldError::NotAStream { field }
+            | FieldError::Duplicate(field)
+            | FieldError::NotACount { field, .. }
             | FieldError::Group { field, .. }
             | FieldError::TooManyEntries { field, .. }
             | FieldError::GroupEntry { field, .. }
@@ -217,6 +240,38 @@ pub fn ttl_value(field: &'static str, value: &Value, max: u64) -> Result<u64, Fi
         .ok_or(FieldError::NotAnIntegerInRange { field, max })
 }
 
+/// A stream offset: an integer from 0 to [`MAX_OFFSET`], of any JSON type
+/// (`41`, never `41.0`, `"41"` or `-1`).
+pub fn offset(field: &'static str, value: &Value) -> Result<u64, FieldError> {
+    value
+        .as_u64()
+        .filter(|o| *o <= MAX_OFFSET)
+        .ok_or(FieldError::NotAnOffset(field))
+}
+
+/// A stream epoch as a client sends it back: 1 to [`MAX_EPOCH_BYTES`] ASCII
+/// letters and digits (the server's epochs are 16 hex digits).
+pub fn epoch(field: &'static str, value: &str) -> Result<(), FieldError> {
+    not_empty(field, value)?;
+    at_most(field, value, MAX_EPOCH_BYTES)?;
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(FieldError::NotAlphanumeric(field));
+    }
+    Ok(())
+}
+
+/// A stream name: `user` (the connection's own user) or `group:` and a
+/// valid group name.
+pub fn stream(field: &'static str, value: &str) -> Result<(), FieldError> {
+    if value == "user" {
+        return Ok(());
+    }
+    match value.strip_prefix("group:") {
+        Some(name) => group(field, name),
+        None => Err(FieldError::NotAStream { field }),
+    }
+}
+
 fn at_most_entries<T>(field: &'static str, list: &[T]) -> Result<(), FieldError> {
     if list.len() > MAX_GROUPS {
         return Err(FieldError::TooManyEntries {
@@ -256,6 +311,48 @@ pub fn pattern_list<S: AsRef<str>>(field: &'static str, patterns: &[S]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_fields_follow_their_rules() {
+        use serde_json::json;
+        assert_eq!(offset("offset", &json!(0)), Ok(0));
+        assert_eq!(offset("offset", &json!(MAX_OFFSET)), Ok(MAX_OFFSET));
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("4"),
+            json!(null),
+            json!(MAX_OFFSET + 1),
+        ] {
+            assert_eq!(
+                offset("offset", &bad).unwrap_err().to_string(),
+                "\"offset\" must be an integer from 0 to 9007199254740991"
+            );
+        }
+        assert_eq!(epoch("epoch", "0a1B"), Ok(()));
+        assert_eq!(epoch("epoch", ""), Err(FieldError::Empty("epoch")));
+        assert_eq!(
+            epoch("epoch", "ab-c"),
+            Err(FieldError::NotAlphanumeric("epoch"))
+        );
+        assert_eq!(
+            epoch("epoch", &"e".repeat(MAX_EPOCH_BYTES + 1)),
+            Err(FieldError::TooLong {
+                field: "epoch",
+                max: MAX_EPOCH_BYTES
+            })
+        );
+        assert_eq!(stream("stream", "user"), Ok(()));
+        assert_eq!(stream("stream", "group:chat:1"), Ok(()));
+        assert_eq!(
+            stream("stream", "users").unwrap_err().to_string(),
+            "\"stream\" must be \"user\" or \"group:<group name>\""
+        );
+        assert!(matches!(
+            stream("stream", "group:"),
+            Err(FieldError::Group { .. })
+        ));
+    }
 
     #[test]
     fn user_ids_follow_the_connect_rule() {

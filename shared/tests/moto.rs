@@ -620,6 +620,7 @@ async fn request_counts_per_delivered_message_by_target() {
         gateway: gateway.clone(),
         deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings::default()),
     };
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
@@ -784,6 +785,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
         gateway: Arc::new(MemoryGateway::new()),
         deliveries: deliveries.clone(),
         sent_log: None,
+        history: None,
         settings: Arc::new(Settings {
             max_groups_per_connection: 200,
             ..Settings::default()
@@ -1071,4 +1073,303 @@ async fn the_lazy_key_source_reads_once_per_container() {
         assert_eq!(source.keys().await.unwrap().current.kid(), Some("2"));
     }
     assert_eq!(reads.load(Ordering::SeqCst), 1);
+}
+
+/// A fresh history table, shaped as template.yaml declares it.
+async fn history_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = unique("history");
+    switchboard::adapters::dynamodb::create_history_table(client, &name)
+        .await
+        .unwrap();
+    name
+}
+
+const FAR: i64 = 9_999_999_999;
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_history_offsets_are_unique_and_increasing_under_eight_appenders() {
+    use switchboard::adapters::dynamodb::DynamoHistory;
+    use switchboard::ports::History;
+    let (dynamo, _) = clients().await;
+    let history = std::sync::Arc::new(DynamoHistory::new(
+        dynamo.clone(),
+        history_table(&dynamo).await,
+    ));
+    let appenders: Vec<_> = (0..8)
+        .map(|a| {
+            let history = history.clone();
+            tokio::spawn(async move {
+                let mut positions = Vec::new();
+                for n in 0..25 {
+                    let frame = format!(r#"{{"a":{a},"n":{n}}}"#);
+                    positions.push(
+                        history
+                            .append("group:chat", None, &frame, FAR, FAR)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                positions
+            })
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    let mut epochs = std::collections::BTreeSet::new();
+    for appender in appenders {
+        let positions = appender.await.unwrap();
+        // Each appender sees its own offsets strictly increase.
+        assert!(positions.windows(2).all(|w| w[0].offset < w[1].offset));
+        offsets.extend(positions.iter().map(|p| p.offset));
+        epochs.extend(positions.into_iter().map(|p| p.epoch));
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..=200).collect::<Vec<u64>>(), "unique, no gaps");
+    assert_eq!(epochs.len(), 1);
+    let epoch = epochs.into_iter().next().unwrap();
+    let kept = history.read("group:chat", &epoch, 1, 200, 0).await.unwrap();
+    assert_eq!(kept.len(), 200);
+    assert!(
+        kept.iter()
+            .enumerate()
+            .all(|(i, k)| k.offset == i as u64 + 1)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_history_reads_ranges_and_sets_the_ttl_attribute() {
+    use switchboard::adapters::dynamodb::DynamoHistory;
+    use switchboard::ports::{History, Kept};
+    let (dynamo, _) = clients().await;
+    let table = history_table(&dynamo).await;
+    let history = DynamoHistory::new(dynamo.clone(), table.clone());
+    // A stream with no counter gets one, at offset 0.
+    let start = history.position("user:alice", FAR).await.unwrap();
+    assert_eq!(start.offset, 0);
+    for n in 1..=10i64 {
+        let position = history
+            .append(
+                "user:alice",
+                None,
+                &format!("{{\"n\":{n}}}"),
+                1_000 + n,
+                FAR,
+            )
+            .await
+            .unwrap();
+        assert_eq!(position.offset, n as u64);
+        assert_eq!(position.epoch, start.epoch);
+    }
+    let epoch = &start.epoch;
+    let kept = history.read("user:alice", epoch, 3, 7, 0).await.unwrap();
+    assert_eq!(
+        kept,
+        (3..=7u64)
+            .map(|n| Kept {
+                offset: n,
+                frame: format!("{{\"n\":{n}}}"),
+            })
+            .collect::<Vec<_>>()
+    );
+    // Another epoch's reader gets nothing; expired messages are not read.
+    assert!(
+        history
+            .read("user:alice", "0000", 1, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let live = history
+        .read("user:alice", epoch, 1, 10, 1_006)
+        .await
+        .unwrap();
+    assert_eq!(
+        live.iter().map(|k| k.offset).collect::<Vec<_>>(),
+        vec![7, 8, 9, 10]
+    );
+    // The TTL attribute is on every message and on the counter.
+    let item = |offset: u64| {
+        let dynamo = dynamo.clone();
+        let table = table.clone();
+        async move {
+            dynamo
+                .get_item()
+                .table_name(table)
+                .key("stream", AttributeValue::S("user:alice".into()))
+                .key("offset", AttributeValue::N(offset.to_string()))
+                .send()
+                .await
+                .unwrap()
+                .item()
+                .cloned()
+                .unwrap()
+        }
+    };
+    assert_eq!(item(4).await["expiresAt"], AttributeValue::N("1004".into()));
+    assert_eq!(
+        item(0).await["expiresAt"],
+        AttributeValue::N(FAR.to_string())
+    );
+    assert_eq!(item(0).await["top"], AttributeValue::N("10".into()));
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_history_keyed_appends_reuse_the_first_offset_even_when_racing() {
+    use switchboard::adapters::dynamodb::DynamoHistory;
+    use switchboard::ports::History;
+    let (dynamo, _) = clients().await;
+    let history = std::sync::Arc::new(DynamoHistory::new(
+        dynamo.clone(),
+        history_table(&dynamo).await,
+    ));
+    let first = history
+        .append("user:bob", Some("sqs-1"), r#"{"n":1}"#, FAR, FAR)
+        .await
+        .unwrap();
+    let again = history
+        .append("user:bob", Some("sqs-1"), r#"{"n":1}"#, FAR, FAR)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // Four twins of one message at once: one offset for all of them.
+    let twins: Vec<_> = (0..4)
+        .map(|_| {
+            let history = history.clone();
+            tokio::spawn(async move {
+                history
+                    .append("user:bob", Some("sqs-2"), r#"{"n":2}"#, FAR, FAR)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut positions = Vec::new();
+    for twin in twins {
+        positions.push(twin.await.unwrap());
+    }
+    assert!(
+        positions.iter().all(|p| p == &positions[0]),
+        "{positions:?}"
+    );
+    let top = history.position("user:bob", FAR).await.unwrap();
+    let kept = history
+        .read("user:bob", &top.epoch, 1, top.offset, 0)
+        .await
+        .unwrap();
+    // Contiguous offsets (losers leave empty placeholders); the message once.
+    assert_eq!(kept.len() as u64, top.offset);
+    let real: Vec<&str> = kept
+        .iter()
+        .map(|k| k.frame.as_str())
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert_eq!(real, vec![r#"{"n":1}"#, r#"{"n":2}"#]);
+    assert_eq!(kept[positions[0].offset as usize - 1].frame, r#"{"n":2}"#);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
+    let (dynamo, _) = clients().await;
+    let store = DynamoStore::new(dynamo.clone(), table(&dynamo).await);
+    let mut enveloped = common::record("c1", "alice");
+    enveloped.envelope = true;
+    store.put_connection(&enveloped).await.unwrap();
+    store
+        .put_connection(&common::record("c2", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_connection("c1").await.unwrap(), Some(enveloped));
+    let page = store
+        .user_envelope_connections("alice", None)
+        .await
+        .unwrap();
+    assert_eq!(page.connection_ids, vec!["c1".to_owned()]);
+    assert_eq!(
+        store
+            .user_connections("alice", None)
+            .await
+            .unwrap()
+            .connection_ids
+            .len(),
+        2
+    );
+}
+
+/// What history adds per message and per recovery, counted at the SDK
+/// (the README's cost table).
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn history_request_counts_per_message_and_per_recovery() {
+    use switchboard::adapters::dynamodb::DynamoHistory;
+    use switchboard::aws::RequestCounter;
+    use switchboard::config::HistorySettings;
+    use switchboard::history::recovery::recover;
+    use switchboard::history::{Recorder, Stream};
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let (plain, _) = clients().await;
+    let history = DynamoHistory::new(dynamo, history_table(&plain).await);
+    let settings = HistorySettings::default();
+    let recorder = Recorder {
+        history: &history,
+        settings: &settings,
+    };
+    let stream = Stream::User("alice".into());
+    let counts = |pairs: &[(&str, usize)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let frame = r#"{"type":"message","from":"server","data":1}"#;
+    recorder.append(&stream, None, frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("PutItem", 1), ("UpdateItem", 1)])
+    );
+    counter.reset();
+    recorder.append(&stream, Some("m-1"), frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("GetItem", 1), ("PutItem", 2), ("UpdateItem", 1)])
+    );
+    counter.reset();
+    // The same queue message again: its first offset, one read and a rewrite.
+    recorder.append(&stream, Some("m-1"), frame).await.unwrap();
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("GetItem", 1), ("PutItem", 1)])
+    );
+    for _ in 0..98 {
+        recorder.append(&stream, None, frame).await.unwrap();
+    }
+    let epoch = history_epoch(&recorder, &stream).await;
+    counter.reset();
+    let recovery = recover(&recorder, &stream, 0, &epoch, 200).await.unwrap();
+    assert_eq!((recovery.messages.len(), recovery.lost), (100, None));
+    // One counter read (UpdateItem: it creates a missing counter) and one ranged Query.
+    assert_eq!(
+        counter.snapshot(),
+        counts(&[("Query", 1), ("UpdateItem", 1)])
+    );
+}
+
+async fn history_epoch(
+    recorder: &switchboard::history::Recorder<'_>,
+    stream: &switchboard::history::Stream,
+) -> String {
+    recorder
+        .history
+        .position(&stream.key(), FAR)
+        .await
+        .unwrap()
+        .epoch
 }

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // The token keys are read by the first negotiate (TOKEN_SECRET_ARN), not
     // during init; without them negotiate answers 500 and the rest works.
     let http = NegotiateSettings::from_env(wiring.token_keys())?;
-    let services = wiring.services().await?;
+    let services = wiring.services_with_history().await?;
     let (services, http) = (&services, &http);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {

@@ -3,8 +3,9 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::EnqueuePolicy;
-use switchboard::handlers::notify_user::handle_notify_user;
+use switchboard::config::{EnqueuePolicy, HistorySettings};
+use switchboard::handlers::notify_user::handle_notify_user_recorded;
+use switchboard::history::Recorder;
 use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
@@ -14,13 +15,19 @@ async fn main() -> Result<(), Error> {
     let store = wiring.store()?;
     let queue = wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?;
     let policy = EnqueuePolicy::from_env()?;
-    let (store, queue, policy) = (&store, &queue, &policy);
+    // HISTORY_TABLE unset: no history (every message is delivered as before).
+    let history = wiring.history();
+    let settings = HistorySettings::from_env()?;
+    let (store, queue, policy, history, settings) = (&store, &queue, &policy, &history, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let recorder = history
+            .as_ref()
+            .map(|history| Recorder { history, settings });
         Ok::<_, Error>(
             metrics::measure(
                 &Emf,
                 "notify-user",
-                handle_notify_user(store, queue, policy, event.payload),
+                handle_notify_user_recorded(store, queue, policy, recorder, event.payload),
             )
             .await,
         )

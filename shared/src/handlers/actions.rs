@@ -1,5 +1,7 @@
-//! The group actions a client sends: `subscribe`, `unsubscribe`, `publish`
-//! and `presence`. Each answers with one frame, the route response.
+//! The client actions the actions function serves: `subscribe`,
+//! `unsubscribe`, `publish` and `presence` (here), `recover` and `history`
+//! ([`super::recover`], [`super::history`]). Each answers with one frame, the
+//! route response.
 //!
 //! - `{"action":"subscribe","group":"notification:test","id":7}` (and
 //!   `unsubscribe`) answers `{"type":"ack","id":7,"ok":true}` or
@@ -36,7 +38,10 @@ use crate::groups::membership::{
     MembershipError, group_census, join_group_in_order, leave_group_in_order,
 };
 use crate::groups::{Grants, validate_group};
-use crate::limits::{LimitError, take_action, take_presence_change, take_publish};
+use crate::history::{Recorder, Stream};
+use crate::limits::{
+    LimitError, take_action, take_history_read, take_presence_change, take_publish,
+};
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
@@ -97,14 +102,14 @@ fn count_action(action: &'static str, error: Option<ErrorCode>) {
 }
 
 /// Why an action was refused: the ack's error code and message.
-struct Refusal(ErrorCode, String);
+pub(crate) struct Refusal(ErrorCode, String);
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Refusal(code, message.into())
     }
 
-    fn unavailable(connection_id: &str, what: &str, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn unavailable(connection_id: &str, what: &str, e: impl std::fmt::Display) -> Self {
         warn!(connection_id, error = %e, "{what}");
         Refusal::new(ErrorCode::Unavailable, "try again later")
     }
@@ -128,24 +133,22 @@ async fn answer(
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
+    if let "recover" | "history" = frame.action.as_str() {
+        let record = registered(services, connection_id).await?;
+        take_action(services, connection_id, &record.user_id)
+            .await
+            .map_err(|e| Refusal::limited(connection_id, e))?;
+        take_history_read(services, &record.user_id)
+            .await
+            .map_err(|e| Refusal::limited(connection_id, e))?;
+        return match frame.action.as_str() {
+            "recover" => super::recover::recover(services, &record, frame, id).await,
+            _ => super::history::history(services, &record, frame, id).await,
+        };
+    }
     let group = frame.required_str("group").map_err(|e| bad(&e))?;
     validate_group(group).map_err(|e| bad(&e))?;
-    let record = match services.store.get_connection(connection_id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the connection is not registered",
-            ));
-        }
-        Err(e) => {
-            return Err(Refusal::unavailable(
-                connection_id,
-                "cannot read the connection record",
-                e,
-            ));
-        }
-    };
+    let record = registered(services, connection_id).await?;
     take_action(services, connection_id, &record.user_id)
         .await
         .map_err(|e| Refusal::limited(connection_id, e))?;
@@ -156,6 +159,22 @@ async fn answer(
         }
         "publish" => publish(services, &record, frame, group, id).await,
         _ => presence(services, &record, group, id).await,
+    }
+}
+
+/// The connection's record: what its token granted at `$connect`.
+async fn registered(services: &Services, connection_id: &str) -> Result<ConnectionRecord, Refusal> {
+    match services.store.get_connection(connection_id).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "the connection is not registered",
+        )),
+        Err(e) => Err(Refusal::unavailable(
+            connection_id,
+            "cannot read the connection record",
+            e,
+        )),
     }
 }
 
@@ -255,8 +274,20 @@ async fn publish(
         .map_err(|e| Refusal::limited(connection_id, e))?;
     let data = serde_json::value::to_raw_value(data)
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let text = client_message(group, &record.user_id, &data)
+    let mut text = client_message(group, &record.user_id, &data)
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    // A group that keeps history gets the event first (no idempotency key:
+    // a client that sends it again sends a new event).
+    if let Some(recorder) = Recorder::of(services) {
+        let stream = Stream::Group(group.to_owned());
+        if let Some(appended) = recorder
+            .append(&stream, None, &text)
+            .await
+            .map_err(|e| Refusal::unavailable(connection_id, "cannot keep a client event", e))?
+        {
+            text = appended.stamped;
+        }
+    }
     let addressed = send_to_group(
         services,
         group,
@@ -300,8 +331,8 @@ async fn presence(
     ))
 }
 
-/// The `subscribe`, `unsubscribe`, `publish` and `presence` routes: the answer
-/// is the route response.
+/// The `subscribe`, `unsubscribe`, `publish`, `presence`, `recover` and
+/// `history` routes: the answer is the route response.
 pub async fn handle_client_action(
     services: &Services,
     event: &ApiGatewayWebsocketProxyRequest,

@@ -5,7 +5,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count};
-use crate::commands::{CommandError, run_command};
+use crate::commands::{CommandError, run_queued_command};
 use crate::services::Services;
 
 /// The commands function: a command that fails is a batch item failure and,
@@ -22,7 +22,13 @@ pub async fn commands_batch(services: &Services, event: SqsEvent) -> BatchReport
         services.settings.enqueue.concurrency,
         |record| async move {
             let message_id = record.message_id.as_deref().unwrap_or("");
-            match run_command(services, record.body.as_deref()).await {
+            match run_queued_command(
+                services,
+                record.body.as_deref(),
+                Some(message_id).filter(|m| !m.is_empty()),
+            )
+            .await
+            {
                 Ok(addressed) => {
                     info!(message_id, addressed, "command done");
                     Ok(())

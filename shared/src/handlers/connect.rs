@@ -7,7 +7,7 @@ use aws_lambda_events::http::header::USER_AGENT;
 use tracing::{Instrument, error, info, warn};
 
 use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
-use crate::connection::RECORD_TTL;
+use crate::connection::{BadEnvelope, ENVELOPE_PARAMETER, RECORD_TTL, wants_envelope};
 use crate::fanout::FanoutError;
 use crate::groups::membership::{MembershipError, join_group};
 use crate::limits::{Exceeded, LimitError, admit_connection};
@@ -31,6 +31,9 @@ pub enum ConnectError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fanout(#[from] FanoutError),
+    /// The `envelope` query parameter is not one of its values.
+    #[error(transparent)]
+    BadEnvelope(#[from] BadEnvelope),
     /// The token's `groups` claim names more groups than a connection may be in.
     #[error("the token names {count} groups; a connection may be in at most {limit}")]
     TooManyGroups { count: usize, limit: u32 },
@@ -42,7 +45,7 @@ impl ConnectError {
         match self {
             ConnectError::Unauthorized(_) => 401,
             ConnectError::TooManyGroups { .. } => 403,
-            ConnectError::NoConnectionId => 400,
+            ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => 400,
             ConnectError::Limited(_) => 429,
             ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
                 500
@@ -55,7 +58,7 @@ impl ConnectError {
         match self {
             ConnectError::Unauthorized(_) => "unauthorized",
             ConnectError::Misconfigured(_) => "misconfigured",
-            ConnectError::NoConnectionId => "bad_request",
+            ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => "bad_request",
             ConnectError::Limited(_) => "rate_limited",
             ConnectError::TooManyGroups { .. } => "too_many_groups",
             ConnectError::Store(_) | ConnectError::Fanout(_) => "unavailable",
@@ -79,6 +82,7 @@ pub async fn connect(
         .ok_or(ConnectError::NoConnectionId)?;
     let token = token_from_request(&event.query_string_parameters, &event.headers)?;
     let claims = verifier.verify(token)?;
+    let envelope = wants_envelope(event.query_string_parameters.first(ENVELOPE_PARAMETER))?;
     // Before anything is written: a refused handshake leaves nothing behind.
     admit_connection(services, &claims.sub)
         .await
@@ -112,6 +116,7 @@ pub async fn connect(
         groups: claims.groups,
         subscribe: claims.subscribe,
         publish: claims.publish,
+        envelope,
     };
     // The token's groups all join, or the handshake is refused: a token
     // that names more groups than the cap is the issuer's mistake.

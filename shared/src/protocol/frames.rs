@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::validate::{self, FieldError};
+
 /// The most bytes of client input an error frame quotes: a longer value is
 /// cut at a character boundary at or below this and ends in [`QUOTE_ELLIPSIS`],
 /// so an error frame stays small whatever the client sent.
@@ -154,6 +156,17 @@ pub enum FrameError {
         field: &'static str,
         expected: &'static str,
     },
+    /// A field of one entry of a list (`streams[1]`) is refused.
+    #[error("{list}[{index}]: {source}")]
+    Entry {
+        list: &'static str,
+        index: usize,
+        source: FieldError,
+    },
+    #[error("the \"{field}\" field holds at most {max} entries")]
+    TooManyEntries { field: &'static str, max: usize },
+    #[error(transparent)]
+    Field(#[from] FieldError),
 }
 
 impl FrameError {
@@ -232,6 +245,75 @@ impl ClientFrame {
         }
     }
 
+    /// The `streams` of a `recover`: 1 to [`MAX_RECOVER_STREAMS`] objects
+    /// `{"stream":…,"offset":…,"epoch":…}`, each field checked by its
+    /// [`validate`] rule, no stream named twice.
+    pub fn recover_streams(&self) -> Result<Vec<StreamPosition>, FrameError> {
+        let list = match self.fields.get("streams") {
+            None | Some(Value::Null) => return Err(FrameError::MissingField("streams")),
+            Some(Value::Array(list)) => list,
+            Some(_) => {
+                return Err(FrameError::WrongType {
+                    field: "streams",
+                    expected: "a list of {\"stream\",\"offset\",\"epoch\"} objects",
+                });
+            }
+        };
+        if list.is_empty() {
+            return Err(FrameError::Field(FieldError::Empty("streams")));
+        }
+        if list.len() > MAX_RECOVER_STREAMS {
+            return Err(FrameError::TooManyEntries {
+                field: "streams",
+                max: MAX_RECOVER_STREAMS,
+            });
+        }
+        let mut positions: Vec<StreamPosition> = Vec::with_capacity(list.len());
+        for (index, entry) in list.iter().enumerate() {
+            let at = |source| FrameError::Entry {
+                list: "streams",
+                index,
+                source,
+            };
+            // A missing or non-string value fails the field's own rule.
+            let text = |field: &'static str| match entry.get(field) {
+                Some(Value::String(s)) => s.as_str(),
+                _ => "",
+            };
+            let stream = text("stream");
+            validate::stream("stream", stream).map_err(at)?;
+            let offset = validate::offset("offset", entry.get("offset").unwrap_or(&Value::Null))
+                .map_err(at)?;
+            let epoch = text("epoch");
+            validate::epoch("epoch", epoch).map_err(at)?;
+            if positions.iter().any(|p| p.stream == stream) {
+                return Err(at(FieldError::Duplicate("stream")));
+            }
+            positions.push(StreamPosition {
+                stream: stream.to_owned(),
+                offset,
+                epoch: epoch.to_owned(),
+            });
+        }
+        Ok(positions)
+    }
+
+    /// The `limit` of a `history`: 0 to `max`, [`DEFAULT_HISTORY_LIMIT`] (at
+    /// most `max`) if absent.
+    pub fn history_limit(&self, max: usize) -> Result<usize, FrameError> {
+        match self.fields.get("limit") {
+            None | Some(Value::Null) => Ok(DEFAULT_HISTORY_LIMIT.min(max)),
+            Some(value) => value
+                .as_u64()
+                .filter(|n| *n <= max as u64)
+                .map(|n| n as usize)
+                .ok_or(FrameError::Field(FieldError::NotACount {
+                    field: "limit",
+                    max: max as u64,
+                })),
+        }
+    }
+
     /// An optional string field: absent or `null` is `None`, any other non-string is an error.
     pub fn optional_str(&self, field: &'static str) -> Result<Option<&str>, FrameError> {
         match self.fields.get(field) {
@@ -243,6 +325,88 @@ impl ClientFrame {
             }),
         }
     }
+}
+
+/// The most streams one `recover` names.
+pub const MAX_RECOVER_STREAMS: usize = 16;
+/// The messages a `history` without `limit` asks for.
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+
+/// Where a client was in a stream, as a `recover` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// `user` or `group:<name>`.
+    pub stream: String,
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// `{"type":"recovered","id":…,"stream":…,"recovered":true|false,"offset":N,
+/// "epoch":…,"more":false}`, with `"reason":…` when not recovered: sent after
+/// a stream's missed messages.
+pub fn recovered_frame(
+    id: Option<&Value>,
+    stream: &str,
+    reason: Option<&'static str>,
+    offset: u64,
+    epoch: &str,
+    more: bool,
+) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+        stream: &'a str,
+        recovered: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        offset: u64,
+        epoch: &'a str,
+        more: bool,
+    }
+    to_json(&Frame {
+        kind: "recovered",
+        id,
+        stream,
+        recovered: reason.is_none(),
+        reason,
+        offset,
+        epoch,
+        more,
+    })
+}
+
+/// `{"type":"history","id":…,"stream":…,"offset":N,"epoch":…,"count":n}`:
+/// sent after the `count` messages a `history` asked for; `offset` is the
+/// stream's latest.
+pub fn history_frame(
+    id: Option<&Value>,
+    stream: &str,
+    offset: u64,
+    epoch: &str,
+    count: usize,
+) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+        stream: &'a str,
+        offset: u64,
+        epoch: &'a str,
+        count: usize,
+    }
+    to_json(&Frame {
+        kind: "history",
+        id,
+        stream,
+        offset,
+        epoch,
+        count,
+    })
 }
 
 /// The last frame a connection closed by `closeConnection` receives.

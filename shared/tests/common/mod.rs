@@ -111,6 +111,7 @@ pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
         groups: vec![],
         subscribe: vec![],
         publish: vec![],
+        envelope: false,
     }
 }
 
@@ -174,6 +175,7 @@ impl Harness {
             gateway: gateway.clone(),
             deliveries: deliveries.clone(),
             sent_log: None,
+            history: None,
             settings: Arc::new(settings),
         };
         Harness {

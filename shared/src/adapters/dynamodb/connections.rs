@@ -20,9 +20,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::items::{
-    CONNECTION_ID, EXPIRES_AT, Item, SHARD, USER_ID, from_item, number, string, to_item,
+    CONNECTION_ID, ENVELOPE_USER, EXPIRES_AT, Item, SHARD, USER_ID, from_item, number, string,
+    to_item,
 };
-use super::{DynamoStore, SHARD_INDEX, USER_INDEX, unavailable};
+use super::{DynamoStore, ENVELOPE_INDEX, SHARD_INDEX, USER_INDEX, unavailable};
 use crate::ports::{
     Allowance, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError,
 };
@@ -83,6 +84,16 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<ConnectionPage, StoreError> {
         let user = AttributeValue::S(user_id.to_owned());
         self.index_page(USER_INDEX, USER_ID, user, after).await
+    }
+
+    async fn user_envelope_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        let user = AttributeValue::S(user_id.to_owned());
+        self.index_page(ENVELOPE_INDEX, ENVELOPE_USER, user, after)
+            .await
     }
 
     async fn shard_connections(

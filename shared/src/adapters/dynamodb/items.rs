@@ -17,6 +17,9 @@ const GROUPS: &str = "groups";
 const SUBSCRIBE: &str = "subscribe";
 const PUBLISH: &str = "publish";
 pub(super) const GROUP_NAME: &str = "groupName";
+/// The user id again, only on records of connections that asked for enveloped
+/// user messages: the key of the sparse `byEnvelopeUser` index.
+pub(super) const ENVELOPE_USER: &str = "envelopeUser";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -52,6 +55,12 @@ pub(super) fn to_item(record: &ConnectionRecord) -> Item {
         EXPIRES_AT.into(),
         AttributeValue::N(record.expires_at.to_string()),
     );
+    if record.envelope {
+        item.insert(
+            ENVELOPE_USER.into(),
+            AttributeValue::S(record.user_id.clone()),
+        );
+    }
     if let Some(ip) = &record.source_ip {
         item.insert(SOURCE_IP.into(), AttributeValue::S(ip.clone()));
     }
@@ -108,6 +117,7 @@ pub(super) fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
         groups: list(GROUPS)?,
         subscribe: list(SUBSCRIBE)?,
         publish: list(PUBLISH)?,
+        envelope: item.contains_key(ENVELOPE_USER),
         connection_id: id.clone(),
     })
 }
@@ -128,6 +138,7 @@ mod tests {
             groups: vec!["a".into(), "b".into()],
             subscribe: vec!["chat:*".into()],
             publish: vec![],
+            envelope: true,
         };
         assert_eq!(from_item(&to_item(&record)).unwrap(), record);
     }

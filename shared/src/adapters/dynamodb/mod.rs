@@ -12,10 +12,12 @@
 //! - `items.rs`: attribute names, connection records to and from items.
 //! - `connections.rs`: [`ConnectionStore`](crate::ports::ConnectionStore) for [`DynamoStore`].
 //! - `sent_log.rs`: [`SentLog`](crate::ports::SentLog) for [`DynamoStore`].
+//! - `history.rs`: [`History`](crate::ports::History) for [`DynamoHistory`].
 //! - `memberships.rs`: [`MembershipStore`](crate::ports::MembershipStore) for
 //!   [`DynamoMemberships`]: memberships, user groups and presence counters.
 
 mod connections;
+mod history;
 mod items;
 mod memberships;
 mod sent_log;
@@ -31,12 +33,15 @@ use aws_sdk_dynamodb::types::WriteRequest;
 use crate::lazy::Lazy;
 use crate::ports::StoreError;
 
-pub use tables::{create_memberships_table, create_table};
+pub use tables::{create_history_table, create_memberships_table, create_table};
 
 /// The name of the user index.
 pub const USER_INDEX: &str = "byUser";
 /// The name of the broadcast index.
 pub const SHARD_INDEX: &str = "byShard";
+/// The sparse index of connections that asked for enveloped user messages
+/// (partition `envelopeUser`, sort `connectionId`, keys only).
+pub const ENVELOPE_INDEX: &str = "byEnvelopeUser";
 /// The memberships table's index by connection (disconnect removes a connection's memberships).
 pub const CONNECTION_INDEX: &str = "byConnection";
 
@@ -125,6 +130,17 @@ pub type DynamoStore = DynamoTable<Connections>;
 /// Group memberships, user-level memberships and presence counters on
 /// DynamoDB (the table's layout: [`Memberships`]).
 pub type DynamoMemberships = DynamoTable<Memberships>;
+
+/// The history table: partition key `stream`, sort key `offset` (a number).
+/// Per stream, a counter item at offset 0 (`top`, `epoch`, `expiresAt`) and
+/// one item per message (`frame`, `epoch`, `expiresAt`); per idempotency key,
+/// an item in its own partition (`key#{stream length}#{stream}{key}`, offset
+/// 0) holding the offset and epoch of the first append under that key.
+#[derive(Clone, Copy, Debug)]
+pub struct Histories;
+
+/// Stream history on DynamoDB (the table's layout: [`Histories`]).
+pub type DynamoHistory = DynamoTable<Histories>;
 
 /// Any SDK failure, as the store error a retry may cure.
 fn unavailable(e: impl std::error::Error) -> StoreError {

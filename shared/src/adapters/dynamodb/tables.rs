@@ -2,8 +2,8 @@
 
 use aws_sdk_dynamodb::Client;
 
-use super::items::{CONNECTION_ID, GROUP_NAME, SHARD, USER_ID};
-use super::{CONNECTION_INDEX, SHARD_INDEX, USER_INDEX, unavailable};
+use super::items::{CONNECTION_ID, ENVELOPE_USER, GROUP_NAME, SHARD, USER_ID};
+use super::{CONNECTION_INDEX, ENVELOPE_INDEX, SHARD_INDEX, USER_INDEX, unavailable};
 use crate::ports::StoreError;
 
 /// One keys-only global secondary index: name, partition key, sort key.
@@ -90,7 +90,7 @@ async fn create_shaped_table(
 }
 
 /// Creates the connections table as `template.yaml` declares it (key
-/// `connectionId`, indexes `byUser` and `byShard`).
+/// `connectionId`, indexes `byUser`, `byShard` and `byEnvelopeUser`).
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
     let shape = TableShape {
         hash: CONNECTION_ID,
@@ -104,6 +104,11 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             Index {
                 name: SHARD_INDEX,
                 hash: SHARD,
+                range: CONNECTION_ID,
+            },
+            Index {
+                name: ENVELOPE_INDEX,
+                hash: ENVELOPE_USER,
                 range: CONNECTION_ID,
             },
         ],
@@ -124,6 +129,18 @@ pub async fn create_memberships_table(client: &Client, name: &str) -> Result<(),
             range: GROUP_NAME,
         }],
         numbers: &[],
+    };
+    create_shaped_table(client, name, shape).await
+}
+
+/// Creates the history table as `template.yaml` declares it (key `stream` +
+/// `offset`, a number).
+pub async fn create_history_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let shape = TableShape {
+        hash: super::history::STREAM,
+        range: Some(super::history::OFFSET),
+        indexes: &[],
+        numbers: &[super::history::OFFSET],
     };
     create_shaped_table(client, name, shape).await
 }

@@ -130,6 +130,24 @@ impl ConnectionStore for MemoryStore {
         Ok(ids_page(&state.by_user, &user_id, after, self.page_size))
     }
 
+    async fn user_envelope_connections(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        // The memory twin of the sparse `byEnvelopeUser` index.
+        let index: BTreeSet<(String, String)> = state
+            .by_user
+            .range(following(user_id.to_owned(), after))
+            .take_while(|(u, _)| u == user_id)
+            .filter(|(_, id)| state.records.get(id).is_some_and(|r| r.envelope))
+            .cloned()
+            .collect();
+        Ok(ids_page(&index, &user_id.to_owned(), None, self.page_size))
+    }
+
     async fn shard_connections(
         &self,
         shard: u32,
@@ -199,6 +217,7 @@ mod tests {
             groups: vec![],
             subscribe: vec![],
             publish: vec![],
+            envelope: false,
         }
     }
 

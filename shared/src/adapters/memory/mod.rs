@@ -6,6 +6,7 @@
 
 mod connections;
 mod gateway;
+mod history;
 mod memberships;
 mod queue;
 mod sent_log;
@@ -14,6 +15,7 @@ use std::ops::{Bound, RangeBounds};
 
 pub use connections::MemoryStore;
 pub use gateway::MemoryGateway;
+pub use history::MemoryHistory;
 pub use memberships::MemoryMemberships;
 pub use queue::MemoryQueue;
 pub use sent_log::MemorySentLog;

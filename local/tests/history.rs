@@ -1,0 +1,600 @@
+//! History and recovery end to end: real WebSocket clients on loopback that
+//! disconnect, reconnect and `recover`, against the local stack.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::SinkExt;
+use serde_json::{Value, json};
+use support::*;
+use switchboard::auth::{Claims, claims_for, mint};
+use switchboard::config::HistorySettings;
+use switchboard::groups::Grants;
+use switchboard_local::{Config, RunningStack};
+use tokio_tungstenite::tungstenite::Message;
+
+fn history_config(edit: impl FnOnce(&mut HistorySettings)) -> Config {
+    let mut history = HistorySettings {
+        groups: Grants::parse(&["chat:*"]).unwrap(),
+        ..HistorySettings::default()
+    };
+    edit(&mut history);
+    Config {
+        history,
+        // Reconnects and recovers in a burst stay under the action limits.
+        limits: switchboard::config::Limits {
+            connection_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
+            user_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
+            ..switchboard::config::Limits::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// A client of `user` in `groups`, asking for enveloped user messages or not.
+async fn open(stack: &RunningStack, user: &str, groups: &[&str], envelope: bool) -> Client {
+    let mut claims: Claims = claims_for(user, Duration::from_secs(300), vec![]);
+    claims.groups = groups.iter().map(|g| g.to_string()).collect();
+    let token = mint(stack.secret(), &claims).unwrap();
+    let flag = if envelope { "&envelope=1" } else { "" };
+    let url = format!("{}?token={token}{flag}", stack.websocket_url());
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn send_text(client: &mut Client, text: &str) {
+    client.send(Message::text(text.to_owned())).await.unwrap();
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A server send through the HTTP API; panics unless it is accepted.
+async fn post_send(stack: &RunningStack, body: String) {
+    let answer = http(stack, "POST", "/send", &body).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+}
+
+fn recover_frame(stream: &str, offset: u64, epoch: &str) -> String {
+    json!({"action":"recover","id":"r","streams":[{"stream":stream,"offset":offset,"epoch":epoch}]})
+        .to_string()
+}
+
+/// What a client that tracks offsets holds: every message by offset.
+#[derive(Default)]
+struct Tracker {
+    epoch: Option<String>,
+    messages: BTreeMap<u64, Value>,
+    duplicates: usize,
+    /// Messages that arrived while a recovery was under way.
+    during_recovery: usize,
+}
+
+impl Tracker {
+    /// The offset up to which nothing is missing.
+    fn contiguous(&self) -> u64 {
+        let mut at = 0;
+        while self.messages.contains_key(&(at + 1)) {
+            at += 1;
+        }
+        at
+    }
+
+    /// Takes a stamped message frame of `stream`.
+    fn take(&mut self, frame: &Value, stream: &str) {
+        assert_eq!(frame["type"], "message", "{frame}");
+        assert_eq!(frame["stream"], stream, "{frame}");
+        let epoch = frame["epoch"].as_str().unwrap().to_owned();
+        match &self.epoch {
+            Some(e) => assert_eq!(e, &epoch, "the epoch changed mid-test"),
+            None => self.epoch = Some(epoch),
+        }
+        let offset = frame["offset"].as_u64().unwrap();
+        if self
+            .messages
+            .insert(offset, frame["data"].clone())
+            .is_some()
+        {
+            self.duplicates += 1;
+        }
+    }
+}
+
+/// Reads frames until `tracker` holds `until` distinct messages or (with
+/// `recovering`) the last `recovered` frame of a recovery arrived; answers
+/// `more:true` with another recover.
+async fn read_until(
+    client: &mut Client,
+    tracker: &mut Tracker,
+    stream: &str,
+    until: usize,
+    mut recovering: bool,
+) {
+    while tracker.messages.len() < until || recovering {
+        let text = next_text(client).await;
+        let frame = parse(&text);
+        match frame["type"].as_str() {
+            Some("message") => {
+                tracker.take(&frame, stream);
+                tracker.during_recovery += usize::from(recovering);
+            }
+            Some("recovered") => {
+                assert_eq!(frame["recovered"], true, "{frame}");
+                if frame["more"] == true {
+                    let offset = frame["offset"].as_u64().unwrap();
+                    let epoch = frame["epoch"].as_str().unwrap();
+                    send_text(client, &recover_frame(stream, offset, epoch)).await;
+                } else {
+                    recovering = false;
+                }
+            }
+            Some("ack") => assert_eq!(frame["ok"], true, "{frame}"),
+            _ => panic!("unexpected frame {text}"),
+        }
+    }
+}
+
+/// Drives one client through `total` messages of `stream`, closing its socket
+/// after each count in `drops` and recovering on the new one.
+async fn follow_with_drops(
+    stack: &RunningStack,
+    user: &str,
+    groups: &[&str],
+    stream: &str,
+    total: usize,
+    drops: &[usize],
+) -> Tracker {
+    let mut tracker = Tracker::default();
+    let mut client = open(stack, user, groups, true).await;
+    for &point in drops.iter().chain([&total]) {
+        read_until(&mut client, &mut tracker, stream, point, false).await;
+        if point == total {
+            break;
+        }
+        client.close(None).await.unwrap();
+        // Away for a while: the sender keeps sending.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        client = open(stack, user, groups, true).await;
+        let epoch = tracker.epoch.clone().unwrap();
+        send_text(
+            &mut client,
+            &recover_frame(stream, tracker.contiguous(), &epoch),
+        )
+        .await;
+        read_until(&mut client, &mut tracker, stream, point, true).await;
+    }
+    tracker
+}
+
+#[tokio::test]
+async fn user_messages_stay_plain_unless_the_client_opted_in() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut plain = open(&stack, "alice", &[], false).await;
+    let mut enveloped = open(&stack, "alice", &[], true).await;
+    stack
+        .enqueue(
+            "notify-user",
+            r#"{"userId":"alice","data":"your download is ready"}"#.into(),
+        )
+        .await
+        .unwrap();
+    // The seed demo's shape, byte for byte.
+    assert_eq!(next_text(&mut plain).await, "your download is ready");
+    let frame = parse(&next_text(&mut enveloped).await);
+    let epoch = frame["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(epoch.len(), 16);
+    assert_eq!(
+        frame,
+        json!({"type":"message","from":"server","data":"your download is ready",
+            "stream":"user","offset":1,"epoch":epoch})
+    );
+    // A bad switch is refused at the handshake.
+    let token = token(&stack, "alice");
+    let url = format!("{}?token={token}&envelope=yes", stack.websocket_url());
+    let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(refused.to_string().contains("400"), "{refused}");
+}
+
+#[tokio::test]
+async fn the_seed_download_message_is_recovered_after_a_reconnect() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut alice = open(&stack, "alice", &[], true).await;
+    post_send(&stack, json!({"userId":"alice","data":"first"}).to_string()).await;
+    let first = parse(&next_text(&mut alice).await);
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    alice.close(None).await.unwrap();
+    eventually("alice's connection to go", || async {
+        connections_of(&stack, "alice").await.is_empty()
+    })
+    .await;
+    // Sent while she is away: lost today.
+    stack
+        .enqueue(
+            "notify-user",
+            r#"{"userId":"alice","data":"your download is ready"}"#.into(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut alice = open(&stack, "alice", &[], true).await;
+    send_text(&mut alice, &recover_frame("user", 1, &epoch)).await;
+    assert_eq!(
+        parse(&next_text(&mut alice).await),
+        json!({"type":"message","from":"server","data":"your download is ready",
+            "stream":"user","offset":2,"epoch":epoch})
+    );
+    assert_eq!(
+        parse(&next_text(&mut alice).await),
+        json!({"type":"recovered","id":"r","stream":"user","recovered":true,
+            "offset":2,"epoch":epoch,"more":false})
+    );
+    assert_eq!(
+        next_text(&mut alice).await,
+        r#"{"type":"ack","id":"r","ok":true}"#
+    );
+}
+
+#[tokio::test]
+async fn a_user_holds_every_offset_once_in_order_across_five_reconnects() {
+    const TOTAL: usize = 1000;
+    let stack = stack_with(history_config(|_| {})).await;
+    let sender = {
+        let stack_addr = stack.addr();
+        tokio::spawn(async move {
+            for n in 0..TOTAL {
+                let body = json!({"userId":"alice","data":{"n":n}}).to_string();
+                let answer = http_to(stack_addr, "POST", "/send", &[], &body).await;
+                assert_eq!(answer.status, 202, "{}", answer.body);
+            }
+        })
+    };
+    let tracker = follow_with_drops(
+        &stack,
+        "alice",
+        &[],
+        "user",
+        TOTAL,
+        &[97, 311, 502, 640, 871],
+    )
+    .await;
+    sender.await.unwrap();
+    assert_eq!(tracker.messages.len(), TOTAL);
+    assert!(tracker.during_recovery > 0, "no reconnect missed anything");
+    // Every offset exactly once and, by offset, exactly the sequence sent.
+    let expected: Vec<(u64, Value)> = (0..TOTAL)
+        .map(|n| (n as u64 + 1, json!({ "n": n })))
+        .collect();
+    let held: Vec<(u64, Value)> = tracker.messages.into_iter().collect();
+    assert_eq!(held, expected);
+}
+
+#[tokio::test]
+async fn a_group_member_holds_every_offset_once_with_two_senders_at_once() {
+    const EACH: usize = 500;
+    let stack = stack_with(history_config(|_| {})).await;
+    let senders: Vec<_> = (0..2)
+        .map(|s| {
+            let addr = stack.addr();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let body = json!({"group":"chat:42","data":{"s":s,"n":n}}).to_string();
+                    let answer = http_to(addr, "POST", "/send", &[], &body).await;
+                    assert_eq!(answer.status, 202, "{}", answer.body);
+                }
+            })
+        })
+        .collect();
+    let tracker = follow_with_drops(
+        &stack,
+        "bob",
+        &["chat:42"],
+        "group:chat:42",
+        2 * EACH,
+        &[120, 333, 480, 707, 901],
+    )
+    .await;
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(tracker.during_recovery > 0, "no reconnect missed anything");
+    let offsets: Vec<u64> = tracker.messages.keys().copied().collect();
+    assert_eq!(offsets, (1..=2 * EACH as u64).collect::<Vec<_>>());
+    // Each sender's messages, ordered by offset, are exactly its sequence.
+    for s in 0..2 {
+        let sequence: Vec<u64> = tracker
+            .messages
+            .values()
+            .filter(|d| d["s"] == s)
+            .map(|d| d["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sequence, (0..EACH as u64).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn group_messages_carry_offsets_only_where_the_group_keeps_history() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut bob = open(&stack, "bob", &["chat:1", "news"], false).await;
+    post_send(&stack, json!({"group":"chat:1","data":{"a":1}}).to_string()).await;
+    let frame = parse(&next_text(&mut bob).await);
+    let epoch = frame["epoch"].as_str().unwrap();
+    assert_eq!(
+        frame,
+        json!({"type":"message","from":"server","group":"chat:1","data":{"a":1},
+            "stream":"group:chat:1","offset":1,"epoch":epoch})
+    );
+    post_send(&stack, json!({"group":"news","data":"n"}).to_string()).await;
+    assert_eq!(
+        next_text(&mut bob).await,
+        r#"{"type":"message","from":"server","group":"news","data":"n"}"#
+    );
+}
+
+#[tokio::test]
+async fn a_recover_during_a_live_burst_leaves_no_gap_and_no_duplicate_after_dedupe() {
+    const TOTAL: usize = 400;
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut carol = open(&stack, "carol", &[], true).await;
+    post_send(&stack, json!({"userId":"carol","data":{"n":0}}).to_string()).await;
+    let mut tracker = Tracker::default();
+    tracker.take(&parse(&next_text(&mut carol).await), "user");
+    carol.close(None).await.unwrap();
+    let addr = stack.addr();
+    let burst = tokio::spawn(async move {
+        for n in 1..TOTAL {
+            let body = json!({"userId":"carol","data":{"n":n}}).to_string();
+            http_to(addr, "POST", "/send", &[], &body).await;
+        }
+    });
+    // Back mid-burst: live frames and recovered ones interleave.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut carol = open(&stack, "carol", &[], true).await;
+    let epoch = tracker.epoch.clone().unwrap();
+    send_text(&mut carol, &recover_frame("user", 1, &epoch)).await;
+    read_until(&mut carol, &mut tracker, "user", TOTAL, true).await;
+    burst.await.unwrap();
+    let offsets: Vec<u64> = tracker.messages.keys().copied().collect();
+    assert_eq!(offsets, (1..=TOTAL as u64).collect::<Vec<_>>());
+    for (offset, data) in &tracker.messages {
+        assert_eq!(data["n"], *offset - 1);
+    }
+}
+
+/// The `recovered` frame a recover of `stream` from `offset` with `epoch` gets.
+async fn recovered(client: &mut Client, stream: &str, offset: u64, epoch: &str) -> Value {
+    send_text(client, &recover_frame(stream, offset, epoch)).await;
+    loop {
+        let frame = parse(&next_text(client).await);
+        if frame["type"] == "recovered" {
+            assert_eq!(
+                next_text(client).await,
+                r#"{"type":"ack","id":"r","ok":true}"#
+            );
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_changed_epoch_or_a_gap_beyond_the_kept_size_is_not_recovered() {
+    let stack = stack_with(history_config(|h| h.size = 5)).await;
+    let mut dave = open(&stack, "dave", &[], true).await;
+    for n in 0..10 {
+        post_send(&stack, json!({"userId":"dave","data":n}).to_string()).await;
+    }
+    let mut epoch = String::new();
+    for _ in 0..10 {
+        epoch = parse(&next_text(&mut dave).await)["epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    assert_eq!(
+        recovered(&mut dave, "user", 3, "0000000000000000").await,
+        json!({"type":"recovered","id":"r","stream":"user","recovered":false,
+            "reason":"epoch_changed","offset":10,"epoch":epoch,"more":false})
+    );
+    // Five kept (6..=10): from 4, offset 5 is gone.
+    assert_eq!(
+        recovered(&mut dave, "user", 4, &epoch).await,
+        json!({"type":"recovered","id":"r","stream":"user","recovered":false,
+            "reason":"too_old","offset":10,"epoch":epoch,"more":false})
+    );
+    // From 5 all the missed ones are kept.
+    send_text(&mut dave, &recover_frame("user", 5, &epoch)).await;
+    for n in 5..10 {
+        let frame = parse(&next_text(&mut dave).await);
+        assert_eq!(
+            (frame["offset"].clone(), frame["data"].clone()),
+            (json!(n + 1), json!(n))
+        );
+    }
+    assert_eq!(parse(&next_text(&mut dave).await)["recovered"], true);
+    assert_eq!(parse(&next_text(&mut dave).await)["ok"], true);
+    assert_eq!(
+        recovered(&mut dave, "user", 11, &epoch).await["reason"],
+        "offset_ahead"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_older_than_the_time_to_live_is_not_recovered() {
+    let stack = stack_with(history_config(|h| h.ttl = Duration::from_secs(1))).await;
+    let mut erin = open(&stack, "erin", &[], true).await;
+    post_send(&stack, json!({"userId":"erin","data":1}).to_string()).await;
+    let epoch = parse(&next_text(&mut erin).await)["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post_send(&stack, json!({"userId":"erin","data":2}).to_string()).await;
+    next_text(&mut erin).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        recovered(&mut erin, "user", 1, &epoch).await,
+        json!({"type":"recovered","id":"r","stream":"user","recovered":false,
+            "reason":"expired","offset":2,"epoch":epoch,"more":false})
+    );
+    // Nothing missed is nothing lost, expired or not.
+    assert_eq!(
+        recovered(&mut erin, "user", 2, &epoch).await["recovered"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn forbidden_streams_and_bad_positions_get_exact_errors_and_send_nothing() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut frank = open(&stack, "frank", &["chat:mine", "plain"], true).await;
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"action":"recover","id":1,"streams":[{"stream":"group:chat:other","offset":0,"epoch":"abc"}]}"#,
+            r#"{"type":"ack","id":1,"ok":false,"error":{"code":"forbidden","message":"join \"chat:other\" before reading its history"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":2,"streams":[{"stream":"user","offset":0,"epoch":"abc"},{"stream":"group:plain","offset":0,"epoch":"abc"}]}"#,
+            r#"{"type":"ack","id":2,"ok":false,"error":{"code":"bad_request","message":"\"group:plain\" keeps no history"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":3,"streams":[{"stream":"user","offset":-1,"epoch":"abc"}]}"#,
+            r#"{"type":"ack","id":3,"ok":false,"error":{"code":"bad_request","message":"streams[0]: \"offset\" must be an integer from 0 to 9007199254740991"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":4,"streams":[{"stream":"user","offset":"4","epoch":"abc"}]}"#,
+            r#"{"type":"ack","id":4,"ok":false,"error":{"code":"bad_request","message":"streams[0]: \"offset\" must be an integer from 0 to 9007199254740991"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":5,"streams":[{"stream":"user","offset":1,"epoch":"ab-c"}]}"#,
+            r#"{"type":"ack","id":5,"ok":false,"error":{"code":"bad_request","message":"streams[0]: \"epoch\" may hold only ASCII letters and digits"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":6,"streams":[{"stream":"user","offset":1}]}"#,
+            r#"{"type":"ack","id":6,"ok":false,"error":{"code":"bad_request","message":"streams[0]: \"epoch\" must not be empty"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":7,"streams":[{"stream":"users","offset":1,"epoch":"a"}]}"#,
+            r#"{"type":"ack","id":7,"ok":false,"error":{"code":"bad_request","message":"streams[0]: \"stream\" must be \"user\" or \"group:<group name>\""}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":8}"#,
+            r#"{"type":"ack","id":8,"ok":false,"error":{"code":"bad_request","message":"the \"streams\" field is required"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":9,"streams":[]}"#,
+            r#"{"type":"ack","id":9,"ok":false,"error":{"code":"bad_request","message":"\"streams\" must not be empty"}}"#,
+        ),
+        (
+            r#"{"action":"recover","id":10,"streams":[{"stream":"user","offset":1,"epoch":"a"},{"stream":"user","offset":2,"epoch":"a"}]}"#,
+            r#"{"type":"ack","id":10,"ok":false,"error":{"code":"bad_request","message":"streams[1]: \"stream\" names the same value twice"}}"#,
+        ),
+        (
+            r#"{"action":"history","id":11,"stream":"group:chat:other"}"#,
+            r#"{"type":"ack","id":11,"ok":false,"error":{"code":"forbidden","message":"join \"chat:other\" before reading its history"}}"#,
+        ),
+        (
+            r#"{"action":"history","id":12,"stream":"user","limit":1001}"#,
+            r#"{"type":"ack","id":12,"ok":false,"error":{"code":"bad_request","message":"\"limit\" must be an integer from 0 to 200"}}"#,
+        ),
+    ];
+    for (frame, answer) in cases {
+        send_text(&mut frank, frame).await;
+        assert_eq!(&next_text(&mut frank).await, answer, "for {frame}");
+    }
+    let too_many: Vec<Value> = (0..17)
+        .map(|i| json!({"stream":format!("group:chat:{i}"),"offset":0,"epoch":"a"}))
+        .collect();
+    send_text(
+        &mut frank,
+        &json!({"action":"recover","id":13,"streams":too_many}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        next_text(&mut frank).await,
+        r#"{"type":"ack","id":13,"ok":false,"error":{"code":"bad_request","message":"the \"streams\" field holds at most 16 entries"}}"#
+    );
+    silent(&mut frank, Duration::from_millis(200)).await;
+    // Nothing was damaged: the stream still answers.
+    send_text(
+        &mut frank,
+        r#"{"action":"history","id":14,"stream":"group:chat:mine","limit":0}"#,
+    )
+    .await;
+    let frame = parse(&next_text(&mut frank).await);
+    assert_eq!(
+        (
+            frame["type"].clone(),
+            frame["offset"].clone(),
+            frame["count"].clone()
+        ),
+        (json!("history"), json!(0), json!(0))
+    );
+}
+
+#[tokio::test]
+async fn history_sends_the_latest_messages_for_a_fresh_page() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut gina = open(&stack, "gina", &["chat:7"], false).await;
+    for n in 0..5 {
+        post_send(&stack, json!({"group":"chat:7","data":n}).to_string()).await;
+        next_text(&mut gina).await;
+    }
+    let mut fresh = open(&stack, "gina", &["chat:7"], false).await;
+    send_text(
+        &mut fresh,
+        r#"{"action":"history","id":"h","stream":"group:chat:7","limit":3}"#,
+    )
+    .await;
+    let mut epoch = String::new();
+    for n in 2..5 {
+        let frame = parse(&next_text(&mut fresh).await);
+        assert_eq!(
+            (frame["offset"].clone(), frame["data"].clone()),
+            (json!(n + 1), json!(n))
+        );
+        epoch = frame["epoch"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(
+        parse(&next_text(&mut fresh).await),
+        json!({"type":"history","id":"h","stream":"group:chat:7","offset":5,"epoch":epoch,"count":3})
+    );
+    assert_eq!(
+        next_text(&mut fresh).await,
+        r#"{"type":"ack","id":"h","ok":true}"#
+    );
+}
+
+#[tokio::test]
+async fn client_events_in_a_history_group_are_kept_and_stamped() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let member = |user: &str| {
+        let mut claims: Claims = claims_for(user, Duration::from_secs(300), vec![]);
+        claims.groups = vec!["chat:9".into()];
+        claims.publish = vec!["chat:*".into()];
+        mint(stack.secret(), &claims).unwrap()
+    };
+    let connect_as = |token: String| {
+        let url = format!("{}?token={token}", stack.websocket_url());
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut hana = connect_as(member("hana")).await;
+    let mut ivan = connect_as(member("ivan")).await;
+    send_text(
+        &mut hana,
+        r#"{"action":"publish","group":"chat:9","data":"hi","id":1}"#,
+    )
+    .await;
+    assert_eq!(
+        next_text(&mut hana).await,
+        r#"{"type":"ack","id":1,"ok":true}"#
+    );
+    let frame = parse(&next_text(&mut ivan).await);
+    let epoch = frame["epoch"].as_str().unwrap();
+    assert_eq!(
+        frame,
+        json!({"type":"message","from":"client","group":"chat:9","userId":"hana","data":"hi",
+            "stream":"group:chat:9","offset":1,"epoch":epoch})
+    );
+    // The sender does not get its own event live (recovery would include it).
+    silent(&mut hana, Duration::from_millis(200)).await;
+}

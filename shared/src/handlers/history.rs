@@ -1,0 +1,61 @@
+//! The `history` action: the latest messages of a stream, for a fresh page.
+//!
+//! `{"action":"history","id":2,"stream":"group:chat:42","limit":50}` (limit 0
+//! to `HISTORY_RECOVER_LIMIT`, default 50; 0 asks only for the position)
+//! sends the stream's latest `limit` kept messages as `message` frames in
+//! offset order, then `{"type":"history","id":2,"stream":…,"offset":N,
+//! "epoch":…,"count":n}` (`offset` is the stream's latest: recover from it
+//! later), then the route response, an ack. The same permissions as `recover`.
+
+use serde_json::Value;
+use tracing::info;
+
+use crate::history::recovery::{latest, may_read, send_in_order};
+use crate::history::{Recorder, Stream};
+use crate::ports::ConnectionRecord;
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, history_frame};
+use crate::services::Services;
+
+use super::actions::Refusal;
+use super::recover::read_refusal;
+
+/// Answers a `history` from the connection of `record`.
+pub(crate) async fn history(
+    services: &Services,
+    record: &ConnectionRecord,
+    frame: &ClientFrame,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let connection_id = record.connection_id.as_str();
+    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
+    let name = frame.required_str("stream").map_err(|e| bad(&e))?;
+    let stream = Stream::for_client("stream", name, &record.user_id).map_err(|e| bad(&e))?;
+    let limit = frame
+        .history_limit(services.settings.history.recover_limit)
+        .map_err(|e| bad(&e))?;
+    may_read(services, record, &stream)
+        .await
+        .map_err(|e| read_refusal(connection_id, e))?;
+    let Some(recorder) = Recorder::of(services) else {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "no stream keeps history",
+        ));
+    };
+    let (position, mut frames) = latest(&recorder, &stream, limit)
+        .await
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot read a stream", e))?;
+    let count = frames.len();
+    frames.push(history_frame(
+        id.as_ref(),
+        name,
+        position.offset,
+        &position.epoch,
+        count,
+    ));
+    send_in_order(services, connection_id, &frames)
+        .await
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot send a history", e))?;
+    info!(connection_id, stream = name, count, "history");
+    Ok(ServerFrame::ack_ok(id).to_json())
+}

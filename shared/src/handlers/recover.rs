@@ -1,0 +1,84 @@
+//! The `recover` action: a client back from a gap gets what it missed.
+//!
+//! `{"action":"recover","id":1,"streams":[{"stream":"user","offset":41,"epoch":"…"},
+//! {"stream":"group:chat:42","offset":7,"epoch":"…"}]}`: for each stream, in
+//! the order given, the missed `message` frames in offset order, then
+//! `{"type":"recovered","id":1,"stream":…,"recovered":true,"offset":N,"epoch":…,"more":false}`
+//! (`recovered:false` with a `reason` when the epoch changed or the gap is
+//! older than what is kept; `more:true` when the request's cap of messages
+//! was reached: recover again from `offset`). Then the route response, an
+//! ack. Every stream is checked before anything is sent: one the connection
+//! may not read refuses the whole request (`forbidden`), as does one that
+//! keeps no history (`bad_request`).
+
+use serde_json::Value;
+use tracing::info;
+
+use crate::history::recovery::{ReadError, may_read, recover as recover_stream, send_in_order};
+use crate::history::{Recorder, Stream};
+use crate::ports::ConnectionRecord;
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, recovered_frame};
+use crate::services::Services;
+
+use super::actions::Refusal;
+
+/// Answers a `recover` from the connection of `record`.
+pub(crate) async fn recover(
+    services: &Services,
+    record: &ConnectionRecord,
+    frame: &ClientFrame,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let connection_id = record.connection_id.as_str();
+    let positions = frame
+        .recover_streams()
+        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    let mut streams = Vec::with_capacity(positions.len());
+    for position in &positions {
+        // Validated with the frame: a stream name always parses here.
+        let stream = Stream::for_client("stream", &position.stream, &record.user_id)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        may_read(services, record, &stream)
+            .await
+            .map_err(|e| read_refusal(connection_id, e))?;
+        streams.push(stream);
+    }
+    let Some(recorder) = Recorder::of(services) else {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "no stream keeps history",
+        ));
+    };
+    let mut budget = services.settings.history.recover_limit;
+    for (stream, position) in streams.iter().zip(&positions) {
+        let recovery = recover_stream(&recorder, stream, position.offset, &position.epoch, budget)
+            .await
+            .map_err(|e| Refusal::unavailable(connection_id, "cannot read a stream", e))?;
+        budget = budget.saturating_sub(recovery.messages.len());
+        let mut frames = recovery.messages;
+        let sent = frames.len();
+        frames.push(recovered_frame(
+            id.as_ref(),
+            &position.stream,
+            recovery.lost.map(|l| l.as_str()),
+            recovery.position.offset,
+            &recovery.position.epoch,
+            recovery.more,
+        ));
+        send_in_order(services, connection_id, &frames)
+            .await
+            .map_err(|e| Refusal::unavailable(connection_id, "cannot send a recovery", e))?;
+        info!(connection_id, stream = %position.stream, sent,
+            recovered = recovery.lost.is_none(), more = recovery.more, "recover");
+    }
+    Ok(ServerFrame::ack_ok(id).to_json())
+}
+
+/// The refusal for a stream the connection may not read.
+pub(crate) fn read_refusal(connection_id: &str, e: ReadError) -> Refusal {
+    match e {
+        ReadError::Forbidden(message) => Refusal::new(ErrorCode::Forbidden, message),
+        ReadError::NotKept(_) => Refusal::new(ErrorCode::BadRequest, e.to_string()),
+        ReadError::Store(e) => Refusal::unavailable(connection_id, "cannot check the stream", e),
+    }
+}
