@@ -125,6 +125,7 @@ fn handlers(c: &mut Criterion) {
         deliveries: Arc::new(MemoryQueue::new()),
         sent_log: None,
         settings: Arc::new(Settings::default()),
+        upstream: Default::default(),
     };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;
     let batch = vec![

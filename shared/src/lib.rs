@@ -14,6 +14,9 @@
 //!   module per route or queue);
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
 //!   implementations of the ports;
+//! - [`webhook`]: the signature on every request to the application, and
+//!   [`webhook::verify`] for Rust receivers; [`upstream`]: upstream events,
+//!   their sinks and the synchronous hooks;
 //! - [`aws`]: SDK clients and the one wiring builder every function uses.
 
 pub mod adapters;
@@ -38,7 +41,9 @@ pub mod replies;
 pub mod routes;
 pub mod services;
 pub mod sync;
+pub mod upstream;
 pub mod validate;
+pub mod webhook;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;

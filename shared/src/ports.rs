@@ -22,6 +22,8 @@ pub struct ConnectionRecord {
     pub subscribe: Vec<String>,
     /// The token's `publish` patterns: groups the client may send client events to.
     pub publish: Vec<String>,
+    /// Event-name patterns the client may send to the application (`event`).
+    pub events: Vec<String>,
 }
 
 /// One page of a user's connection ids, and where the next page starts.

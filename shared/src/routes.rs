@@ -46,6 +46,7 @@ pub const ROUTES: &[Route] = &[
     route("unsubscribe", RouteFunction::Actions),
     route("publish", RouteFunction::Actions),
     route("presence", RouteFunction::Actions),
+    route("event", RouteFunction::Actions),
 ];
 
 /// The function serving route `key`, if it is a route.

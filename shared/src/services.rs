@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::ports::{ConnectionStore, Gateway, MembershipStore, MessageQueue, SentLog};
+use crate::upstream::Upstream;
 
 /// Everything the group-aware handlers use: the ports and the settings. The
 /// Deliveries queue is where every fan-out (group sends, broadcasts, client
@@ -19,4 +20,6 @@ pub struct Services {
     /// Where posted message ids are remembered; `None` turns idempotency off.
     pub sent_log: Option<Arc<dyn SentLog>>,
     pub settings: Arc<Settings>,
+    /// Where upstream events go and the synchronous hooks (default: nowhere, none).
+    pub upstream: Arc<Upstream>,
 }

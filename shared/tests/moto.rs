@@ -621,6 +621,7 @@ async fn request_counts_per_delivered_message_by_target() {
         deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
         sent_log: None,
         settings: Arc::new(Settings::default()),
+        upstream: Default::default(),
     };
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
     for i in 0..N {
@@ -788,6 +789,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
             max_groups_per_connection: 200,
             ..Settings::default()
         }),
+        upstream: Default::default(),
     };
     // 60 groups (2 with presence), a tombstone, and a neighbour that stays.
     const N: usize = 60;

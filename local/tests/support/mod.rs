@@ -215,6 +215,7 @@ pub async fn put_stale_record(stack: &RunningStack, connection_id: &str, user_id
             groups: vec![],
             subscribe: vec![],
             publish: vec![],
+            events: vec![],
         })
         .await
         .unwrap();

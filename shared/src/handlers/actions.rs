@@ -15,6 +15,13 @@
 //!   other member. The token's `publish` patterns must grant the group, the
 //!   connection must be a member, and the user must be within the publish
 //!   limit (`rate_limited` otherwise).
+//! - `{"action":"event","event":"typing","data":…,"id":9}` sends a client
+//!   event to the application (a `switchboard.message` upstream event). The
+//!   token's `events` patterns must grant the name (none: `forbidden`), and
+//!   it takes from the publish bucket like `publish`. With an event hook, the
+//!   hook's answer comes back as `{"type":"ack","id":9,"ok":true,"data":…}`
+//!   (a failed hook: `hook_failed`); without one, the event goes to the
+//!   asynchronous sinks and the ack is plain.
 //! - `{"action":"presence","group":g}` answers `{"type":"presence","group":g,
 //!   "userIds":[…],"users":N,"connections":M,"truncated":false}`; members only.
 //!
@@ -39,11 +46,17 @@ use crate::groups::{Grants, validate_group};
 use crate::limits::{LimitError, take_action, take_presence_change, take_publish};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
-    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
+    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, event_answer,
+    presence_answer,
 };
 use crate::replies::response;
 use crate::routes::{RouteFunction, function_of};
 use crate::services::Services;
+use crate::upstream::{
+    self,
+    hooks::{HookError, ask_event_hook},
+};
+use crate::validate;
 
 /// Answers one client action frame from `connection_id`: the JSON text to send back.
 pub async fn client_action(services: &Services, connection_id: &str, body: Option<&str>) -> String {
@@ -62,7 +75,12 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    match answer(services, connection_id, &frame, id.clone()).await {
+    let answered = if frame.action == "event" {
+        client_event(services, connection_id, &frame, id.clone()).await
+    } else {
+        answer(services, connection_id, &frame, id.clone()).await
+    };
+    match answered {
         Ok(text) => text,
         Err(refusal) => ServerFrame::ack_error(id, refusal.0, refusal.1).to_json(),
     }
@@ -102,22 +120,7 @@ async fn answer(
     let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
     let group = frame.required_str("group").map_err(|e| bad(&e))?;
     validate_group(group).map_err(|e| bad(&e))?;
-    let record = match services.store.get_connection(connection_id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the connection is not registered",
-            ));
-        }
-        Err(e) => {
-            return Err(Refusal::unavailable(
-                connection_id,
-                "cannot read the connection record",
-                e,
-            ));
-        }
-    };
+    let record = connection_record(services, connection_id).await?;
     take_action(services, connection_id, &record.user_id)
         .await
         .map_err(|e| Refusal::limited(connection_id, e))?;
@@ -128,6 +131,85 @@ async fn answer(
         }
         "publish" => publish(services, &record, frame, group, id).await,
         _ => presence(services, &record, group, id).await,
+    }
+}
+
+/// The connection's record: what its token granted.
+async fn connection_record(
+    services: &Services,
+    connection_id: &str,
+) -> Result<ConnectionRecord, Refusal> {
+    match services.store.get_connection(connection_id).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "the connection is not registered",
+        )),
+        Err(e) => Err(Refusal::unavailable(
+            connection_id,
+            "cannot read the connection record",
+            e,
+        )),
+    }
+}
+
+/// `event`: a client event for the application.
+async fn client_event(
+    services: &Services,
+    connection_id: &str,
+    frame: &ClientFrame,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
+    let name = frame.required_str("event").map_err(|e| bad(&e))?;
+    validate::group("event", name).map_err(|e| bad(&e))?;
+    let data = frame.fields.get("data").cloned().unwrap_or(Value::Null);
+    let record = connection_record(services, connection_id).await?;
+    take_action(services, connection_id, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
+    // Patterns were validated at $connect; a record that no longer parses grants nothing.
+    if !Grants::parse(&record.events)
+        .unwrap_or_default()
+        .allows(name)
+    {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("the token does not allow you to send the event \"{name}\""),
+        ));
+    }
+    take_publish(services, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
+    let event = upstream::events::message(connection_id, &record.user_id, name, &data, id.as_ref());
+    let upstream = &services.upstream;
+    match &upstream.event_hook {
+        Some(hook) => match ask_event_hook(upstream, hook, &event).await {
+            Ok(answer) => {
+                info!(connection_id, user_id = %record.user_id, event = name, "event answered by the hook");
+                Ok(event_answer(id, &answer))
+            }
+            Err(e) => {
+                warn!(connection_id, event = name, error = %e, "event hook failed");
+                // The client learns what happened, never where the hook is.
+                let message = match e {
+                    HookError::Failed(m) if m.starts_with("the event hook answered") => m,
+                    HookError::Failed(_) | HookError::Refused(_) => {
+                        "the event hook did not answer".to_owned()
+                    }
+                    HookError::InvalidAnswer(_) => {
+                        "the event hook's answer is too large".to_owned()
+                    }
+                    HookError::Secret(_) => "the event hook is not configured".to_owned(),
+                };
+                Err(Refusal::new(ErrorCode::HookFailed, message))
+            }
+        },
+        None => {
+            upstream.emit(&event).await;
+            info!(connection_id, user_id = %record.user_id, event = name, "event sent upstream");
+            Ok(ServerFrame::ack_ok(id).to_json())
+        }
     }
 }
 
@@ -272,7 +354,7 @@ async fn presence(
     ))
 }
 
-/// The `subscribe`, `unsubscribe`, `publish` and `presence` routes: the answer
+/// The `subscribe`, `unsubscribe`, `publish`, `presence` and `event` routes: the answer
 /// is the route response.
 pub async fn handle_client_action(
     services: &Services,

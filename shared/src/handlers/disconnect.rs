@@ -1,4 +1,4 @@
-//! `$disconnect`: forget the connection.
+//! `$disconnect`: forget the connection, and emit `disconnected` upstream.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{error, info};
@@ -6,6 +6,7 @@ use tracing::{error, info};
 use crate::groups::membership::forget;
 use crate::replies::response;
 use crate::services::Services;
+use crate::upstream;
 
 /// Deletes the connection record and its memberships (announcing presence
 /// leaves). An unknown id is success, so a repeated or late `$disconnect` is
@@ -19,6 +20,30 @@ pub async fn handle_disconnect(
         error!("disconnect event without a connection id");
         return response(400, None);
     };
+    // The record is read only when an upstream sink wants the event.
+    let record = if services.upstream.has_sinks() {
+        services
+            .store
+            .get_connection(connection_id)
+            .await
+            .unwrap_or_else(|e| {
+                error!(connection_id, error = %e, "cannot read the record: no disconnected event");
+                None
+            })
+    } else {
+        None
+    };
+    if let Some(record) = record {
+        let event = upstream::events::disconnected(&upstream::events::Disconnected {
+            connection_id,
+            user_id: &record.user_id,
+            status_code: context.disconnect_status_code,
+            reason: context.disconnect_reason.as_deref(),
+            connected_at_ms: record.connected_at_ms,
+            disconnected_at_ms: crate::clock::now_millis(),
+        });
+        services.upstream.emit(&event).await;
+    }
     match forget(services, connection_id).await {
         Ok(groups_left) => {
             info!(

@@ -12,3 +12,4 @@ pub mod http_api;
 pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;
+pub mod upstream;

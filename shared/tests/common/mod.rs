@@ -111,6 +111,7 @@ pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
         groups: vec![],
         subscribe: vec![],
         publish: vec![],
+        events: vec![],
     }
 }
 
@@ -175,6 +176,7 @@ impl Harness {
             deliveries: deliveries.clone(),
             sent_log: None,
             settings: Arc::new(settings),
+            upstream: Default::default(),
         };
         Harness {
             store,

@@ -16,6 +16,7 @@ const USER_AGENT: &str = "userAgent";
 const GROUPS: &str = "groups";
 const SUBSCRIBE: &str = "subscribe";
 const PUBLISH: &str = "publish";
+const EVENTS: &str = "events";
 pub(super) const GROUP_NAME: &str = "groupName";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -62,6 +63,7 @@ pub(super) fn to_item(record: &ConnectionRecord) -> Item {
         (GROUPS, &record.groups),
         (SUBSCRIBE, &record.subscribe),
         (PUBLISH, &record.publish),
+        (EVENTS, &record.events),
     ] {
         if !list.is_empty() {
             let values = list.iter().cloned().map(AttributeValue::S).collect();
@@ -108,6 +110,7 @@ pub(super) fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
         groups: list(GROUPS)?,
         subscribe: list(SUBSCRIBE)?,
         publish: list(PUBLISH)?,
+        events: list(EVENTS)?,
         connection_id: id.clone(),
     })
 }
@@ -128,6 +131,7 @@ mod tests {
             groups: vec!["a".into(), "b".into()],
             subscribe: vec!["chat:*".into()],
             publish: vec![],
+            events: vec!["chat:*".into()],
         };
         assert_eq!(from_item(&to_item(&record)).unwrap(), record);
     }

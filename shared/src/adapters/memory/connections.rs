@@ -198,6 +198,7 @@ mod tests {
             user_agent: None,
             groups: vec![],
             subscribe: vec![],
+            events: vec![],
             publish: vec![],
         }
     }
