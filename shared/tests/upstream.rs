@@ -312,3 +312,70 @@ async fn without_a_secret_nothing_is_sent_and_the_event_stays_queued() {
     );
     assert!(dead.sent().is_empty());
 }
+
+/// The schemas in schemas/upstream/ describe exactly what the code emits: the
+/// same attributes and data fields, the constants they fix, nothing more.
+#[test]
+fn every_event_matches_its_schema() {
+    let connected = events::connected(&events::Connected {
+        connection_id: "c1",
+        user_id: "alice",
+        groups: &["room:1".to_owned()],
+        source_ip: Some("203.0.113.7"),
+        user_agent: None,
+        connected_at_ms: 1_700_000_000_000,
+    });
+    let disconnected = events::disconnected(&events::Disconnected {
+        connection_id: "c1",
+        user_id: "alice",
+        status_code: Some(1001),
+        reason: None,
+        connected_at_ms: 1_700_000_000_000,
+        disconnected_at_ms: 1_700_000_001_000,
+    });
+    let message = events::message("c1", "alice", "chat", &serde_json::json!(null), None);
+    for (schema, event) in [
+        (
+            include_str!("../../schemas/upstream/connected.json"),
+            connected,
+        ),
+        (
+            include_str!("../../schemas/upstream/disconnected.json"),
+            disconnected,
+        ),
+        (include_str!("../../schemas/upstream/message.json"), message),
+    ] {
+        let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let mut required: Vec<String> = serde_json::from_value(schema["required"].clone()).unwrap();
+        required.sort();
+        assert_eq!(keys(&event), required, "{}", schema["title"]);
+        assert_eq!(
+            keys(&event),
+            keys(&schema["properties"]),
+            "{}",
+            schema["title"]
+        );
+        for (name, property) in schema["properties"].as_object().unwrap() {
+            if let Some(constant) = property.get("const") {
+                assert_eq!(&event[name], constant, "{name}");
+            }
+        }
+        let data = &schema["properties"]["data"];
+        assert_eq!(
+            keys(&event["data"]),
+            keys(&data["properties"]),
+            "{}",
+            schema["title"]
+        );
+        let mut data_required: Vec<String> =
+            serde_json::from_value(data["required"].clone()).unwrap();
+        data_required.sort();
+        assert_eq!(keys(&event["data"]), data_required);
+    }
+}
