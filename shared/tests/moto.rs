@@ -1143,7 +1143,9 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
         connected_at_ms: 1_700_000_000_000,
     });
     let message = events::message("c1", "alice", "chat", &serde_json::json!({"x":1}), None);
-    bus.put_events(std::slice::from_ref(&connected)).await.unwrap();
+    bus.put_events(std::slice::from_ref(&connected))
+        .await
+        .unwrap();
     // Through the producers' path too: Upstream::emit with only the bus on.
     let mut upstream = Upstream::default();
     upstream.bus = Some(std::sync::Arc::new(bus));
