@@ -12,6 +12,9 @@
 //!   a TLS endpoint on loopback, with the connection opened by the first post
 //!   or during init (`WARM_CONNECTIONS`).
 //!
+//! - upstream: `$connect` with a connect hook (a loopback receiver) against
+//!   the same stack without one, handshakes interleaved.
+//!
 //! The clients live in a child process (`clients` subcommand) so each side has
 //! its own file-descriptor budget. Everything runs on 127.0.0.1 and every loop
 //! is bounded in count and time.
@@ -21,6 +24,7 @@ mod coldstart;
 mod fanout;
 mod firstcall;
 mod report;
+mod upstream;
 
 use std::path::PathBuf;
 
@@ -76,6 +80,11 @@ enum Command {
     Fanout(FanoutArgs),
     /// Only the cold-start benchmark; prints its table.
     Coldstart(ColdstartArgs),
+    /// Only the connect-hook benchmark; prints its table.
+    Upstream {
+        #[arg(long, default_value_t = 200)]
+        handshakes: usize,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -93,6 +102,11 @@ async fn main() -> Result<(), String> {
         Command::Fanout(args) => {
             let rows = fanout::run(&args.n, args.rounds).await?;
             println!("{}", report::fanout_table(&rows));
+            Ok(())
+        }
+        Command::Upstream { handshakes } => {
+            let row = upstream::run(handshakes).await?;
+            println!("{}", report::upstream_table(&row));
             Ok(())
         }
         Command::Coldstart(args) => {
@@ -117,7 +131,9 @@ async fn main() -> Result<(), String> {
             println!("{}", report::firstcall_table(&first));
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::handler_table(&handlers));
-            let text = report::document(&fanout, &cold, &first, &handlers);
+            let hook = upstream::run(200).await?;
+            println!("{}", report::upstream_table(&hook));
+            let text = report::document(&fanout, &cold, &first, &handlers, &hook);
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -389,7 +389,8 @@ impl Wiring {
 
     /// The handlers' services: [`Wiring::store`] (which also keeps the
     /// idempotency records), [`Wiring::memberships`], [`Wiring::gateway`],
-    /// the queue in `DELIVERIES_QUEUE_URL`, and [`Settings::from_env`].
+    /// the queue in `DELIVERIES_QUEUE_URL`, and [`Settings::from_env`]; no
+    /// upstream sinks ([`Wiring::producer_services`] adds them).
     pub async fn services(&self) -> Result<Services, ConfigError> {
         let settings = Settings::from_env()?;
         let store = Arc::new(self.store()?);
@@ -402,7 +403,17 @@ impl Wiring {
             // Idempotency records live in the connections table (see `SentLog for DynamoStore`).
             sent_log: Some(store),
             settings: Arc::new(settings),
+            upstream: Default::default(),
+        })
+    }
+
+    /// [`Wiring::services`] with upstream events and hooks ([`Wiring::upstream`]):
+    /// for the producers (connect, disconnect, actions) only, so the other
+    /// functions link none of it.
+    pub async fn producer_services(&self) -> Result<Services, ConfigError> {
+        Ok(Services {
             upstream: Arc::new(self.upstream()?),
+            ..self.services().await?
         })
     }
 }

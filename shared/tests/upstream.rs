@@ -379,3 +379,69 @@ fn every_event_matches_its_schema() {
         assert_eq!(keys(&event["data"]), data_required);
     }
 }
+
+/// Counts `PutEvents` calls and the events in them.
+#[derive(Default)]
+struct CountingBus {
+    calls: Mutex<usize>,
+    events: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl switchboard::upstream::EventBus for CountingBus {
+    async fn put_events(
+        &self,
+        events: &[CloudEvent],
+    ) -> Result<(), switchboard::upstream::BusError> {
+        *self.calls.lock().unwrap() += 1;
+        self.events
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.id.clone()));
+        Ok(())
+    }
+}
+
+/// BENCHMARKS.md's "AWS requests per event, by sink": one queue send and one
+/// PutEvents per event on the producer side, one POST per delivered event.
+#[tokio::test]
+async fn aws_requests_per_event_by_sink() {
+    let h = Harness::new();
+    let queue = Arc::new(MemoryQueue::new());
+    let bus = Arc::new(CountingBus::default());
+    let mut upstream = Upstream::default();
+    upstream.queue = Some(queue.clone());
+    upstream.bus = Some(bus.clone());
+    let services = Services {
+        upstream: Arc::new(upstream),
+        ..h.services.clone()
+    };
+    let mut claims = switchboard::auth::claims_for("alice", Duration::from_secs(60), vec![]);
+    claims.events = vec!["chat".into()];
+    let token = token_with(&claims);
+    handle_connect(&services, &verifier(), &connect_event("c1", Some(&token))).await;
+    client_action(
+        &services,
+        "c1",
+        Some(r#"{"action":"event","event":"chat"}"#),
+    )
+    .await;
+    handle_disconnect(&services, &disconnect_event("c1")).await;
+    assert_eq!(queue.calls(), 3, "one SendMessageBatch per event");
+    assert_eq!(queue.sent().len(), 3);
+    assert_eq!(*bus.calls.lock().unwrap(), 3, "one PutEvents per event");
+    assert_eq!(bus.events.lock().unwrap().len(), 3);
+
+    let http = scripted(vec![Ok(204)]);
+    let dead = Arc::new(MemoryQueue::new());
+    let sender = sender(http.clone(), dead, WebhookSecret::given(SECRET));
+    let bodies = queue.sent();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let report = upstream_batch(&sender, sqs_event(&bodies)).await;
+    assert!(report.failures.is_empty());
+    assert_eq!(
+        http.got.lock().unwrap().len(),
+        3,
+        "one POST per delivered event"
+    );
+}

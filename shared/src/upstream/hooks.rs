@@ -2,7 +2,6 @@
 //! user and grants) and `event` (answers a client's event). Both POST signed
 //! requests (see [`crate::webhook`]) and wait at most the hook's timeout.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::SecretError;
@@ -44,8 +43,7 @@ impl From<PostError> for HookError {
 
 /// What a connect hook may set: each field present replaces the token's.
 /// Validated exactly like token claims.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectAnswer {
     pub user_id: Option<String>,
     pub groups: Option<Vec<String>>,
@@ -55,6 +53,42 @@ pub struct ConnectAnswer {
 }
 
 impl ConnectAnswer {
+    /// The answer's JSON object: `userId` a string, the others lists of
+    /// strings, no other field. (Read through `Value`, which every function
+    /// links already, rather than a derived deserializer.)
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            return Err("the answer must be a JSON object".into());
+        };
+        let mut answer = ConnectAnswer::default();
+        for (key, value) in map {
+            let strings = || -> Result<Vec<String>, String> {
+                value
+                    .as_array()
+                    .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+                    .ok_or_else(|| format!("\"{key}\" must be a list of strings"))
+            };
+            match key.as_str() {
+                "userId" => match &value {
+                    Value::String(user) => answer.user_id = Some(user.clone()),
+                    _ => return Err("\"userId\" must be a string".into()),
+                },
+                "groups" => answer.groups = Some(strings()?),
+                "subscribe" => answer.subscribe = Some(strings()?),
+                "publish" => answer.publish = Some(strings()?),
+                "events" => answer.events = Some(strings()?),
+                _ => {
+                    return Err(format!(
+                        "unknown field \"{}\"",
+                        crate::protocol::quote(&key)
+                    ));
+                }
+            }
+        }
+        answer.check().map_err(|e| e.to_string())?;
+        Ok(answer)
+    }
+
     fn check(&self) -> Result<(), FieldError> {
         if let Some(user_id) = &self.user_id {
             validate::user_id("userId", user_id)?;
@@ -123,12 +157,7 @@ pub async fn ask_connect_hook(
     if answer.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ConnectAnswer::default());
     }
-    let parsed: ConnectAnswer = serde_json::from_slice(&answer.body)
-        .map_err(|e| HookError::InvalidAnswer(e.to_string()))?;
-    parsed
-        .check()
-        .map_err(|e| HookError::InvalidAnswer(e.to_string()))?;
-    Ok(parsed)
+    ConnectAnswer::parse(&answer.body).map_err(HookError::InvalidAnswer)
 }
 
 /// Asks the event hook to answer a client's `message` event: its 2xx body
@@ -156,4 +185,40 @@ pub async fn ask_event_hook(
     }
     Ok(serde_json::from_slice(&answer.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_answers_are_validated_like_token_claims() {
+        let parse = |text: &str| ConnectAnswer::parse(text.as_bytes());
+        assert_eq!(
+            parse(r#"{"userId":"bob","subscribe":["chat:*"],"events":[]}"#),
+            Ok(ConnectAnswer {
+                user_id: Some("bob".into()),
+                subscribe: Some(vec!["chat:*".into()]),
+                events: Some(vec![]),
+                ..ConnectAnswer::default()
+            })
+        );
+        assert_eq!(parse("{}"), Ok(ConnectAnswer::default()));
+        assert_eq!(parse("[1]"), Err("the answer must be a JSON object".into()));
+        assert_eq!(
+            parse(r#"{"userId":7}"#),
+            Err("\"userId\" must be a string".into())
+        );
+        assert_eq!(
+            parse(r#"{"groups":"a"}"#),
+            Err("\"groups\" must be a list of strings".into())
+        );
+        assert_eq!(
+            parse(r#"{"admin":true}"#),
+            Err("unknown field \"admin\"".into())
+        );
+        assert!(parse(r#"{"publish":["chat*"]}"#).is_err());
+        assert!(parse(r#"{"userId":""}"#).is_err());
+        assert!(parse(r#"{"groups":["bad name"]}"#).is_err());
+    }
 }
