@@ -410,11 +410,51 @@ impl Wiring {
     /// [`Wiring::services`] with upstream events and hooks ([`Wiring::upstream`]):
     /// for the producers (connect, disconnect, actions) only, so the other
     /// functions link none of it.
+    ///
+    /// These three never post to a connection or read the sent log (every
+    /// send of theirs goes through the Deliveries queue), so they get
+    /// [`NoGateway`] and no sent log: the Management API client and the sent
+    /// log's batch reads stay out of their bootstraps (connect is at its size
+    /// target; README, "Upstream events").
     pub async fn producer_services(&self) -> Result<Services, ConfigError> {
         Ok(Services {
+            store: Arc::new(self.store()?),
+            memberships: Arc::new(self.memberships()?),
+            gateway: Arc::new(NoGateway),
+            deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
+            sent_log: None,
+            settings: Arc::new(Settings::from_env()?),
             upstream: Arc::new(self.upstream()?),
-            ..self.services().await?
         })
+    }
+}
+
+/// The gateway of the functions that never post (connect, disconnect,
+/// actions): a call would be a bug, and fails loudly instead of posting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGateway;
+
+#[async_trait::async_trait]
+impl crate::ports::Gateway for NoGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        _data: &[u8],
+    ) -> Result<(), crate::ports::GatewayError> {
+        tracing::error!(connection_id, "this function does not post to connections");
+        Err(crate::ports::GatewayError::Forbidden(
+            "this function does not post to connections".into(),
+        ))
+    }
+
+    async fn delete_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<(), crate::ports::GatewayError> {
+        tracing::error!(connection_id, "this function does not close connections");
+        Err(crate::ports::GatewayError::Forbidden(
+            "this function does not close connections".into(),
+        ))
     }
 }
 

@@ -445,3 +445,19 @@ async fn aws_requests_per_event_by_sink() {
         "one POST per delivered event"
     );
 }
+
+/// connect, disconnect and actions are wired with `NoGateway` (they never
+/// post: every send goes through the Deliveries queue); a post would be a bug
+/// and fails instead of reaching a connection.
+#[tokio::test]
+async fn the_producers_gateway_refuses_to_post() {
+    use switchboard::ports::{Gateway, GatewayError};
+    let gateway = switchboard::aws::NoGateway;
+    assert_eq!(
+        gateway.post_to_connection("c1", b"x").await,
+        Err(GatewayError::Forbidden(
+            "this function does not post to connections".into()
+        ))
+    );
+    assert!(gateway.delete_connection("c1").await.is_err());
+}
