@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: test tools fmt-check clippy unit test-all invoke-events fuzz lint-template build sizes bench events clean js
 
-FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver
+FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver upstream
 
 ## test: everything CI checks — format, clippy, unit + moto + loopback tests, every event invoked, fuzzing, template lint, release build, the JS client
 test: tools fmt-check clippy test-all invoke-events fuzz lint-template build sizes js

@@ -32,6 +32,7 @@ commands.json|commands|"batchItemFailures":[]
 notify-user.json|notify-user|"batchItemFailures":[]
 notify-connection.json|notify-connection|"batchItemFailures":[{"itemIdentifier":"0a7c9e4e-6b1f-4c8a-9d2e-000000000002"}]
 deliver.json|deliver|"batchItemFailures":[]
+upstream.json|upstream|"batchItemFailures":[{"itemIdentifier":"0a7c9e4e-6b1f-4c8a-9d2e-0000000000u1"}]
 disconnect.json|disconnect|"statusCode":200
 TABLE
 )

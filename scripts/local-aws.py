@@ -23,6 +23,8 @@ REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # The development secret events/connect.json's token is signed with (README, "Invoke locally").
 DEV_SECRET = "switchboard-local-dev-secret-0123456789"
+# The development webhook signing secret (plain text, as WebhookSecretValue holds it).
+DEV_WEBHOOK_SECRET = "switchboard-local-dev-webhook-secret-0123456789"
 
 
 class TemplateLoader(yaml.SafeLoader):
@@ -117,6 +119,8 @@ def main(endpoint, env_file):
             continue
         name = local_name(logical_id)
         keys = json.dumps({"kid": "1", "secret": DEV_SECRET})
+        if logical_id == "WebhookSecretValue":
+            keys = DEV_WEBHOOK_SECRET
         try:
             arn = secretsmanager.create_secret(Name=name, SecretString=keys)["ARN"]
         except secretsmanager.exceptions.ResourceExistsException:
@@ -129,11 +133,18 @@ def main(endpoint, env_file):
         "WEBSOCKET_ENDPOINT": endpoint,
         # Only handed out by negotiate: the local stack's URL (cargo run -p switchboard-local).
         "WEBSOCKET_URL": "ws://127.0.0.1:3001/local",
+        # Nothing listens on the discard port: events/upstream.json's event is tried and kept
+        # on the queue (a batch item failure), the retry path.
+        "WEBHOOK_URL": "http://127.0.0.1:9/handler",
     }
 
     def value(name, declared):
         if name in by_name:
             return by_name[name]
+        if isinstance(declared, dict) and "Fn::If" in declared:
+            # The template's conditions are off with the parameters' defaults (no webhook
+            # sink, no EventBridge): the else branch.
+            return value(name, declared["Fn::If"][2])
         if isinstance(declared, dict) and "Ref" in declared:
             ref = declared["Ref"]
             if ref in local:

@@ -148,6 +148,7 @@ fn handlers(c: &mut Criterion) {
         sent_log: None,
         history: None,
         settings: Arc::new(Settings::default()),
+        upstream: Default::default(),
     };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;
     let batch = vec![

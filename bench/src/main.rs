@@ -14,6 +14,9 @@
 //! - recovery: 1,000 missed user messages recovered with one `recover`,
 //!   against the same 1,000 delivered live, on the local stack.
 //!
+//! - upstream: `$connect` with a connect hook (a loopback receiver) against
+//!   the same stack without one, handshakes interleaved.
+//!
 //! The clients live in a child process (`clients` subcommand) so each side has
 //! its own file-descriptor budget. Everything runs on 127.0.0.1 and every loop
 //! is bounded in count and time.
@@ -24,6 +27,7 @@ mod fanout;
 mod firstcall;
 mod recovery;
 mod report;
+mod upstream;
 
 use std::path::PathBuf;
 
@@ -90,6 +94,11 @@ enum Command {
         #[arg(long, default_value = "target/criterion")]
         criterion: PathBuf,
     },
+    /// Only the connect-hook benchmark; prints its table.
+    Upstream {
+        #[arg(long, default_value_t = 200)]
+        handshakes: usize,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -119,6 +128,11 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&row)));
             Ok(())
         }
+        Command::Upstream { handshakes } => {
+            let row = upstream::run(handshakes).await?;
+            println!("{}", report::upstream_table(&row));
+            Ok(())
+        }
         Command::Coldstart(args) => {
             let rows = coldstart::run(&args.bootstraps, &args.hello, args.starts).await?;
             println!("{}", report::coldstart_table(&rows));
@@ -143,7 +157,9 @@ async fn main() -> Result<(), String> {
             println!("{}", report::handler_table(&handlers));
             let recovery = recovery::run(1000, 3).await?;
             println!("{}", report::history_tables(&handlers, Some(&recovery)));
-            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery));
+            let hook = upstream::run(200).await?;
+            println!("{}", report::upstream_table(&hook));
+            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

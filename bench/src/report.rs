@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{coldstart, fanout, firstcall, recovery};
+use crate::{coldstart, fanout, firstcall, recovery, upstream};
 
 /// The targets the issue sets, checked in the tables.
 const FANOUT_TARGET_RATIO: f64 = 3.0;
@@ -93,6 +93,32 @@ pub fn firstcall_table(rows: &[firstcall::Row]) -> String {
     }
     out
 }
+
+pub fn upstream_table(row: &upstream::Row) -> String {
+    format!(
+        "| `$connect` | handshakes | median ms | p90 ms | ratio (median) |\n|---|---|---|---|---|\n\
+         | without a connect hook (baseline) | {n} | {:.2} | {:.2} | 1.00 |\n\
+         | with a connect hook (loopback, 204) | {n} | {:.2} | {:.2} | {:.2} |\n",
+        row.plain_median_ms,
+        row.plain_p90_ms,
+        row.hook_median_ms,
+        row.hook_p90_ms,
+        row.hook_median_ms / row.plain_median_ms,
+        n = row.handshakes,
+    )
+}
+
+/// AWS requests per upstream event, by sink: what the adapters send
+/// (asserted by `shared/tests/upstream.rs`,
+/// `aws_requests_per_event_by_sink`).
+const UPSTREAM_REQUESTS: &str = "\
+| sink | per event, producer side | per event, delivery side |
+|---|---|---|
+| webhook (Upstream queue) | 1 `SendMessageBatch` (connect, actions, disconnect); `disconnected` also 1 `GetItem` for the record | 1 HTTP POST when the receiver answers 2xx (each retry one more); Lambda's SQS poller receives and deletes in batches of up to 10 |
+| EventBridge | 1 `PutEvents` (`disconnected` also 1 `GetItem`) | none: EventBridge delivers to the rules' targets |
+| connect hook | 1 HTTP POST per handshake, before any write | - |
+| event hook | 1 HTTP POST per `event` action, instead of the asynchronous sinks | - |
+";
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -286,6 +312,7 @@ pub fn document(
     first: &[firstcall::Row],
     handlers: &[HandlerRow],
     recovery: Option<&recovery::Row>,
+    hook: &upstream::Row,
 ) -> String {
     format!(
         "# Benchmarks\n\n\
@@ -366,6 +393,14 @@ pub fn document(
          exact numbers; 250 connections, group pages of 100). Idempotency ids add, per delivered\n\
          message, 0.05 requests on group and broadcast sends and 2 on notify-connection.\n\n\
          {requests}\n\
+         ## Upstream events\n\n\
+         `$connect` through the local stack with a connect hook (a loopback receiver answering\n\
+         204, the request signed) against the same stack without one; handshakes alternate\n\
+         between the two, after 20 unmeasured each, from the TCP connect to the 101.\n\n\
+         {hook}\n\
+         AWS requests per event, by sink (counted at the adapter layer by\n\
+         `shared/tests/upstream.rs`, `aws_requests_per_event_by_sink`):\n\n\
+         {upstream_requests}\n\
          {build}",
         date = today(),
         machine = machine(),
@@ -375,6 +410,8 @@ pub fn document(
         handlers = handler_table(handlers),
         history = history_tables(handlers, recovery),
         requests = REQUEST_COUNTS,
+        hook = upstream_table(hook),
+        upstream_requests = UPSTREAM_REQUESTS,
         build = BUILD_CHOICES,
     )
 }

@@ -111,6 +111,38 @@ pub struct Config {
     pub source_concurrency: usize,
     /// How the handlers reach the Management API.
     pub gateway: GatewayMode,
+    /// Upstream events and hooks (all off by default).
+    pub upstream: UpstreamConfig,
+}
+
+/// Where the local stack sends upstream events, and its hooks.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConfig {
+    /// `--webhook`: events go through the in-memory Upstream queue to this URL.
+    pub webhook: Option<String>,
+    /// `--webhook-secret`: signs every webhook and hook request (at least 32 bytes).
+    pub secret: Option<String>,
+    /// `--connect-hook`, `--event-hook`.
+    pub connect_hook: Option<String>,
+    pub event_hook: Option<String>,
+    /// `--hook-timeout` (default 2 s) for both hooks.
+    pub hook_timeout: Option<Duration>,
+    /// `--connect-hook-fail-open`: a failed connect hook lets the connection in.
+    pub connect_hook_fail_open: bool,
+    /// `--event-bus`: events go to this EventBridge bus (at `--aws-endpoint`).
+    pub event_bus: Option<String>,
+    /// How the webhook sender posts (attempts, backoff, timeout).
+    pub delivery: switchboard::config::DeliveryPolicy,
+}
+
+impl UpstreamConfig {
+    /// Whether anything upstream is on.
+    pub fn any(&self) -> bool {
+        self.webhook.is_some()
+            || self.connect_hook.is_some()
+            || self.event_hook.is_some()
+            || self.event_bus.is_some()
+    }
 }
 
 /// How the handlers' posts reach the connections.
@@ -154,6 +186,7 @@ impl Default for Config {
             handler_timeout: Duration::from_secs(30),
             source_concurrency: 16,
             gateway: GatewayMode::Sdk,
+            upstream: UpstreamConfig::default(),
         }
     }
 }
@@ -221,6 +254,13 @@ pub enum StartError {
     ShortApiKey(usize),
     #[error("cannot generate an API key: the operating system's random source failed")]
     NoRandomness,
+    #[error(
+        "a webhook or hook is configured but no webhook secret: pass --webhook-secret \
+         (SWITCHBOARD_WEBHOOK_SECRET, at least 32 bytes); nothing is sent unsigned"
+    )]
+    NoWebhookSecret,
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl StartError {
@@ -228,7 +268,11 @@ impl StartError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            StartError::Exposed { .. } | StartError::ShortApiKey(_) | StartError::Secret(_)
+            StartError::Exposed { .. }
+                | StartError::ShortApiKey(_)
+                | StartError::Secret(_)
+                | StartError::NoWebhookSecret
+                | StartError::Upstream(_)
         )
     }
 }

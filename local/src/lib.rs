@@ -38,7 +38,7 @@ pub use access::UNAUTHORIZED;
 pub use config::StartError;
 pub use config::{
     Backend, Config, GatewayMode, IDLE_TIMEOUT, MAX_DURATION, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
-    MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES,
+    MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES, UpstreamConfig,
 };
 pub use stack::RunningStack;
 pub use start::start;

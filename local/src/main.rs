@@ -9,7 +9,7 @@ use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::config::{EnqueuePolicy, HistorySettings, Limits, PostingPolicy};
 use switchboard::rate::Rate;
 use switchboard_local::logs::{self, LogFormat};
-use switchboard_local::{Backend, Config, GatewayMode, RunningStack, demo};
+use switchboard_local::{Backend, Config, GatewayMode, RunningStack, UpstreamConfig, demo};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
 /// semantics, the Management API and the queues, running the Lambdas' handlers.
@@ -39,6 +39,9 @@ enum Command {
         /// Groups it may publish client events to: names or prefix:* patterns, comma-separated.
         #[arg(long, value_delimiter = ',')]
         publish: Vec<String>,
+        /// Event names it may send to the application (the `event` action): names or prefix:* patterns.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
     },
 }
 
@@ -181,6 +184,28 @@ struct Serve {
     /// timeouts and retries, without the HTTP round trip; for load).
     #[arg(long, value_enum, default_value_t = Gateway::Sdk)]
     gateway: Gateway,
+    /// Send upstream events (connected, disconnected, message) to this URL as signed
+    /// CloudEvents, through the in-memory Upstream queue (retries, dead letters).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK")]
+    webhook: Option<String>,
+    /// The secret (at least 32 bytes) every webhook and hook request is signed with.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Ask this URL at every $connect (401/403 refuses; a JSON answer may set the user and grants).
+    #[arg(long, env = "SWITCHBOARD_CONNECT_HOOK")]
+    connect_hook: Option<String>,
+    /// Let connections in when the connect hook times out or fails (default: refuse).
+    #[arg(long, env = "SWITCHBOARD_CONNECT_HOOK_FAIL_OPEN")]
+    connect_hook_fail_open: bool,
+    /// Ask this URL to answer each client `event`; its answer goes back to that client.
+    #[arg(long, env = "SWITCHBOARD_EVENT_HOOK")]
+    event_hook: Option<String>,
+    /// How long each hook may take.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "SWITCHBOARD_HOOK_TIMEOUT")]
+    hook_timeout: Duration,
+    /// Also put upstream events on this EventBridge bus (needs --aws-endpoint).
+    #[arg(long, env = "SWITCHBOARD_EVENT_BUS")]
+    event_bus: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -283,6 +308,16 @@ fn config(serve: Serve) -> Result<Config, String> {
             Gateway::Sdk => GatewayMode::Sdk,
             Gateway::InProcess => GatewayMode::InProcess,
         },
+        upstream: UpstreamConfig {
+            webhook: serve.webhook,
+            secret: serve.webhook_secret,
+            connect_hook: serve.connect_hook,
+            event_hook: serve.event_hook,
+            hook_timeout: Some(serve.hook_timeout),
+            connect_hook_fail_open: serve.connect_hook_fail_open,
+            event_bus: serve.event_bus,
+            delivery: Default::default(),
+        },
     })
 }
 
@@ -324,6 +359,7 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
          \n  Management API  {mgmt}/@connections/{{connectionId}}\
          \n  Queues          POST {http}/queues/notify-user  |  notify-connection  |  commands\
          \n  HTTP API        POST {http}/send | /notify | /negotiate;  GET {http}/groups/{{group}} | /users/{{id}} | /connections/{{id}}\
+         \n{upstream}\
          \n\n{auth}{secret_note}\
          \nConnect as \"{user}\" (token valid 12 h):\
          \n  websocat \"{ws}?token={token}\"\
@@ -341,7 +377,40 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
         http = stack.http_url(),
         demo = demo::PATH,
         notification = demo::NOTIFICATION,
+        upstream = upstream_lines(stack),
     )
+}
+
+/// Where upstream events go, for the banner.
+fn upstream_lines(stack: &RunningStack) -> String {
+    let c = &stack.config().upstream;
+    let mut lines = String::new();
+    let mut line = |what: &str, to: &str| lines.push_str(&format!("\n  {what:<15} {to}"));
+    match &c.webhook {
+        Some(url) => line(
+            "Upstream events",
+            &format!(
+                "POST {url} (signed; dead letters: GET {}/queues/upstream/dead-letters)",
+                stack.http_url()
+            ),
+        ),
+        None => line("Upstream events", "off (--webhook URL --webhook-secret S)"),
+    }
+    if let Some(bus) = &c.event_bus {
+        line("EventBridge", bus);
+    }
+    if let Some(url) = &c.connect_hook {
+        let mode = if c.connect_hook_fail_open {
+            "fails open"
+        } else {
+            "fails closed"
+        };
+        line("Connect hook", &format!("POST {url} ({mode})"));
+    }
+    if let Some(url) = &c.event_hook {
+        line("Event hook", &format!("POST {url}"));
+    }
+    lines
 }
 
 #[tokio::main]
@@ -353,6 +422,7 @@ async fn main() -> ExitCode {
         groups,
         subscribe,
         publish,
+        events,
     }) = cli.command
     {
         let Some(secret) = token_secret() else {
@@ -372,6 +442,7 @@ async fn main() -> ExitCode {
         let mut claims = claims_for(&user_id, ttl, groups);
         claims.subscribe = subscribe;
         claims.publish = publish;
+        claims.events = events;
         return match mint(&secret, &claims) {
             Ok(token) => {
                 println!("{token}");

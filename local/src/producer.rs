@@ -44,6 +44,8 @@ pub(crate) struct Producers {
     pub(crate) commands: Producer,
     /// Written by the fan-outs, not by producers.
     pub(crate) deliveries: Producer,
+    /// The Upstream queue (with `--webhook`): written by the handlers.
+    pub(crate) upstream: Option<Producer>,
 }
 
 impl Producers {
@@ -71,6 +73,7 @@ impl Producers {
     pub(crate) fn any(&self, name: &str) -> Option<&Producer> {
         match name {
             "deliveries" => Some(&self.deliveries),
+            "upstream" => self.upstream.as_ref(),
             _ => self.writable(name),
         }
     }

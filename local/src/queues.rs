@@ -140,6 +140,20 @@ impl LocalQueue {
         batch
     }
 
+    /// Puts `body` straight into the dead letters with `error` (a message
+    /// its handler knows can never succeed, e.g. a webhook answered 400).
+    pub fn bury(&self, body: String, error: String) {
+        let now = events::iso_time(now_millis());
+        lock(&self.state).dead.push(DeadLetter {
+            message_id: random_hex::<16>(),
+            body,
+            receive_count: 1,
+            last_error: error,
+            sent_at: now.clone(),
+            dead_at: now,
+        });
+    }
+
     /// Deletes a handled message.
     pub fn complete(&self, message_id: &str) {
         let mut state = lock(&self.state);
@@ -399,6 +413,26 @@ pub async fn run_sqs_source(
             // Undeleted messages come back after the visibility timeout: a duplicate, never a loss.
             error!(queue = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "delete failed");
         }
+    }
+}
+
+/// A queue's dead letters as a queue port: what a handler sends here is dead
+/// at once (the webhook sender's refused events, `{"status":…,"event":…}`),
+/// as the Upstream DLQ holds them on AWS.
+pub struct DeadLetterQueue(pub Arc<LocalQueue>);
+
+#[async_trait]
+impl MessageQueue for DeadLetterQueue {
+    async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError> {
+        for body in bodies {
+            let status = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["status"].as_u64())
+                .unwrap_or(0);
+            self.0
+                .bury(body.clone(), format!("the receiver answered {status}"));
+        }
+        Ok(Vec::new())
     }
 }
 

@@ -74,6 +74,16 @@ impl RunningStack {
         format!("http://{}", self.addr)
     }
 
+    /// The configuration the stack runs with.
+    pub fn config(&self) -> &crate::config::Config {
+        &self.stack.config
+    }
+
+    /// Upstream events no sink took (each also logged).
+    pub fn upstream_lost(&self) -> u64 {
+        self.stack.services.upstream.lost()
+    }
+
     pub fn secret(&self) -> &TokenSecret {
         &self.secret
     }

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
+use switchboard::adapters::http::SdkPoster;
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
@@ -18,23 +19,25 @@ use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch_recorded;
+use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
 use switchboard::history::Recorder;
 use switchboard::metrics::measure;
 use switchboard::ports::Gateway;
 use switchboard::posting::Posting;
 use switchboard::services::Services;
+use switchboard::upstream::{DEFAULT_HOOK_TIMEOUT, Hook, Upstream, WebhookSecret};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::access::{self, ApiKey};
-use crate::config::{Config, GatewayMode, StartError};
+use crate::config::{Backend, Config, GatewayMode, StartError};
 use crate::ids::random_hex;
 use crate::management::{InProcessGateway, Management};
 use crate::metrics::Prometheus;
 use crate::producer::{Producer, Producers};
-use crate::queues::{self, BatchHandler, SourceOptions};
+use crate::queues::{self, BatchHandler, DeadLetterQueue, SourceOptions};
 use crate::server;
 use crate::stack::{RunningStack, Stack};
 use crate::storage::Storage;
@@ -53,7 +56,8 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let management = Arc::new(Management::new(config.fault_rate, config.fault_stall));
     let gateway = gateway(&config, &sdk, addr, api_key.as_ref(), &management);
     let storage = Storage::open(&config, &sdk);
-    let services = services(&config, &storage, gateway);
+    let upstream = upstream(&config, &storage, &sdk)?;
+    let services = services(&config, &storage, gateway, upstream);
     let handler_timeouts = Arc::new(AtomicU64::new(0));
     let metrics = Arc::new(Prometheus::default());
     let mut tasks = event_sources(
@@ -149,7 +153,12 @@ fn gateway(
 }
 
 /// The handlers' ports and settings, as a Lambda's main builds them.
-fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Services {
+fn services(
+    config: &Config,
+    storage: &Storage,
+    gateway: Arc<dyn Gateway>,
+    upstream: Arc<Upstream>,
+) -> Services {
     Services {
         store: storage.store.clone(),
         memberships: storage.memberships.clone(),
@@ -167,7 +176,74 @@ fn services(config: &Config, storage: &Storage, gateway: Arc<dyn Gateway>) -> Se
             posting: config.notify_connection.clone(),
             history: config.history.clone(),
         }),
+        upstream,
     }
+}
+
+/// Upstream sinks and hooks as `config.upstream` names them: the in-memory
+/// Upstream queue (`--webhook`), an EventBridge bus at the AWS endpoint
+/// (`--event-bus`), the hooks, all signed with `--webhook-secret`.
+fn upstream(
+    config: &Config,
+    storage: &Storage,
+    sdk: &SdkConfig,
+) -> Result<Arc<Upstream>, StartError> {
+    let c = &config.upstream;
+    let mut upstream = Upstream::default();
+    if !c.any() {
+        return Ok(Arc::new(upstream));
+    }
+    let url = |name: &'static str, url: &str| {
+        switchboard::config::hook_url(name, url).map_err(|e| StartError::Upstream(e.to_string()))
+    };
+    let signs = c.webhook.is_some() || c.connect_hook.is_some() || c.event_hook.is_some();
+    if signs {
+        let secret = c.secret.as_ref().ok_or(StartError::NoWebhookSecret)?;
+        upstream.secret = WebhookSecret::given(secret.clone());
+        upstream.http = Some(Arc::new(SdkPoster::new(
+            c.hook_timeout
+                .unwrap_or(DEFAULT_HOOK_TIMEOUT)
+                .max(c.delivery.timeout),
+            sdk.sleep_impl(),
+        )));
+    }
+    if let Some(webhook) = &c.webhook {
+        url("--webhook", webhook)?;
+    }
+    if let Some(Producer::Local(queue)) = &storage.producers.upstream {
+        upstream.queue = Some(queue.clone());
+    }
+    let timeout = c.hook_timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT);
+    if let Some(hook) = &c.connect_hook {
+        upstream.connect_hook = Some(Hook {
+            url: url("--connect-hook", hook)?,
+            timeout,
+            fail_open: c.connect_hook_fail_open,
+        });
+    }
+    if let Some(hook) = &c.event_hook {
+        upstream.event_hook = Some(Hook {
+            url: url("--event-hook", hook)?,
+            timeout,
+            fail_open: false,
+        });
+    }
+    if let Some(bus) = &c.event_bus {
+        let Backend::Aws {
+            endpoint: Some(endpoint),
+            ..
+        } = &config.backend
+        else {
+            return Err(StartError::Upstream(
+                "--event-bus needs --aws-endpoint (EventBridge at moto or LocalStack)".into(),
+            ));
+        };
+        let bus = switchboard::aws::Wiring::new(sdk.clone())
+            .event_bridge(bus, Some(endpoint))
+            .map_err(|e| StartError::Upstream(e.to_string()))?;
+        upstream.bus = Some(Arc::new(bus));
+    }
+    Ok(Arc::new(upstream))
 }
 
 /// Each queue's handler, driven by an event source as Lambda's: in-memory
@@ -218,6 +294,7 @@ fn event_sources(
         notify_connection: notify_connection_queue,
         commands: commands_queue,
         deliveries: deliveries_queue,
+        ..
     } = &storage.producers;
     let sources = [
         (notify_user_queue, notify_user, "notify-user"),
@@ -229,8 +306,15 @@ fn event_sources(
         (commands_queue, commands, "commands"),
         (deliveries_queue, deliveries, "deliveries"),
     ];
+    let upstream = webhook_sender(config, storage, services).map(|(producer, sender)| {
+        let handler = batch_handler(sender, |sender, event| async move {
+            upstream_batch(&sender, event).await
+        });
+        (producer, handler, "upstream")
+    });
     sources
         .into_iter()
+        .chain(upstream)
         .map(|(producer, handler, name)| match producer {
             Producer::Local(queue) => tokio::spawn(queues::run_local_source(
                 queue.clone(),
@@ -251,6 +335,32 @@ fn event_sources(
             )),
         })
         .collect()
+}
+
+/// The webhook sender on the Upstream queue (with `--webhook`), the same
+/// handler the `upstream` function runs; refused events go to the queue's
+/// dead letters with their status.
+fn webhook_sender<'a>(
+    config: &Config,
+    storage: &'a Storage,
+    services: &Services,
+) -> Option<(&'a Producer, WebhookSender)> {
+    let producer = storage.producers.upstream.as_ref()?;
+    let Producer::Local(queue) = producer else {
+        return None;
+    };
+    let upstream = &services.upstream;
+    Some((
+        producer,
+        WebhookSender {
+            http: upstream.http.clone()?,
+            url: config.upstream.webhook.clone()?,
+            secret: upstream.secret.clone(),
+            policy: config.upstream.delivery.clone(),
+            dead_letters: Arc::new(DeadLetterQueue(queue.clone())),
+            concurrency: config.notify_user.concurrency,
+        },
+    ))
 }
 
 /// A [`BatchHandler`] that runs `handle` with its own copy of `state` per batch.

@@ -79,6 +79,7 @@ impl Storage {
                             None => Producer::Local(local_queue(config, "commands")),
                         },
                         deliveries,
+                        upstream: upstream_queue(config),
                     },
                 }
             }
@@ -101,9 +102,19 @@ impl Storage {
                 notify_connection,
                 commands: Producer::Local(local_queue(config, "commands")),
                 deliveries,
+                upstream: upstream_queue(config),
             },
         }
     }
+}
+
+/// The Upstream queue, in memory, when `--webhook` is given.
+fn upstream_queue(config: &Config) -> Option<Producer> {
+    config
+        .upstream
+        .webhook
+        .as_ref()
+        .map(|_| Producer::Local(local_queue(config, "upstream")))
 }
 
 /// An in-memory queue with the configured visibility timeout and receive count.

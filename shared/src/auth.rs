@@ -120,6 +120,10 @@ pub struct Claims {
     /// Groups the connection may publish client events to: names, `prefix:*` or `*`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// Client event names the connection may send to the application with
+    /// the `event` action: names, `prefix:*` or `*`. None: no events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// Why a token secret cannot be used. Any of these fails closed. No message
@@ -422,6 +426,7 @@ impl TokenVerifier {
             groups: wire.groups.unwrap_or_default(),
             subscribe: wire.subscribe.unwrap_or_default(),
             publish: wire.publish.unwrap_or_default(),
+            events: wire.events.unwrap_or_default(),
         };
         check_claims(&claims)?;
         Ok(claims)
@@ -480,6 +485,7 @@ struct WireClaims {
     groups: Option<Vec<String>>,
     subscribe: Option<Vec<String>>,
     publish: Option<Vec<String>>,
+    events: Option<Vec<String>>,
     // Read only when the policy requires them.
     iss: Option<Box<serde_json::value::RawValue>>,
     aud: Option<Box<serde_json::value::RawValue>>,
@@ -490,7 +496,8 @@ fn check_claims(claims: &Claims) -> Result<(), AuthError> {
     validate::user_id("sub", &claims.sub).map_err(invalid_claim)?;
     validate::group_list("groups", &claims.groups).map_err(invalid_claim)?;
     validate::pattern_list("subscribe", &claims.subscribe).map_err(invalid_claim)?;
-    validate::pattern_list("publish", &claims.publish).map_err(invalid_claim)
+    validate::pattern_list("publish", &claims.publish).map_err(invalid_claim)?;
+    validate::pattern_list("events", &claims.events).map_err(invalid_claim)
 }
 
 fn invalid_claim(e: FieldError) -> AuthError {
@@ -571,6 +578,7 @@ pub fn claims_for(user_id: &str, ttl: Duration, groups: Vec<String>) -> Claims {
         groups,
         subscribe: Vec::new(),
         publish: Vec::new(),
+        events: Vec::new(),
     }
 }
 

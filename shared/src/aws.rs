@@ -23,13 +23,20 @@ use aws_smithy_runtime_api::client::http::{
 };
 
 use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
+use crate::adapters::eventbridge::EventBridge;
+use crate::adapters::http::SdkPoster;
 use crate::adapters::management_api::ManagementApi;
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::{SecretError, TokenKeys};
-use crate::config::{self, ConfigError, PostingPolicy, Settings, TokenKeySetting, TokenKeySource};
+use crate::config::{
+    self, ConfigError, EnqueuePolicy, PostingPolicy, Settings, TokenKeySetting, TokenKeySource,
+    UpstreamSettings, WebhookSecretSetting,
+};
+use crate::handlers::upstream::WebhookSender;
 use crate::lazy::Lazy;
 use crate::services::Services;
+use crate::upstream::{Upstream, WebhookSecret};
 
 /// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
@@ -279,9 +286,116 @@ impl Wiring {
         ))
     }
 
+    /// Upstream events and hooks from [`UpstreamSettings::from_env`]
+    /// ([`Wiring::upstream_from`]).
+    pub fn upstream(&self) -> Result<Upstream, ConfigError> {
+        self.upstream_from(&UpstreamSettings::from_env()?)
+    }
+
+    /// The sinks and hooks `settings` names: the Upstream queue (SQS), the
+    /// EventBridge bus, the hooks with an HTTP client on the SDK's connector,
+    /// and the webhook secret ([`Wiring::webhook_secret`]).
+    pub fn upstream_from(&self, settings: &UpstreamSettings) -> Result<Upstream, ConfigError> {
+        let mut upstream = Upstream::default();
+        if let Some(url) = &settings.queue_url {
+            upstream.queue = Some(Arc::new(SqsQueue::new(self.sqs.clone(), url)));
+        }
+        if let Some(bus) = &settings.event_bus {
+            upstream.bus = Some(Arc::new(self.event_bridge(bus, None)?));
+        }
+        upstream.connect_hook = settings.connect_hook.clone();
+        upstream.event_hook = settings.event_hook.clone();
+        if upstream.connect_hook.is_some()
+            || upstream.event_hook.is_some()
+            || settings.webhook_url.is_some()
+        {
+            upstream.http = Some(Arc::new(SdkPoster::new(
+                settings.longest_timeout(),
+                self.sdk.sleep_impl(),
+            )));
+        }
+        upstream.secret = self.webhook_secret(settings.secret.as_ref());
+        Ok(upstream)
+    }
+
+    /// The `upstream` function's sender: `WEBHOOK_URL`, `UPSTREAM_DLQ_URL`,
+    /// the webhook secret and the delivery policy ([`UpstreamSettings`]).
+    pub fn webhook_sender(&self) -> Result<WebhookSender, ConfigError> {
+        let settings = UpstreamSettings::from_env()?;
+        let url = settings
+            .webhook_url
+            .clone()
+            .ok_or(ConfigError::Missing("WEBHOOK_URL"))?;
+        let dead_letters = settings
+            .dead_letter_queue_url
+            .clone()
+            .ok_or(ConfigError::Missing("UPSTREAM_DLQ_URL"))?;
+        Ok(WebhookSender {
+            http: Arc::new(SdkPoster::new(
+                settings.delivery.timeout,
+                self.sdk.sleep_impl(),
+            )),
+            url,
+            secret: self.webhook_secret(settings.secret.as_ref()),
+            policy: settings.delivery.clone(),
+            dead_letters: Arc::new(SqsQueue::new(self.sqs.clone(), dead_letters)),
+            concurrency: EnqueuePolicy::from_env()?.concurrency,
+        })
+    }
+
+    /// EventBridge bus `bus` in the SDK configuration's region, at `endpoint`
+    /// (or `AWS_ENDPOINT_URL_EVENTBRIDGE`/`AWS_ENDPOINT_URL`, or AWS's).
+    pub fn event_bridge(
+        &self,
+        bus: &str,
+        endpoint: Option<&str>,
+    ) -> Result<EventBridge, ConfigError> {
+        let region = self
+            .sdk
+            .region()
+            .ok_or(ConfigError::Missing("AWS_REGION"))?;
+        let endpoint = endpoint.map(str::to_owned).or_else(|| {
+            ["AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL"]
+                .into_iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        });
+        let settings = HttpConnectorSettings::builder()
+            .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
+            .read_timeout(secrets_manager::REQUEST_TIMEOUT)
+            .build();
+        let connector = SharedHttpConnector::new(https_connector(settings, self.sdk.sleep_impl()));
+        Ok(EventBridge::new(
+            EventBridge::client(
+                connector,
+                self.sdk.credentials_provider(),
+                region.as_ref(),
+                endpoint.as_deref(),
+            ),
+            bus,
+        ))
+    }
+
+    /// The webhook secret: given, or the Secrets Manager secret read on first
+    /// use; none is the error every signed request answers (fail closed).
+    pub fn webhook_secret(&self, setting: Option<&WebhookSecretSetting>) -> WebhookSecret {
+        match setting {
+            None => WebhookSecret::default(),
+            Some(WebhookSecretSetting::Plain(secret)) => WebhookSecret::given(secret.clone()),
+            Some(WebhookSecretSetting::SecretsManager { secret_id }) => {
+                let store = self.secrets_manager();
+                let secret_id = secret_id.clone();
+                WebhookSecret::lazy(move || {
+                    let (store, secret_id) = (store.clone(), secret_id.clone());
+                    async move { store?.secret_string(&secret_id).await }
+                })
+            }
+        }
+    }
+
     /// The handlers' services: [`Wiring::store`] (which also keeps the
     /// idempotency records), [`Wiring::memberships`], [`Wiring::gateway`],
-    /// the queue in `DELIVERIES_QUEUE_URL`, and [`Settings::from_env`].
+    /// the queue in `DELIVERIES_QUEUE_URL`, and [`Settings::from_env`]; no
+    /// upstream sinks ([`Wiring::producer_services`] adds them).
     pub async fn services(&self) -> Result<Services, ConfigError> {
         let settings = Settings::from_env()?;
         let store = Arc::new(self.store()?);
@@ -295,6 +409,7 @@ impl Wiring {
             sent_log: Some(store),
             history: None,
             settings: Arc::new(settings),
+            upstream: Default::default(),
         })
     }
 
@@ -310,6 +425,66 @@ impl Wiring {
             .history()
             .map(|h| Arc::new(h) as Arc<dyn crate::ports::History>);
         Ok(services)
+    }
+
+    /// The actions function's services: the history (`recover` and `history`
+    /// read it, `publish` appends), the gateway (`recover` posts the missed
+    /// messages to the asking connection) and the upstream sinks (`event`).
+    pub async fn actions_services(&self) -> Result<Services, ConfigError> {
+        let mut services = self.services_with_history().await?;
+        services.upstream = Arc::new(self.upstream()?);
+        Ok(services)
+    }
+
+    /// [`Wiring::services`] with upstream events and hooks ([`Wiring::upstream`]):
+    /// for the producers that never post (connect, disconnect), so the other
+    /// functions link none of it.
+    ///
+    /// These two never post to a connection or read the sent log (every
+    /// send of theirs goes through the Deliveries queue), so they get
+    /// [`NoGateway`] and no sent log: the Management API client and the sent
+    /// log's batch reads stay out of their bootstraps (connect is at its size
+    /// target; README, "Upstream events").
+    pub async fn producer_services(&self) -> Result<Services, ConfigError> {
+        Ok(Services {
+            store: Arc::new(self.store()?),
+            memberships: Arc::new(self.memberships()?),
+            gateway: Arc::new(NoGateway),
+            deliveries: Arc::new(self.queue("DELIVERIES_QUEUE_URL")?),
+            sent_log: None,
+            history: None,
+            settings: Arc::new(Settings::from_env()?),
+            upstream: Arc::new(self.upstream()?),
+        })
+    }
+}
+
+/// The gateway of the functions that never post (connect, disconnect,
+/// actions): a call would be a bug, and fails loudly instead of posting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGateway;
+
+#[async_trait::async_trait]
+impl crate::ports::Gateway for NoGateway {
+    async fn post_to_connection(
+        &self,
+        connection_id: &str,
+        _data: &[u8],
+    ) -> Result<(), crate::ports::GatewayError> {
+        tracing::error!(connection_id, "this function does not post to connections");
+        Err(crate::ports::GatewayError::Forbidden(
+            "this function does not post to connections".into(),
+        ))
+    }
+
+    async fn delete_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<(), crate::ports::GatewayError> {
+        tracing::error!(connection_id, "this function does not close connections");
+        Err(crate::ports::GatewayError::Forbidden(
+            "this function does not close connections".into(),
+        ))
     }
 }
 

@@ -565,6 +565,42 @@ impl Default for HistorySettings {
     }
 }
 
+/// A synchronous hook (see [`crate::upstream::hooks`]): where it is, how long
+/// it may take, and whether its failure (timeout, 5xx, unreachable) lets the
+/// request through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub url: String,
+    pub timeout: Duration,
+    /// `false` (the default): a failed hook refuses the request.
+    pub fail_open: bool,
+}
+
+/// The default time a hook may take (API Gateway gives `$connect` 29 s at most).
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How the `upstream` function posts webhooks ([`crate::upstream::delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// POSTs per event in one invocation; then the message goes back to the
+    /// queue (and, after the queue's receive count, to its DLQ).
+    pub attempts: u32,
+    /// Attempt n waits a random time in `[0, base_delay × 2^(n-1)]` (full jitter).
+    pub base_delay: Duration,
+    /// Per attempt: connect, send and answer.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 impl HistorySettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = HistorySettings::default();
@@ -624,4 +660,124 @@ pub fn history_groups(value: &str) -> Result<Grants, ConfigError> {
         name: "HISTORY_GROUPS",
         reason: e.to_string(),
     })
+}
+
+/// Where the webhook secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSecretSetting {
+    /// `WEBHOOK_SECRET_ARN`: a Secrets Manager secret (its `SecretString`), read on first use (AWS).
+    SecretsManager { secret_id: String },
+    /// `WEBHOOK_SECRET`: the secret itself (tests; the local stack takes `--webhook-secret`).
+    Plain(String),
+}
+
+/// Upstream events and hooks, from the environment. Every part is optional:
+/// a function reads only the variables its template entry sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// `UPSTREAM_QUEUE_URL`: producers put events here for the webhook sender.
+    pub queue_url: Option<String>,
+    /// `EVENT_BUS_NAME`: producers put events on this EventBridge bus.
+    pub event_bus: Option<String>,
+    /// `CONNECT_HOOK_URL`, `CONNECT_HOOK_TIMEOUT_MS` (default 2000), `CONNECT_HOOK_FAIL_OPEN` (default false).
+    pub connect_hook: Option<Hook>,
+    /// `EVENT_HOOK_URL`, `EVENT_HOOK_TIMEOUT_MS` (default 2000).
+    pub event_hook: Option<Hook>,
+    /// `WEBHOOK_URL`: where the `upstream` function POSTs.
+    pub webhook_url: Option<String>,
+    /// `UPSTREAM_DLQ_URL`: where the `upstream` function puts events a receiver refused for good.
+    pub dead_letter_queue_url: Option<String>,
+    /// `WEBHOOK_ATTEMPTS`, `WEBHOOK_RETRY_BASE_DELAY_MS`, `WEBHOOK_TIMEOUT_MS`.
+    pub delivery: DeliveryPolicy,
+    /// `WEBHOOK_SECRET_ARN` or `WEBHOOK_SECRET` (both: an error).
+    pub secret: Option<WebhookSecretSetting>,
+}
+
+/// An `http://` or `https://` URL with a host, or the error naming `name`.
+pub fn hook_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: "must be an http:// or https:// URL with a host".into(),
+        }),
+    }
+}
+
+impl UpstreamSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let text = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let url = |name: &'static str| text(name).map(|u| hook_url(name, &u)).transpose();
+        let millis = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(
+                optional(name, default.as_millis() as u64)?.max(1),
+            ))
+        };
+        let connect_hook = match url("CONNECT_HOOK_URL")? {
+            Some(url) => Some(Hook {
+                url,
+                timeout: millis("CONNECT_HOOK_TIMEOUT_MS", DEFAULT_HOOK_TIMEOUT)?,
+                fail_open: optional("CONNECT_HOOK_FAIL_OPEN", false)?,
+            }),
+            None => None,
+        };
+        let event_hook = match url("EVENT_HOOK_URL")? {
+            Some(url) => Some(Hook {
+                url,
+                timeout: millis("EVENT_HOOK_TIMEOUT_MS", DEFAULT_HOOK_TIMEOUT)?,
+                fail_open: false,
+            }),
+            None => None,
+        };
+        let d = DeliveryPolicy::default();
+        let secret = match (text("WEBHOOK_SECRET_ARN"), text("WEBHOOK_SECRET")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "WEBHOOK_SECRET",
+                    reason: "set WEBHOOK_SECRET_ARN or WEBHOOK_SECRET, not both".into(),
+                });
+            }
+            (Some(arn), None) => Some(WebhookSecretSetting::SecretsManager { secret_id: arn }),
+            (None, Some(secret)) => Some(WebhookSecretSetting::Plain(secret)),
+            (None, None) => None,
+        };
+        Ok(UpstreamSettings {
+            queue_url: text("UPSTREAM_QUEUE_URL"),
+            event_bus: text("EVENT_BUS_NAME"),
+            connect_hook,
+            event_hook,
+            webhook_url: url("WEBHOOK_URL")?,
+            dead_letter_queue_url: text("UPSTREAM_DLQ_URL"),
+            delivery: DeliveryPolicy {
+                attempts: optional("WEBHOOK_ATTEMPTS", d.attempts)?.max(1),
+                base_delay: millis("WEBHOOK_RETRY_BASE_DELAY_MS", d.base_delay)?,
+                timeout: millis("WEBHOOK_TIMEOUT_MS", d.timeout)?,
+            },
+            secret,
+        })
+    }
+
+    /// The longest any hook may take (the HTTP client's connect/read timeout).
+    pub fn longest_timeout(&self) -> Duration {
+        [&self.connect_hook, &self.event_hook]
+            .into_iter()
+            .flatten()
+            .map(|h| h.timeout)
+            .chain([self.delivery.timeout])
+            .max()
+            .unwrap_or(DEFAULT_HOOK_TIMEOUT)
+    }
 }

@@ -15,6 +15,9 @@
 //! - [`metrics`]: counters per invocation, written as CloudWatch EMF lines;
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
 //!   implementations of the ports;
+//! - [`webhook`]: the signature on every request to the application, and
+//!   [`webhook::verify`] for Rust receivers; [`upstream`]: upstream events,
+//!   their sinks and the synchronous hooks;
 //! - [`aws`]: SDK clients and the one wiring builder every function uses.
 
 pub mod adapters;
@@ -41,7 +44,9 @@ pub mod replies;
 pub mod routes;
 pub mod services;
 pub mod sync;
+pub mod upstream;
 pub mod validate;
+pub mod webhook;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;

@@ -25,6 +25,8 @@ pub struct ConnectionRecord {
     /// The client asked at `$connect` (`?envelope=1`) for its user messages as
     /// enveloped `message` frames with `stream`, `offset` and `epoch`.
     pub envelope: bool,
+    /// Event-name patterns the client may send to the application (`event`).
+    pub events: Vec<String>,
 }
 
 /// One page of a user's connection ids, and where the next page starts.

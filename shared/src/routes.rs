@@ -48,6 +48,7 @@ pub const ROUTES: &[Route] = &[
     route("presence", RouteFunction::Actions),
     route("recover", RouteFunction::Actions),
     route("history", RouteFunction::Actions),
+    route("event", RouteFunction::Actions),
 ];
 
 /// The function serving route `key`, if it is a route.

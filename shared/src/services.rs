@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::ports::{ConnectionStore, Gateway, History, MembershipStore, MessageQueue, SentLog};
+use crate::upstream::Upstream;
 
 /// Everything the group-aware handlers use: the ports and the settings. The
 /// Deliveries queue is where every fan-out (group sends, broadcasts, client
@@ -21,4 +22,6 @@ pub struct Services {
     /// Where streams keep their history; `None` keeps none (see [`crate::history`]).
     pub history: Option<Arc<dyn History>>,
     pub settings: Arc<Settings>,
+    /// Where upstream events go and the synchronous hooks (default: nowhere, none).
+    pub upstream: Arc<Upstream>,
 }

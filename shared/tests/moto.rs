@@ -622,6 +622,7 @@ async fn request_counts_per_delivered_message_by_target() {
         sent_log: None,
         history: None,
         settings: Arc::new(Settings::default()),
+        upstream: Default::default(),
     };
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
     for i in 0..N {
@@ -790,6 +791,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
             max_groups_per_connection: 200,
             ..Settings::default()
         }),
+        upstream: Default::default(),
     };
     // 60 groups (2 with presence), a tombstone, and a neighbour that stays.
     const N: usize = 60;
@@ -1372,4 +1374,117 @@ async fn history_epoch(
         .await
         .unwrap()
         .epoch
+}
+
+/// The EventBridge sink: a rule on the bus (source `switchboard`) targeting an
+/// SQS queue receives every event, as the README's example rule describes,
+/// with detail-type the short type and the CloudEvent (its stable id) as detail.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
+    use switchboard::adapters::eventbridge::EventBridge;
+    use switchboard::upstream::{EventBus, Upstream, events};
+
+    let sdk = common::test_sdk_config(Some(&endpoint())).await;
+    let sqs = switchboard::aws::sqs(&sdk);
+    let queue_url = queue(&sqs).await;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap();
+    let bus_name = unique("upstream");
+    let bus = switchboard::aws::Wiring::new(sdk.clone())
+        .event_bridge(&bus_name, Some(&endpoint()))
+        .unwrap();
+    // Set-up calls through the same signed JSON client the adapter uses.
+    let settings = aws_smithy_runtime_api::client::http::HttpConnectorSettings::builder().build();
+    let admin = EventBridge::client(
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(
+            switchboard::aws::https_connector(settings, None),
+        ),
+        sdk.credentials_provider(),
+        "us-east-1",
+        Some(&endpoint()),
+    );
+    for (operation, body) in [
+        ("CreateEventBus", serde_json::json!({ "Name": bus_name })),
+        (
+            "PutRule",
+            serde_json::json!({
+                "Name": "to-queue",
+                "EventBusName": bus_name,
+                "EventPattern": r#"{"source":["switchboard"]}"#,
+            }),
+        ),
+        (
+            "PutTargets",
+            serde_json::json!({
+                "Rule": "to-queue",
+                "EventBusName": bus_name,
+                "Targets": [{ "Id": "queue", "Arn": queue_arn }],
+            }),
+        ),
+    ] {
+        admin.call(operation, body.to_string()).await.unwrap();
+    }
+
+    let connected = events::connected(&events::Connected {
+        connection_id: "c1",
+        user_id: "alice",
+        groups: &["room:1".to_owned()],
+        source_ip: None,
+        user_agent: None,
+        connected_at_ms: 1_700_000_000_000,
+    });
+    let message = events::message("c1", "alice", "chat", &serde_json::json!({"x":1}), None);
+    bus.put_events(std::slice::from_ref(&connected))
+        .await
+        .unwrap();
+    // Through the producers' path too: Upstream::emit with only the bus on.
+    let mut upstream = Upstream::default();
+    upstream.bus = Some(std::sync::Arc::new(bus));
+    upstream.emit(&message).await;
+    assert_eq!(upstream.lost(), 0);
+
+    let mut received: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..50 {
+        received.extend(
+            receive_all(&sqs, &queue_url)
+                .await
+                .iter()
+                .map(|b| serde_json::from_str(b).unwrap()),
+        );
+        if received.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(received.len(), 2, "{received:?}");
+    received.sort_by_key(|e| e["detail-type"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(received[0]["source"], "switchboard");
+    assert_eq!(received[0]["detail-type"], "connected");
+    assert_eq!(received[0]["detail"]["id"], "connected:c1");
+    assert_eq!(
+        received[0]["detail"]["data"]["groups"],
+        serde_json::json!(["room:1"])
+    );
+    assert_eq!(received[1]["detail-type"], "message");
+    assert_eq!(received[1]["detail"]["id"], message.id.as_str());
+    assert_eq!(received[1]["detail"]["data"]["event"], "chat");
+
+    // A bus that does not exist: the producer's route goes on, the loss is counted.
+    let missing = switchboard::aws::Wiring::new(sdk)
+        .event_bridge("no-such-bus", Some(&endpoint()))
+        .unwrap();
+    let mut upstream = Upstream::default();
+    upstream.bus = Some(std::sync::Arc::new(missing));
+    upstream.emit(&message).await;
+    assert_eq!(upstream.lost(), 1);
 }

@@ -299,7 +299,8 @@ fn every_sqs_event_source_has_a_maximum_concurrency() {
             "CommandsFunction.Commands",
             "DeliverFunction.Deliveries",
             "NotifyConnectionFunction.NotifyConnection",
-            "NotifyUserFunction.NotifyUser"
+            "NotifyUserFunction.NotifyUser",
+            "UpstreamFunction.Upstream"
         ]
     );
     assert!(
@@ -482,6 +483,7 @@ fn no_secret_is_in_any_environment_block() {
         .map(|(name, _)| name.as_str())
         .collect();
     assert!(no_echo.contains(&"TokenSecret"), "{no_echo:?}");
+    assert!(no_echo.contains(&"WebhookSecret"), "{no_echo:?}");
     for (id, block) in environment_blocks(&template) {
         for name in &no_echo {
             assert!(
@@ -491,10 +493,15 @@ fn no_secret_is_in_any_environment_block() {
         }
         for (variable, value) in block["Variables"].as_object().into_iter().flatten() {
             assert_ne!(variable, "TOKEN_SECRET", "{id} sets TOKEN_SECRET");
+            assert_ne!(variable, "WEBHOOK_SECRET", "{id} sets WEBHOOK_SECRET");
             if variable.contains("SECRET") {
+                let expected = match variable.as_str() {
+                    "WEBHOOK_SECRET_ARN" => ("WEBHOOK_SECRET_ARN", reference("WebhookSecretValue")),
+                    _ => ("TOKEN_SECRET_ARN", reference("TokenKeys")),
+                };
                 assert_eq!(
                     (variable.as_str(), value),
-                    ("TOKEN_SECRET_ARN", &reference("TokenKeys")),
+                    (expected.0, &expected.1),
                     "{id}: only the secret's ARN may be in the environment"
                 );
             }
@@ -503,13 +510,18 @@ fn no_secret_is_in_any_environment_block() {
     // The parameter goes into the secret and nowhere else.
     for (id, resource) in template["Resources"].as_object().unwrap() {
         for name in &no_echo {
+            let home = match *name {
+                "WebhookSecret" => "WebhookSecretValue",
+                _ => "TokenKeys",
+            };
             assert!(
-                !mentions(resource, name) || id == "TokenKeys",
+                !mentions(resource, name) || id == home,
                 "{id} uses the NoEcho parameter {name}"
             );
         }
     }
     assert!(!mentions(&template["Outputs"], "TokenSecret"));
+    assert!(!mentions(&template["Outputs"], "WebhookSecret\""));
 }
 
 /// The IAM statements each resource carries (a SAM function's `Policies`).
@@ -536,7 +548,7 @@ fn exactly_connect_and_api_can_read_the_token_keys() {
     let secrets: Vec<&str> = resources_of_type(&template, "AWS::SecretsManager::Secret")
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(secrets, ["TokenKeys"]);
+    assert_eq!(secrets, ["TokenKeys", "WebhookSecretValue"]);
     // No resource policy widens access; IAM on the two functions is all.
     assert_eq!(
         resources_of_type(&template, "AWS::SecretsManager::ResourcePolicy").count(),
@@ -555,6 +567,10 @@ fn exactly_connect_and_api_can_read_the_token_keys() {
                     (Some("Allow"), vec!["secretsmanager:GetSecretValue"]),
                     "{id}"
                 );
+                // The webhook secret's readers are checked in upstream_events_have_least_privilege.
+                if statement["Resource"] == reference("WebhookSecretValue") {
+                    continue;
+                }
                 assert_eq!(
                     statement["Resource"],
                     reference("TokenKeys"),
@@ -818,4 +834,81 @@ fn every_dead_letter_queue_and_function_has_its_alarms() {
     assert_eq!(template["Globals"]["Function"]["Tracing"], "Active");
     // The level is LoggingConfig's: a RUST_LOG would override it.
     assert!(template["Globals"]["Function"]["Environment"]["Variables"]["RUST_LOG"].is_null());
+}
+
+/// Upstream events (issue 13): the bus, the Upstream queue and its DLQ, the
+/// upstream function on that queue, the parameters; `events:PutEvents` on the
+/// stack's bus only and only by the three producers; the webhook secret read
+/// only by the functions that sign.
+#[test]
+fn upstream_events_have_least_privilege() {
+    let template = load_template();
+    let resources = &template["Resources"];
+    assert_eq!(
+        resources["UpstreamEventBus"]["Type"],
+        "AWS::Events::EventBus"
+    );
+    assert_eq!(
+        resources["UpstreamQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({"Fn::GetAtt": ["UpstreamDeadLetterQueue", "Arn"]})
+    );
+    let function = &resources["UpstreamFunction"]["Properties"];
+    assert_eq!(
+        function["Events"]["Upstream"]["Properties"]["Queue"],
+        json!({"Fn::GetAtt": ["UpstreamQueue", "Arn"]})
+    );
+    assert_eq!(
+        function["Events"]["Upstream"]["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    for parameter in [
+        "WebhookUrl",
+        "WebhookSecret",
+        "EventBridgeEvents",
+        "ConnectHookUrl",
+        "ConnectHookFailOpen",
+        "EventHookUrl",
+        "HookTimeoutMs",
+    ] {
+        assert!(template["Parameters"][parameter].is_object(), "{parameter}");
+    }
+    for output in [
+        "UpstreamEventBusName",
+        "UpstreamEventBusArn",
+        "UpstreamDeadLetterQueueUrl",
+    ] {
+        assert!(template["Outputs"][output].is_object(), "{output}");
+    }
+    let mut putters = Vec::new();
+    let mut webhook_readers = Vec::new();
+    let mut upstream_senders = Vec::new();
+    for (id, resource) in resources.as_object().unwrap() {
+        for statement in statements(resource) {
+            let acts = actions(statement);
+            if acts.iter().any(|a| a.starts_with("events:") || *a == "*") {
+                assert_eq!(acts, ["events:PutEvents"], "{id}");
+                assert_eq!(
+                    statement["Resource"],
+                    json!({"Fn::GetAtt": ["UpstreamEventBus", "Arn"]}),
+                    "{id}: PutEvents on the stack's bus only"
+                );
+                putters.push(id.as_str());
+            }
+            if statement["Resource"] == reference("WebhookSecretValue") {
+                assert_eq!(acts, ["secretsmanager:GetSecretValue"], "{id}");
+                webhook_readers.push(id.as_str());
+            }
+            if statement["Resource"] == json!({"Fn::GetAtt": ["UpstreamQueue", "Arn"]}) {
+                assert_eq!(acts, ["sqs:SendMessage"], "{id}");
+                upstream_senders.push(id.as_str());
+            }
+        }
+    }
+    let producers = ["ActionsFunction", "ConnectFunction", "DisconnectFunction"];
+    assert_eq!(putters, producers);
+    assert_eq!(upstream_senders, producers);
+    assert_eq!(
+        webhook_readers,
+        ["ActionsFunction", "ConnectFunction", "UpstreamFunction"]
+    );
 }

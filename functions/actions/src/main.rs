@@ -10,7 +10,7 @@ use switchboard::metrics::{self, Emf};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = aws::Wiring::load().await.services_with_history().await?;
+    let services = aws::Wiring::load().await.actions_services().await?;
     let services = &services;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     // Read on the first connection (TOKEN_SECRET_ARN), not during init; an
     // unreadable secret refuses connections with 500 until a read succeeds.
     let keys = wiring.token_keys();
-    let services = wiring.services().await?;
+    let services = wiring.producer_services().await?;
     let (services, keys, policy) = (&services, &keys, &policy);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

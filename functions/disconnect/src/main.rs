@@ -9,7 +9,7 @@ use switchboard::metrics::{self, Emf};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = aws::Wiring::load().await.services().await?;
+    let services = aws::Wiring::load().await.producer_services().await?;
     let services = &services;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

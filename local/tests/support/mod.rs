@@ -216,6 +216,7 @@ pub async fn put_stale_record(stack: &RunningStack, connection_id: &str, user_id
             subscribe: vec![],
             publish: vec![],
             envelope: false,
+            events: vec![],
         })
         .await
         .unwrap();

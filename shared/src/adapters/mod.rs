@@ -1,7 +1,10 @@
 //! Implementations of the [`crate::ports`] traits, and the token keys' store
 //! ([`secrets_manager`]).
 
+pub mod aws_json;
 pub mod dynamodb;
+pub mod eventbridge;
+pub mod http;
 pub mod management_api;
 pub mod memory;
 pub mod secrets_manager;

@@ -11,17 +11,13 @@
 //! every container and its own cold start, for the same one call. The README's
 //! "Token keys on AWS" gives the measurements.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_runtime_api::http::Request;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::http::SharedHttpConnector;
 use tracing::info;
+
+use super::aws_json::AwsJsonClient;
 
 use crate::auth::{SecretError, TokenKeys};
 
@@ -100,87 +96,18 @@ impl SecretsManager {
     }
 
     /// One signed Secrets Manager request (`operation` with the JSON `body`),
-    /// and the answer's body when it is 200. Errors carry the service's error
-    /// type and message, which never hold a secret value.
+    /// and the answer's body when it is 200 ([`AwsJsonClient::call`]).
     pub async fn call(&self, operation: &str, body: String) -> Result<Vec<u8>, SecretError> {
-        let unavailable = |reason: String| SecretError::Unavailable(reason);
-        let credentials = self
-            .credentials
-            .as_ref()
-            .ok_or_else(|| unavailable("no AWS credentials".into()))?
-            .provide_credentials()
-            .await
-            .map_err(|e| unavailable(format!("no AWS credentials: {e}")))?;
-        let identity = Identity::from(credentials);
-        let uri = format!("{}/", self.endpoint);
-        let target = format!("secretsmanager.{operation}");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("secretsmanager")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            &uri,
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| unavailable(format!("cannot sign the request: {e}")))?
-            .into_parts();
-
-        let mut request = Request::new(SdkBody::from(body));
-        request
-            .set_method("POST")
-            .map_err(|e| unavailable(e.to_string()))?;
-        request
-            .set_uri(uri.as_str())
-            .map_err(|e| unavailable(format!("bad endpoint {uri}: {e}")))?;
-        for (name, value) in headers {
-            request
-                .headers_mut()
-                .insert(name.to_owned(), value.to_owned());
+        AwsJsonClient {
+            connector: self.connector.clone(),
+            credentials: self.credentials.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            service: "secretsmanager",
+            target_prefix: "secretsmanager",
         }
-        for (name, value) in instructions.headers() {
-            request
-                .headers_mut()
-                .insert(name.to_owned(), value.to_owned());
-        }
-        let response = self
-            .connector
-            .call(request)
-            .await
-            .map_err(|e| unavailable(format!("{operation} failed: {e}")))?;
-        let status = response.status().as_u16();
-        let bytes = ByteStream::new(response.into_body())
-            .collect()
-            .await
-            .map_err(|e| unavailable(format!("{operation}'s answer was cut: {e}")))?
-            .into_bytes();
-        if status != 200 {
-            // The error's type and message only (AccessDeniedException,
-            // ResourceNotFoundException, …): an error body holds no secret.
-            let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let kind = error["__type"].as_str().unwrap_or_default();
-            let kind = kind.rsplit('#').next().unwrap_or_default();
-            let message = error["message"]
-                .as_str()
-                .or_else(|| error["Message"].as_str())
-                .unwrap_or_default();
-            return Err(unavailable(format!(
-                "{operation} answered {status} {kind}: {}",
-                message.chars().take(200).collect::<String>()
-            )));
-        }
-        Ok(bytes.to_vec())
+        .call(operation, body)
+        .await
+        .map_err(SecretError::Unavailable)
     }
 }

@@ -17,6 +17,13 @@
 //!   other member. The token's `publish` patterns must grant the group, the
 //!   connection must be a member, and the user must be within the publish
 //!   limit (`rate_limited` otherwise).
+//! - `{"action":"event","event":"typing","data":…,"id":9}` sends a client
+//!   event to the application (a `switchboard.message` upstream event). The
+//!   token's `events` patterns must grant the name (none: `forbidden`), and
+//!   it takes from the publish bucket like `publish`. With an event hook, the
+//!   hook's answer comes back as `{"type":"ack","id":9,"ok":true,"data":…}`
+//!   (a failed hook: `hook_failed`); without one, the event goes to the
+//!   asynchronous sinks and the ack is plain.
 //! - `{"action":"presence","group":g}` answers `{"type":"presence","group":g,
 //!   "userIds":[…],"users":N,"connections":M,"truncated":false}`; members only.
 //!
@@ -45,11 +52,17 @@ use crate::limits::{
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
-    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, presence_answer,
+    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, event_answer,
+    presence_answer,
 };
 use crate::replies::response;
 use crate::routes::{RouteFunction, action_route};
 use crate::services::Services;
+use crate::upstream::{
+    self,
+    hooks::{HookError, ask_event_hook},
+};
+use crate::validate;
 
 /// Answers one client action frame from `connection_id`: the JSON text to send back.
 pub async fn client_action(services: &Services, connection_id: &str, body: Option<&str>) -> String {
@@ -73,7 +86,12 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    match answer(services, connection_id, &frame, id.clone()).await {
+    let answered = if frame.action == "event" {
+        client_event(services, connection_id, &frame, id.clone()).await
+    } else {
+        answer(services, connection_id, &frame, id.clone()).await
+    };
+    match answered {
         Ok(text) => {
             count_action(route.key, None);
             text
@@ -96,6 +114,7 @@ fn count_action(action: &'static str, error: Option<ErrorCode>) {
         Some(ErrorCode::Unavailable) => "unavailable",
         Some(ErrorCode::RateLimited) => "rate_limited",
         Some(ErrorCode::LimitExceeded) => "limit_exceeded",
+        Some(ErrorCode::HookFailed) => "hook_failed",
     };
     tracing::debug!(action, outcome, "client action answered");
     metrics::count(Metric::ClientActions, &[action, outcome], 1);
@@ -175,6 +194,66 @@ async fn registered(services: &Services, connection_id: &str) -> Result<Connecti
             "cannot read the connection record",
             e,
         )),
+    }
+}
+
+/// `event`: a client event for the application.
+async fn client_event(
+    services: &Services,
+    connection_id: &str,
+    frame: &ClientFrame,
+    id: Option<Value>,
+) -> Result<String, Refusal> {
+    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
+    let name = frame.required_str("event").map_err(|e| bad(&e))?;
+    validate::group("event", name).map_err(|e| bad(&e))?;
+    let data = frame.fields.get("data").cloned().unwrap_or(Value::Null);
+    let record = registered(services, connection_id).await?;
+    take_action(services, connection_id, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
+    // Patterns were validated at $connect; a record that no longer parses grants nothing.
+    if !Grants::parse(&record.events)
+        .unwrap_or_default()
+        .allows(name)
+    {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            format!("the token does not allow you to send the event \"{name}\""),
+        ));
+    }
+    take_publish(services, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
+    let event = upstream::events::message(connection_id, &record.user_id, name, &data, id.as_ref());
+    let upstream = &services.upstream;
+    match &upstream.event_hook {
+        Some(hook) => match ask_event_hook(upstream, hook, &event).await {
+            Ok(answer) => {
+                info!(connection_id, user_id = %record.user_id, event = name, "event answered by the hook");
+                Ok(event_answer(id, &answer))
+            }
+            Err(e) => {
+                warn!(connection_id, event = name, error = %e, "event hook failed");
+                // The client learns what happened, never where the hook is.
+                let message = match e {
+                    HookError::Failed(m) if m.starts_with("the event hook answered") => m,
+                    HookError::Failed(_) | HookError::Refused(_) => {
+                        "the event hook did not answer".to_owned()
+                    }
+                    HookError::InvalidAnswer(_) => {
+                        "the event hook's answer is too large".to_owned()
+                    }
+                    HookError::Secret(_) => "the event hook is not configured".to_owned(),
+                };
+                Err(Refusal::new(ErrorCode::HookFailed, message))
+            }
+        },
+        None => {
+            upstream.emit(&event).await;
+            info!(connection_id, user_id = %record.user_id, event = name, "event sent upstream");
+            Ok(ServerFrame::ack_ok(id).to_json())
+        }
     }
 }
 
@@ -331,8 +410,8 @@ async fn presence(
     ))
 }
 
-/// The `subscribe`, `unsubscribe`, `publish`, `presence`, `recover` and
-/// `history` routes: the answer is the route response.
+/// The `subscribe`, `unsubscribe`, `publish`, `presence`, `recover`,
+/// `history` and `event` routes: the answer is the route response.
 pub async fn handle_client_action(
     services: &Services,
     event: &ApiGatewayWebsocketProxyRequest,

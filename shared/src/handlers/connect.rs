@@ -1,12 +1,13 @@
 //! `$connect`: authenticate the token, admit the user under the connection
 //! cap and the user's action limit ([`crate::limits::admit_connection`]),
-//! then record the connection.
+//! ask the connect hook if there is one ([`crate::upstream::hooks`]), then
+//! record the connection and emit `connected` upstream.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::http::header::USER_AGENT;
 use tracing::{Instrument, error, info, warn};
 
-use crate::auth::{AuthError, SecretError, TokenVerifier, token_from_request};
+use crate::auth::{AuthError, Claims, SecretError, TokenVerifier, token_from_request};
 use crate::connection::{BadEnvelope, ENVELOPE_PARAMETER, RECORD_TTL, wants_envelope};
 use crate::fanout::FanoutError;
 use crate::groups::membership::{MembershipError, join_group};
@@ -15,6 +16,10 @@ use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership, StoreError};
 use crate::replies::response;
 use crate::services::Services;
+use crate::upstream::{
+    self, Hook,
+    hooks::{HookError, ask_connect_hook},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
@@ -34,6 +39,13 @@ pub enum ConnectError {
     /// The `envelope` query parameter is not one of its values.
     #[error(transparent)]
     BadEnvelope(#[from] BadEnvelope),
+    /// The connect hook answered 401 or 403: the handshake gets that status.
+    #[error("the connect hook refused the connection ({0})")]
+    HookRefused(u16),
+    /// The connect hook timed out, failed or answered nonsense (and does not fail open).
+    /// (The reason is logged, not shown to the client.)
+    #[error("the connect hook failed")]
+    HookFailed(String),
     /// The token's `groups` claim names more groups than a connection may be in.
     #[error("the token names {count} groups; a connection may be in at most {limit}")]
     TooManyGroups { count: usize, limit: u32 },
@@ -47,6 +59,8 @@ impl ConnectError {
             ConnectError::TooManyGroups { .. } => 403,
             ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => 400,
             ConnectError::Limited(_) => 429,
+            ConnectError::HookRefused(status) => *status,
+            ConnectError::HookFailed(_) => 502,
             ConnectError::Misconfigured(_) | ConnectError::Store(_) | ConnectError::Fanout(_) => {
                 500
             }
@@ -61,6 +75,8 @@ impl ConnectError {
             ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => "bad_request",
             ConnectError::Limited(_) => "rate_limited",
             ConnectError::TooManyGroups { .. } => "too_many_groups",
+            ConnectError::HookRefused(_) => "hook_refused",
+            ConnectError::HookFailed(_) => "hook_failed",
             ConnectError::Store(_) | ConnectError::Fanout(_) => "unavailable",
         }
     }
@@ -81,7 +97,7 @@ pub async fn connect(
         .filter(|id| !id.is_empty())
         .ok_or(ConnectError::NoConnectionId)?;
     let token = token_from_request(&event.query_string_parameters, &event.headers)?;
-    let claims = verifier.verify(token)?;
+    let mut claims = verifier.verify(token)?;
     let envelope = wants_envelope(event.query_string_parameters.first(ENVELOPE_PARAMETER))?;
     // Before anything is written: a refused handshake leaves nothing behind.
     admit_connection(services, &claims.sub)
@@ -90,6 +106,30 @@ pub async fn connect(
             LimitError::Exceeded(exceeded) => ConnectError::Limited(exceeded),
             LimitError::Store(e) => ConnectError::Store(e),
         })?;
+
+    let source_ip = context
+        .identity
+        .source_ip
+        .clone()
+        .filter(|ip| !ip.is_empty());
+    let user_agent = event
+        .headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| context.identity.user_agent.clone())
+        .filter(|ua| !ua.is_empty());
+    if let Some(hook) = &services.upstream.connect_hook {
+        ask_hook(
+            services,
+            hook,
+            &connection_id,
+            &mut claims,
+            &source_ip,
+            &user_agent,
+        )
+        .await?;
+    }
 
     let connected_at_ms = if context.connected_at > 0 {
         context.connected_at
@@ -101,22 +141,13 @@ pub async fn connect(
         user_id: claims.sub,
         connected_at_ms,
         expires_at: connected_at_ms / 1000 + RECORD_TTL.as_secs() as i64,
-        source_ip: context
-            .identity
-            .source_ip
-            .clone()
-            .filter(|ip| !ip.is_empty()),
-        user_agent: event
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| context.identity.user_agent.clone())
-            .filter(|ua| !ua.is_empty()),
+        source_ip,
+        user_agent,
         groups: claims.groups,
         subscribe: claims.subscribe,
         publish: claims.publish,
         envelope,
+        events: claims.events,
     };
     // The token's groups all join, or the handshake is refused: a token
     // that names more groups than the cap is the issuer's mistake.
@@ -147,6 +178,7 @@ pub async fn connect(
     }
     // Memberships first: if anything fails the handshake is refused, and what
     // was written expires by TTL with no record pointing at it.
+    let mut joined = Vec::with_capacity(groups.len());
     for (index, group) in groups.into_iter().enumerate() {
         let membership = Membership {
             group,
@@ -155,7 +187,7 @@ pub async fn connect(
             expires_at: record.expires_at,
         };
         match join_group(services, &membership, true).await {
-            Ok(_) => {}
+            Ok(_) => joined.push(membership.group),
             Err(MembershipError::LimitExceeded { limit }) if index >= token_groups => {
                 warn!(connection_id = %record.connection_id, group = %membership.group, limit,
                     "user-level group not joined: the connection is at its cap of groups");
@@ -170,7 +202,80 @@ pub async fn connect(
         }
     }
     services.store.put_connection(&record).await?;
+    if services.upstream.has_sinks() {
+        let event = upstream::events::connected(&upstream::events::Connected {
+            connection_id: &record.connection_id,
+            user_id: &record.user_id,
+            groups: &joined,
+            source_ip: record.source_ip.as_deref(),
+            user_agent: record.user_agent.as_deref(),
+            connected_at_ms,
+        });
+        services.upstream.emit(&event).await;
+    }
     Ok(record)
+}
+
+/// Asks the connect hook about verified `claims`; its answer replaces the
+/// claims it names. A refusal is the handshake's status; a failure refuses
+/// too, unless the hook fails open.
+async fn ask_hook(
+    services: &Services,
+    hook: &Hook,
+    connection_id: &str,
+    claims: &mut Claims,
+    source_ip: &Option<String>,
+    user_agent: &Option<String>,
+) -> Result<(), ConnectError> {
+    let request = serde_json::json!({
+        "connectionId": connection_id,
+        "userId": claims.sub,
+        "groups": claims.groups,
+        "subscribe": claims.subscribe,
+        "publish": claims.publish,
+        "events": claims.events,
+        "sourceIp": source_ip,
+        "userAgent": user_agent,
+    });
+    match ask_connect_hook(
+        &services.upstream,
+        hook,
+        connection_id,
+        &claims.sub,
+        &request,
+    )
+    .await
+    {
+        Ok(answer) => {
+            if let Some(user_id) = answer.user_id {
+                claims.sub = user_id;
+            }
+            for (field, value) in [
+                (&mut claims.groups, answer.groups),
+                (&mut claims.subscribe, answer.subscribe),
+                (&mut claims.publish, answer.publish),
+                (&mut claims.events, answer.events),
+            ] {
+                if let Some(value) = value {
+                    *field = value;
+                }
+            }
+            Ok(())
+        }
+        Err(HookError::Refused(status)) => Err(ConnectError::HookRefused(status)),
+        Err(HookError::Secret(e)) => Err(ConnectError::Misconfigured(e)),
+        Err(HookError::Failed(reason)) if hook.fail_open => {
+            warn!(
+                connection_id,
+                reason, "connect hook failed; letting the connection in (fail open)"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            warn!(connection_id, error = %e, "connect hook failed; refusing the connection");
+            Err(ConnectError::HookFailed(e.to_string()))
+        }
+    }
 }
 
 /// The `$connect` route: 200 and a stored record, or the error's status and nothing stored.
@@ -204,8 +309,10 @@ pub async fn connect_route(
             let _span = span.enter();
             metrics::count(Metric::ConnectsRejected, &[e.reason()], 1);
             match &e {
-                ConnectError::Unauthorized(_) | ConnectError::Limited(_) => {
-                    warn!(error = %e, "connection refused")
+                ConnectError::Unauthorized(_)
+                | ConnectError::Limited(_)
+                | ConnectError::HookRefused(_) => {
+                    warn!(connection_id, error = %e, "connection refused")
                 }
                 _ => error!(error = %e, "connect failed"),
             }

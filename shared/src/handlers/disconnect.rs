@@ -1,4 +1,4 @@
-//! `$disconnect`: forget the connection.
+//! `$disconnect`: forget the connection, and emit `disconnected` upstream.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{Instrument, error, info};
@@ -7,6 +7,7 @@ use crate::groups::membership::forget;
 use crate::metrics::{self, Metric, close_code_class};
 use crate::replies::response;
 use crate::services::Services;
+use crate::upstream;
 
 /// Deletes the connection record and its memberships (announcing presence
 /// leaves). An unknown id is success, so a repeated or late `$disconnect` is
@@ -37,6 +38,30 @@ async fn disconnect(
     let context = &event.request_context;
     let code = context.disconnect_status_code.unwrap_or(1005);
     metrics::count(Metric::Disconnects, &[close_code_class(code)], 1);
+    // The record is read only when an upstream sink wants the event.
+    let record = if services.upstream.has_sinks() {
+        services
+            .store
+            .get_connection(connection_id)
+            .await
+            .unwrap_or_else(|e| {
+                error!(connection_id, error = %e, "cannot read the record: no disconnected event");
+                None
+            })
+    } else {
+        None
+    };
+    if let Some(record) = record {
+        let event = upstream::events::disconnected(&upstream::events::Disconnected {
+            connection_id,
+            user_id: &record.user_id,
+            status_code: context.disconnect_status_code,
+            reason: context.disconnect_reason.as_deref(),
+            connected_at_ms: record.connected_at_ms,
+            disconnected_at_ms: crate::clock::now_millis(),
+        });
+        services.upstream.emit(&event).await;
+    }
     match forget(services, connection_id).await {
         Ok(groups_left) => {
             info!(

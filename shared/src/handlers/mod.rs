@@ -14,3 +14,4 @@ pub mod notify_connection;
 pub mod notify_user;
 pub mod ping;
 pub mod recover;
+pub mod upstream;

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     RateLimited,
     /// A limit on what the connection may hold is reached (its groups).
     LimitExceeded,
+    /// The application's event hook did not answer (timeout, error status).
+    HookFailed,
 }
 
 /// Why an acknowledged action failed.
@@ -482,6 +484,26 @@ pub fn presence_answer(
     })
 }
 
+/// The answer to an `event` the application's event hook answered:
+/// `{"type":"ack","id":…,"ok":true,"data":<the hook's answer>}`.
+pub fn event_answer(id: Option<Value>, data: &Value) -> String {
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+        data: &'a Value,
+    }
+    to_json(&Answer {
+        kind: "ack",
+        id,
+        ok: true,
+        data,
+    })
+}
+
 /// Plain structs of strings and numbers always serialise.
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -574,6 +596,18 @@ mod tests {
                 field: "id",
                 max: MAX_CORRELATION_ID_BYTES
             })
+        );
+    }
+
+    #[test]
+    fn event_answers_carry_the_hooks_data() {
+        assert_eq!(
+            event_answer(Some(Value::from("7")), &serde_json::json!({"echo":[1,2]})),
+            r#"{"type":"ack","id":"7","ok":true,"data":{"echo":[1,2]}}"#
+        );
+        assert_eq!(
+            event_answer(None, &Value::Null),
+            r#"{"type":"ack","ok":true,"data":null}"#
         );
     }
 

@@ -112,6 +112,7 @@ pub fn record(connection_id: &str, user_id: &str) -> ConnectionRecord {
         subscribe: vec![],
         publish: vec![],
         envelope: false,
+        events: vec![],
     }
 }
 
@@ -177,6 +178,7 @@ impl Harness {
             sent_log: None,
             history: None,
             settings: Arc::new(settings),
+            upstream: Default::default(),
         };
         Harness {
             store,

@@ -16,6 +16,7 @@ const USER_AGENT: &str = "userAgent";
 const GROUPS: &str = "groups";
 const SUBSCRIBE: &str = "subscribe";
 const PUBLISH: &str = "publish";
+const EVENTS: &str = "events";
 pub(super) const GROUP_NAME: &str = "groupName";
 /// The user id again, only on records of connections that asked for enveloped
 /// user messages: the key of the sparse `byEnvelopeUser` index.
@@ -71,6 +72,7 @@ pub(super) fn to_item(record: &ConnectionRecord) -> Item {
         (GROUPS, &record.groups),
         (SUBSCRIBE, &record.subscribe),
         (PUBLISH, &record.publish),
+        (EVENTS, &record.events),
     ] {
         if !list.is_empty() {
             let values = list.iter().cloned().map(AttributeValue::S).collect();
@@ -118,6 +120,7 @@ pub(super) fn from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
         subscribe: list(SUBSCRIBE)?,
         publish: list(PUBLISH)?,
         envelope: item.contains_key(ENVELOPE_USER),
+        events: list(EVENTS)?,
         connection_id: id.clone(),
     })
 }
@@ -139,6 +142,7 @@ mod tests {
             subscribe: vec!["chat:*".into()],
             publish: vec![],
             envelope: true,
+            events: vec!["chat:*".into()],
         };
         assert_eq!(from_item(&to_item(&record)).unwrap(), record);
     }

@@ -216,6 +216,7 @@ mod tests {
             user_agent: None,
             groups: vec![],
             subscribe: vec![],
+            events: vec![],
             publish: vec![],
             envelope: false,
         }

@@ -35,6 +35,8 @@ pub(super) async fn negotiate(
     validate::pattern_list("subscribe", &subscribe)?;
     let publish = strings(&map, "publish")?;
     validate::pattern_list("publish", &publish)?;
+    let events = strings(&map, "events")?;
+    validate::pattern_list("events", &events)?;
     let ttl = ttl_seconds(&map, config.max_ttl.as_secs())?
         .map_or(config.default_ttl, Duration::from_secs);
     let now = crate::clock::now_seconds() as u64;
@@ -45,6 +47,7 @@ pub(super) async fn negotiate(
         groups,
         subscribe,
         publish,
+        events,
     };
     let token = mint_for(&keys.current, &claims, &config.policy).map_err(|e| {
         error!(error = %e, "cannot sign a token");

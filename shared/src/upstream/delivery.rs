@@ -1,0 +1,96 @@
+//! One webhook delivery: the event POSTed in CloudEvents HTTP binary mode
+//! (`ce-*` headers, the body is the event's `data`), signed afresh on every
+//! attempt, retried with jittered backoff on a timeout, 408, 429 or 5xx. A
+//! 4xx other than 408/429 is final: the receiver refused this event and will
+//! refuse it again, so it goes to the dead letters with its status.
+
+use std::time::Duration;
+
+use crate::webhook::{SIGNATURE_HEADER, sign};
+
+use super::{CloudEvent, HttpPoster};
+
+pub use crate::config::DeliveryPolicy;
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx, on attempt `attempts`.
+    Delivered { attempts: u32 },
+    /// Every attempt timed out, failed to connect, or answered 408/429/5xx.
+    Retry(String),
+    /// The receiver refused the event for good.
+    Final { status: u16 },
+}
+
+/// Whether a status is worth retrying: 408, 429, 5xx, and anything that is
+/// neither success nor a client error (a 3xx is not followed).
+pub fn retryable(status: u16) -> bool {
+    !(400..500).contains(&status) || status == 408 || status == 429
+}
+
+/// POSTs `event` to `url` until it is delivered, refused, or out of attempts.
+pub async fn deliver(
+    http: &dyn HttpPoster,
+    url: &str,
+    secret: &[u8],
+    event: &CloudEvent,
+    policy: &DeliveryPolicy,
+) -> Outcome {
+    let body = event.data_json().into_bytes();
+    let attempts = policy.attempts.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let mut headers = event.headers();
+        headers.push((SIGNATURE_HEADER, sign(secret, &body)));
+        match http.post(url, &headers, body.clone(), policy.timeout).await {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                return Outcome::Delivered { attempts: attempt };
+            }
+            Ok(answer) if !retryable(answer.status) => {
+                return Outcome::Final {
+                    status: answer.status,
+                };
+            }
+            Ok(answer) => last = format!("the receiver answered {}", answer.status),
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(backoff(policy.base_delay, attempt)).await;
+        }
+    }
+    Outcome::Retry(format!("{attempts} attempts: {last}"))
+}
+
+/// Full jitter: a random time in `[0, base × 2^(attempt-1)]`, capped at 10 s.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(10));
+    let millis = cap.as_millis() as u64;
+    Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_client_errors_other_than_408_and_429_are_final() {
+        for status in [408, 429, 500, 502, 503, 504, 302] {
+            assert!(retryable(status), "{status}");
+        }
+        for status in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(!retryable(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        for attempt in 1..40 {
+            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(16)))
+                .min(Duration::from_secs(10));
+            assert!(backoff(Duration::from_millis(100), attempt) <= cap);
+        }
+    }
+}

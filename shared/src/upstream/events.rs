@@ -1,0 +1,306 @@
+//! The upstream events, as CloudEvents 1.0: `switchboard.connected`,
+//! `switchboard.disconnected` and `switchboard.message`.
+//!
+//! Every sink carries the same [`CloudEvent`]: the Upstream queue holds it in
+//! structured mode (one JSON object, attributes and `data`), the webhook
+//! receives it in binary mode (`ce-*` headers, the body is `data`), EventBridge
+//! gets it as the `Detail` of an entry whose detail-type is the short type.
+//! Each event's `id` is fixed when the event is made and travels with it, so
+//! every retry of every sink carries the same id; `connected` and
+//! `disconnected` ids are derived from the connection id, so a retried
+//! `$connect` or `$disconnect` makes the same event again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The CloudEvents version Switchboard speaks.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The `source` attribute of every event (and EventBridge's `Source`).
+pub const SOURCE: &str = "switchboard";
+
+/// The three event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Connected,
+    Disconnected,
+    Message,
+}
+
+impl EventKind {
+    /// The short name: EventBridge's detail-type, and the schema file's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Connected => "connected",
+            EventKind::Disconnected => "disconnected",
+            EventKind::Message => "message",
+        }
+    }
+
+    /// The CloudEvents `type`.
+    pub fn cloud_event_type(self) -> &'static str {
+        match self {
+            EventKind::Connected => "switchboard.connected",
+            EventKind::Disconnected => "switchboard.disconnected",
+            EventKind::Message => "switchboard.message",
+        }
+    }
+
+    pub fn from_type(kind: &str) -> Option<Self> {
+        [
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::Message,
+        ]
+        .into_iter()
+        .find(|k| k.cloud_event_type() == kind)
+    }
+}
+
+/// One event in CloudEvents' structured JSON form. The extension attributes
+/// `connectionid`, `userid` and (for messages) `eventname` are lower-case, as
+/// the spec requires of attribute names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub datacontenttype: String,
+    pub connectionid: String,
+    pub userid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventname: Option<String>,
+    pub data: Value,
+}
+
+impl CloudEvent {
+    fn new(kind: EventKind, id: String, connection_id: &str, user_id: &str, data: Value) -> Self {
+        CloudEvent {
+            specversion: SPEC_VERSION.into(),
+            id,
+            source: SOURCE.into(),
+            kind: kind.cloud_event_type().into(),
+            time: rfc3339(crate::clock::now_millis()),
+            datacontenttype: "application/json".into(),
+            connectionid: connection_id.into(),
+            userid: user_id.into(),
+            eventname: None,
+            data,
+        }
+    }
+
+    /// The event's kind, if its `type` is one of Switchboard's.
+    pub fn event_kind(&self) -> Option<EventKind> {
+        EventKind::from_type(&self.kind)
+    }
+
+    /// The structured JSON form (the Upstream queue's message body).
+    pub fn to_json(&self) -> String {
+        // Strings and a Value: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The binary-mode body: `data` as JSON.
+    pub fn data_json(&self) -> String {
+        self.data.to_string()
+    }
+
+    /// The binary-mode `ce-*` headers (names lower-case, as HTTP/2 needs).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("ce-specversion", self.specversion.clone()),
+            ("ce-type", self.kind.clone()),
+            ("ce-source", self.source.clone()),
+            ("ce-id", self.id.clone()),
+            ("ce-time", self.time.clone()),
+            ("ce-connectionid", self.connectionid.clone()),
+            ("ce-userid", self.userid.clone()),
+            ("content-type", self.datacontenttype.clone()),
+        ];
+        if let Some(name) = &self.eventname {
+            headers.push(("ce-eventname", name.clone()));
+        }
+        headers
+    }
+}
+
+/// What `connected` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected<'a> {
+    pub connection_id: &'a str,
+    pub user_id: &'a str,
+    pub groups: &'a [String],
+    pub source_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub connected_at_ms: i64,
+}
+
+/// `switchboard.connected`, id `connected:<connectionId>`.
+pub fn connected(c: &Connected<'_>) -> CloudEvent {
+    let data = serde_json::json!({
+        "connectionId": c.connection_id,
+        "userId": c.user_id,
+        "groups": c.groups,
+        "sourceIp": c.source_ip,
+        "userAgent": c.user_agent,
+        "connectedAt": rfc3339(c.connected_at_ms),
+    });
+    CloudEvent::new(
+        EventKind::Connected,
+        format!("connected:{}", c.connection_id),
+        c.connection_id,
+        c.user_id,
+        data,
+    )
+}
+
+/// What `disconnected` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected<'a> {
+    pub connection_id: &'a str,
+    pub user_id: &'a str,
+    /// The close code and reason as `$disconnect` reports them.
+    pub status_code: Option<i64>,
+    pub reason: Option<&'a str>,
+    pub connected_at_ms: i64,
+    pub disconnected_at_ms: i64,
+}
+
+/// `switchboard.disconnected`, id `disconnected:<connectionId>`.
+pub fn disconnected(d: &Disconnected<'_>) -> CloudEvent {
+    let data = serde_json::json!({
+        "connectionId": d.connection_id,
+        "userId": d.user_id,
+        "statusCode": d.status_code,
+        "reason": d.reason.unwrap_or(""),
+        "connectedAt": rfc3339(d.connected_at_ms),
+        "durationMs": (d.disconnected_at_ms - d.connected_at_ms).max(0),
+    });
+    CloudEvent::new(
+        EventKind::Disconnected,
+        format!("disconnected:{}", d.connection_id),
+        d.connection_id,
+        d.user_id,
+        data,
+    )
+}
+
+/// `switchboard.message`: client event `event` with `data`. Its id is
+/// `message:<connectionId>:<client id>` when the client gave an `id` (so a
+/// client resending the same frame makes the same event), otherwise
+/// `message:<connectionId>:<random>`.
+pub fn message(
+    connection_id: &str,
+    user_id: &str,
+    event: &str,
+    data: &Value,
+    client_id: Option<&Value>,
+) -> CloudEvent {
+    let suffix = match client_id {
+        Some(Value::String(id)) => format!("s{id}"),
+        Some(other) => format!("n{other}"),
+        None => format!("r{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+    };
+    let mut event_out = CloudEvent::new(
+        EventKind::Message,
+        format!("message:{connection_id}:{suffix}"),
+        connection_id,
+        user_id,
+        serde_json::json!({
+            "connectionId": connection_id,
+            "userId": user_id,
+            "event": event,
+            "data": data,
+        }),
+    );
+    event_out.eventname = Some(event.to_owned());
+    event_out
+}
+
+/// `ms` since the Unix epoch as RFC 3339 in UTC with milliseconds,
+/// e.g. `2026-11-29T20:30:00.123Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn ids_are_stable_for_the_same_connection_and_client_id() {
+        let c = Connected {
+            connection_id: "c1",
+            user_id: "u1",
+            groups: &[],
+            source_ip: None,
+            user_agent: None,
+            connected_at_ms: 0,
+        };
+        assert_eq!(connected(&c).id, connected(&c).id);
+        assert_eq!(connected(&c).id, "connected:c1");
+        let id = Value::from("7");
+        let data = Value::Null;
+        assert_eq!(
+            message("c1", "u1", "chat", &data, Some(&id)).id,
+            message("c1", "u1", "chat", &data, Some(&id)).id
+        );
+        assert_ne!(
+            message("c1", "u1", "chat", &data, Some(&Value::from(7))).id,
+            message("c1", "u1", "chat", &data, Some(&id)).id,
+            "the number 7 and the string \"7\" are different ids"
+        );
+        assert_ne!(
+            message("c1", "u1", "chat", &data, None).id,
+            message("c1", "u1", "chat", &data, None).id
+        );
+    }
+
+    #[test]
+    fn the_structured_form_round_trips_and_binary_headers_carry_the_attributes() {
+        let event = message("c1", "u1", "chat", &serde_json::json!({"x":1}), None);
+        let back: CloudEvent = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.event_kind(), Some(EventKind::Message));
+        let headers = event.headers();
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("ce-type"), Some("switchboard.message"));
+        assert_eq!(get("ce-specversion"), Some("1.0"));
+        assert_eq!(get("ce-eventname"), Some("chat"));
+        assert_eq!(get("ce-userid"), Some("u1"));
+    }
+}

@@ -1,0 +1,463 @@
+//! Upstream events in memory: the producers (connect, disconnect, the
+//! `event` action) never fail the client's route when the Upstream queue
+//! refuses, and the webhook sender's per-record outcomes (delivered, retried,
+//! dead-lettered with the status) are loss-free.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use switchboard::adapters::memory::MemoryQueue;
+use switchboard::config::DeliveryPolicy;
+use switchboard::handlers::actions::client_action;
+use switchboard::handlers::connect::handle_connect;
+use switchboard::handlers::disconnect::handle_disconnect;
+use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
+use switchboard::ports::{ConnectionStore, QueueError};
+use switchboard::services::Services;
+use switchboard::upstream::{
+    CloudEvent, HttpAnswer, HttpPoster, PostError, Upstream, WebhookSecret, events,
+};
+
+const SECRET: &str = "upstream-unit-secret-upstream-unit-secret";
+
+fn with_queue(h: &Harness, queue: Arc<MemoryQueue>) -> Services {
+    let mut upstream = Upstream::default();
+    upstream.queue = Some(queue);
+    Services {
+        upstream: Arc::new(upstream),
+        ..h.services.clone()
+    }
+}
+
+#[tokio::test]
+async fn producers_enqueue_one_event_each_with_stable_ids() {
+    let h = Harness::new();
+    let queue = Arc::new(MemoryQueue::new());
+    let services = with_queue(&h, queue.clone());
+    let mut claims = switchboard::auth::claims_for("alice", Duration::from_secs(60), vec![]);
+    claims.events = vec!["chat".into()];
+    let token = token_with(&claims);
+    let event = connect_event("c1", Some(&token));
+    assert_eq!(
+        handle_connect(&services, &verifier(), &event)
+            .await
+            .status_code,
+        200
+    );
+    // API Gateway may invoke $connect again for the same connection: same id.
+    assert_eq!(
+        handle_connect(&services, &verifier(), &event)
+            .await
+            .status_code,
+        200
+    );
+    let answer = client_action(
+        &services,
+        "c1",
+        Some(r#"{"action":"event","event":"chat","data":[1],"id":"x"}"#),
+    )
+    .await;
+    assert_eq!(answer, r#"{"type":"ack","id":"x","ok":true}"#);
+    assert_eq!(
+        handle_disconnect(&services, &disconnect_event("c1"))
+            .await
+            .status_code,
+        200
+    );
+    let sent: Vec<CloudEvent> = queue
+        .sent()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let ids: Vec<&str> = sent.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "connected:c1",
+            "connected:c1",
+            "message:c1:sx",
+            "disconnected:c1"
+        ]
+    );
+    assert_eq!(sent[3].data["statusCode"], 1000);
+    assert_eq!(sent[0].data["sourceIp"], "203.0.113.7");
+    assert_eq!(sent[0].data["userAgent"], "websocat/1.14.0");
+    assert_eq!(services.upstream.lost(), 0);
+}
+
+#[tokio::test]
+async fn a_refusing_upstream_queue_never_breaks_the_route_and_is_counted() {
+    let h = Harness::new();
+    let queue = Arc::new(MemoryQueue::new());
+    let services = with_queue(&h, queue.clone());
+    let mut claims = switchboard::auth::claims_for("alice", Duration::from_secs(60), vec![]);
+    claims.events = vec!["chat".into()];
+    queue.fail_call_next(QueueError::Unavailable("SQS is down".into()));
+    let response = handle_connect(
+        &services,
+        &verifier(),
+        &connect_event("c1", Some(&token_with(&claims))),
+    )
+    .await;
+    assert_eq!(response.status_code, 200, "the handshake succeeds");
+    assert!(
+        h.store.get_connection("c1").await.unwrap().is_some(),
+        "and the record is written"
+    );
+    queue.fail_entries_next(&[0], false);
+    let answer = client_action(
+        &services,
+        "c1",
+        Some(r#"{"action":"event","event":"chat","id":1}"#),
+    )
+    .await;
+    assert_eq!(answer, r#"{"type":"ack","id":1,"ok":true}"#);
+    queue.fail_call_next(QueueError::Unavailable("SQS is down".into()));
+    assert_eq!(
+        handle_disconnect(&services, &disconnect_event("c1"))
+            .await
+            .status_code,
+        200
+    );
+    assert!(
+        h.store.get_connection("c1").await.unwrap().is_none(),
+        "the connection is forgotten"
+    );
+    assert_eq!(services.upstream.lost(), 3);
+    assert!(queue.sent().is_empty());
+}
+
+/// One request the scripted receiver got: its headers and body.
+type Request = (Vec<(String, String)>, Vec<u8>);
+
+/// A receiver that answers from a script and records what it got.
+#[derive(Default)]
+struct Scripted {
+    answers: Mutex<Vec<Result<u16, PostError>>>,
+    got: Mutex<Vec<Request>>,
+}
+
+#[async_trait]
+impl HttpPoster for Scripted {
+    async fn post(
+        &self,
+        _url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        _timeout: Duration,
+    ) -> Result<HttpAnswer, PostError> {
+        self.got.lock().unwrap().push((
+            headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            body,
+        ));
+        let mut answers = self.answers.lock().unwrap();
+        let answer = if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0].clone()
+        };
+        answer.map(|status| HttpAnswer {
+            status,
+            body: Vec::new(),
+        })
+    }
+}
+
+fn sender(http: Arc<Scripted>, dead: Arc<MemoryQueue>, secret: WebhookSecret) -> WebhookSender {
+    WebhookSender {
+        http,
+        url: "http://127.0.0.1:9/handler".into(),
+        secret,
+        policy: DeliveryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            timeout: Duration::from_millis(50),
+        },
+        dead_letters: dead,
+        concurrency: 4,
+    }
+}
+
+fn scripted(answers: Vec<Result<u16, PostError>>) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        answers: Mutex::new(answers),
+        ..Scripted::default()
+    })
+}
+
+fn an_event() -> String {
+    events::message("c1", "alice", "chat", &serde_json::json!({"n":1}), None).to_json()
+}
+
+#[tokio::test]
+async fn the_sender_retries_then_delivers_with_one_id_and_fresh_signatures() {
+    let http = scripted(vec![
+        Err(PostError::Timeout(Duration::from_millis(50))),
+        Ok(503),
+        Ok(200),
+    ]);
+    let dead = Arc::new(MemoryQueue::new());
+    let sender = sender(http.clone(), dead.clone(), WebhookSecret::given(SECRET));
+    let body = an_event();
+    let report = upstream_batch(&sender, sqs_event(&[&body])).await;
+    assert!(report.failures.is_empty(), "{report:?}");
+    let got = http.got.lock().unwrap();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|(h, _)| h.iter().find(|(k, _)| k == "ce-id").unwrap().1.as_str())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]));
+    for (headers, body) in got.iter() {
+        let signature = &headers
+            .iter()
+            .find(|(k, _)| k == "switchboard-signature")
+            .unwrap()
+            .1;
+        assert_eq!(
+            switchboard::webhook::verify_header(
+                signature,
+                body,
+                SECRET.as_bytes(),
+                switchboard::webhook::DEFAULT_TOLERANCE,
+                switchboard::clock::now_seconds()
+            ),
+            Ok(())
+        );
+    }
+    assert!(dead.sent().is_empty());
+}
+
+#[tokio::test]
+async fn out_of_attempts_is_a_batch_item_failure_and_a_4xx_is_dead_lettered_with_its_status() {
+    let dead = Arc::new(MemoryQueue::new());
+    let body = an_event();
+    let failing = sender(
+        scripted(vec![Ok(500)]),
+        dead.clone(),
+        WebhookSecret::given(SECRET),
+    );
+    let report = upstream_batch(&failing, sqs_event(&[&body])).await;
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.failures[0].message_id, "m0");
+    assert_eq!(
+        report.failures[0].error,
+        "3 attempts: the receiver answered 500"
+    );
+    assert!(
+        dead.sent().is_empty(),
+        "a retryable failure stays on the queue"
+    );
+
+    for status in [400, 404, 410] {
+        let http = scripted(vec![Ok(status)]);
+        let refused = sender(http.clone(), dead.clone(), WebhookSecret::given(SECRET));
+        let report = upstream_batch(&refused, sqs_event(&[&body])).await;
+        assert!(report.failures.is_empty());
+        assert_eq!(
+            http.got.lock().unwrap().len(),
+            1,
+            "{status} is final: one attempt"
+        );
+        let buried: serde_json::Value = serde_json::from_str(&dead.drain()[0]).unwrap();
+        assert_eq!(buried["status"], status);
+        assert_eq!(buried["event"]["type"], "switchboard.message");
+    }
+    for status in [408, 429] {
+        let http = scripted(vec![Ok(status)]);
+        let retried = sender(http.clone(), dead.clone(), WebhookSecret::given(SECRET));
+        let report = upstream_batch(&retried, sqs_event(&[&body])).await;
+        assert_eq!(report.failures.len(), 1, "{status} is retried");
+        assert_eq!(http.got.lock().unwrap().len(), 3);
+    }
+    assert!(dead.sent().is_empty());
+
+    // The dead-letter queue refusing: the message stays (nothing is lost).
+    dead.fail_call_next(QueueError::Unavailable("down".into()));
+    let refused = sender(
+        scripted(vec![Ok(400)]),
+        dead.clone(),
+        WebhookSecret::given(SECRET),
+    );
+    let report = upstream_batch(&refused, sqs_event(&[&body])).await;
+    assert_eq!(report.failures.len(), 1);
+
+    // Not a CloudEvent: straight to the dead letters, status 0, nothing posted.
+    let http = scripted(vec![Ok(200)]);
+    let garbage = sender(http.clone(), dead.clone(), WebhookSecret::given(SECRET));
+    let report = upstream_batch(&garbage, sqs_event(&["not json"])).await;
+    assert!(report.failures.is_empty());
+    assert!(http.got.lock().unwrap().is_empty());
+    let buried: serde_json::Value = serde_json::from_str(&dead.drain()[0]).unwrap();
+    assert_eq!(buried, serde_json::json!({"status":0,"event":"not json"}));
+}
+
+#[tokio::test]
+async fn without_a_secret_nothing_is_sent_and_the_event_stays_queued() {
+    let http = scripted(vec![Ok(200)]);
+    let dead = Arc::new(MemoryQueue::new());
+    let unsigned = sender(http.clone(), dead.clone(), WebhookSecret::default());
+    let report = upstream_batch(&unsigned, sqs_event(&[&an_event()])).await;
+    assert_eq!(report.failures.len(), 1);
+    assert!(
+        http.got.lock().unwrap().is_empty(),
+        "nothing is sent unsigned"
+    );
+    assert!(dead.sent().is_empty());
+}
+
+/// The schemas in schemas/upstream/ describe exactly what the code emits: the
+/// same attributes and data fields, the constants they fix, nothing more.
+#[test]
+fn every_event_matches_its_schema() {
+    let connected = events::connected(&events::Connected {
+        connection_id: "c1",
+        user_id: "alice",
+        groups: &["room:1".to_owned()],
+        source_ip: Some("203.0.113.7"),
+        user_agent: None,
+        connected_at_ms: 1_700_000_000_000,
+    });
+    let disconnected = events::disconnected(&events::Disconnected {
+        connection_id: "c1",
+        user_id: "alice",
+        status_code: Some(1001),
+        reason: None,
+        connected_at_ms: 1_700_000_000_000,
+        disconnected_at_ms: 1_700_000_001_000,
+    });
+    let message = events::message("c1", "alice", "chat", &serde_json::json!(null), None);
+    for (schema, event) in [
+        (
+            include_str!("../../schemas/upstream/connected.json"),
+            connected,
+        ),
+        (
+            include_str!("../../schemas/upstream/disconnected.json"),
+            disconnected,
+        ),
+        (include_str!("../../schemas/upstream/message.json"), message),
+    ] {
+        let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let mut required: Vec<String> = serde_json::from_value(schema["required"].clone()).unwrap();
+        required.sort();
+        assert_eq!(keys(&event), required, "{}", schema["title"]);
+        assert_eq!(
+            keys(&event),
+            keys(&schema["properties"]),
+            "{}",
+            schema["title"]
+        );
+        for (name, property) in schema["properties"].as_object().unwrap() {
+            if let Some(constant) = property.get("const") {
+                assert_eq!(&event[name], constant, "{name}");
+            }
+        }
+        let data = &schema["properties"]["data"];
+        assert_eq!(
+            keys(&event["data"]),
+            keys(&data["properties"]),
+            "{}",
+            schema["title"]
+        );
+        let mut data_required: Vec<String> =
+            serde_json::from_value(data["required"].clone()).unwrap();
+        data_required.sort();
+        assert_eq!(keys(&event["data"]), data_required);
+    }
+}
+
+/// Counts `PutEvents` calls and the events in them.
+#[derive(Default)]
+struct CountingBus {
+    calls: Mutex<usize>,
+    events: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl switchboard::upstream::EventBus for CountingBus {
+    async fn put_events(
+        &self,
+        events: &[CloudEvent],
+    ) -> Result<(), switchboard::upstream::BusError> {
+        *self.calls.lock().unwrap() += 1;
+        self.events
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| e.id.clone()));
+        Ok(())
+    }
+}
+
+/// BENCHMARKS.md's "AWS requests per event, by sink": one queue send and one
+/// PutEvents per event on the producer side, one POST per delivered event.
+#[tokio::test]
+async fn aws_requests_per_event_by_sink() {
+    let h = Harness::new();
+    let queue = Arc::new(MemoryQueue::new());
+    let bus = Arc::new(CountingBus::default());
+    let mut upstream = Upstream::default();
+    upstream.queue = Some(queue.clone());
+    upstream.bus = Some(bus.clone());
+    let services = Services {
+        upstream: Arc::new(upstream),
+        ..h.services.clone()
+    };
+    let mut claims = switchboard::auth::claims_for("alice", Duration::from_secs(60), vec![]);
+    claims.events = vec!["chat".into()];
+    let token = token_with(&claims);
+    handle_connect(&services, &verifier(), &connect_event("c1", Some(&token))).await;
+    client_action(
+        &services,
+        "c1",
+        Some(r#"{"action":"event","event":"chat"}"#),
+    )
+    .await;
+    handle_disconnect(&services, &disconnect_event("c1")).await;
+    assert_eq!(queue.calls(), 3, "one SendMessageBatch per event");
+    assert_eq!(queue.sent().len(), 3);
+    assert_eq!(*bus.calls.lock().unwrap(), 3, "one PutEvents per event");
+    assert_eq!(bus.events.lock().unwrap().len(), 3);
+
+    let http = scripted(vec![Ok(204)]);
+    let dead = Arc::new(MemoryQueue::new());
+    let sender = sender(http.clone(), dead, WebhookSecret::given(SECRET));
+    let bodies = queue.sent();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let report = upstream_batch(&sender, sqs_event(&bodies)).await;
+    assert!(report.failures.is_empty());
+    assert_eq!(
+        http.got.lock().unwrap().len(),
+        3,
+        "one POST per delivered event"
+    );
+}
+
+/// connect, disconnect and actions are wired with `NoGateway` (they never
+/// post: every send goes through the Deliveries queue); a post would be a bug
+/// and fails instead of reaching a connection.
+#[tokio::test]
+async fn the_producers_gateway_refuses_to_post() {
+    use switchboard::ports::{Gateway, GatewayError};
+    let gateway = switchboard::aws::NoGateway;
+    assert_eq!(
+        gateway.post_to_connection("c1", b"x").await,
+        Err(GatewayError::Forbidden(
+            "this function does not post to connections".into()
+        ))
+    );
+    assert!(gateway.delete_connection("c1").await.is_err());
+}
