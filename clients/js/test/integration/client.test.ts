@@ -2,7 +2,10 @@
  * The client against the real local stack over real sockets on 127.0.0.1: every action, a
  * connection killed with the Management API's DELETE, proactive reconnect under a shortened
  * --max-duration, keepalive under a shortened --idle-timeout, negotiate as getToken, and no
- * reconnect after 401. Each test starts its own stack and stops it (and its clients) in teardown.
+ * reconnect after 401; recovery (a client killed twice, its reconnects held, while 200 messages go to its
+ * user or to a history group, gets each once in order; proactive reconnects in a history group hand
+ * over no duplicate; recover: false keeps user messages verbatim). Each test starts its own stack and
+ * stops it (and its clients) in teardown.
  */
 
 import assert from "node:assert/strict";
