@@ -648,7 +648,7 @@ export class Client extends Emitter<Events> {
   /** Arms the gap timer while messages wait past a gap; disarms it once the gap is filled. */
   private gap(name: string, t: Track<Message>): void {
     const { clock, gapTimeout } = this.o;
-    if (!t.buffer.size) {
+    if (!t.buffer.size || this.stopped) {
       clock.clearTimeout(t.timer);
       t.timer = undefined;
     } else if (!t.timer)
@@ -707,29 +707,41 @@ export class Client extends Emitter<Events> {
    * a refusal it may outlive (rate_limited, unavailable, timeout) a few times with growing pauses.
    */
   private async recover(names: string[]): Promise<void> {
-    for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
-      const list = names.map((n) => [n, this.tracks.get(n)] as const).filter(([, t]) => t?.epoch) as [string, Track<Message>][];
-      if (!list.length || !this.link?.ready) return;
-      const frame: Record<string, unknown> = {
-        action: "recover",
-        streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch })),
-      };
-      const done = this.request(frame, false);
-      list.forEach(([, t]) => ((t.busy = frame.id), (t.from = t.offset), (t.more = undefined)));
-      let error: SwitchboardError | undefined;
-      await done.catch((e: SwitchboardError) => (error = e));
-      list.forEach(([n, t]) => t.busy == frame.id && ((t.busy = undefined), this.gap(n, t)));
-      if (!error) {
-        names = list.filter(([, t]) => t.more).map(([n]) => n);
-        continue;
+    // Marks the streams as being recovered by this call until it ends (a newer call takes them over).
+    const me = {};
+    const all = names;
+    try {
+      for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
+        const list = names.map((n) => [n, this.tracks.get(n)] as const).filter(([, t]) => t?.epoch) as [string, Track<Message>][];
+        if (!list.length || !this.link?.ready) return;
+        const frame: Record<string, unknown> = {
+          action: "recover",
+          streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch })),
+        };
+        const done = this.request(frame, false);
+        list.forEach(([, t]) => ((t.busy = me), (t.from = t.offset), (t.more = undefined)));
+        let error: SwitchboardError | undefined;
+        await done.catch((e: SwitchboardError) => (error = e));
+        if (!error) {
+          names = list.filter(([, t]) => t.more).map(([n]) => n);
+          continue;
+        }
+        const c = error.code;
+        const kept = /^"(.+)" keeps no history$/.exec(error.message);
+        if (kept) this.tracks.delete(kept[1]);
+        else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
+          const ms = this.o.gapTimeout * 2 ** tries++;
+          await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
+        } else return; // the socket dropped (the reconnect recovers), or the client closed
       }
-      const c = error.code;
-      const kept = /^"(.+)" keeps no history$/.exec(error.message);
-      if (kept) this.tracks.delete(kept[1]);
-      else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
-        const ms = this.o.gapTimeout * 2 ** tries++;
-        await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
-      } else return; // the socket dropped (the reconnect recovers), or the client closed
+    } finally {
+      for (const n of all) {
+        const t = this.tracks.get(n);
+        if (t?.busy == me) {
+          t.busy = undefined;
+          this.gap(n, t);
+        }
+      }
     }
   }
 

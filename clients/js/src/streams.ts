@@ -20,7 +20,7 @@ export class Track<M extends Stamped> {
   buffer = new Map<number, M>();
   /** The gap timer. */
   timer?: unknown;
-  /** The request recovering it now (its id), if any. */
+  /** The recover call under way for it, if any. */
   busy?: unknown;
   /** The offset the last recover started from (for `missed`). */
   from = 0;

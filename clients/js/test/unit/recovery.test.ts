@@ -277,5 +277,19 @@ test("a recover refused with rate_limited is tried again after a pause; a droppe
   assert.notEqual(again.id, r.id);
   assert.deepEqual(again.streams, [{ stream: "user", offset: 0, epoch: "e1" }]);
   assert.deepEqual(s.errors, []);
+  // refused again, then the client is closed during the pause: nothing more is sent, no timer lives on
+  s.ws.receive({ type: "ack", id: again.id, ok: false, error: { code: "unavailable", message: "later" } });
+  await s.clock.advance(0);
   s.client.close();
+  await s.clock.advance(60_000);
+  assert.equal(s.ws.sent.filter((f) => f.action == "recover").length, 2);
+  assert.deepEqual(s.clock.pending(), []);
+});
+
+test("close() with a gap open: the gap timer goes with the client", async () => {
+  const s = await tracking({}, 0);
+  s.ws.receive(stamped("user", 3));
+  s.client.close();
+  await s.clock.advance(0);
+  assert.deepEqual(s.clock.pending(), []);
 });
