@@ -518,7 +518,7 @@ var Client = class extends Emitter {
   /** Arms the gap timer while messages wait past a gap; disarms it once the gap is filled. */
   gap(name, t) {
     const { clock, gapTimeout } = this.o;
-    if (!t.buffer.size) {
+    if (!t.buffer.size || this.stopped) {
       clock.clearTimeout(t.timer);
       t.timer = void 0;
     } else if (!t.timer)
@@ -571,29 +571,40 @@ var Client = class extends Emitter {
    * a refusal it may outlive (rate_limited, unavailable, timeout) a few times with growing pauses.
    */
   async recover(names) {
-    for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
-      const list = names.map((n) => [n, this.tracks.get(n)]).filter(([, t]) => t?.epoch);
-      if (!list.length || !this.link?.ready) return;
-      const frame = {
-        action: "recover",
-        streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch }))
-      };
-      const done = this.request(frame, false);
-      list.forEach(([, t]) => (t.busy = frame.id, t.from = t.offset, t.more = void 0));
-      let error;
-      await done.catch((e) => error = e);
-      list.forEach(([n, t]) => t.busy == frame.id && (t.busy = void 0, this.gap(n, t)));
-      if (!error) {
-        names = list.filter(([, t]) => t.more).map(([n]) => n);
-        continue;
+    const me2 = {};
+    const all = names;
+    try {
+      for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
+        const list = names.map((n) => [n, this.tracks.get(n)]).filter(([, t]) => t?.epoch);
+        if (!list.length || !this.link?.ready) return;
+        const frame = {
+          action: "recover",
+          streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch }))
+        };
+        const done = this.request(frame, false);
+        list.forEach(([, t]) => (t.busy = me2, t.from = t.offset, t.more = void 0));
+        let error;
+        await done.catch((e) => error = e);
+        if (!error) {
+          names = list.filter(([, t]) => t.more).map(([n]) => n);
+          continue;
+        }
+        const c = error.code;
+        const kept = /^"(.+)" keeps no history$/.exec(error.message);
+        if (kept) this.tracks.delete(kept[1]);
+        else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
+          const ms = this.o.gapTimeout * 2 ** tries++;
+          await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
+        } else return;
       }
-      const c = error.code;
-      const kept = /^"(.+)" keeps no history$/.exec(error.message);
-      if (kept) this.tracks.delete(kept[1]);
-      else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
-        const ms = this.o.gapTimeout * 2 ** tries++;
-        await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
-      } else return;
+    } finally {
+      for (const n of all) {
+        const t = this.tracks.get(n);
+        if (t?.busy == me2) {
+          t.busy = void 0;
+          this.gap(n, t);
+        }
+      }
     }
   }
   deliver(m) {
