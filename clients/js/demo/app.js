@@ -227,8 +227,6 @@ var Client = class extends Emitter {
     return done.then(() => {
       const a = read.answer;
       if (!a) throw new SwitchboardError("bad_request", "no history frame before the ack");
-      const t = this.tracks.get(stream);
-      if (t && !t.epoch) t.move(a.offset, a.epoch, true, []);
       const messages = [...read.got.values()].filter((m) => m.epoch == a.epoch && m.offset <= a.offset && m.offset > a.offset - limit).sort((x, y) => x.offset - y.offset);
       return { messages, offset: a.offset, epoch: a.epoch };
     }).finally(() => this.reads.delete(frame.id));
@@ -491,9 +489,14 @@ var Client = class extends Emitter {
         return this.emit("serverClose", f.reason);
       case "recovered":
         return this.recovered(f);
-      case "history":
-        if (this.reads.has(f.id)) this.reads.get(f.id).answer = f;
+      case "history": {
+        const r = this.reads.get(f.id);
+        const t = this.tracks.get(f.stream);
+        if (!r || typeof f.offset != "number") return;
+        r.answer = f;
+        if (t && !t.epoch) t.move(f.offset, f.epoch, true, []);
         return;
+      }
       case "message":
         if (f.from == "server" || f.from == "client") {
           const m = { from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id };

@@ -315,9 +315,6 @@ export class Client extends Emitter<Events> {
       .then(() => {
         const a = read.answer;
         if (!a) throw new SwitchboardError("bad_request", "no history frame before the ack");
-        const t = this.tracks.get(stream);
-        // A position answer never moves a position that messages already set.
-        if (t && !t.epoch) t.move(a.offset, a.epoch, true, []);
         const messages = [...read.got.values()]
           .filter((m) => m.epoch == a.epoch && m.offset! <= a.offset && m.offset! > a.offset - limit)
           .sort((x, y) => x.offset! - y.offset!);
@@ -619,9 +616,16 @@ export class Client extends Emitter<Events> {
         return this.emit("serverClose", f.reason);
       case "recovered":
         return this.recovered(f);
-      case "history":
-        if (this.reads.has(f.id)) this.reads.get(f.id)!.answer = f;
+      case "history": {
+        const r = this.reads.get(f.id);
+        const t = this.tracks.get(f.stream);
+        if (!r || typeof f.offset != "number") return;
+        r.answer = f;
+        // Now, not when the ack settles: messages after it may come in the same tick (ws).
+        // A position answer never moves a position that messages already set.
+        if (t && !t.epoch) t.move(f.offset, f.epoch, true, []);
         return;
+      }
       case "message":
         if (f.from == "server" || f.from == "client") {
           const m: Message = { from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id };

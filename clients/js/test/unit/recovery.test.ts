@@ -188,6 +188,19 @@ test("a position answer does not move a position that live messages already set"
   s.client.close();
 });
 
+test("the position applies as its frame arrives: messages right behind it in the same tick are ordered from it", async () => {
+  const s = await connected({ recover: true });
+  const ws = FakeSocket.last;
+  const got: number[] = [];
+  s.client.on("message", (m) => got.push(m.offset!));
+  // no await between them: ws delivers the frames of one read synchronously
+  position(ws, "user", 0);
+  ws.receive(stamped("user", 2));
+  ws.receive(stamped("user", 1));
+  assert.deepEqual(got, [1, 2]);
+  s.client.close();
+});
+
 test("a group that keeps no history is untracked: no error, its messages as they come, not in recover", async () => {
   const s = await tracking({}, 1);
   const p = s.client.subscribe("plain");
