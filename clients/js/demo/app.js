@@ -595,6 +595,7 @@ var Client = class extends Emitter {
         const c = error.code;
         const kept = /^"(.+)" keeps no history$/.exec(error.message);
         if (kept) this.tracks.delete(kept[1]);
+        else if (error.message == "no stream keeps history") return list.forEach(([n]) => this.tracks.delete(n));
         else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
           const ms = this.o.gapTimeout * 2 ** tries++;
           await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));

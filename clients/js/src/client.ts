@@ -733,6 +733,8 @@ export class Client extends Emitter<Events> {
         const c = error.code;
         const kept = /^"(.+)" keeps no history$/.exec(error.message);
         if (kept) this.tracks.delete(kept[1]);
+        // The server keeps no history at all any more: nothing to track.
+        else if (error.message == "no stream keeps history") return list.forEach(([n]) => this.tracks.delete(n));
         else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
           const ms = this.o.gapTimeout * 2 ** tries++;
           await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));

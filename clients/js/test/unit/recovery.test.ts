@@ -299,6 +299,31 @@ test("a recover refused with rate_limited is tried again after a pause; a droppe
   assert.deepEqual(s.clock.pending(), []);
 });
 
+test("a recover refused because a stream keeps no history (any more) drops that stream and recovers the others", async () => {
+  const s = await tracking({}, 5);
+  await join(s, "chat:1", 2);
+  s.ws.drop();
+  await s.clock.advance(1_000);
+  const ws = FakeSocket.last;
+  ws.open();
+  await s.clock.advance(0);
+  ws.ackAll();
+  await s.clock.advance(0);
+  const r = ws.lastSent("recover");
+  assert.equal(r.streams.length, 2);
+  ws.receive({ type: "ack", id: r.id, ok: false, error: { code: "bad_request", message: '"group:chat:1" keeps no history' } });
+  await s.clock.advance(0);
+  const again = ws.lastSent("recover");
+  assert.deepEqual(again.streams, [{ stream: "user", offset: 5, epoch: "e1" }]);
+  ws.receive({ type: "ack", id: again.id, ok: false, error: { code: "bad_request", message: "no stream keeps history" } });
+  await s.clock.advance(60_000);
+  assert.equal(ws.sent.filter((f) => f.action == "recover").length, 2);
+  ws.receive(stamped("user", 9)); // untracked now: handed over as it comes, no gap timer
+  assert.deepEqual(s.offsets(), ["user#9"]);
+  assert.deepEqual(s.errors, []);
+  s.client.close();
+});
+
 test("close() with a gap open: the gap timer goes with the client", async () => {
   const s = await tracking({}, 0);
   s.ws.receive(stamped("user", 3));
