@@ -57,6 +57,51 @@ var SwitchboardError = class extends Error {
   }
 };
 
+// src/streams.ts
+var Track = class {
+  constructor() {
+    /** Everything up to here has been handed over (or was before the client's start). */
+    this.offset = 0;
+    /** Messages past a gap, by offset. */
+    this.buffer = /* @__PURE__ */ new Map();
+    /** The offset the last recover started from (for `missed`). */
+    this.from = 0;
+  }
+  /**
+   * Takes a stamped message; pushes onto `out` what may be handed over now, in order. Returns
+   * true when the message starts a new epoch (the history was reset or lost).
+   */
+  take(m, out) {
+    const changed = !!this.epoch && m.epoch != this.epoch;
+    if (!this.epoch || changed) {
+      this.epoch = m.epoch;
+      this.offset = m.offset - 1;
+      this.buffer.clear();
+    }
+    if (m.offset > this.offset) this.buffer.set(m.offset, m);
+    this.flush(out);
+    return changed;
+  }
+  /**
+   * Moves to a position the server gave: forward only when `force` is false (a recovery that
+   * succeeded), anywhere otherwise (a recovery that failed: continue from the stream's latest).
+   */
+  move(offset, epoch, force, out) {
+    if (force || epoch != this.epoch || offset > this.offset) {
+      this.epoch = epoch;
+      this.offset = offset;
+    }
+    this.buffer.forEach((m, o) => (o <= this.offset || m.epoch != epoch) && this.buffer.delete(o));
+    this.flush(out);
+  }
+  flush(out) {
+    for (let m; m = this.buffer.get(this.offset + 1); this.offset++) {
+      this.buffer.delete(this.offset + 1);
+      out.push(m);
+    }
+  }
+};
+
 // src/token.ts
 function tokenExpiry(token) {
   try {
@@ -92,6 +137,11 @@ var Client = class extends Emitter {
     this.streams = /* @__PURE__ */ new Map();
     this.handlers = /* @__PURE__ */ new Map();
     this.dedupe = new Dedupe();
+    /** History streams by name (`user`, `group:<g>`); a stream that keeps no history is dropped. */
+    this.tracks = /* @__PURE__ */ new Map();
+    /** `history` requests waiting for their answer, by request id. */
+    this.reads = /* @__PURE__ */ new Map();
+    // eslint-disable-line @typescript-eslint/no-explicit-any
     this.timers = {};
     this.o = {
       timeout: 1e4,
@@ -102,11 +152,14 @@ var Client = class extends Emitter {
       overlap: 3e3,
       tokenRefreshMargin: 6e4,
       maxHandshakeFailures: 8,
+      recover: true,
+      gapTimeout: 1e3,
       clock: systemClock,
       random: Math.random,
       ...options
     };
     this.token = options.token;
+    if (this.o.recover) this.tracks.set("user", new Track());
   }
   /** Starts connecting (again, after `close()`); a no-op while connecting or open. */
   connect() {
@@ -131,8 +184,13 @@ var Client = class extends Emitter {
       set.add(handler);
     }
     if (!this.streams.has(group)) this.streams.set(group, {});
+    if (this.o.recover && !this.tracks.has("group:" + group)) this.tracks.set("group:" + group, new Track());
     return this.request({ action: "subscribe", group }, true).then(
-      () => void 0,
+      () => {
+        const name = "group:" + group;
+        if (this.tracks.get(name)?.epoch) this.recover([name]);
+        else this.locate(name);
+      },
       (e) => {
         if (refused(e) || e.code == "closed") this.forget(group);
         throw e;
@@ -157,11 +215,29 @@ var Client = class extends Emitter {
     const start = this.o.clock.now();
     return this.request({ action: "ping" }, false, "name").then(() => this.o.clock.now() - start);
   }
+  /**
+   * The latest `limit` kept messages of `stream` (`user` or `group:<g>`, a group you are in) and
+   * the stream's position; a tracked stream without a position yet starts from there.
+   */
+  history(stream, limit = 50) {
+    const read = { stream, got: /* @__PURE__ */ new Map() };
+    const frame = { action: "history", stream, limit };
+    const done = this.request(frame, true);
+    this.reads.set(frame.id, read);
+    return done.then(() => {
+      const a = read.answer;
+      if (!a) throw new SwitchboardError("bad_request", "no history frame before the ack");
+      const messages = [...read.got.values()].filter((m) => m.epoch == a.epoch && m.offset <= a.offset && m.offset > a.offset - limit).sort((x, y) => x.offset - y.offset);
+      return { messages, offset: a.offset, epoch: a.epoch };
+    }).finally(() => this.reads.delete(frame.id));
+  }
   /** The groups the client keeps joined. */
   get groups() {
     return [...this.streams.keys()];
   }
   forget(group) {
+    this.o.clock.clearTimeout(this.tracks.get("group:" + group)?.timer);
+    this.tracks.delete("group:" + group);
     this.streams.delete(group);
     this.handlers.delete(group);
   }
@@ -217,6 +293,7 @@ var Client = class extends Emitter {
     if (!Ws) throw new Error("no WebSocket implementation: pass options.WebSocket (the ws package on Node 20)");
     const url = new URL(this.url ?? this.o.url ?? "");
     url.searchParams.set("token", token);
+    if (this.o.recover) url.searchParams.set("envelope", "1");
     const ws = new Ws(url.href);
     const link = { ws };
     ws.onopen = () => {
@@ -240,6 +317,7 @@ var Client = class extends Emitter {
       if (this.link != link) return;
       this.ready(link);
       this.set("open");
+      this.resume();
     });
   }
   /** `link` becomes the current socket: timers start, queued actions go out. */
@@ -289,6 +367,7 @@ var Client = class extends Emitter {
             } else if (cur) this.drop(cur);
             this.ready(link);
             this.set("open");
+            this.resume();
           });
         });
       },
@@ -348,6 +427,7 @@ var Client = class extends Emitter {
   stop(error) {
     this.stopped = true;
     for (const t in this.timers) this.o.clock.clearTimeout(this.timers[t]);
+    this.tracks.forEach((t) => this.o.clock.clearTimeout(t.timer));
     for (const link of [this.link, this.spare, this.old]) if (link) this.drop(link);
     this.link = this.spare = this.old = void 0;
     this.pending.forEach((_, key) => this.settle(key, new SwitchboardError("closed", error ? error.message : "the client was closed")));
@@ -407,13 +487,129 @@ var Client = class extends Emitter {
         return this.emit("error", toError(f));
       case "close":
         return this.emit("serverClose", f.reason);
+      case "recovered":
+        return this.recovered(f);
+      case "history": {
+        const r = this.reads.get(f.id);
+        const t = this.tracks.get(f.stream);
+        if (!r || typeof f.offset != "number") return;
+        r.answer = f;
+        if (t && !t.epoch) t.move(f.offset, f.epoch, true, []);
+        return;
+      }
       case "message":
         if (f.from == "server" || f.from == "client") {
+          const m = { from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id };
+          if (typeof f.offset == "number" && f.stream && f.epoch) return this.stamped(Object.assign(m, { stream: f.stream, offset: f.offset, epoch: f.epoch }));
           if (f.id != null && !this.dedupe.fresh((f.group ?? "") + " " + f.id)) return;
-          return this.deliver({ from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id });
+          return this.deliver(m);
         }
     }
     this.deliver({ from: "server", data: f, raw: true });
+  }
+  /** A message with a stream's stamp: in offset order, once, for a tracked stream; once for any other. */
+  stamped(m) {
+    const name = m.stream;
+    this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset, m));
+    const t = this.tracks.get(name);
+    if (!t) return void (this.dedupe.fresh(name + " " + m.epoch + " " + m.offset) && this.deliver(m));
+    const out = [];
+    if (t.take(m, out)) this.emit("recovery", { stream: name, recovered: false, reason: "epoch_changed", offset: m.offset - 1, epoch: m.epoch });
+    out.forEach((x) => this.deliver(x));
+    this.gap(name, t);
+  }
+  /** Arms the gap timer while messages wait past a gap; disarms it once the gap is filled. */
+  gap(name, t) {
+    const { clock, gapTimeout } = this.o;
+    if (!t.buffer.size || this.stopped) {
+      clock.clearTimeout(t.timer);
+      t.timer = void 0;
+    } else if (!t.timer)
+      t.timer = clock.setTimeout(() => {
+        t.timer = void 0;
+        if (t.busy == null && this.link?.ready) this.recover([name]);
+        else this.gap(name, t);
+      }, gapTimeout);
+  }
+  /** A stream's recovery outcome: move to its position, hand over what waited, tell the application. */
+  recovered(f) {
+    const t = this.tracks.get(f.stream);
+    if (!t || typeof f.offset != "number") return;
+    const out = [];
+    const ok = !!f.recovered;
+    t.move(f.offset, f.epoch, !ok, out);
+    t.more = !!f.more;
+    const e = { stream: f.stream, recovered: ok, offset: f.offset, epoch: f.epoch };
+    if (ok) e.missed = Math.max(0, f.offset - t.from);
+    else e.reason = f.reason;
+    if (f.more) e.more = true;
+    t.from = f.offset;
+    this.emit("recovery", e);
+    out.forEach((x) => this.deliver(x));
+    this.gap(f.stream, t);
+  }
+  /** After a (re)connect: recover every stream with a position; ask the others for one. */
+  resume() {
+    const joining = /* @__PURE__ */ new Set();
+    this.pending.forEach((p) => p.frame.action == "subscribe" && joining.add("group:" + p.frame.group));
+    const known = [];
+    this.tracks.forEach((t, name) => joining.has(name) || (t.epoch ? known.push(name) : this.locate(name)));
+    if (known.length) this.recover(known);
+  }
+  /** Asks for a tracked stream's position (`history` with limit 0); a stream that keeps no history is dropped. */
+  locate(name) {
+    const t = this.tracks.get(name);
+    if (!t || t.epoch || t.asking) return;
+    t.asking = true;
+    this.history(name, 0).then(
+      () => t.asking = void 0,
+      (e) => {
+        t.asking = void 0;
+        if (e.code == "bad_request" && this.tracks.get(name) == t) this.tracks.delete(name);
+      }
+    );
+  }
+  /**
+   * Recovers `names` from their positions: again from where a `more` answer stopped, and after
+   * a refusal it may outlive (rate_limited, unavailable, timeout) a few times with growing pauses.
+   */
+  async recover(names) {
+    const me2 = {};
+    const all = names;
+    try {
+      for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
+        const list = names.map((n) => [n, this.tracks.get(n)]).filter(([, t]) => t?.epoch);
+        if (!list.length || !this.link?.ready) return;
+        const frame = {
+          action: "recover",
+          streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch }))
+        };
+        const done = this.request(frame, false);
+        list.forEach(([, t]) => (t.busy = me2, t.from = t.offset, t.more = void 0));
+        let error;
+        await done.catch((e) => error = e);
+        if (!error) {
+          names = list.filter(([, t]) => t.more).map(([n]) => n);
+          continue;
+        }
+        const c = error.code;
+        const kept = /^"(.+)" keeps no history$/.exec(error.message);
+        if (kept) this.tracks.delete(kept[1]);
+        else if (error.message == "no stream keeps history") return list.forEach(([n]) => this.tracks.delete(n));
+        else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
+          const ms = this.o.gapTimeout * 2 ** tries++;
+          await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
+        } else return;
+      }
+    } finally {
+      for (const n of all) {
+        const t = this.tracks.get(n);
+        if (t?.busy == me2) {
+          t.busy = void 0;
+          this.gap(n, t);
+        }
+      }
+    }
   }
   deliver(m) {
     this.emit("message", m);
@@ -494,7 +690,7 @@ function renderTyping() {
 }
 setInterval(renderTyping, 500);
 function onRoom(m) {
-  if (m.from != "client" || !m.userId) return;
+  if (m.from != "client" || !m.userId || m.userId == me) return;
   const data = m.data;
   if (data.text) {
     typing.delete(m.userId);
@@ -516,7 +712,15 @@ function connect(user) {
     fixed ? { url: params.get("url") ?? "", token: fixed } : { getToken: () => negotiate(user) }
   );
   const c = client;
+  let recovering = /* @__PURE__ */ new Set();
+  c.on("recovery", (e) => {
+    if (!recovering.delete(e.stream) && e.recovered) return;
+    const what = e.stream == "user" ? "notifications" : `events in ${room}`;
+    if (!e.recovered) system(`history lost (${e.reason}): ${what} may be missing; reload to see them`);
+    else if (e.missed) system(`recovered ${e.missed} missed ${what}`);
+  });
   c.on("state", (state, previous, error) => {
+    if (state == "open" && previous == "reconnecting") recovering = /* @__PURE__ */ new Set(["user", "group:" + room]);
     stateEl.textContent = error ? `${state}: ${error.message}` : state;
     stateEl.className = `state ${state}`;
     textInput.disabled = sendButton.disabled = state != "open";

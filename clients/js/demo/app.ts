@@ -8,6 +8,10 @@
  * - `url` and `token`: connect with a fixed token instead;
  * - `room`: the chat group (default `presence:demo`; only `presence:*` groups announce joins);
  * - `user`: the name to prefill (and connect with at once).
+ *
+ * Recovery is on (the client's default): after a reconnect the page shows what was sent meanwhile,
+ * with a line saying how much was recovered, or that history was lost. The room recovers when the
+ * stack keeps its history (`--history-groups presence:demo`); the notifications always do.
  */
 
 import { Client, type Message, SwitchboardError } from "../src/index.js";
@@ -88,7 +92,9 @@ function renderTyping() {
 setInterval(renderTyping, 500);
 
 function onRoom(m: Message) {
-  if (m.from != "client" || !m.userId) return;
+  // The sender's own events are in the room's history: a recovery sends them back. The page shows
+  // its own lines when they are sent, so it skips them here (and its own typing).
+  if (m.from != "client" || !m.userId || m.userId == me) return;
   const data = m.data as { typing?: boolean; text?: string };
   if (data.text) {
     typing.delete(m.userId);
@@ -113,7 +119,16 @@ function connect(user: string) {
     fixed ? { url: params.get("url") ?? "", token: fixed } : { getToken: () => negotiate(user) },
   );
   const c = client;
+  // The streams to report on after a reconnect: their first recovery answer says what was missed.
+  let recovering = new Set<string>();
+  c.on("recovery", (e) => {
+    if (!recovering.delete(e.stream) && e.recovered) return;
+    const what = e.stream == "user" ? "notifications" : `events in ${room}`;
+    if (!e.recovered) system(`history lost (${e.reason}): ${what} may be missing; reload to see them`);
+    else if (e.missed) system(`recovered ${e.missed} missed ${what}`);
+  });
   c.on("state", (state, previous, error) => {
+    if (state == "open" && previous == "reconnecting") recovering = new Set(["user", "group:" + room]);
     stateEl.textContent = error ? `${state}: ${error.message}` : state;
     stateEl.className = `state ${state}`;
     textInput.disabled = sendButton.disabled = state != "open";

@@ -4,6 +4,7 @@ import { backoff } from "./backoff.js";
 import { Dedupe } from "./dedupe.js";
 import { Emitter } from "./emitter.js";
 import { type ErrorCode, SwitchboardError } from "./errors.js";
+import { Track } from "./streams.js";
 import { refreshDelay, tokenExpiry } from "./token.js";
 
 export type State = "connecting" | "open" | "reconnecting" | "closed";
@@ -76,6 +77,14 @@ export interface Options {
    * false do not count, and with `ws` (which reports the status) only 401/403 stop the client.
    */
   maxHandshakeFailures?: number;
+  /**
+   * Recovery (true): connect with `envelope=1`, track the user's stream and every subscribed
+   * group's that keeps history by offset and epoch, hand their messages over in offset order and
+   * exactly once, and after every reconnect recover what was missed. False: messages as they come.
+   */
+  recover?: boolean;
+  /** How long a gap in a stream's offsets may stay open before the client asks to recover it (ms; 1 s). */
+  gapTimeout?: number;
   clock?: Clock;
   random?: () => number;
 }
@@ -91,9 +100,41 @@ export interface Message {
   id?: string | number;
   /**
    * True for a NotifyUser or NotifyConnection queue message, whose `data` arrives verbatim
-   * (parsed when it is JSON, else the text).
+   * (parsed when it is JSON, else the text). With recovery on, NotifyUser data comes stamped instead.
    */
   raw?: boolean;
+  /** The history stream it belongs to (`user`, or `group:<name>`), when that stream keeps history. */
+  stream?: string;
+  /** Its place in `stream`: 1 for the stream's first message, one more for each next. */
+  offset?: number;
+  /** The stream's epoch: a new one means its history was reset or lost. */
+  epoch?: string;
+}
+
+/** A stream's position: messages up to `offset` in `epoch`. */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** What `history(stream, limit)` resolves with: the latest messages, in offset order, and the stream's position. */
+export interface History extends Position {
+  messages: Message[];
+}
+
+/**
+ * A recovery's outcome for one stream. `recovered: false` means messages were lost (the history
+ * was reset, or the gap is older than what the server keeps): reload the application's state.
+ */
+export interface RecoveryEvent extends Position {
+  stream: string;
+  recovered: boolean;
+  /** Why not: `epoch_changed`, `too_old`, `expired`, `offset_ahead`. */
+  reason?: string;
+  /** How many offsets the recovery filled (recovered: true). */
+  missed?: number;
+  /** Not all there yet: the client recovers again from `offset`. */
+  more?: boolean;
 }
 
 export interface PresenceEvent {
@@ -120,12 +161,10 @@ export interface Events {
   error: (error: SwitchboardError, group?: string) => void;
   /** The server announced it is closing this connection (`{"type":"close"}`); the client reconnects unless you `close()`. */
   serverClose: (reason?: string) => void;
+  /** A tracked stream was recovered after a gap or reconnect, or could not be (reload your state). */
+  recovery: (event: RecoveryEvent) => void;
 }
 
-/**
- * What the client tracks for a group the application subscribed to. Recovery (history) will
- * keep the last offset and epoch seen here and send them with the resubscribe.
- */
 type Stream = Record<string, never>;
 
 interface Link {
@@ -175,6 +214,10 @@ export class Client extends Emitter<Events> {
   private token?: string;
   private url?: string;
   private old?: Link;
+  /** History streams by name (`user`, `group:<g>`); a stream that keeps no history is dropped. */
+  private tracks = new Map<string, Track<Message>>();
+  /** `history` requests waiting for their answer, by request id. */
+  private reads = new Map<unknown, { stream: string; got: Map<number, Message>; answer?: any }>(); // eslint-disable-line @typescript-eslint/no-explicit-any
   private timers: Record<"retry" | "ping" | "age" | "refresh" | "retire", unknown> = {} as never;
 
   constructor(options: Options) {
@@ -188,11 +231,14 @@ export class Client extends Emitter<Events> {
       overlap: 3_000,
       tokenRefreshMargin: 60_000,
       maxHandshakeFailures: 8,
+      recover: true,
+      gapTimeout: 1_000,
       clock: systemClock,
       random: Math.random,
       ...options,
     };
     this.token = options.token;
+    if (this.o.recover) this.tracks.set("user", new Track());
   }
 
   /** Starts connecting (again, after `close()`); a no-op while connecting or open. */
@@ -220,8 +266,13 @@ export class Client extends Emitter<Events> {
       set.add(handler);
     }
     if (!this.streams.has(group)) this.streams.set(group, {});
+    if (this.o.recover && !this.tracks.has("group:" + group)) this.tracks.set("group:" + group, new Track());
     return this.request({ action: "subscribe", group }, true).then(
-      () => undefined,
+      () => {
+        const name = "group:" + group;
+        if (this.tracks.get(name)?.epoch) this.recover([name]);
+        else this.locate(name);
+      },
       (e: SwitchboardError) => {
         if (refused(e) || e.code == "closed") this.forget(group);
         throw e;
@@ -251,12 +302,35 @@ export class Client extends Emitter<Events> {
     return this.request({ action: "ping" }, false, "name").then(() => this.o.clock.now() - start);
   }
 
+  /**
+   * The latest `limit` kept messages of `stream` (`user` or `group:<g>`, a group you are in) and
+   * the stream's position; a tracked stream without a position yet starts from there.
+   */
+  history(stream: string, limit = 50): Promise<History> {
+    const read: { stream: string; got: Map<number, Message>; answer?: any } = { stream, got: new Map() }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const frame: Record<string, unknown> = { action: "history", stream, limit };
+    const done = this.request(frame, true);
+    this.reads.set(frame.id, read);
+    return done
+      .then(() => {
+        const a = read.answer;
+        if (!a) throw new SwitchboardError("bad_request", "no history frame before the ack");
+        const messages = [...read.got.values()]
+          .filter((m) => m.epoch == a.epoch && m.offset! <= a.offset && m.offset! > a.offset - limit)
+          .sort((x, y) => x.offset! - y.offset!);
+        return { messages, offset: a.offset, epoch: a.epoch } as History;
+      })
+      .finally(() => this.reads.delete(frame.id));
+  }
+
   /** The groups the client keeps joined. */
   get groups(): string[] {
     return [...this.streams.keys()];
   }
 
   private forget(group: string): void {
+    this.o.clock.clearTimeout(this.tracks.get("group:" + group)?.timer);
+    this.tracks.delete("group:" + group);
     this.streams.delete(group);
     this.handlers.delete(group);
   }
@@ -323,6 +397,7 @@ export class Client extends Emitter<Events> {
     if (!Ws) throw new Error("no WebSocket implementation: pass options.WebSocket (the ws package on Node 20)");
     const url = new URL(this.url ?? this.o.url ?? "");
     url.searchParams.set("token", token);
+    if (this.o.recover) url.searchParams.set("envelope", "1");
     const ws = new Ws(url.href) as WebSocketLike;
     const link: Link = { ws };
     ws.onopen = () => {
@@ -349,6 +424,7 @@ export class Client extends Emitter<Events> {
       if (this.link != link) return;
       this.ready(link);
       this.set("open");
+      this.resume();
     });
   }
 
@@ -407,6 +483,7 @@ export class Client extends Emitter<Events> {
             } else if (cur) this.drop(cur);
             this.ready(link);
             this.set("open");
+            this.resume();
           });
         });
       },
@@ -473,6 +550,7 @@ export class Client extends Emitter<Events> {
   private stop(error?: SwitchboardError): void {
     this.stopped = true;
     for (const t in this.timers) this.o.clock.clearTimeout(this.timers[t as keyof Client["timers"]]);
+    this.tracks.forEach((t) => this.o.clock.clearTimeout(t.timer));
     for (const link of [this.link, this.spare, this.old]) if (link) this.drop(link);
     this.link = this.spare = this.old = undefined;
     this.pending.forEach((_, key) => this.settle(key, new SwitchboardError("closed", error ? error.message : "the client was closed")));
@@ -536,13 +614,141 @@ export class Client extends Emitter<Events> {
         return this.emit("error", toError(f));
       case "close":
         return this.emit("serverClose", f.reason);
+      case "recovered":
+        return this.recovered(f);
+      case "history": {
+        const r = this.reads.get(f.id);
+        const t = this.tracks.get(f.stream);
+        if (!r || typeof f.offset != "number") return;
+        r.answer = f;
+        // Now, not when the ack settles: messages after it may come in the same tick (ws).
+        // A position answer never moves a position that messages already set.
+        if (t && !t.epoch) t.move(f.offset, f.epoch, true, []);
+        return;
+      }
       case "message":
         if (f.from == "server" || f.from == "client") {
+          const m: Message = { from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id };
+          if (typeof f.offset == "number" && f.stream && f.epoch) return this.stamped(Object.assign(m, { stream: f.stream, offset: f.offset, epoch: f.epoch }));
           if (f.id != null && !this.dedupe.fresh((f.group ?? "") + " " + f.id)) return;
-          return this.deliver({ from: f.from, group: f.group, userId: f.userId, data: f.data, id: f.id });
+          return this.deliver(m);
         }
     }
     this.deliver({ from: "server", data: f, raw: true });
+  }
+
+  /** A message with a stream's stamp: in offset order, once, for a tracked stream; once for any other. */
+  private stamped(m: Message): void {
+    const name = m.stream!;
+    this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset!, m));
+    const t = this.tracks.get(name);
+    if (!t) return void (this.dedupe.fresh(name + " " + m.epoch + " " + m.offset) && this.deliver(m));
+    const out: Message[] = [];
+    if (t.take(m, out)) this.emit("recovery", { stream: name, recovered: false, reason: "epoch_changed", offset: m.offset! - 1, epoch: m.epoch! });
+    out.forEach((x) => this.deliver(x));
+    this.gap(name, t);
+  }
+
+  /** Arms the gap timer while messages wait past a gap; disarms it once the gap is filled. */
+  private gap(name: string, t: Track<Message>): void {
+    const { clock, gapTimeout } = this.o;
+    if (!t.buffer.size || this.stopped) {
+      clock.clearTimeout(t.timer);
+      t.timer = undefined;
+    } else if (!t.timer)
+      t.timer = clock.setTimeout(() => {
+        t.timer = undefined;
+        // A recovery under way fills it, or arms the timer again when it is done.
+        if (t.busy == null && this.link?.ready) this.recover([name]);
+        else this.gap(name, t);
+      }, gapTimeout);
+  }
+
+  /** A stream's recovery outcome: move to its position, hand over what waited, tell the application. */
+  private recovered(f: any): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const t = this.tracks.get(f.stream);
+    if (!t || typeof f.offset != "number") return;
+    const out: Message[] = [];
+    const ok = !!f.recovered;
+    t.move(f.offset, f.epoch, !ok, out);
+    t.more = !!f.more;
+    const e: RecoveryEvent = { stream: f.stream, recovered: ok, offset: f.offset, epoch: f.epoch };
+    if (ok) e.missed = Math.max(0, f.offset - t.from);
+    else e.reason = f.reason;
+    if (f.more) e.more = true;
+    t.from = f.offset;
+    this.emit("recovery", e);
+    out.forEach((x) => this.deliver(x));
+    this.gap(f.stream, t);
+  }
+
+  /** After a (re)connect: recover every stream with a position; ask the others for one. */
+  private resume(): void {
+    // A group whose subscribe is still on its way is located or recovered once it is acked.
+    const joining = new Set<unknown>();
+    this.pending.forEach((p) => p.frame.action == "subscribe" && joining.add("group:" + p.frame.group));
+    const known: string[] = [];
+    this.tracks.forEach((t, name) => joining.has(name) || (t.epoch ? known.push(name) : this.locate(name)));
+    if (known.length) this.recover(known);
+  }
+
+  /** Asks for a tracked stream's position (`history` with limit 0); a stream that keeps no history is dropped. */
+  private locate(name: string): void {
+    const t = this.tracks.get(name);
+    if (!t || t.epoch || t.asking) return;
+    t.asking = true;
+    this.history(name, 0).then(
+      () => (t.asking = undefined),
+      (e: SwitchboardError) => {
+        t.asking = undefined;
+        if (e.code == "bad_request" && this.tracks.get(name) == t) this.tracks.delete(name);
+      },
+    );
+  }
+
+  /**
+   * Recovers `names` from their positions: again from where a `more` answer stopped, and after
+   * a refusal it may outlive (rate_limited, unavailable, timeout) a few times with growing pauses.
+   */
+  private async recover(names: string[]): Promise<void> {
+    // Marks the streams as being recovered by this call until it ends (a newer call takes them over).
+    const me = {};
+    const all = names;
+    try {
+      for (let round = 0, tries = 0; round < 100 && tries < 5; round++) {
+        const list = names.map((n) => [n, this.tracks.get(n)] as const).filter(([, t]) => t?.epoch) as [string, Track<Message>][];
+        if (!list.length || !this.link?.ready) return;
+        const frame: Record<string, unknown> = {
+          action: "recover",
+          streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch })),
+        };
+        const done = this.request(frame, false);
+        list.forEach(([, t]) => ((t.busy = me), (t.from = t.offset), (t.more = undefined)));
+        let error: SwitchboardError | undefined;
+        await done.catch((e: SwitchboardError) => (error = e));
+        if (!error) {
+          names = list.filter(([, t]) => t.more).map(([n]) => n);
+          continue;
+        }
+        const c = error.code;
+        const kept = /^"(.+)" keeps no history$/.exec(error.message);
+        if (kept) this.tracks.delete(kept[1]);
+        // The server keeps no history at all any more: nothing to track.
+        else if (error.message == "no stream keeps history") return list.forEach(([n]) => this.tracks.delete(n));
+        else if (c == "rate_limited" || c == "unavailable" || c == "timeout") {
+          const ms = this.o.gapTimeout * 2 ** tries++;
+          await new Promise((r) => this.o.clock.setTimeout(() => r(0), ms));
+        } else return; // the socket dropped (the reconnect recovers), or the client closed
+      }
+    } finally {
+      for (const n of all) {
+        const t = this.tracks.get(n);
+        if (t?.busy == me) {
+          t.busy = undefined;
+          this.gap(n, t);
+        }
+      }
+    }
   }
 
   private deliver(m: Message): void {

@@ -4,10 +4,13 @@ export { Client } from "./client.js";
 export type {
   Clock,
   Events,
+  History,
   Message,
   Options,
+  Position,
   Presence,
   PresenceEvent,
+  RecoveryEvent,
   State,
   TokenResult,
   WebSocketConstructor,

@@ -2,7 +2,8 @@
  * The demo page as the local stack serves it (`/demo/`, from the binary), in a real headless
  * Chromium: two users chat, see each other's typing and the presence count, the demo user gets the
  * banner's "your download is ready", and a socket killed with the Management API's DELETE comes
- * back by itself (what was sent while it was away is not recovered: no history yet). Screenshots go
+ * back by itself and recovers what was sent while it was away (the stack keeps the room's history:
+ * `--history-groups presence:demo`), in order, once, with a line saying so. Screenshots go
  * to target/demo/; docs/demo.png is a copy of target/demo/demo.png. The stack and the browser are
  * stopped in teardown; every wait is bounded.
  */
@@ -68,7 +69,7 @@ async function screenshot(page: Page, name: string): Promise<void> {
 
 test("the demo page in headless Chromium against the local stack", { timeout: 120_000 }, async (t) => {
   await mkdir(SCREENSHOTS, { recursive: true });
-  const stack = await Stack.start();
+  const stack = await Stack.start(["--history-groups", ROOM]);
   t.after(() => stack.stop());
   const browser = await Chromium.launch();
   t.after(() => browser.stop());
@@ -150,8 +151,7 @@ test("the demo page in headless Chromium against the local stack", { timeout: 12
     await shows(alice.page, "#online", "1 online");
     await chatShows(alice.page, "(dev-user left)");
     await until(() => held == 1, "dev-user's page to ask negotiate for a new token");
-    // Sent while dev-user has no socket: the server keeps no history yet, so it is not recovered
-    // (the history issue will make it arrive; this line then changes from absent to present).
+    // Sent while dev-user has no socket: recovered after the reconnect.
     await send(alice.page, GAP);
     await chatShows(alice.page, `alice: ${GAP}`);
     release();
@@ -162,18 +162,23 @@ test("the demo page in headless Chromium against the local stack", { timeout: 12
     await shows(alice.page, "#online", "2 online");
     await shows(me.page, "#online", "2 online");
     await chatShows(alice.page, "(dev-user joined)");
+    await chatShows(me.page, `alice: ${GAP}`);
 
     // Messages sent after it came back arrive, both ways; the page resubscribed the room itself.
     await send(alice.page, "are you back?");
     await chatShows(me.page, "alice: are you back?");
     await send(me.page, "back");
     await chatShows(alice.page, "dev-user: back");
-    // Not recovered: the line to change (to present, in order) once the server keeps history.
-    assert.ok(!(await chat(me.page)).includes(`alice: ${GAP}`), "a message from the gap arrived");
-    assert.deepEqual(await chat(me.page), [
+    // Recovered, once, in order: before what was sent after the reconnect, with the page's line
+    // counting the room's missed events (the message and alice's typing events).
+    const lines = await chat(me.page);
+    const recovered = lines.findIndex((l) => /^\(recovered \d+ missed events in presence:demo\)$/.test(l));
+    assert.ok(recovered > 0, JSON.stringify(lines));
+    assert.deepEqual([...lines.slice(0, recovered), ...lines.slice(recovered + 1)], [
       "(alice joined)",
       "alice: hello dev-user",
       "dev-user: hi alice",
+      `alice: ${GAP}`,
       "alice: are you back?",
       "dev-user: back",
     ]);

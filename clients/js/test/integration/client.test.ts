@@ -2,13 +2,16 @@
  * The client against the real local stack over real sockets on 127.0.0.1: every action, a
  * connection killed with the Management API's DELETE, proactive reconnect under a shortened
  * --max-duration, keepalive under a shortened --idle-timeout, negotiate as getToken, and no
- * reconnect after 401. Each test starts its own stack and stops it (and its clients) in teardown.
+ * reconnect after 401; recovery (a client killed twice, its reconnects held, while 200 messages go to its
+ * user or to a history group, gets each once in order; proactive reconnects in a history group hand
+ * over no duplicate; recover: false keeps user messages verbatim). Each test starts its own stack and
+ * stops it (and its clients) in teardown.
  */
 
 import assert from "node:assert/strict";
 import { type TestContext, test } from "node:test";
 import WebSocket from "ws";
-import { Client, type Message, type Options, type PresenceEvent, SwitchboardError } from "../../src/index.js";
+import { Client, type Message, type Options, type PresenceEvent, type RecoveryEvent, SwitchboardError } from "../../src/index.js";
 import { Stack, until } from "./stack.js";
 
 async function stack(t: TestContext, args: string[] = []): Promise<Stack> {
@@ -67,7 +70,8 @@ test("every action against the stack: subscribe, publish, presence, unsubscribe,
   await bob.c.publish("chat:1", 3);
   await assert.rejects(bob.c.publish("chat:1", 4), code("rate_limited"));
 
-  // the server's sends: to the group, to the user, and a NotifyUser queue message (verbatim data)
+  // the server's sends: to the group, to the user, and NotifyUser queue messages: with recovery on
+  // (the default) they come stamped in the user's stream, their data parsed as it was given
   assert.equal((await s.request("POST", "/send", { group: "chat:1", data: { text: "hi" } })).status, 202);
   assert.equal((await s.request("POST", "/send", { userId: "alice", data: "for alice" })).status, 202);
   await s.request("POST", "/queues/notify-user", { userId: "alice", data: "your download is ready" });
@@ -75,14 +79,16 @@ test("every action against the stack: subscribe, publish, presence, unsubscribe,
   await until(() => alice.messages.length >= 7, "alice's messages");
   const server = alice.messages.filter((m) => m.from == "server");
   assert.deepEqual(
-    server.map((m) => [m.group, m.data, !!m.raw]).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+    server.map((m) => [m.group, m.data, !!m.raw, m.stream]).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
     [
-      ["chat:1", { text: "hi" }, false],
-      [undefined, "for alice", false],
-      [undefined, "your download is ready", true],
-      [undefined, { download: "report.pdf" }, true],
+      ["chat:1", { text: "hi" }, false, undefined], // chat:1 keeps no history on this stack
+      [undefined, "for alice", false, "user"],
+      [undefined, "your download is ready", false, "user"],
+      [undefined, { download: "report.pdf" }, false, "user"],
     ].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
   );
+  // in offset order, once each
+  assert.deepEqual(server.filter((m) => m.stream == "user").map((m) => m.offset), [1, 2, 3]);
 
   // unsubscribe: no more group messages
   await alice.c.unsubscribe("chat:1");
@@ -200,4 +206,125 @@ test("getToken: a 401 after a reconnect stops the client too", async (t) => {
   await until(() => dave.c.state == "closed", "closed");
   assert.deepEqual(dave.states, ["connecting", "open", "reconnecting", "closed"]);
   assert.equal(s.lines(/handshake rejected/).length, 1);
+});
+
+/** A getToken whose calls can be held: `hold()` keeps the next reconnect away until `release()`. */
+function gated(token: string) {
+  let gate: Promise<void> | undefined;
+  let open = () => {};
+  let held = 0;
+  return {
+    getToken: async () => {
+      if (gate) {
+        held++;
+        await gate;
+      }
+      return token;
+    },
+    hold: () => (gate = new Promise<void>((r) => (open = r))),
+    release: () => {
+      gate = undefined;
+      open();
+    },
+    held: () => held,
+  };
+}
+
+/**
+ * Sends `count` numbered messages one after another through the HTTP API (each appended before the
+ * next is sent, so offsets follow the numbers); twice, at a third and at two thirds, the client's
+ * socket is killed and kept away (its getToken held) while a further sixth is sent. The second kill
+ * waits for the first reconnect's recovery answer.
+ */
+async function sendThroughDrops(s: Stack, user: string, body: (n: number) => object, count: number, gate: ReturnType<typeof gated>, c: Client, recoveries: RecoveryEvent[], stream: string) {
+  for (let n = 1, kills = 0; n <= count; n++) {
+    if (n == Math.floor(count / 3) || n == Math.floor((2 * count) / 3)) {
+      await opened(c);
+      const want = kills++;
+      await until(() => recoveries.filter((e) => e.stream == stream).length >= want, "the recovery after the reconnect");
+      const ids = s.connectionIds(user);
+      const held = gate.held();
+      gate.hold();
+      assert.equal(await s.kill(ids[ids.length - 1]), 204);
+      await until(() => gate.held() > held, "the client to ask for a token to reconnect");
+    }
+    if (n == Math.floor(count / 3) + Math.floor(count / 6) || n == Math.floor((2 * count) / 3) + Math.floor(count / 6)) gate.release();
+    const r = await s.request("POST", "/send", body(n));
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+  }
+}
+
+test("recovery: a client killed twice while 200 messages go to its user gets every one exactly once, in order", { timeout: 60_000 }, async (t) => {
+  const s = await stack(t);
+  const gate = gated(await s.token("alice"));
+  const alice = client(t, { getToken: gate.getToken, url: s.url });
+  const recoveries: RecoveryEvent[] = [];
+  alice.c.on("recovery", (e) => recoveries.push(e));
+  await opened(alice.c);
+  await until(() => s.lines(/history.*stream="?user/).length > 0, "the user stream's position request");
+  await sendThroughDrops(s, "alice", (n) => ({ userId: "alice", data: n }), 200, gate, alice.c, recoveries, "user");
+  const mine = () => alice.messages.filter((m) => m.stream == "user");
+  await until(() => mine().length >= 200, `200 messages (got ${mine().length})`, 20_000);
+  await new Promise((r) => setTimeout(r, 300)); // nothing more may come
+  assert.deepEqual(
+    mine().map((m) => m.data),
+    Array.from({ length: 200 }, (_, i) => i + 1),
+  );
+  assert.deepEqual(mine().map((m) => m.offset), Array.from({ length: 200 }, (_, i) => i + 1));
+  assert.equal(alice.messages.length, 200);
+  assert.equal(s.connectionIds("alice").length, 3);
+  // one recovery per reconnect, each filling at least the sixth sent while the socket was away
+  assert.deepEqual(recoveries.map((e) => [e.stream, e.recovered, e.missed! >= 33]), [["user", true, true], ["user", true, true]], JSON.stringify(recoveries));
+});
+
+test("recovery: the same for a group that keeps history (--history-groups)", { timeout: 60_000 }, async (t) => {
+  const s = await stack(t, ["--history-groups", "chat:*"]);
+  const gate = gated(await s.token("alice", { subscribe: ["chat:*"] }));
+  const alice = client(t, { getToken: gate.getToken, url: s.url });
+  const recoveries: RecoveryEvent[] = [];
+  alice.c.on("recovery", (e) => recoveries.push(e));
+  const chat: Message[] = [];
+  await alice.c.subscribe("chat:1", (m) => chat.push(m));
+  await until(() => s.lines(/history.*stream="?group:chat:1/).length > 0, "the group stream's position request");
+  await sendThroughDrops(s, "alice", (n) => ({ group: "chat:1", data: n }), 200, gate, alice.c, recoveries, "group:chat:1");
+  await until(() => chat.length >= 200, `200 messages (got ${chat.length})`, 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(chat.map((m) => m.data), Array.from({ length: 200 }, (_, i) => i + 1));
+  assert.deepEqual(chat.map((m) => [m.stream, m.epoch]), chat.map(() => ["group:chat:1", chat[0].epoch]));
+  assert.equal(alice.messages.length, 200);
+  // the user stream (nothing missed) and the group's, per reconnect
+  const group = recoveries.filter((e) => e.stream == "group:chat:1");
+  assert.deepEqual(group.map((e) => [e.recovered, e.missed! >= 33]), [[true, true], [true, true]], JSON.stringify(recoveries));
+  assert.ok(recoveries.every((e) => e.recovered && (e.stream == "group:chat:1" || e.missed == 0)), JSON.stringify(recoveries));
+  assert.deepEqual((await s.request("GET", "/groups/chat:1")).body.connections, 1);
+});
+
+test("recovery: proactive reconnects in a history group hand every message over once, in order", { timeout: 60_000 }, async (t) => {
+  const s = await stack(t, ["--max-duration", "4s", "--history-groups", "chat:*"]);
+  const alice = client(t, { url: s.url, token: await s.token("alice", { subscribe: ["chat:*"] }), maxConnectionAge: 1_500, overlap: 300 });
+  await opened(alice.c);
+  await alice.c.subscribe("chat:1");
+  await until(() => s.lines(/history.*stream="?group:chat:1/).length > 0, "the group stream's position request");
+  let sent = 0;
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    assert.equal((await s.request("POST", "/send", { group: "chat:1", data: ++sent })).status, 202);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const got = () => alice.messages.filter((m) => m.group == "chat:1").map((m) => m.data);
+  await until(() => got().length >= sent, `all ${sent} messages (got ${got().length})`);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(got(), Array.from({ length: sent }, (_, i) => i + 1));
+  assert.ok(s.connectionIds("alice").length >= 3, "renewed at least twice");
+  assert.deepEqual(alice.states, ["connecting", "open"]);
+});
+
+test("recover: false: no envelope, user messages verbatim as before", async (t) => {
+  const s = await stack(t);
+  const alice = client(t, { url: s.url, token: await s.token("alice"), recover: false });
+  await opened(alice.c);
+  await s.request("POST", "/queues/notify-user", { userId: "alice", data: "your download is ready" });
+  await until(() => alice.messages.length == 1, "the notification");
+  assert.deepEqual(alice.messages, [{ from: "server", data: "your download is ready", raw: true }]);
+  assert.deepEqual(s.lines(/history/), []);
 });

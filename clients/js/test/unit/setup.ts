@@ -13,6 +13,8 @@ export function setup(options: Partial<Options> = {}, WebSocket: typeof FakeSock
     WebSocket,
     clock,
     random: () => 0.5,
+    // The tests of recovery (recovery.test.ts) turn it on; the rest see the frames without it.
+    recover: false,
     ...options,
   });
   client.on("state", (s) => states.push(s));
