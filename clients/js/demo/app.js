@@ -137,6 +137,8 @@ var Client = class extends Emitter {
     this.streams = /* @__PURE__ */ new Map();
     this.handlers = /* @__PURE__ */ new Map();
     this.dedupe = new Dedupe();
+    /** Placeholders for the client's own `publish` events: they fill its place in the stream, unseen. */
+    this.mine = /* @__PURE__ */ new WeakSet();
     /** History streams by name (`user`, `group:<g>`); a stream that keeps no history is dropped. */
     this.tracks = /* @__PURE__ */ new Map();
     /** `history` requests waiting for their answer, by request id. */
@@ -477,6 +479,11 @@ var Client = class extends Emitter {
     }
     switch (f?.type) {
       case "ack":
+        if (f.ok && typeof f.offset == "number" && f.stream && f.epoch && this.tracks.has(f.stream)) {
+          const own = { from: "client", data: void 0, stream: f.stream, offset: f.offset, epoch: f.epoch };
+          this.mine.add(own);
+          this.stamped(own);
+        }
         return this.settle(f.id, f.ok ? void 0 : toError(f.error));
       case "pong":
         return this.settle(f.name);
@@ -510,7 +517,7 @@ var Client = class extends Emitter {
   /** A message with a stream's stamp: in offset order, once, for a tracked stream; once for any other. */
   stamped(m) {
     const name = m.stream;
-    this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset, m));
+    if (!this.mine.has(m)) this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset, m));
     const t = this.tracks.get(name);
     if (!t) return void (this.dedupe.fresh(name + " " + m.epoch + " " + m.offset) && this.deliver(m));
     const out = [];
@@ -612,6 +619,7 @@ var Client = class extends Emitter {
     }
   }
   deliver(m) {
+    if (this.mine.delete(m)) return;
     this.emit("message", m);
     if (m.group) this.handlers.get(m.group)?.forEach((h) => h(m));
   }

@@ -211,6 +211,8 @@ export class Client extends Emitter<Events> {
   private streams = new Map<string, Stream>();
   private handlers = new Map<string, Set<(m: Message) => void>>();
   private dedupe = new Dedupe();
+  /** Placeholders for the client's own `publish` events: they fill its place in the stream, unseen. */
+  private mine = new WeakSet<Message>();
   private token?: string;
   private url?: string;
   private old?: Link;
@@ -604,6 +606,13 @@ export class Client extends Emitter<Events> {
     }
     switch (f?.type) {
       case "ack":
+        // A publish to a group that keeps history: the offset the event took. The live fan-out
+        // skips the sender, so the client fills that place itself (now, before later frames).
+        if (f.ok && typeof f.offset == "number" && f.stream && f.epoch && this.tracks.has(f.stream)) {
+          const own: Message = { from: "client", data: undefined, stream: f.stream, offset: f.offset, epoch: f.epoch };
+          this.mine.add(own);
+          this.stamped(own);
+        }
         return this.settle(f.id, f.ok ? undefined : toError(f.error));
       case "pong":
         return this.settle(f.name);
@@ -640,7 +649,7 @@ export class Client extends Emitter<Events> {
   /** A message with a stream's stamp: in offset order, once, for a tracked stream; once for any other. */
   private stamped(m: Message): void {
     const name = m.stream!;
-    this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset!, m));
+    if (!this.mine.has(m)) this.reads.forEach((r) => r.stream == name && !r.answer && r.got.set(m.offset!, m));
     const t = this.tracks.get(name);
     if (!t) return void (this.dedupe.fresh(name + " " + m.epoch + " " + m.offset) && this.deliver(m));
     const out: Message[] = [];
@@ -752,6 +761,7 @@ export class Client extends Emitter<Events> {
   }
 
   private deliver(m: Message): void {
+    if (this.mine.delete(m)) return;
     this.emit("message", m);
     if (m.group) this.handlers.get(m.group)?.forEach((h) => h(m));
   }

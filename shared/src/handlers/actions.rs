@@ -53,7 +53,7 @@ use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, event_answer,
-    presence_answer,
+    presence_answer, published_ack,
 };
 use crate::replies::response;
 use crate::routes::{RouteFunction, action_route};
@@ -357,6 +357,7 @@ async fn publish(
         .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
     // A group that keeps history gets the event first (no idempotency key:
     // a client that sends it again sends a new event).
+    let mut kept = None;
     if let Some(recorder) = Recorder::of(services) {
         let stream = Stream::Group(group.to_owned());
         if let Some(appended) = recorder
@@ -365,6 +366,7 @@ async fn publish(
             .map_err(|e| Refusal::unavailable(connection_id, "cannot keep a client event", e))?
         {
             text = appended.stamped;
+            kept = Some((stream, appended.position));
         }
     }
     let addressed = send_to_group(
@@ -377,7 +379,12 @@ async fn publish(
     .await
     .map_err(|e| Refusal::unavailable(connection_id, "cannot fan out a client event", e))?;
     info!(connection_id, user_id = %record.user_id, group, addressed, "client event");
-    Ok(ServerFrame::ack_ok(id).to_json())
+    Ok(match kept {
+        Some((stream, position)) => {
+            published_ack(id, &stream.name(), position.offset, &position.epoch)
+        }
+        None => ServerFrame::ack_ok(id).to_json(),
+    })
 }
 
 async fn presence(

@@ -504,6 +504,32 @@ pub fn event_answer(id: Option<Value>, data: &Value) -> String {
     })
 }
 
+/// `{"type":"ack","id":…,"ok":true,"stream":…,"offset":N,"epoch":…}`: the
+/// ack of a `publish` to a group that keeps history. The live fan-out skips
+/// the sender, so this is how the sender learns the offset its own event took
+/// and sees no gap in the group's stream.
+pub fn published_ack(id: Option<Value>, stream: &str, offset: u64, epoch: &str) -> String {
+    #[derive(Serialize)]
+    struct Ack<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        ok: bool,
+        stream: &'a str,
+        offset: u64,
+        epoch: &'a str,
+    }
+    to_json(&Ack {
+        kind: "ack",
+        id,
+        ok: true,
+        stream,
+        offset,
+        epoch,
+    })
+}
+
 /// Plain structs of strings and numbers always serialise.
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -596,6 +622,18 @@ mod tests {
                 field: "id",
                 max: MAX_CORRELATION_ID_BYTES
             })
+        );
+    }
+
+    #[test]
+    fn publish_acks_in_a_history_group_carry_the_offset() {
+        assert_eq!(
+            published_ack(Some(Value::from(3)), "group:chat:1", 17, "ab12"),
+            r#"{"type":"ack","id":3,"ok":true,"stream":"group:chat:1","offset":17,"epoch":"ab12"}"#
+        );
+        assert_eq!(
+            published_ack(None, "group:g", 1, "e"),
+            r#"{"type":"ack","ok":true,"stream":"group:g","offset":1,"epoch":"e"}"#
         );
     }
 

@@ -331,3 +331,21 @@ test("close() with a gap open: the gap timer goes with the client", async () => 
   await s.clock.advance(0);
   assert.deepEqual(s.clock.pending(), []);
 });
+
+test("the publish ack's offset fills the sender's own place: the next member's event is handed over at once, no recover, and a recovered copy of its own event is dropped", async () => {
+  const s = await tracking({ gapTimeout: 1_000 });
+  await join(s, "chat", 4);
+  const sent = s.client.publish("chat", "mine");
+  const f = s.ws.lastSent("publish");
+  assert.ok(f);
+  s.ws.receive({ type: "ack", id: f.id, ok: true, stream: "group:chat", offset: 5, epoch: "e1" });
+  await sent;
+  s.ws.receive(stamped("group:chat", 6, "e1", { from: "client", userId: "bob" }));
+  assert.deepEqual(s.offsets(), ["group:chat#6"]);
+  // A recovery that sends the own event back (offset 5) hands nothing over again.
+  s.ws.receive(stamped("group:chat", 5, "e1", { from: "client", userId: "me" }));
+  await s.clock.advance(5_000);
+  assert.equal(s.ws.lastSent("recover"), undefined);
+  assert.deepEqual(s.offsets(), ["group:chat#6"]);
+  s.client.close();
+});
