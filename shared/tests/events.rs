@@ -17,6 +17,7 @@ use switchboard::config::{EnqueuePolicy, NegotiateSettings};
 use switchboard::handlers::http_api::handle_http;
 use switchboard::handlers::{
     actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
+    upstream,
 };
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
 use switchboard::posting::Posting;
@@ -329,6 +330,59 @@ async fn check(name: &str) {
                 delivered,
                 ["cokoliv", r#"{"download":"report.pdf","ready":true}"#]
             );
+        }
+        "upstream.json" => {
+            // A receiver answering 204 to everything, recording the headers.
+            #[derive(Default)]
+            struct Receiver(std::sync::Mutex<Vec<Vec<(String, String)>>>);
+            #[async_trait::async_trait]
+            impl switchboard::upstream::HttpPoster for Receiver {
+                async fn post(
+                    &self,
+                    _url: &str,
+                    headers: &[(&str, String)],
+                    _body: Vec<u8>,
+                    _timeout: std::time::Duration,
+                ) -> Result<switchboard::upstream::HttpAnswer, switchboard::upstream::PostError>
+                {
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect();
+                    self.0.lock().unwrap().push(headers);
+                    Ok(switchboard::upstream::HttpAnswer {
+                        status: 204,
+                        body: Vec::new(),
+                    })
+                }
+            }
+            let receiver = std::sync::Arc::new(Receiver::default());
+            let sender = upstream::WebhookSender {
+                http: receiver.clone(),
+                url: "http://127.0.0.1:9/handler".into(),
+                secret: switchboard::upstream::WebhookSecret::given(
+                    "switchboard-local-dev-webhook-secret-0123456789",
+                ),
+                policy: Default::default(),
+                dead_letters: std::sync::Arc::new(MemoryQueue::new()),
+                concurrency: 1,
+            };
+            let response = upstream::handle_upstream(&sender, load(name)).await;
+            assert!(response.batch_item_failures.is_empty());
+            let posts = receiver.0.lock().unwrap();
+            assert_eq!(posts.len(), 1);
+            let header = |name: &str| {
+                posts[0]
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(
+                header("ce-id").as_deref(),
+                Some("connected:f97yeeMZDoECGqg=")
+            );
+            assert_eq!(header("ce-type").as_deref(), Some("switchboard.connected"));
+            assert!(header("switchboard-signature").is_some());
         }
         other => panic!("events/{other} has no expectation in shared/tests/events.rs"),
     }

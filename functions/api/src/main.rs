@@ -7,6 +7,7 @@ use switchboard::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use switchboard::config::NegotiateSettings;
 use switchboard::handlers::http_api::handle_http;
 use switchboard::metrics::{self, Emf};
+use switchboard::services::Services;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,7 +16,13 @@ async fn main() -> Result<(), Error> {
     // The token keys are read by the first negotiate (TOKEN_SECRET_ARN), not
     // during init; without them negotiate answers 500 and the rest works.
     let http = NegotiateSettings::from_env(wiring.token_keys())?;
-    let services = wiring.services_with_history().await?;
+    // Sends go through the Deliveries queue, whose deliver worker keeps the
+    // sent log: api never reads it, and without it BatchGetItem stays out of
+    // this bootstrap (at its size target).
+    let services = Services {
+        sent_log: None,
+        ..wiring.services_with_history().await?
+    };
     let (services, http) = (&services, &http);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
