@@ -111,13 +111,12 @@ impl MetricsSink for Prometheus {
             );
             if series.metric.is_counter() {
                 if let Some(family) = self.counters.get(&series.metric) {
-                    let total: f64 = values.iter().sum();
-                    family.get_or_create(&labels).inc_by(total.max(0.0) as u64);
+                    family.get_or_create(&labels).inc_by(values.iter().sum());
                 }
             } else {
                 let histogram = self.latency.get_or_create(&labels);
                 for value in values {
-                    histogram.observe(*value);
+                    histogram.observe(*value as f64);
                 }
             }
         }

@@ -87,7 +87,7 @@ pub(crate) fn record_fanout_latency(record: &SqsMessage) {
         .and_then(|t| t.parse::<i64>().ok())
     {
         let elapsed = (crate::clock::now_millis() - sent).max(0);
-        metrics::record(Metric::FanoutLatency, &[], elapsed as f64);
+        metrics::record(Metric::FanoutLatency, &[], elapsed as u64);
     }
 }
 

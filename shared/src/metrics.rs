@@ -15,7 +15,6 @@
 //! do) costs one thread-local lookup and records nothing.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 
@@ -153,32 +152,44 @@ pub struct Series {
 /// Dimension names and values, in order.
 type Dimensions = Vec<(&'static str, &'static str)>;
 
-/// What one invocation recorded: each counter's sum, each distribution's values.
+/// One EMF line's dimension values and its metrics' values.
+type Group<'a> = (Dimensions, Vec<(Metric, &'a [u64])>);
+
+/// What one invocation recorded: each counter's sum, each distribution's
+/// values, in whole units. A handful of series per invocation, so a list
+/// searched in order (smaller in the bootstraps than a map).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocation {
-    pub series: BTreeMap<Series, Vec<f64>>,
+    pub series: Vec<(Series, Vec<u64>)>,
 }
 
 impl Invocation {
-    fn add(&mut self, metric: Metric, values: &[&'static str], value: f64) {
-        let series = Series {
-            metric,
-            values: values.to_vec(),
-        };
-        let entry = self.series.entry(series).or_default();
-        if metric.is_counter() {
-            match entry.first_mut() {
-                Some(sum) => *sum += value,
-                None => entry.push(value),
+    fn add(&mut self, metric: Metric, values: &[&'static str], value: u64) {
+        let index = match self
+            .series
+            .iter()
+            .position(|(s, _)| s.metric == metric && s.values == values)
+        {
+            Some(index) => index,
+            None => {
+                let series = Series {
+                    metric,
+                    values: values.to_vec(),
+                };
+                self.series.push((series, Vec::new()));
+                self.series.len() - 1
             }
-        } else {
-            entry.push(value);
+        };
+        let entry = &mut self.series[index].1;
+        match entry.first_mut() {
+            Some(sum) if metric.is_counter() => *sum += value,
+            _ => entry.push(value),
         }
     }
 
-    /// The sum of a counter's values over every series of `metric` whose
-    /// dimension values are `values` (all of them when `values` is empty).
-    pub fn total(&self, metric: Metric, values: &[&str]) -> f64 {
+    /// The sum of `metric`'s values over every series whose dimension values
+    /// are `values` (all of them when `values` is empty).
+    pub fn total(&self, metric: Metric, values: &[&str]) -> u64 {
         self.series
             .iter()
             .filter(|(s, _)| s.metric == metric && (values.is_empty() || s.values == values))
@@ -190,20 +201,20 @@ impl Invocation {
     /// per combination of dimension values (and more when a distribution has
     /// over 100 values).
     pub fn emf_lines(&self, function: &str, timestamp_ms: i64) -> Vec<String> {
-        // Group series by their dimension names and values: one line each.
-        let mut groups: BTreeMap<Dimensions, Vec<(Metric, &[f64])>> = BTreeMap::new();
+        // Series grouped by their dimension names and values: one line each.
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for (series, values) in &self.series {
-            let dims: Vec<_> = series
+            let dims: Dimensions = series
                 .metric
                 .dimensions()
                 .iter()
                 .copied()
                 .zip(series.values.iter().copied())
                 .collect();
-            groups
-                .entry(dims)
-                .or_default()
-                .push((series.metric, values));
+            match groups.iter_mut().find(|(d, _)| *d == dims) {
+                Some((_, metrics)) => metrics.push((series.metric, values)),
+                None => groups.push((dims, vec![(series.metric, values)])),
+            }
         }
         let mut lines = Vec::new();
         for (dims, metrics) in groups {
@@ -214,48 +225,96 @@ impl Invocation {
                 .unwrap_or(1)
                 .max(1);
             for chunk in 0..chunks {
-                let mut line = serde_json::Map::new();
-                let mut names = vec![serde_json::Value::from(FUNCTION)];
-                names.extend(dims.iter().map(|(name, _)| serde_json::Value::from(*name)));
-                let mut definitions = Vec::new();
-                line.insert(FUNCTION.into(), function.into());
-                for (name, value) in &dims {
-                    line.insert((*name).into(), (*value).into());
-                }
-                for (metric, values) in &metrics {
-                    let start = chunk * MAX_VALUES_PER_LINE;
-                    let part = values.get(start..).unwrap_or_default();
-                    let part = &part[..part.len().min(MAX_VALUES_PER_LINE)];
-                    if part.is_empty() {
-                        continue;
-                    }
-                    definitions.push(serde_json::json!({
-                        "Name": metric.name(),
-                        "Unit": metric.unit(),
-                    }));
-                    let value = if metric.is_counter() {
-                        serde_json::Value::from(part[0])
-                    } else {
-                        serde_json::Value::from(part.to_vec())
-                    };
-                    line.insert(metric.name().into(), value);
-                }
-                line.insert(
-                    "_aws".into(),
-                    serde_json::json!({
-                        "Timestamp": timestamp_ms,
-                        "CloudWatchMetrics": [{
-                            "Namespace": NAMESPACE,
-                            "Dimensions": [names],
-                            "Metrics": definitions,
-                        }],
-                    }),
-                );
-                lines.push(serde_json::Value::Object(line).to_string());
+                let start = chunk * MAX_VALUES_PER_LINE;
+                let parts: Vec<(Metric, &[u64])> = metrics
+                    .iter()
+                    .map(|(metric, values)| {
+                        let part = values.get(start..).unwrap_or_default();
+                        (*metric, &part[..part.len().min(MAX_VALUES_PER_LINE)])
+                    })
+                    .filter(|(_, part)| !part.is_empty())
+                    .collect();
+                lines.push(emf_line(function, timestamp_ms, &dims, &parts));
             }
         }
         lines
     }
+}
+
+/// One EMF line: the `_aws` directive, the dimension values and the metric values.
+fn emf_line(
+    function: &str,
+    timestamp_ms: i64,
+    dims: &Dimensions,
+    parts: &[(Metric, &[u64])],
+) -> String {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(256);
+    let _ = write!(
+        line,
+        r#"{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["{FUNCTION}""#
+    );
+    for (name, _) in dims {
+        line.push(',');
+        push_json_str(&mut line, name);
+    }
+    line.push_str(r#"]],"Metrics":["#);
+    for (i, (metric, _)) in parts.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let _ = write!(
+            line,
+            r#"{{"Name":"{}","Unit":"{}"}}"#,
+            metric.name(),
+            metric.unit()
+        );
+    }
+    line.push_str(r#"]}]},""#);
+    line.push_str(FUNCTION);
+    line.push_str(r#"":"#);
+    push_json_str(&mut line, function);
+    for (name, value) in dims {
+        line.push(',');
+        push_json_str(&mut line, name);
+        line.push(':');
+        push_json_str(&mut line, value);
+    }
+    for (metric, values) in parts {
+        let _ = write!(line, r#","{}":"#, metric.name());
+        if metric.is_counter() {
+            let _ = write!(line, "{}", values[0]);
+        } else {
+            line.push('[');
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                let _ = write!(line, "{value}");
+            }
+            line.push(']');
+        }
+    }
+    line.push('}');
+    line
+}
+
+/// `text` as a JSON string (the dimension values are plain names, but a
+/// caller's function name is escaped all the same).
+fn push_json_str(line: &mut String, text: &str) {
+    line.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write as _;
+                let _ = write!(line, "\\u{:04x}", c as u32);
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
 }
 
 /// Where an invocation's metrics go when it ends.
@@ -308,7 +367,7 @@ pub async fn measure<F: Future>(
 
 /// Adds `value` to `metric` with the dimension `values` (in
 /// [`Metric::dimensions`] order) in the current invocation, if any.
-pub fn record(metric: Metric, values: &[&'static str], value: f64) {
+pub fn record(metric: Metric, values: &[&'static str], value: u64) {
     debug_assert_eq!(values.len(), metric.dimensions().len(), "{metric:?}");
     let _ = CURRENT.try_with(|current| {
         if let Ok(mut current) = current.try_borrow_mut() {
@@ -320,7 +379,7 @@ pub fn record(metric: Metric, values: &[&'static str], value: f64) {
 /// Adds `n` to the counter `metric` (dimension `values`).
 pub fn count(metric: Metric, values: &[&'static str], n: usize) {
     if n > 0 {
-        record(metric, values, n as f64);
+        record(metric, values, n as u64);
     }
 }
 
@@ -331,16 +390,16 @@ mod tests {
     #[test]
     fn one_line_per_dimension_values_with_units_and_values() {
         let mut invocation = Invocation::default();
-        invocation.add(Metric::PostsDelivered, &[], 2.0);
-        invocation.add(Metric::PostsDelivered, &[], 1.0);
-        invocation.add(Metric::FanoutLatency, &[], 12.0);
-        invocation.add(Metric::FanoutLatency, &[], 30.0);
+        invocation.add(Metric::PostsDelivered, &[], 2);
+        invocation.add(Metric::PostsDelivered, &[], 1);
+        invocation.add(Metric::FanoutLatency, &[], 12);
+        invocation.add(Metric::FanoutLatency, &[], 30);
         let lines = invocation.emf_lines("deliver", 1_700_000_000_000);
         assert_eq!(lines.len(), 1);
         let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(line["Function"], "deliver");
-        assert_eq!(line["PostsDelivered"], 3.0);
-        assert_eq!(line["FanoutLatency"], serde_json::json!([12.0, 30.0]));
+        assert_eq!(line["PostsDelivered"], 3);
+        assert_eq!(line["FanoutLatency"], serde_json::json!([12, 30]));
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "Switchboard");
         assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
@@ -356,7 +415,7 @@ mod tests {
     fn over_100_values_split_into_lines() {
         let mut invocation = Invocation::default();
         for i in 0..150 {
-            invocation.add(Metric::FanoutLatency, &[], f64::from(i));
+            invocation.add(Metric::FanoutLatency, &[], i);
         }
         let lines = invocation.emf_lines("deliver", 0);
         assert_eq!(lines.len(), 2);
@@ -368,6 +427,31 @@ mod tests {
             })
             .collect();
         assert_eq!(counts, [100, 50]);
+    }
+
+    #[test]
+    fn lines_are_json_with_dimension_values_and_escaped_names() {
+        let mut invocation = Invocation::default();
+        invocation.add(Metric::ClientActions, &["publish", "rate_limited"], 1);
+        invocation.add(Metric::ClientActions, &["publish", "rate_limited"], 1);
+        invocation.add(Metric::ClientActions, &["subscribe", "ok"], 1);
+        let lines = invocation.emf_lines("odd \"name\"\n", 5);
+        assert_eq!(lines.len(), 2);
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "_aws": {"Timestamp": 5, "CloudWatchMetrics": [{
+                    "Namespace": "Switchboard",
+                    "Dimensions": [["Function", "Action", "Outcome"]],
+                    "Metrics": [{"Name": "ClientActions", "Unit": "Count"}],
+                }]},
+                "Function": "odd \"name\"\n",
+                "Action": "publish",
+                "Outcome": "rate_limited",
+                "ClientActions": 2,
+            })
+        );
     }
 
     #[test]

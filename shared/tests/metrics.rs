@@ -182,10 +182,10 @@ async fn client_actions_count_by_action_and_outcome() {
     assert_eq!(
         seen,
         [
-            (json!("subscribe"), json!("ok"), json!(1.0)),
-            (json!("subscribe"), json!("forbidden"), json!(1.0)),
-            (json!("presence"), json!("forbidden"), json!(1.0)),
-            (json!("invalid"), json!("bad_request"), json!(1.0)),
+            (json!("subscribe"), json!("ok"), json!(1)),
+            (json!("subscribe"), json!("forbidden"), json!(1)),
+            (json!("presence"), json!("forbidden"), json!(1)),
+            (json!("invalid"), json!("bad_request"), json!(1)),
         ]
     );
 }
