@@ -797,7 +797,7 @@ fn every_dead_letter_queue_and_function_has_its_alarms() {
         .map(|(id, _)| id)
         .filter(|id| id.ends_with("DeadLetterQueue"))
         .collect();
-    assert_eq!(queues.len(), 4, "{queues:?}");
+    assert_eq!(queues.len(), 5, "{queues:?}");
     for queue in queues {
         let name = json!({"Fn::GetAtt": [queue, "QueueName"]});
         assert!(
