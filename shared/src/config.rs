@@ -781,3 +781,34 @@ impl UpstreamSettings {
             .unwrap_or(DEFAULT_HOOK_TIMEOUT)
     }
 }
+
+/// How a function logs, as Lambda's logging configuration sets it
+/// (`LoggingConfig` in template.yaml): `AWS_LAMBDA_LOG_FORMAT` (`JSON` or
+/// text) and `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` as a plain level, else
+/// `INFO`. Lambda's `FATAL` is `ERROR`; a value that is no level is `INFO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub json: bool,
+    pub level: tracing::level_filters::LevelFilter,
+}
+
+impl LogSettings {
+    pub fn from_env() -> Self {
+        let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
+        LogSettings::from_values(&format, level.as_deref().ok())
+    }
+
+    pub fn from_values(format: &str, level: Option<&str>) -> Self {
+        use tracing::level_filters::LevelFilter;
+        let level = match level.map(str::trim) {
+            Some(l) if l.eq_ignore_ascii_case("fatal") => LevelFilter::ERROR,
+            Some(l) => l.parse().unwrap_or(LevelFilter::INFO),
+            None => LevelFilter::INFO,
+        };
+        LogSettings {
+            json: format.trim().eq_ignore_ascii_case("json"),
+            level,
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub mod handlers;
 pub mod history;
 pub mod lazy;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod ports;
 pub mod posting;
@@ -50,3 +51,4 @@ pub mod webhook;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;
+pub use tracing;

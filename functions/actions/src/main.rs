@@ -7,9 +7,10 @@ use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::actions::handle_client_action;
 use switchboard::metrics::{self, Emf};
 
-#[tokio::main]
+// One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let services = aws::Wiring::load().await.actions_services().await?;
     let services = &services;
     lambda_runtime::run(service_fn(

@@ -9,9 +9,10 @@ use switchboard::handlers::http_api::handle_http;
 use switchboard::metrics::{self, Emf};
 use switchboard::services::Services;
 
-#[tokio::main]
+// One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let wiring = aws::Wiring::load().await;
     // The token keys are read by the first negotiate (TOKEN_SECRET_ARN), not
     // during init; without them negotiate answers 500 and the rest works.

@@ -8,7 +8,7 @@ use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let services = aws::Wiring::load().await.services_with_history().await?;
     let services = &services;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -7,9 +7,10 @@ use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::metrics::{self, Emf};
 
-#[tokio::main]
+// One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let policy = TokenPolicy::from_env()?;
     let wiring = aws::Wiring::load().await;
     // Read on the first connection (TOKEN_SECRET_ARN), not during init; an
@@ -24,7 +25,7 @@ async fn main() -> Result<(), Error> {
                 .await
                 .map(|k| TokenVerifier::with_keys(k, policy));
             if let Err(e) = &verifier {
-                lambda_runtime::tracing::error!(error = %e, "no token keys: connection refused");
+                switchboard::tracing::error!(error = %e, "no token keys: connection refused");
             }
             Ok::<_, Error>(
                 metrics::measure(

@@ -4,9 +4,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::default::handle_default;
 
-#[tokio::main]
+// One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             Ok::<_, Error>(handle_default(&event.payload))

@@ -13,7 +13,7 @@ use switchboard::posting::Posting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let wiring = aws::Wiring::load().await;
     let store = wiring.store()?;
     let policy = PostingPolicy::from_env()?;

@@ -10,7 +10,7 @@ use switchboard::metrics::{self, Emf};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let wiring = aws::Wiring::load().await;
     let store = wiring.store()?;
     let queue = wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?;

@@ -7,9 +7,10 @@ use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::handlers::upstream::handle_upstream;
 use switchboard::metrics::{self, Emf};
 
-#[tokio::main]
+// One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    switchboard::logs::init();
     let sender = aws::Wiring::load().await.webhook_sender()?;
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
