@@ -212,6 +212,14 @@ var Client = class extends Emitter {
   presence(group) {
     return this.request({ action: "presence", group }, true);
   }
+  /**
+   * Sends a client event to the application (the token's `events` claim must allow `name`).
+   * Resolves with the application's answer when an event hook answers, else `undefined`.
+   * Fails with `forbidden`, `rate_limited`, `bad_request`, `hook_failed`, `timeout`, `disconnected`.
+   */
+  event(name, data) {
+    return this.request({ action: "event", event: name, data }, false);
+  }
   /** A round trip on the `ping` route; resolves with the time it took (ms). */
   ping() {
     const start = this.o.clock.now();
@@ -484,7 +492,7 @@ var Client = class extends Emitter {
           this.mine.add(own);
           this.stamped(own);
         }
-        return this.settle(f.id, f.ok ? void 0 : toError(f.error));
+        return this.settle(f.id, f.ok ? void 0 : toError(f.error), f.data);
       case "pong":
         return this.settle(f.name);
       case "presence":

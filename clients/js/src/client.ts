@@ -298,6 +298,15 @@ export class Client extends Emitter<Events> {
     return this.request({ action: "presence", group }, true) as Promise<Presence>;
   }
 
+  /**
+   * Sends a client event to the application (the token's `events` claim must allow `name`).
+   * Resolves with the application's answer when an event hook answers, else `undefined`.
+   * Fails with `forbidden`, `rate_limited`, `bad_request`, `hook_failed`, `timeout`, `disconnected`.
+   */
+  event(name: string, data?: unknown): Promise<unknown> {
+    return this.request({ action: "event", event: name, data }, false);
+  }
+
   /** A round trip on the `ping` route; resolves with the time it took (ms). */
   ping(): Promise<number> {
     const start = this.o.clock.now();
@@ -613,7 +622,8 @@ export class Client extends Emitter<Events> {
           this.mine.add(own);
           this.stamped(own);
         }
-        return this.settle(f.id, f.ok ? undefined : toError(f.error));
+        // An event hook's answer rides on the ack (`data`).
+        return this.settle(f.id, f.ok ? undefined : toError(f.error), f.data);
       case "pong":
         return this.settle(f.name);
       case "presence":

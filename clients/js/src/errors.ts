@@ -1,7 +1,7 @@
 /** Typed errors: the server's ack and error codes, and the client's own (timeout, disconnected...). */
 
 /**
- * Why an action or the connection failed. The first five are the server's codes
+ * Why an action or the connection failed. The first seven are the server's codes
  * (shared/src/protocol.rs `ErrorCode`); the rest are the client's:
  * - `timeout`: no answer within the action's timeout;
  * - `disconnected`: the socket closed before a non-repeatable action (publish, ping) was answered;
@@ -16,6 +16,8 @@ export type ErrorCode =
   | "forbidden"
   | "unavailable"
   | "rate_limited"
+  | "limit_exceeded"
+  | "hook_failed"
   | "timeout"
   | "disconnected"
   | "closed"

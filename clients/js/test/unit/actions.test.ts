@@ -165,3 +165,20 @@ test("a listener that throws does not break the client; its error is rethrown ou
   assert.throws(deferred[0], /app bug/);
   client.close();
 });
+
+test("event sends the client event and resolves with the event hook's answer, or undefined without a hook", async () => {
+  const { client } = await connected();
+  const answered = client.event("support:ask", { q: "hours?" });
+  const f = FakeSocket.last.lastSent("event");
+  assert.deepEqual(f, { action: "event", event: "support:ask", data: { q: "hours?" }, id: f.id });
+  FakeSocket.last.receive({ type: "ack", id: f.id, ok: true, data: { a: "9-5" } });
+  assert.deepEqual(await answered, { a: "9-5" });
+  const plain = client.event("typing");
+  FakeSocket.last.receive({ type: "ack", id: FakeSocket.last.lastSent("event").id, ok: true });
+  assert.equal(await plain, undefined);
+  const failed = client.event("support:ask", 1);
+  const g = FakeSocket.last.lastSent("event");
+  FakeSocket.last.receive({ type: "ack", id: g.id, ok: false, error: { code: "hook_failed", message: "the event hook did not answer" } });
+  await assert.rejects(failed, (e: unknown) => e instanceof SwitchboardError && e.code == "hook_failed");
+  client.close();
+});
