@@ -64,6 +64,8 @@ sizes:
 bench: tools
 	cargo lambda build --release --locked --compiler cargo $(addprefix -p ,$(FUNCTIONS)) -p bench-hello
 	cargo bench --locked --profile bench-fast -p switchboard-bench --bench handler -- --noplot
+	$(MAKE) $(JS_STAMP)
+	cd $(JS) && npm run build && node scripts/size.mjs --json > $(CURDIR)/target/js-size.json
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	  cargo run --locked --profile bench-fast -p switchboard-bench -- all --out BENCHMARKS.md
 

@@ -401,6 +401,11 @@ pub fn document(
          AWS requests per event, by sink (counted at the adapter layer by\n\
          `shared/tests/upstream.rs`, `aws_requests_per_event_by_sink`):\n\n\
          {upstream_requests}\n\
+         ## Client library size\n\n\
+         `clients/js` as a page loads it (esbuild: bundled, minified, gzip level 9), beside the\n\
+         browser clients of two peers measured the same way in the same run\n\
+         (`clients/js/scripts/size.mjs`, pinned devDependencies). Budget: 6 KB.\n\n\
+         {js}\n\
          {build}",
         date = today(),
         machine = machine(),
@@ -412,6 +417,59 @@ pub fn document(
         requests = REQUEST_COUNTS,
         hook = upstream_table(hook),
         upstream_requests = UPSTREAM_REQUESTS,
+        js = js_size_table(JS_SIZE_FILE),
         build = BUILD_CHOICES,
     )
+}
+
+/// Where `make bench` leaves `node clients/js/scripts/size.mjs --json`.
+pub const JS_SIZE_FILE: &str = "target/js-size.json";
+
+/// The client library's size beside the peers' (from [`JS_SIZE_FILE`]).
+pub fn js_size_table(path: &str) -> String {
+    let Some(sizes) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return format!("(not measured: {path} is missing; `make bench` writes it)\n");
+    };
+    let own = sizes["own"]["gzipped"].as_u64().unwrap_or(0).max(1);
+    let row = |size: &serde_json::Value| {
+        let gzipped = size["gzipped"].as_u64().unwrap_or(0);
+        format!(
+            "| {} | {} | {} | {:.2} |\n",
+            size["name"].as_str().unwrap_or("?"),
+            size["minified"].as_u64().unwrap_or(0),
+            gzipped,
+            gzipped as f64 / own as f64
+        )
+    };
+    let mut table = String::from(
+        "| client | minified bytes | minified+gzipped bytes | ratio (gzipped) |\n|---|---|---|---|\n",
+    );
+    table.push_str(&row(&sizes["own"]));
+    for peer in sizes["peers"].as_array().into_iter().flatten() {
+        table.push_str(&row(peer));
+    }
+    table
+}
+
+#[cfg(test)]
+mod js_size_tests {
+    #[test]
+    fn the_js_size_table_reads_the_size_script_output() {
+        let path = std::env::temp_dir().join(format!("js-size-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"budget":6144,"own":{"name":"switchboard-client","minified":100,"gzipped":40},"peers":[{"name":"p 1.0","minified":900,"gzipped":200}]}"#,
+        )
+        .unwrap();
+        let table = super::js_size_table(path.to_str().unwrap());
+        assert!(
+            table.contains("| switchboard-client | 100 | 40 | 1.00 |"),
+            "{table}"
+        );
+        assert!(table.contains("| p 1.0 | 900 | 200 | 5.00 |"), "{table}");
+        assert!(super::js_size_table("/nonexistent/x.json").contains("not measured"));
+    }
 }
