@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
+use switchboard::config::Limits;
+use switchboard::rate::Rate;
 use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
@@ -177,6 +179,13 @@ async fn stack_case(
         addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
         token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
         gateway,
+        // All N clients are one user ("bench"): the per-user connection cap and handshake
+        // rate (hardening) would refuse all but the first few; the bench measures fan-out.
+        limits: Limits {
+            user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
+            max_connections_per_user: u32::MAX,
+            ..Limits::default()
+        },
         ..Config::default()
     })
     .await

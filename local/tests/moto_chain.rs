@@ -481,3 +481,129 @@ async fn a_user_message_sent_during_a_reconnect_is_recovered_from_dynamodb() {
     drop(dana);
     stack.shutdown().await;
 }
+
+/// One EventBridge call to moto (AWS JSON 1.1; moto does not check the signature).
+async fn eventbridge(operation: &str, body: serde_json::Value) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endpoint = endpoint();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: AWSEvents.{operation}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(15), stream.read_to_string(&mut raw))
+        .await
+        .expect("no answer from moto within 15 s")
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{operation}: {raw}");
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
+/// `--event-bus` with `--aws-endpoint`: the local stack puts its upstream
+/// events on an EventBridge bus as on AWS; a rule on the bus (the README's
+/// example pattern) delivers them to an SQS queue.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn event_bus_events_reach_a_queue_through_a_rule() {
+    let r = resources().await;
+    let queue = r
+        .sqs
+        .create_queue()
+        .queue_name(unique("bus-target"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = r
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let bus = unique("bus");
+    eventbridge("CreateEventBus", serde_json::json!({ "Name": bus })).await;
+    eventbridge(
+        "PutRule",
+        serde_json::json!({ "Name": "all", "EventBusName": bus,
+            "EventPattern": r#"{"source":["switchboard"]}"# }),
+    )
+    .await;
+    eventbridge(
+        "PutTargets",
+        serde_json::json!({ "Rule": "all", "EventBusName": bus,
+            "Targets": [{ "Id": "queue", "Arn": queue_arn }] }),
+    )
+    .await;
+
+    let mut config = Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        token_secret: Some(SECRET.into()),
+        backend: Backend::Aws {
+            endpoint: Some(endpoint()),
+            table: r.table.clone(),
+            memberships_table: r.memberships_table.clone(),
+            history_table: None,
+            notify_user_queue_url: r.notify_user.clone(),
+            notify_connection_queue_url: r.notify_connection.clone(),
+            commands_queue_url: Some(r.commands.clone()),
+            deliveries_queue_url: Some(r.deliveries.clone()),
+        },
+        ..Config::default()
+    };
+    config.upstream.event_bus = Some(bus.clone());
+    let stack = switchboard_local::start(config).await.unwrap();
+    let mut socket = connect(&stack, "ivy").await;
+    socket.close(None).await.unwrap();
+
+    // connected and disconnected (a standard queue: either order), each the
+    // CloudEvent as the detail, typed.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        let received = r
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages.unwrap_or_default() {
+            let event: serde_json::Value =
+                serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+            seen.push(event);
+        }
+    }
+    let mut kinds: Vec<&str> = seen
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap_or(""))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["connected", "disconnected"], "{seen:?}");
+    for event in &seen {
+        assert_eq!(event["source"], "switchboard");
+        assert_eq!(event["detail"]["data"]["userId"], "ivy", "{event}");
+        assert!(
+            event["detail"]["id"]
+                .as_str()
+                .unwrap()
+                .ends_with(event["detail"]["data"]["connectionId"].as_str().unwrap())
+        );
+    }
+    stack.shutdown().await;
+}

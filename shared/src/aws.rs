@@ -459,8 +459,8 @@ impl Wiring {
     }
 }
 
-/// The gateway of the functions that never post (connect, disconnect,
-/// actions): a call would be a bug, and fails loudly instead of posting.
+/// The gateway of the functions that never post (connect, disconnect): a
+/// call would be a bug, and fails loudly instead of posting.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoGateway;
 
