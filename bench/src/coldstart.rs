@@ -21,6 +21,7 @@ pub const FUNCTIONS: &[&str] = &[
     "deliver",
     "notify-user",
     "notify-connection",
+    "upstream",
 ];
 
 #[derive(Debug, Clone)]
@@ -64,7 +65,19 @@ fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
             "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod",
         ),
         ("TOKEN_SECRET", "bench-secret-bench-secret-bench-secret!"),
-        ("RUST_LOG", "info"),
+        // upstream: the webhook and its secret (read on first use, not at init).
+        ("WEBHOOK_URL", "https://app.example.com/handler"),
+        (
+            "UPSTREAM_DLQ_URL",
+            "https://sqs.eu-central-1.amazonaws.com/123456789012/upstream-dlq",
+        ),
+        (
+            "WEBHOOK_SECRET",
+            "bench-webhook-secret-bench-webhook-secret!",
+        ),
+        // As the template's LoggingConfig sets them.
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
     ];
     let mut env: Vec<(&'static str, String)> =
         fixed.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();

@@ -78,6 +78,30 @@ pub fn https_connector(
     connector.build()
 }
 
+/// [`https_connector`] built on its first request: what a function may call
+/// (EventBridge at an event) costs its cold start nothing (no root
+/// certificates at init).
+pub fn lazy_https_connector(
+    settings: HttpConnectorSettings,
+    sleep: Option<SharedAsyncSleep>,
+) -> SharedHttpConnector {
+    SharedHttpConnector::new(LazyConnector(Lazy::new(move || {
+        SharedHttpConnector::new(https_connector(settings.clone(), sleep.clone()))
+    })))
+}
+
+#[derive(Debug)]
+struct LazyConnector(Lazy<SharedHttpConnector>);
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for LazyConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        self.0.call(request)
+    }
+}
+
 /// `aws_config::defaults` with [`http_client`]: the AWS SDK crates are built
 /// without a default HTTP client, so every `SdkConfig` starts here.
 pub fn defaults() -> ConfigLoader {
@@ -363,7 +387,7 @@ impl Wiring {
             .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
             .read_timeout(secrets_manager::REQUEST_TIMEOUT)
             .build();
-        let connector = SharedHttpConnector::new(https_connector(settings, self.sdk.sleep_impl()));
+        let connector = lazy_https_connector(settings, self.sdk.sleep_impl());
         Ok(EventBridge::new(
             EventBridge::client(
                 connector,

@@ -23,6 +23,13 @@ impl<C> Lazy<C> {
     }
 }
 
+impl<C> Lazy<C> {
+    /// Whether the client has been built (or was given ready-made).
+    pub fn is_built(&self) -> bool {
+        self.0.client.get().is_some()
+    }
+}
+
 impl<C: Clone + Send + Sync + 'static> From<C> for Lazy<C> {
     fn from(client: C) -> Self {
         Lazy(std::sync::Arc::new(LazyInner {

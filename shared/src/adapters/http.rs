@@ -14,13 +14,17 @@ use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 
+use crate::lazy::Lazy;
 use crate::upstream::hooks::MAX_ANSWER_BYTES;
 use crate::upstream::{HttpAnswer, HttpPoster, PostError};
 
-/// POSTs through the SDK's connector.
+/// POSTs through the SDK's connector, built on the first POST: building it
+/// loads the root certificates, which would otherwise cost every cold start
+/// of a function that may post (connect with a hook, the upstream sender)
+/// whether or not it posts (BENCHMARKS.md, "Cold start").
 #[derive(Clone, Debug)]
 pub struct SdkPoster {
-    connector: SharedHttpConnector,
+    connector: Lazy<SharedHttpConnector>,
 }
 
 impl SdkPoster {
@@ -32,8 +36,18 @@ impl SdkPoster {
             .read_timeout(timeout)
             .build();
         SdkPoster {
-            connector: SharedHttpConnector::new(crate::aws::https_connector(settings, sleep)),
+            connector: Lazy::new(move || {
+                SharedHttpConnector::new(crate::aws::https_connector(
+                    settings.clone(),
+                    sleep.clone(),
+                ))
+            }),
         }
+    }
+
+    /// Whether the connector has been built (by a first POST).
+    pub fn is_built(&self) -> bool {
+        self.connector.is_built()
     }
 
     async fn send(
@@ -85,5 +99,45 @@ impl HttpPoster for SdkPoster {
         tokio::time::timeout(timeout, self.send(url, headers, body))
             .await
             .map_err(|_| PostError::Timeout(timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::HttpPoster;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Init builds nothing (no root certificates at cold start); the first
+    /// POST builds the connector and goes through.
+    #[tokio::test]
+    async fn the_connector_is_built_by_the_first_post_not_by_new() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 4096];
+            let _ = socket.read(&mut buffer).await.unwrap();
+            socket
+                .write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+        });
+        let poster = SdkPoster::new(Duration::from_secs(5), None);
+        assert!(!poster.is_built());
+        let answer = poster
+            .post(
+                &format!("http://{addr}/hook"),
+                &[],
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 204);
+        assert!(poster.is_built());
+        server.await.unwrap();
     }
 }
