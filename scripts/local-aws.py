@@ -78,13 +78,16 @@ def main(endpoint, env_file):
         name = local_name(logical_id)
         local[logical_id] = name
         if name not in existing_tables:
-            dynamodb.create_table(
+            table = dict(
                 TableName=name,
                 BillingMode=props["BillingMode"],
                 AttributeDefinitions=props["AttributeDefinitions"],
                 KeySchema=props["KeySchema"],
-                GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
             )
+            # DynamoDB refuses an empty index list (the history table has no index).
+            if props.get("GlobalSecondaryIndexes"):
+                table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            dynamodb.create_table(**table)
         ttl = props.get("TimeToLiveSpecification")
         if ttl:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
