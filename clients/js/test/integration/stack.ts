@@ -78,8 +78,15 @@ export class Stack {
 
   /** The ids of `user`'s connections so far, in order of connecting (from the log). */
   connectionIds(user: string): string[] {
-    const re = /handlers::connect: connected connection_id="?([^"\s]+)"? user_id="?([^"\s]+?)"?(\s|$)/;
-    return this.log.map((l) => re.exec(l)).filter((m) => m && m[2] == user).map((m) => m![1]);
+    // `route{route="$connect" connection_id="…"}: switchboard::handlers::connect: connected user_id=…`
+    // (the connection id is the route span's field), or the id on the event itself.
+    const connected = /handlers::connect: connected\b/;
+    const id = /connection_id="?([^"\s}]+)"?/;
+    const who = /user_id="?([^"\s]+?)"?(\s|$)/;
+    return this.log
+      .filter((l) => connected.test(l) && who.exec(l)?.[1] == user)
+      .map((l) => id.exec(l)?.[1])
+      .filter((c): c is string => !!c);
   }
 
   /** Log lines matching `re`. */
