@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
-use switchboard::adapters::http::SdkPoster;
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
@@ -200,7 +199,7 @@ fn upstream(
     if signs {
         let secret = c.secret.as_ref().ok_or(StartError::NoWebhookSecret)?;
         upstream.secret = WebhookSecret::given(secret.clone());
-        upstream.http = Some(Arc::new(SdkPoster::new(
+        upstream.http = Some(Arc::new(switchboard::aws::poster(
             c.hook_timeout
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT)
                 .max(c.delivery.timeout),

@@ -90,8 +90,18 @@ pub fn lazy_https_connector(
     })))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LazyConnector(Lazy<SharedHttpConnector>);
+
+/// An HTTP client for hooks and webhooks on [`lazy_https_connector`], with
+/// `timeout` to connect and to read.
+pub fn poster(timeout: std::time::Duration, sleep: Option<SharedAsyncSleep>) -> SdkPoster {
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build();
+    SdkPoster::new(lazy_https_connector(settings, sleep))
+}
 
 impl aws_smithy_runtime_api::client::http::HttpConnector for LazyConnector {
     fn call(
@@ -333,7 +343,7 @@ impl Wiring {
             || upstream.event_hook.is_some()
             || settings.webhook_url.is_some()
         {
-            upstream.http = Some(Arc::new(SdkPoster::new(
+            upstream.http = Some(Arc::new(poster(
                 settings.longest_timeout(),
                 self.sdk.sleep_impl(),
             )));
@@ -355,10 +365,7 @@ impl Wiring {
             .clone()
             .ok_or(ConfigError::Missing("UPSTREAM_DLQ_URL"))?;
         Ok(WebhookSender {
-            http: Arc::new(SdkPoster::new(
-                settings.delivery.timeout,
-                self.sdk.sleep_impl(),
-            )),
+            http: Arc::new(poster(settings.delivery.timeout, self.sdk.sleep_impl())),
             url,
             secret: self.webhook_secret(settings.secret.as_ref()),
             policy: settings.delivery.clone(),
@@ -574,5 +581,50 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             *counts.entry(name).or_default() += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod lazy_connector_tests {
+    use super::*;
+    use crate::upstream::HttpPoster;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Building the client builds no connector (no root certificates at cold
+    /// start); the first POST builds it and goes through.
+    #[tokio::test]
+    async fn the_connector_is_built_by_the_first_post_not_by_the_wiring() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 4096];
+            let _ = socket.read(&mut buffer).await.unwrap();
+            socket
+                .write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+        });
+        let settings = HttpConnectorSettings::builder().build();
+        let lazy = LazyConnector(Lazy::new(move || {
+            SharedHttpConnector::new(https_connector(settings.clone(), None))
+        }));
+        let poster = SdkPoster::new(SharedHttpConnector::new(lazy.clone()));
+        assert!(!lazy.0.is_built());
+        let answer = poster
+            .post(
+                &format!("http://{addr}/hook"),
+                &[],
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 204);
+        assert!(lazy.0.is_built());
+        server.await.unwrap();
     }
 }

@@ -38,7 +38,7 @@ impl Bot {
         Arc::new(Bot {
             secret: secret.into(),
             api: api.into().trim_end_matches('/').to_owned(),
-            http: SdkPoster::new(Duration::from_secs(5), None),
+            http: switchboard::aws::poster(Duration::from_secs(5), None),
         })
     }
 
