@@ -3,7 +3,10 @@
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 
-use crate::protocol::ServerFrame;
+use tracing::warn;
+
+use crate::limits::LimitError;
+use crate::protocol::{ErrorCode, ServerFrame};
 
 /// A route response carrying `frame` to the caller.
 pub fn frame_response(frame: &ServerFrame) -> ApiGatewayProxyResponse {
@@ -16,4 +19,30 @@ pub fn response(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
     response.status_code = i64::from(status);
     response.body = body.map(Body::Text);
     response
+}
+
+/// Why a client action was refused: the ack's error code and message (the
+/// actions, `recover` and `history` routes answer with it).
+pub(crate) struct Refusal(pub(crate) ErrorCode, pub(crate) String);
+
+impl Refusal {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal(code, message.into())
+    }
+
+    pub(crate) fn unavailable(connection_id: &str, what: &str, e: impl std::fmt::Display) -> Self {
+        warn!(connection_id, error = %e, "{what}");
+        Refusal::new(ErrorCode::Unavailable, "try again later")
+    }
+
+    pub(crate) fn limited(connection_id: &str, e: LimitError) -> Self {
+        match e {
+            LimitError::Exceeded(exceeded) => {
+                Refusal::new(ErrorCode::RateLimited, exceeded.to_string())
+            }
+            LimitError::Store(e) => {
+                Refusal::unavailable(connection_id, "cannot check the rate limit", e)
+            }
+        }
+    }
 }

@@ -46,16 +46,14 @@ use crate::groups::membership::{
 };
 use crate::groups::{Grants, validate_group};
 use crate::history::{Recorder, Stream};
-use crate::limits::{
-    LimitError, take_action, take_history_read, take_presence_change, take_publish,
-};
+use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, event_answer,
     presence_answer, published_ack,
 };
-use crate::replies::response;
+use crate::replies::{Refusal, response};
 use crate::routes::{RouteFunction, action_route};
 use crate::services::Services;
 use crate::upstream::{
@@ -118,31 +116,6 @@ fn count_action(action: &'static str, error: Option<ErrorCode>) {
     };
     tracing::debug!(action, outcome, "client action answered");
     metrics::count(Metric::ClientActions, &[action, outcome], 1);
-}
-
-/// Why an action was refused: the ack's error code and message.
-pub(crate) struct Refusal(ErrorCode, String);
-
-impl Refusal {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal(code, message.into())
-    }
-
-    pub(crate) fn unavailable(connection_id: &str, what: &str, e: impl std::fmt::Display) -> Self {
-        warn!(connection_id, error = %e, "{what}");
-        Refusal::new(ErrorCode::Unavailable, "try again later")
-    }
-
-    fn limited(connection_id: &str, e: LimitError) -> Self {
-        match e {
-            LimitError::Exceeded(exceeded) => {
-                Refusal::new(ErrorCode::RateLimited, exceeded.to_string())
-            }
-            LimitError::Store(e) => {
-                Refusal::unavailable(connection_id, "cannot check the rate limit", e)
-            }
-        }
-    }
 }
 
 async fn answer(

@@ -16,8 +16,8 @@ use crate::ports::ConnectionRecord;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, history_frame};
 use crate::services::Services;
 
-use super::actions::Refusal;
 use super::recover::read_refusal;
+use crate::replies::Refusal;
 
 /// Answers a `history` from the connection of `record`.
 pub(crate) async fn history(

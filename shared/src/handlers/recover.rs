@@ -20,7 +20,7 @@ use crate::ports::ConnectionRecord;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, recovered_frame};
 use crate::services::Services;
 
-use super::actions::Refusal;
+use crate::replies::Refusal;
 
 /// Answers a `recover` from the connection of `record`.
 pub(crate) async fn recover(
