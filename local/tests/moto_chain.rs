@@ -309,11 +309,22 @@ async fn send_to_group_travels_through_the_commands_and_deliveries_queues() {
 
 /// One HTTP/1.1 request to the stack's HTTP API.
 async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) -> (u16, String) {
+    exchange(&stack.addr().to_string(), method, path, "", body).await
+}
+
+/// One HTTP/1.1 request (`headers`: extra header lines, each ending in CRLF)
+/// to `host`; the status and the body.
+async fn exchange(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(stack.addr()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        stack.addr(),
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -484,27 +495,15 @@ async fn a_user_message_sent_during_a_reconnect_is_recovered_from_dynamodb() {
 
 /// One EventBridge call to moto (AWS JSON 1.1; moto does not check the signature).
 async fn eventbridge(operation: &str, body: serde_json::Value) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let endpoint = endpoint();
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let body = body.to_string();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: AWSEvents.{operation}\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
+    let headers = format!(
+        "Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: AWSEvents.{operation}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(15), stream.read_to_string(&mut raw))
-        .await
-        .expect("no answer from moto within 15 s")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{operation}: {raw}");
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    let (status, answer) = exchange(host, "POST", "/", &headers, &body.to_string()).await;
+    assert_eq!(status, 200, "{operation}: {answer}");
+    serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null)
 }
 
 /// `--event-bus` with `--aws-endpoint`: the local stack puts its upstream

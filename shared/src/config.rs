@@ -466,6 +466,12 @@ impl Limits {
 
 /// Parses a `PRESENCE_GROUPS` value.
 pub fn presence_groups(value: &str) -> Result<Grants, ConfigError> {
+    group_patterns("PRESENCE_GROUPS", value)
+}
+
+/// A setting of comma-separated group patterns (the group pattern rules), or
+/// `none`: `name` is the setting an error names.
+fn group_patterns(name: &'static str, value: &str) -> Result<Grants, ConfigError> {
     if value.trim() == "none" {
         return Ok(Grants::default());
     }
@@ -475,7 +481,7 @@ pub fn presence_groups(value: &str) -> Result<Grants, ConfigError> {
         .filter(|p| !p.is_empty())
         .collect();
     Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
-        name: "PRESENCE_GROUPS",
+        name,
         reason: e.to_string(),
     })
 }
@@ -648,18 +654,7 @@ pub fn history_table() -> Option<String> {
 
 /// `HISTORY_GROUPS`: comma-separated group patterns, or `none`.
 pub fn history_groups(value: &str) -> Result<Grants, ConfigError> {
-    if value.trim() == "none" {
-        return Ok(Grants::default());
-    }
-    let patterns: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    Grants::parse(&patterns).map_err(|e| ConfigError::Invalid {
-        name: "HISTORY_GROUPS",
-        reason: e.to_string(),
-    })
+    group_patterns("HISTORY_GROUPS", value)
 }
 
 /// Where the webhook secret comes from.
