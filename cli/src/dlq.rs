@@ -89,10 +89,16 @@ pub async fn start_move_task(
             "StartMessageMoveTask is not supported here ({})",
             e.code().unwrap_or("no error code")
         ))),
-        Err(e) => Err(CliError::queue(
-            url,
-            format!("StartMessageMoveTask: {}", DisplayErrorContext(e)),
-        )),
+        Err(e) => {
+            let what = match e.code() {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+                None => DisplayErrorContext(e).to_string(),
+            };
+            Err(CliError::queue(
+                url,
+                format!("StartMessageMoveTask: {what}"),
+            ))
+        }
     }
 }
 
