@@ -147,7 +147,7 @@ pub async fn wait_for_move_task(
                 arn,
                 format!(
                     "the move task is still running after {}s ({} of {} moved); \
-                     `switchboard dlq redrive --status` shows it later",
+                     `aws sqs list-message-move-tasks --source-arn {arn}` follows it",
                     timeout.as_secs(),
                     task.moved,
                     task.to_move
