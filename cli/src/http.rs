@@ -177,18 +177,24 @@ impl Api {
                 .connector
                 .call(request)
                 .await
-                .map_err(|e| self.unreachable(e.to_string()))?;
+                .map_err(|e| self.unreachable(chain(&e)))?;
             let status = response.status().as_u16();
-            let bytes = ByteStream::new(response.into_body())
-                .collect()
+            // Read chunk by chunk, so an endless answer costs at most the limit.
+            let mut stream = ByteStream::new(response.into_body());
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream
+                .try_next()
                 .await
                 .map_err(|e| self.unreachable(format!("the answer was cut: {e}")))?
-                .into_bytes();
-            if bytes.len() > MAX_ANSWER_BYTES {
-                return Err(self.unreachable(format!(
-                    "an answer of {} bytes (at most {MAX_ANSWER_BYTES})",
-                    bytes.len()
-                )));
+            {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_ANSWER_BYTES {
+                    return Err(CliError::BadAnswer {
+                        place: self.place(),
+                        url: self.base.clone(),
+                        what: format!("more than {MAX_ANSWER_BYTES} bytes (read no further)"),
+                    });
+                }
             }
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             Ok(Answer { status, body })
@@ -198,18 +204,38 @@ impl Api {
             .map_err(|_| self.unreachable("no answer in time".into()))?
     }
 
-    fn unreachable(&self, what: String) -> CliError {
-        let place = if self.is_local() {
+    fn place(&self) -> &'static str {
+        if self.is_local() {
             "the local stack"
         } else {
             "the HTTP API"
-        };
+        }
+    }
+
+    fn unreachable(&self, what: String) -> CliError {
         CliError::Unreachable {
-            place,
+            place: self.place(),
             url: self.base.clone(),
             what,
         }
     }
+}
+
+/// An error with its sources: "io error: Connection refused (os error 111)".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Bounded: error chains are short, but nothing promises they end.
+    for _ in 0..8 {
+        let Some(cause) = source else { break };
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The SigV4 headers for one request to `execute-api`.

@@ -47,6 +47,12 @@ pub enum CliError {
         url: String,
         what: String,
     },
+    #[error("{place} at {url} answered with {what}")]
+    BadAnswer {
+        place: &'static str,
+        url: String,
+        what: String,
+    },
     #[error("AWS credentials: {0}")]
     Credentials(String),
     /// The API answered 404: the connection, user or group does not exist (exit 4).

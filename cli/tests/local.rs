@@ -456,4 +456,21 @@ async fn requests_to_the_deployed_http_api_are_signed_with_sigv4() {
         head.starts_with("GET /connections/a%2Fb%3D HTTP/1.1\n"),
         "{head}"
     );
+
+    // An answer over 4 MiB is not read to its end.
+    let (url, _) = fake::serve(|_| (200, format!("\"{}\"", "x".repeat(5 << 20))));
+    let out = switchboard_with(
+        &["who", "--http-api-url", &url, "--user", "alice"],
+        None,
+        None,
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "switchboard: the HTTP API at {url} answered with more than 4194304 bytes (read no further)\n"
+        )
+    );
 }
