@@ -367,6 +367,21 @@ async fn dead_letters_are_listed_with_their_error_and_redriven() {
         "switchboard: no dead-letter queue named \"nope\": use notify-user, notify-connection, commands or deliveries\n"
     );
 
+    // The endpoint refuses a bad count and moves nothing.
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/commands/dead-letters/redrive?max=0",
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        answer.body,
+        r#"{"error":"\"max\" must be an integer from 1 to 10000"}"#
+    );
+    assert_eq!(listed().await.len(), 1);
+
     // Redrive: the message goes back to the queue (and, still bad, dies again
     // after three more receives: nothing is lost on the way).
     let out = switchboard(
