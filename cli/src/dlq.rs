@@ -167,18 +167,29 @@ pub async fn log_group(sdk: &SdkConfig, stack: &Stack, queue: &str) -> Result<St
         .find(|(name, _)| *name == queue)
         .map(|(_, logical)| *logical)
         .ok_or_else(|| CliError::UnknownQueue(queue.to_owned()))?;
+    let missing = |what: String| CliError::NoResource {
+        stack: stack.name.clone(),
+        resource: logical,
+        what,
+    };
     let answer = aws_sdk_cloudformation::Client::new(sdk)
         .describe_stack_resource()
         .stack_name(&stack.name)
         .logical_resource_id(logical)
         .send()
         .await
-        .map_err(|e| CliError::NoStack(stack.name.clone(), DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| {
+            let what = match e.code() {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+                None => DisplayErrorContext(e).to_string(),
+            };
+            missing(format!("DescribeStackResource: {what}"))
+        })?;
     answer
         .stack_resource_detail()
         .and_then(|r| r.physical_resource_id())
         .map(str::to_owned)
-        .ok_or_else(|| CliError::NoStack(stack.name.clone(), format!("no resource {logical}")))
+        .ok_or_else(|| missing("no physical id".into()))
 }
 
 /// The CloudWatch Logs client: the AWS JSON protocol, signed with the SDK's

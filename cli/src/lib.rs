@@ -32,6 +32,12 @@ pub enum CliError {
     NoStack(String, String),
     #[error("stack {stack:?} has no output {output} (is it a Switchboard stack?)")]
     NoOutput { stack: String, output: &'static str },
+    #[error("stack {stack:?} has no resource {resource} ({what})")]
+    NoResource {
+        stack: String,
+        resource: &'static str,
+        what: String,
+    },
     #[error(
         "no dead-letter queue named {0:?}: use notify-user, notify-connection, commands or deliveries"
     )]

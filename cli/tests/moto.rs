@@ -231,6 +231,28 @@ async fn errors_name_the_problem_with_their_exit_codes() {
         String::from_utf8_lossy(&orphan.stderr).contains("no queue sends its failures here"),
         "{orphan:?}"
     );
+    // --errors on a stack without the function's log group: named.
+    let outputs = switchboard_cli::Stack::describe(&sdk().await, &stack)
+        .await
+        .unwrap();
+    switchboard::aws::sqs(&sdk().await)
+        .send_message()
+        .queue_url(outputs.output("CommandsDeadLetterQueueUrl").unwrap())
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let out = switchboard(&[
+        "dlq", "list", "--stack", &stack, "--queue", "commands", "--errors",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "switchboard: stack \"{stack}\" has no resource CommandsLogGroup (DescribeStackResource: "
+        )),
+        "{stderr}"
+    );
     let unnamed = switchboard(&["status"]);
     assert_eq!(unnamed.status.code(), Some(2));
     assert_eq!(
