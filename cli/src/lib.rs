@@ -1,6 +1,12 @@
 //! What the `switchboard` CLI does, as functions: a stack's outputs
 //! ([`Stack::describe`]), its dead-letter queues' depths, their messages
-//! ([`list`]) and moving them back ([`redrive`]). Every loop is bounded.
+//! ([`list`]) and moving them back ([`redrive`]; [`dlq`] for move tasks, last
+//! errors and the local stack's dead letters), and the server operations
+//! through the HTTP API ([`http`], [`ops`]). Every loop is bounded.
+
+pub mod dlq;
+pub mod http;
+pub mod ops;
 
 use std::collections::BTreeMap;
 
@@ -26,21 +32,72 @@ pub enum CliError {
     NoStack(String, String),
     #[error("stack {stack:?} has no output {output} (is it a Switchboard stack?)")]
     NoOutput { stack: String, output: &'static str },
+    #[error("stack {stack:?} has no resource {resource} ({what})")]
+    NoResource {
+        stack: String,
+        resource: &'static str,
+        what: String,
+    },
     #[error(
         "no dead-letter queue named {0:?}: use notify-user, notify-connection, commands or deliveries"
     )]
     UnknownQueue(String),
     #[error("{queue}: {what}")]
     Queue { queue: String, what: String },
+    /// A command line the CLI refuses before sending anything (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error("{place} at {url} is not reachable ({what})")]
+    Unreachable {
+        place: &'static str,
+        url: String,
+        what: String,
+    },
+    #[error("{place} at {url} answered with {what}")]
+    BadAnswer {
+        place: &'static str,
+        url: String,
+        what: String,
+    },
+    #[error("AWS credentials: {0}")]
+    Credentials(String),
+    /// The API answered 404: the connection, user or group does not exist (exit 4).
+    #[error("{0}")]
+    NotFound(String),
+    /// The API refused the request (its status and message).
+    #[error("refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the logs of {0}: {1}")]
+    Logs(String, String),
 }
 
 impl CliError {
     /// Whether the mistake is in the command line (exit code 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, CliError::UnknownQueue(_))
+        matches!(self, CliError::UnknownQueue(_) | CliError::Usage(_))
     }
 
-    fn queue(queue: &str, what: impl std::fmt::Display) -> Self {
+    /// The exit code: 2 usage, 4 not found, 1 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::UnknownQueue(_) | CliError::Usage(_) => 2,
+            CliError::NotFound(_) => 4,
+            _ => 1,
+        }
+    }
+
+    /// An answer that is not a success, as an error.
+    pub fn refused(answer: &http::Answer) -> Self {
+        match answer.status {
+            404 => CliError::NotFound(answer.error_message()),
+            status => CliError::Refused {
+                status,
+                message: answer.error_message(),
+            },
+        }
+    }
+
+    pub(crate) fn queue(queue: &str, what: impl std::fmt::Display) -> Self {
         CliError::Queue {
             queue: queue.to_owned(),
             what: what.to_string(),
@@ -83,6 +140,17 @@ impl Stack {
                 .unwrap_or_default(),
             outputs,
         })
+    }
+
+    /// The output `key` (e.g. `HttpApiUrl`), or an error naming it.
+    pub fn output(&self, key: &'static str) -> Result<&str, CliError> {
+        self.outputs
+            .get(key)
+            .map(String::as_str)
+            .ok_or(CliError::NoOutput {
+                stack: self.name.clone(),
+                output: key,
+            })
     }
 
     /// The dead-letter queues `queue` names (all four when `None`), as (name, URL).

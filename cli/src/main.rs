@@ -1,31 +1,54 @@
-//! `switchboard`: the operator CLI for a deployed stack.
+//! `switchboard`: the operator CLI for a deployed stack or the local stack.
 //!
-//! - `switchboard status --stack NAME`: the stack's status, its outputs and
-//!   the depth of every dead-letter queue;
-//! - `switchboard dlq list --stack NAME [--queue Q]`: the messages waiting in
-//!   the dead-letter queues (id, receives, first sent, body);
-//! - `switchboard dlq redrive --stack NAME --queue Q [--max N]`: moves a
-//!   dead-letter queue's messages back to the queue they came from.
+//! - `status`: the stack's status, its outputs and every dead-letter queue's depth;
+//! - `dlq list` / `dlq redrive`: the dead letters (with `--errors`, each one's
+//!   last error from the function's logs) and moving them back (an SQS message
+//!   move task, or the receive-and-send copy);
+//! - `send`, `notify`, `negotiate` (`token`), `who`, `close`: the server
+//!   operations, through the IAM-signed HTTP API (or the NotifyUser and
+//!   NotifyConnection queues for `notify`).
 //!
-//! Stack outputs come from CloudFormation `DescribeStacks`; requests use the
-//! standard credential chain and region, and the standard endpoint overrides
-//! (`AWS_ENDPOINT_URL`, for moto or LocalStack). `--json` prints one JSON
-//! document for scripts. Exit codes: 0 done (and, for `status`, every
-//! dead-letter queue empty), 1 an AWS or stack error (named on stderr), 2 a
-//! usage error, 3 `status` found messages in a dead-letter queue.
+//! On AWS the stack's outputs come from CloudFormation `DescribeStacks`;
+//! requests use the standard credential chain, region and endpoint overrides
+//! (`AWS_ENDPOINT_URL`, for moto or LocalStack). `--local[=URL]` talks plain
+//! HTTP to the local stack instead (`http://127.0.0.1:3001`), with its API key
+//! (`--api-key`, `SWITCHBOARD_API_KEY`) when it has one. `--json` prints one
+//! JSON document for scripts. Exit codes: 0 done (and, for `status`, every
+//! dead-letter queue empty), 1 an error (named on stderr), 2 a usage error,
+//! 3 `status` found messages in a dead-letter queue, 4 the connection, user or
+//! group does not exist.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-use switchboard_cli::{CliError, DeadLetterQueue, Stack, list, redrive};
+use switchboard_cli::dlq::{self, UNKNOWN_ERROR};
+use switchboard_cli::http::{Answer, Api, DEFAULT_LOCAL_URL};
+use switchboard_cli::ops::{self, Negotiate, Subject, Target};
+use switchboard_cli::{CliError, DEAD_LETTER_QUEUES, DeadLetterQueue, Stack, list, redrive};
 
 #[derive(Parser)]
-#[command(version, about = "Operate a deployed Switchboard stack")]
+#[command(version, about = "Operate a Switchboard stack, deployed or local")]
 struct Cli {
     /// The CloudFormation stack name.
     #[arg(long, global = true, env = "SWITCHBOARD_STACK")]
     stack: Option<String>,
+    /// The local stack (plain HTTP) instead of AWS: `--local` or `--local=URL`.
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = DEFAULT_LOCAL_URL, value_name = "URL")]
+    local: Option<String>,
+    /// The local stack's API key (when it listens beyond loopback).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// The deployed HTTP API's URL (default: the stack's output HttpApiUrl).
+    #[arg(long, global = true, env = "SWITCHBOARD_HTTP_API_URL")]
+    http_api_url: Option<String>,
     /// One JSON document on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -42,6 +65,99 @@ enum Command {
         #[command(subcommand)]
         command: Dlq,
     },
+    /// Sends data to a connection, a user, a group (or a user in a group), or everyone.
+    Send {
+        #[command(flatten)]
+        target: SendTarget,
+        /// Leave out this connection (with --group or --all; repeatable).
+        #[arg(long = "exclude", value_name = "CONNECTION_ID")]
+        exclude: Vec<String>,
+        #[command(flatten)]
+        message: Message,
+    },
+    /// Puts a NotifyUser {userId,data} or NotifyConnection {connectionId,data} message on its queue.
+    Notify {
+        #[arg(
+            long,
+            conflicts_with = "connection",
+            required_unless_present = "connection"
+        )]
+        user: Option<String>,
+        #[arg(long)]
+        connection: Option<String>,
+        #[command(flatten)]
+        message: Message,
+    },
+    /// Mints a client URL and token for a user (the HTTP API's negotiate).
+    #[command(alias = "token")]
+    Negotiate {
+        #[arg(long)]
+        user: String,
+        /// A group to join at connect (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A group pattern the client may subscribe to (repeatable).
+        #[arg(long)]
+        subscribe: Vec<String>,
+        /// A group pattern the client may publish to (repeatable).
+        #[arg(long)]
+        publish: Vec<String>,
+        /// The token's lifetime (default and cap: the stack's negotiate settings).
+        #[arg(long = "ttl", value_name = "SECONDS")]
+        ttl_seconds: Option<u64>,
+    },
+    /// A connection, a user's connections and groups, or a group's members.
+    Who {
+        #[command(flatten)]
+        subject: WhoSubject,
+    },
+    /// Closes a connection, or every connection of a user.
+    Close {
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        connection: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// Sent to the client as {"type":"close","reason":…} (at most 123 bytes).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = true)]
+struct SendTarget {
+    #[arg(long)]
+    connection: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+    /// Every connection.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct WhoSubject {
+    #[arg(long)]
+    connection: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+}
+
+#[derive(Args)]
+struct Message {
+    /// The data: JSON, or else a string; `-` or nothing reads it from stdin.
+    data: Option<String>,
+    /// Send the data as a JSON string even when it parses as JSON.
+    #[arg(long)]
+    string: bool,
+    /// An idempotency id (a redelivery is not posted twice to a connection).
+    #[arg(long)]
+    id: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -53,25 +169,36 @@ enum Dlq {
         queue: Option<String>,
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         max: u32,
+        /// On AWS: each message's last error, from the consuming function's logs.
+        #[arg(long)]
+        errors: bool,
     },
-    /// Moves the queue's messages back to the queue they failed in, at most --max.
+    /// Moves the queue's messages back to the queue they failed in.
     Redrive {
         /// notify-user, notify-connection, commands or deliveries.
         #[arg(long)]
         queue: String,
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        max: u32,
+        /// At most this many (on AWS: copies them by receive and send instead of a move task).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max: Option<u32>,
+        /// On AWS: copy by receive and send rather than start a move task.
+        #[arg(long)]
+        copy: bool,
+        /// On AWS: poll the move task until it ends (at most --timeout seconds).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timeout: u64,
     },
 }
+
+/// A command's result: the JSON document, the text, the exit code.
+type Done = (Value, String, u8);
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(stack_name) = cli.stack.clone() else {
-        eprintln!("name the stack: --stack NAME (or SWITCHBOARD_STACK)");
-        return ExitCode::from(2);
-    };
-    match run(&cli, &stack_name).await {
+    match run(&cli).await {
         Ok((document, text, code)) => {
             if cli.json {
                 println!("{document}");
@@ -85,50 +212,327 @@ async fn main() -> ExitCode {
                 println!("{}", json!({ "error": e.to_string() }));
             }
             eprintln!("switchboard: {e}");
-            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn run(cli: &Cli, stack_name: &str) -> Result<(Value, String, u8), CliError> {
-    let sdk = switchboard::aws::load().await;
-    let stack = Stack::describe(&sdk, stack_name).await?;
-    let sqs = switchboard::aws::sqs(&sdk);
-    match &cli.command {
-        Command::Status => {
-            let queues = stack.dead_letter_queues(&sqs).await?;
-            let waiting: i64 = queues.iter().map(|q| q.messages).sum();
-            let mut text = format!("stack {} {}\n", stack.name, stack.status);
-            for (key, value) in &stack.outputs {
-                text.push_str(&format!("  {key:<36} {value}\n"));
+/// Where the command goes.
+enum Place {
+    Local(Api),
+    Aws {
+        sdk: Box<aws_config::SdkConfig>,
+        stack_name: Option<String>,
+    },
+}
+
+impl Place {
+    async fn stack(&self) -> Result<(Stack, &aws_config::SdkConfig), CliError> {
+        match self {
+            Place::Local(_) => Err(CliError::Usage(
+                "this command reads a deployed stack: leave out --local".into(),
+            )),
+            Place::Aws { sdk, stack_name } => {
+                let name = stack_name.as_deref().ok_or_else(|| {
+                    CliError::Usage("name the stack: --stack NAME (or SWITCHBOARD_STACK)".into())
+                })?;
+                Ok((Stack::describe(sdk, name).await?, sdk))
             }
-            text.push_str("dead-letter queues\n");
-            for q in &queues {
-                text.push_str(&format!(
-                    "  {:<18} {:>6} waiting {:>6} in flight\n",
-                    q.name, q.messages, q.in_flight
-                ));
-            }
-            let document = json!({
-                "stack": stack.name,
-                "status": stack.status,
-                "outputs": stack.outputs,
-                "deadLetterQueues": queues.iter().map(DeadLetterQueue::to_json).collect::<Vec<_>>(),
-            });
-            Ok((document, text, if waiting > 0 { 3 } else { 0 }))
         }
+    }
+
+    /// The HTTP API: the local stack's, or the deployed one signed with SigV4.
+    async fn api(&self, cli: &Cli) -> Result<Api, CliError> {
+        match self {
+            Place::Local(api) => Ok(api.clone()),
+            Place::Aws { sdk, .. } => {
+                let url = match &cli.http_api_url {
+                    Some(url) => url.clone(),
+                    None => self.stack().await?.0.output("HttpApiUrl")?.to_owned(),
+                };
+                let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+                    CliError::Credentials("no AWS region (set AWS_REGION)".into())
+                })?;
+                Ok(Api::signed(&url, region, sdk.credentials_provider()))
+            }
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<Done, CliError> {
+    let place = match &cli.local {
+        Some(url) => Place::Local(Api::local(url, cli.api_key.clone())?),
+        None => Place::Aws {
+            sdk: Box::new(switchboard::aws::load().await),
+            stack_name: cli.stack.clone(),
+        },
+    };
+    match &cli.command {
+        Command::Status => status(&place).await,
         Command::Dlq {
-            command: Dlq::List { queue, max },
+            command: Dlq::List { queue, max, errors },
+        } => dlq_list(&place, queue.as_deref(), *max, *errors).await,
+        Command::Dlq {
+            command:
+                Dlq::Redrive {
+                    queue,
+                    max,
+                    copy,
+                    wait,
+                    timeout,
+                },
+        } => dlq_redrive(&place, queue, *max, *copy, *wait, *timeout).await,
+        Command::Send {
+            target,
+            exclude,
+            message,
         } => {
-            let queues = stack.select(queue.as_deref())?;
-            let mut text = String::new();
-            let mut listed = Vec::new();
-            for (name, url) in queues {
-                let messages = list(&sqs, &url, *max).await?;
+            let target = Target {
+                connection: target.connection.clone(),
+                user: target.user.clone(),
+                group: target.group.clone(),
+                all: target.all,
+                exclude: exclude.clone(),
+            };
+            let data = ops::data(message.data.as_deref(), message.string)?;
+            let body = ops::send_body(&target, data, message.id.as_deref())?;
+            let answer = ok(place
+                .api(cli)
+                .await?
+                .call("POST", "/send", Some(&body))
+                .await?)?;
+            let text = format!("addressed {}\n", answer.body["addressed"]);
+            Ok((answer.body, text, 0))
+        }
+        Command::Notify {
+            user,
+            connection,
+            message,
+        } => {
+            let data = ops::data(message.data.as_deref(), message.string)?;
+            let (queue, body) = ops::notify_body(
+                user.as_deref(),
+                connection.as_deref(),
+                data,
+                message.id.as_deref(),
+            )?;
+            let message_id = match &place {
+                Place::Local(api) => {
+                    let path = format!("/queues/{}", queue.local_name());
+                    let answer = ok(api.call("POST", &path, Some(&body)).await?)?;
+                    answer.body["messageId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                }
+                Place::Aws { .. } => {
+                    let (stack, sdk) = place.stack().await?;
+                    let url = stack.output(queue.output())?;
+                    switchboard::aws::sqs(sdk)
+                        .send_message()
+                        .queue_url(url)
+                        .message_body(body.to_string())
+                        .send()
+                        .await
+                        .map_err(|e| CliError::Queue {
+                            queue: queue.local_name().to_owned(),
+                            what: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                        })?
+                        .message_id()
+                        .unwrap_or_default()
+                        .to_owned()
+                }
+            };
+            let text = format!("queued on {} as {message_id}\n", queue.local_name());
+            Ok((
+                json!({ "queue": queue.local_name(), "messageId": message_id }),
+                text,
+                0,
+            ))
+        }
+        Command::Negotiate {
+            user,
+            groups,
+            subscribe,
+            publish,
+            ttl_seconds,
+        } => {
+            let body = ops::negotiate_body(&Negotiate {
+                user: user.clone(),
+                groups: groups.clone(),
+                subscribe: subscribe.clone(),
+                publish: publish.clone(),
+                ttl_seconds: *ttl_seconds,
+            })?;
+            let answer = ok(place
+                .api(cli)
+                .await?
+                .call("POST", "/negotiate", Some(&body))
+                .await?)?;
+            let text = format!("{}\n", answer.body["url"].as_str().unwrap_or_default());
+            Ok((answer.body, text, 0))
+        }
+        Command::Who { subject } => {
+            let path = ops::who_path(&Subject {
+                connection: subject.connection.clone(),
+                user: subject.user.clone(),
+                group: subject.group.clone(),
+            })?;
+            let answer = place.api(cli).await?.call("GET", &path, None).await?;
+            if answer.status == 404 {
+                let text = who_text(&answer.body);
+                return Ok((answer.body, text, 4));
+            }
+            let answer = ok(answer)?;
+            let text = who_text(&answer.body);
+            Ok((answer.body, text, 0))
+        }
+        Command::Close {
+            connection,
+            user,
+            reason,
+        } => {
+            let path = ops::close_path(
+                &Subject {
+                    connection: connection.clone(),
+                    user: user.clone(),
+                    group: None,
+                },
+                reason.as_deref(),
+            )?;
+            let answer = ok(place.api(cli).await?.call("DELETE", &path, None).await?)?;
+            let text = match answer.body.get("closed") {
+                Some(Value::Bool(true)) => "closed 1\n".to_owned(),
+                Some(n) => format!("closed {n}\n"),
+                None => "closed\n".to_owned(),
+            };
+            Ok((answer.body, text, 0))
+        }
+    }
+}
+
+/// A success, or the API's refusal as the error.
+fn ok(answer: Answer) -> Result<Answer, CliError> {
+    if answer.is_success() {
+        Ok(answer)
+    } else {
+        Err(CliError::refused(&answer))
+    }
+}
+
+/// `who`'s answer as `key value` lines.
+fn who_text(body: &Value) -> String {
+    let mut text = String::new();
+    if let Some(map) = body.as_object() {
+        for (key, value) in map {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            text.push_str(&format!("{key:<12} {value}\n"));
+        }
+    }
+    text
+}
+
+async fn status(place: &Place) -> Result<Done, CliError> {
+    let (stack, sdk) = place.stack().await?;
+    let sqs = switchboard::aws::sqs(sdk);
+    let queues = stack.dead_letter_queues(&sqs).await?;
+    let waiting: i64 = queues.iter().map(|q| q.messages).sum();
+    let mut text = format!("stack {} {}\n", stack.name, stack.status);
+    for (key, value) in &stack.outputs {
+        text.push_str(&format!("  {key:<36} {value}\n"));
+    }
+    text.push_str("dead-letter queues\n");
+    for q in &queues {
+        text.push_str(&format!(
+            "  {:<18} {:>6} waiting {:>6} in flight\n",
+            q.name, q.messages, q.in_flight
+        ));
+    }
+    let document = json!({
+        "stack": stack.name,
+        "status": stack.status,
+        "outputs": stack.outputs,
+        "deadLetterQueues": queues.iter().map(DeadLetterQueue::to_json).collect::<Vec<_>>(),
+    });
+    Ok((document, text, if waiting > 0 { 3 } else { 0 }))
+}
+
+/// The queue names `queue` selects (all four when `None`).
+fn queue_names(queue: Option<&str>) -> Result<Vec<&'static str>, CliError> {
+    let names: Vec<&'static str> = DEAD_LETTER_QUEUES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| queue.is_none_or(|q| q == *name))
+        .collect();
+    match (queue, names.is_empty()) {
+        (Some(q), true) => Err(CliError::UnknownQueue(q.to_owned())),
+        _ => Ok(names),
+    }
+}
+
+async fn dlq_list(
+    place: &Place,
+    queue: Option<&str>,
+    max: u32,
+    errors: bool,
+) -> Result<Done, CliError> {
+    let mut text = String::new();
+    let mut listed = Vec::new();
+    match place {
+        Place::Local(api) => {
+            for name in queue_names(queue)? {
+                let mut letters = dlq::local_list(api, name).await?;
+                letters.truncate(max as usize);
+                text.push_str(&format!("{name}: {} messages\n", letters.len()));
+                for m in &letters {
+                    text.push_str(&format!(
+                        "  {} receives={} dead={} error={} {}\n",
+                        m["messageId"].as_str().unwrap_or(""),
+                        m["receiveCount"],
+                        m["deadAt"].as_str().unwrap_or(""),
+                        m["lastError"].as_str().unwrap_or(UNKNOWN_ERROR),
+                        m["body"].as_str().unwrap_or("")
+                    ));
+                }
+                listed.push(json!({ "queue": name, "messages": letters }));
+            }
+        }
+        Place::Aws { .. } => {
+            let (stack, sdk) = place.stack().await?;
+            let sqs = switchboard::aws::sqs(sdk);
+            let logs = if errors {
+                Some(dlq::logs_client(sdk)?)
+            } else {
+                None
+            };
+            for (name, url) in stack.select(queue)? {
+                let mut messages = list(&sqs, &url, max).await?;
+                if let Some(logs) = &logs
+                    && !messages.is_empty()
+                {
+                    let group = dlq::log_group(sdk, &stack, &name).await?;
+                    let ids: Vec<String> = messages
+                        .iter()
+                        .filter_map(|m| m["messageId"].as_str().map(str::to_owned))
+                        .collect();
+                    let found = dlq::last_errors(logs, &group, &ids).await?;
+                    for m in &mut messages {
+                        let id = m["messageId"].as_str().unwrap_or_default().to_owned();
+                        m["lastError"] =
+                            json!(found.get(&id).map_or(UNKNOWN_ERROR, String::as_str));
+                    }
+                }
                 text.push_str(&format!("{name}: {} messages\n", messages.len()));
                 for m in &messages {
+                    let error = m["lastError"]
+                        .as_str()
+                        .map(|e| format!(" error={e}"))
+                        .unwrap_or_default();
                     text.push_str(&format!(
-                        "  {} receives={} sent={} {}\n",
+                        "  {} receives={} sent={}{error} {}\n",
                         m["messageId"].as_str().unwrap_or(""),
                         m["receiveCount"],
                         m["sentTimestamp"],
@@ -137,23 +541,90 @@ async fn run(cli: &Cli, stack_name: &str) -> Result<(Value, String, u8), CliErro
                 }
                 listed.push(json!({ "queue": name, "messages": messages }));
             }
-            Ok((json!({ "queues": listed }), text, 0))
         }
-        Command::Dlq {
-            command: Dlq::Redrive { queue, max },
-        } => {
-            let (name, url) = stack
-                .select(Some(queue))?
+    }
+    Ok((json!({ "queues": listed }), text, 0))
+}
+
+async fn dlq_redrive(
+    place: &Place,
+    queue: &str,
+    max: Option<u32>,
+    copy: bool,
+    wait: bool,
+    timeout: u64,
+) -> Result<Done, CliError> {
+    let name = queue_names(Some(queue))?[0];
+    match place {
+        Place::Local(api) => {
+            let moved = dlq::local_redrive(api, name, max.unwrap_or(10_000)).await?;
+            let text = format!("{name}: moved {moved} messages back\n");
+            Ok((
+                json!({ "queue": name, "moved": moved, "method": "local" }),
+                text,
+                0,
+            ))
+        }
+        Place::Aws { .. } => {
+            let (stack, sdk) = place.stack().await?;
+            let sqs = switchboard::aws::sqs(sdk);
+            let (_, url) = stack
+                .select(Some(name))?
                 .into_iter()
                 .next()
-                .ok_or_else(|| CliError::UnknownQueue(queue.clone()))?;
-            let outcome = redrive(&sqs, &url, *max).await?;
+                .ok_or_else(|| CliError::UnknownQueue(name.to_owned()))?;
+            let mut fallback = None;
+            if !copy && max.is_none() {
+                match dlq::start_move_task(&sqs, &url).await? {
+                    Ok((arn, handle)) => {
+                        let task = if wait {
+                            dlq::wait_for_move_task(
+                                &sqs,
+                                &arn,
+                                &handle,
+                                Duration::from_secs(2),
+                                Duration::from_secs(timeout),
+                            )
+                            .await?
+                        } else {
+                            dlq::move_task(&sqs, &arn, &handle).await?
+                        };
+                        let text = format!(
+                            "{name}: move task {} {} ({} of {} moved){}\n",
+                            task.handle,
+                            task.status,
+                            task.moved,
+                            task.to_move,
+                            task.failure
+                                .as_deref()
+                                .map(|f| format!(": {f}"))
+                                .unwrap_or_default()
+                        );
+                        let failed = task.status == "FAILED";
+                        let mut document = task.to_json();
+                        document["queue"] = json!(name);
+                        document["method"] = json!("move-task");
+                        return Ok((document, text, u8::from(failed)));
+                    }
+                    Err(why) => fallback = Some(why),
+                }
+            }
+            let outcome = redrive(&sqs, &url, max.unwrap_or(10_000)).await?;
+            let note = fallback
+                .as_deref()
+                .map(|why| format!(" ({why}: copied by receive and send)"))
+                .unwrap_or_default();
             let text = format!(
-                "{name}: moved {} messages back to {}\n",
+                "{name}: moved {} messages back to {}{note}\n",
                 outcome.moved, outcome.source
             );
-            let document =
-                json!({ "queue": name, "moved": outcome.moved, "source": outcome.source });
+            let document = json!({
+                "queue": name,
+                "moved": outcome.moved,
+                "source": outcome.source,
+                "method": "copy",
+                "moveTaskUnsupported": fallback,
+            });
             Ok((document, text, 0))
         }
     }

@@ -3,6 +3,8 @@
 //! `dlq redrive`, their JSON and exit codes, and errors that name the problem.
 //! `make test` starts moto and sets `MOTO_ENDPOINT`; plain `cargo test` ignores these.
 
+mod fake;
+
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -14,8 +16,13 @@ fn endpoint() -> String {
 }
 
 fn switchboard(args: &[&str]) -> Output {
+    switchboard_with(args, &[])
+}
+
+fn switchboard_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
+        .envs(env.iter().copied())
         .env("AWS_ENDPOINT_URL", endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
@@ -166,6 +173,14 @@ async fn status_list_and_redrive_a_dead_letter_queue() {
     assert_eq!(moved.status.code(), Some(0), "{moved:?}");
     let moved = json_of(&moved);
     assert_eq!(moved["moved"], 3);
+    // moto has no SQS message move tasks: the CLI tried one, then copied.
+    assert_eq!(moved["method"], "copy");
+    assert!(
+        moved["moveTaskUnsupported"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("StartMessageMoveTask is not supported here")),
+        "{moved}"
+    );
     // The same queue (moto answers its own host in one place, AWS's in the other).
     let name = source.rsplit('/').next().unwrap();
     assert!(
@@ -216,10 +231,340 @@ async fn errors_name_the_problem_with_their_exit_codes() {
         String::from_utf8_lossy(&orphan.stderr).contains("no queue sends its failures here"),
         "{orphan:?}"
     );
+    // --errors on a stack without the function's log group: named.
+    let outputs = switchboard_cli::Stack::describe(&sdk().await, &stack)
+        .await
+        .unwrap();
+    switchboard::aws::sqs(&sdk().await)
+        .send_message()
+        .queue_url(outputs.output("CommandsDeadLetterQueueUrl").unwrap())
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let out = switchboard(&[
+        "dlq", "list", "--stack", &stack, "--queue", "commands", "--errors",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "switchboard: stack \"{stack}\" has no resource CommandsLogGroup (DescribeStackResource: "
+        )),
+        "{stderr}"
+    );
     let unnamed = switchboard(&["status"]);
     assert_eq!(unnamed.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&unnamed.stderr).trim(),
-        "name the stack: --stack NAME (or SWITCHBOARD_STACK)"
+        "switchboard: name the stack: --stack NAME (or SWITCHBOARD_STACK)"
     );
+}
+
+/// A stack with the commands dead-letter queue, the Commands function's log
+/// group, the NotifyUser queue, and no HTTP API.
+async fn create_logs_stack(name: &str) -> String {
+    let group = format!("/aws/lambda/{name}-commands");
+    let template = json!({
+        "Resources": {
+            "CommandsDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+            "NotifyUserQueue": {"Type": "AWS::SQS::Queue"},
+            "CommandsLogGroup": {"Type": "AWS::Logs::LogGroup",
+                "Properties": {"LogGroupName": group, "RetentionInDays": 7}},
+        },
+        "Outputs": {
+            "CommandsDeadLetterQueueUrl": {"Value": {"Ref": "CommandsDeadLetterQueue"}},
+            "NotifyUserQueueUrl": {"Value": {"Ref": "NotifyUserQueue"}},
+        },
+    })
+    .to_string();
+    aws_sdk_cloudformation::Client::new(&sdk().await)
+        .create_stack()
+        .stack_name(name)
+        .template_body(template)
+        .send()
+        .await
+        .unwrap();
+    group
+}
+
+/// CloudWatch Logs on moto, through the library's AWS JSON client.
+fn logs() -> switchboard::adapters::aws_json::AwsJsonClient {
+    switchboard::adapters::aws_json::AwsJsonClient {
+        connector: switchboard_cli::http::connector(),
+        credentials: Some(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_sdk_sqs::config::Credentials::new("AKIDTEST", "secret", None, None, "test"),
+            ),
+        ),
+        region: "us-east-1".into(),
+        endpoint: endpoint(),
+        service: "logs",
+        target_prefix: "Logs_20140328",
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn dlq_list_errors_finds_each_messages_last_error_in_the_functions_logs() {
+    let stack = format!("cli-logs-{}", std::process::id());
+    let group = create_logs_stack(&stack).await;
+    let sqs = switchboard::aws::sqs(&sdk().await);
+    let dlq = switchboard_cli::Stack::describe(&sdk().await, &stack)
+        .await
+        .unwrap()
+        .output("CommandsDeadLetterQueueUrl")
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for body in [r#"{"version":1,"type":"nope"}"#, r#"{"version":2}"#] {
+        let sent = sqs
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        ids.push(sent.message_id().unwrap().to_owned());
+    }
+    // What the Commands function logged for the first message (logs.rs's JSON
+    // lines): an older error, the last one, and another message's.
+    let line = |id: &str, error: &str| {
+        json!({"level":"WARN","fields":{"message":"command failed; SQS will redeliver it",
+            "message_id":id,"receive_count":1,"error":error},
+            "span":{"queue":"commands","message_id":id,"name":"message"},"spans":[]})
+        .to_string()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let logs = logs();
+    logs.call(
+        "CreateLogStream",
+        json!({"logGroupName": group, "logStreamName": "2026/11/29/[$LATEST]abc"}).to_string(),
+    )
+    .await
+    .unwrap();
+    logs.call(
+        "PutLogEvents",
+        json!({"logGroupName": group, "logStreamName": "2026/11/29/[$LATEST]abc", "logEvents": [
+            {"timestamp": now - 3000, "message": line(&ids[0], "the memberships table could not be read")},
+            {"timestamp": now - 2000, "message": line(&ids[0], "unknown command type \"nope\"")},
+            {"timestamp": now - 1000, "message": line("another-message", "not this one")},
+        ]})
+        .to_string(),
+    )
+    .await
+    .unwrap();
+
+    let out = switchboard(&[
+        "dlq", "list", "--stack", &stack, "--queue", "commands", "--errors", "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let listed = json_of(&out);
+    let messages = listed["queues"][0]["messages"].as_array().unwrap().clone();
+    let error_of = |id: &str| {
+        messages
+            .iter()
+            .find(|m| m["messageId"] == id)
+            .map(|m| m["lastError"].clone())
+    };
+    assert_eq!(
+        error_of(&ids[0]),
+        Some(json!("unknown command type \"nope\""))
+    );
+    assert_eq!(
+        error_of(&ids[1]),
+        Some(json!("unknown (logs expired or not found)"))
+    );
+    let text = switchboard(&[
+        "dlq", "list", "--stack", &stack, "--queue", "commands", "--errors",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("{} receives=", ids[1])), "{text}");
+    assert!(
+        text.contains(" error=unknown (logs expired or not found) "),
+        "{text}"
+    );
+    // Without --errors, no log is read and no lastError is shown.
+    let plain = json_of(&switchboard(&[
+        "dlq", "list", "--stack", &stack, "--queue", "commands", "--json",
+    ]));
+    assert!(
+        plain["queues"][0]["messages"][0].get("lastError").is_none(),
+        "{plain}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn notify_goes_to_the_stacks_queue_and_a_missing_http_api_is_named() {
+    let stack = format!("cli-notify-{}", std::process::id());
+    create_logs_stack(&stack).await;
+    let out = switchboard(&[
+        "notify",
+        "--stack",
+        &stack,
+        "--user",
+        "alice",
+        r#"{"a":1}"#,
+        "--id",
+        "n-1",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let document = json_of(&out);
+    assert_eq!(document["queue"], "notify-user");
+    let queue = switchboard_cli::Stack::describe(&sdk().await, &stack)
+        .await
+        .unwrap()
+        .output("NotifyUserQueueUrl")
+        .unwrap()
+        .to_owned();
+    let received = switchboard::aws::sqs(&sdk().await)
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<Value> = received
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!({"userId": "alice", "data": {"a": 1}, "id": "n-1"})]
+    );
+    assert_eq!(
+        received.messages()[0].message_id(),
+        document["messageId"].as_str()
+    );
+
+    // The HTTP API commands need its URL: this stack has none, and says so.
+    let out = switchboard(&["send", "--stack", &stack, "--all", "x"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "switchboard: stack \"{stack}\" has no output HttpApiUrl (is it a Switchboard stack?)\n"
+        )
+    );
+    // A notify without its queue's output: the same, and nothing sent.
+    let out = switchboard(&["notify", "--stack", &stack, "--connection", "c1", "x"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "switchboard: stack \"{stack}\" has no output NotifyConnectionQueueUrl (is it a Switchboard stack?)\n"
+        )
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn redrive_starts_a_move_task_where_sqs_has_them_and_waits_for_it() {
+    // CloudFormation on moto; SQS on a stand-in that speaks move tasks (moto does not).
+    let stack = format!("cli-move-{}", std::process::id());
+    create_stack(&stack).await;
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let arn = "arn:aws:sqs:us-east-1:123456789012:deliveries-dlq";
+    let (sqs, seen) = fake::serve(move |request| {
+        let target = request.header("x-amz-target").unwrap_or_default();
+        let body = match target {
+            "AmazonSQS.GetQueueAttributes" => json!({"Attributes": {"QueueArn": arn}}),
+            "AmazonSQS.StartMessageMoveTask" => json!({"TaskHandle": "task-1"}),
+            "AmazonSQS.ListMessageMoveTasks" => {
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (status, moved) = if n == 0 {
+                    ("RUNNING", 1)
+                } else {
+                    ("COMPLETED", 3)
+                };
+                json!({"Results": [{"TaskHandle": "task-1", "Status": status, "SourceArn": arn,
+                    "ApproximateNumberOfMessagesMoved": moved,
+                    "ApproximateNumberOfMessagesToMove": 3, "StartedTimestamp": 1}]})
+            }
+            other => {
+                return (
+                    400,
+                    json!({"__type": "InvalidAction", "message": other}).to_string(),
+                );
+            }
+        };
+        (200, body.to_string())
+    });
+    let out = switchboard_with(
+        &[
+            "dlq",
+            "redrive",
+            "--stack",
+            &stack,
+            "--queue",
+            "deliveries",
+            "--wait",
+            "--json",
+        ],
+        &[("AWS_ENDPOINT_URL_SQS", &sqs)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        json_of(&out),
+        json!({"queue": "deliveries", "method": "move-task", "taskHandle": "task-1",
+            "status": "COMPLETED", "moved": 3, "toMove": 3, "failureReason": null})
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "moving: 1 of 3 moved\n"
+    );
+    let targets: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.header("x-amz-target").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "AmazonSQS.GetQueueAttributes",
+            "AmazonSQS.StartMessageMoveTask",
+            "AmazonSQS.ListMessageMoveTasks",
+            "AmazonSQS.ListMessageMoveTasks"
+        ]
+    );
+    let start = seen.lock().unwrap()[1].body.clone();
+    assert_eq!(
+        serde_json::from_str::<Value>(&start).unwrap(),
+        json!({"SourceArn": arn})
+    );
+
+    // A refusal that is not "unsupported" is an error, and nothing is copied.
+    let (sqs, seen) =
+        fake::serve(
+            move |request| match request.header("x-amz-target").unwrap_or_default() {
+                "AmazonSQS.GetQueueAttributes" => {
+                    (200, json!({"Attributes": {"QueueArn": arn}}).to_string())
+                }
+                _ => (
+                    400,
+                    json!({"__type": "com.amazonaws.sqs#AccessDenied", "message": "not allowed"})
+                        .to_string(),
+                ),
+            },
+        );
+    let out = switchboard_with(
+        &["dlq", "redrive", "--stack", &stack, "--queue", "deliveries"],
+        &[("AWS_ENDPOINT_URL_SQS", &sqs)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("switchboard: https://")
+            && stderr.ends_with(": StartMessageMoveTask: AccessDenied: not allowed\n"),
+        "{stderr}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2, "no receive, no send");
 }

@@ -35,6 +35,14 @@ impl Producer {
             Producer::Sqs { .. } => None,
         }
     }
+
+    /// Moves up to `max` dead letters back (None: on SQS, where the CLI starts a move task).
+    pub(crate) fn redrive(&self, max: usize) -> Option<usize> {
+        match self {
+            Producer::Local(queue) => Some(queue.redrive(max)),
+            Producer::Sqs { .. } => None,
+        }
+    }
 }
 
 /// The stack's four queues, each with its event source.

@@ -200,6 +200,21 @@ impl LocalQueue {
         lock(&self.state).dead.clone()
     }
 
+    /// Moves up to `max` dead letters, oldest first, back into the queue as new
+    /// messages (SQS's DLQ redrive: a new message id, a receive count of zero).
+    /// Returns how many moved; the rest stay dead.
+    pub fn redrive(&self, max: usize) -> usize {
+        let letters: Vec<DeadLetter> = {
+            let mut state = lock(&self.state);
+            let count = max.min(state.dead.len());
+            state.dead.drain(..count).collect()
+        };
+        for letter in &letters {
+            self.send(letter.body.clone());
+        }
+        letters.len()
+    }
+
     /// Messages not yet deleted (visible or in flight).
     pub fn depth(&self) -> usize {
         lock(&self.state).messages.len()

@@ -51,6 +51,10 @@ pub(crate) async fn serve(
         .route(crate::metrics::PATH, get(metrics))
         .route("/queues/{queue}", post(enqueue))
         .route("/queues/{queue}/dead-letters", get(dead_letters))
+        .route(
+            "/queues/{queue}/dead-letters/redrive",
+            post(redrive_dead_letters),
+        )
         // The server HTTP API (on AWS: an API Gateway HTTP API with AWS_IAM).
         .route("/send", post(http_api))
         .route("/notify", post(http_api))
@@ -268,6 +272,44 @@ async fn dead_letters(State(stack): State<Arc<Stack>>, Path(name): Path<String>)
         None => json_error(
             StatusCode::NOT_IMPLEMENTED,
             "with --aws-endpoint the dead letters are in the SQS dead-letter queues; read them there".into(),
+        ),
+    }
+}
+
+/// `POST /queues/{queue}/dead-letters/redrive[?max=N]`: moves up to `max`
+/// (default and at most 10,000) dead letters back into the queue, oldest first.
+async fn redrive_dead_letters(
+    State(stack): State<Arc<Stack>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    const MAX_REDRIVE: usize = 10_000;
+    let Some(producer) = stack.producers.any(&name) else {
+        return unknown_queue(&name);
+    };
+    let max = match query.get("max").map(|m| m.parse::<usize>()) {
+        None => MAX_REDRIVE,
+        Some(Ok(max)) if (1..=MAX_REDRIVE).contains(&max) => max,
+        Some(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("\"max\" must be an integer from 1 to {MAX_REDRIVE}"),
+            );
+        }
+    };
+    match producer.redrive(max) {
+        Some(moved) => {
+            info!(queue = %name, moved, "dead letters redriven");
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                json!({ "queue": name, "moved": moved }).to_string(),
+            )
+                .into_response()
+        }
+        None => json_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "with --aws-endpoint the dead letters are in the SQS dead-letter queues; redrive them there".into(),
         ),
     }
 }

@@ -125,6 +125,12 @@ fn endpoints(connection_id: &str) -> Vec<(&'static str, String, String, u16)> {
             200,
         ),
         (
+            "POST",
+            "/queues/notify-user/dead-letters/redrive".into(),
+            String::new(),
+            200,
+        ),
+        (
             "GET",
             format!("/local/@connections/{connection_id}"),
             String::new(),
