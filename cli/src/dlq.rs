@@ -19,11 +19,12 @@ use crate::{CliError, Stack};
 pub const UNKNOWN_ERROR: &str = "unknown (logs expired or not found)";
 
 /// The function (its log group's logical id in template.yaml) that consumes each queue.
-pub const LOG_GROUPS: [(&str, &str); 4] = [
+pub const LOG_GROUPS: [(&str, &str); 5] = [
     ("notify-user", "NotifyUserLogGroup"),
     ("notify-connection", "NotifyConnectionLogGroup"),
     ("commands", "CommandsLogGroup"),
     ("deliveries", "DeliverLogGroup"),
+    ("upstream", "UpstreamLogGroup"),
 ];
 
 /// How a started move task ended (or stood when `--wait` was not given).

@@ -19,11 +19,12 @@ use aws_sdk_sqs::types::{
 use serde_json::{Value, json};
 
 /// The dead-letter queues by CLI name and the stack output holding each URL.
-pub const DEAD_LETTER_QUEUES: [(&str, &str); 4] = [
+pub const DEAD_LETTER_QUEUES: [(&str, &str); 5] = [
     ("notify-user", "NotifyUserDeadLetterQueueUrl"),
     ("notify-connection", "NotifyConnectionDeadLetterQueueUrl"),
     ("commands", "CommandsDeadLetterQueueUrl"),
     ("deliveries", "DeliveriesDeadLetterQueueUrl"),
+    ("upstream", "UpstreamDeadLetterQueueUrl"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ pub enum CliError {
         what: String,
     },
     #[error(
-        "no dead-letter queue named {0:?}: use notify-user, notify-connection, commands or deliveries"
+        "no dead-letter queue named {0:?}: use notify-user, notify-connection, commands, deliveries or upstream"
     )]
     UnknownQueue(String),
     #[error("{queue}: {what}")]
@@ -153,7 +154,7 @@ impl Stack {
             })
     }
 
-    /// The dead-letter queues `queue` names (all four when `None`), as (name, URL).
+    /// The dead-letter queues `queue` names (all five when `None`), as (name, URL).
     pub fn select(&self, queue: Option<&str>) -> Result<Vec<(String, String)>, CliError> {
         if let Some(queue) = queue
             && !DEAD_LETTER_QUEUES.iter().any(|(name, _)| *name == queue)

@@ -294,6 +294,17 @@ async fn an_unreachable_stack_and_a_missing_api_key_are_named() {
     assert_eq!(json_of(&out), json!({"addressed": 0}));
     let out = switchboard(&[&local, "dlq", "list", "--json"], None, Some(&key)).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Without --webhook the local stack has no Upstream queue: the list skips it.
+    let names: Vec<String> = json_of(&out)["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["notify-user", "notify-connection", "commands", "deliveries"]
+    );
     // The dead-letter endpoints sit behind the same key.
     let out = switchboard(
         &[&local, "dlq", "redrive", "--queue", "commands"],
@@ -364,7 +375,7 @@ async fn dead_letters_are_listed_with_their_error_and_redriven() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(
         stderr(&out),
-        "switchboard: no dead-letter queue named \"nope\": use notify-user, notify-connection, commands or deliveries\n"
+        "switchboard: no dead-letter queue named \"nope\": use notify-user, notify-connection, commands, deliveries or upstream\n"
     );
 
     // The endpoint refuses a bad count and moves nothing.

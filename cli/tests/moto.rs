@@ -54,12 +54,18 @@ async fn sdk() -> aws_config::SdkConfig {
         .await
 }
 
-/// A stack shaped like template.yaml where the CLI looks: the four dead-letter
+/// A stack shaped like template.yaml where the CLI looks: the five dead-letter
 /// queues as outputs, and the Deliveries queue redriving into its DLQ.
 async fn create_stack(name: &str) {
     let mut resources = serde_json::Map::new();
     let mut outputs = serde_json::Map::new();
-    for queue in ["NotifyUser", "NotifyConnection", "Commands", "Deliveries"] {
+    for queue in [
+        "NotifyUser",
+        "NotifyConnection",
+        "Commands",
+        "Deliveries",
+        "Upstream",
+    ] {
         resources.insert(
             format!("{queue}DeadLetterQueue"),
             json!({"Type": "AWS::SQS::Queue"}),
@@ -222,7 +228,7 @@ async fn errors_name_the_problem_with_their_exit_codes() {
     assert_eq!(bogus.status.code(), Some(2));
     assert_eq!(
         json_of(&bogus)["error"],
-        "no dead-letter queue named \"bogus\": use notify-user, notify-connection, commands or deliveries"
+        "no dead-letter queue named \"bogus\": use notify-user, notify-connection, commands, deliveries or upstream"
     );
     // A dead-letter queue no queue redrives into: nothing moved, and the reason.
     let orphan = switchboard(&["dlq", "redrive", "--stack", &stack, "--queue", "commands"]);
