@@ -171,9 +171,19 @@ impl Client {
             .build()
             .map_err(|e| cannot_sign(&e))?
             .into();
-        let signable =
-            SignableRequest::new(method, &uri, std::iter::empty(), SignableBody::Bytes(body))
-                .map_err(|e| cannot_sign(&e))?;
+        // A blob payload's media type, as the SDK sent it.
+        let headers: &[(&str, &str)] = if method == "POST" {
+            &[("content-type", "application/octet-stream")]
+        } else {
+            &[]
+        };
+        let signable = SignableRequest::new(
+            method,
+            &uri,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| cannot_sign(&e))?;
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| cannot_sign(&e))?
             .into_parts();
@@ -188,7 +198,7 @@ impl Client {
         request
             .set_uri(uri.as_str())
             .map_err(|e| GatewayError::Unreachable(format!("bad endpoint: {e}")))?;
-        for (name, value) in instructions.headers() {
+        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
             request
                 .headers_mut()
                 .insert(name.to_owned(), value.to_owned());
