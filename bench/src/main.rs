@@ -14,6 +14,10 @@
 //! - recovery: 1,000 missed user messages recovered with one `recover`,
 //!   against the same 1,000 delivered live, on the local stack.
 //!
+//! - CPU per post: one Management API post through the SDK's client and
+//!   through Switchboard's adapter, against a minimal SigV4-signed POST
+//!   with the same connector (getrusage of the posting thread).
+//!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
 //!
@@ -25,6 +29,7 @@ mod clients;
 mod coldstart;
 mod fanout;
 mod firstcall;
+mod postcpu;
 mod recovery;
 mod report;
 mod upstream;
@@ -99,6 +104,14 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         handshakes: usize,
     },
+    /// Only the CPU-per-post benchmark; prints its table.
+    PostCpu {
+        /// Posts per case and round.
+        #[arg(long, default_value_t = 2000)]
+        posts: usize,
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -126,6 +139,11 @@ async fn main() -> Result<(), String> {
             let row = recovery::run(n, rounds).await?;
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::history_tables(&handlers, Some(&row)));
+            Ok(())
+        }
+        Command::PostCpu { posts, rounds } => {
+            let row = postcpu::run(posts, rounds)?;
+            println!("{}", report::post_cpu_section(&row));
             Ok(())
         }
         Command::Upstream { handshakes } => {
@@ -159,7 +177,17 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&recovery)));
             let hook = upstream::run(200).await?;
             println!("{}", report::upstream_table(&hook));
-            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
+            let post_cpu = postcpu::run(2000, 7)?;
+            println!("{}", report::post_cpu_table(&post_cpu));
+            let text = report::document(
+                &fanout,
+                &cold,
+                &first,
+                &handlers,
+                Some(&recovery),
+                &hook,
+                &post_cpu,
+            );
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
@@ -25,7 +23,7 @@ use aws_smithy_runtime_api::client::http::{
 use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
 use crate::adapters::eventbridge::EventBridge;
 use crate::adapters::http::SdkPoster;
-use crate::adapters::management_api::ManagementApi;
+use crate::adapters::management_api::{self, ManagementApi};
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::{SecretError, TokenKeys};
@@ -177,31 +175,30 @@ pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
 }
 
 /// A Management API client for one stage, e.g.
-/// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
-/// Each attempt is bounded by `post_timeout`, so a stalled post becomes a
-/// retryable failure instead of eating the function's whole timeout; 429s,
-/// 5xx and timeouts are retried up to `post_attempts` with exponential
-/// backoff and full jitter from `post_backoff`.
+/// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`: signed
+/// with `config`'s credentials and region, sent through [`https_connector`]
+/// (built by the first request). Each attempt is bounded by `post_timeout`,
+/// so a stalled post becomes a retryable failure instead of eating the
+/// function's whole timeout; 429s, 5xx, timeouts and transport errors are
+/// retried up to `post_attempts` with exponential backoff and full jitter
+/// from `post_backoff`.
 pub fn management_api(
     config: &SdkConfig,
     endpoint: &str,
     options: &PostingPolicy,
-) -> aws_sdk_apigatewaymanagement::Client {
-    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
-        .endpoint_url(endpoint)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(options.post_timeout)
-                .operation_attempt_timeout(options.post_timeout)
-                .build(),
-        )
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(options.post_attempts)
-                .with_initial_backoff(options.post_backoff),
-        )
+) -> management_api::Client {
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(options.post_timeout)
         .build();
-    aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+    management_api::Client::new(
+        lazy_https_connector(settings, config.sleep_impl()),
+        config.credentials_provider(),
+        config.region().map(|r| r.as_ref().to_owned()),
+        endpoint,
+        options.post_timeout,
+        options.post_attempts,
+        options.post_backoff,
+    )
 }
 
 /// The one wiring path of the functions: the SDK configuration, loaded once,
@@ -524,7 +521,7 @@ pub fn lazy_management_api(
     config: &SdkConfig,
     endpoint: &str,
     options: &PostingPolicy,
-) -> Lazy<aws_sdk_apigatewaymanagement::Client> {
+) -> Lazy<management_api::Client> {
     let (config, endpoint, options) = (config.clone(), endpoint.to_owned(), options.clone());
     Lazy::new(move || management_api(&config, &endpoint, &options))
 }

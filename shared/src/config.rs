@@ -271,9 +271,10 @@ pub struct PostingPolicy {
     pub concurrency: usize,
     /// Per-attempt timeout of one post.
     pub post_timeout: Duration,
-    /// SDK attempts per post (throttling and 5xx are retried with backoff by the SDK).
+    /// Attempts per post (throttling, 5xx, timeouts and transport errors are
+    /// retried with backoff by `adapters/management_api.rs`).
     pub post_attempts: u32,
-    /// The SDK's initial retry backoff: attempt n waits a random time in
+    /// The initial retry backoff: attempt n waits a random time in
     /// `[0, post_backoff × 2^(n-1)]` (exponential backoff, full jitter).
     pub post_backoff: Duration,
     /// How long a posted message `id` is remembered per connection; zero

@@ -18,12 +18,14 @@
 //! - [`webhook`]: the signature on every request to the application, and
 //!   [`webhook::verify`] for Rust receivers; [`upstream`]: upstream events,
 //!   their sinks and the synchronous hooks;
-//! - [`aws`]: SDK clients and the one wiring builder every function uses.
+//! - [`aws`]: SDK clients and the one wiring builder every function uses;
+//! - [`capacity`]: the README's capacity table, computed from the fan-out's constants.
 
 pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod batch;
+pub mod capacity;
 pub mod clock;
 pub mod commands;
 pub mod config;

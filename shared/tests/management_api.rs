@@ -280,3 +280,66 @@ async fn notify_connection_over_the_real_adapter() {
     assert!(store.get_connection("ok").await.unwrap().is_some());
     assert!(store.get_connection("throttled").await.unwrap().is_some());
 }
+
+/// Counts how often the chain is asked; its keys expire `lifetime` from now.
+#[derive(Debug)]
+struct CountingCredentials {
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+    lifetime: Duration,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for CountingCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+            aws_credential_types::Credentials::new(
+                "ASIATEST",
+                "secret",
+                Some("session".into()),
+                Some(std::time::SystemTime::now() + self.lifetime),
+                "counting",
+            ),
+        ))
+    }
+}
+
+/// Credentials are asked once while they are fresh, and again before each
+/// request once they are within minutes of expiring (the role's keys rotate).
+#[tokio::test]
+async fn credentials_are_cached_until_they_near_expiry() {
+    let server = FakeApiGateway::start().await;
+    for (lifetime, expected) in [(Duration::from_secs(3600), 1), (Duration::from_secs(60), 3)] {
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sdk = switchboard::aws::defaults()
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    CountingCredentials {
+                        asked: asked.clone(),
+                        lifetime,
+                    },
+                ),
+            )
+            .load()
+            .await;
+        let api = ManagementApi::new(switchboard::aws::management_api(
+            &sdk,
+            &server.endpoint,
+            &switchboard::config::PostingPolicy::default(),
+        ));
+        for _ in 0..3 {
+            api.post_to_connection("ok", b"x").await.unwrap();
+        }
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            expected,
+            "{lifetime:?}"
+        );
+    }
+    assert!(server.seen().iter().all(|s| s.signed));
+}

@@ -1,11 +1,32 @@
-//! The API Gateway Management API (`POST`/`DELETE /@connections/{id}`).
+//! The API Gateway Management API (`POST`/`DELETE /@connections/{id}`): one
+//! SigV4-signed request per call through the SDK's own signer (`aws-sigv4`)
+//! and HTTPS connector (hyper 1 and rustls, [`crate::aws::https_connector`]).
+//!
+//! Not the `aws-sdk-apigatewaymanagement` client: its request pipeline
+//! (interceptors, endpoint rules, retry strategy, stalled-stream protection,
+//! identity cache, user agent) costs about three times the CPU of the signed
+//! POST itself on every post, and at 128 MB (a fourteenth of a vCPU) that CPU
+//! bounds how fast one instance can post (BENCHMARKS.md, "CPU per post").
+//! What the client did that a post needs is here: credentials from the
+//! chain (session tokens and refresh included), the attempt timeout, retries
+//! of throttling, 5xx, timeouts and transport errors with exponential backoff
+//! and full jitter, and the error mapping from the status and
+//! `x-amzn-ErrorType`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
-use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
-use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_runtime_api::http::Request;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::lazy::Lazy;
 use crate::ports::{Gateway, GatewayError};
@@ -13,6 +34,251 @@ use crate::ports::{Gateway, GatewayError};
 /// The connection id [`ManagementApi::warm_up`] posts to: 7 characters with a
 /// `-`, never a real one.
 pub const WARM_UP_CONNECTION_ID: &str = "warm-up";
+
+/// Credentials that expire this soon are refreshed before a request (the
+/// SDK's identity cache uses the same margin).
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+
+/// The longest wait between two attempts (the SDK's standard retry cap).
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// A path label: everything but RFC 3986's unreserved characters is
+/// percent-encoded, as the SDK encodes `{connectionId}`.
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A stage's Management API endpoint and how to call it: built by
+/// [`crate::aws::management_api`].
+#[derive(Clone, Debug)]
+pub struct Client {
+    connector: SharedHttpConnector,
+    credentials: Option<SharedCredentialsProvider>,
+    cached: Arc<tokio::sync::Mutex<Option<Credentials>>>,
+    region: Option<String>,
+    /// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, no trailing `/`.
+    endpoint: String,
+    attempt_timeout: Duration,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl Client {
+    /// `attempts` (at least 1) of at most `attempt_timeout` each, the waits
+    /// between them random in `[0, backoff × 2^(n-1)]`.
+    pub fn new(
+        connector: SharedHttpConnector,
+        credentials: Option<SharedCredentialsProvider>,
+        region: Option<String>,
+        endpoint: &str,
+        attempt_timeout: Duration,
+        attempts: u32,
+        backoff: Duration,
+    ) -> Self {
+        Client {
+            connector,
+            credentials,
+            cached: Arc::default(),
+            region,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            attempt_timeout,
+            attempts: attempts.max(1),
+            backoff,
+        }
+    }
+
+    /// The chain's credentials, asked again only when they are about to expire.
+    async fn credentials(&self) -> Result<Credentials, GatewayError> {
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| GatewayError::Unreachable("no AWS credentials".into()))?;
+        let mut cached = self.cached.lock().await;
+        let fresh = |c: &Credentials| {
+            c.expiry().is_none_or(|expiry| {
+                expiry
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
+            })
+        };
+        if let Some(credentials) = cached.as_ref().filter(|c| fresh(c)) {
+            return Ok(credentials.clone());
+        }
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| GatewayError::Unreachable(format!("no AWS credentials: {e}")))?;
+        *cached = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    /// `method` on `@connections/{connection_id}` with `body`, retried by the policy.
+    async fn call(
+        &self,
+        method: &'static str,
+        connection_id: &str,
+        body: &[u8],
+    ) -> Result<u16, GatewayError> {
+        let mut attempt = 1;
+        loop {
+            let outcome = tokio::time::timeout(
+                self.attempt_timeout,
+                self.attempt(method, connection_id, body),
+            )
+            .await
+            .unwrap_or(Err(GatewayError::Timeout));
+            match outcome {
+                Err(error) if error.is_transient() && attempt < self.attempts => {
+                    let ceiling = self
+                        .backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(MAX_BACKOFF);
+                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One signed request: the status when it is 2xx.
+    async fn attempt(
+        &self,
+        method: &'static str,
+        connection_id: &str,
+        body: &[u8],
+    ) -> Result<u16, GatewayError> {
+        let identity = Identity::from(self.credentials().await?);
+        let region = self
+            .region
+            .as_deref()
+            .ok_or_else(|| GatewayError::Unreachable("no AWS region".into()))?;
+        let uri = format!(
+            "{}/@connections/{}",
+            self.endpoint,
+            utf8_percent_encode(connection_id, LABEL)
+        );
+        let cannot_sign =
+            |e: &dyn std::fmt::Display| GatewayError::Unreachable(format!("cannot sign: {e}"));
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name("execute-api")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| cannot_sign(&e))?
+            .into();
+        // A blob payload's media type, as the SDK sent it.
+        let headers: &[(&str, &str)] = if method == "POST" {
+            &[("content-type", "application/octet-stream")]
+        } else {
+            &[]
+        };
+        let signable = SignableRequest::new(
+            method,
+            &uri,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| cannot_sign(&e))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| cannot_sign(&e))?
+            .into_parts();
+        let mut request = Request::new(if body.is_empty() && method == "DELETE" {
+            SdkBody::empty()
+        } else {
+            SdkBody::from(body)
+        });
+        request
+            .set_method(method)
+            .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
+        request
+            .set_uri(uri.as_str())
+            .map_err(|e| GatewayError::Unreachable(format!("bad endpoint: {e}")))?;
+        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+            request
+                .headers_mut()
+                .insert(name.to_owned(), value.to_owned());
+        }
+        let response = self.connector.call(request).await.map_err(|e| {
+            if e.is_timeout() {
+                GatewayError::Timeout
+            } else {
+                GatewayError::Unreachable(chain(&e))
+            }
+        })?;
+        let status = response.status().as_u16();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|t| t.split(':').next().unwrap_or_default().to_owned());
+        let bytes = ByteStream::new(response.into_body()).collect().await;
+        if (200..300).contains(&status) {
+            return Ok(status);
+        }
+        let bytes = match bytes {
+            Ok(bytes) => bytes.into_bytes(),
+            Err(_) if status >= 500 => {
+                return Err(GatewayError::Server {
+                    status,
+                    message: "unreadable response".into(),
+                });
+            }
+            Err(_) => {
+                return Err(GatewayError::Unreachable(format!(
+                    "unreadable response with status {status}"
+                )));
+            }
+        };
+        Err(classify(status, error_type.as_deref(), &bytes))
+    }
+}
+
+/// An error and its sources, `: `-separated (a TLS failure says why).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Maps an error answer to a [`GatewayError`] by the error type API Gateway
+/// sent (`x-amzn-ErrorType`, else the body's `__type`), falling back to the
+/// HTTP status for types it does not name.
+fn classify(status: u16, error_type: Option<&str>, body: &[u8]) -> GatewayError {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let code = error_type.map(str::to_owned).or_else(|| {
+        json["__type"]
+            .as_str()
+            .and_then(|t| t.rsplit('#').next())
+            .map(|t| t.split(':').next().unwrap_or_default().to_owned())
+    });
+    let message = json["message"]
+        .as_str()
+        .or_else(|| json["Message"].as_str())
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect::<String>();
+    match (code.as_deref(), status) {
+        (Some("GoneException"), _) | (_, 410) => GatewayError::Gone,
+        (Some("LimitExceededException"), _) | (_, 429) => GatewayError::Throttled(message),
+        (Some("ForbiddenException"), _) | (_, 403) => GatewayError::Forbidden(message),
+        (Some("PayloadTooLargeException"), _) | (_, 413) => GatewayError::PayloadTooLarge(message),
+        (_, status) if status >= 500 => GatewayError::Server { status, message },
+        (code, status) => GatewayError::Rejected {
+            status,
+            message: format!("{}: {message}", code.unwrap_or("unknown error")),
+        },
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ManagementApi {
@@ -37,19 +303,20 @@ impl ManagementApi {
     /// then connects as usual.
     pub async fn warm_up(&self) {
         let started = std::time::Instant::now();
-        let outcome = self
-            .client
-            .post_to_connection()
-            .connection_id(WARM_UP_CONNECTION_ID)
-            .data(Blob::new(Vec::new()))
-            .send()
-            .await;
-        let status = match &outcome {
-            Ok(_) => "200".to_owned(),
-            Err(SdkError::ServiceError(context)) => context.raw().status().as_u16().to_string(),
+        let status = match self.client.call("POST", WARM_UP_CONNECTION_ID, &[]).await {
+            Ok(status) => status.to_string(),
+            Err(GatewayError::Gone) => "410".to_owned(),
+            Err(
+                GatewayError::Throttled(_)
+                | GatewayError::Forbidden(_)
+                | GatewayError::PayloadTooLarge(_),
+            ) => "4xx".to_owned(),
+            Err(GatewayError::Rejected { status, .. } | GatewayError::Server { status, .. }) => {
+                status.to_string()
+            }
             Err(other) => {
                 tracing::warn!(
-                    error = %aws_sdk_apigatewaymanagement::error::DisplayErrorContext(other),
+                    error = %other,
                     "could not open the Management API connection during init"
                 );
                 return;
@@ -63,62 +330,6 @@ impl ManagementApi {
     }
 }
 
-/// Maps an SDK failure to a [`GatewayError`] by the error code API Gateway
-/// sent, falling back to the HTTP status for codes the model does not name.
-fn classify<E, R>(error: SdkError<E, R>) -> GatewayError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus,
-{
-    match error {
-        SdkError::ServiceError(context) => {
-            let status = context.raw().status_code();
-            let err = context.err();
-            let message = err.message().unwrap_or("").to_owned();
-            match (err.code(), status) {
-                (Some("GoneException"), _) | (_, 410) => GatewayError::Gone,
-                (Some("LimitExceededException"), _) | (_, 429) => GatewayError::Throttled(message),
-                (Some("ForbiddenException"), _) | (_, 403) => GatewayError::Forbidden(message),
-                (Some("PayloadTooLargeException"), _) | (_, 413) => {
-                    GatewayError::PayloadTooLarge(message)
-                }
-                (_, status) if status >= 500 => GatewayError::Server { status, message },
-                (code, status) => GatewayError::Rejected {
-                    status,
-                    message: format!("{}: {message}", code.unwrap_or("unknown error")),
-                },
-            }
-        }
-        SdkError::TimeoutError(_) => GatewayError::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => GatewayError::Timeout,
-        SdkError::ResponseError(context) => {
-            let status = context.raw().status_code();
-            if status >= 500 {
-                GatewayError::Server {
-                    status,
-                    message: "unreadable response".into(),
-                }
-            } else {
-                GatewayError::Unreachable(format!("unreadable response with status {status}"))
-            }
-        }
-        other => GatewayError::Unreachable(
-            aws_sdk_apigatewaymanagement::error::DisplayErrorContext(other).to_string(),
-        ),
-    }
-}
-
-/// The HTTP status of a raw response.
-trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_apigatewaymanagement::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
-}
-
 #[async_trait]
 impl Gateway for ManagementApi {
     async fn post_to_connection(
@@ -126,23 +337,55 @@ impl Gateway for ManagementApi {
         connection_id: &str,
         data: &[u8],
     ) -> Result<(), GatewayError> {
-        self.client
-            .post_to_connection()
-            .connection_id(connection_id)
-            .data(Blob::new(data))
-            .send()
-            .await
-            .map_err(classify::<PostToConnectionError, _>)?;
+        self.client.call("POST", connection_id, data).await?;
         Ok(())
     }
 
     async fn delete_connection(&self, connection_id: &str) -> Result<(), GatewayError> {
-        self.client
-            .delete_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
-            .map_err(classify::<DeleteConnectionError, _>)?;
+        self.client.call("DELETE", connection_id, &[]).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_and_statuses_map_as_the_sdk_mapped_them() {
+        assert_eq!(
+            classify(410, Some("GoneException"), b""),
+            GatewayError::Gone
+        );
+        assert_eq!(
+            classify(429, None, br#"{"message":"Rate exceeded"}"#),
+            GatewayError::Throttled("Rate exceeded".into())
+        );
+        assert_eq!(
+            classify(
+                400,
+                None,
+                br#"{"__type":"com.amazon#BadRequestException","Message":"bad id"}"#
+            ),
+            GatewayError::Rejected {
+                status: 400,
+                message: "BadRequestException: bad id".into()
+            }
+        );
+        assert_eq!(
+            classify(503, None, b"<html>"),
+            GatewayError::Server {
+                status: 503,
+                message: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn connection_ids_are_encoded_as_one_path_label() {
+        assert_eq!(
+            utf8_percent_encode("LCK8ZcMxoAMCFdA=/x", LABEL).to_string(),
+            "LCK8ZcMxoAMCFdA%3D%2Fx"
+        );
     }
 }

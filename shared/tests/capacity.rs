@@ -1,0 +1,96 @@
+//! The README's capacity table is what `switchboard::capacity` computes from
+//! the fan-out's constants, template.yaml's memory size and deliver
+//! concurrency, and the measured CPU per post: change any of them and this
+//! test names the table to paste.
+
+use switchboard::capacity::{Model, Target, US_EAST_1};
+
+/// Measured: the adapter's CPU per post (BENCHMARKS.md, "CPU per post",
+/// Switchboard's adapter row), microseconds.
+const CPU_PER_POST_US: f64 = 79.2;
+
+fn template() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap()
+}
+
+/// The number after `key:` on the first line at or after the line holding `after`.
+fn number_after(text: &str, after: &str, key: &str) -> f64 {
+    let start = text
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} not in template.yaml"));
+    text[start..]
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix(key)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} after {after} in template.yaml"))
+}
+
+fn model() -> Model {
+    let template = template();
+    Model {
+        memory_mb: number_after(&template, "Globals:", "MemorySize:"),
+        deliver_max_concurrency: number_after(&template, "  DeliverMaxConcurrency:", "Default:"),
+        post_concurrency: switchboard::config::PostingPolicy::default().concurrency as f64,
+        cpu_per_post_us: CPU_PER_POST_US,
+        post_latency_ms: 10.0,
+        call_latency_ms: 10.0,
+        invocation_overhead_ms: 5.0,
+        pipeline_s: 0.5,
+        shard_entry_bytes: 135.0,
+        member_item_bytes: 200.0,
+        frame_bytes: 200.0,
+        prices: US_EAST_1,
+    }
+}
+
+#[test]
+fn the_readme_capacity_table_is_the_computed_one() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let begin = "<!-- capacity table: shared/tests/capacity.rs -->\n";
+    let end = "<!-- end of the capacity table -->";
+    let start = readme
+        .find(begin)
+        .expect("the README has no capacity table")
+        + begin.len();
+    let stop = start
+        + readme[start..]
+            .find(end)
+            .expect("the capacity table has no end");
+    let expected = model().table();
+    assert_eq!(
+        &readme[start..stop],
+        expected,
+        "the README's capacity table is stale; paste:\n{expected}"
+    );
+}
+
+#[test]
+fn the_quota_bounds_the_big_sends_and_nothing_reads_every_item_twice() {
+    let model = model();
+    let million = model.row(Target::Broadcast, 1_000_000);
+    // 1,000,000 posts at 10,000/s, plus the pipeline.
+    assert!(
+        (million.seconds - 100.5).abs() < 1e-9,
+        "{}",
+        million.seconds
+    );
+    assert_eq!(million.invocations, 10_001);
+    assert_eq!(million.messages, 1_000_000);
+    // 1,000 SendMessageBatch calls, 10,000 receives and 10,000 deletes.
+    assert_eq!(million.sqs_requests, 21_000);
+    // Keys only: one read unit per 50 connections or better.
+    assert!(
+        million.read_units < 1_000_000.0 / 50.0,
+        "{}",
+        million.read_units
+    );
+    let group = model.row(Target::Group, 10_000);
+    assert_eq!(group.queries, 2);
+}
