@@ -14,6 +14,10 @@
 //! - recovery: 1,000 missed user messages recovered with one `recover`,
 //!   against the same 1,000 delivered live, on the local stack.
 //!
+//! - scale (`make bench-scale`, separate): broadcast and group send to
+//!   100,000 and 1,000,000 virtual connections and 10,000 real sockets under
+//!   the emulated AWS Management API quota.
+//!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
 //!
@@ -27,6 +31,7 @@ mod fanout;
 mod firstcall;
 mod recovery;
 mod report;
+mod scale;
 mod upstream;
 
 use std::path::PathBuf;
@@ -99,6 +104,31 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         handshakes: usize,
     },
+    /// `make bench-scale`: broadcast and group send to virtual connections and
+    /// to real sockets under the emulated AWS quota; writes the "Scale under
+    /// AWS quotas" section of --out (keeping the others) and the JSON.
+    Scale {
+        /// Virtual connection counts.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        n: Vec<usize>,
+        /// Real sockets for the tie-in rows (0: none).
+        #[arg(long, default_value_t = 10_000)]
+        real: usize,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        #[arg(long, default_value = scale::JSON_FILE)]
+        json: PathBuf,
+    },
+    /// Internal: one scale case in this process; prints its JSON line.
+    #[command(hide = true)]
+    ScaleCase {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        real: bool,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -113,6 +143,22 @@ enum Command {
 async fn main() -> Result<(), String> {
     match Cli::parse().command {
         Command::Clients { url, n } => clients::run(&url, n).await,
+        Command::ScaleCase { target, n, real } => scale::case(&target, n, real).await,
+        Command::Scale { n, real, out, json } => {
+            let cases = scale::run(&n, real).await?;
+            let section = report::scale_section(&cases);
+            println!("{section}");
+            let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+            let text = report::with_section(&old, report::SCALE_HEADING, &section);
+            std::fs::write(&out, text)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let values: Vec<_> = cases.iter().map(scale::Case::to_json).collect();
+            let pretty = serde_json::to_string_pretty(&values).map_err(|e| e.to_string())?;
+            std::fs::write(&json, pretty + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
+            println!("wrote {} and {}", out.display(), json.display());
+            Ok(())
+        }
         Command::Fanout(args) => {
             let rows = fanout::run(&args.n, args.rounds).await?;
             println!("{}", report::fanout_table(&rows));
@@ -159,7 +205,13 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&recovery)));
             let hook = upstream::run(200).await?;
             println!("{}", report::upstream_table(&hook));
-            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
+            let mut text =
+                report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
+            // `make bench-scale`'s section stays until that command rewrites it.
+            let old = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(scale) = report::section_of(&old, report::SCALE_HEADING) {
+                text = report::with_section(&text, report::SCALE_HEADING, &scale);
+            }
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());
