@@ -448,6 +448,17 @@ fn upstream_lines(stack: &RunningStack) -> String {
     if let Some(bus) = &c.event_bus {
         line("EventBridge", bus);
     }
+    let spread = stack.config().virtual_connections;
+    if spread.connections > 0 {
+        line(
+            "Virtual",
+            &format!(
+                "{} connections (virtual-0 …), counted at GET {}/management/stats",
+                spread.connections,
+                stack.http_url()
+            ),
+        );
+    }
     if let Some(url) = &c.connect_hook {
         let mode = if c.connect_hook_fail_open {
             "fails open"
