@@ -145,7 +145,10 @@ pub fn with_section(text: &str, heading: &str, section: &str) -> String {
 /// The `heading` section of `text` (heading included), if any.
 pub fn section_of(text: &str, heading: &str) -> Option<String> {
     let (start, next) = section_span(text, heading)?;
-    Some(format!("{}\n", text[start..next.unwrap_or(text.len())].trim_end()))
+    Some(format!(
+        "{}\n",
+        text[start..next.unwrap_or(text.len())].trim_end()
+    ))
 }
 
 pub fn coldstart_table(rows: &[coldstart::Row]) -> String {
