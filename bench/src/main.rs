@@ -119,6 +119,13 @@ enum Command {
         #[arg(long, default_value = scale::JSON_FILE)]
         json: PathBuf,
     },
+    /// The "Scale under AWS quotas" section again from a run's JSON (no run).
+    ScaleReport {
+        #[arg(long, default_value = scale::JSON_FILE)]
+        json: PathBuf,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
     /// Internal: one scale case in this process; prints its JSON line.
     #[command(hide = true)]
     ScaleCase {
@@ -144,6 +151,20 @@ async fn main() -> Result<(), String> {
     match Cli::parse().command {
         Command::Clients { url, n } => clients::run(&url, n).await,
         Command::ScaleCase { target, n, real } => scale::case(&target, n, real).await,
+        Command::ScaleReport { json, out } => {
+            let text = std::fs::read_to_string(&json)
+                .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
+            let cases = scale::cases_from_json(&text)?;
+            let section = report::scale_section(&cases);
+            let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+            std::fs::write(
+                &out,
+                report::with_section(&old, report::SCALE_HEADING, &section),
+            )
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!("{section}");
+            Ok(())
+        }
         Command::Scale { n, real, out, json } => {
             let cases = scale::run(&n, real).await?;
             let section = report::scale_section(&cases);

@@ -52,13 +52,15 @@ pub fn fanout_table(rows: &[fanout::Row]) -> String {
 
 /// The issue's goal at 1,000,000: the last post within 1.15 × the quota bound.
 const SCALE_TARGET_RATIO: f64 = 1.15;
+/// Retried posts at most 5 % of posts.
+const SCALE_TARGET_POSTS: f64 = 1.05;
 
 /// The heading `make bench-scale` writes and `make bench` keeps.
 pub const SCALE_HEADING: &str = "## Scale under AWS quotas";
 
 pub fn scale_table(cases: &[scale::Case]) -> String {
     let mut out = String::from(
-        "| target | N | connections | reached | s to the last post | quota bound s (N ÷ 10,000/s) | ratio | posts per delivered message | 429s | dead letters | `POST /send` answered in s | setup s | RSS after setup MiB | peak RSS MiB | within 1.15x |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| target | N | connections | reached | s to the last post | quota bound s (N ÷ 10,000/s) | ratio | posts per delivered message | 429s | dead letters | `POST /send` answered in s | setup s | RSS after setup MiB | peak RSS MiB | goals: ≤ 1.15x, 0 dead letters, ≤ 1.05 posts per message |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for c in cases {
@@ -84,7 +86,12 @@ pub fn scale_table(cases: &[scale::Case]) -> String {
             c.setup_seconds,
             mib(c.rss_after_setup),
             mib(c.peak_rss),
-            verdict(c.complete && c.dead_letters == 0 && c.ratio() <= SCALE_TARGET_RATIO),
+            verdict(
+                c.complete
+                    && c.dead_letters == 0
+                    && c.ratio() <= SCALE_TARGET_RATIO
+                    && c.posts_per_delivered() <= SCALE_TARGET_POSTS
+            ),
         );
     }
     out
@@ -110,7 +117,9 @@ pub fn scale_section(cases: &[scale::Case]) -> String {
          The time is from the send to the last delivered post (virtual) or the last client's\n\
          frame (real), against the quota bound N ÷ 10,000/s; the goal at 1,000,000 is 1.15x,\n\
          zero dead letters and at most 1.05 posts per delivered message. RSS is the case\n\
-         process's (stack and driver). The JSON is in `{json}`.\n\n\
+         process's (stack and driver). The JSON is in `{json}`. With a burst of 5,000 the\n\
+         fastest possible is (N − 5,000) ÷ 10,000/s, so small N can beat the bound; the\n\
+         real-socket rows also carry the clients' own receive path on the same 2 cores.\n\n\
          {table}",
         date = today(),
         machine = machine(),

@@ -113,6 +113,15 @@ impl Case {
     }
 }
 
+/// The cases of a run's JSON file (what `make bench-scale` wrote).
+pub fn cases_from_json(text: &str) -> Result<Vec<Case>, String> {
+    let values: Vec<Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    values
+        .iter()
+        .map(|v| Case::from_json(v).ok_or_else(|| format!("bad case: {v}")))
+        .collect()
+}
+
 /// This process's resident set: now (`VmRSS`) or its peak (`VmHWM`), bytes.
 fn rss(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
