@@ -72,7 +72,7 @@ bench: tools
 ## bench-scale: broadcast and group send to 100,000 and 1,000,000 virtual connections and to
 ## 10,000 real sockets, under AWS's emulated Management API quota (README, "Scale"); writes the
 ## "Scale under AWS quotas" section of BENCHMARKS.md and BENCHMARKS-scale.json (not part of
-## test or bench; each case bounded, about 15 min on 2 cores). SCALE_N=100000 for the quick run.
+## test or bench; each case bounded, about 7 min on 2 cores after the build). SCALE_N=100000 for the quick run.
 SCALE_N ?= 100000,1000000
 SCALE_REAL ?= 10000
 bench-scale:
