@@ -42,7 +42,7 @@ fn group_frame() -> String {
 }
 
 /// The client process, driven line by line.
-struct Clients {
+pub(crate) struct Clients {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -50,7 +50,7 @@ struct Clients {
 }
 
 impl Clients {
-    async fn start(url: &str, n: usize) -> Result<Self, String> {
+    pub(crate) async fn start(url: &str, n: usize) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = tokio::process::Command::new(exe)
             .args(["clients", "--url", url, "--n", &n.to_string()])
@@ -78,7 +78,7 @@ impl Clients {
     }
 
     /// Announces one more message per client; returns a future for its arrival.
-    async fn expect(&mut self, n: usize) -> Result<(), String> {
+    pub(crate) async fn expect(&mut self, n: usize) -> Result<(), String> {
         self.expected += n as u64;
         let line = format!("EXPECT {}\n", self.expected);
         self.stdin
@@ -88,7 +88,7 @@ impl Clients {
     }
 
     /// The wall-clock µs at which the last client had the message.
-    async fn done(&mut self) -> Result<u64, String> {
+    pub(crate) async fn done(&mut self) -> Result<u64, String> {
         let line = self
             .stdout
             .next_line()
@@ -100,7 +100,7 @@ impl Clients {
             .ok_or_else(|| format!("round failed: {line}"))
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
@@ -119,7 +119,7 @@ fn rss_bytes() -> Option<u64> {
 }
 
 /// A minimal POST to the stack's HTTP API; returns the status.
-async fn post(stack: &RunningStack, path: &str, body: &str) -> Result<u16, String> {
+pub(crate) async fn post(stack: &RunningStack, path: &str, body: &str) -> Result<u16, String> {
     let mut stream = TcpStream::connect(stack.addr())
         .await
         .map_err(|e| e.to_string())?;

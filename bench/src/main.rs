@@ -17,6 +17,9 @@
 //! - CPU per post: one Management API post through the SDK's client and
 //!   through Switchboard's adapter, against a minimal SigV4-signed POST
 //!   with the same connector (getrusage of the posting thread).
+//! - scale (`make bench-scale`, separate): broadcast and group send to
+//!   100,000 and 1,000,000 virtual connections and 10,000 real sockets under
+//!   the emulated AWS Management API quota.
 //!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
@@ -32,6 +35,7 @@ mod firstcall;
 mod postcpu;
 mod recovery;
 mod report;
+mod scale;
 mod upstream;
 
 use std::path::PathBuf;
@@ -112,6 +116,38 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         rounds: usize,
     },
+    /// `make bench-scale`: broadcast and group send to virtual connections and
+    /// to real sockets under the emulated AWS quota; writes the "Scale under
+    /// AWS quotas" section of --out (keeping the others) and the JSON.
+    Scale {
+        /// Virtual connection counts.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        n: Vec<usize>,
+        /// Real sockets for the tie-in rows (0: none).
+        #[arg(long, default_value_t = 10_000)]
+        real: usize,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        #[arg(long, default_value = scale::JSON_FILE)]
+        json: PathBuf,
+    },
+    /// The "Scale under AWS quotas" section again from a run's JSON (no run).
+    ScaleReport {
+        #[arg(long, default_value = scale::JSON_FILE)]
+        json: PathBuf,
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
+    /// Internal: one scale case in this process; prints its JSON line.
+    #[command(hide = true)]
+    ScaleCase {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        n: usize,
+        #[arg(long)]
+        real: bool,
+    },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
     Clients {
@@ -126,6 +162,36 @@ enum Command {
 async fn main() -> Result<(), String> {
     match Cli::parse().command {
         Command::Clients { url, n } => clients::run(&url, n).await,
+        Command::ScaleCase { target, n, real } => scale::case(&target, n, real).await,
+        Command::ScaleReport { json, out } => {
+            let text = std::fs::read_to_string(&json)
+                .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
+            let cases = scale::cases_from_json(&text)?;
+            let section = report::scale_section(&cases);
+            let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+            std::fs::write(
+                &out,
+                report::with_section(&old, report::SCALE_HEADING, &section),
+            )
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!("{section}");
+            Ok(())
+        }
+        Command::Scale { n, real, out, json } => {
+            let cases = scale::run(&n, real).await?;
+            let section = report::scale_section(&cases);
+            println!("{section}");
+            let old = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
+            let text = report::with_section(&old, report::SCALE_HEADING, &section);
+            std::fs::write(&out, text)
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            let values: Vec<_> = cases.iter().map(scale::Case::to_json).collect();
+            let pretty = serde_json::to_string_pretty(&values).map_err(|e| e.to_string())?;
+            std::fs::write(&json, pretty + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", json.display()))?;
+            println!("wrote {} and {}", out.display(), json.display());
+            Ok(())
+        }
         Command::Fanout(args) => {
             let rows = fanout::run(&args.n, args.rounds).await?;
             println!("{}", report::fanout_table(&rows));
@@ -179,7 +245,7 @@ async fn main() -> Result<(), String> {
             println!("{}", report::upstream_table(&hook));
             let post_cpu = postcpu::run(2000, 7)?;
             println!("{}", report::post_cpu_table(&post_cpu));
-            let text = report::document(
+            let mut text = report::document(
                 &fanout,
                 &cold,
                 &first,
@@ -188,6 +254,11 @@ async fn main() -> Result<(), String> {
                 &hook,
                 &post_cpu,
             );
+            // `make bench-scale`'s section stays until that command rewrites it.
+            let old = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(scale) = report::section_of(&old, report::SCALE_HEADING) {
+                text = report::with_section(&text, report::SCALE_HEADING, &scale);
+            }
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::{coldstart, fanout, firstcall, postcpu, recovery, upstream};
+use crate::{coldstart, fanout, firstcall, postcpu, recovery, scale, upstream};
 
 /// The targets the issue sets, checked in the tables.
 const FANOUT_TARGET_RATIO: f64 = 3.0;
@@ -48,6 +48,116 @@ pub fn fanout_table(rows: &[fanout::Row]) -> String {
         );
     }
     out
+}
+
+/// The issue's goal at 1,000,000: the last post within 1.15 × the quota bound.
+const SCALE_TARGET_RATIO: f64 = 1.15;
+/// Retried posts at most 5 % of posts.
+const SCALE_TARGET_POSTS: f64 = 1.05;
+
+/// The heading `make bench-scale` writes and `make bench` keeps.
+pub const SCALE_HEADING: &str = "## Scale under AWS quotas";
+
+pub fn scale_table(cases: &[scale::Case]) -> String {
+    let mut out = String::from(
+        "| target | N | connections | reached | s to the last post | quota bound s (N ÷ 10,000/s) | ratio | posts per delivered message | 429s | dead letters | `POST /send` answered in s | setup s | RSS after setup MiB | peak RSS MiB | goals: ≤ 1.15x, 0 dead letters, ≤ 1.05 posts per message |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for c in cases {
+        let reached = if c.complete {
+            c.reached.to_string()
+        } else {
+            format!("**{} (timed out)**", c.reached)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.3} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
+            c.target,
+            c.n,
+            c.sockets,
+            reached,
+            c.seconds,
+            c.quota_seconds,
+            c.ratio(),
+            c.posts_per_delivered(),
+            c.throttled,
+            c.dead_letters,
+            c.send_seconds,
+            c.setup_seconds,
+            mib(c.rss_after_setup),
+            mib(c.peak_rss),
+            verdict(
+                c.complete
+                    && c.dead_letters == 0
+                    && c.ratio() <= SCALE_TARGET_RATIO
+                    && c.posts_per_delivered() <= SCALE_TARGET_POSTS
+            ),
+        );
+    }
+    out
+}
+
+/// The "Scale under AWS quotas" section, heading included.
+pub fn scale_section(cases: &[scale::Case]) -> String {
+    format!(
+        "{SCALE_HEADING}\n\n\
+         Written by `make bench-scale` on {date}; machine: {machine}. The local stack in one\n\
+         process per case (release build), with AWS's account-level Management API throttle\n\
+         emulated (`--aws-quotas`: 10,000 posts/s, burst 5,000, answering 429\n\
+         `LimitExceededException` beyond it), a post latency drawn from a log-normal with median\n\
+         and 99th percentile `{latency}`, and the template's Deliveries settings (visibility\n\
+         timeout 90 s, maxReceiveCount 5, deliver timeout 15 s, 50 batches at once). One\n\
+         `POST /send` to `\"all\"` or to one group holding every connection goes the real way:\n\
+         the HTTP API handler pages the 16 broadcast shards or the group's members and enqueues\n\
+         Deliveries messages of 100, the deliver handler posts each (in-process gateway: the\n\
+         Management API's own code, its answers, timeout and retries, without the HTTP round\n\
+         trip). Virtual connections (README, \"Scale\") are made by the real `$connect`, 5 per\n\
+         user; the Management API counts their posts. The real-socket rows are 10,000 WebSocket\n\
+         clients in a child process, under the same quota, to tie the virtual runs to real ones.\n\
+         The time is from the send to the last delivered post (virtual) or the last client's\n\
+         frame (real), against the quota bound N ÷ 10,000/s; the goal at 1,000,000 is 1.15x,\n\
+         zero dead letters and at most 1.05 posts per delivered message. RSS is the case\n\
+         process's (stack and driver). The JSON is in `{json}`. With a burst of 5,000 the\n\
+         fastest possible is (N − 5,000) ÷ 10,000/s, so small N can beat the bound; the\n\
+         real-socket rows also carry the clients' own receive path on the same 2 cores.\n\n\
+         {table}",
+        date = today(),
+        machine = machine(),
+        latency = scale::LATENCY,
+        json = scale::JSON_FILE,
+        table = scale_table(cases),
+    )
+}
+
+/// Where the `heading` section of `text` starts and where the next one does.
+fn section_span(text: &str, heading: &str) -> Option<(usize, Option<usize>)> {
+    let start = text.find(&format!("{heading}\n"))?;
+    let after = start + heading.len();
+    Some((start, text[after..].find("\n## ").map(|i| after + i + 1)))
+}
+
+/// `text` with its `heading` section (up to the next `## ` or the end)
+/// replaced by `section`, or `section` added before "## Build choices" (or
+/// at the end) if there was none.
+pub fn with_section(text: &str, heading: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_end());
+    match section_span(text, heading) {
+        Some((start, Some(next))) => format!("{}{section}\n{}", &text[..start], &text[next..]),
+        Some((start, None)) => format!("{}{section}", &text[..start]),
+        None => match text.find("\n## Build choices") {
+            Some(at) => format!("{}{section}\n{}", &text[..at + 1], &text[at + 1..]),
+            None => format!("{}\n\n{section}", text.trim_end()),
+        },
+    }
+}
+
+/// The `heading` section of `text` (heading included), if any.
+pub fn section_of(text: &str, heading: &str) -> Option<String> {
+    let (start, next) = section_span(text, heading)?;
+    Some(format!(
+        "{}\n",
+        text[start..next.unwrap_or(text.len())].trim_end()
+    ))
 }
 
 pub fn coldstart_table(rows: &[coldstart::Row]) -> String {
@@ -539,5 +649,33 @@ mod js_size_tests {
         );
         assert!(table.contains("| p 1.0 | 900 | 200 | 5.00 |"), "{table}");
         assert!(super::js_size_table("/nonexistent/x.json").contains("not measured"));
+    }
+}
+
+#[cfg(test)]
+mod scale_section_tests {
+    use super::{SCALE_HEADING, section_of, with_section};
+
+    #[test]
+    fn the_scale_section_replaces_its_own_and_keeps_the_others() {
+        let doc = "# B\n\n## Fan-out\n\nf\n\n## Build choices\n\nb\n";
+        let added = with_section(doc, SCALE_HEADING, "## Scale under AWS quotas\n\none\n");
+        assert_eq!(
+            added,
+            "# B\n\n## Fan-out\n\nf\n\n## Scale under AWS quotas\n\none\n\n## Build choices\n\nb\n"
+        );
+        let replaced = with_section(&added, SCALE_HEADING, "## Scale under AWS quotas\n\ntwo\n");
+        assert_eq!(replaced, added.replace("one", "two"));
+        assert_eq!(
+            section_of(&replaced, SCALE_HEADING).as_deref(),
+            Some("## Scale under AWS quotas\n\ntwo\n")
+        );
+        // make bench rewrites the document and keeps the section.
+        let kept = with_section(
+            doc,
+            SCALE_HEADING,
+            &section_of(&replaced, SCALE_HEADING).unwrap(),
+        );
+        assert_eq!(kept, replaced);
     }
 }

@@ -113,6 +113,13 @@ pub struct Config {
     pub gateway: GatewayMode,
     /// Upstream events and hooks (all off by default).
     pub upstream: UpstreamConfig,
+    /// Virtual connections made at start by `$connect` (none by default).
+    pub virtual_connections: crate::virtual_connections::VirtualSpread,
+    /// The account-level throttle on Management API posts: (requests per
+    /// second, burst); `None` (the default): no limit.
+    pub management_quota: Option<(u32, u32)>,
+    /// The time each Management API post takes (none by default).
+    pub post_latency: crate::emulation::PostLatency,
 }
 
 /// Where the local stack sends upstream events, and its hooks.
@@ -187,6 +194,9 @@ impl Default for Config {
             source_concurrency: 16,
             gateway: GatewayMode::Sdk,
             upstream: UpstreamConfig::default(),
+            virtual_connections: Default::default(),
+            management_quota: None,
+            post_latency: Default::default(),
         }
     }
 }
@@ -261,6 +271,8 @@ pub enum StartError {
     NoWebhookSecret,
     #[error("{0}")]
     Upstream(String),
+    #[error(transparent)]
+    Virtual(#[from] crate::virtual_connections::VirtualError),
 }
 
 impl StartError {
@@ -273,6 +285,7 @@ impl StartError {
                 | StartError::Secret(_)
                 | StartError::NoWebhookSecret
                 | StartError::Upstream(_)
+                | StartError::Virtual(crate::virtual_connections::VirtualError::OverUserCap { .. })
         )
     }
 }

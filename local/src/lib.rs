@@ -13,7 +13,8 @@
 //! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port),
 //! `access` (the API key a stack listening beyond loopback requires), `metrics`
 //! (`GET /metrics`, Prometheus text), `demo`
-//! (the demo page),
+//! (the demo page), `emulation` (AWS's account throttle and post latency)
+//! and `virtual_connections` (connections without sockets, for scale runs),
 //! and `start`, which wires them.
 
 mod access;
@@ -21,6 +22,7 @@ mod answers;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod emulation;
 pub mod events;
 pub mod ids;
 pub mod logs;
@@ -32,6 +34,7 @@ mod server;
 mod stack;
 mod start;
 mod storage;
+pub mod virtual_connections;
 mod websocket;
 
 pub use access::UNAUTHORIZED;
@@ -40,5 +43,5 @@ pub use config::{
     Backend, Config, GatewayMode, IDLE_TIMEOUT, MAX_DURATION, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES,
     MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES, UpstreamConfig,
 };
-pub use stack::RunningStack;
+pub use stack::{ManagementStats, RunningStack};
 pub use start::start;

@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::config::{EnqueuePolicy, HistorySettings, Limits, PostingPolicy};
 use switchboard::rate::Rate;
+use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE};
 use switchboard_local::logs::{self, LogFormat};
+use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack, UpstreamConfig, demo};
 
 /// Switchboard's whole WebSocket API on one machine: API Gateway's WebSocket
@@ -206,6 +208,36 @@ struct Serve {
     /// Also put upstream events on this EventBridge bus (needs --aws-endpoint).
     #[arg(long, env = "SWITCHBOARD_EVENT_BUS")]
     event_bus: Option<String>,
+    /// Make this many virtual connections at start (ids virtual-0, virtual-1, …),
+    /// each by the real $connect: records and memberships without a socket,
+    /// whose posts the Management API counts (README, "Scale").
+    #[arg(long, default_value_t = 0, env = "SWITCHBOARD_VIRTUAL_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    virtual_connections: u32,
+    /// The users the virtual connections belong to (0: one user each); at most
+    /// --max-connections-per-user connections per user.
+    #[arg(long, default_value_t = 0)]
+    virtual_users: u32,
+    /// Groups the virtual connections join (virtual:0, virtual:1, …; 0: none).
+    #[arg(long, default_value_t = 0)]
+    virtual_groups: u32,
+    /// Members per virtual group (0: the virtual connections spread evenly over the groups).
+    #[arg(long, default_value_t = 0)]
+    virtual_group_size: u32,
+    /// The account-level throttle on Management API posts, requests per second
+    /// (AWS: 10,000); beyond it a post answers 429 LimitExceededException. 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    management_rate: u32,
+    /// The throttle's burst (AWS: 5,000); default: the rate.
+    #[arg(long)]
+    management_burst: Option<u32>,
+    /// AWS's default quotas: --management-rate 10000 --management-burst 5000.
+    #[arg(long, conflicts_with_all = ["management_rate", "management_burst"])]
+    aws_quotas: bool,
+    /// How long each Management API post takes: 0 (default), a fixed time (25ms),
+    /// or a log-normal from its median and 99th percentile (20ms,80ms).
+    #[arg(long, default_value = "0", value_parser = switchboard_local::emulation::PostLatency::parse)]
+    post_latency: switchboard_local::emulation::PostLatency,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -318,6 +350,23 @@ fn config(serve: Serve) -> Result<Config, String> {
             event_bus: serve.event_bus,
             delivery: Default::default(),
         },
+        virtual_connections: VirtualSpread {
+            connections: serve.virtual_connections as usize,
+            users: serve.virtual_users as usize,
+            groups: serve.virtual_groups as usize,
+            group_size: serve.virtual_group_size as usize,
+        },
+        management_quota: if serve.aws_quotas {
+            Some((AWS_ACCOUNT_RATE, AWS_ACCOUNT_BURST))
+        } else if serve.management_rate > 0 {
+            Some((
+                serve.management_rate,
+                serve.management_burst.unwrap_or(serve.management_rate),
+            ))
+        } else {
+            None
+        },
+        post_latency: serve.post_latency,
     })
 }
 
@@ -398,6 +447,17 @@ fn upstream_lines(stack: &RunningStack) -> String {
     }
     if let Some(bus) = &c.event_bus {
         line("EventBridge", bus);
+    }
+    let spread = stack.config().virtual_connections;
+    if spread.connections > 0 {
+        line(
+            "Virtual",
+            &format!(
+                "{} connections (virtual-0 …), counted at GET {}/management/stats",
+                spread.connections,
+                stack.http_url()
+            ),
+        );
     }
     if let Some(url) = &c.connect_hook {
         let mode = if c.connect_hook_fail_open {

@@ -4,7 +4,8 @@
 //! 128 KB) and the same injected faults.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,9 +14,16 @@ use switchboard::enqueue::backoff;
 use switchboard::ports::{Gateway, GatewayError};
 use tracing::info;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use switchboard::clock::now_millis;
+use tokio::sync::mpsc;
+
 use crate::config::MAX_MESSAGE_BYTES;
 use crate::connections::{Connections, Outbound, Unsent};
+use crate::emulation::{AccountThrottle, PostLatency};
 use crate::ids::random_unit;
+use crate::virtual_connections::VirtualConnections;
 
 /// What a post to a connection came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +33,8 @@ pub(crate) enum Posted {
     TooLarge,
     /// Injected: 429.
     Throttled,
+    /// 429: over the account-level throttle (`--management-rate`, `--aws-quotas`).
+    OverQuota,
     /// 429: the connection's outbound queue is full (its client is not reading).
     SlowConsumer,
     /// Injected: 500.
@@ -68,6 +78,11 @@ impl Posted {
                 "LimitExceededException",
                 "injected fault: rate exceeded",
             ),
+            Posted::OverQuota => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "Rate exceeded",
+            ),
             Posted::SlowConsumer => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "LimitExceededException",
@@ -106,11 +121,88 @@ impl From<Refusal> for GatewayError {
     }
 }
 
+/// Every post's answer, counted: `GET /metrics` has them as
+/// `switchboard_management_posts_total{answer=…}`, `GET /management/stats` as JSON.
+pub(crate) struct PostCounts {
+    /// The family `GET /metrics` renders (labels: `answer`).
+    pub(crate) family: Family<Vec<(String, String)>, Counter>,
+    pub(crate) delivered: Counter,
+    /// 429 from the account-level throttle.
+    pub(crate) over_quota: Counter,
+    /// Every other refusal (410, 413, injected faults, slow consumers).
+    pub(crate) refused: Counter,
+    /// When the first and the last post arrived (ms since the Unix epoch; 0: none).
+    pub(crate) first_ms: AtomicI64,
+    pub(crate) last_ms: AtomicI64,
+    /// When the last post was delivered.
+    pub(crate) last_delivered_ms: AtomicI64,
+}
+
+impl Default for PostCounts {
+    fn default() -> Self {
+        let family = Family::<Vec<(String, String)>, Counter>::default();
+        let counter = |answer: &str| {
+            family
+                .get_or_create(&vec![("answer".to_owned(), answer.to_owned())])
+                .clone()
+        };
+        PostCounts {
+            delivered: counter("delivered"),
+            over_quota: counter("throttled_account"),
+            refused: counter("refused"),
+            family,
+            first_ms: AtomicI64::new(0),
+            last_ms: AtomicI64::new(0),
+            last_delivered_ms: AtomicI64::new(0),
+        }
+    }
+}
+
+impl PostCounts {
+    fn count(&self, posted: Posted) {
+        let now = now_millis();
+        let _ = self
+            .first_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+        match posted {
+            Posted::Delivered => {
+                self.delivered.inc();
+                self.last_delivered_ms.fetch_max(now, Ordering::Relaxed);
+            }
+            Posted::OverQuota => {
+                self.over_quota.inc();
+            }
+            _ => {
+                self.refused.inc();
+            }
+        }
+    }
+
+    /// Every post so far.
+    pub(crate) fn posts(&self) -> u64 {
+        self.delivered.get() + self.over_quota.get() + self.refused.get()
+    }
+}
+
+/// What the Management API emulates of AWS (all off by default).
+#[derive(Default)]
+pub(crate) struct AwsBehaviour {
+    pub(crate) throttle: Option<AccountThrottle>,
+    pub(crate) latency: PostLatency,
+}
+
 pub(crate) struct Management {
     pub(crate) connections: Arc<Connections>,
     /// Posts by connection id (fault-tolerance tests read it); an entry goes
-    /// when its connection closes.
+    /// when its connection closes. Virtual connections are counted in
+    /// [`VirtualConnections`] instead.
     pub(crate) posts: Arc<Mutex<HashMap<String, u64>>>,
+    pub(crate) virtuals: Arc<VirtualConnections>,
+    pub(crate) counts: PostCounts,
+    aws: AwsBehaviour,
+    /// Where a deleted virtual connection's id goes for its `$disconnect`.
+    pub(crate) virtual_disconnects: OnceLock<mpsc::UnboundedSender<String>>,
     fault_rate: f64,
     fault_stall: Duration,
 }
@@ -120,19 +212,62 @@ impl Management {
         Management {
             connections: Arc::default(),
             posts: Arc::default(),
+            virtuals: Arc::default(),
+            counts: PostCounts::default(),
+            aws: AwsBehaviour::default(),
+            virtual_disconnects: OnceLock::new(),
             fault_rate,
             fault_stall,
         }
     }
 
+    /// With virtual connections and AWS's throttle and latency.
+    pub(crate) fn emulating(mut self, virtuals: VirtualConnections, aws: AwsBehaviour) -> Self {
+        self.virtuals = Arc::new(virtuals);
+        self.aws = aws;
+        self
+    }
+
+    pub(crate) fn throttle(&self) -> Option<&AccountThrottle> {
+        self.aws.throttle.as_ref()
+    }
+
+    pub(crate) fn latency(&self) -> PostLatency {
+        self.aws.latency
+    }
+
     /// `POST /@connections/{id}`: the body becomes one text frame (binary if
     /// it is not UTF-8).
     pub(crate) async fn post(&self, id: &str, body: &[u8]) -> Posted {
-        if let Ok(mut posts) = self.posts.lock() {
-            *posts.entry(id.to_owned()).or_default() += 1;
+        let posted = self.answer(id, body).await;
+        self.counts.count(posted);
+        posted
+    }
+
+    async fn answer(&self, id: &str, body: &[u8]) -> Posted {
+        let virtual_index = self.virtuals.index(id);
+        match virtual_index {
+            Some(index) => self.virtuals.received(index),
+            None => {
+                if let Ok(mut posts) = self.posts.lock() {
+                    *posts.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        // The account's throttle decides at arrival, before anything about the connection.
+        let over_quota = self.aws.throttle.as_ref().is_some_and(|t| !t.take());
+        let latency = self.aws.latency.sample();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if over_quota {
+            return Posted::OverQuota;
         }
         if body.len() > MAX_MESSAGE_BYTES {
             return Posted::TooLarge;
+        }
+        if let Some(index) = virtual_index {
+            return self.post_virtual(index).await;
         }
         let Some(connection) = self.connections.get(id) else {
             info!(connection_id = id, "post to a gone connection: 410");
@@ -162,8 +297,31 @@ impl Management {
         Posted::Delivered
     }
 
+    /// A post to a virtual connection: counted, not sent anywhere.
+    async fn post_virtual(&self, index: usize) -> Posted {
+        if !self.virtuals.is_open(index) {
+            return Posted::Gone;
+        }
+        if let Some(fault) = self.injected_fault().await {
+            return fault;
+        }
+        self.virtuals.delivered(index);
+        Posted::Delivered
+    }
+
     /// `DELETE /@connections/{id}`: false if the connection is gone.
     pub(crate) fn delete(&self, id: &str) -> bool {
+        if let Some(index) = self.virtuals.index(id) {
+            if !self.virtuals.close(index) {
+                return false;
+            }
+            // Its `$disconnect` runs as a closed socket's would.
+            if let Some(disconnects) = self.virtual_disconnects.get() {
+                let _ = disconnects.send(id.to_owned());
+            }
+            info!(connection_id = id, "delete (virtual connection)");
+            return true;
+        }
         let Some(connection) = self.connections.get(id) else {
             return false;
         };
@@ -260,6 +418,14 @@ mod tests {
             error(Posted::Throttled),
             Err(GatewayError::Throttled(m)) if m == "injected fault: rate exceeded"
         ));
+        assert!(matches!(
+            error(Posted::OverQuota),
+            Err(GatewayError::Throttled(m)) if m == "Rate exceeded"
+        ));
+        assert_eq!(
+            Posted::OverQuota.answer().unwrap_err().error_type,
+            "LimitExceededException"
+        );
         assert!(matches!(
             error(Posted::SlowConsumer),
             Err(GatewayError::Throttled(m)) if m.starts_with("the connection is not reading")

@@ -78,6 +78,17 @@ impl Prometheus {
         text
     }
 
+    /// Adds the Management API's post answers
+    /// (`switchboard_management_posts_total{answer}`: delivered,
+    /// throttled_account, refused).
+    pub(crate) fn register_management(&mut self, management: &crate::management::Management) {
+        self.registry.register(
+            "management_posts",
+            "Management API posts by answer (throttled_account: 429 from the account-level throttle)",
+            management.counts.family.clone(),
+        );
+    }
+
     /// Brings `switchboard_dead_lettered_total{queue}` up to `dead` (the
     /// local queue's dead letters so far, which only grow).
     pub fn sync_dead_letters(&self, queue: &str, dead: u64) {

@@ -49,6 +49,7 @@ pub(crate) async fn serve(
                 .delete(delete_connection),
         )
         .route(crate::metrics::PATH, get(metrics))
+        .route(MANAGEMENT_STATS_PATH, get(management_stats))
         .route("/queues/{queue}", post(enqueue))
         .route("/queues/{queue}/dead-letters", get(dead_letters))
         .route(
@@ -100,6 +101,19 @@ async fn metrics(State(stack): State<Arc<Stack>>) -> Response {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         stack.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Where the Management API's counts are served as JSON.
+pub(crate) const MANAGEMENT_STATS_PATH: &str = "/management/stats";
+
+/// `GET /management/stats`: the Management API's answers and the virtual
+/// connections' tally, as JSON (behind the API key when the stack has one).
+async fn management_stats(State(stack): State<Arc<Stack>>) -> Response {
+    (
+        [("content-type", "application/json")],
+        json!(stack.management_stats()).to_string(),
     )
         .into_response()
 }

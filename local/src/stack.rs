@@ -45,6 +45,52 @@ pub(crate) struct Stack {
     pub(crate) metrics: Arc<Prometheus>,
 }
 
+impl Stack {
+    pub(crate) fn management_stats(&self) -> ManagementStats {
+        let management = &self.management;
+        let counts = &management.counts;
+        let throttle = management.throttle();
+        ManagementStats {
+            posts: counts.posts(),
+            delivered: counts.delivered.get(),
+            throttled_account: counts.over_quota.get(),
+            refused: counts.refused.get(),
+            first_post_ms: counts.first_ms.load(Ordering::Relaxed),
+            last_post_ms: counts.last_ms.load(Ordering::Relaxed),
+            last_delivered_ms: counts.last_delivered_ms.load(Ordering::Relaxed),
+            account_rate: throttle.map(|t| t.per_second()),
+            account_burst: throttle.map(|t| t.burst()),
+            post_latency: format!("{:?}", management.latency()),
+            real_connections: self.connections.len() as u64,
+            virtual_connections: management.virtuals.tally(),
+        }
+    }
+}
+
+/// `GET /management/stats`: what the Management API answered (every post,
+/// real or virtual, HTTP or in-process) and what reached the virtual connections.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagementStats {
+    pub posts: u64,
+    pub delivered: u64,
+    /// 429 `LimitExceededException` from the account-level throttle.
+    pub throttled_account: u64,
+    /// 410, 413, injected faults, slow consumers.
+    pub refused: u64,
+    /// When the first and the last post arrived, and the last was delivered
+    /// (ms since the Unix epoch; 0: none yet).
+    pub first_post_ms: i64,
+    pub last_post_ms: i64,
+    pub last_delivered_ms: i64,
+    /// The account-level throttle, if any.
+    pub account_rate: Option<u32>,
+    pub account_burst: Option<u32>,
+    pub post_latency: String,
+    pub real_connections: u64,
+    pub virtual_connections: crate::virtual_connections::VirtualTally,
+}
+
 /// A started stack. Dropping it does not stop it; call [`RunningStack::shutdown`].
 pub struct RunningStack {
     pub(crate) addr: SocketAddr,
@@ -111,6 +157,9 @@ impl RunningStack {
     /// Management API posts received for `connection_id`, answered or not,
     /// while it is open (or, for an id that never connected, ever).
     pub fn posts_to(&self, connection_id: &str) -> u64 {
+        if let Some(posts) = self.stack.management.virtuals.posts_to(connection_id) {
+            return posts;
+        }
         self.stack
             .posts
             .lock()
@@ -143,6 +192,11 @@ impl RunningStack {
     /// Bytes waiting in a connection's outbound queue; `None` if it is not open.
     pub fn outbound_bytes(&self, connection_id: &str) -> Option<usize> {
         Some(self.stack.connections.get(connection_id)?.queued_bytes())
+    }
+
+    /// What the Management API answered, and what reached the virtual connections.
+    pub fn management_stats(&self) -> ManagementStats {
+        self.stack.management_stats()
     }
 
     /// Open WebSocket connections.

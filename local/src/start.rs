@@ -16,6 +16,7 @@ use switchboard::config::Settings;
 use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSettings};
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
+use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch_recorded;
 use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
@@ -32,14 +33,16 @@ use tracing::info;
 
 use crate::access::{self, ApiKey};
 use crate::config::{Backend, Config, GatewayMode, StartError};
+use crate::emulation::AccountThrottle;
 use crate::ids::random_hex;
-use crate::management::{InProcessGateway, Management};
+use crate::management::{AwsBehaviour, InProcessGateway, Management};
 use crate::metrics::Prometheus;
 use crate::producer::{Producer, Producers};
 use crate::queues::{self, BatchHandler, DeadLetterQueue, SourceOptions};
 use crate::server;
 use crate::stack::{RunningStack, Stack};
 use crate::storage::Storage;
+use crate::virtual_connections::VirtualConnections;
 
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
 pub async fn start(config: Config) -> Result<RunningStack, StartError> {
@@ -52,13 +55,30 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let sdk = config.backend.sdk_config().await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-    let management = Arc::new(Management::new(config.fault_rate, config.fault_stall));
+    let management = Arc::new(
+        Management::new(config.fault_rate, config.fault_stall).emulating(
+            VirtualConnections::new(config.virtual_connections),
+            AwsBehaviour {
+                throttle: config
+                    .management_quota
+                    .map(|(rate, burst)| AccountThrottle::new(rate, burst)),
+                latency: config.post_latency,
+            },
+        ),
+    );
     let gateway = gateway(&config, &sdk, addr, api_key.as_ref(), &management);
     let storage = Storage::open(&config, &sdk);
     let upstream = upstream(&config, &storage, &sdk)?;
     let services = services(&config, &storage, gateway, upstream);
+    // Before the event sources and the server: a send sees every virtual connection.
+    management
+        .virtuals
+        .connect_all(&services, &secret, &config.stage)
+        .await?;
     let handler_timeouts = Arc::new(AtomicU64::new(0));
-    let metrics = Arc::new(Prometheus::default());
+    let mut metrics = Prometheus::default();
+    metrics.register_management(&management);
+    let metrics = Arc::new(metrics);
     let mut tasks = event_sources(
         &config,
         &storage,
@@ -88,6 +108,11 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         api_key,
         metrics,
     });
+    if !stack.management.virtuals.is_empty() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = stack.management.virtual_disconnects.set(tx);
+        tasks.push(tokio::spawn(virtual_disconnects(stack.clone(), rx)));
+    }
     tasks.push(tokio::spawn(server::serve(
         listener,
         stack.clone(),
@@ -101,6 +126,31 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// Runs `$disconnect` for each virtual connection the Management API deletes,
+/// as a socket's end does for a real one.
+async fn virtual_disconnects(
+    stack: Arc<Stack>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut shutdown = stack.shutdown.clone();
+    loop {
+        let id = tokio::select! {
+            id = rx.recv() => id,
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        };
+        let Some(id) = id else { return };
+        let context = VirtualConnections::context(id, &stack.config.stage);
+        let event =
+            crate::events::disconnect(&context, 1000, "Connection closed by the Management API");
+        measure(
+            &*stack.metrics,
+            "disconnect",
+            handle_disconnect(&stack.services, &event),
+        )
+        .await;
+    }
 }
 
 /// Listens on `addr` and returns the address it got (port 0 picks one).
