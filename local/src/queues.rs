@@ -4,6 +4,9 @@
 //! received message is invisible for the visibility timeout; a message the
 //! handler reports as a batch item failure comes back after it; a message that
 //! fails `max_receive_count` times moves to the dead letters with its last error.
+//! As on SQS, a message may be sent with a delay and string message
+//! attributes, and a received one may be made visible sooner or later by its
+//! receipt handle (`ChangeMessageVisibility`): the handlers' fast retries.
 //! [`run_local_source`] and [`run_sqs_source`] drive a handler with batches of
 //! up to ten, as Lambda's SQS event source mapping does.
 
@@ -16,7 +19,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::batch::BatchReport;
-use switchboard::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
+use switchboard::ports::{MAX_BATCH, MAX_DELAY, MessageQueue, QueueError, SendFailure};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
@@ -45,6 +48,9 @@ pub struct DeadLetter {
 struct Stored {
     message: QueuedMessage,
     visible_at: Instant,
+    /// Its visibility was changed by receipt handle since it was received: a
+    /// failure then leaves `visible_at` alone, as SQS's event source does.
+    visibility_changed: bool,
 }
 
 #[derive(Default)]
@@ -82,6 +88,16 @@ impl LocalQueue {
 
     /// Enqueues a body and returns its message id.
     pub fn send(&self, body: String) -> String {
+        self.send_with(body, Duration::ZERO, Vec::new())
+    }
+
+    /// Enqueues a body visible after `delay`, with string message attributes.
+    pub fn send_with(
+        &self,
+        body: String,
+        delay: Duration,
+        attributes: Vec<(String, String)>,
+    ) -> String {
         let message_id = format!(
             "{}-{}-{}-{}-{}",
             random_hex::<4>(),
@@ -104,8 +120,10 @@ impl LocalQueue {
                     receive_count: 0,
                     sent_at_ms: now_millis(),
                     first_received_at_ms: 0,
+                    attributes,
                 },
-                visible_at: Instant::now(),
+                visible_at: Instant::now() + delay,
+                visibility_changed: false,
             },
         );
         drop(state);
@@ -129,6 +147,7 @@ impl LocalQueue {
                 continue;
             }
             stored.visible_at = now + hidden;
+            stored.visibility_changed = false;
             let m = &mut stored.message;
             m.receive_count += 1;
             m.receipt_handle = random_hex::<12>();
@@ -162,8 +181,27 @@ impl LocalQueue {
         }
     }
 
+    /// Makes the message received with `receipt_handle` visible `delay` from
+    /// now; false if no message in flight has that handle.
+    pub fn change_visibility(&self, receipt_handle: &str, delay: Duration) -> bool {
+        let mut state = lock(&self.state);
+        let Some(stored) = state
+            .messages
+            .values_mut()
+            .find(|s| s.message.receipt_handle == receipt_handle)
+        else {
+            return false;
+        };
+        stored.visible_at = Instant::now() + delay;
+        stored.visibility_changed = true;
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
     /// Records a failed attempt. The message reappears one visibility timeout
-    /// later, or moves to the dead letters once it was received `max_receive_count` times.
+    /// later (or when [`LocalQueue::change_visibility`] said), or moves to the
+    /// dead letters once it was received `max_receive_count` times.
     pub fn fail(&self, message_id: &str, error: &str) {
         let mut state = lock(&self.state);
         let Some(&sequence) = state.sequence_of.get(message_id) else {
@@ -171,7 +209,9 @@ impl LocalQueue {
         };
         let visible_at = Instant::now() + self.visibility_timeout;
         if let Some(stored) = state.messages.get_mut(&sequence) {
-            stored.visible_at = visible_at;
+            if !stored.visibility_changed {
+                stored.visible_at = visible_at;
+            }
             // The source may be asleep until the end of the handling window.
             self.wake.notify_one();
         }
@@ -224,6 +264,35 @@ impl MessageQueue for LocalQueue {
             self.send(body.clone());
         }
         Ok(Vec::new())
+    }
+
+    async fn send_later(
+        &self,
+        bodies: &[String],
+        delay: Duration,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
+        if bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchTooLarge(bodies.len()));
+        }
+        let attributes: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        for body in bodies {
+            self.send_with(body.clone(), delay.min(MAX_DELAY), attributes.clone());
+        }
+        Ok(Vec::new())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        if self.change_visibility(receipt_handle, delay.min(MAX_DELAY)) {
+            Ok(())
+        } else {
+            Err(QueueError::Unavailable(
+                "no message in flight has this receipt handle".into(),
+            ))
+        }
     }
 }
 
@@ -280,32 +349,36 @@ pub async fn run_local_source(
             let event = events::sqs(queue.name(), &batch);
             // As Lambda does, a handler that outlives its timeout is cut off and
             // its whole batch comes back, delivered records included.
-            let failures: Vec<(String, String)> =
-                match tokio::time::timeout(timeout, handler(event)).await {
-                    Ok(report) => report
-                        .failures
-                        .into_iter()
-                        .map(|f| (f.message_id, f.error))
-                        .collect(),
-                    Err(_) => {
-                        timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        warn!(
-                            queue = queue.name(),
-                            size = batch.len(),
-                            ?timeout,
-                            "handler timed out; the batch will be redelivered"
-                        );
-                        batch
-                            .iter()
-                            .map(|m| {
-                                (
-                                    m.message_id.clone(),
-                                    format!("handler timed out after {timeout:?}"),
-                                )
-                            })
-                            .collect()
-                    }
-                };
+            // The handler's retries stop in time for its cut-off, as for a
+            // Lambda function's deadline.
+            let deadline = Instant::now() + timeout;
+            let handled = switchboard::retry::with_deadline(deadline, handler(event));
+            let failures: Vec<(String, String)> = match tokio::time::timeout(timeout, handled).await
+            {
+                Ok(report) => report
+                    .failures
+                    .into_iter()
+                    .map(|f| (f.message_id, f.error))
+                    .collect(),
+                Err(_) => {
+                    timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    warn!(
+                        queue = queue.name(),
+                        size = batch.len(),
+                        ?timeout,
+                        "handler timed out; the batch will be redelivered"
+                    );
+                    batch
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.message_id.clone(),
+                                format!("handler timed out after {timeout:?}"),
+                            )
+                        })
+                        .collect()
+                }
+            };
             let failed: HashMap<&str, &str> = failures
                 .iter()
                 .map(|(id, error)| (id.as_str(), error.as_str()))
@@ -349,6 +422,7 @@ pub async fn run_sqs_source(
             .max_number_of_messages(MAX_BATCH as i32)
             .wait_time_seconds(1)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send();
         let output = tokio::select! {
             output = receive => output,
@@ -384,6 +458,14 @@ pub async fn run_sqs_source(
                     first_received_at_ms: attribute(
                         MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
                     ),
+                    attributes: m
+                        .message_attributes()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(name, value)| {
+                            Some((name.clone(), value.string_value()?.to_owned()))
+                        })
+                        .collect(),
                 }
             })
             .collect();

@@ -266,8 +266,10 @@ fn event_sources(
         let batch = notify_user_batch_recorded(&*services.store, &*queue, options, recorder, event);
         measure(&*metrics, "notify-user", batch).await
     });
-    let posting =
-        Posting::from(config.notify_connection.clone()).with_sent_log(storage.sent_log.clone());
+    // A failed record is handed back to its own queue for a try in seconds.
+    let posting = Posting::from(config.notify_connection.clone())
+        .with_sent_log(storage.sent_log.clone())
+        .with_queue(storage.fanout_queue.clone());
     let notify_connection = batch_handler(
         (services.clone(), posting, metrics.clone()),
         |(services, posting, metrics), event| async move {
