@@ -205,15 +205,16 @@ pub async fn post_with_retries<G: Gateway + ?Sized>(
     let mut retry = 0;
     loop {
         let result = {
-            let _slot = limit.acquire().await;
-            gateway.post_to_connection(connection_id, data).await
+            let slot = limit.acquire().await;
+            let result = gateway.post_to_connection(connection_id, data).await;
+            match &result {
+                Ok(()) => slot.succeeded(),
+                Err(GatewayError::Throttled(_)) => slot.throttled(),
+                Err(_) => {}
+            }
+            result
         };
         count_post(&result);
-        match &result {
-            Ok(()) => limit.succeeded(),
-            Err(GatewayError::Throttled(_)) => limit.throttled(),
-            Err(_) => {}
-        }
         if !result.as_ref().is_err_and(GatewayError::is_transient) {
             return result;
         }

@@ -14,7 +14,7 @@
 //!   with a delay.
 //! - **Throttling is not failure**: posts in flight per instance follow an
 //!   adaptive limit ([`AdaptiveLimit`], AIMD: halved on a 429, +1 after a
-//!   window of successes), and a record still throttled is handed back with a
+//!   window of successes, at most every 100 ms), and a record still throttled is handed back with a
 //!   delay without spending the attempts that guard against poison (bounded by
 //!   [`MAX_THROTTLED_REQUEUES`]).
 
@@ -101,22 +101,26 @@ impl Deadline {
 }
 
 /// An adaptive limit on posts in flight (AIMD, as TCP's congestion window):
-/// halved on a 429 (at most once per [`DECREASE_SPACING`], so one burst of 429s
-/// halves it once), raised by one after as many successes as the limit, never
-/// below one nor above the ceiling (`POST_CONCURRENCY`).
+/// halved on a 429 (once per burst: only a post that started after the last
+/// decrease decreases it again), raised by one after as many successes as the
+/// limit and at most once per [`INCREASE_SPACING`] (a gentle probe, so a quota
+/// that allows only a few posts in flight sees few 429s), never below one nor
+/// above the ceiling (`POST_CONCURRENCY`).
 pub struct AdaptiveLimit {
     state: Mutex<LimitState>,
     freed: Notify,
     ceiling: usize,
 }
 
-/// The least time between two decreases of an [`AdaptiveLimit`].
-pub const DECREASE_SPACING: Duration = Duration::from_millis(100);
+/// The least time between two increases of an [`AdaptiveLimit`].
+pub const INCREASE_SPACING: Duration = Duration::from_millis(100);
 
 struct LimitState {
     limit: usize,
     in_flight: usize,
     successes: usize,
+    /// The last increase or decrease (increases are spaced from both).
+    last_change: Instant,
     last_decrease: Option<Instant>,
 }
 
@@ -138,6 +142,7 @@ impl AdaptiveLimit {
                 limit: ceiling,
                 in_flight: 0,
                 successes: 0,
+                last_change: Instant::now(),
                 last_decrease: None,
             }),
             freed: Notify::new(),
@@ -160,46 +165,62 @@ impl AdaptiveLimit {
                 let mut state = lock(&self.state);
                 if state.in_flight < state.limit {
                     state.in_flight += 1;
-                    return Permit { limit: self };
+                    return Permit {
+                        limit: self,
+                        started: Instant::now(),
+                    };
                 }
             }
             freed.await;
         }
     }
 
-    /// A post was throttled (429): halve the limit.
-    pub fn throttled(&self) {
-        let now = Instant::now();
+    fn throttled(&self, started: Instant) {
         let mut state = lock(&self.state);
-        if state
-            .last_decrease
-            .is_some_and(|at| now.duration_since(at) < DECREASE_SPACING)
-        {
+        if state.last_decrease.is_some_and(|at| started < at) {
+            // Sent before the last decrease: that decrease already answered this burst.
             return;
         }
+        let now = Instant::now();
         state.limit = (state.limit / 2).max(1);
         state.successes = 0;
+        state.last_change = now;
         state.last_decrease = Some(now);
     }
 
-    /// A post succeeded: after a window of `limit` successes, one more slot.
-    pub fn succeeded(&self) {
+    fn succeeded(&self) {
         let mut state = lock(&self.state);
         state.successes += 1;
-        if state.successes >= state.limit {
+        let now = Instant::now();
+        if state.successes >= state.limit
+            && state.limit < self.ceiling
+            && now.duration_since(state.last_change) >= INCREASE_SPACING
+        {
             state.successes = 0;
-            if state.limit < self.ceiling {
-                state.limit += 1;
-                drop(state);
-                self.freed.notify_waiters();
-            }
+            state.limit += 1;
+            state.last_change = now;
+            drop(state);
+            self.freed.notify_waiters();
         }
     }
 }
 
-/// A slot of an [`AdaptiveLimit`].
+/// A slot of an [`AdaptiveLimit`]; report the post's outcome on it.
 pub struct Permit<'a> {
     limit: &'a AdaptiveLimit,
+    started: Instant,
+}
+
+impl Permit<'_> {
+    /// The post was throttled (429): halve the limit.
+    pub fn throttled(&self) {
+        self.limit.throttled(self.started);
+    }
+
+    /// The post succeeded.
+    pub fn succeeded(&self) {
+        self.limit.succeeded();
+    }
 }
 
 impl Drop for Permit<'_> {
@@ -241,28 +262,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_limit_halves_on_throttling_and_grows_back_one_window_at_a_time() {
+    async fn the_limit_halves_once_per_burst_and_grows_back_gently() {
         let limit = AdaptiveLimit::new(16);
-        limit.throttled();
+        let (a, b) = (limit.acquire().await, limit.acquire().await);
+        a.throttled();
         assert_eq!(limit.limit(), 8);
-        limit.throttled();
+        b.throttled();
         assert_eq!(limit.limit(), 8, "one burst of 429s halves it once");
-        tokio::time::sleep(DECREASE_SPACING).await;
+        drop((a, b));
         for _ in 0..5 {
-            limit.throttled();
-            tokio::time::sleep(DECREASE_SPACING).await;
+            limit.acquire().await.throttled();
         }
         assert_eq!(limit.limit(), 1, "floor");
-        limit.succeeded();
+        limit.acquire().await.succeeded();
+        assert_eq!(limit.limit(), 1, "no sooner than INCREASE_SPACING");
+        tokio::time::sleep(INCREASE_SPACING).await;
+        limit.acquire().await.succeeded();
         assert_eq!(limit.limit(), 2);
-        limit.succeeded();
-        assert_eq!(limit.limit(), 2, "two successes per window at 2");
-        limit.succeeded();
+        tokio::time::sleep(INCREASE_SPACING).await;
+        limit.acquire().await.succeeded();
+        assert_eq!(
+            limit.limit(),
+            2,
+            "a window is as many successes as the limit"
+        );
+        limit.acquire().await.succeeded();
         assert_eq!(limit.limit(), 3);
-        for _ in 0..1000 {
-            limit.succeeded();
+    }
+
+    #[tokio::test]
+    async fn the_limit_never_passes_its_ceiling() {
+        let limit = AdaptiveLimit::new(2);
+        tokio::time::sleep(INCREASE_SPACING).await;
+        for _ in 0..10 {
+            limit.acquire().await.succeeded();
         }
-        assert_eq!(limit.limit(), 16, "ceiling");
+        assert_eq!(limit.limit(), 2);
     }
 
     #[tokio::test]
