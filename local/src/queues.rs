@@ -296,6 +296,27 @@ impl MessageQueue for LocalQueue {
     }
 }
 
+/// Each queue's event source `MaximumConcurrency` in `template.yaml` (its
+/// `…MaxConcurrency` parameter's default): the local sources never run more
+/// batches at once than Lambda would (a unit test reads the template).
+pub const MAXIMUM_CONCURRENCY: [(&str, usize); 5] = [
+    ("notify-user", 5),
+    ("notify-connection", 20),
+    ("commands", 5),
+    ("deliveries", 50),
+    ("upstream", 5),
+];
+
+/// The batches `queue`'s source handles at once: the template's maximum
+/// concurrency for it, or `cap` (`--source-concurrency`) if lower.
+pub fn source_concurrency(queue: &str, cap: usize) -> usize {
+    MAXIMUM_CONCURRENCY
+        .iter()
+        .find(|(name, _)| *name == queue)
+        .map_or(cap, |(_, max)| cap.min(*max))
+        .max(1)
+}
+
 /// How a local event source drives its handler, as Lambda's SQS event source does.
 #[derive(Debug, Clone)]
 pub struct SourceOptions {
@@ -521,6 +542,69 @@ impl MessageQueue for DeadLetterQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_cut_visibility_outlasts_the_failure_and_delayed_sends_wait() {
+        let queue = LocalQueue::new("q", Duration::from_secs(60), 3);
+        let id = queue.send("body".into());
+        let first = queue.receive(10, Duration::ZERO);
+        assert!(queue.change_visibility(&first[0].receipt_handle, Duration::from_millis(30)));
+        assert!(!queue.change_visibility("no-such-handle", Duration::ZERO));
+        queue.fail(&id, "boom");
+        assert!(queue.receive(10, Duration::ZERO).is_empty());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let again = queue.receive(10, Duration::ZERO);
+        assert_eq!(again.len(), 1, "back after 30 ms, not 60 s");
+        assert_eq!(again[0].receive_count, 2, "its receive count kept");
+        queue.complete(&id);
+
+        let sent = queue
+            .send_later(
+                &["later".into()],
+                Duration::from_millis(30),
+                &[("Throttled", "1".into())],
+            )
+            .await;
+        assert_eq!(sent, Ok(Vec::new()));
+        assert!(queue.receive(10, Duration::ZERO).is_empty(), "delayed");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let later = queue.receive(10, Duration::ZERO);
+        assert_eq!(later[0].body, "later");
+        assert_eq!(
+            later[0].attributes,
+            [("Throttled".to_owned(), "1".to_owned())]
+        );
+        let event = events::sqs("q", &later);
+        let attribute = &event.records[0].message_attributes["Throttled"];
+        assert_eq!(attribute.string_value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn sources_run_no_more_batches_at_once_than_the_template_allows() {
+        let template = include_str!("../../template.yaml");
+        let parameter = |name: &str| -> usize {
+            let at = template
+                .find(&format!("\n  {name}:\n"))
+                .unwrap_or_else(|| panic!("{name} in template.yaml"));
+            let default = &template[at..][template[at..].find("Default: ").unwrap() + 9..];
+            default[..default.find('\n').unwrap()]
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        for (queue, parameter_name) in [
+            ("notify-user", "NotifyUserMaxConcurrency"),
+            ("notify-connection", "NotifyConnectionMaxConcurrency"),
+            ("commands", "CommandsMaxConcurrency"),
+            ("deliveries", "DeliverMaxConcurrency"),
+            ("upstream", "UpstreamMaxConcurrency"),
+        ] {
+            let max = parameter(parameter_name);
+            assert_eq!(source_concurrency(queue, 1000), max, "{queue}");
+            assert_eq!(source_concurrency(queue, 3), 3.min(max), "{queue}");
+        }
+        assert_eq!(source_concurrency("other", 7), 7);
+    }
 
     #[tokio::test]
     async fn failed_messages_return_after_the_visibility_timeout_then_die() {

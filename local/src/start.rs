@@ -321,7 +321,8 @@ fn event_sources(
                 queue.clone(),
                 handler,
                 SourceOptions {
-                    concurrency: config.source_concurrency,
+                    // As the template's ScalingConfig.MaximumConcurrency, within the flag's cap.
+                    concurrency: queues::source_concurrency(name, config.source_concurrency),
                     timeout: config.handler_timeout,
                     timeouts: handler_timeouts.clone(),
                 },
