@@ -32,8 +32,8 @@ pub struct Row {
     pub rss_per_connection: Option<f64>,
 }
 
-const GROUP: &str = "bench";
-const DATA: &str =
+pub(crate) const GROUP: &str = "bench";
+pub(crate) const DATA: &str =
     "the quick brown fox jumps over the lazy dog, twice: the quick brown fox jumps over";
 
 /// The frame a group member receives, which the bare server sends verbatim.
@@ -42,7 +42,7 @@ fn group_frame() -> String {
 }
 
 /// The client process, driven line by line.
-struct Clients {
+pub(crate) struct Clients {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -50,7 +50,7 @@ struct Clients {
 }
 
 impl Clients {
-    async fn start(url: &str, n: usize) -> Result<Self, String> {
+    pub(crate) async fn start(url: &str, n: usize) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = tokio::process::Command::new(exe)
             .args(["clients", "--url", url, "--n", &n.to_string()])
@@ -100,12 +100,12 @@ impl Clients {
             .ok_or_else(|| format!("round failed: {line}"))
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -119,7 +119,7 @@ fn rss_bytes() -> Option<u64> {
 }
 
 /// A minimal POST to the stack's HTTP API; returns the status.
-async fn post(stack: &RunningStack, path: &str, body: &str) -> Result<u16, String> {
+pub(crate) async fn post(stack: &RunningStack, path: &str, body: &str) -> Result<u16, String> {
     let mut stream = TcpStream::connect(stack.addr())
         .await
         .map_err(|e| e.to_string())?;
@@ -145,7 +145,7 @@ async fn post(stack: &RunningStack, path: &str, body: &str) -> Result<u16, Strin
 }
 
 /// Runs `rounds` measured sends (after one warm-up) and returns the median ms.
-async fn measure<F, Fut>(
+pub(crate) async fn measure<F, Fut>(
     clients: &mut Clients,
     n: usize,
     rounds: usize,

@@ -14,6 +14,10 @@
 //! - recovery: 1,000 missed user messages recovered with one `recover`,
 //!   against the same 1,000 delivered live, on the local stack.
 //!
+//! - faults: NotifyUser, group and broadcast sends to 1,000 clients with the
+//!   template's 60 s visibility timeout and 20 % injected post faults,
+//!   against the same sends without faults.
+//!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
 //!
@@ -24,6 +28,7 @@
 mod clients;
 mod coldstart;
 mod fanout;
+mod faults;
 mod firstcall;
 mod recovery;
 mod report;
@@ -94,6 +99,15 @@ enum Command {
         #[arg(long, default_value = "target/criterion")]
         criterion: PathBuf,
     },
+    /// Only the faults benchmark (N clients, with and without injected faults); prints its table.
+    Faults {
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 0.2)]
+        fault_rate: f64,
+    },
     /// Only the connect-hook benchmark; prints its table.
     Upstream {
         #[arg(long, default_value_t = 200)]
@@ -128,6 +142,15 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&row)));
             Ok(())
         }
+        Command::Faults {
+            n,
+            rounds,
+            fault_rate,
+        } => {
+            let rows = faults::run(n, rounds, fault_rate).await?;
+            println!("{}", report::faults_table(&rows));
+            Ok(())
+        }
         Command::Upstream { handshakes } => {
             let row = upstream::run(handshakes).await?;
             println!("{}", report::upstream_table(&row));
@@ -159,7 +182,11 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&recovery)));
             let hook = upstream::run(200).await?;
             println!("{}", report::upstream_table(&hook));
-            let text = report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
+            let faults = faults::run(1000, 3, 0.2).await?;
+            println!("{}", report::faults_table(&faults));
+            let mut text =
+                report::document(&fanout, &cold, &first, &handlers, Some(&recovery), &hook);
+            text.push_str(&report::faults_section(&faults));
             std::fs::write(&out, text)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());
