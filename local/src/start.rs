@@ -273,6 +273,11 @@ fn event_sources(
     let notify_connection = batch_handler(
         (services.clone(), posting, metrics.clone()),
         |(services, posting, metrics), event| async move {
+            // Each batch is one Lambda instance's invocation: its own limit on posts in flight.
+            let mut posting = posting;
+            posting.limit = Arc::new(switchboard::retry::AdaptiveLimit::new(
+                posting.policy.concurrency,
+            ));
             let (store, gateway) = (&*services.store, &*services.gateway);
             let batch = notify_connection_batch(store, gateway, &posting, event);
             measure(&*metrics, "notify-connection", batch).await

@@ -17,7 +17,7 @@
 //! `$connect`: the connection is kept. Otherwise it is gone and forgotten.
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -169,14 +169,6 @@ pub fn count_post(result: &Result<(), GatewayError>) {
         Err(_) => Metric::PostsFailed,
     };
     metrics::count(metric, &[], 1);
-}
-
-/// The [`AdaptiveLimit`] of deliver's posts in this process (one Lambda
-/// instance; the local stack's deliver workers share it), sized by the first
-/// caller's `POST_CONCURRENCY`.
-pub fn deliver_limit(policy: &PostingPolicy) -> &'static AdaptiveLimit {
-    static LIMIT: OnceLock<AdaptiveLimit> = OnceLock::new();
-    LIMIT.get_or_init(|| AdaptiveLimit::new(policy.concurrency))
 }
 
 /// The in-invocation retry budget and the time one more post may take (every

@@ -8,7 +8,7 @@
 //!   connected less than a minute ago: then the post raced its `$connect`);
 //!   not retried.
 //! - 429, 5xx, timeout: posted again inside the invocation after a jittered
-//!   backoff while its time allows (posts in flight under this instance's
+//!   backoff while its time allows (posts in flight under the message's
 //!   adaptive limit, halved on 429s: see [`crate::retry`]).
 //! - Still failing: the connections that failed go back on the Deliveries
 //!   queue as one new message with the next attempt number and a jittered
@@ -33,11 +33,10 @@ use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::metrics::{self, Metric};
 use crate::ports::{GatewayError, MessageQueue};
 use crate::posting::{
-    SentIds, already_posted, deliver_limit, forget_gone, post_with_retries, record_posted,
-    retry_deadline,
+    SentIds, already_posted, forget_gone, post_with_retries, record_posted, retry_deadline,
 };
 use crate::protocol::{DeliveryBatch, MessageError};
-use crate::retry::{MAX_THROTTLED_REQUEUES, redelivery_delay};
+use crate::retry::{AdaptiveLimit, MAX_THROTTLED_REQUEUES, redelivery_delay};
 use crate::services::Services;
 
 /// Tries per connection before its Deliveries message goes to the DLQ.
@@ -88,7 +87,8 @@ pub async fn deliver(
         .filter(|c| !done.contains(c.as_str()))
         .cloned()
         .collect();
-    let limit = deliver_limit(&settings.posting);
+    // One message is up to 100 posts, one invocation: the limit adapts within it.
+    let limit = &AdaptiveLimit::new(settings.posting.concurrency);
     let deadline = retry_deadline(&settings.posting);
     let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
         .map(|id| {
