@@ -32,8 +32,8 @@ pub struct Row {
     pub rss_per_connection: Option<f64>,
 }
 
-const GROUP: &str = "bench";
-const DATA: &str =
+pub(crate) const GROUP: &str = "bench";
+pub(crate) const DATA: &str =
     "the quick brown fox jumps over the lazy dog, twice: the quick brown fox jumps over";
 
 /// The frame a group member receives, which the bare server sends verbatim.
@@ -105,7 +105,7 @@ impl Clients {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -145,7 +145,7 @@ pub(crate) async fn post(stack: &RunningStack, path: &str, body: &str) -> Result
 }
 
 /// Runs `rounds` measured sends (after one warm-up) and returns the median ms.
-async fn measure<F, Fut>(
+pub(crate) async fn measure<F, Fut>(
     clients: &mut Clients,
     n: usize,
     rounds: usize,

@@ -20,6 +20,9 @@
 //! - scale (`make bench-scale`, separate): broadcast and group send to
 //!   100,000 and 1,000,000 virtual connections and 10,000 real sockets under
 //!   the emulated AWS Management API quota.
+//! - faults: NotifyUser, group and broadcast sends to 1,000 clients with the
+//!   template's 60 s visibility timeout and 20 % injected post faults,
+//!   against the same sends without faults.
 //!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
@@ -31,6 +34,7 @@
 mod clients;
 mod coldstart;
 mod fanout;
+mod faults;
 mod firstcall;
 mod postcpu;
 mod recovery;
@@ -102,6 +106,15 @@ enum Command {
         rounds: usize,
         #[arg(long, default_value = "target/criterion")]
         criterion: PathBuf,
+    },
+    /// Only the faults benchmark (N clients, with and without injected faults); prints its table.
+    Faults {
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 0.2)]
+        fault_rate: f64,
     },
     /// Only the connect-hook benchmark; prints its table.
     Upstream {
@@ -212,6 +225,15 @@ async fn main() -> Result<(), String> {
             println!("{}", report::post_cpu_section(&row));
             Ok(())
         }
+        Command::Faults {
+            n,
+            rounds,
+            fault_rate,
+        } => {
+            let rows = faults::run(n, rounds, fault_rate).await?;
+            println!("{}", report::faults_table(&rows));
+            Ok(())
+        }
         Command::Upstream { handshakes } => {
             let row = upstream::run(handshakes).await?;
             println!("{}", report::upstream_table(&row));
@@ -243,6 +265,8 @@ async fn main() -> Result<(), String> {
             println!("{}", report::history_tables(&handlers, Some(&recovery)));
             let hook = upstream::run(200).await?;
             println!("{}", report::upstream_table(&hook));
+            let faults = faults::run(1000, 3, 0.2).await?;
+            println!("{}", report::faults_table(&faults));
             let post_cpu = postcpu::run(2000, 7)?;
             println!("{}", report::post_cpu_table(&post_cpu));
             let mut text = report::document(
@@ -254,6 +278,7 @@ async fn main() -> Result<(), String> {
                 &hook,
                 &post_cpu,
             );
+            text.push_str(&report::faults_section(&faults));
             // `make bench-scale`'s section stays until that command rewrites it.
             let old = std::fs::read_to_string(&out).unwrap_or_default();
             if let Some(scale) = report::section_of(&old, report::SCALE_HEADING) {

@@ -106,8 +106,9 @@ pub struct Config {
     /// How long a queue handler may run before it is cut off (Lambda's
     /// function timeout); its whole batch is then redelivered.
     pub handler_timeout: Duration,
-    /// Batches each queue's handler works on at once (Lambda's maximum
-    /// concurrency for an SQS event source).
+    /// The most batches each queue's handler works on at once; each queue
+    /// also stays within its event source's `MaximumConcurrency` in the
+    /// template (see [`crate::queues::MAXIMUM_CONCURRENCY`]).
     pub source_concurrency: usize,
     /// How the handlers reach the Management API.
     pub gateway: GatewayMode,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::aws_lambda_events::query_map::QueryMap;
-use switchboard::aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use switchboard::aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use switchboard::clock::now_millis;
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
@@ -142,6 +142,8 @@ pub struct QueuedMessage {
     pub receive_count: u32,
     pub sent_at_ms: i64,
     pub first_received_at_ms: i64,
+    /// String message attributes.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// An `SqsEvent` for a batch from the queue called `queue`.
@@ -166,6 +168,16 @@ pub fn sqs(queue: &str, messages: &[QueuedMessage]) -> SqsEvent {
                 ),
                 ("SenderId".into(), "LOCAL".into()),
             ]);
+            record.message_attributes = m
+                .attributes
+                .iter()
+                .map(|(name, value)| {
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.data_type = Some("String".into());
+                    attribute.string_value = Some(value.clone());
+                    (name.clone(), attribute)
+                })
+                .collect();
             record.event_source = Some("aws:sqs".into());
             record.event_source_arn = Some(format!("arn:aws:sqs:local:000000000000:{queue}"));
             record.aws_region = Some("local".into());

@@ -175,7 +175,9 @@ struct Serve {
     /// Cut a queue handler off after this long and redeliver its whole batch (Lambda's timeout).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     handler_timeout: Duration,
-    /// Batches each queue's handler works on at once (Lambda's maximum concurrency).
+    /// Batches each queue's handler works on at once at most; each queue also stays within
+    /// its event source's MaximumConcurrency in template.yaml (notify-user 5, notify-connection
+    /// 20, commands 5, deliveries 50, upstream 5).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     source_concurrency: u16,
     /// Log lines as human-readable text or as JSON objects (as on Lambda).

@@ -4,6 +4,9 @@
 //! received message is invisible for the visibility timeout; a message the
 //! handler reports as a batch item failure comes back after it; a message that
 //! fails `max_receive_count` times moves to the dead letters with its last error.
+//! As on SQS, a message may be sent with a delay and string message
+//! attributes, and a received one may be made visible sooner or later by its
+//! receipt handle (`ChangeMessageVisibility`): the handlers' fast retries.
 //! [`run_local_source`] and [`run_sqs_source`] drive a handler with batches of
 //! up to ten, as Lambda's SQS event source mapping does.
 
@@ -16,7 +19,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::batch::BatchReport;
-use switchboard::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
+use switchboard::ports::{MAX_BATCH, MAX_DELAY, MessageQueue, QueueError, SendFailure};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, warn};
@@ -45,6 +48,9 @@ pub struct DeadLetter {
 struct Stored {
     message: QueuedMessage,
     visible_at: Instant,
+    /// Its visibility was changed by receipt handle since it was received: a
+    /// failure then leaves `visible_at` alone, as SQS's event source does.
+    visibility_changed: bool,
 }
 
 #[derive(Default)]
@@ -82,6 +88,16 @@ impl LocalQueue {
 
     /// Enqueues a body and returns its message id.
     pub fn send(&self, body: String) -> String {
+        self.send_with(body, Duration::ZERO, Vec::new())
+    }
+
+    /// Enqueues a body visible after `delay`, with string message attributes.
+    pub fn send_with(
+        &self,
+        body: String,
+        delay: Duration,
+        attributes: Vec<(String, String)>,
+    ) -> String {
         let message_id = format!(
             "{}-{}-{}-{}-{}",
             random_hex::<4>(),
@@ -104,8 +120,10 @@ impl LocalQueue {
                     receive_count: 0,
                     sent_at_ms: now_millis(),
                     first_received_at_ms: 0,
+                    attributes,
                 },
-                visible_at: Instant::now(),
+                visible_at: Instant::now() + delay,
+                visibility_changed: false,
             },
         );
         drop(state);
@@ -129,6 +147,7 @@ impl LocalQueue {
                 continue;
             }
             stored.visible_at = now + hidden;
+            stored.visibility_changed = false;
             let m = &mut stored.message;
             m.receive_count += 1;
             m.receipt_handle = random_hex::<12>();
@@ -162,8 +181,27 @@ impl LocalQueue {
         }
     }
 
+    /// Makes the message received with `receipt_handle` visible `delay` from
+    /// now; false if no message in flight has that handle.
+    pub fn change_visibility(&self, receipt_handle: &str, delay: Duration) -> bool {
+        let mut state = lock(&self.state);
+        let Some(stored) = state
+            .messages
+            .values_mut()
+            .find(|s| s.message.receipt_handle == receipt_handle)
+        else {
+            return false;
+        };
+        stored.visible_at = Instant::now() + delay;
+        stored.visibility_changed = true;
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
     /// Records a failed attempt. The message reappears one visibility timeout
-    /// later, or moves to the dead letters once it was received `max_receive_count` times.
+    /// later (or when [`LocalQueue::change_visibility`] said), or moves to the
+    /// dead letters once it was received `max_receive_count` times.
     pub fn fail(&self, message_id: &str, error: &str) {
         let mut state = lock(&self.state);
         let Some(&sequence) = state.sequence_of.get(message_id) else {
@@ -171,7 +209,9 @@ impl LocalQueue {
         };
         let visible_at = Instant::now() + self.visibility_timeout;
         if let Some(stored) = state.messages.get_mut(&sequence) {
-            stored.visible_at = visible_at;
+            if !stored.visibility_changed {
+                stored.visible_at = visible_at;
+            }
             // The source may be asleep until the end of the handling window.
             self.wake.notify_one();
         }
@@ -240,6 +280,56 @@ impl MessageQueue for LocalQueue {
         }
         Ok(Vec::new())
     }
+
+    async fn send_later(
+        &self,
+        bodies: &[String],
+        delay: Duration,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
+        if bodies.len() > MAX_BATCH {
+            return Err(QueueError::BatchTooLarge(bodies.len()));
+        }
+        let attributes: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        for body in bodies {
+            self.send_with(body.clone(), delay.min(MAX_DELAY), attributes.clone());
+        }
+        Ok(Vec::new())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        if self.change_visibility(receipt_handle, delay.min(MAX_DELAY)) {
+            Ok(())
+        } else {
+            Err(QueueError::Unavailable(
+                "no message in flight has this receipt handle".into(),
+            ))
+        }
+    }
+}
+
+/// Each queue's event source `MaximumConcurrency` in `template.yaml` (its
+/// `…MaxConcurrency` parameter's default): the local sources never run more
+/// batches at once than Lambda would (a unit test reads the template).
+pub const MAXIMUM_CONCURRENCY: [(&str, usize); 5] = [
+    ("notify-user", 5),
+    ("notify-connection", 20),
+    ("commands", 5),
+    ("deliveries", 50),
+    ("upstream", 5),
+];
+
+/// The batches `queue`'s source handles at once: the template's maximum
+/// concurrency for it, or `cap` (`--source-concurrency`) if lower.
+pub fn source_concurrency(queue: &str, cap: usize) -> usize {
+    MAXIMUM_CONCURRENCY
+        .iter()
+        .find(|(name, _)| *name == queue)
+        .map_or(cap, |(_, max)| cap.min(*max))
+        .max(1)
 }
 
 /// How a local event source drives its handler, as Lambda's SQS event source does.
@@ -295,32 +385,36 @@ pub async fn run_local_source(
             let event = events::sqs(queue.name(), &batch);
             // As Lambda does, a handler that outlives its timeout is cut off and
             // its whole batch comes back, delivered records included.
-            let failures: Vec<(String, String)> =
-                match tokio::time::timeout(timeout, handler(event)).await {
-                    Ok(report) => report
-                        .failures
-                        .into_iter()
-                        .map(|f| (f.message_id, f.error))
-                        .collect(),
-                    Err(_) => {
-                        timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        warn!(
-                            queue = queue.name(),
-                            size = batch.len(),
-                            ?timeout,
-                            "handler timed out; the batch will be redelivered"
-                        );
-                        batch
-                            .iter()
-                            .map(|m| {
-                                (
-                                    m.message_id.clone(),
-                                    format!("handler timed out after {timeout:?}"),
-                                )
-                            })
-                            .collect()
-                    }
-                };
+            // The handler's retries stop in time for its cut-off, as for a
+            // Lambda function's deadline.
+            let deadline = Instant::now() + timeout;
+            let handled = switchboard::retry::with_deadline(deadline, handler(event));
+            let failures: Vec<(String, String)> = match tokio::time::timeout(timeout, handled).await
+            {
+                Ok(report) => report
+                    .failures
+                    .into_iter()
+                    .map(|f| (f.message_id, f.error))
+                    .collect(),
+                Err(_) => {
+                    timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    warn!(
+                        queue = queue.name(),
+                        size = batch.len(),
+                        ?timeout,
+                        "handler timed out; the batch will be redelivered"
+                    );
+                    batch
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.message_id.clone(),
+                                format!("handler timed out after {timeout:?}"),
+                            )
+                        })
+                        .collect()
+                }
+            };
             let failed: HashMap<&str, &str> = failures
                 .iter()
                 .map(|(id, error)| (id.as_str(), error.as_str()))
@@ -364,6 +458,7 @@ pub async fn run_sqs_source(
             .max_number_of_messages(MAX_BATCH as i32)
             .wait_time_seconds(1)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send();
         let output = tokio::select! {
             output = receive => output,
@@ -399,6 +494,14 @@ pub async fn run_sqs_source(
                     first_received_at_ms: attribute(
                         MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
                     ),
+                    attributes: m
+                        .message_attributes()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(name, value)| {
+                            Some((name.clone(), value.string_value()?.to_owned()))
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -454,6 +557,69 @@ impl MessageQueue for DeadLetterQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_cut_visibility_outlasts_the_failure_and_delayed_sends_wait() {
+        let queue = LocalQueue::new("q", Duration::from_secs(60), 3);
+        let id = queue.send("body".into());
+        let first = queue.receive(10, Duration::ZERO);
+        assert!(queue.change_visibility(&first[0].receipt_handle, Duration::from_millis(30)));
+        assert!(!queue.change_visibility("no-such-handle", Duration::ZERO));
+        queue.fail(&id, "boom");
+        assert!(queue.receive(10, Duration::ZERO).is_empty());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let again = queue.receive(10, Duration::ZERO);
+        assert_eq!(again.len(), 1, "back after 30 ms, not 60 s");
+        assert_eq!(again[0].receive_count, 2, "its receive count kept");
+        queue.complete(&id);
+
+        let sent = queue
+            .send_later(
+                &["later".into()],
+                Duration::from_millis(30),
+                &[("Throttled", "1".into())],
+            )
+            .await;
+        assert_eq!(sent, Ok(Vec::new()));
+        assert!(queue.receive(10, Duration::ZERO).is_empty(), "delayed");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let later = queue.receive(10, Duration::ZERO);
+        assert_eq!(later[0].body, "later");
+        assert_eq!(
+            later[0].attributes,
+            [("Throttled".to_owned(), "1".to_owned())]
+        );
+        let event = events::sqs("q", &later);
+        let attribute = &event.records[0].message_attributes["Throttled"];
+        assert_eq!(attribute.string_value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn sources_run_no_more_batches_at_once_than_the_template_allows() {
+        let template = include_str!("../../template.yaml");
+        let parameter = |name: &str| -> usize {
+            let at = template
+                .find(&format!("\n  {name}:\n"))
+                .unwrap_or_else(|| panic!("{name} in template.yaml"));
+            let default = &template[at..][template[at..].find("Default: ").unwrap() + 9..];
+            default[..default.find('\n').unwrap()]
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        for (queue, parameter_name) in [
+            ("notify-user", "NotifyUserMaxConcurrency"),
+            ("notify-connection", "NotifyConnectionMaxConcurrency"),
+            ("commands", "CommandsMaxConcurrency"),
+            ("deliveries", "DeliverMaxConcurrency"),
+            ("upstream", "UpstreamMaxConcurrency"),
+        ] {
+            let max = parameter(parameter_name);
+            assert_eq!(source_concurrency(queue, 1000), max, "{queue}");
+            assert_eq!(source_concurrency(queue, 3), 3.min(max), "{queue}");
+        }
+        assert_eq!(source_concurrency("other", 7), 7);
+    }
 
     #[tokio::test]
     async fn failed_messages_return_after_the_visibility_timeout_then_die() {

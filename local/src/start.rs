@@ -316,11 +316,18 @@ fn event_sources(
         let batch = notify_user_batch_recorded(&*services.store, &*queue, options, recorder, event);
         measure(&*metrics, "notify-user", batch).await
     });
-    let posting =
-        Posting::from(config.notify_connection.clone()).with_sent_log(storage.sent_log.clone());
+    // A failed record is handed back to its own queue for a try in seconds.
+    let posting = Posting::from(config.notify_connection.clone())
+        .with_sent_log(storage.sent_log.clone())
+        .with_queue(storage.fanout_queue.clone());
     let notify_connection = batch_handler(
         (services.clone(), posting, metrics.clone()),
         |(services, posting, metrics), event| async move {
+            // Each batch is one Lambda instance's invocation: its own limit on posts in flight.
+            let mut posting = posting;
+            posting.limit = Arc::new(switchboard::retry::AdaptiveLimit::new(
+                posting.policy.concurrency,
+            ));
             let (store, gateway) = (&*services.store, &*services.gateway);
             let batch = notify_connection_batch(store, gateway, &posting, event);
             measure(&*metrics, "notify-connection", batch).await
@@ -369,7 +376,8 @@ fn event_sources(
                 queue.clone(),
                 handler,
                 SourceOptions {
-                    concurrency: config.source_concurrency,
+                    // As the template's ScalingConfig.MaximumConcurrency, within the flag's cap.
+                    concurrency: queues::source_concurrency(name, config.source_concurrency),
                     timeout: config.handler_timeout,
                     timeouts: handler_timeouts.clone(),
                 },

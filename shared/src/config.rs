@@ -283,6 +283,12 @@ pub struct PostingPolicy {
     /// Open the Management API connection (root certificates, TLS handshake)
     /// during init instead of on the first post.
     pub warm_connections: bool,
+    /// How long a record may keep retrying failed posts inside the invocation
+    /// (never past the invocation's deadline: see [`crate::retry`]).
+    pub retry_budget: Duration,
+    /// The longest delay before a record handed back to its queue is tried
+    /// again (the delays start at 1–2 s and double).
+    pub retry_delay_max: Duration,
 }
 
 impl Default for PostingPolicy {
@@ -294,6 +300,8 @@ impl Default for PostingPolicy {
             post_backoff: Duration::from_millis(100),
             idempotency_window: IDEMPOTENCY_WINDOW,
             warm_connections: false,
+            retry_budget: Duration::from_secs(3),
+            retry_delay_max: Duration::from_secs(20),
         }
     }
 }
@@ -301,7 +309,8 @@ impl Default for PostingPolicy {
 impl PostingPolicy {
     /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`,
     /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
-    /// (`true` or `false`).
+    /// (`true` or `false`), `POST_RETRY_BUDGET_MS`, `RETRY_DELAY_MAX_SECONDS`
+    /// (1 to 900).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(PostingPolicy {
@@ -319,6 +328,13 @@ impl PostingPolicy {
                 d.idempotency_window.as_secs(),
             )?),
             warm_connections: optional("WARM_CONNECTIONS", d.warm_connections)?,
+            retry_budget: Duration::from_millis(optional(
+                "POST_RETRY_BUDGET_MS",
+                d.retry_budget.as_millis() as u64,
+            )?),
+            retry_delay_max: Duration::from_secs(
+                optional("RETRY_DELAY_MAX_SECONDS", d.retry_delay_max.as_secs())?.clamp(1, 900),
+            ),
         })
     }
 }

@@ -44,6 +44,7 @@ pub mod posting;
 pub mod protocol;
 pub mod rate;
 pub mod replies;
+pub mod retry;
 pub mod routes;
 pub mod services;
 pub mod sync;

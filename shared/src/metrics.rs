@@ -51,11 +51,15 @@ pub enum Metric {
     FanoutLatency,
     /// Messages the code refused for good, so they go to their dead-letter queue, by `Queue`.
     DeadLettered,
+    /// Posts sent again inside the invocation after a transient failure.
+    PostsRetried,
+    /// Records handed back to their queue for a try after a short delay, by `Queue`.
+    RetriesScheduled,
 }
 
 impl Metric {
     /// Every metric, for the template test and the Prometheus registry.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::ConnectsAccepted,
         Metric::ConnectsRejected,
         Metric::Disconnects,
@@ -66,6 +70,8 @@ impl Metric {
         Metric::PostsFailed,
         Metric::FanoutLatency,
         Metric::DeadLettered,
+        Metric::PostsRetried,
+        Metric::RetriesScheduled,
     ];
 
     /// The CloudWatch metric name.
@@ -81,6 +87,8 @@ impl Metric {
             Metric::PostsFailed => "PostsFailed",
             Metric::FanoutLatency => "FanoutLatency",
             Metric::DeadLettered => "DeadLettered",
+            Metric::PostsRetried => "PostsRetried",
+            Metric::RetriesScheduled => "RetriesScheduled",
         }
     }
 
@@ -104,7 +112,7 @@ impl Metric {
             Metric::ConnectsRejected => &["Reason"],
             Metric::Disconnects => &["CloseCode"],
             Metric::ClientActions => &["Action", "Outcome"],
-            Metric::DeadLettered => &["Queue"],
+            Metric::DeadLettered | Metric::RetriesScheduled => &["Queue"],
             _ => &[],
         }
     }
@@ -124,6 +132,12 @@ impl Metric {
                 "From the queue message's SentTimestamp to its last post, in milliseconds"
             }
             Metric::DeadLettered => "Messages refused for good (bound for the dead-letter queue)",
+            Metric::PostsRetried => {
+                "Posts sent again inside the invocation after a transient failure"
+            }
+            Metric::RetriesScheduled => {
+                "Records handed back to their queue for a try after a short delay"
+            }
         }
     }
 }

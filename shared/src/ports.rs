@@ -1,6 +1,8 @@
 //! The small traits handlers depend on. Adapters in [`crate::adapters`]
 //! implement them for DynamoDB, SQS, the Management API and memory.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 pub use crate::rate::Rate;
@@ -163,13 +165,40 @@ pub enum QueueError {
     Unavailable(String),
     #[error("a batch holds at most {MAX_BATCH} messages, got {0}")]
     BatchTooLarge(usize),
+    #[error("this queue cannot {0}")]
+    Unsupported(&'static str),
 }
 
-/// A queue that accepts message bodies.
+/// The longest delay SQS takes (`DelaySeconds`, 15 minutes).
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// A queue that accepts message bodies, and takes records back for a later try.
 #[async_trait]
 pub trait MessageQueue: Send + Sync {
     /// Sends up to [`MAX_BATCH`] bodies at once; returns the entries that failed.
     async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError>;
+
+    /// Sends up to [`MAX_BATCH`] bodies that become visible after `delay`
+    /// (whole seconds, at most [`MAX_DELAY`]: SQS `DelaySeconds`), each with the
+    /// string message `attributes`. Queues that cannot answer `Unsupported`.
+    async fn send_later(
+        &self,
+        bodies: &[String],
+        delay: Duration,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
+        let _ = (bodies, delay, attributes);
+        Err(QueueError::Unsupported("send with a delay"))
+    }
+
+    /// Makes a received message visible again `delay` from now (SQS
+    /// `ChangeMessageVisibility` on its receipt handle). Its receive count is
+    /// kept, so a message that keeps failing still reaches the DLQ after
+    /// maxReceiveCount. Queues that cannot answer `Unsupported`.
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        let _ = (receipt_handle, delay);
+        Err(QueueError::Unsupported("change a message's visibility"))
+    }
 }
 
 /// How a post or delete through the Management API failed.

@@ -8,6 +8,10 @@
 //! record costs a duplicate on redelivery, never a loss; so does a store that
 //! cannot answer: without an answer the post goes ahead.
 //!
+//! A transient failure is posted again inside the invocation
+//! ([`post_with_retries`]: backoff with full jitter, posts in flight under an
+//! [`AdaptiveLimit`]); see [`crate::retry`] for what happens after.
+//!
 //! A 410 for a connection that is still opening (see
 //! [`crate::connection::CONNECT_GRACE_MS`]) means the post raced its
 //! `$connect`: the connection is kept. Otherwise it is gone and forgotten.
@@ -24,16 +28,28 @@ use crate::connection::is_opening;
 use crate::fanout::FanoutError;
 use crate::groups::membership::forget;
 use crate::metrics::{self, Metric};
-use crate::ports::{ConnectionStore, GatewayError, SentLog, StoreError};
+use crate::ports::{ConnectionStore, Gateway, GatewayError, MessageQueue, SentLog, StoreError};
+use crate::retry::{AdaptiveLimit, Deadline, RETRY_BACKOFF, RETRY_BACKOFF_MAX, backoff};
 use crate::services::Services;
 
 /// The posting policy with the store that remembers posted ids: what
 /// notify-connection posts by (deliver takes both from [`Services`]).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Posting {
     pub policy: PostingPolicy,
     /// Where posted ids are remembered; `None` turns idempotency off.
     pub sent_log: Option<Arc<dyn SentLog>>,
+    /// The queue the records come from, to hand a failed one back for a try
+    /// in seconds; `None`: it waits out the visibility timeout.
+    pub queue: Option<Arc<dyn MessageQueue>>,
+    /// Posts in flight in this instance (see [`AdaptiveLimit`]).
+    pub limit: Arc<AdaptiveLimit>,
+}
+
+impl Default for Posting {
+    fn default() -> Self {
+        PostingPolicy::default().into()
+    }
 }
 
 impl std::fmt::Debug for Posting {
@@ -41,6 +57,8 @@ impl std::fmt::Debug for Posting {
         f.debug_struct("Posting")
             .field("policy", &self.policy)
             .field("sent_log", &self.sent_log.is_some())
+            .field("queue", &self.queue.is_some())
+            .field("limit", &self.limit)
             .finish()
     }
 }
@@ -48,8 +66,10 @@ impl std::fmt::Debug for Posting {
 impl From<PostingPolicy> for Posting {
     fn from(policy: PostingPolicy) -> Self {
         Posting {
+            limit: Arc::new(AdaptiveLimit::new(policy.concurrency)),
             policy,
             sent_log: None,
+            queue: None,
         }
     }
 }
@@ -58,6 +78,12 @@ impl Posting {
     /// Attaches the store of idempotency records.
     pub fn with_sent_log(mut self, log: Arc<dyn SentLog>) -> Self {
         self.sent_log = Some(log);
+        self
+    }
+
+    /// Attaches the queue the records come from (for handing failed ones back).
+    pub fn with_queue(mut self, queue: Arc<dyn MessageQueue>) -> Self {
+        self.queue = Some(queue);
         self
     }
 
@@ -143,6 +169,55 @@ pub fn count_post(result: &Result<(), GatewayError>) {
         Err(_) => Metric::PostsFailed,
     };
     metrics::count(metric, &[], 1);
+}
+
+/// The in-invocation retry budget and the time one more post may take (every
+/// SDK attempt timing out, with its backoffs).
+pub fn retry_deadline(policy: &PostingPolicy) -> Deadline {
+    let attempt_time = policy
+        .post_timeout
+        .saturating_mul(policy.post_attempts.max(1))
+        + policy
+            .post_backoff
+            .saturating_mul(1 << policy.post_attempts.min(10));
+    Deadline::start(policy.retry_budget, attempt_time)
+}
+
+/// Posts `data` to a connection, a slot of `limit` per attempt, and posts a
+/// transient failure again after a jittered backoff while `deadline` allows
+/// (a 429 also halves the limit). Returns the last outcome; every attempt is
+/// counted ([`count_post`]) and every retry as [`Metric::PostsRetried`].
+pub async fn post_with_retries<G: Gateway + ?Sized>(
+    gateway: &G,
+    limit: &AdaptiveLimit,
+    deadline: &Deadline,
+    connection_id: &str,
+    data: &[u8],
+) -> Result<(), GatewayError> {
+    let mut retry = 0;
+    loop {
+        let result = {
+            let slot = limit.acquire().await;
+            let result = gateway.post_to_connection(connection_id, data).await;
+            match &result {
+                Ok(()) => slot.succeeded(),
+                Err(GatewayError::Throttled(_)) => slot.throttled(),
+                Err(_) => {}
+            }
+            result
+        };
+        count_post(&result);
+        if !result.as_ref().is_err_and(GatewayError::is_transient) {
+            return result;
+        }
+        retry += 1;
+        let wait = backoff(RETRY_BACKOFF, retry, RETRY_BACKOFF_MAX);
+        if !deadline.allows(wait) {
+            return result;
+        }
+        metrics::count(Metric::PostsRetried, &[], 1);
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Whether a connection a post found gone (410) is gone for good: not while it

@@ -106,6 +106,7 @@ async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
             delivered: 2,
             gone: 1,
             retried: 0,
+            throttled: 0,
             already_posted: 0
         }
     );
@@ -127,35 +128,51 @@ async fn the_worker_posts_the_group_frame_and_forgets_gone_connections() {
 }
 
 #[tokio::test]
-async fn failed_posts_are_retried_alone_and_then_dead_lettered() {
+async fn failed_posts_are_retried_alone_after_a_short_delay_and_then_dead_lettered() {
     let h = group_of(4, "g").await;
+    // No retries inside the invocation: what goes back on the queue is the subject.
+    let mut services = h.services.clone();
+    std::sync::Arc::make_mut(&mut services.settings)
+        .posting
+        .retry_budget = std::time::Duration::ZERO;
     h.gateway
         .fail_next("c0001", GatewayError::Throttled("Rate exceeded".into()));
     h.gateway.fail_next("c0003", GatewayError::Timeout);
     let body = r#"{"connectionIds":["c0000","c0001","c0002","c0003"],"frame":{"type":"message","from":"server","group":"g","data":1}}"#;
-    let outcome = deliver(&h.services, Some(body)).await.unwrap();
+    let outcome = deliver(&services, Some(body)).await.unwrap();
     assert_eq!(
         outcome,
         DeliverOutcome {
             delivered: 2,
             gone: 0,
             retried: 2,
+            throttled: 1,
             already_posted: 0
         }
     );
-    let retry = &batches(&h.deliveries)[0];
-    let mut ids = retry.connection_ids.clone();
-    ids.sort();
+    let retries = batches(&h.deliveries);
+    let summary: Vec<(Vec<String>, u32, u32)> = retries
+        .iter()
+        .map(|b| (b.connection_ids.clone(), b.attempt, b.throttled))
+        .collect();
     assert_eq!(
-        ids,
-        ["c0001", "c0003"],
-        "only the failed connections come back"
+        summary,
+        [
+            (vec!["c0001".to_owned()], 1, 1),
+            (vec!["c0003".to_owned()], 2, 0)
+        ],
+        "only the failed connections come back; the throttled one keeps its attempt"
     );
-    assert_eq!(retry.attempt, 2);
+    for later in h.deliveries.sent_later() {
+        let delay = later.delay.as_secs();
+        assert!((1..=2).contains(&delay), "a jittered 1-2 s delay: {delay}");
+    }
+    assert_eq!(h.deliveries.sent_later().len(), 2);
 
     // The retry delivers to exactly those; nobody gets the frame twice.
-    let second = h.deliveries.drain().remove(0);
-    deliver(&h.services, Some(&second)).await.unwrap();
+    for again in h.deliveries.drain() {
+        deliver(&h.services, Some(&again)).await.unwrap();
+    }
     for id in ["c0000", "c0001", "c0002", "c0003"] {
         assert_eq!(h.gateway.delivered(id).len(), 1, "{id}");
     }

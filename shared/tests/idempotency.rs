@@ -80,7 +80,9 @@ async fn a_failed_post_is_not_remembered_so_the_retry_posts() {
     let (store, gateway) = (MemoryStore::new(), MemoryGateway::new());
     open(&store, &gateway, "c1").await;
     let log = Arc::new(MemorySentLog::new());
-    let options = options_with(log.clone(), Duration::from_secs(60));
+    let mut options = options_with(log.clone(), Duration::from_secs(60));
+    // No retry inside the invocation: the failure reaches the caller.
+    options.policy.retry_budget = Duration::ZERO;
     let body = r#"{"connectionId":"c1","data":"x","id":"m-1"}"#;
     gateway.fail_next("c1", GatewayError::Throttled("slow down".into()));
     assert!(

@@ -232,17 +232,20 @@ async fn posts_count_by_outcome_with_fanout_latency_in_one_line() {
             ("PostsDelivered".into(), "Count".into()),
             ("PostsFailed".into(), "Count".into()),
             ("PostsGone".into(), "Count".into()),
+            ("PostsRetried".into(), "Count".into()),
             ("PostsThrottled".into(), "Count".into()),
         ]
     );
     assert_eq!(line["Function"], "deliver");
-    for name in [
-        "PostsDelivered",
-        "PostsGone",
-        "PostsThrottled",
-        "PostsFailed",
+    // The throttled and the failing post are posted again inside the invocation.
+    for (name, count) in [
+        ("PostsDelivered", 3.0),
+        ("PostsGone", 1.0),
+        ("PostsThrottled", 1.0),
+        ("PostsFailed", 1.0),
+        ("PostsRetried", 2.0),
     ] {
-        assert_eq!(line[name], 1.0, "{name}: {line}");
+        assert_eq!(line[name], count, "{name}: {line}");
     }
     let latency = line["FanoutLatency"].as_array().unwrap();
     assert_eq!(latency.len(), 1);

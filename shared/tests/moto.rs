@@ -178,6 +178,61 @@ async fn sqs_queue_sends_batches_of_ten() {
     assert_eq!(queue.send_batch(&[]).await.unwrap(), []);
 }
 
+/// The retry-later calls: a delayed send with a message attribute appears
+/// after its delay; a received message whose visibility is cut comes back
+/// in seconds with its receive count up.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn sqs_queue_sends_later_and_cuts_a_messages_visibility() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use std::time::Duration;
+    let (_, sqs) = clients().await;
+    let url = queue(&sqs).await;
+    let queue = SqsQueue::new(sqs.clone(), &url);
+    let later = vec![r#"{"n":1}"#.to_owned()];
+    let sent = queue
+        .send_later(&later, Duration::from_secs(1), &[("Throttled", "3".into())])
+        .await;
+    assert_eq!(sent.unwrap(), []);
+    assert!(receive_all(&sqs, &url).await.is_empty(), "delayed");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let out = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .visibility_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    let message = &out.messages()[0];
+    assert_eq!(message.body(), Some(r#"{"n":1}"#));
+    let throttled = message.message_attributes().unwrap()["Throttled"].string_value();
+    assert_eq!(throttled, Some("3"));
+
+    // Hidden for 60 s; cut to 1 s, it comes back with its receive count kept.
+    let handle = message.receipt_handle().unwrap();
+    queue
+        .retry_after(handle, Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let out = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .unwrap();
+    let again = &out.messages()[0];
+    let receives =
+        again.attributes().unwrap()[&MessageSystemAttributeName::ApproximateReceiveCount].as_str();
+    assert_eq!(receives, "2");
+    let refused = queue
+        .retry_after("not-a-handle", Duration::from_secs(1))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn sqs_queue_reports_a_missing_queue() {

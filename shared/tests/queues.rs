@@ -353,18 +353,99 @@ async fn notify_connection_retries_throttling_server_errors_and_timeouts() {
         .map(|id| format!(r#"{{"connectionId":"{id}","data":"x"}}"#))
         .collect();
     let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    // Transient failures are posted again inside the invocation; 403 and 413 are not.
     let response =
         handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&bodies)).await;
-    assert_eq!(failed_ids(&response), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(failed_ids(&response), ["m4", "m5"]);
     assert_eq!(store.len(), ids.len(), "failures never delete records");
+    for id in &ids[..4] {
+        assert_eq!(gateway.delivered(id), ["x"], "{id}");
+    }
 
-    // Redelivered, they go through.
-    let response =
-        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&bodies)).await;
+    // Redelivered, the others go through.
+    let response = handle_notify_connection(
+        &store,
+        &gateway,
+        &connection_options(),
+        sqs_event(&bodies[4..]),
+    )
+    .await;
     assert!(failed_ids(&response).is_empty());
     for id in ids {
         assert_eq!(gateway.delivered(id), ["x"]);
     }
+}
+
+/// Past the in-invocation retries, a failed record comes back in seconds:
+/// its visibility is cut to 1-2 s (the receive count is kept, so poison still
+/// dies after maxReceiveCount); a throttled one is sent again with a delay and
+/// a `Throttled` count and is done, so throttling spends no receives.
+#[tokio::test]
+async fn notify_connection_hands_failed_records_back_in_seconds() {
+    let ids = ["c0", "c1", "c2"];
+    let (store, gateway) = open_connections(&ids).await;
+    gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
+    gateway.fail_next("c1", GatewayError::Timeout);
+    gateway.fail_next("c2", GatewayError::Forbidden("Forbidden".into()));
+    let queue = std::sync::Arc::new(MemoryQueue::new());
+    let mut posting = Posting::default().with_queue(queue.clone());
+    posting.policy.retry_budget = Duration::ZERO;
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"connectionId":"{id}","data":"x"}}"#))
+        .collect();
+    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let mut event = sqs_event(&bodies);
+    for (i, record) in event.records.iter_mut().enumerate() {
+        record.receipt_handle = Some(format!("r{i}"));
+    }
+    let response = handle_notify_connection(&store, &gateway, &posting, event).await;
+    assert_eq!(failed_ids(&response), ["m1", "m2"]);
+    let retries = queue.retries();
+    assert_eq!(retries.len(), 1, "only the transient failure: {retries:?}");
+    assert_eq!(retries[0].0, "r1");
+    assert!((1..=2).contains(&retries[0].1.as_secs()), "{retries:?}");
+    let later = queue.sent_later();
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!(later[0].body, bodies[0], "sent again verbatim");
+    assert!((1..=2).contains(&later[0].delay.as_secs()), "{later:?}");
+    assert_eq!(
+        later[0].attributes,
+        [("Throttled".to_owned(), "1".to_owned())]
+    );
+
+    // Throttled again and again: every hand-back counts up and the record is
+    // done, until the cap, past which it is a failure like any other.
+    let mut again = sqs_event(&bodies[..1]);
+    let attribute = |n: u32| {
+        let mut a = switchboard::aws_lambda_events::sqs::SqsMessageAttribute::default();
+        a.string_value = Some(n.to_string());
+        a.data_type = Some("String".into());
+        a
+    };
+    again.records[0]
+        .message_attributes
+        .insert("Throttled".into(), attribute(7));
+    gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
+    let response = handle_notify_connection(&store, &gateway, &posting, again.clone()).await;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(
+        queue.sent_later()[1].attributes,
+        [("Throttled".to_owned(), "8".to_owned())]
+    );
+    let cap = switchboard::retry::MAX_THROTTLED_REQUEUES;
+    again.records[0]
+        .message_attributes
+        .insert("Throttled".into(), attribute(cap));
+    gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
+    let response = handle_notify_connection(&store, &gateway, &posting, again).await;
+    assert_eq!(failed_ids(&response), ["m0"]);
+    assert_eq!(
+        queue.sent_later().len(),
+        2,
+        "no third hand-back past the cap"
+    );
+    assert!(gateway.delivered("c0").is_empty());
 }
 
 #[tokio::test]

@@ -759,6 +759,8 @@ fn every_alarm_and_dashboard_metric_is_one_the_code_emits() {
         "FanoutLatency",
         "ClientActions",
         "DeadLettered",
+        "PostsRetried",
+        "RetriesScheduled",
     ] {
         assert!(
             uses.iter().any(|u| u.name == name),
@@ -910,5 +912,38 @@ fn upstream_events_have_least_privilege() {
     assert_eq!(
         webhook_readers,
         ["ActionsFunction", "ConnectFunction", "UpstreamFunction"]
+    );
+}
+
+/// Failed posts come back in seconds: only notify-connection may cut a
+/// message's visibility, and only on its own queue (SAM's SQS event source
+/// policy grants no ChangeMessageVisibility); it also learns that queue's URL.
+#[test]
+fn notify_connection_may_hand_its_own_records_back_and_nothing_more() {
+    let template = load_template();
+    let resources = &template["Resources"];
+    let own_queue = json!({"Fn::GetAtt": ["NotifyConnectionQueue", "Arn"]});
+    let mut changers = Vec::new();
+    for (id, resource) in resources.as_object().unwrap() {
+        for statement in statements(resource) {
+            let acts = actions(statement);
+            if acts
+                .iter()
+                .any(|a| a.starts_with("sqs:ChangeMessageVisibility") || *a == "sqs:*")
+            {
+                assert_eq!(
+                    acts,
+                    ["sqs:ChangeMessageVisibility", "sqs:SendMessage"],
+                    "{id}"
+                );
+                assert_eq!(statement["Resource"], own_queue, "{id}");
+                changers.push(id.as_str());
+            }
+        }
+    }
+    assert_eq!(changers, ["NotifyConnectionFunction"]);
+    assert_eq!(
+        resources["NotifyConnectionFunction"]["Properties"]["Environment"]["Variables"]["NOTIFY_CONNECTION_QUEUE_URL"],
+        reference("NotifyConnectionQueue")
     );
 }

@@ -3,12 +3,15 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
+use std::time::Duration;
+
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    SendMessageBatchRequestEntry,
 };
 
 use crate::lazy::Lazy;
-use crate::ports::{MAX_BATCH, MessageQueue, QueueError, SendFailure};
+use crate::ports::{MAX_BATCH, MAX_DELAY, MessageQueue, QueueError, SendFailure};
 
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -28,6 +31,39 @@ impl SqsQueue {
 #[async_trait]
 impl MessageQueue for SqsQueue {
     async fn send_batch(&self, bodies: &[String]) -> Result<Vec<SendFailure>, QueueError> {
+        self.send(bodies, None, &[]).await
+    }
+
+    async fn send_later(
+        &self,
+        bodies: &[String],
+        delay: Duration,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
+        self.send(bodies, Some(delay), attributes).await
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay.min(MAX_DELAY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}
+
+impl SqsQueue {
+    /// `SendMessageBatch`, with `DelaySeconds` and string message attributes when given.
+    async fn send(
+        &self,
+        bodies: &[String],
+        delay: Option<Duration>,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
         if bodies.len() > MAX_BATCH {
             return Err(QueueError::BatchTooLarge(bodies.len()));
         }
@@ -57,6 +93,17 @@ impl MessageQueue for SqsQueue {
                         MessageSystemAttributeNameForSends::AwsTraceHeader,
                         trace.clone(),
                     );
+                }
+                if let Some(delay) = delay {
+                    entry = entry.delay_seconds(delay.min(MAX_DELAY).as_secs() as i32);
+                }
+                for (name, value) in attributes {
+                    let value = MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+                    entry = entry.message_attributes(*name, value);
                 }
                 entry
                     .build()

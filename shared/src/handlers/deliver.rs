@@ -7,21 +7,36 @@
 //! - 410 Gone: the connection's record and memberships are deleted (unless it
 //!   connected less than a minute ago: then the post raced its `$connect`);
 //!   not retried.
-//! - Any other failure: the connections that failed go back on the Deliveries
-//!   queue as one new message with the next attempt number, so connections that
-//!   already got the frame do not get it again. After [`MAX_DELIVERY_ATTEMPTS`]
-//!   the message is refused and lands in the Deliveries DLQ with exactly the
-//!   connections that never got it.
+//! - 429, 5xx, timeout: posted again inside the invocation after a jittered
+//!   backoff while its time allows (posts in flight under the message's
+//!   adaptive limit, halved on 429s: see [`crate::retry`]).
+//! - Still failing: the connections that failed go back on the Deliveries
+//!   queue as one new message with the next attempt number and a jittered
+//!   delay (1–2 s, doubling per attempt, capped by `RETRY_DELAY_MAX_SECONDS`),
+//!   so connections that already got the frame do not get it again. After
+//!   [`MAX_DELIVERY_ATTEMPTS`] the message is refused and lands in the
+//!   Deliveries DLQ with exactly the connections that never got it.
+//! - Still throttled (429): those connections go back the same way but keep
+//!   their attempt number (the body's `throttled` counts these hand-backs,
+//!   up to [`MAX_THROTTLED_REQUEUES`]; past it a 429 counts as a failure): a
+//!   busy quota alone never sends a message to the DLQ.
+
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
+use crate::config::EnqueuePolicy;
 use crate::enqueue::{EnqueueError, enqueue_all};
-use crate::ports::GatewayError;
-use crate::posting::{SentIds, already_posted, count_post, forget_gone, record_posted};
+use crate::metrics::{self, Metric};
+use crate::ports::{GatewayError, MessageQueue};
+use crate::posting::{
+    SentIds, already_posted, forget_gone, post_with_retries, record_posted, retry_deadline,
+};
 use crate::protocol::{DeliveryBatch, MessageError};
+use crate::retry::{AdaptiveLimit, MAX_THROTTLED_REQUEUES, redelivery_delay};
 use crate::services::Services;
 
 /// Tries per connection before its Deliveries message goes to the DLQ.
@@ -33,6 +48,8 @@ pub struct DeliverOutcome {
     pub gone: usize,
     /// Connections handed back to the queue for another attempt.
     pub retried: usize,
+    /// Of those, the ones handed back only because they were throttled.
+    pub throttled: usize,
     /// Connections the message's `id` already reached (a redelivery): skipped.
     pub already_posted: usize,
 }
@@ -70,11 +87,15 @@ pub async fn deliver(
         .filter(|c| !done.contains(c.as_str()))
         .cloned()
         .collect();
+    // One message is up to 100 posts, one invocation: the limit adapts within it.
+    let limit = &AdaptiveLimit::new(settings.posting.concurrency);
+    let deadline = retry_deadline(&settings.posting);
     let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
         .map(|id| {
             let text = text.as_bytes();
             async move {
-                let result = services.gateway.post_to_connection(&id, text).await;
+                let result =
+                    post_with_retries(&*services.gateway, limit, &deadline, &id, text).await;
                 (id, result)
             }
         })
@@ -86,9 +107,10 @@ pub async fn deliver(
         ..DeliverOutcome::default()
     };
     let mut failed = Vec::new();
+    let mut throttled = Vec::new();
     let mut delivered = Vec::new();
+    let throttle_is_failure = batch.throttled >= MAX_THROTTLED_REQUEUES;
     for (connection_id, result) in results {
-        count_post(&result);
         match result {
             Ok(()) => {
                 outcome.delivered += 1;
@@ -100,6 +122,9 @@ pub async fn deliver(
                     warn!(%connection_id, error = %e, "could not forget a gone connection; TTLs will");
                 }
             }
+            Err(GatewayError::Throttled(_)) if !throttle_is_failure => {
+                throttled.push(connection_id);
+            }
             Err(e) => {
                 warn!(%connection_id, attempt = batch.attempt, error = %e, "post failed; will retry");
                 failed.push(connection_id);
@@ -107,17 +132,63 @@ pub async fn deliver(
         }
     }
     record_posted(sent, id, &delivered).await;
+    outcome.retried = failed.len() + throttled.len();
+    outcome.throttled = throttled.len();
+    let mut later = Vec::new();
+    if !throttled.is_empty() {
+        let retry = DeliveryBatch {
+            connection_ids: throttled,
+            frame: batch.frame.clone(),
+            attempt: batch.attempt,
+            id: batch.id.clone(),
+            throttled: batch.throttled + 1,
+        };
+        later.push((
+            retry.body(),
+            redelivery_delay(retry.throttled, settings.posting.retry_delay_max),
+        ));
+    }
     if !failed.is_empty() {
-        outcome.retried = failed.len();
         let retry = DeliveryBatch {
             connection_ids: failed,
             frame: batch.frame,
             attempt: batch.attempt + 1,
             id: batch.id,
+            throttled: batch.throttled,
         };
-        enqueue_all(&*services.deliveries, vec![retry.body()], &settings.enqueue).await?;
+        later.push((
+            retry.body(),
+            redelivery_delay(batch.attempt, settings.posting.retry_delay_max),
+        ));
+    }
+    for (body, delay) in later {
+        hand_back(&*services.deliveries, body, delay, &settings.enqueue).await?;
     }
     Ok(outcome)
+}
+
+/// Puts connections back on the Deliveries queue, visible after `delay`; if
+/// the queue cannot delay (or the delayed send fails), at once, with the
+/// enqueue policy's retries: sooner beats lost.
+async fn hand_back(
+    queue: &dyn MessageQueue,
+    body: String,
+    delay: Duration,
+    policy: &EnqueuePolicy,
+) -> Result<(), EnqueueError> {
+    metrics::count(Metric::RetriesScheduled, &["deliveries"], 1);
+    match queue
+        .send_later(std::slice::from_ref(&body), delay, &[])
+        .await
+    {
+        Ok(failures) if failures.is_empty() => return Ok(()),
+        Ok(failures) => {
+            warn!(code = %failures[0].code, "delayed hand-back refused; sending it at once")
+        }
+        Err(crate::ports::QueueError::Unsupported(_)) => {}
+        Err(e) => warn!(error = %e, "delayed hand-back failed; sending it at once"),
+    }
+    enqueue_all(queue, vec![body], policy).await.map(|_| ())
 }
 
 /// The deliver function.
@@ -140,6 +211,7 @@ pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchRepo
                     delivered = outcome.delivered,
                     gone = outcome.gone,
                     retried = outcome.retried,
+                    throttled = outcome.throttled,
                     already_posted = outcome.already_posted,
                     "delivered"
                 );

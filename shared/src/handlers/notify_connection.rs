@@ -6,18 +6,27 @@
 //! |---|---|
 //! | 200 | delivered, message done |
 //! | 410 Gone | stale record deleted (kept if it connected under a minute ago: the post raced its `$connect`), message done (never retried) |
-//! | 429, 5xx, timeout, unreachable | batch item failure: SQS redelivers after the visibility timeout |
+//! | 429, 5xx, timeout, unreachable | posted again inside the invocation after a jittered backoff, while its time allows (see [`crate::retry`]) |
+//! | still 5xx, timeout, unreachable | the message's visibility is cut to a jittered 1–2 s (doubling with its receive count, capped by `RETRY_DELAY_MAX_SECONDS`), then a batch item failure: SQS redelivers it in seconds, and its receive count still sends a poison message to the DLQ after maxReceiveCount |
+//! | still 429 | the body is sent again, verbatim, with a jittered delay and the message attribute `Throttled` counting these hand-backs, and the record is done: a busy quota spends no receives. Past [`MAX_THROTTLED_REQUEUES`] it is handled as a 5xx |
 //! | 403 Forbidden | batch item failure: a permission or endpoint mistake; the message is kept, ending in the DLQ for redrive once fixed |
 //! | data over 128 KB, or 413 | batch item failure with no post (size is checked first); it ends in the DLQ |
 //! | malformed body, other 4xx | batch item failure, ending in the DLQ |
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
+use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
-use crate::posting::{Posting, already_posted, count_post, is_gone, record_posted};
+use crate::posting::{
+    Posting, already_posted, is_gone, post_with_retries, record_posted, retry_deadline,
+};
 use crate::protocol::{MessageError, NotifyConnection, render_data};
+use crate::retry::{MAX_THROTTLED_REQUEUES, redelivery_delay};
+
+/// The message attribute counting a record's hand-backs for throttling alone.
+pub const THROTTLED_ATTRIBUTE: &str = "Throttled";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -64,10 +73,15 @@ where
     {
         return Ok(Delivery::AlreadyPosted);
     }
-    let result = gateway
-        .post_to_connection(&message.connection_id, text.as_bytes())
-        .await;
-    count_post(&result);
+    let deadline = retry_deadline(&posting.policy);
+    let result = post_with_retries(
+        gateway,
+        &posting.limit,
+        &deadline,
+        &message.connection_id,
+        text.as_bytes(),
+    )
+    .await;
     match result {
         Ok(()) => {
             record_posted(posting.sent_ids(), id, target).await;
@@ -141,11 +155,7 @@ where
                 info!(message_id, "connection gone; record deleted, message dropped");
                 Ok(())
             }
-            Err(e) if e.is_transient() => {
-                warn!(message_id, receive_count = receive_count(&record), error = %e,
-                    "post failed; SQS will redeliver");
-                Err(e.to_string())
-            }
+            Err(e) if e.is_transient() => hand_back(posting, &record, &e).await,
             Err(e) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "undeliverable NotifyConnection message; it goes to the DLQ after maxReceiveCount");
@@ -154,4 +164,81 @@ where
         }
     })
     .await
+}
+
+/// How many times this record was handed back for throttling alone.
+fn throttled_count(record: &SqsMessage) -> u32 {
+    record
+        .message_attributes
+        .get(THROTTLED_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A record whose post still fails after the in-invocation retries: sent
+/// again with a delay if only throttled (the record is then done), else made
+/// visible again in seconds and reported failed. Without the queue port (or
+/// if it fails) the record waits out the visibility timeout, as before.
+async fn hand_back(
+    posting: &Posting,
+    record: &SqsMessage,
+    error: &NotifyConnectionError,
+) -> Result<(), String> {
+    let message_id = record.message_id.as_deref().unwrap_or("");
+    let receives = receive_count(record);
+    let max_delay = posting.policy.retry_delay_max;
+    let Some(queue) = &posting.queue else {
+        warn!(message_id, receive_count = receives, error = %error,
+            "post failed; SQS will redeliver after the visibility timeout");
+        return Err(error.to_string());
+    };
+    let throttled = throttled_count(record);
+    if matches!(
+        error,
+        NotifyConnectionError::Post(GatewayError::Throttled(_))
+    ) && throttled < MAX_THROTTLED_REQUEUES
+        && let Some(body) = &record.body
+    {
+        let delay = redelivery_delay(throttled + 1, max_delay);
+        let count = (throttled + 1).to_string();
+        match queue
+            .send_later(
+                std::slice::from_ref(body),
+                delay,
+                &[(THROTTLED_ATTRIBUTE, count)],
+            )
+            .await
+        {
+            Ok(failures) if failures.is_empty() => {
+                metrics::count(Metric::RetriesScheduled, &["notify-connection"], 1);
+                info!(
+                    message_id,
+                    throttled = throttled + 1,
+                    delay_s = delay.as_secs(),
+                    "throttled; sent again with a delay"
+                );
+                return Ok(());
+            }
+            Ok(failures) => warn!(message_id, code = %failures[0].code,
+                "could not send a throttled record again; SQS will redeliver it"),
+            Err(e) => warn!(message_id, error = %e,
+                "could not send a throttled record again; SQS will redeliver it"),
+        }
+    }
+    let delay = redelivery_delay(receives, max_delay);
+    match record.receipt_handle.as_deref() {
+        Some(receipt_handle) => match queue.retry_after(receipt_handle, delay).await {
+            Ok(()) => {
+                metrics::count(Metric::RetriesScheduled, &["notify-connection"], 1);
+                warn!(message_id, receive_count = receives, delay_s = delay.as_secs(), error = %error,
+                    "post failed; SQS will redeliver in seconds");
+            }
+            Err(e) => warn!(message_id, receive_count = receives, error = %error, queue_error = %e,
+                "post failed and its visibility could not be cut; SQS will redeliver after the visibility timeout"),
+        },
+        None => warn!(message_id, receive_count = receives, error = %error,
+            "post failed; SQS will redeliver after the visibility timeout"),
+    }
+    Err(error.to_string())
 }

@@ -197,10 +197,19 @@ pub struct DeliveryBatch {
     /// The idempotency key of the message this frame came from, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// How many times these connections came back only because the
+    /// Management API throttled them: counted apart from `attempt`, so a busy
+    /// quota does not spend the attempts that guard against poison.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttled: u32,
 }
 
 fn first_attempt() -> u32 {
     1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Connections per Deliveries message.
@@ -233,6 +242,7 @@ impl DeliveryBatch {
                     frame: frame.clone(),
                     attempt: 1,
                     id: id.map(str::to_owned),
+                    throttled: 0,
                 }
                 .body()
             })

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -14,6 +15,18 @@ struct QueueState {
     calls: usize,
     /// Per send_batch call, which entry indexes fail (and whether as sender fault).
     scripted: VecDeque<Result<Vec<(usize, bool)>, QueueError>>,
+    /// Per accepted body sent with a delay: the delay and attributes.
+    later: Vec<Later>,
+    /// Visibility changes asked for, by receipt handle.
+    retries: Vec<(String, Duration)>,
+}
+
+/// A body sent with [`MessageQueue::send_later`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Later {
+    pub body: String,
+    pub delay: Duration,
+    pub attributes: Vec<(String, String)>,
 }
 
 /// A queue that keeps what it was sent, with scriptable partial failures.
@@ -47,6 +60,16 @@ impl MemoryQueue {
     /// Removes and returns the accepted bodies.
     pub fn drain(&self) -> Vec<String> {
         std::mem::take(&mut lock(&self.state).sent)
+    }
+
+    /// Bodies sent with a delay, in order (they are in [`MemoryQueue::sent`] too).
+    pub fn sent_later(&self) -> Vec<Later> {
+        lock(&self.state).later.clone()
+    }
+
+    /// `retry_after` calls so far: receipt handle and delay.
+    pub fn retries(&self) -> Vec<(String, Duration)> {
+        lock(&self.state).retries.clone()
     }
 
     /// How many times `send_batch` was called.
@@ -85,6 +108,37 @@ impl MessageQueue for MemoryQueue {
             }
         }
         Ok(failures)
+    }
+
+    async fn send_later(
+        &self,
+        bodies: &[String],
+        delay: Duration,
+        attributes: &[(&str, String)],
+    ) -> Result<Vec<SendFailure>, QueueError> {
+        let failures = self.send_batch(bodies).await?;
+        let attributes: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        let mut state = lock(&self.state);
+        for (index, body) in bodies.iter().enumerate() {
+            if failures.iter().all(|f| f.index != index) {
+                state.later.push(Later {
+                    body: body.clone(),
+                    delay,
+                    attributes: attributes.clone(),
+                });
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        lock(&self.state)
+            .retries
+            .push((receipt_handle.to_owned(), delay));
+        Ok(())
     }
 }
 
