@@ -8,7 +8,8 @@
 //! attributes, and a received one may be made visible sooner or later by its
 //! receipt handle (`ChangeMessageVisibility`): the handlers' fast retries.
 //! [`run_local_source`] and [`run_sqs_source`] drive a handler with batches of
-//! up to ten, as Lambda's SQS event source mapping does.
+//! the template's `BatchSize` (ten; one Deliveries message for deliver), as
+//! Lambda's SQS event source mapping does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -322,6 +323,26 @@ pub const MAXIMUM_CONCURRENCY: [(&str, usize); 5] = [
     ("upstream", 5),
 ];
 
+/// Each queue's event source `BatchSize` in `template.yaml`: deliver takes one
+/// Deliveries message (up to 100 posts) per invocation, the others ten
+/// records (a unit test reads the template).
+pub const BATCH_SIZE: [(&str, usize); 5] = [
+    ("notify-user", 10),
+    ("notify-connection", 10),
+    ("commands", 10),
+    ("deliveries", 1),
+    ("upstream", 10),
+];
+
+/// The records one invocation of `queue`'s handler gets at most: the
+/// template's `BatchSize` for it ([`MAX_BATCH`] for a queue it does not name).
+pub fn batch_size(queue: &str) -> usize {
+    BATCH_SIZE
+        .iter()
+        .find(|(name, _)| *name == queue)
+        .map_or(MAX_BATCH, |(_, size)| *size)
+}
+
 /// The batches `queue`'s source handles at once: the template's maximum
 /// concurrency for it, or `cap` (`--source-concurrency`) if lower.
 pub fn source_concurrency(queue: &str, cap: usize) -> usize {
@@ -364,7 +385,7 @@ pub async fn run_local_source(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let batch = queue.receive(MAX_BATCH, timeout);
+        let batch = queue.receive(batch_size(queue.name()), timeout);
         if batch.is_empty() {
             drop(slot);
             let wait_until = queue
@@ -455,7 +476,7 @@ pub async fn run_sqs_source(
         let receive = client
             .receive_message()
             .queue_url(&queue_url)
-            .max_number_of_messages(MAX_BATCH as i32)
+            .max_number_of_messages(batch_size(&name) as i32)
             .wait_time_seconds(1)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
@@ -592,6 +613,27 @@ mod tests {
         let event = events::sqs("q", &later);
         let attribute = &event.records[0].message_attributes["Throttled"];
         assert_eq!(attribute.string_value.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn sources_take_the_templates_batch_size() {
+        let template = include_str!("../../template.yaml");
+        for (queue, resource) in [
+            ("notify-user", "NotifyUserQueue"),
+            ("notify-connection", "NotifyConnectionQueue"),
+            ("commands", "CommandsQueue"),
+            ("deliveries", "DeliveriesQueue"),
+            ("upstream", "UpstreamQueue"),
+        ] {
+            let at = template
+                .find(&format!("Queue: !GetAtt {resource}.Arn\n"))
+                .unwrap_or_else(|| panic!("{resource}'s event source in template.yaml"));
+            let rest = &template[at..];
+            let size = &rest[rest.find("BatchSize: ").unwrap() + 11..];
+            let size: usize = size[..size.find('\n').unwrap()].trim().parse().unwrap();
+            assert_eq!(batch_size(queue), size, "{queue}");
+        }
+        assert_eq!(batch_size("other"), MAX_BATCH);
     }
 
     #[test]

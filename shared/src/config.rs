@@ -295,7 +295,7 @@ impl Default for PostingPolicy {
     fn default() -> Self {
         PostingPolicy {
             concurrency: 10,
-            post_timeout: Duration::from_secs(3),
+            post_timeout: Duration::from_secs(1),
             post_attempts: 2,
             post_backoff: Duration::from_millis(100),
             idempotency_window: IDEMPOTENCY_WINDOW,

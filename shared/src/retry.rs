@@ -101,8 +101,9 @@ impl Deadline {
 }
 
 /// An adaptive limit on posts in flight (AIMD, as TCP's congestion window):
-/// halved on a 429 (once per burst: only a post that started after the last
-/// decrease decreases it again), raised by one after as many successes as the
+/// halved on a 429 when the quota is busy ([`THROTTLED_IN_RECENT`] 429s among
+/// the last [`RECENT_OUTCOMES`] outcomes), once per burst (only a post that
+/// started after the last decrease decreases it again), raised by one after as many successes as the
 /// limit and at most once per [`INCREASE_SPACING`] (a gentle probe, so a quota
 /// that allows only a few posts in flight sees few 429s), never below one nor
 /// above the ceiling (`POST_CONCURRENCY`).
@@ -115,10 +116,21 @@ pub struct AdaptiveLimit {
 /// The least time between two increases of an [`AdaptiveLimit`].
 pub const INCREASE_SPACING: Duration = Duration::from_millis(100);
 
+/// The outcomes an [`AdaptiveLimit`] remembers to tell a throttled quota from
+/// a stray 429 ([`THROTTLED_IN_RECENT`] of them must be 429s to halve it).
+pub const RECENT_OUTCOMES: usize = 16;
+
+/// 429s among the last [`RECENT_OUTCOMES`] that mean the quota is busy: a
+/// lone 429 (a struggling endpoint, one unlucky post) does not halve the
+/// limit, for the posts it would hold back are not what the quota refused.
+pub const THROTTLED_IN_RECENT: u32 = 3;
+
 struct LimitState {
     limit: usize,
     in_flight: usize,
     successes: usize,
+    /// The last [`RECENT_OUTCOMES`] outcomes, one bit each (1: throttled), newest lowest.
+    recent: u16,
     /// The last increase or decrease (increases are spaced from both).
     last_change: Instant,
     last_decrease: Option<Instant>,
@@ -142,6 +154,7 @@ impl AdaptiveLimit {
                 limit: ceiling,
                 in_flight: 0,
                 successes: 0,
+                recent: 0,
                 last_change: Instant::now(),
                 last_decrease: None,
             }),
@@ -177,6 +190,11 @@ impl AdaptiveLimit {
 
     fn throttled(&self, started: Instant) {
         let mut state = lock(&self.state);
+        state.recent = (state.recent << 1) | 1;
+        if state.recent.count_ones() < THROTTLED_IN_RECENT {
+            // A stray 429, not a busy quota (yet).
+            return;
+        }
         if state.last_decrease.is_some_and(|at| started < at) {
             // Sent before the last decrease: that decrease already answered this burst.
             return;
@@ -190,6 +208,7 @@ impl AdaptiveLimit {
 
     fn succeeded(&self) {
         let mut state = lock(&self.state);
+        state.recent <<= 1;
         state.successes += 1;
         let now = Instant::now();
         if state.successes >= state.limit
@@ -264,12 +283,20 @@ mod tests {
     #[tokio::test]
     async fn the_limit_halves_once_per_burst_and_grows_back_gently() {
         let limit = AdaptiveLimit::new(16);
-        let (a, b) = (limit.acquire().await, limit.acquire().await);
+        let (a, b, c, d) = (
+            limit.acquire().await,
+            limit.acquire().await,
+            limit.acquire().await,
+            limit.acquire().await,
+        );
         a.throttled();
-        assert_eq!(limit.limit(), 8);
         b.throttled();
+        assert_eq!(limit.limit(), 16, "two 429s are not yet a busy quota");
+        c.throttled();
+        assert_eq!(limit.limit(), 8);
+        d.throttled();
         assert_eq!(limit.limit(), 8, "one burst of 429s halves it once");
-        drop((a, b));
+        drop((a, b, c, d));
         for _ in 0..5 {
             limit.acquire().await.throttled();
         }
@@ -288,6 +315,18 @@ mod tests {
         );
         limit.acquire().await.succeeded();
         assert_eq!(limit.limit(), 3);
+    }
+
+    #[tokio::test]
+    async fn stray_429s_among_successes_leave_the_limit_alone() {
+        let limit = AdaptiveLimit::new(8);
+        for _ in 0..20 {
+            limit.acquire().await.throttled();
+            for _ in 0..(RECENT_OUTCOMES / 2) {
+                limit.acquire().await.succeeded();
+            }
+        }
+        assert_eq!(limit.limit(), 8, "two 429s in every 16 outcomes");
     }
 
     #[tokio::test]

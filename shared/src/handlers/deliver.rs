@@ -8,7 +8,7 @@
 //!   connected less than a minute ago: then the post raced its `$connect`);
 //!   not retried.
 //! - 429, 5xx, timeout: posted again inside the invocation after a jittered
-//!   backoff while its time allows (posts in flight under the message's
+//!   backoff while its time allows (posts in flight under the invocation's
 //!   adaptive limit, halved on 429s: see [`crate::retry`]).
 //! - Still failing: the connections that failed go back on the Deliveries
 //!   queue as one new message with the next attempt number and a jittered
@@ -64,9 +64,20 @@ pub enum DeliverError {
     Enqueue(#[from] EnqueueError),
 }
 
-/// Delivers one Deliveries message.
+/// Delivers one Deliveries message, with an adaptive limit of its own.
 pub async fn deliver(
     services: &Services,
+    body: Option<&str>,
+) -> Result<DeliverOutcome, DeliverError> {
+    let limit = AdaptiveLimit::new(services.settings.posting.concurrency);
+    deliver_within(services, &limit, body).await
+}
+
+/// Delivers one Deliveries message, its posts within `limit` (the
+/// invocation's: every record of a batch shares it).
+pub async fn deliver_within(
+    services: &Services,
+    limit: &AdaptiveLimit,
     body: Option<&str>,
 ) -> Result<DeliverOutcome, DeliverError> {
     let settings = &services.settings;
@@ -87,8 +98,6 @@ pub async fn deliver(
         .filter(|c| !done.contains(c.as_str()))
         .cloned()
         .collect();
-    // One message is up to 100 posts, one invocation: the limit adapts within it.
-    let limit = &AdaptiveLimit::new(settings.posting.concurrency);
     let deadline = retry_deadline(&settings.posting);
     let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
         .map(|id| {
@@ -198,10 +207,14 @@ pub async fn handle_deliveries(services: &Services, event: SqsEvent) -> SqsBatch
 
 /// [`handle_deliveries`], with each failed record's reason.
 pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchReport {
-    // One message already fans out to up to 100 posts; take records one at a time.
-    process_batch("deliveries", event, 1, |record| async move {
+    // The records run together, their posts within one adaptive limit (this
+    // instance's share of the quota): a connection whose posts keep failing
+    // holds up its own message only, not the rest of the batch.
+    let limit = &AdaptiveLimit::new(services.settings.posting.concurrency);
+    let records = event.records.len();
+    process_batch("deliveries", event, records, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        match deliver(services, record.body.as_deref()).await {
+        match deliver_within(services, limit, record.body.as_deref()).await {
             Ok(outcome) => {
                 if outcome.delivered > 0 {
                     record_fanout_latency(&record);
