@@ -4,20 +4,19 @@
 //! stack's API key when it has one). One request at a time, through the AWS
 //! SDK's own HTTP client, with a timeout to connect and to read.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorSettings, SharedHttpConnector,
 };
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+
+use switchboard::adapters::sigv4::Signer;
 
 use crate::CliError;
 
@@ -252,38 +251,19 @@ async fn sign_request(
         .provide_credentials()
         .await
         .map_err(|e| no_credentials(e.to_string()))?;
-    let identity = Identity::from(credentials);
-    let cannot_sign =
-        |e: &dyn std::fmt::Display| CliError::Credentials(format!("cannot sign: {e}"));
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("execute-api")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| cannot_sign(&e))?
-        .into();
     let headers: [(&str, &str); 1] = [("content-type", "application/json")];
     let headers = if body.is_empty() {
         &headers[..0]
     } else {
         &headers[..]
     };
-    let signable = SignableRequest::new(
-        method,
-        uri,
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .map_err(|e| cannot_sign(&e))?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| cannot_sign(&e))?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect())
+    Signer {
+        credentials: &credentials,
+        region,
+        service: "execute-api",
+    }
+    .headers(method, uri, headers, body.as_bytes())
+    .map_err(|e| CliError::Credentials(e.to_string()))
 }
 
 #[cfg(test)]

@@ -4,16 +4,13 @@
 //! EventBridge's `PutEvents`) without linking a whole SDK client (config,
 //! endpoint rules, error types) into bootstraps that are at their size target.
 
-use std::time::SystemTime;
-
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
+
+use super::sigv4::Signer;
 
 /// A service endpoint and what signs requests to it.
 #[derive(Clone, Debug)]
@@ -50,34 +47,19 @@ impl AwsJsonClient {
             .provide_credentials()
             .await
             .map_err(|e| format!("no AWS credentials: {e}"))?;
-        let identity = Identity::from(credentials);
         let uri = format!("{}/", self.endpoint);
         let target = format!("{}.{operation}", self.target_prefix);
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let cannot_sign = |e: &dyn std::fmt::Display| format!("cannot sign the request: {e}");
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| cannot_sign(&e))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            &uri,
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| cannot_sign(&e))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| cannot_sign(&e))?
-            .into_parts();
-
+        let signed = Signer {
+            credentials: &credentials,
+            region: &self.region,
+            service: self.service,
+        }
+        .headers("POST", &uri, &headers, body.as_bytes())
+        .map_err(|e| e.to_string())?;
         let mut request = Request::new(SdkBody::from(body));
         request.set_method("POST").map_err(|e| e.to_string())?;
         request
@@ -88,10 +70,8 @@ impl AwsJsonClient {
                 .headers_mut()
                 .insert(name.to_owned(), value.to_owned());
         }
-        for (name, value) in instructions.headers() {
-            request
-                .headers_mut()
-                .insert(name.to_owned(), value.to_owned());
+        for (name, value) in signed {
+            request.headers_mut().insert(name, value);
         }
         let response = self
             .connector

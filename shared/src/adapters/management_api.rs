@@ -19,15 +19,13 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::sigv4::Signer;
 use crate::lazy::Lazy;
 use crate::ports::{Gateway, GatewayError};
 
@@ -150,7 +148,7 @@ impl Client {
         connection_id: &str,
         body: &[u8],
     ) -> Result<u16, GatewayError> {
-        let identity = Identity::from(self.credentials().await?);
+        let credentials = self.credentials().await?;
         let region = self
             .region
             .as_deref()
@@ -160,33 +158,19 @@ impl Client {
             self.endpoint,
             utf8_percent_encode(connection_id, LABEL)
         );
-        let cannot_sign =
-            |e: &dyn std::fmt::Display| GatewayError::Unreachable(format!("cannot sign: {e}"));
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("execute-api")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| cannot_sign(&e))?
-            .into();
         // A blob payload's media type, as the SDK sent it.
         let headers: &[(&str, &str)] = if method == "POST" {
             &[("content-type", "application/octet-stream")]
         } else {
             &[]
         };
-        let signable = SignableRequest::new(
-            method,
-            &uri,
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| cannot_sign(&e))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| cannot_sign(&e))?
-            .into_parts();
+        let signed = Signer {
+            credentials: &credentials,
+            region,
+            service: "execute-api",
+        }
+        .headers(method, &uri, headers, body)
+        .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
         let mut request = Request::new(if body.is_empty() && method == "DELETE" {
             SdkBody::empty()
         } else {
@@ -198,10 +182,13 @@ impl Client {
         request
             .set_uri(uri.as_str())
             .map_err(|e| GatewayError::Unreachable(format!("bad endpoint: {e}")))?;
-        for (name, value) in headers.iter().copied().chain(instructions.headers()) {
+        for (name, value) in headers {
             request
                 .headers_mut()
                 .insert(name.to_owned(), value.to_owned());
+        }
+        for (name, value) in signed {
+            request.headers_mut().insert(name, value);
         }
         let response = self.connector.call(request).await.map_err(|e| {
             if e.is_timeout() {

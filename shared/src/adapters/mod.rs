@@ -8,4 +8,5 @@ pub mod http;
 pub mod management_api;
 pub mod memory;
 pub mod secrets_manager;
+pub mod sigv4;
 pub mod sqs;
