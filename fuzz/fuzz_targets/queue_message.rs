@@ -285,16 +285,28 @@ fn delivery_batch(body: &str) {
     assert_eq!(again.frame.get(), batch.frame.get());
     assert_eq!(again.attempt, batch.attempt);
     assert_eq!(again.id, batch.id);
-    // deliver hands failed connections back with the next attempt number.
+    assert_eq!(again.throttled, batch.throttled);
+    // deliver hands failed connections back with the next attempt number,
+    // throttled ones with the same attempt and one more `throttled`.
     if batch.attempt <= MAX_DELIVERY_ATTEMPTS {
         let retry = DeliveryBatch {
             connection_ids: batch.connection_ids.clone(),
             frame: batch.frame.clone(),
             attempt: batch.attempt + 1,
             id: batch.id.clone(),
+            throttled: batch.throttled,
         };
         let back = DeliveryBatch::parse(Some(&retry.body())).expect("a retry batch parses");
         assert_eq!(back.attempt, batch.attempt + 1);
+        assert_eq!(back.throttled, batch.throttled);
+        let throttled = DeliveryBatch {
+            throttled: batch.throttled.saturating_add(1),
+            attempt: batch.attempt,
+            ..retry
+        };
+        let back = DeliveryBatch::parse(Some(&throttled.body())).expect("a throttled batch parses");
+        assert_eq!(back.attempt, batch.attempt);
+        assert_eq!(back.throttled, batch.throttled.saturating_add(1));
         assert_eq!(back.connection_ids, batch.connection_ids);
         assert_eq!(back.frame.get(), batch.frame.get());
         assert_eq!(back.id, batch.id);
