@@ -118,19 +118,19 @@ pub const INCREASE_SPACING: Duration = Duration::from_millis(100);
 
 /// The outcomes an [`AdaptiveLimit`] remembers to tell a throttled quota from
 /// a stray 429 ([`THROTTLED_IN_RECENT`] of them must be 429s to halve it).
-pub const RECENT_OUTCOMES: usize = 16;
+pub const RECENT_OUTCOMES: usize = 32;
 
 /// 429s among the last [`RECENT_OUTCOMES`] that mean the quota is busy: a
 /// lone 429 (a struggling endpoint, one unlucky post) does not halve the
 /// limit, for the posts it would hold back are not what the quota refused.
-pub const THROTTLED_IN_RECENT: u32 = 3;
+pub const THROTTLED_IN_RECENT: u32 = 2;
 
 struct LimitState {
     limit: usize,
     in_flight: usize,
     successes: usize,
     /// The last [`RECENT_OUTCOMES`] outcomes, one bit each (1: throttled), newest lowest.
-    recent: u16,
+    recent: u32,
     /// The last increase or decrease (increases are spaced from both).
     last_change: Instant,
     last_decrease: Option<Instant>,
@@ -224,6 +224,77 @@ impl AdaptiveLimit {
     }
 }
 
+/// A limit idle this long starts again at its ceiling: what it learnt about
+/// the quota is stale (as TCP restarts its window after an idle spell).
+pub const LIMIT_IDLE_RESET: Duration = Duration::from_secs(10);
+
+/// Adaptive limits kept across invocations, one per instance: on Lambda an
+/// instance handles one invocation at a time, so the pool holds one limit and
+/// each invocation goes on from what the last one learnt about the quota
+/// instead of probing it afresh; on the local stack, one per batch running at
+/// once (each stands for an instance).
+#[derive(Default)]
+pub struct LimitPool {
+    idle: Mutex<Vec<std::sync::Arc<AdaptiveLimit>>>,
+}
+
+impl LimitPool {
+    pub const fn new() -> Self {
+        LimitPool {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An instance's limit with this `ceiling` (a new one if none is free),
+    /// back in the pool when the guard drops.
+    pub fn checkout(&self, ceiling: usize) -> PooledLimit<'_> {
+        let ceiling = ceiling.max(1);
+        let found = {
+            let mut idle = lock(&self.idle);
+            idle.iter()
+                .position(|l| l.ceiling == ceiling)
+                .map(|at| idle.swap_remove(at))
+        };
+        let limit = found.unwrap_or_else(|| std::sync::Arc::new(AdaptiveLimit::new(ceiling)));
+        {
+            let mut state = lock(&limit.state);
+            if state.last_change.elapsed() >= LIMIT_IDLE_RESET {
+                state.limit = ceiling;
+                state.successes = 0;
+                state.recent = 0;
+                state.last_change = Instant::now();
+            }
+        }
+        PooledLimit {
+            pool: self,
+            limit: Some(limit),
+        }
+    }
+}
+
+/// A limit checked out of a [`LimitPool`].
+pub struct PooledLimit<'a> {
+    pool: &'a LimitPool,
+    limit: Option<std::sync::Arc<AdaptiveLimit>>,
+}
+
+impl std::ops::Deref for PooledLimit<'_> {
+    type Target = AdaptiveLimit;
+    fn deref(&self) -> &AdaptiveLimit {
+        self.limit
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for PooledLimit<'_> {
+    fn drop(&mut self) {
+        if let Some(limit) = self.limit.take() {
+            lock(&self.pool.idle).push(limit);
+        }
+    }
+}
+
 /// A slot of an [`AdaptiveLimit`]; report the post's outcome on it.
 pub struct Permit<'a> {
     limit: &'a AdaptiveLimit,
@@ -290,10 +361,10 @@ mod tests {
             limit.acquire().await,
         );
         a.throttled();
+        assert_eq!(limit.limit(), 16, "one 429 is not yet a busy quota");
         b.throttled();
-        assert_eq!(limit.limit(), 16, "two 429s are not yet a busy quota");
-        c.throttled();
         assert_eq!(limit.limit(), 8);
+        c.throttled();
         d.throttled();
         assert_eq!(limit.limit(), 8, "one burst of 429s halves it once");
         drop((a, b, c, d));
@@ -322,11 +393,30 @@ mod tests {
         let limit = AdaptiveLimit::new(8);
         for _ in 0..20 {
             limit.acquire().await.throttled();
-            for _ in 0..(RECENT_OUTCOMES / 2) {
+            for _ in 0..RECENT_OUTCOMES {
                 limit.acquire().await.succeeded();
             }
         }
-        assert_eq!(limit.limit(), 8, "two 429s in every 16 outcomes");
+        assert_eq!(limit.limit(), 8, "one 429 in every 33 outcomes");
+    }
+
+    #[tokio::test]
+    async fn a_pooled_limit_remembers_the_quota_across_invocations() {
+        let pool = LimitPool::new();
+        {
+            let limit = pool.checkout(8);
+            for _ in 0..THROTTLED_IN_RECENT {
+                limit.acquire().await.throttled();
+            }
+            assert_eq!(limit.limit(), 4);
+        }
+        let next = pool.checkout(8);
+        assert_eq!(next.limit(), 4, "the next invocation goes on from there");
+        let other = pool.checkout(8);
+        assert_eq!(other.limit(), 8, "a second instance at once starts afresh");
+        let _ = pool.checkout(3);
+        drop((next, other));
+        assert_eq!(lock(&pool.idle).len(), 3);
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use crate::posting::{
     SentIds, already_posted, forget_gone, post_with_retries, record_posted, retry_deadline,
 };
 use crate::protocol::{DeliveryBatch, MessageError};
-use crate::retry::{AdaptiveLimit, MAX_THROTTLED_REQUEUES, redelivery_delay};
+use crate::retry::{AdaptiveLimit, LimitPool, MAX_THROTTLED_REQUEUES, redelivery_delay};
 use crate::services::Services;
 
 /// Tries per connection before its Deliveries message goes to the DLQ.
@@ -200,6 +200,11 @@ async fn hand_back(
     enqueue_all(queue, vec![body], policy).await.map(|_| ())
 }
 
+/// deliver's limits on posts in flight, kept across invocations: what one
+/// invocation learnt about the quota, the next goes on from (one per
+/// instance; see [`LimitPool`]).
+static DELIVER_LIMITS: LimitPool = LimitPool::new();
+
 /// The deliver function.
 pub async fn handle_deliveries(services: &Services, event: SqsEvent) -> SqsBatchResponse {
     deliveries_batch(services, event).await.into_response()
@@ -210,7 +215,8 @@ pub async fn deliveries_batch(services: &Services, event: SqsEvent) -> BatchRepo
     // The records run together, their posts within one adaptive limit (this
     // instance's share of the quota): a connection whose posts keep failing
     // holds up its own message only, not the rest of the batch.
-    let limit = &AdaptiveLimit::new(services.settings.posting.concurrency);
+    let pooled = DELIVER_LIMITS.checkout(services.settings.posting.concurrency);
+    let limit: &AdaptiveLimit = &pooled;
     let records = event.records.len();
     process_batch("deliveries", event, records, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
