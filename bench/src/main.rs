@@ -160,6 +160,9 @@ enum Command {
         n: usize,
         #[arg(long)]
         real: bool,
+        /// The stack's budget of posts a second (0: unpaced).
+        #[arg(long, default_value_t = switchboard::pacing::TEMPLATE_RATE)]
+        budget: u32,
     },
     /// Internal: N WebSocket clients driven over stdin/stdout by `fanout`.
     #[command(hide = true)]
@@ -175,7 +178,12 @@ enum Command {
 async fn main() -> Result<(), String> {
     match Cli::parse().command {
         Command::Clients { url, n } => clients::run(&url, n).await,
-        Command::ScaleCase { target, n, real } => scale::case(&target, n, real).await,
+        Command::ScaleCase {
+            target,
+            n,
+            real,
+            budget,
+        } => scale::case(&target, n, real, budget).await,
         Command::ScaleReport { json, out } => {
             let text = std::fs::read_to_string(&json)
                 .map_err(|e| format!("cannot read {}: {e}", json.display()))?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard::auth::{claims_for, mint};
-use switchboard::config::Limits;
+use switchboard::config::{Limits, PostingPolicy};
 use switchboard::rate::Rate;
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, PostLatency};
 use switchboard_local::virtual_connections::VirtualSpread;
@@ -65,6 +65,9 @@ pub struct Case {
     pub posts: u64,
     pub throttled: u64,
     pub dead_letters: u64,
+    /// The stack's budget of posts a second (`POST_RATE_LIMIT`; 0: unpaced,
+    /// each instance finding the quota by its own 429s).
+    pub budget: u32,
     /// Time to make the virtual connections (each by `$connect`), or to connect the real ones.
     pub setup_seconds: f64,
     pub rss_after_setup: u64,
@@ -88,6 +91,7 @@ impl Case {
             "ratio": self.ratio(), "sendSeconds": self.send_seconds,
             "posts": self.posts, "postsPerDelivered": self.posts_per_delivered(),
             "throttled": self.throttled, "deadLetters": self.dead_letters,
+            "budget": self.budget,
             "setupSeconds": self.setup_seconds, "rssAfterSetup": self.rss_after_setup,
             "peakRss": self.peak_rss,
         })
@@ -106,6 +110,8 @@ impl Case {
             posts: v["posts"].as_u64()?,
             throttled: v["throttled"].as_u64()?,
             dead_letters: v["deadLetters"].as_u64()?,
+            // Runs before pacing had none.
+            budget: v["budget"].as_u64().map_or(0, |b| b as u32),
             setup_seconds: v["setupSeconds"].as_f64()?,
             rss_after_setup: v["rssAfterSetup"].as_u64()?,
             peak_rss: v["peakRss"].as_u64()?,
@@ -138,8 +144,12 @@ fn bound(n: usize) -> Duration {
     Duration::from_secs_f64(4.0 * n as f64 / f64::from(AWS_ACCOUNT_RATE) + 120.0)
 }
 
-fn stack_config(n_virtual: usize) -> Result<Config, String> {
+fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
     Ok(Config {
+        notify_connection: PostingPolicy {
+            rate_limit: budget,
+            ..PostingPolicy::default()
+        },
         addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
         token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
         gateway: GatewayMode::InProcess,
@@ -181,9 +191,9 @@ fn body(target: &str, group: &str) -> String {
 }
 
 /// One case, in this process (the `scale-case` child): prints its JSON line.
-pub async fn case(target: &str, n: usize, real: bool) -> Result<(), String> {
+pub async fn case(target: &str, n: usize, real: bool, budget: u32) -> Result<(), String> {
     let started = Instant::now();
-    let stack = switchboard_local::start(stack_config(if real { 0 } else { n })?)
+    let stack = switchboard_local::start(stack_config(if real { 0 } else { n }, budget)?)
         .await
         .map_err(|e| e.to_string())?;
     let mut clients = None;
@@ -255,6 +265,7 @@ pub async fn case(target: &str, n: usize, real: bool) -> Result<(), String> {
         posts: stats.posts,
         throttled: stats.throttled_account,
         dead_letters: dead_letters(&stack),
+        budget,
         setup_seconds,
         rss_after_setup,
         peak_rss: rss("VmHWM:"),
@@ -271,16 +282,26 @@ pub async fn case(target: &str, n: usize, real: bool) -> Result<(), String> {
 pub async fn run(virtual_ns: &[usize], real_n: usize) -> Result<Vec<Case>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cases = Vec::new();
-    let mut plan: Vec<(&str, usize, bool)> = Vec::new();
+    let paced = switchboard::pacing::TEMPLATE_RATE;
+    let mut plan: Vec<(&str, usize, bool, u32)> = Vec::new();
     if real_n > 0 {
-        plan.extend([("broadcast", real_n, true), ("group send", real_n, true)]);
+        plan.extend([
+            ("broadcast", real_n, true, paced),
+            ("group send", real_n, true, paced),
+        ]);
     }
-    for &n in virtual_ns {
-        plan.extend([("broadcast", n, false), ("group send", n, false)]);
+    for (i, &n) in virtual_ns.iter().enumerate() {
+        plan.push(("broadcast", n, false, paced));
+        if i == 0 {
+            // The same-run baseline for the posts per message: no shared
+            // budget, each instance finding the quota by its own 429s.
+            plan.push(("broadcast", n, false, 0));
+        }
+        plan.push(("group send", n, false, paced));
     }
-    for (target, n, real) in plan {
+    for (target, n, real, budget) in plan {
         eprintln!(
-            "bench-scale: {target} to {n} {}",
+            "bench-scale: {target} to {n} {}, budget {budget}/s",
             if real {
                 "real sockets"
             } else {
@@ -288,7 +309,15 @@ pub async fn run(virtual_ns: &[usize], real_n: usize) -> Result<Vec<Case>, Strin
             }
         );
         let mut command = tokio::process::Command::new(&exe);
-        command.args(["scale-case", "--target", target, "--n", &n.to_string()]);
+        command.args([
+            "scale-case",
+            "--target",
+            target,
+            "--n",
+            &n.to_string(),
+            "--budget",
+            &budget.to_string(),
+        ]);
         if real {
             command.arg("--real");
         }

@@ -236,6 +236,12 @@ struct Serve {
     /// AWS's default quotas: --management-rate 10000 --management-burst 5000.
     #[arg(long, conflicts_with_all = ["management_rate", "management_burst"])]
     aws_quotas: bool,
+    /// The stack's budget of posts a second, shared by every deliver and
+    /// notify-connection run (POST_RATE_LIMIT on AWS; 0: unpaced). Default:
+    /// POST_RATE_LIMIT if set, else 95% of the emulated throttle's rate (the
+    /// template's default of 9,500 under --aws-quotas), else 0.
+    #[arg(long)]
+    post_rate: Option<u32>,
     /// How long each Management API post takes: 0 (default), a fixed time (25ms),
     /// or a log-normal from its median and 99th percentile (20ms,80ms).
     #[arg(long, default_value = "0", value_parser = switchboard_local::emulation::PostLatency::parse)]
@@ -270,6 +276,7 @@ fn token_secret() -> Option<String> {
 }
 
 fn config(serve: Serve) -> Result<Config, String> {
+    let notify_connection = posting_policy(&serve)?;
     let backend = if serve.aws || serve.aws_endpoint.is_some() {
         let need = |value: Option<String>, flag: &str| {
             value.ok_or_else(|| format!("--aws-endpoint and --aws need {flag}"))
@@ -310,7 +317,7 @@ fn config(serve: Serve) -> Result<Config, String> {
         max_receive_count: serve.max_receive_count,
         backend,
         notify_user: EnqueuePolicy::from_env().map_err(|e| e.to_string())?,
-        notify_connection: PostingPolicy::from_env().map_err(|e| e.to_string())?,
+        notify_connection,
         presence: switchboard::config::presence_groups(&serve.presence_groups)
             .map_err(|e| e.to_string())?,
         publish_limit: serve.publish_limit,
@@ -370,6 +377,23 @@ fn config(serve: Serve) -> Result<Config, String> {
         },
         post_latency: serve.post_latency,
     })
+}
+
+/// The posting policy from the environment, with the budget of posts of
+/// `--post-rate` (see its help).
+fn posting_policy(serve: &Serve) -> Result<PostingPolicy, String> {
+    let mut policy = PostingPolicy::from_env().map_err(|e| e.to_string())?;
+    let emulated = if serve.aws_quotas {
+        AWS_ACCOUNT_RATE
+    } else {
+        serve.management_rate
+    };
+    policy.rate_limit = match serve.post_rate {
+        Some(rate) => rate,
+        None if std::env::var_os("POST_RATE_LIMIT").is_some() => policy.rate_limit,
+        None => emulated / 20 * 19,
+    };
+    Ok(policy)
 }
 
 fn banner(stack: &RunningStack, generated_secret: bool) -> String {
@@ -552,4 +576,27 @@ async fn main() -> ExitCode {
     eprintln!("shutting down: closing sockets and running $disconnect for each");
     stack.shutdown().await;
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(args: &[&str]) -> u32 {
+        let mut argv = vec!["switchboard-local"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("valid flags");
+        posting_policy(&cli.serve).expect("policy").rate_limit
+    }
+
+    #[test]
+    fn the_post_budget_follows_the_emulated_throttle_unless_given() {
+        // POST_RATE_LIMIT is not set in the test environment (the template sets it on AWS).
+        assert!(std::env::var_os("POST_RATE_LIMIT").is_none());
+        assert_eq!(budget(&[]), 0, "no throttle, no pacing");
+        assert_eq!(budget(&["--aws-quotas"]), 9_500, "the template's default");
+        assert_eq!(budget(&["--management-rate", "200"]), 190);
+        assert_eq!(budget(&["--aws-quotas", "--post-rate", "0"]), 0);
+        assert_eq!(budget(&["--post-rate", "1234"]), 1_234);
+    }
 }

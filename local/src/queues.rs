@@ -52,6 +52,9 @@ struct Stored {
     /// Its visibility was changed by receipt handle since it was received: a
     /// failure then leaves `visible_at` alone, as SQS's event source does.
     visibility_changed: bool,
+    /// The last error its handler reported for it (not a cut-off): what the
+    /// handler's log says on AWS, where `dlq list --errors` finds it.
+    handler_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -125,6 +128,7 @@ impl LocalQueue {
                 },
                 visible_at: Instant::now() + delay,
                 visibility_changed: false,
+                handler_error: None,
             },
         );
         drop(state);
@@ -204,6 +208,18 @@ impl LocalQueue {
     /// later (or when [`LocalQueue::change_visibility`] said), or moves to the
     /// dead letters once it was received `max_receive_count` times.
     pub fn fail(&self, message_id: &str, error: &str) {
+        self.failed(message_id, error, true);
+    }
+
+    /// Records an attempt whose handler was cut off (`error` says how): as
+    /// [`LocalQueue::fail`], but a dead letter's error also keeps the last one
+    /// the handler itself reported for the message, if any (a poison message
+    /// whose last batch timed out is still dead for its own reason).
+    pub fn cut_off(&self, message_id: &str, error: &str) {
+        self.failed(message_id, error, false);
+    }
+
+    fn failed(&self, message_id: &str, error: &str, by_handler: bool) {
         let mut state = lock(&self.state);
         let Some(&sequence) = state.sequence_of.get(message_id) else {
             return;
@@ -212,6 +228,9 @@ impl LocalQueue {
         if let Some(stored) = state.messages.get_mut(&sequence) {
             if !stored.visibility_changed {
                 stored.visible_at = visible_at;
+            }
+            if by_handler {
+                stored.handler_error = Some(error.to_owned());
             }
             // The source may be asleep until the end of the handling window.
             self.wake.notify_one();
@@ -222,15 +241,24 @@ impl LocalQueue {
             .is_some_and(|s| s.message.receive_count >= self.max_receive_count);
         if exhausted {
             state.sequence_of.remove(message_id);
-            let Some(Stored { message, .. }) = state.messages.remove(&sequence) else {
+            let Some(Stored {
+                message,
+                handler_error,
+                ..
+            }) = state.messages.remove(&sequence)
+            else {
                 return;
+            };
+            let error = match handler_error {
+                Some(own) if !by_handler => format!("{error} (its handler's last error: {own})"),
+                _ => error.to_owned(),
             };
             warn!(queue = %self.name, message_id, error, "message moved to the dead letters");
             state.dead.push(DeadLetter {
                 message_id: message.message_id,
                 body: message.body,
                 receive_count: message.receive_count,
-                last_error: error.to_owned(),
+                last_error: error,
                 sent_at: events::iso_time(message.sent_at_ms),
                 dead_at: events::iso_time(now_millis()),
             });
@@ -410,38 +438,43 @@ pub async fn run_local_source(
             // Lambda function's deadline.
             let deadline = Instant::now() + timeout;
             let handled = switchboard::retry::with_deadline(deadline, handler(event));
-            let failures: Vec<(String, String)> = match tokio::time::timeout(timeout, handled).await
-            {
-                Ok(report) => report
-                    .failures
-                    .into_iter()
-                    .map(|f| (f.message_id, f.error))
-                    .collect(),
-                Err(_) => {
-                    timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    warn!(
-                        queue = queue.name(),
-                        size = batch.len(),
-                        ?timeout,
-                        "handler timed out; the batch will be redelivered"
-                    );
-                    batch
-                        .iter()
-                        .map(|m| {
-                            (
-                                m.message_id.clone(),
-                                format!("handler timed out after {timeout:?}"),
-                            )
-                        })
-                        .collect()
-                }
-            };
+            let (failures, cut_off): (Vec<(String, String)>, bool) =
+                match tokio::time::timeout(timeout, handled).await {
+                    Ok(report) => (
+                        report
+                            .failures
+                            .into_iter()
+                            .map(|f| (f.message_id, f.error))
+                            .collect(),
+                        false,
+                    ),
+                    Err(_) => {
+                        timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        warn!(
+                            queue = queue.name(),
+                            size = batch.len(),
+                            ?timeout,
+                            "handler timed out; the batch will be redelivered"
+                        );
+                        let failures = batch
+                            .iter()
+                            .map(|m| {
+                                (
+                                    m.message_id.clone(),
+                                    format!("handler timed out after {timeout:?}"),
+                                )
+                            })
+                            .collect();
+                        (failures, true)
+                    }
+                };
             let failed: HashMap<&str, &str> = failures
                 .iter()
                 .map(|(id, error)| (id.as_str(), error.as_str()))
                 .collect();
             for message in &batch {
                 match failed.get(message.message_id.as_str()) {
+                    Some(error) if cut_off => queue.cut_off(&message.message_id, error),
                     Some(error) => queue.fail(&message.message_id, error),
                     None => queue.complete(&message.message_id),
                 }
@@ -661,6 +694,31 @@ mod tests {
             assert_eq!(source_concurrency(queue, 3), 3.min(max), "{queue}");
         }
         assert_eq!(source_concurrency("other", 7), 7);
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_cut_off_at_last_keeps_its_handler_s_own_error() {
+        let queue = LocalQueue::new("q", Duration::ZERO, 2);
+        let poison = queue.send("poison".into());
+        queue.receive(10, Duration::ZERO);
+        queue.fail(&poison, "malformed message");
+        queue.receive(10, Duration::ZERO);
+        queue.cut_off(&poison, "handler timed out after 1s");
+        let dead = queue.dead_letters();
+        assert_eq!(
+            dead[0].last_error,
+            "handler timed out after 1s (its handler's last error: malformed message)"
+        );
+        // Cut off every time: the cut-off alone.
+        let slow = queue.send("slow".into());
+        for _ in 0..2 {
+            queue.receive(10, Duration::ZERO);
+            queue.cut_off(&slow, "handler timed out after 1s");
+        }
+        assert_eq!(
+            queue.dead_letters()[1].last_error,
+            "handler timed out after 1s"
+        );
     }
 
     #[tokio::test]

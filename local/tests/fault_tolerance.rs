@@ -233,9 +233,17 @@ async fn under_faults(gateway: GatewayMode) {
     assert_eq!(dead.len(), 1, "only the poison is dead-lettered");
     assert_eq!(dead[0].body, POISON);
     assert_eq!(dead[0].receive_count, 10);
-    assert_eq!(
-        dead[0].last_error,
-        "malformed message: expected value at line 1 column 18"
+    // Its last receive may have been in a batch a stall cut off: then the
+    // error says so and keeps the handler's own.
+    let parse_error = "malformed message: expected value at line 1 column 18";
+    assert!(
+        dead[0].last_error == parse_error
+            || dead[0].last_error
+                == format!(
+                    "handler timed out after 1.8s (its handler's last error: {parse_error})"
+                ),
+        "{}",
+        dead[0].last_error
     );
     for queue in ["notify-user", "deliveries", "commands"] {
         assert_eq!(stack.dead_letters(queue).unwrap().len(), 0, "{queue}");

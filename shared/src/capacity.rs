@@ -38,6 +38,8 @@ pub struct Prices {
     /// DynamoDB on-demand read request units, per million,
     /// <https://aws.amazon.com/dynamodb/pricing/on-demand/>.
     pub read_request_unit: f64,
+    /// DynamoDB on-demand write request units, per million (same page).
+    pub write_request_unit: f64,
     /// SQS standard requests (64 KB chunks), per million, <https://aws.amazon.com/sqs/pricing/>.
     pub sqs_request: f64,
 }
@@ -47,6 +49,7 @@ pub const US_EAST_1: Prices = Prices {
     lambda_request: 0.20,
     lambda_gb_second: 0.000_013_333_4,
     read_request_unit: 0.125,
+    write_request_unit: 0.625,
     sqs_request: 0.40,
 };
 
@@ -60,6 +63,9 @@ pub struct Model {
     pub deliver_max_concurrency: f64,
     /// Posts in flight per deliver invocation (`POST_CONCURRENCY`'s default).
     pub post_concurrency: f64,
+    /// The stack's budget of posts a second (`PostRateLimit`'s default; see
+    /// [`crate::pacing`]), at most the account's throttle.
+    pub post_rate: f64,
     /// Measured: CPU per post, microseconds (the adapter, no TLS).
     pub cpu_per_post_us: f64,
     /// Modelled: one post's round trip to the Management API, ms.
@@ -96,6 +102,9 @@ pub struct Row {
     pub gb_seconds: f64,
     pub queries: u64,
     pub read_units: f64,
+    /// Bookings of the post budget: one conditional UpdateItem (one write
+    /// unit) per Deliveries message.
+    pub write_units: u64,
     pub sqs_requests: u64,
     pub messages: u64,
     pub cost: f64,
@@ -106,7 +115,8 @@ fn ceil_div(a: u64, b: u64) -> u64 {
 }
 
 impl Model {
-    /// One deliver invocation (100 posts), ms: the posts' round trips
+    /// One deliver invocation (100 posts) on its own, ms: booking them from
+    /// the post budget (one call), then the posts' round trips
     /// `post_concurrency` at a time, or the CPU they need at this memory
     /// size, whichever is longer.
     pub fn deliver_ms(&self) -> f64 {
@@ -114,7 +124,26 @@ impl Model {
         let cpu_share = self.memory_mb / MB_PER_VCPU;
         let cpu_bound = batch * self.cpu_per_post_us / 1000.0 / cpu_share;
         let latency_bound = (batch / self.post_concurrency).ceil() * self.post_latency_ms;
-        self.invocation_overhead_ms + cpu_bound.max(latency_bound)
+        self.invocation_overhead_ms + self.call_latency_ms + cpu_bound.max(latency_bound)
+    }
+
+    /// The post rate of a big fan-out: the budget (at most the account's
+    /// throttle), unless the deliver concurrency bounds it first.
+    pub fn fanout_rate(&self) -> f64 {
+        let instances = self.deliver_max_concurrency * DELIVERY_BATCH as f64 * 1000.0
+            / self.deliver_ms().ceil();
+        self.post_rate
+            .min(ACCOUNT_REQUESTS_PER_SECOND)
+            .min(instances)
+    }
+
+    /// One deliver invocation in a big fan-out, ms: when the instances could
+    /// post faster than the rate, each waits its booked turn, so an
+    /// invocation lasts as long as every instance's 100 posts take at the rate.
+    pub fn paced_deliver_ms(&self) -> f64 {
+        let turn =
+            self.deliver_max_concurrency * DELIVERY_BATCH as f64 * 1000.0 / self.fanout_rate();
+        self.deliver_ms().ceil().max(turn.ceil())
     }
 
     /// Posts per second one instance can make on CPU alone at `memory_mb`.
@@ -154,10 +183,13 @@ impl Model {
             .ceil()
                 * self.call_latency_ms
             + batches as f64 * self.call_latency_ms;
-        let deliver_ms = self.deliver_ms().ceil();
-        let rate = ACCOUNT_REQUESTS_PER_SECOND
-            .min(self.deliver_max_concurrency * DELIVERY_BATCH as f64 * 1000.0 / deliver_ms);
-        let seconds = self.pipeline_s + n / rate;
+        // A send smaller than every instance's turn together takes no turn.
+        let deliver_ms = if deliveries as f64 > self.deliver_max_concurrency {
+            self.paced_deliver_ms()
+        } else {
+            self.deliver_ms().ceil()
+        };
+        let seconds = self.pipeline_s + n / self.fanout_rate();
         let invocations = deliveries + 1;
         let gb = self.memory_mb / 1024.0;
         let gb_seconds = (deliveries as f64 * deliver_ms + sender_ms.ceil()) / 1000.0 * gb;
@@ -171,6 +203,7 @@ impl Model {
             + invocations as f64 * p.lambda_request / 1e6
             + gb_seconds * p.lambda_gb_second
             + read_units * p.read_request_unit / 1e6
+            + deliveries as f64 * p.write_request_unit / 1e6
             + sqs_requests as f64 * p.sqs_request / 1e6;
         Row {
             target,
@@ -180,6 +213,7 @@ impl Model {
             gb_seconds,
             queries,
             read_units,
+            write_units: deliveries,
             sqs_requests,
             messages,
             cost,
@@ -189,15 +223,15 @@ impl Model {
     /// The README's table: broadcast and group send to 10k, 100k and 1M.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| send | connections | time to reach everyone | Lambda invocations | Lambda GB-s | DynamoDB Queries (read units) | SQS requests | API Gateway messages | cost, us-east-1 |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+            "| send | connections | time to reach everyone | Lambda invocations | Lambda GB-s | DynamoDB Queries (read units) | DynamoDB writes (post budget) | SQS requests | API Gateway messages | cost, us-east-1 |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for target in [Target::Broadcast, Target::Group] {
             for n in [10_000, 100_000, 1_000_000] {
                 let r = self.row(target, n);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.1} s | {} | {:.1} | {} ({}) | {} | {} | ${:.4} |",
+                    "| {} | {} | {:.1} s | {} | {:.1} | {} ({}) | {} | {} | {} | ${:.4} |",
                     match target {
                         Target::Broadcast => "broadcast",
                         Target::Group => "group send to all",
@@ -208,6 +242,7 @@ impl Model {
                     r.gb_seconds,
                     thousands(r.queries),
                     thousands(r.read_units.ceil() as u64),
+                    thousands(r.write_units),
                     thousands(r.sqs_requests),
                     thousands(r.messages),
                     r.cost,
@@ -215,9 +250,11 @@ impl Model {
             }
         }
         let d = self.deliver_ms().ceil();
+        let p = self.paced_deliver_ms();
+        let rate = thousands(self.fanout_rate() as u64);
         let _ = writeln!(
             out,
-            "\nOne deliver invocation (100 posts at {} MB): {d:.0} ms; CPU alone allows {} posts/s per instance at 128 MB, {} at 512 MB and {} at 1,769 MB.",
+            "\nOne deliver invocation (100 posts at {} MB): {d:.0} ms on its own, {p:.0} ms in a big fan-out (50 instances taking turns at {rate} posts/s); CPU alone allows {} posts/s per instance at 128 MB, {} at 512 MB and {} at 1,769 MB.",
             self.memory_mb,
             thousands(self.posts_per_second_per_instance(128.0) as u64),
             thousands(self.posts_per_second_per_instance(512.0) as u64),

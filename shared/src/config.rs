@@ -289,6 +289,9 @@ pub struct PostingPolicy {
     /// The longest delay before a record handed back to its queue is tried
     /// again (the delays start at 1–2 s and double).
     pub retry_delay_max: Duration,
+    /// Posts a second for the whole stack, every instance of every posting
+    /// function together (see [`crate::pacing`]); 0 turns pacing off.
+    pub rate_limit: u32,
 }
 
 impl Default for PostingPolicy {
@@ -302,6 +305,7 @@ impl Default for PostingPolicy {
             warm_connections: false,
             retry_budget: Duration::from_secs(3),
             retry_delay_max: Duration::from_secs(20),
+            rate_limit: 0,
         }
     }
 }
@@ -310,7 +314,8 @@ impl PostingPolicy {
     /// `POST_CONCURRENCY`, `POST_TIMEOUT_MS`, `POST_ATTEMPTS`, `POST_BACKOFF_MS`,
     /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
     /// (`true` or `false`), `POST_RETRY_BUDGET_MS`, `RETRY_DELAY_MAX_SECONDS`
-    /// (1 to 900).
+    /// (1 to 900), `POST_RATE_LIMIT` (posts a second for the whole stack; 0, the
+    /// default, turns pacing off; the template sets it).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(PostingPolicy {
@@ -335,6 +340,7 @@ impl PostingPolicy {
             retry_delay_max: Duration::from_secs(
                 optional("RETRY_DELAY_MAX_SECONDS", d.retry_delay_max.as_secs())?.clamp(1, 900),
             ),
+            rate_limit: optional("POST_RATE_LIMIT", d.rate_limit)?,
         })
     }
 }

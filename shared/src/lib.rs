@@ -39,6 +39,7 @@ pub mod lazy;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod pacing;
 pub mod ports;
 pub mod posting;
 pub mod protocol;

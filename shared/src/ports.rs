@@ -94,6 +94,41 @@ pub trait ConnectionStore: Send + Sync {
         now_ms: i64,
         rate: Rate,
     ) -> Result<bool, StoreError>;
+    /// Books `tokens` of a shared bucket at `now_ms` ([`crate::rate::reserve`],
+    /// atomically): to be used after the returned wait, or refused when the
+    /// bucket is booked more than `horizon` ahead. For buckets that are not
+    /// on a connection record ([`Allowance::Posts`]).
+    async fn reserve_allowance(
+        &self,
+        allowance: &Allowance,
+        tokens: u32,
+        now_ms: i64,
+        rate: Rate,
+        horizon: Duration,
+    ) -> Result<Booking, StoreError>;
+}
+
+/// What [`ConnectionStore::reserve_allowance`] booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Booking {
+    /// Booked: use the tokens after this wait (zero: now).
+    After(Duration),
+    /// Nothing booked: the bucket is booked past the horizon; try again
+    /// after this long at the earliest.
+    Full { retry_after: Duration },
+}
+
+impl Booking {
+    /// From [`crate::rate::reserve`]'s answer.
+    pub fn from_reserved(reserved: crate::rate::Reserved) -> Self {
+        let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        match reserved {
+            crate::rate::Reserved::After { wait_us, .. } => Booking::After(micros(wait_us)),
+            crate::rate::Reserved::Full { retry_us } => Booking::Full {
+                retry_after: micros(retry_us),
+            },
+        }
+    }
 }
 
 /// A rate-limit bucket (see [`crate::limits`] for what each one bounds).
@@ -109,6 +144,9 @@ pub enum Allowance {
     PresenceChanges { group: String, user_id: String },
     /// `recover` and `history` requests of one user, over all their connections.
     HistoryReads(String),
+    /// Management API posts of the whole stack, every function and instance
+    /// (see [`crate::pacing`]).
+    Posts,
 }
 
 impl Allowance {
@@ -126,6 +164,7 @@ impl Allowance {
                 Some(format!("limit#presence#{group}#{user_id}"))
             }
             Allowance::HistoryReads(user) => Some(format!("limit#history#{user}")),
+            Allowance::Posts => Some("limit#posts".to_owned()),
         }
     }
 }

@@ -52,6 +52,55 @@ pub fn take(tat: Option<i64>, now_us: i64, rate: Rate) -> Option<i64> {
     (start <= rate.latest_tat(now_us)).then(|| start.saturating_add(rate.interval_us()))
 }
 
+/// A reservation of tokens ([`reserve`]): when they may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Taken: use them after waiting this many microseconds (0: at once).
+    /// The new `tat` to store.
+    After { wait_us: i64, tat: i64 },
+    /// Not taken: the bucket is booked further ahead than the horizon; try
+    /// again in this many microseconds at the earliest.
+    Full { retry_us: i64 },
+}
+
+/// Reserves `tokens` at `now_us` from a bucket whose stored `tat` is `tat`,
+/// booking ahead: a bucket with too few tokens now still gives them, to be
+/// used when they will have refilled (the wait), as long as that is within
+/// `horizon_us`. Callers that book ahead and then wait get the bucket's rate
+/// between them, in order, with no refusals to retry: how every instance of a
+/// function shares one budget of posts ([`crate::pacing`]).
+///
+/// `tat' = max(tat, now) + tokens × interval`; the tokens may be used once
+/// `tat' <= now + limit × interval` (for one token, exactly [`take`]'s rule).
+pub fn reserve(
+    tat: Option<i64>,
+    now_us: i64,
+    rate: Rate,
+    tokens: u32,
+    horizon_us: i64,
+) -> Reserved {
+    if rate.limit == 0 {
+        return Reserved::Full {
+            retry_us: horizon_us.max(1),
+        };
+    }
+    let start = tat.map_or(now_us, |tat| tat.max(now_us));
+    let next = start.saturating_add(i64::from(tokens).saturating_mul(rate.interval_us()));
+    let wait_us = (next - ready_by(now_us, rate)).max(0);
+    if wait_us > horizon_us {
+        Reserved::Full {
+            retry_us: wait_us - horizon_us,
+        }
+    } else {
+        Reserved::After { wait_us, tat: next }
+    }
+}
+
+/// `now + limit × interval`: tokens booked up to this `tat` may be used now.
+pub fn ready_by(now_us: i64, rate: Rate) -> i64 {
+    now_us.saturating_add(i64::from(rate.limit).saturating_mul(rate.interval_us()))
+}
+
 /// Milliseconds to microseconds, for [`take`]'s clock.
 pub fn micros(now_ms: i64) -> i64 {
     now_ms.saturating_mul(1000)
@@ -129,6 +178,99 @@ mod tests {
         // An hour later the bucket holds 3, not 3 × 3600.
         assert_eq!(run(rate, &[3_600 * SECOND; 10]), 3);
         assert!(take(tat, 3_600 * SECOND, rate).is_some());
+    }
+
+    /// Books `tokens` at each time in turn, as the stores do.
+    fn book(rate: Rate, times_us: &[(i64, u32)], horizon_us: i64) -> Vec<Reserved> {
+        let mut tat = None;
+        times_us
+            .iter()
+            .map(|&(now, tokens)| {
+                let r = reserve(tat, now, rate, tokens, horizon_us);
+                if let Reserved::After { tat: next, .. } = r {
+                    tat = Some(next);
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reservations_book_ahead_at_the_rate_in_order() {
+        // 1,000 a second, 100 at once: ten callers of 100 tokens at the same
+        // instant go at 0, 100, 200 … 900 ms.
+        let rate = Rate::new(100, Duration::from_millis(100));
+        let booked = book(rate, &[(0, 100); 10], 5 * SECOND);
+        let waits: Vec<i64> = booked
+            .iter()
+            .map(|r| match r {
+                Reserved::After { wait_us, .. } => *wait_us,
+                full => panic!("{full:?}"),
+            })
+            .collect();
+        let expected: Vec<i64> = (0..10).map(|i| i * 100_000).collect();
+        assert_eq!(waits, expected);
+    }
+
+    #[test]
+    fn one_token_reservations_agree_with_take() {
+        let rate = Rate::new(5, Duration::from_secs(1));
+        let times: Vec<i64> = (0..300).map(|i| i * 37_000).collect();
+        let mut tat_take = None;
+        let mut tat_reserve = None;
+        for &now in &times {
+            let taken = take(tat_take, now, rate);
+            let reserved = reserve(tat_reserve, now, rate, 1, 0);
+            match (taken, reserved) {
+                (Some(a), Reserved::After { wait_us: 0, tat: b }) => {
+                    assert_eq!(a, b);
+                    tat_take = Some(a);
+                    tat_reserve = Some(b);
+                }
+                (None, Reserved::Full { .. }) => {}
+                other => panic!("at {now}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn past_the_horizon_nothing_is_booked() {
+        let rate = Rate::new(10, Duration::from_secs(1));
+        // 10 now, then 10 more in 1 s; a horizon of 1.5 s refuses the third ten.
+        let booked = book(rate, &[(0, 10), (0, 10), (0, 10), (0, 10)], 1_500_000);
+        assert!(matches!(booked[0], Reserved::After { wait_us: 0, .. }));
+        assert!(matches!(
+            booked[1],
+            Reserved::After {
+                wait_us: 1_000_000,
+                ..
+            }
+        ));
+        assert_eq!(booked[2], Reserved::Full { retry_us: 500_000 });
+        assert_eq!(
+            booked[3],
+            Reserved::Full { retry_us: 500_000 },
+            "the refusal booked nothing"
+        );
+        // Idle for a while: the bucket is full again, not owed.
+        let later = reserve(Some(2_000_000), 60 * SECOND, rate, 10, 0);
+        assert!(matches!(later, Reserved::After { wait_us: 0, .. }));
+        assert!(matches!(
+            reserve(None, 0, Rate::new(0, Duration::from_secs(1)), 1, SECOND),
+            Reserved::Full { .. }
+        ));
+    }
+
+    #[test]
+    fn more_tokens_than_the_bucket_wait_for_the_refill() {
+        let rate = Rate::new(10, Duration::from_secs(1));
+        assert!(matches!(
+            reserve(None, 0, rate, 25, 10 * SECOND),
+            Reserved::After {
+                wait_us: 1_500_000,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -98,6 +98,11 @@ impl Deadline {
     pub fn allows(&self, wait: Duration) -> bool {
         Instant::now() + wait <= self.retry_until
     }
+
+    /// How long until the last retry may start (zero once it has passed).
+    pub fn left(&self) -> Duration {
+        self.retry_until.saturating_duration_since(Instant::now())
+    }
 }
 
 /// An adaptive limit on posts in flight (AIMD, as TCP's congestion window):

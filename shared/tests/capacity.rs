@@ -37,6 +37,7 @@ fn model() -> Model {
         memory_mb: number_after(&template, "Globals:", "MemorySize:"),
         deliver_max_concurrency: number_after(&template, "  DeliverMaxConcurrency:", "Default:"),
         post_concurrency: switchboard::config::PostingPolicy::default().concurrency as f64,
+        post_rate: number_after(&template, "  PostRateLimit:", "Default:"),
         cpu_per_post_us: CPU_PER_POST_US,
         post_latency_ms: 10.0,
         call_latency_ms: 10.0,
@@ -75,9 +76,9 @@ fn the_readme_capacity_table_is_the_computed_one() {
 fn the_quota_bounds_the_big_sends_and_nothing_reads_every_item_twice() {
     let model = model();
     let million = model.row(Target::Broadcast, 1_000_000);
-    // 1,000,000 posts at 10,000/s, plus the pipeline.
+    // 1,000,000 posts at the budget's 9,500/s, plus the pipeline.
     assert!(
-        (million.seconds - 100.5).abs() < 1e-9,
+        (million.seconds - (0.5 + 1e6 / 9_500.0)).abs() < 1e-9,
         "{}",
         million.seconds
     );
@@ -85,6 +86,10 @@ fn the_quota_bounds_the_big_sends_and_nothing_reads_every_item_twice() {
     assert_eq!(million.messages, 1_000_000);
     // 1,000 SendMessageBatch calls, 10,000 receives and 10,000 deletes.
     assert_eq!(million.sqs_requests, 21_000);
+    // One booking of the post budget per Deliveries message.
+    assert_eq!(million.write_units, 10_000);
+    // 50 instances taking turns at 9,500 posts/s: 527 ms an invocation.
+    assert_eq!(model.paced_deliver_ms(), 527.0);
     // Keys only: one read unit per 50 connections or better.
     assert!(
         million.read_units < 1_000_000.0 / 50.0,

@@ -550,6 +550,85 @@ async fn dynamo_token_buckets_hold_under_concurrent_takers() {
 
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
+async fn dynamo_post_budget_books_concurrent_instances_in_turn_and_refuses_past_the_horizon() {
+    use switchboard::ports::Booking;
+    let (dynamo, _) = clients().await;
+    let name = table(&dynamo).await;
+    let store = std::sync::Arc::new(DynamoStore::new(dynamo.clone(), name.clone()));
+    // 1,000 posts a second, 100 at once (pacing's bucket for 1,000).
+    let rate = switchboard::pacing::budget(1_000).unwrap();
+    let now = 1_795_381_200_000;
+    let horizon = Duration::from_secs(2);
+    // 24 instances book 100 posts each at once: the idle form races first.
+    let bookers: Vec<_> = (0..24)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .reserve_allowance(&Allowance::Posts, 100, now, rate, horizon)
+                    .await
+            })
+        })
+        .collect();
+    let mut waits = Vec::new();
+    let mut refused = 0;
+    for booker in bookers {
+        match booker.await.unwrap().unwrap() {
+            Booking::After(wait) => waits.push(wait.as_millis()),
+            Booking::Full { retry_after } => {
+                assert!(retry_after > Duration::ZERO);
+                refused += 1;
+            }
+        }
+    }
+    waits.sort();
+    // Turns every 100 ms from now, none twice, up to the 2 s horizon; the
+    // rest refused, and each refusal booked nothing.
+    let expected: Vec<u128> = (0..waits.len() as u128).map(|i| i * 100).collect();
+    assert_eq!(waits, expected);
+    assert_eq!(waits.len(), 21, "0 ms … 2,000 ms");
+    assert_eq!(refused, 3);
+    let item = dynamo
+        .get_item()
+        .table_name(&name)
+        .key(
+            "connectionId",
+            aws_sdk_dynamodb::types::AttributeValue::S("limit#posts".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().unwrap();
+    let tat: i64 = item["tat"].as_n().unwrap().parse().unwrap();
+    assert_eq!(tat, now * 1000 + 21 * 100_000, "21 bookings of 100 ms");
+    let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+    assert!(
+        expires > now / 1000 && expires < now / 1000 + 120,
+        "{expires}"
+    );
+    // Much later the bucket is idle again: a booking goes at once.
+    let later = store
+        .reserve_allowance(&Allowance::Posts, 100, now + 60_000, rate, horizon)
+        .await
+        .unwrap();
+    assert_eq!(later, Booking::After(Duration::ZERO));
+    // A connection's own bucket cannot be booked ahead.
+    assert!(
+        store
+            .reserve_allowance(
+                &Allowance::ConnectionActions("c1".into()),
+                1,
+                now,
+                rate,
+                horizon
+            )
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
 async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::ports::{Counter, Membership, MembershipStore};

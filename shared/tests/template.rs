@@ -947,3 +947,60 @@ fn notify_connection_may_hand_its_own_records_back_and_nothing_more() {
         reference("NotifyConnectionQueue")
     );
 }
+
+#[test]
+fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
+    let template = load_template();
+    let resources = &template["Resources"];
+    assert_eq!(
+        template["Parameters"]["PostRateLimit"]["Default"],
+        json!(switchboard::pacing::TEMPLATE_RATE)
+    );
+    let mut bookers = Vec::new();
+    for (id, resource) in resources.as_object().unwrap() {
+        let variables = &resource["Properties"]["Environment"]["Variables"];
+        let posts = statements(resource)
+            .iter()
+            .any(|s| actions(s).contains(&"execute-api:ManageConnections"));
+        let budgeted = variables.get("POST_RATE_LIMIT").is_some();
+        if !budgeted {
+            continue;
+        }
+        assert_eq!(
+            variables["POST_RATE_LIMIT"],
+            reference("PostRateLimit"),
+            "{id}"
+        );
+        assert!(posts, "{id} is paced but does not post");
+        let bookings: Vec<_> = statements(resource)
+            .into_iter()
+            .filter(|s| s["Condition"].get("ForAllValues:StringEquals").is_some())
+            .collect();
+        assert_eq!(bookings.len(), 1, "{id}");
+        assert_eq!(actions(bookings[0]), ["dynamodb:UpdateItem"], "{id}");
+        assert_eq!(
+            bookings[0]["Resource"],
+            json!({"Fn::GetAtt": ["ConnectionsTable", "Arn"]}),
+            "{id}"
+        );
+        assert_eq!(
+            bookings[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
+            json!(["limit#posts"]),
+            "{id}"
+        );
+        // No other statement lets it update connection records.
+        for s in statements(resource) {
+            if std::ptr::eq(s, bookings[0]) {
+                continue;
+            }
+            let table = s["Resource"] == json!({"Fn::GetAtt": ["ConnectionsTable", "Arn"]});
+            assert!(
+                !(table && actions(s).contains(&"dynamodb:UpdateItem")),
+                "{id} may update any connection item"
+            );
+        }
+        bookers.push(id.as_str());
+    }
+    bookers.sort();
+    assert_eq!(bookers, ["DeliverFunction", "NotifyConnectionFunction"]);
+}

@@ -220,3 +220,142 @@ async fn notify_connection_beyond_the_quota_converges_without_dead_letters() {
     // A tenth of deliver's fan-out, so one probe's 429s weigh more here.
     assert!(share <= 0.10, "retried posts {:.1} % > 10 %", share * 100.0);
 }
+
+/// Services for deliver with the stack's budget of posts at `budget` a second.
+fn paced_services(gateway: Arc<TokenBucketGateway>, budget: u32) -> (Services, Arc<MemoryQueue>) {
+    let deliveries = Arc::new(MemoryQueue::new());
+    let mut settings = Settings::default();
+    settings.posting.rate_limit = budget;
+    let services = Services {
+        store: Arc::new(MemoryStore::new()),
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway,
+        deliveries: deliveries.clone(),
+        sent_log: None,
+        history: None,
+        settings: Arc::new(settings),
+        upstream: Default::default(),
+    };
+    (services, deliveries)
+}
+
+/// The same fan-out with the budget of posts at 95 % of the quota (as the
+/// template sets it): the instances book their turns instead of finding the
+/// quota by 429s, so next to no post is retried and the time stays near the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_fan_out_finds_no_429s_to_retry() {
+    // API Gateway's proportions: a burst of half a second.
+    let gateway = Arc::new(TokenBucketGateway::new(
+        2_000.0,
+        1_000.0,
+        Duration::from_millis(2),
+    ));
+    let (services, deliveries) = paced_services(gateway.clone(), 1_900);
+    let ids: Vec<String> = (0..3_000).map(|i| format!("c{i:04}")).collect();
+    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
+    let started = Instant::now();
+    let dead = drain(&deliveries, bodies, |event| {
+        deliveries_batch(&services, event)
+    })
+    .await;
+    let took = started.elapsed();
+    let delivered = gateway.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), ids.len(), "everyone got it");
+    assert!(delivered.values().all(|n| *n == 1), "exactly once");
+    assert!(dead.is_empty(), "{dead:?}");
+    let share = retried_share(&gateway, ids.len());
+    println!(
+        "paced deliver: 3,000 posts, quota 2,000/s burst 1,000, budget 1,900/s: {:.2} s \
+         (quota bound 1.00 s, budget bound 1.48 s), {} attempts, {} throttled, retried share {:.2} %",
+        took.as_secs_f64(),
+        gateway.attempts.load(Ordering::Relaxed),
+        gateway.throttled.load(Ordering::Relaxed),
+        share * 100.0
+    );
+    assert!(share <= 0.01, "retried posts {:.2} % > 1 %", share * 100.0);
+    // The budget's pace: 3,000 posts at 1,900/s less its first tenth of a second.
+    assert!(
+        took >= Duration::from_millis(1_400),
+        "{took:?}: faster than the budget"
+    );
+}
+
+/// A budget booked further ahead than an instance may wait: deliver posts
+/// nothing and hands every connection back as throttled (its attempt kept).
+#[tokio::test]
+async fn deliver_hands_everything_back_when_the_budget_is_booked_ahead() {
+    use switchboard::ports::{Allowance, Booking};
+    let gateway = Arc::new(TokenBucketGateway::new(1_000.0, 1_000.0, Duration::ZERO));
+    let (services, deliveries) = paced_services(gateway.clone(), 100);
+    // Someone booked 60 s of posts.
+    let booked = services
+        .store
+        .reserve_allowance(
+            &Allowance::Posts,
+            6_000,
+            switchboard::clock::now_millis(),
+            switchboard::pacing::budget(100).unwrap(),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(booked, Booking::After(_)));
+    let ids: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
+    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
+    let report = deliveries_batch(&services, sqs_event(&[bodies[0].as_str()])).await;
+    assert!(report.failures.is_empty(), "handed back, not failed");
+    assert_eq!(
+        gateway.attempts.load(Ordering::Relaxed),
+        0,
+        "nothing posted"
+    );
+    let back = deliveries.drain();
+    assert_eq!(back.len(), 1);
+    let batch = DeliveryBatch::parse(Some(&back[0])).unwrap();
+    assert_eq!(batch.connection_ids, ids);
+    assert_eq!((batch.attempt, batch.throttled), (1, 1));
+}
+
+/// The same for notify-connection: every record is sent again with its
+/// `Throttled` count, none posted, none failed.
+#[tokio::test]
+async fn notify_connection_hands_its_batch_back_when_the_budget_is_booked_ahead() {
+    use switchboard::handlers::notify_connection::THROTTLED_ATTRIBUTE;
+    use switchboard::ports::Allowance;
+    let gateway = TokenBucketGateway::new(1_000.0, 1_000.0, Duration::ZERO);
+    let store = MemoryStore::new();
+    store
+        .reserve_allowance(
+            &Allowance::Posts,
+            6_000,
+            switchboard::clock::now_millis(),
+            switchboard::pacing::budget(100).unwrap(),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    let queue = Arc::new(MemoryQueue::new());
+    let mut posting = Posting::default().with_queue(queue.clone());
+    posting.policy.rate_limit = 100;
+    let bodies = [
+        r#"{"connectionId":"c1","data":1}"#,
+        r#"{"connectionId":"c2","data":2}"#,
+    ];
+    let report = notify_connection_batch(&store, &gateway, &posting, sqs_event(&bodies)).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        gateway.attempts.load(Ordering::Relaxed),
+        0,
+        "nothing posted"
+    );
+    let sent = queue.sent_later();
+    assert_eq!(sent.len(), 2);
+    for later in &sent {
+        assert!(bodies.contains(&later.body.as_str()), "{}", later.body);
+        assert_eq!(
+            later.attributes,
+            [(THROTTLED_ATTRIBUTE.to_owned(), "1".to_owned())]
+        );
+        assert!(later.delay >= Duration::from_secs(1), "{:?}", later.delay);
+    }
+}

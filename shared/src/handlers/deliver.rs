@@ -3,6 +3,9 @@
 //! carries one finished frame for up to 100 connections; the worker posts it to
 //! all of them concurrently through the Management API.
 //!
+//! - First, the message's posts are booked from the stack's budget of posts
+//!   ([`crate::pacing`]) and wait their turn; a budget booked too far ahead
+//!   sends them all back as throttled (below) without posting.
 //! - 200: delivered.
 //! - 410 Gone: the connection's record and memberships are deleted (unless it
 //!   connected less than a minute ago: then the post raced its `$connect`);
@@ -31,6 +34,7 @@ use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_late
 use crate::config::EnqueuePolicy;
 use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::metrics::{self, Metric};
+use crate::pacing::{BUDGET_BOOKED, Pace, pace};
 use crate::ports::{GatewayError, MessageQueue};
 use crate::posting::{
     SentIds, already_posted, forget_gone, post_with_retries, record_posted, retry_deadline,
@@ -99,18 +103,37 @@ pub async fn deliver_within(
         .cloned()
         .collect();
     let deadline = retry_deadline(&settings.posting);
-    let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(targets)
-        .map(|id| {
-            let text = text.as_bytes();
-            async move {
-                let result =
-                    post_with_retries(&*services.gateway, limit, &deadline, &id, text).await;
-                (id, result)
-            }
-        })
-        .buffer_unordered(settings.posting.concurrency)
-        .collect()
-        .await;
+    let throttle_is_failure = batch.throttled >= MAX_THROTTLED_REQUEUES;
+    let paced = pace(
+        &*services.store,
+        settings.posting.rate_limit,
+        targets.len(),
+        &deadline,
+    )
+    .await;
+    let results: Vec<(String, Result<(), GatewayError>)> = match paced {
+        // The stack's budget of posts is booked too far ahead: every target
+        // goes back as throttled (unless its hand-backs are spent).
+        Pace::Busy { .. } if !throttle_is_failure => targets
+            .into_iter()
+            .map(|id| (id, Err(GatewayError::Throttled(BUDGET_BOOKED.into()))))
+            .collect(),
+        _ => {
+            futures::stream::iter(targets)
+                .map(|id| {
+                    let text = text.as_bytes();
+                    async move {
+                        let result =
+                            post_with_retries(&*services.gateway, limit, &deadline, &id, text)
+                                .await;
+                        (id, result)
+                    }
+                })
+                .buffer_unordered(settings.posting.concurrency)
+                .collect()
+                .await
+        }
+    };
     let mut outcome = DeliverOutcome {
         already_posted: done.len(),
         ..DeliverOutcome::default()
@@ -118,7 +141,6 @@ pub async fn deliver_within(
     let mut failed = Vec::new();
     let mut throttled = Vec::new();
     let mut delivered = Vec::new();
-    let throttle_is_failure = batch.throttled >= MAX_THROTTLED_REQUEUES;
     for (connection_id, result) in results {
         match result {
             Ok(()) => {

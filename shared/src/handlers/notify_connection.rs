@@ -2,8 +2,12 @@
 //! through the API Gateway Management API.
 //!
 //! Outcome per record:
+//! First the batch's posts are booked from the stack's budget of posts
+//! ([`crate::pacing`]) and wait their turn.
+//!
 //! | outcome | what happens |
 //! |---|---|
+//! | budget booked too far ahead | no post: each record is handled as a 429 that is still throttled (below) |
 //! | 200 | delivered, message done |
 //! | 410 Gone | stale record deleted (kept if it connected under a minute ago: the post raced its `$connect`), message done (never retried) |
 //! | 429, 5xx, timeout, unreachable | posted again inside the invocation after a jittered backoff, while its time allows (see [`crate::retry`]) |
@@ -18,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
 use crate::metrics::{self, Metric};
+use crate::pacing::{BUDGET_BOOKED, Pace, pace};
 use crate::ports::{ConnectionStore, Gateway, GatewayError};
 use crate::posting::{
     Posting, already_posted, is_gone, post_with_retries, record_posted, retry_deadline,
@@ -139,8 +144,22 @@ where
     S: ConnectionStore + ?Sized,
     G: Gateway + ?Sized,
 {
+    // The batch's posts are booked from the stack's budget together.
+    let deadline = retry_deadline(&posting.policy);
+    let paced = pace(
+        store,
+        posting.policy.rate_limit,
+        event.records.len(),
+        &deadline,
+    )
+    .await;
+    let busy = matches!(paced, Pace::Busy { .. });
     process_batch("notify-connection", event, posting.policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
+        if busy {
+            let booked = NotifyConnectionError::Post(GatewayError::Throttled(BUDGET_BOOKED.into()));
+            return hand_back(posting, &record, &booked).await;
+        }
         match notify_connection(store, gateway, posting, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
                 record_fanout_latency(&record);

@@ -14,10 +14,18 @@
 //! whether the bucket is over (refused, one call) or idle (the idle form
 //! next). `tat` only grows, so a taker whose idle form lost a race finds a
 //! busy bucket: at most three calls.
+//!
+//! Booking tokens ahead ([`ConnectionStore::reserve_allowance`], the stack's
+//! budget of posts) is the same pair of forms with a step of `tokens ×
+//! interval` and, in place of `latest`, the last `tat` that keeps the booking
+//! within its horizon; the busy form returns the new `tat`
+//! (`ReturnValues: UPDATED_NEW`), which says how long to wait.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::items::{
     CONNECTION_ID, ENVELOPE_USER, EXPIRES_AT, Item, SHARD, USER_ID, from_item, number, string,
@@ -25,9 +33,9 @@ use super::items::{
 };
 use super::{DynamoStore, ENVELOPE_INDEX, SHARD_INDEX, USER_INDEX, unavailable};
 use crate::ports::{
-    Allowance, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError,
+    Allowance, Booking, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError,
 };
-use crate::rate::micros;
+use crate::rate::{Reserved, micros, ready_by, reserve};
 
 /// A connection's action bucket, on its record.
 const ACTIONS_TAT: &str = "actionsTat";
@@ -181,6 +189,96 @@ impl ConnectionStore for DynamoStore {
             }
         }
         Ok(false)
+    }
+
+    async fn reserve_allowance(
+        &self,
+        allowance: &Allowance,
+        tokens: u32,
+        now_ms: i64,
+        rate: Rate,
+        horizon: Duration,
+    ) -> Result<Booking, StoreError> {
+        let now = micros(now_ms);
+        let horizon_us = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX);
+        // What an idle bucket would answer: a refusal here (no limit, or more
+        // tokens than the bucket and the horizon hold) is a refusal anywhere.
+        let idle = reserve(None, now, rate, tokens, horizon_us);
+        let Reserved::After { tat: idle_tat, .. } = idle else {
+            return Ok(Booking::from_reserved(idle));
+        };
+        let Some(key) = allowance.key() else {
+            return Err(StoreError::Unavailable(
+                "a connection's own bucket cannot be booked ahead".into(),
+            ));
+        };
+        let step = idle_tat - now;
+        let ready = ready_by(now, rate);
+        // The last `tat` a booking may start from and stay within the horizon.
+        let latest_start = ready.saturating_add(horizon_us) - step;
+        let expires_at =
+            (now_ms + horizon.as_millis() as i64 + rate.window.as_millis() as i64) / 1000 + 60;
+        let wait = |tat: i64| Booking::After(Duration::from_micros((tat - ready).max(0) as u64));
+        let mut busy = true;
+        for _ in 0..TAKE_ATTEMPTS {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(CONNECTION_ID, AttributeValue::S(key.clone()))
+                .expression_attribute_names("#t", TAT)
+                .expression_attribute_names("#e", EXPIRES_AT)
+                .expression_attribute_values(":now", number_value(now))
+                .expression_attribute_values(":e", number_value(expires_at))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            update = if busy {
+                update
+                    .expression_attribute_values(":step", number_value(step))
+                    .expression_attribute_values(":latest", number_value(latest_start))
+                    .condition_expression("#t > :now AND #t <= :latest")
+                    .update_expression("SET #t = #t + :step, #e = :e")
+                    .return_values(ReturnValue::UpdatedNew)
+            } else {
+                update
+                    .expression_attribute_values(":next", number_value(idle_tat))
+                    .condition_expression("attribute_not_exists(#t) OR #t <= :now")
+                    .update_expression("SET #t = :next, #e = :e")
+            };
+            let old = match update.send().await {
+                Ok(done) if busy => {
+                    let tat = done
+                        .attributes
+                        .as_ref()
+                        .and_then(|item| number(item, TAT))
+                        .ok_or_else(|| StoreError::Corrupt {
+                            connection_id: key.clone(),
+                            reason: "no tat after booking".into(),
+                        })?;
+                    return Ok(wait(tat));
+                }
+                Ok(_) => return Ok(wait(idle_tat)),
+                Err(e) => match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    other => return Err(unavailable(other)),
+                },
+            };
+            match old.as_ref().and_then(|item| number(item, TAT)) {
+                // Booked past the horizon.
+                Some(tat) if tat > latest_start => {
+                    return Ok(Booking::Full {
+                        retry_after: Duration::from_micros((tat - latest_start) as u64),
+                    });
+                }
+                Some(tat) if tat > now => busy = true,
+                _ => busy = false,
+            }
+        }
+        // Three lost races in a row: a bucket this contended is busy.
+        Ok(Booking::Full {
+            retry_after: Duration::from_micros(rate.interval_us().max(1000) as u64),
+        })
     }
 }
 

@@ -2,14 +2,16 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{following, page};
 use crate::ports::{
-    Allowance, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError, shard_of,
+    Allowance, Booking, ConnectionPage, ConnectionRecord, ConnectionStore, Rate, StoreError,
+    shard_of,
 };
-use crate::rate::{micros, take};
+use crate::rate::{Reserved, micros, reserve, take};
 use crate::sync::lock;
 
 #[derive(Default)]
@@ -179,6 +181,25 @@ impl ConnectionStore for MemoryStore {
             }
             None => Ok(false),
         }
+    }
+
+    async fn reserve_allowance(
+        &self,
+        allowance: &Allowance,
+        tokens: u32,
+        now_ms: i64,
+        rate: Rate,
+        horizon: Duration,
+    ) -> Result<Booking, StoreError> {
+        let mut state = lock(&self.state);
+        Self::take_failure(&mut state)?;
+        let tat = state.allowances.get(allowance).copied();
+        let horizon_us = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX);
+        let reserved = reserve(tat, micros(now_ms), rate, tokens, horizon_us);
+        if let Reserved::After { tat, .. } = reserved {
+            state.allowances.insert(allowance.clone(), tat);
+        }
+        Ok(Booking::from_reserved(reserved))
     }
 }
 

@@ -1,0 +1,181 @@
+//! Pacing: one budget of Management API posts for the whole stack.
+//!
+//! API Gateway throttles `POST @connections` per account and Region (10,000
+//! requests a second, burst 5,000, by default). Each deliver and
+//! notify-connection instance can only see its own 429s, so instances that
+//! each probe for their share (the adaptive limit in [`crate::retry`]) keep
+//! overshooting it together: fifty of them made 22–40 % of a broadcast's posts
+//! retries. Instead, every instance books its posts ahead from one shared
+//! bucket of `POST_RATE_LIMIT` posts a second ([`Allowance::Posts`]: one
+//! `limit#posts` item in the connections table, one conditional UpdateItem per
+//! Deliveries message or notify-connection batch, never a read), then waits
+//! its turn ([`crate::rate::reserve`]). Between them they post at the budget's
+//! rate, in the order they booked, and the quota's 429s are left for the
+//! account's other traffic, which the adaptive limit still answers.
+//!
+//! - The bucket holds a tenth of a second of posts (at least one): its bursts
+//!   stay well inside API Gateway's.
+//! - A booking further ahead than [`MAX_WAIT`] (or the invocation's retry
+//!   deadline) is refused, and the work goes back to its queue with a delay,
+//!   as throttled work does: an instance does not sleep away its invocation.
+//! - A store that cannot answer does not stop delivery: the posts go ahead
+//!   unpaced (the quota still guards itself, and the adaptive limit answers it).
+//! - `POST_RATE_LIMIT=0` turns pacing off.
+
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::clock::now_millis;
+use crate::ports::{Allowance, Booking, ConnectionStore};
+use crate::rate::Rate;
+use crate::retry::Deadline;
+
+/// The reason given for work handed back because the budget had no room
+/// (as a 429's message).
+pub const BUDGET_BOOKED: &str = "the stack's post budget is booked ahead";
+
+/// The template's default budget (`PostRateLimit`): 95 % of API Gateway's
+/// default account quota of 10,000 requests a second.
+pub const TEMPLATE_RATE: u32 = 9_500;
+
+/// The longest an instance waits for its booked turn.
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// The budget's bucket for `per_second` posts: a tenth of a second's worth at
+/// once (at least one), refilled at `per_second`. `None` when pacing is off.
+pub fn budget(per_second: u32) -> Option<Rate> {
+    if per_second == 0 {
+        return None;
+    }
+    let burst = (per_second / 10).max(1);
+    let window = Duration::from_secs_f64(f64::from(burst) / f64::from(per_second));
+    Some(Rate::new(burst, window))
+}
+
+/// What an instance may do with the posts it wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Post now (its turn came, pacing is off, or the store did not answer).
+    Go,
+    /// The budget is booked too far ahead: hand the work back to its queue.
+    Busy { retry_after: Duration },
+}
+
+/// Books `posts` posts from the stack's budget of `per_second` and waits for
+/// their turn (at most [`MAX_WAIT`], and within `deadline`).
+pub async fn pace<S: ConnectionStore + ?Sized>(
+    store: &S,
+    per_second: u32,
+    posts: usize,
+    deadline: &Deadline,
+) -> Pace {
+    let Some(rate) = budget(per_second) else {
+        return Pace::Go;
+    };
+    if posts == 0 {
+        return Pace::Go;
+    }
+    let horizon = deadline.left().min(MAX_WAIT);
+    let tokens = u32::try_from(posts).unwrap_or(u32::MAX);
+    match store
+        .reserve_allowance(&Allowance::Posts, tokens, now_millis(), rate, horizon)
+        .await
+    {
+        Ok(Booking::After(wait)) => {
+            if !wait.is_zero() {
+                debug!(
+                    posts,
+                    wait_ms = wait.as_millis() as u64,
+                    "waiting for the post budget"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Pace::Go
+        }
+        Ok(Booking::Full { retry_after }) => Pace::Busy { retry_after },
+        Err(e) => {
+            warn!(error = %e, "cannot book the post budget; posting unpaced");
+            Pace::Go
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::MemoryStore;
+
+    #[test]
+    fn the_bucket_holds_a_tenth_of_a_second() {
+        let rate = budget(9_500).expect("on");
+        assert_eq!(rate.limit, 950);
+        assert_eq!(rate.interval_us(), 105);
+        let slow = budget(5).expect("on");
+        assert_eq!(slow.limit, 1);
+        assert_eq!(slow.interval_us(), 200_000);
+        assert_eq!(budget(0), None);
+    }
+
+    #[tokio::test]
+    async fn instances_booking_together_post_at_the_budget_s_rate() {
+        // 1,000 posts a second; six instances of 100 posts each at once: the
+        // first goes now, the last half a second later.
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let deadline = Deadline::start(Duration::from_secs(5), Duration::ZERO);
+        let started = tokio::time::Instant::now();
+        let runs: Vec<_> = (0..6)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let pace = pace(&*store, 1_000, 100, &deadline).await;
+                    (pace, started.elapsed())
+                })
+            })
+            .collect();
+        let mut took = Vec::new();
+        for run in runs {
+            let (pace, after) = run.await.expect("no panic");
+            assert_eq!(pace, Pace::Go);
+            took.push(after);
+        }
+        took.sort();
+        assert!(took[0] < Duration::from_millis(50), "{took:?}");
+        assert!(took[5] >= Duration::from_millis(490), "{took:?}");
+        assert!(took[5] < Duration::from_millis(900), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_budget_booked_past_the_wait_sends_the_work_back() {
+        let store = MemoryStore::default();
+        let deadline = Deadline::start(Duration::from_secs(30), Duration::ZERO);
+        // 100 a second: 300 posts book three seconds ahead.
+        assert_eq!(pace(&store, 100, 10, &deadline).await, Pace::Go);
+        let booked = store
+            .reserve_allowance(
+                &Allowance::Posts,
+                300,
+                now_millis(),
+                budget(100).expect("on"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("memory");
+        assert!(matches!(booked, Booking::After(w) if w > Duration::from_secs(2)));
+        let busy = pace(&store, 100, 10, &deadline).await;
+        assert!(
+            matches!(busy, Pace::Busy { retry_after } if retry_after > Duration::ZERO),
+            "{busy:?}"
+        );
+        // Off: nothing is booked, nothing waits.
+        assert_eq!(pace(&store, 0, 10_000, &deadline).await, Pace::Go);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_answer_does_not_stop_posts() {
+        let store = MemoryStore::default();
+        store.fail_next(crate::ports::StoreError::Unavailable("down".into()));
+        let deadline = Deadline::start(Duration::from_secs(5), Duration::ZERO);
+        assert_eq!(pace(&store, 1_000, 10, &deadline).await, Pace::Go);
+    }
+}
