@@ -1,9 +1,8 @@
 //! notify-connection: post a NotifyConnection message's data to its connection
 //! through the API Gateway Management API.
 //!
-//! Outcome per record:
 //! First the batch's posts are booked from the stack's budget of posts
-//! ([`crate::pacing`]) and wait their turn.
+//! ([`crate::pacing`]) and wait their turn. Then, outcome per record:
 //!
 //! | outcome | what happens |
 //! |---|---|
