@@ -555,12 +555,12 @@ async fn dynamo_post_budget_books_concurrent_instances_in_turn_and_refuses_past_
     let (dynamo, _) = clients().await;
     let name = table(&dynamo).await;
     let store = std::sync::Arc::new(DynamoStore::new(dynamo.clone(), name.clone()));
-    // 1,000 posts a second, 100 at once (pacing's bucket for 1,000).
+    // 1,000 posts a second, 500 at once (pacing's bucket for 1,000).
     let rate = switchboard::pacing::budget(1_000).unwrap();
     let now = 1_795_381_200_000;
     let horizon = Duration::from_secs(2);
-    // 24 instances book 100 posts each at once: the idle form races first.
-    let bookers: Vec<_> = (0..24)
+    // 30 instances book 100 posts each at once: the idle form races first.
+    let bookers: Vec<_> = (0..30)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -582,12 +582,14 @@ async fn dynamo_post_budget_books_concurrent_instances_in_turn_and_refuses_past_
         }
     }
     waits.sort();
-    // Turns every 100 ms from now, none twice, up to the 2 s horizon; the
-    // rest refused, and each refusal booked nothing.
-    let expected: Vec<u128> = (0..waits.len() as u128).map(|i| i * 100).collect();
+    // Five at once (the bucket's 500), then turns every 100 ms, none twice,
+    // up to the 2 s horizon; the rest refused, and each refusal booked nothing.
+    let expected: Vec<u128> = (0..waits.len() as u128)
+        .map(|i| ((i + 1) * 100).saturating_sub(500))
+        .collect();
     assert_eq!(waits, expected);
-    assert_eq!(waits.len(), 21, "0 ms … 2,000 ms");
-    assert_eq!(refused, 3);
+    assert_eq!(waits.len(), 25, "0 ms five times, then 100 ms … 2,000 ms");
+    assert_eq!(refused, 5);
     let item = dynamo
         .get_item()
         .table_name(&name)
@@ -600,7 +602,7 @@ async fn dynamo_post_budget_books_concurrent_instances_in_turn_and_refuses_past_
         .unwrap();
     let item = item.item().unwrap();
     let tat: i64 = item["tat"].as_n().unwrap().parse().unwrap();
-    assert_eq!(tat, now * 1000 + 21 * 100_000, "21 bookings of 100 ms");
+    assert_eq!(tat, now * 1000 + 25 * 100_000, "25 bookings of 100 ms");
     let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
     assert!(
         expires > now / 1000 && expires < now / 1000 + 120,
