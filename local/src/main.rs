@@ -391,7 +391,11 @@ fn posting_policy(serve: &Serve) -> Result<PostingPolicy, String> {
     policy.rate_limit = match serve.post_rate {
         Some(rate) => rate,
         None if std::env::var_os("POST_RATE_LIMIT").is_some() => policy.rate_limit,
-        None => emulated / 20 * 19,
+        // 95 %, at least one post a second under any throttle.
+        None if emulated > 0 => u32::try_from(u64::from(emulated) * 19 / 20)
+            .unwrap_or(u32::MAX)
+            .max(1),
+        None => 0,
     };
     Ok(policy)
 }
@@ -596,6 +600,11 @@ mod tests {
         assert_eq!(budget(&[]), 0, "no throttle, no pacing");
         assert_eq!(budget(&["--aws-quotas"]), 9_500, "the template's default");
         assert_eq!(budget(&["--management-rate", "200"]), 190);
+        assert_eq!(
+            budget(&["--management-rate", "1"]),
+            1,
+            "never off under a throttle"
+        );
         assert_eq!(budget(&["--aws-quotas", "--post-rate", "0"]), 0);
         assert_eq!(budget(&["--post-rate", "1234"]), 1_234);
     }
