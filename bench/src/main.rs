@@ -286,7 +286,11 @@ async fn main() -> Result<(), String> {
                 &hook,
                 &post_cpu,
             );
-            text.push_str(&report::faults_section(&faults));
+            text = report::with_section(
+                &text,
+                report::FAULTS_HEADING,
+                &report::faults_section(&faults),
+            );
             // `make bench-scale`'s section stays until that command rewrites it.
             let old = std::fs::read_to_string(&out).unwrap_or_default();
             if let Some(scale) = report::section_of(&old, report::SCALE_HEADING) {

@@ -665,14 +665,16 @@ pub fn faults_table(rows: &[crate::faults::Row]) -> String {
     out
 }
 
-/// The faults section of BENCHMARKS.md.
+pub const FAULTS_HEADING: &str = "## Under injected faults";
+
+/// The faults section of BENCHMARKS.md, heading included.
 pub fn faults_section(rows: &[crate::faults::Row]) -> String {
     let rate = rows.first().map_or(0.2, |r| r.fault_rate);
     format!(
-        "\n## Under injected faults\n\n\
+        "{FAULTS_HEADING}\n\n\
          The fan-out sends above (SDK posts) with the template's 60 s visibility timeout, on a\n\
          stack whose Management API fails {pct:.0} % of posts (`--fault-rate {rate}`: a third\n\
-         each 429, 500, and a stall past the SDK's 3 s attempt timeout), against the same sends\n\
+         each 429, 500, and a 5 s stall, past the 1 s attempt timeout), against the same sends\n\
          on the same stack settings without faults, same run; median of the measured rounds.\n\
          A failed post is retried inside the invocation with jittered backoff, then handed\n\
          back to its queue for a try in 1-2 s (README, Delivery semantics); before that, a\n\

@@ -7,7 +7,7 @@ use switchboard::capacity::{Model, Target, US_EAST_1};
 
 /// Measured: the adapter's CPU per post (BENCHMARKS.md, "CPU per post",
 /// Switchboard's adapter row), microseconds.
-const CPU_PER_POST_US: f64 = 79.2;
+const CPU_PER_POST_US: f64 = 139.2;
 
 fn template() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap()

@@ -187,36 +187,49 @@ async fn a_fan_out_beyond_the_quota_converges_without_dead_letters_or_a_storm() 
     assert!(share <= 0.05, "retried posts {:.1} % > 5 %", share * 100.0);
 }
 
-/// 300 NotifyConnection records at 5× the quota: all delivered once, none dead.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notify_connection_beyond_the_quota_converges_without_dead_letters() {
-    let gateway = TokenBucketGateway::new(500.0, 20.0, Duration::from_millis(2));
+/// `n` NotifyConnection records through notify-connection against `gateway`,
+/// with the stack's budget at `budget` a second (0: unpaced): everyone gets
+/// theirs exactly once and nothing is dead. Returns the retried share.
+async fn notify_connection_run(gateway: &TokenBucketGateway, n: usize, budget: u32) -> f64 {
     let store = MemoryStore::new();
-    let ids: Vec<String> = (0..300).map(|i| format!("c{i:04}")).collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("c{i:04}")).collect();
     for id in &ids {
         store.put_connection(&record(id, "u")).await.unwrap();
     }
     let queue = Arc::new(MemoryQueue::new());
-    let posting = Posting::default().with_queue(queue.clone());
+    let mut posting = Posting::default().with_queue(queue.clone());
+    posting.policy.rate_limit = budget;
     let bodies: Vec<String> = ids
         .iter()
         .map(|id| format!(r#"{{"connectionId":"{id}","data":1}}"#))
         .collect();
+    let started = Instant::now();
     let dead = drain(&queue, bodies, |event| {
-        notify_connection_batch(&store, &gateway, &posting, event)
+        notify_connection_batch(&store, gateway, &posting, event)
     })
     .await;
     let delivered = gateway.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), ids.len());
     assert!(delivered.values().all(|n| *n == 1));
     assert!(dead.is_empty(), "{dead:?}");
-    let share = retried_share(&gateway, ids.len());
+    let share = retried_share(gateway, ids.len());
     println!(
-        "notify-connection: 300 posts at 500/s: {} attempts, {} throttled, retried share {:.1} %",
+        "notify-connection: {n} posts at {}/s, budget {budget}/s: {:.2} s, {} attempts, \
+         {} throttled, retried share {:.2} %",
+        gateway.rate,
+        started.elapsed().as_secs_f64(),
         gateway.attempts.load(Ordering::Relaxed),
         gateway.throttled.load(Ordering::Relaxed),
         share * 100.0
     );
+    share
+}
+
+/// 300 NotifyConnection records at 5× the quota: all delivered once, none dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_connection_beyond_the_quota_converges_without_dead_letters() {
+    let gateway = TokenBucketGateway::new(500.0, 20.0, Duration::from_millis(2));
+    let share = notify_connection_run(&gateway, 300, 0).await;
     // A tenth of deliver's fan-out, so one probe's 429s weigh more here.
     assert!(share <= 0.10, "retried posts {:.1} % > 10 %", share * 100.0);
 }
@@ -361,39 +374,11 @@ async fn notify_connection_hands_its_batch_back_when_the_budget_is_booked_ahead(
 }
 
 /// notify-connection with the budget at 95 % of the quota: each batch books
-/// its ten posts, so the 300 records find no 429 to retry.
+/// its ten posts, so the 600 records find no 429 to retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_notify_connection_finds_no_429s_to_retry() {
+    // API Gateway's proportions: a burst of half a second.
     let gateway = TokenBucketGateway::new(500.0, 250.0, Duration::from_millis(2));
-    let store = MemoryStore::new();
-    let ids: Vec<String> = (0..600).map(|i| format!("c{i:04}")).collect();
-    for id in &ids {
-        store.put_connection(&record(id, "u")).await.unwrap();
-    }
-    let queue = Arc::new(MemoryQueue::new());
-    let mut posting = Posting::default().with_queue(queue.clone());
-    posting.policy.rate_limit = 475;
-    let bodies: Vec<String> = ids
-        .iter()
-        .map(|id| format!(r#"{{"connectionId":"{id}","data":1}}"#))
-        .collect();
-    let started = Instant::now();
-    let dead = drain(&queue, bodies, |event| {
-        notify_connection_batch(&store, &gateway, &posting, event)
-    })
-    .await;
-    let delivered = gateway.delivered.lock().unwrap().clone();
-    assert_eq!(delivered.len(), ids.len());
-    assert!(delivered.values().all(|n| *n == 1));
-    assert!(dead.is_empty(), "{dead:?}");
-    let share = retried_share(&gateway, ids.len());
-    println!(
-        "paced notify-connection: 600 posts, quota 500/s burst 250, budget 475/s: {:.2} s, \
-         {} attempts, {} throttled, retried share {:.2} %",
-        started.elapsed().as_secs_f64(),
-        gateway.attempts.load(Ordering::Relaxed),
-        gateway.throttled.load(Ordering::Relaxed),
-        share * 100.0
-    );
+    let share = notify_connection_run(&gateway, 600, 475).await;
     assert!(share <= 0.01, "retried posts {:.2} % > 1 %", share * 100.0);
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::items::{
@@ -132,16 +133,7 @@ impl ConnectionStore for DynamoStore {
         let expires_at = (now_ms + rate.window.as_millis() as i64) / 1000 + 60;
         let mut busy = true;
         for _ in 0..TAKE_ATTEMPTS {
-            let mut update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(CONNECTION_ID, AttributeValue::S(key.clone()))
-                .expression_attribute_names("#t", attribute)
-                .expression_attribute_values(":now", number_value(now))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
+            let mut update = self.bucket_update(&key, attribute, now);
             let mut set = if busy {
                 update = update
                     .expression_attribute_values(":step", number_value(rate.interval_us()))
@@ -222,17 +214,9 @@ impl ConnectionStore for DynamoStore {
         let mut busy = true;
         for _ in 0..TAKE_ATTEMPTS {
             let mut update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(CONNECTION_ID, AttributeValue::S(key.clone()))
-                .expression_attribute_names("#t", TAT)
+                .bucket_update(&key, TAT, now)
                 .expression_attribute_names("#e", EXPIRES_AT)
-                .expression_attribute_values(":now", number_value(now))
-                .expression_attribute_values(":e", number_value(expires_at))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
+                .expression_attribute_values(":e", number_value(expires_at));
             update = if busy {
                 update
                     .expression_attribute_values(":step", number_value(step))
@@ -287,6 +271,18 @@ fn number_value(n: i64) -> AttributeValue {
 }
 
 impl DynamoStore {
+    /// An UpdateItem on the bucket `#t` (`attribute`) of item `key`, with
+    /// `:now`, that returns the item as it was when its condition fails.
+    fn bucket_update(&self, key: &str, attribute: &str, now: i64) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(CONNECTION_ID, AttributeValue::S(key.to_owned()))
+            .expression_attribute_names("#t", attribute)
+            .expression_attribute_values(":now", number_value(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
     /// One page of the connection ids under `partition` in a keys-only index
     /// whose partition key is `key` and sort key is `connectionId`.
     async fn index_page(
