@@ -5,8 +5,8 @@
 //! [`Prometheus::export`] instead of an EMF line. Names are the CloudWatch
 //! names in snake case under `switchboard_` (`ConnectsRejected` is
 //! `switchboard_connects_rejected_total`), labels are the same dimensions in
-//! snake case (`function`, `reason`, …), and `FanoutLatency` is the histogram
-//! `switchboard_fanout_latency_milliseconds`. The local queues' dead letters
+//! snake case (`function`, `reason`, …), and the distributions are histograms:
+//! `switchboard_fanout_latency_milliseconds`, `switchboard_post_budget_wait_milliseconds`. The local queues' dead letters
 //! are counted when scraped (`switchboard_dead_lettered_total{queue=…}`).
 
 use std::collections::HashMap;
@@ -23,6 +23,8 @@ use switchboard::metrics::{FUNCTION, Invocation, Metric, MetricsSink};
 pub const PATH: &str = "/metrics";
 
 type Labels = Vec<(String, String)>;
+/// One distribution's histograms, by label set.
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Latency buckets: 1 ms to about 33 s, doubling.
 fn latency_histogram() -> Histogram {
@@ -33,7 +35,8 @@ fn latency_histogram() -> Histogram {
 pub struct Prometheus {
     registry: Registry,
     counters: HashMap<Metric, Family<Labels, Counter>>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// One histogram family per distribution (`FanoutLatency`, `PostBudgetWait`).
+    latencies: HashMap<Metric, Histograms>,
     /// Serialises [`Prometheus::sync_dead_letters`] (read, then add the difference).
     dead_letters: Mutex<()>,
 }
@@ -42,26 +45,27 @@ impl Default for Prometheus {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let mut counters = HashMap::new();
-        let latency: Family<Labels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
+        let mut latencies = HashMap::new();
         for metric in Metric::ALL {
             if metric.is_counter() {
                 let family = Family::<Labels, Counter>::default();
                 registry.register(snake_case(metric.name()), metric.help(), family.clone());
                 counters.insert(metric, family);
             } else {
+                let family: Histograms = Family::new_with_constructor(latency_histogram);
                 registry.register_with_unit(
                     snake_case(metric.name()),
                     metric.help(),
                     Unit::Other("milliseconds".into()),
-                    latency.clone(),
+                    family.clone(),
                 );
+                latencies.insert(metric, family);
             }
         }
         Prometheus {
             registry,
             counters,
-            latency,
+            latencies,
             dead_letters: Mutex::new(()),
         }
     }
@@ -124,8 +128,8 @@ impl MetricsSink for Prometheus {
                 if let Some(family) = self.counters.get(&series.metric) {
                     family.get_or_create(&labels).inc_by(values.iter().sum());
                 }
-            } else {
-                let histogram = self.latency.get_or_create(&labels);
+            } else if let Some(family) = self.latencies.get(&series.metric) {
+                let histogram = family.get_or_create(&labels);
                 for value in values {
                     histogram.observe(*value as f64);
                 }

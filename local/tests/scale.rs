@@ -365,5 +365,18 @@ async fn many_users_publishing_into_one_big_group_at_once_are_paced_not_dead_let
             "{queue}"
         );
     }
+    // Each Deliveries message's booking is one PostBudgetWait value.
+    let metrics = http(&stack, "GET", "/metrics", "").await.body;
+    let bookings: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"switchboard_post_budget_wait_milliseconds_count{function="deliver"} "#,
+            )
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no deliver bookings in /metrics"));
+    // 40 publishes into 500 members: at least 5 Deliveries messages each.
+    assert!(bookings >= 200, "{bookings} bookings");
     drop(open);
 }

@@ -55,11 +55,14 @@ pub enum Metric {
     PostsRetried,
     /// Records handed back to their queue for a try after a short delay, by `Queue`.
     RetriesScheduled,
+    /// How long a booking of the stack's post budget waited for its turn, in ms
+    /// (see [`crate::pacing`]).
+    PostBudgetWait,
 }
 
 impl Metric {
     /// Every metric, for the template test and the Prometheus registry.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::ConnectsAccepted,
         Metric::ConnectsRejected,
         Metric::Disconnects,
@@ -72,6 +75,7 @@ impl Metric {
         Metric::DeadLettered,
         Metric::PostsRetried,
         Metric::RetriesScheduled,
+        Metric::PostBudgetWait,
     ];
 
     /// The CloudWatch metric name.
@@ -89,13 +93,14 @@ impl Metric {
             Metric::DeadLettered => "DeadLettered",
             Metric::PostsRetried => "PostsRetried",
             Metric::RetriesScheduled => "RetriesScheduled",
+            Metric::PostBudgetWait => "PostBudgetWait",
         }
     }
 
     /// The CloudWatch unit.
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::FanoutLatency => "Milliseconds",
+            Metric::FanoutLatency | Metric::PostBudgetWait => "Milliseconds",
             _ => "Count",
         }
     }
@@ -103,7 +108,7 @@ impl Metric {
     /// Whether values are summed per invocation (counters) or kept one by one
     /// (distributions such as latency).
     pub fn is_counter(self) -> bool {
-        self != Metric::FanoutLatency
+        !matches!(self, Metric::FanoutLatency | Metric::PostBudgetWait)
     }
 
     /// The dimensions besides [`FUNCTION`], in order.
@@ -137,6 +142,9 @@ impl Metric {
             }
             Metric::RetriesScheduled => {
                 "Records handed back to their queue for a try after a short delay"
+            }
+            Metric::PostBudgetWait => {
+                "How long a booking of the stack's post budget waited for its turn, in milliseconds"
             }
         }
     }

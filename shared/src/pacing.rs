@@ -22,6 +22,8 @@
 //!   as throttled work does: an instance does not sleep away its invocation.
 //! - A store that cannot answer does not stop delivery: the posts go ahead
 //!   unpaced (the quota still guards itself, and the adaptive limit answers it).
+//! - Every booking's wait is the `PostBudgetWait` metric: waits that grow
+//!   say the budget, not the functions, bounds the fan-out.
 //! - `POST_RATE_LIMIT=0` turns pacing off.
 
 use std::time::Duration;
@@ -29,6 +31,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::clock::now_millis;
+use crate::metrics::{self, Metric};
 use crate::ports::{Allowance, Booking, ConnectionStore};
 use crate::rate::Rate;
 use crate::retry::Deadline;
@@ -85,6 +88,7 @@ pub async fn pace<S: ConnectionStore + ?Sized>(
         .await
     {
         Ok(Booking::After(wait)) => {
+            metrics::record(Metric::PostBudgetWait, &[], wait.as_millis() as u64);
             if !wait.is_zero() {
                 debug!(
                     posts,
@@ -172,6 +176,36 @@ mod tests {
         );
         // Off: nothing is booked, nothing waits.
         assert_eq!(pace(&store, 0, 10_000, &deadline).await, Pace::Go);
+    }
+
+    #[tokio::test]
+    async fn every_booking_s_wait_is_a_post_budget_wait_value() {
+        use crate::metrics::{Invocation, MetricsSink, measure};
+        #[derive(Default)]
+        struct Waits(std::sync::Mutex<Vec<u64>>);
+        impl MetricsSink for Waits {
+            fn export(&self, _function: &'static str, invocation: &Invocation) {
+                for (series, values) in &invocation.series {
+                    if series.metric == Metric::PostBudgetWait {
+                        self.0.lock().unwrap().extend(values);
+                    }
+                }
+            }
+        }
+        let store = MemoryStore::default();
+        let deadline = Deadline::start(Duration::from_secs(5), Duration::ZERO);
+        let waits = Waits::default();
+        measure(&waits, "deliver", async {
+            // 100 a second, 50 at once: the second booking of 50 waits 500 ms.
+            for _ in 0..2 {
+                assert_eq!(pace(&store, 100, 50, &deadline).await, Pace::Go);
+            }
+        })
+        .await;
+        let waits = waits.0.into_inner().unwrap();
+        assert_eq!(waits.len(), 2, "{waits:?}");
+        assert_eq!(waits[0], 0);
+        assert!((480..=500).contains(&waits[1]), "{waits:?}");
     }
 
     #[tokio::test]
