@@ -13,7 +13,8 @@
 //! rate, in the order they booked, and the quota's 429s are left for the
 //! account's other traffic, which the adaptive limit still answers.
 //!
-//! - The bucket holds half a second of posts (at least one), as API
+//! - The bucket holds half a second of posts (at least one Deliveries
+//!   message's 100), as API
 //!   Gateway's does (burst 5,000 at 10,000 a second): the budget is the
 //!   quota's own bucket at 95 %, so a send of a few thousand goes out at once
 //!   and the quota's burst still covers it.
@@ -33,6 +34,7 @@ use tracing::{debug, warn};
 use crate::clock::now_millis;
 use crate::metrics::{self, Metric};
 use crate::ports::{Allowance, Booking, ConnectionStore};
+use crate::protocol::DELIVERY_BATCH;
 use crate::rate::Rate;
 use crate::retry::Deadline;
 
@@ -47,13 +49,15 @@ pub const TEMPLATE_RATE: u32 = 9_500;
 /// The longest an instance waits for its booked turn.
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
-/// The budget's bucket for `per_second` posts: half a second's worth at once
-/// (at least one), refilled at `per_second`. `None` when pacing is off.
+/// The budget's bucket for `per_second` posts: half a second's worth at once,
+/// and never less than one Deliveries message (so even a small budget always
+/// has room for one when idle, instead of refusing every message), refilled
+/// at `per_second`. `None` when pacing is off.
 pub fn budget(per_second: u32) -> Option<Rate> {
     if per_second == 0 {
         return None;
     }
-    let burst = (per_second / 2).max(1);
+    let burst = (per_second / 2).max(DELIVERY_BATCH as u32);
     let window = Duration::from_secs_f64(f64::from(burst) / f64::from(per_second));
     Some(Rate::new(burst, window))
 }
@@ -117,9 +121,10 @@ mod tests {
         let rate = budget(9_500).expect("on");
         assert_eq!(rate.limit, 4_750);
         assert_eq!(rate.interval_us(), 105);
-        let slow = budget(1).expect("on");
-        assert_eq!(slow.limit, 1);
-        assert_eq!(slow.interval_us(), 1_000_000);
+        // A small budget still holds one Deliveries message, at its own rate.
+        let slow = budget(10).expect("on");
+        assert_eq!(slow.limit, 100);
+        assert_eq!(slow.interval_us(), 100_000);
         assert_eq!(budget(0), None);
     }
 
@@ -196,16 +201,29 @@ mod tests {
         let deadline = Deadline::start(Duration::from_secs(5), Duration::ZERO);
         let waits = Waits::default();
         measure(&waits, "deliver", async {
-            // 100 a second, 50 at once: the second booking of 50 waits 500 ms.
-            for _ in 0..2 {
+            // 100 a second, 100 at once: the third booking of 50 waits 500 ms.
+            for _ in 0..3 {
                 assert_eq!(pace(&store, 100, 50, &deadline).await, Pace::Go);
             }
         })
         .await;
         let waits = waits.0.into_inner().unwrap();
-        assert_eq!(waits.len(), 2, "{waits:?}");
-        assert_eq!(waits[0], 0);
-        assert!((480..=500).contains(&waits[1]), "{waits:?}");
+        assert_eq!(waits.len(), 3, "{waits:?}");
+        assert_eq!(waits[..2], [0, 0]);
+        assert!((480..=500).contains(&waits[2]), "{waits:?}");
+    }
+
+    #[tokio::test]
+    async fn a_small_budget_still_carries_one_deliveries_message() {
+        // 10 posts a second: a message of 100 goes when the bucket is idle,
+        // and the next one is turned back (10 s ahead) instead of posted.
+        let store = MemoryStore::default();
+        let deadline = Deadline::start(Duration::from_secs(5), Duration::ZERO);
+        assert_eq!(pace(&store, 10, 100, &deadline).await, Pace::Go);
+        assert!(matches!(
+            pace(&store, 10, 100, &deadline).await,
+            Pace::Busy { retry_after } if retry_after >= Duration::from_secs(7)
+        ));
     }
 
     #[tokio::test]
