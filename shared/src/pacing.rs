@@ -13,11 +13,10 @@
 //! rate, in the order they booked, and the quota's 429s are left for the
 //! account's other traffic, which the adaptive limit still answers.
 //!
-//! - The bucket holds half a second of posts (at least one Deliveries
-//!   message's 100), as API
-//!   Gateway's does (burst 5,000 at 10,000 a second): the budget is the
-//!   quota's own bucket at 95 %, so a send of a few thousand goes out at once
-//!   and the quota's burst still covers it.
+//! - The bucket holds half a second of posts, as API Gateway's does (burst
+//!   5,000 at 10,000 a second): the budget is the quota's own bucket at 95 %,
+//!   so a send of a few thousand goes out at once and the quota's burst still
+//!   covers it. It never holds less than one Deliveries message (100 posts).
 //! - A booking further ahead than [`MAX_WAIT`] (or the invocation's retry
 //!   deadline) is refused, and the work goes back to its queue with a delay,
 //!   as throttled work does: an instance does not sleep away its invocation.
