@@ -64,7 +64,7 @@ fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
             "WEBSOCKET_URL",
             "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod",
         ),
-        ("TOKEN_SECRET", "bench-secret-bench-secret-bench-secret!"),
+        ("TOKEN_SECRET", crate::fanout::BENCH_SECRET),
         // upstream: the webhook and its secret (read on first use, not at init).
         ("WEBHOOK_URL", "https://app.example.com/handler"),
         (

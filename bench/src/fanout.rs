@@ -168,38 +168,41 @@ where
     Ok(median(times))
 }
 
-/// The stack: N clients of one user, all in group `bench` by token.
-async fn stack_case(
-    n: usize,
-    rounds: usize,
-    measure_rss: bool,
-    gateway: GatewayMode,
-) -> Result<Vec<Row>, String> {
-    let stack = switchboard_local::start(Config {
-        addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
-        token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
-        gateway,
-        // All N clients are one user ("bench"): the per-user connection cap and handshake
-        // rate (hardening) would refuse all but the first few; the bench measures fan-out.
+/// The benches' stack: loopback on a free port, a fixed token secret, and no
+/// per-user caps, for every bench client is the one user `bench` (the per-user
+/// connection cap and handshake rate would refuse all but the first few; the
+/// benches measure fan-out, not admission).
+pub fn bench_config() -> Config {
+    Config {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        token_secret: Some(BENCH_SECRET.into()),
         limits: Limits {
             user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
             max_connections_per_user: u32::MAX,
             ..Limits::default()
         },
         ..Config::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    }
+}
+
+/// The token secret of [`bench_config`].
+pub const BENCH_SECRET: &str = "bench-secret-bench-secret-bench-secret!";
+
+/// `n` WebSocket clients of user `bench` in `group` (by token), once every
+/// `$connect` has returned (the stack's registry holds them all), within `within`.
+pub async fn connect_clients(
+    stack: &RunningStack,
+    n: usize,
+    group: &str,
+    within: Duration,
+) -> Result<Clients, String> {
     let token = mint(
         stack.secret(),
-        &claims_for("bench", Duration::from_secs(3600), vec![GROUP.into()]),
+        &claims_for("bench", Duration::from_secs(3600), vec![group.into()]),
     )
     .map_err(|e| e.to_string())?;
-    let before = rss_bytes();
-    let mut clients =
-        Clients::start(&format!("{}?token={token}", stack.websocket_url()), n).await?;
-    // Every $connect has returned once the registry holds them all.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let clients = Clients::start(&format!("{}?token={token}", stack.websocket_url()), n).await?;
+    let deadline = tokio::time::Instant::now() + within;
     while stack.open_connections() < n {
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
@@ -209,6 +212,24 @@ async fn stack_case(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    Ok(clients)
+}
+
+/// The stack: N clients of one user, all in group `bench` by token.
+async fn stack_case(
+    n: usize,
+    rounds: usize,
+    measure_rss: bool,
+    gateway: GatewayMode,
+) -> Result<Vec<Row>, String> {
+    let stack = switchboard_local::start(Config {
+        gateway,
+        ..bench_config()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let before = rss_bytes();
+    let mut clients = connect_clients(&stack, n, GROUP, Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_per_connection = match (measure_rss, before, rss_bytes()) {
         (true, Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / n as f64),

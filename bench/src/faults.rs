@@ -6,12 +6,9 @@
 
 use std::time::Duration;
 
-use switchboard::auth::{claims_for, mint};
-use switchboard::config::Limits;
-use switchboard::rate::Rate;
 use switchboard_local::Config;
 
-use crate::fanout::{Clients, DATA, GROUP, measure, post};
+use crate::fanout::{DATA, GROUP, bench_config, connect_clients, measure, post};
 
 /// The goal: every client has the message within this long under faults.
 pub const GOAL_MS: f64 = 10_000.0;
@@ -34,37 +31,14 @@ async fn case(
     fault_rate: f64,
 ) -> Result<Vec<(&'static str, f64)>, String> {
     let stack = switchboard_local::start(Config {
-        addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
-        token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
         // The template's visibility timeout: before fast retries, a failed record waited it out.
         visibility_timeout: Duration::from_secs(60),
         fault_rate,
-        limits: Limits {
-            user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
-            max_connections_per_user: u32::MAX,
-            ..Limits::default()
-        },
-        ..Config::default()
+        ..bench_config()
     })
     .await
     .map_err(|e| e.to_string())?;
-    let token = mint(
-        stack.secret(),
-        &claims_for("bench", Duration::from_secs(3600), vec![GROUP.into()]),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut clients =
-        Clients::start(&format!("{}?token={token}", stack.websocket_url()), n).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while stack.open_connections() < n {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {n} connections registered",
-                stack.open_connections()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut clients = connect_clients(&stack, n, GROUP, Duration::from_secs(60)).await?;
     let mut times = Vec::new();
     for (target, path, body) in [
         (

@@ -12,6 +12,8 @@ use switchboard::rate::Rate;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::fanout::BENCH_SECRET as SECRET;
+
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -26,7 +28,6 @@ pub struct Row {
     pub recover_ms: f64,
 }
 
-const SECRET: &str = "bench-secret-bench-secret-bench-secret!";
 /// Every wait is bounded.
 const WAIT: Duration = Duration::from_secs(60);
 

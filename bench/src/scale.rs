@@ -14,16 +14,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard::auth::{claims_for, mint};
-use switchboard::config::{Limits, PostingPolicy};
-use switchboard::rate::Rate;
+use switchboard::config::PostingPolicy;
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, PostLatency};
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::clients::now_micros;
-use crate::fanout::{Clients, post};
+use crate::fanout::{bench_config, connect_clients, post};
 
 /// Connections per virtual user (at most the default per-user cap of 10).
 const PER_USER: usize = 5;
@@ -150,8 +148,6 @@ fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
             rate_limit: budget,
             ..PostingPolicy::default()
         },
-        addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
-        token_secret: Some("bench-secret-bench-secret-bench-secret!".into()),
         gateway: GatewayMode::InProcess,
         visibility_timeout: VISIBILITY_TIMEOUT,
         max_receive_count: MAX_RECEIVE_COUNT,
@@ -166,12 +162,7 @@ fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
             group_size: 0,
         },
         // The real-socket case's clients are one user (as in the fan-out bench).
-        limits: Limits {
-            user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
-            max_connections_per_user: u32::MAX,
-            ..Limits::default()
-        },
-        ..Config::default()
+        ..bench_config()
     })
 }
 
@@ -198,23 +189,7 @@ pub async fn case(target: &str, n: usize, real: bool, budget: u32) -> Result<(),
         .map_err(|e| e.to_string())?;
     let mut clients = None;
     if real {
-        let token = mint(
-            stack.secret(),
-            &claims_for("bench", Duration::from_secs(3600), vec![REAL_GROUP.into()]),
-        )
-        .map_err(|e| e.to_string())?;
-        clients =
-            Some(Clients::start(&format!("{}?token={token}", stack.websocket_url()), n).await?);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while stack.open_connections() < n {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} of {n} sockets connected",
-                    stack.open_connections()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        clients = Some(connect_clients(&stack, n, REAL_GROUP, Duration::from_secs(120)).await?);
     }
     let setup_seconds = started.elapsed().as_secs_f64();
     let rss_after_setup = rss("VmRSS:");
