@@ -6,8 +6,6 @@
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::http::Request;
-use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 
 use super::sigv4::Signer;
@@ -53,26 +51,13 @@ impl AwsJsonClient {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let signed = Signer {
+        let request = Signer {
             credentials: &credentials,
             region: &self.region,
             service: self.service,
         }
-        .headers("POST", &uri, &headers, body.as_bytes())
+        .request("POST", &uri, &headers, body.as_bytes())
         .map_err(|e| e.to_string())?;
-        let mut request = Request::new(SdkBody::from(body));
-        request.set_method("POST").map_err(|e| e.to_string())?;
-        request
-            .set_uri(uri.as_str())
-            .map_err(|e| format!("bad endpoint {uri}: {e}"))?;
-        for (name, value) in headers {
-            request
-                .headers_mut()
-                .insert(name.to_owned(), value.to_owned());
-        }
-        for (name, value) in signed {
-            request.headers_mut().insert(name, value);
-        }
         let response = self
             .connector
             .call(request)

@@ -20,8 +20,6 @@ use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::http::Request;
-use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -164,32 +162,13 @@ impl Client {
         } else {
             &[]
         };
-        let signed = Signer {
+        let request = Signer {
             credentials: &credentials,
             region,
             service: "execute-api",
         }
-        .headers(method, &uri, headers, body)
+        .request(method, &uri, headers, body)
         .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
-        let mut request = Request::new(if body.is_empty() && method == "DELETE" {
-            SdkBody::empty()
-        } else {
-            SdkBody::from(body)
-        });
-        request
-            .set_method(method)
-            .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
-        request
-            .set_uri(uri.as_str())
-            .map_err(|e| GatewayError::Unreachable(format!("bad endpoint: {e}")))?;
-        for (name, value) in headers {
-            request
-                .headers_mut()
-                .insert(name.to_owned(), value.to_owned());
-        }
-        for (name, value) in signed {
-            request.headers_mut().insert(name, value);
-        }
         let response = self.connector.call(request).await.map_err(|e| {
             if e.is_timeout() {
                 GatewayError::Timeout

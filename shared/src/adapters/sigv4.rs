@@ -9,6 +9,8 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use aws_smithy_runtime_api::http::Request;
+use aws_smithy_types::body::SdkBody;
 
 /// Why a request could not be signed (a malformed URI or header, never a
 /// credential: those are not in the message).
@@ -61,6 +63,35 @@ impl Signer<'_> {
             .headers()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect())
+    }
+
+    /// The `method` request for `uri` with `headers` and `body` (none when
+    /// empty), signed now ([`Signer::headers`]): what the SDK's connector sends.
+    pub fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Request, SigningError> {
+        let signed = self.headers(method, uri, headers, body)?;
+        let failed = |e: &dyn std::fmt::Display| SigningError(e.to_string());
+        let mut request = Request::new(if body.is_empty() {
+            SdkBody::empty()
+        } else {
+            SdkBody::from(body)
+        });
+        request.set_method(method).map_err(|e| failed(&e))?;
+        request.set_uri(uri).map_err(|e| failed(&e))?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        for (name, value) in signed {
+            request.headers_mut().insert(name, value);
+        }
+        Ok(request)
     }
 }
 
