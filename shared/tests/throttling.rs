@@ -148,17 +148,7 @@ async fn a_fan_out_beyond_the_quota_converges_without_dead_letters_or_a_storm() 
         100.0,
         Duration::from_millis(2),
     ));
-    let deliveries = Arc::new(MemoryQueue::new());
-    let services = Services {
-        store: Arc::new(MemoryStore::new()),
-        memberships: Arc::new(MemoryMemberships::new()),
-        gateway: gateway.clone(),
-        deliveries: deliveries.clone(),
-        sent_log: None,
-        history: None,
-        settings: Arc::new(Settings::default()),
-        upstream: Default::default(),
-    };
+    let (services, deliveries) = services_with_budget(gateway.clone(), 0);
     let ids: Vec<String> = (0..1_000).map(|i| format!("c{i:04}")).collect();
     let mut bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
     bodies.push(r#"{"connectionIds": oops}"#.into());
@@ -234,8 +224,12 @@ async fn notify_connection_beyond_the_quota_converges_without_dead_letters() {
     assert!(share <= 0.10, "retried posts {:.1} % > 10 %", share * 100.0);
 }
 
-/// Services for deliver with the stack's budget of posts at `budget` a second.
-fn paced_services(gateway: Arc<TokenBucketGateway>, budget: u32) -> (Services, Arc<MemoryQueue>) {
+/// Services for deliver with the stack's budget of posts at `budget` a second
+/// (0: unpaced).
+fn services_with_budget(
+    gateway: Arc<TokenBucketGateway>,
+    budget: u32,
+) -> (Services, Arc<MemoryQueue>) {
     let deliveries = Arc::new(MemoryQueue::new());
     let mut settings = Settings::default();
     settings.posting.rate_limit = budget;
@@ -263,7 +257,7 @@ async fn a_paced_fan_out_finds_no_429s_to_retry() {
         1_000.0,
         Duration::from_millis(2),
     ));
-    let (services, deliveries) = paced_services(gateway.clone(), 1_900);
+    let (services, deliveries) = services_with_budget(gateway.clone(), 1_900);
     let ids: Vec<String> = (0..3_000).map(|i| format!("c{i:04}")).collect();
     let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
     let started = Instant::now();
@@ -299,7 +293,7 @@ async fn a_paced_fan_out_finds_no_429s_to_retry() {
 async fn deliver_hands_everything_back_when_the_budget_is_booked_ahead() {
     use switchboard::ports::{Allowance, Booking};
     let gateway = Arc::new(TokenBucketGateway::new(1_000.0, 1_000.0, Duration::ZERO));
-    let (services, deliveries) = paced_services(gateway.clone(), 100);
+    let (services, deliveries) = services_with_budget(gateway.clone(), 100);
     // Someone booked 60 s of posts.
     let booked = services
         .store
