@@ -145,6 +145,24 @@ pub(crate) async fn post(stack: &RunningStack, path: &str, body: &str) -> Result
 }
 
 /// Runs `rounds` measured sends (after one warm-up) and returns the median ms.
+/// [`measure`] of one `POST path` with `body` to the stack, answered 202.
+pub(crate) async fn measure_post(
+    clients: &mut Clients,
+    stack: &RunningStack,
+    n: usize,
+    rounds: usize,
+    path: &str,
+    body: &str,
+) -> Result<f64, String> {
+    measure(clients, n, rounds, || async move {
+        match post(stack, path, body).await? {
+            202 => Ok(()),
+            status => Err(format!("{path} answered {status}")),
+        }
+    })
+    .await
+}
+
 pub(crate) async fn measure<F, Fut>(
     clients: &mut Clients,
     n: usize,
@@ -244,17 +262,7 @@ async fn stack_case(
         ("group send", "/send", group_body),
         ("broadcast", "/send", all_body),
     ] {
-        let stack = &stack;
-        let ms = measure(&mut clients, n, rounds, || {
-            let body = body.clone();
-            async move {
-                match post(stack, path, &body).await? {
-                    202 => Ok(()),
-                    status => Err(format!("{path} answered {status}")),
-                }
-            }
-        })
-        .await?;
+        let ms = measure_post(&mut clients, &stack, n, rounds, path, &body).await?;
         rows.push(Row {
             target,
             posts: posts_label(gateway),

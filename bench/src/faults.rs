@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use switchboard_local::Config;
 
-use crate::fanout::{DATA, GROUP, bench_config, connect_clients, measure, post};
+use crate::fanout::{DATA, GROUP, bench_config, connect_clients, measure_post};
 
 /// The goal: every client has the message within this long under faults.
 pub const GOAL_MS: f64 = 10_000.0;
@@ -57,17 +57,7 @@ async fn case(
             format!(r#"{{"all":true,"data":"{DATA}"}}"#),
         ),
     ] {
-        let stack = &stack;
-        let ms = measure(&mut clients, n, rounds, || {
-            let body = body.clone();
-            async move {
-                match post(stack, path, &body).await? {
-                    202 => Ok(()),
-                    status => Err(format!("{path} answered {status}")),
-                }
-            }
-        })
-        .await?;
+        let ms = measure_post(&mut clients, &stack, n, rounds, path, &body).await?;
         times.push((target, ms));
     }
     clients.stop().await;
