@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
 export PATH="$venv/bin:$PATH"
 if [ -z "${LOCAL_AWS_ENV:-}" ]; then
+  # Every sink and hook on, so every AWS call a deployed stack makes is made (local-aws.py).
+  export LOCAL_AWS_SINKS=1
   exec "$root/scripts/local-aws.sh" "$0" "$@"
 fi
 cd "$root"
@@ -52,6 +54,12 @@ echo "building $(wc -w <<<"$functions") functions" >&2
 # same features), ahead of the first invocation and its timeout.
 # shellcheck disable=SC2046
 timeout 1500 cargo build --locked --quiet $(printf -- '--bin %s ' $functions)
+
+# Every AWS call each function makes, for the IAM check (scripts/iam-check.py, `make iam`).
+calls=${AWS_CALL_LOG:-$root/target/aws-calls/invoke-events.jsonl}
+mkdir -p "$(dirname "$calls")"
+: >"$calls"
+export SWITCHBOARD_AWS_CALL_LOG=$calls
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$(mktemp -t cargo-lambda-watch.XXXXXX.log)

@@ -5,6 +5,12 @@ environment file `cargo lambda watch --env-file` runs every function with.
 Usage: scripts/local-aws.py ENDPOINT ENV_FILE   (run it with .venv/bin/python: needs boto3
 and PyYAML). Called by scripts/local-aws.sh; idempotent.
 
+With LOCAL_AWS_SINKS=1 (scripts/invoke-events.sh sets it) every upstream sink and hook is on:
+the Upstream queue, the EventBridge bus (created here), the webhook, and a connect hook at a
+port nothing listens on, with fail-open, so every AWS call a deployed stack can make is made.
+Beside ENV_FILE, resources.json maps each logical id to what Ref and GetAtt Arn give locally
+(the IAM check, scripts/iam-check.py, resolves the template's policies with it).
+
 Everything comes from the template: each DynamoDB table (keys, indexes, TTL) and SQS queue
 (visibility timeout, redrive to its dead-letter queue) is created as declared, named by its
 logical id (ConnectionsTable -> connections, NotifyUserDeadLetterQueue -> notify-user-dlq),
@@ -12,6 +18,7 @@ and every environment variable any function gets on AWS gets its local value her
 variable the template gains without a local value here stops the script.
 """
 import json
+import os
 import re
 import sys
 
@@ -63,12 +70,44 @@ def main(endpoint, env_file):
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     sqs = session.client("sqs", endpoint_url=endpoint)
 
+    sinks = os.environ.get("LOCAL_AWS_SINKS") == "1"
+    overrides = {
+        "WebhookUrl": "http://127.0.0.1:9/handler",
+        "EventBridgeEvents": "true",
+        # Nothing listens there: every connect tries the hook (signed with the webhook
+        # secret) and, failing open, connects.
+        "ConnectHookUrl": "http://127.0.0.1:9/connect-hook",
+        "ConnectHookFailOpen": "true",
+    } if sinks else {}
+
     def parameter_default(name):
+        if name in overrides:
+            return overrides[name]
         if name == "TokenSecret":
             return DEV_SECRET
         return str(parameters[name]["Default"])
 
+    def condition(name):
+        """One of the template's Conditions with the local parameter values."""
+        def evaluate(node):
+            if isinstance(node, dict) and "Fn::Equals" in node:
+                a, b = (evaluate(x) for x in node["Fn::Equals"])
+                return str(a) == str(b)
+            if isinstance(node, dict) and "Fn::Not" in node:
+                return not evaluate(node["Fn::Not"][0])
+            if isinstance(node, dict) and "Ref" in node:
+                return parameter_default(node["Ref"])
+            if isinstance(node, dict) and "Condition" in node:
+                return condition(node["Condition"])
+            if isinstance(node, (str, int, float)):
+                return node
+            sys.exit(f"local-aws.py: cannot evaluate condition {name}: {node!r}")
+
+        return evaluate(template["Conditions"][name])
+
     local = {}  # logical id -> what a Ref to it means locally
+    account = "123456789012"  # moto's
+    resolved = {}  # logical id -> {"Ref": ..., "Arn": ...}, for the IAM check
 
     existing_tables = dynamodb.list_tables()["TableNames"]
     for logical_id, resource in resources.items():
@@ -77,6 +116,10 @@ def main(endpoint, env_file):
         props = resource["Properties"]
         name = local_name(logical_id)
         local[logical_id] = name
+        resolved[logical_id] = {
+            "Ref": name,
+            "Arn": f"arn:aws:dynamodb:{REGION}:{account}:table/{name}",
+        }
         if name not in existing_tables:
             table = dict(
                 TableName=name,
@@ -114,6 +157,7 @@ def main(endpoint, env_file):
         arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
+        resolved[logical_id] = {"Ref": url, "Arn": arns[logical_id], "QueueName": local_name(logical_id)}
 
     # The token keys: the development secret, as the template's secret holds it.
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
@@ -129,6 +173,20 @@ def main(endpoint, env_file):
         except secretsmanager.exceptions.ResourceExistsException:
             arn = secretsmanager.put_secret_value(SecretId=name, SecretString=keys)["ARN"]
         local[logical_id] = arn
+        resolved[logical_id] = {"Ref": arn, "Arn": arn, "Name": name}
+
+    # The upstream event bus.
+    events = session.client("events", endpoint_url=endpoint)
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Events::EventBus":
+            continue
+        name = local_name(logical_id)
+        try:
+            arn = events.create_event_bus(Name=name)["EventBusArn"]
+        except events.exceptions.ResourceAlreadyExistsException:
+            arn = events.describe_event_bus(Name=name)["Arn"]
+        local[logical_id] = name
+        resolved[logical_id] = {"Ref": name, "Arn": arn, "Name": name}
 
     # Values that on AWS come from the WebSocket API itself.
     by_name = {
@@ -145,9 +203,8 @@ def main(endpoint, env_file):
         if name in by_name:
             return by_name[name]
         if isinstance(declared, dict) and "Fn::If" in declared:
-            # The template's conditions are off with the parameters' defaults (no webhook
-            # sink, no EventBridge): the else branch.
-            return value(name, declared["Fn::If"][2])
+            name_, then, otherwise = declared["Fn::If"]
+            return value(name, then if condition(name_) else otherwise)
         if isinstance(declared, dict) and "Ref" in declared:
             ref = declared["Ref"]
             if ref in local:
@@ -168,6 +225,7 @@ def main(endpoint, env_file):
         AWS_ENDPOINT_URL_DYNAMODB=endpoint,
         AWS_ENDPOINT_URL_SQS=endpoint,
         AWS_ENDPOINT_URL_SECRETS_MANAGER=endpoint,
+        AWS_ENDPOINT_URL_EVENTBRIDGE=endpoint,
         # events/connect.json's token lives until 2100 so the fixture keeps working:
         # far longer than the default 24-hour maximum lifetime.
         TOKEN_MAX_LIFETIME_SECONDS="3000000000",
@@ -178,6 +236,19 @@ def main(endpoint, env_file):
         f.write(f"# variable template.yaml sets, with the local values for {endpoint}.\n")
         for name, val in env.items():
             f.write(f"{name}={val}\n")
+    # The API's id and stage: the Management API endpoint is moto's, whose paths carry neither.
+    resolved["Api"] = {"Ref": "local-api"}
+    with open(os.path.join(os.path.dirname(env_file) or ".", "resources.json"), "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "region": REGION,
+                "account": account,
+                "parameters": {name: parameter_default(name) for name in parameters},
+                "resources": resolved,
+            },
+            f,
+            indent=1,
+        )
 
 
 if __name__ == "__main__":

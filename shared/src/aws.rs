@@ -20,6 +20,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 
+use crate::adapters::call_log::CallLog;
 use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
 use crate::adapters::eventbridge::EventBridge;
 use crate::adapters::http::SdkPoster;
@@ -187,11 +188,25 @@ pub fn management_api(
     endpoint: &str,
     options: &PostingPolicy,
 ) -> management_api::Client {
+    management_api_recorded(config, endpoint, options, None)
+}
+
+/// [`management_api`], its requests recorded in `calls` when given.
+fn management_api_recorded(
+    config: &SdkConfig,
+    endpoint: &str,
+    options: &PostingPolicy,
+    calls: Option<&CallLog>,
+) -> management_api::Client {
     let settings = HttpConnectorSettings::builder()
         .connect_timeout(options.post_timeout)
         .build();
+    let connector = lazy_https_connector(settings, config.sleep_impl());
     management_api::Client::new(
-        lazy_https_connector(settings, config.sleep_impl()),
+        match calls {
+            Some(log) => log.connector(connector),
+            None => connector,
+        },
         config.credentials_provider(),
         config.region().map(|r| r.as_ref().to_owned()),
         endpoint,
@@ -212,6 +227,8 @@ pub struct Wiring {
     sdk: SdkConfig,
     dynamodb: Lazy<aws_sdk_dynamodb::Client>,
     sqs: Lazy<aws_sdk_sqs::Client>,
+    /// Every AWS request's record, for the IAM check (`SWITCHBOARD_AWS_CALL_LOG`).
+    calls: Option<CallLog>,
 }
 
 impl Wiring {
@@ -220,12 +237,35 @@ impl Wiring {
         Self::new(load().await)
     }
 
-    /// A builder on `sdk`.
+    /// A builder on `sdk`, recording its AWS calls when `SWITCHBOARD_AWS_CALL_LOG`
+    /// names a file ([`CallLog::from_env`]).
     pub fn new(sdk: SdkConfig) -> Self {
+        Self::recording(sdk, CallLog::from_env())
+    }
+
+    /// A builder on `sdk` whose every AWS request (SDK clients and the
+    /// adapters that sign their own) is recorded in `calls`, if given.
+    pub fn recording(sdk: SdkConfig, calls: Option<CallLog>) -> Self {
+        let sdk = match (&calls, sdk.http_client()) {
+            (Some(log), Some(client)) => sdk
+                .to_builder()
+                .http_client(log.http_client(client))
+                .build(),
+            _ => sdk,
+        };
         Wiring {
             dynamodb: lazy_dynamodb(&sdk),
             sqs: lazy_sqs(&sdk),
             sdk,
+            calls,
+        }
+    }
+
+    /// `connector`, recorded when this wiring records its calls.
+    fn recorded(&self, connector: SharedHttpConnector) -> SharedHttpConnector {
+        match &self.calls {
+            Some(log) => log.connector(connector),
+            None => connector,
         }
     }
 
@@ -261,11 +301,15 @@ impl Wiring {
     /// The Management API of `WEBSOCKET_ENDPOINT`, posting by `policy`; its
     /// connection opened now when `policy.warm_connections` is on.
     pub async fn gateway(&self, policy: &PostingPolicy) -> Result<ManagementApi, ConfigError> {
-        let gateway = ManagementApi::new(lazy_management_api(
-            &self.sdk,
-            &config::required("WEBSOCKET_ENDPOINT")?,
-            policy,
-        ));
+        let (sdk, endpoint, policy_, calls) = (
+            self.sdk.clone(),
+            config::required("WEBSOCKET_ENDPOINT")?,
+            policy.clone(),
+            self.calls.clone(),
+        );
+        let gateway = ManagementApi::new(Lazy::new(move || {
+            management_api_recorded(&sdk, &endpoint, &policy_, calls.as_ref())
+        }));
         if policy.warm_connections {
             gateway.warm_up().await;
         }
@@ -308,7 +352,10 @@ impl Wiring {
             .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
             .read_timeout(secrets_manager::REQUEST_TIMEOUT)
             .build();
-        let connector = SharedHttpConnector::new(https_connector(settings, self.sdk.sleep_impl()));
+        let connector = self.recorded(SharedHttpConnector::new(https_connector(
+            settings,
+            self.sdk.sleep_impl(),
+        )));
         Ok(SecretsManager::new(
             connector,
             self.sdk.credentials_provider(),
@@ -391,7 +438,7 @@ impl Wiring {
             .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
             .read_timeout(secrets_manager::REQUEST_TIMEOUT)
             .build();
-        let connector = lazy_https_connector(settings, self.sdk.sleep_impl());
+        let connector = self.recorded(lazy_https_connector(settings, self.sdk.sleep_impl()));
         Ok(EventBridge::new(
             EventBridge::client(
                 connector,

@@ -2,6 +2,7 @@
 //! ([`secrets_manager`]).
 
 pub mod aws_json;
+pub mod call_log;
 pub mod dynamodb;
 pub mod eventbridge;
 pub mod http;
