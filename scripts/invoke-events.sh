@@ -9,9 +9,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
 export PATH="$venv/bin:$PATH"
 if [ -z "${LOCAL_AWS_ENV:-}" ]; then
-  # Every sink and hook on, so every AWS call a deployed stack makes is made (local-aws.py).
+  # Every sink and hook on, so every AWS call a deployed stack makes is made (local-aws.py),
+  # and the Management API a stand-in that answers 410 and 429 for some connections.
   export LOCAL_AWS_SINKS=1
-  exec "$root/scripts/local-aws.sh" "$0" "$@"
+  port_file=$(mktemp -t fake-management-api.XXXXXX)
+  "$venv/bin/python" "$root/scripts/fake-management-api.py" "$port_file" &
+  fake_pid=$!
+  trap 'kill "$fake_pid" 2>/dev/null || true; rm -f "$port_file"' EXIT
+  for _ in $(seq 1 100); do [ -s "$port_file" ] && break; sleep 0.1; done
+  export LOCAL_AWS_WEBSOCKET_ENDPOINT="http://127.0.0.1:$(cat "$port_file")/prod"
+  "$root/scripts/local-aws.sh" "$0" "$@"
+  exit $?
 fi
 cd "$root"
 
@@ -79,10 +87,16 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 
+# Then the IAM check's scenarios (scripts/iam-scenarios.py): every path that calls AWS.
+scenarios=$root/target/aws-calls/scenarios
+"$venv/bin/python" scripts/iam-scenarios.py "$scenarios" >"$scenarios.table"
+expectations="$(sed 's|^|events/|' <<<"$expectations")
+$(sed "s|^|$scenarios/|" "$scenarios.table")"
+
 passed=0 failed=0
 while IFS='|' read -r event function expected; do
   started=${EPOCHREALTIME/./}
-  if answer=$(timeout 60 cargo lambda invoke "$function" --data-file "events/$event" \
+  if answer=$(timeout 60 cargo lambda invoke "$function" --data-file "$event" \
       --invoke-address 127.0.0.1 --invoke-port "$port" --output-format json 2>&1); then
     status=ok
     # cargo lambda prints the answer pretty; compare its compact form.
@@ -94,10 +108,10 @@ while IFS='|' read -r event function expected; do
   took="$((ms / 1000)).$((ms % 1000 / 100))"
   if [ "$status" = ok ] && [[ "$answer" == *"$expected"* ]]; then
     passed=$((passed + 1))
-    printf 'ok    %-28s %-18s %5s s\n' "$event" "$function" "$took"
+    printf 'ok    %-40s %-18s %5s s\n' "${event#"$root"/target/aws-calls/}" "$function" "$took"
   else
     failed=$((failed + 1))
-    printf 'FAIL  %-28s %-18s %5s s  %s; expected %s in:\n%s\n' "$event" "$function" "$took" "$status" "$expected" "$answer"
+    printf 'FAIL  %-40s %-18s %5s s  %s; expected %s in:\n%s\n' "$event" "$function" "$took" "$status" "$expected" "$answer"
   fi
 done <<<"$expectations"
 

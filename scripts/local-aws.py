@@ -78,6 +78,10 @@ def main(endpoint, env_file):
         # secret) and, failing open, connects.
         "ConnectHookUrl": "http://127.0.0.1:9/connect-hook",
         "ConnectHookFailOpen": "true",
+        # A group stream keeps history, so publishes append and recover reads.
+        "HistoryGroups": "chat:*",
+        # Low enough that one handshake reaches it (the membership check at the limit).
+        "MaxGroupsPerConnection": "4",
     } if sinks else {}
 
     def parameter_default(name):
@@ -191,7 +195,7 @@ def main(endpoint, env_file):
     # Values that on AWS come from the WebSocket API itself.
     by_name = {
         # moto's Management API (POST/GET/DELETE /@connections/{id}) accepts every post.
-        "WEBSOCKET_ENDPOINT": endpoint,
+        "WEBSOCKET_ENDPOINT": os.environ.get("LOCAL_AWS_WEBSOCKET_ENDPOINT") or endpoint,
         # Only handed out by negotiate: the local stack's URL (cargo run -p switchboard-local).
         "WEBSOCKET_URL": "ws://127.0.0.1:3001/local",
         # Nothing listens on the discard port: events/upstream.json's event is tried and kept

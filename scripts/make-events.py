@@ -173,8 +173,9 @@ EVENTS = {
     ]),
 }
 
-out = pathlib.Path(__file__).resolve().parent.parent / "events"
-out.mkdir(exist_ok=True)
-for name, event in EVENTS.items():
-    (out / name).write_text(json.dumps(event, indent=2) + "\n")
-    print(f"wrote events/{name}")
+if __name__ == "__main__":
+    out = pathlib.Path(__file__).resolve().parent.parent / "events"
+    out.mkdir(exist_ok=True)
+    for name, event in EVENTS.items():
+        (out / name).write_text(json.dumps(event, indent=2) + "\n")
+        print(f"wrote events/{name}")
