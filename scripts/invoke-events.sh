@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Invoke locally", as a test: every file in events/ through its function with
+# docs/testing.md's "Invoke events locally", as a test: every file in events/ through its function with
 # `cargo lambda watch` and `cargo lambda invoke`, verbatim, against moto on a free loopback
 # port with template.yaml's tables and queues (scripts/local-aws.sh), each answer checked.
 # Bounded: the build, the watcher's start and every invocation have timeouts; the watcher and

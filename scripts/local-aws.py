@@ -28,7 +28,7 @@ import yaml
 REGION = "us-east-1"
 # Signed with by the local chain, accepted by moto; never real credentials.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-# The development secret events/connect.json's token is signed with (README, "Invoke locally").
+# The development secret events/connect.json's token is signed with (docs/testing.md, "Invoke events locally").
 DEV_SECRET = "switchboard-local-dev-secret-0123456789"
 # The development webhook signing secret (plain text, as WebhookSecretValue holds it).
 DEV_WEBHOOK_SECRET = "switchboard-local-dev-webhook-secret-0123456789"

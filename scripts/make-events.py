@@ -2,7 +2,7 @@
 """Regenerates events/*.json: realistic API Gateway WebSocket and SQS events.
 
 The connect event's token is signed with the documented development secret
-(see README, "Invoke locally") and expires in 2100, so the fixture keeps working.
+(see docs/testing.md, "Invoke events locally") and expires in 2100, so the fixture keeps working.
 Run: python3 scripts/make-events.py (needs only the standard library).
 """
 import base64, hashlib, hmac, json, pathlib

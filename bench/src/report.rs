@@ -117,14 +117,14 @@ pub fn scale_section(cases: &[scale::Case]) -> String {
          and 99th percentile `{latency}`, and the template's Deliveries settings (visibility\n\
          timeout 90 s, maxReceiveCount 5, deliver timeout 15 s, 50 batches at once) and its\n\
          budget of posts (`PostRateLimit`, 9,500/s: every deliver instance books its posts\n\
-         from one shared bucket and waits its turn; README, \"Scale\"). One row runs without\n\
+         from one shared bucket and waits its turn; docs/server-api.md, \"Pacing\"). One row runs without\n\
          the budget, each instance finding the quota by its own 429s: the same-run baseline\n\
          for posts per message. One\n\
          `POST /send` to `\"all\"` or to one group holding every connection goes the real way:\n\
          the HTTP API handler pages the 16 broadcast shards or the group's members and enqueues\n\
          Deliveries messages of 100, the deliver handler posts each (in-process gateway: the\n\
          Management API's own code, its answers, timeout and retries, without the HTTP round\n\
-         trip). Virtual connections (README, \"Scale\") are made by the real `$connect`, 5 per\n\
+         trip). Virtual connections (docs/local-stack.md, \"Scale\") are made by the real `$connect`, 5 per\n\
          user; the Management API counts their posts. The real-socket rows are 10,000 WebSocket\n\
          clients in a child process, under the same quota, to tie the virtual runs to real ones.\n\
          The time is from the send to the last delivered post (virtual) or the last client's\n\
@@ -677,7 +677,7 @@ pub fn faults_section(rows: &[crate::faults::Row]) -> String {
          each 429, 500, and a 5 s stall, past the 1 s attempt timeout), against the same sends\n\
          on the same stack settings without faults, same run; median of the measured rounds.\n\
          A failed post is retried inside the invocation with jittered backoff, then handed\n\
-         back to its queue for a try in 1-2 s (README, Delivery semantics); before that, a\n\
+         back to its queue for a try in 1-2 s (docs/protocol.md, \"Delivery semantics\"); before that, a\n\
          failed NotifyConnection record waited out the 60 s visibility timeout (63 to 126 s to\n\
          the last of 100 clients). The goal: every client within 10 s.\n\n\
          {table}",

@@ -212,7 +212,7 @@ struct Serve {
     event_bus: Option<String>,
     /// Make this many virtual connections at start (ids virtual-0, virtual-1, …),
     /// each by the real $connect: records and memberships without a socket,
-    /// whose posts the Management API counts (README, "Scale").
+    /// whose posts the Management API counts (docs/local-stack.md, "Scale").
     #[arg(long, default_value_t = 0, env = "SWITCHBOARD_VIRTUAL_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     virtual_connections: u32,

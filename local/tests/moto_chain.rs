@@ -507,7 +507,7 @@ async fn eventbridge(operation: &str, body: serde_json::Value) -> serde_json::Va
 }
 
 /// `--event-bus` with `--aws-endpoint`: the local stack puts its upstream
-/// events on an EventBridge bus as on AWS; a rule on the bus (the README's
+/// events on an EventBridge bus as on AWS; a rule on the bus (docs/upstream-events.md's
 /// example pattern) delivers them to an SQS queue.
 #[tokio::test]
 #[ignore = "needs moto; run make test"]

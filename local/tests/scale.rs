@@ -1,6 +1,6 @@
 //! Scale emulation on the local stack: virtual connections made by `$connect`
 //! and reached through the real handlers beside real sockets, and the
-//! Management API's account-level throttle (README, "Scale").
+//! Management API's account-level throttle (docs/local-stack.md, "Scale").
 
 mod support;
 

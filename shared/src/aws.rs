@@ -519,7 +519,7 @@ impl Wiring {
     /// send of theirs goes through the Deliveries queue), so they get
     /// [`NoGateway`] and no sent log: the Management API client and the sent
     /// log's batch reads stay out of their bootstraps (connect is at its size
-    /// target; README, "Upstream events").
+    /// target; docs/upstream-events.md).
     pub async fn producer_services(&self) -> Result<Services, ConfigError> {
         Ok(Services {
             store: Arc::new(self.store()?),

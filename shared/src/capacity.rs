@@ -1,10 +1,10 @@
-//! The capacity model behind the README's capacity table: what one broadcast
+//! The capacity model behind the capacity table in docs/server-api.md: what one broadcast
 //! or one group send to N connections costs on AWS and how long it takes,
 //! from the fan-out's own constants ([`SHARDS`], [`DELIVERY_BATCH`],
 //! [`MAX_BATCH`]), the template's memory size and deliver concurrency, the
 //! measured CPU per post (BENCHMARKS.md, "CPU per post") and list prices.
 //! `shared/tests/capacity.rs` recomputes the table and compares it with the
-//! README, so the two cannot drift.
+//! page, so the two cannot drift.
 
 use std::fmt::Write;
 
@@ -54,7 +54,7 @@ pub const US_EAST_1: Prices = Prices {
 };
 
 /// What the table is computed from. `measured` figures come from `make
-/// bench`; `modelled` ones are assumptions stated in the README.
+/// bench`; `modelled` ones are assumptions stated in docs/server-api.md.
 #[derive(Debug, Clone, Copy)]
 pub struct Model {
     /// Every function's `MemorySize` (template.yaml, Globals).
@@ -220,7 +220,7 @@ impl Model {
         }
     }
 
-    /// The README's table: broadcast and group send to 10k, 100k and 1M.
+    /// The documented table: broadcast and group send to 10k, 100k and 1M.
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| send | connections | time to reach everyone | Lambda invocations | Lambda GB-s | DynamoDB Queries (read units) | DynamoDB writes (post budget) | SQS requests | API Gateway messages | cost, us-east-1 |\n\

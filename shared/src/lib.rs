@@ -19,7 +19,7 @@
 //!   [`webhook::verify`] for Rust receivers; [`upstream`]: upstream events,
 //!   their sinks and the synchronous hooks;
 //! - [`aws`]: SDK clients and the one wiring builder every function uses;
-//! - [`capacity`]: the README's capacity table, computed from the fan-out's constants.
+//! - [`capacity`]: the capacity table of docs/server-api.md, computed from the fan-out's constants.
 
 pub mod adapters;
 pub mod auth;

@@ -1,4 +1,4 @@
-//! The README's capacity table is what `switchboard::capacity` computes from
+//! The capacity table in docs/server-api.md is what `switchboard::capacity` computes from
 //! the fan-out's constants, template.yaml's memory size and deliver
 //! concurrency, and the measured CPU per post: change any of them and this
 //! test names the table to paste.
@@ -51,24 +51,27 @@ fn model() -> Model {
 }
 
 #[test]
-fn the_readme_capacity_table_is_the_computed_one() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+fn the_documented_capacity_table_is_the_computed_one() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/server-api.md"
+    ))
+    .unwrap();
     let begin = "<!-- capacity table: shared/tests/capacity.rs -->\n";
     let end = "<!-- end of the capacity table -->";
-    let start = readme
+    let start = page
         .find(begin)
-        .expect("the README has no capacity table")
+        .expect("docs/server-api.md has no capacity table")
         + begin.len();
     let stop = start
-        + readme[start..]
+        + page[start..]
             .find(end)
             .expect("the capacity table has no end");
     let expected = model().table();
     assert_eq!(
-        &readme[start..stop],
+        &page[start..stop],
         expected,
-        "the README's capacity table is stale; paste:\n{expected}"
+        "the capacity table in docs/server-api.md is stale; paste:\n{expected}"
     );
 }
 

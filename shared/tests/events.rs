@@ -22,7 +22,7 @@ use switchboard::handlers::{
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
 use switchboard::posting::Posting;
 
-/// The development secret the fixtures' token is signed with (see README).
+/// The development secret the fixtures' token is signed with (see docs/testing.md).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";
 const CONNECTION: &str = "f97yeeMZDoECGqg=";
 

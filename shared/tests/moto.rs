@@ -1437,7 +1437,7 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 }
 
 /// What history adds per message and per recovery, counted at the SDK
-/// (the README's cost table).
+/// (the cost table in docs/server-api.md).
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn history_request_counts_per_message_and_per_recovery() {
@@ -1513,7 +1513,7 @@ async fn history_epoch(
 }
 
 /// The EventBridge sink: a rule on the bus (source `switchboard`) targeting an
-/// SQS queue receives every event, as the README's example rule describes,
+/// SQS queue receives every event, as docs/upstream-events.md's example rule describes,
 /// with detail-type the short type and the CloudEvent (its stable id) as detail.
 #[tokio::test]
 #[ignore = "needs moto; run make test"]

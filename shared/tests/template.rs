@@ -373,27 +373,44 @@ fn sam_build_does_not_hash_the_repository() {
     }
 }
 
-/// The README's AWS walk-through reads stack outputs by name (`$(output NAME)`): each must
-/// be one the template declares, or the copied commands set empty variables.
+/// The docs read stack outputs by name (`$(output NAME)`, the AWS walk-through in
+/// docs/operations.md and the pages that reuse its `output` function): each must be one the
+/// template declares, or the copied commands set empty variables.
 #[test]
 fn the_walk_through_reads_outputs_the_template_has() {
     let template = load_template();
-    let path = repository_file("README.md");
-    let readme = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let read: Vec<&str> = readme
-        .split("$(output ")
-        .skip(1)
-        .filter_map(|rest| rest.split_once(')').map(|(name, _)| name))
+    let mut pages = vec![repository_file("README.md")];
+    let docs = repository_file("docs");
+    let mut listed: Vec<PathBuf> = std::fs::read_dir(&docs)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", docs.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
         .collect();
+    listed.sort();
+    pages.extend(listed);
+    let mut read = Vec::new();
+    for path in &pages {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        for rest in text.split("$(output ").skip(1) {
+            if let Some((name, _)) = rest.split_once(')') {
+                read.push((path.clone(), name.to_owned()));
+            }
+        }
+    }
+    let walk_through = repository_file("docs/operations.md");
     assert!(
-        read.len() >= 4,
+        read.iter()
+            .filter(|(path, _)| *path == walk_through)
+            .count()
+            >= 4,
         "the walk-through reads {read:?}: where did it go?"
     );
-    for name in read {
+    for (path, name) in read {
         assert!(
-            template["Outputs"].get(name).is_some(),
-            "README reads output {name}, which template.yaml does not declare"
+            template["Outputs"].get(&name).is_some(),
+            "{} reads output {name}, which template.yaml does not declare",
+            path.display()
         );
     }
 }

@@ -1,4 +1,4 @@
-//! The echo bot against the local stack, as the README runs it: a welcome
+//! The echo bot against the local stack, as docs/upstream-events.md runs it: a welcome
 //! through `/send` on connect, the event hook's echo back to the client, a
 //! refused connect hook for mallory, and unsigned requests refused.
 

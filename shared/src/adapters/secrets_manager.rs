@@ -8,8 +8,8 @@
 //! does not fit; this file reuses code every bootstrap links already
 //! (`aws-sigv4`, the hyper/rustls connector). Not the Parameters and Secrets
 //! Lambda Extension either: a region-specific layer, a second process in
-//! every container and its own cold start, for the same one call. The README's
-//! "Token keys on AWS" gives the measurements.
+//! every container and its own cold start, for the same one call. docs/authentication.md,
+//! "Token keys on AWS", says why.
 
 use std::time::Duration;
 

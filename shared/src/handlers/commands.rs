@@ -1,5 +1,5 @@
 //! commands: the Commands queue handler. Every body carries `"version":1` and
-//! a `"type"` (the README documents each type); [`crate::commands`] executes it.
+//! a `"type"` (docs/server-api.md documents each type); [`crate::commands`] executes it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn};

@@ -12,7 +12,7 @@ use crate::validate;
 pub const COMMAND_VERSION: u32 = 1;
 
 /// A Commands queue message. Every body carries `"version":1` and `"type"`;
-/// the README documents each type.
+/// docs/server-api.md documents each type.
 #[derive(Debug)]
 pub enum Command {
     // Each send may carry `id`, an idempotency key (see [`validate_message_id`]).
