@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-$(shell sha1sum $(REQS) | cut -c1-12)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: test tools fmt-check clippy unit test-all invoke-events fuzz lint-template build sizes bench bench-scale events clean js
+.PHONY: test tools fmt-check clippy unit test-all invoke-events iam fuzz lint-template build sizes bench bench-scale events clean js
 
 FUNCTIONS := connect disconnect ping default actions api notify-user notify-connection commands deliver upstream
 
 ## test: everything CI checks — format, clippy, unit + moto + loopback tests, every event invoked, fuzzing, template lint, release build, the JS client
-test: tools fmt-check clippy test-all invoke-events fuzz lint-template build sizes js
+test: tools fmt-check clippy test-all invoke-events iam fuzz lint-template build sizes js
 
 ## tools: project-local Python tools (moto, cfn-lint, sam, cargo-lambda), installed once per requirements change
 tools: $(STAMP)
@@ -41,6 +41,15 @@ test-all: tools
 ## invoke-events: every events/*.json through its function with cargo lambda watch, against moto (README, "Invoke locally")
 invoke-events: tools
 	scripts/invoke-events.sh
+
+## iam: every AWS call the functions made in invoke-events (its fixtures and the IAM scenarios,
+## recorded at each adapter's connector) against each function's role as SAM's translator expands
+## template.yaml: a call the role denies, or a grant no call uses, fails (docs/testing.md, "The IAM check")
+iam: tools
+	$(BIN)/python -m unittest discover -s scripts -p 'test_iam_check.py'
+	@test -s target/aws-calls/invoke-events.jsonl || { echo "iam: no recorded calls; run make invoke-events first" >&2; exit 1; }
+	$(BIN)/python scripts/iam-check.py target/resources.json target/aws-calls/invoke-events.jsonl \
+	  --report target/aws-calls/iam-report.md
 
 ## fuzz: the parser fuzz targets (fuzz/) for FUZZ_SECONDS each (30 here: CI also builds them cold, about 4 min)
 FUZZ_SECONDS ?= 30

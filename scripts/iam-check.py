@@ -309,7 +309,7 @@ def requests_of(call, template, resources, parameters, region, account):
     if service == "secretsmanager":
         secret = call.get("secret_id") or ""
         if not secret.startswith("arn:"):
-            named = [r["Arn"] for r in resources.values() if r.get("Name") == secret]
+            named = [r.get("Arn", r.get("Ref")) for r in resources.values() if r.get("Name") == secret]
             if not named:
                 raise CheckError(f"{call['function']}: secret {secret!r} is not one of the template's")
             secret = named[0]

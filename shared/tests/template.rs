@@ -542,12 +542,18 @@ fn no_secret_is_in_any_environment_block() {
 }
 
 /// The IAM statements each resource carries (a SAM function's `Policies`).
+/// Every statement of a function's policies; a statement under `!If [condition, statement,
+/// AWS::NoValue]` counts as granted (it is, under its condition).
 fn statements(resource: &Value) -> Vec<&Value> {
     resource["Properties"]["Policies"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|policy| policy["Statement"].as_array().into_iter().flatten())
+        .map(|statement| match &statement["Fn::If"] {
+            Value::Array(branches) if branches.len() == 3 => &branches[1],
+            _ => statement,
+        })
         .collect()
 }
 
