@@ -87,8 +87,6 @@ def main(endpoint, env_file):
     def parameter_default(name):
         if name in overrides:
             return overrides[name]
-        if name == "TokenSecret":
-            return DEV_SECRET
         return str(parameters[name]["Default"])
 
     def condition(name):
@@ -163,7 +161,8 @@ def main(endpoint, env_file):
         ]["QueueArn"]
         resolved[logical_id] = {"Ref": url, "Arn": arns[logical_id], "QueueName": local_name(logical_id)}
 
-    # The token keys: the development secret, as the template's secret holds it.
+    # The token keys and the webhook secret: the template generates both on AWS; locally they
+    # hold the development secrets (what `aws secretsmanager put-secret-value` would put there).
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
     for logical_id, resource in resources.items():
         if resource["Type"] != "AWS::SecretsManager::Secret":

@@ -492,22 +492,7 @@ fn environment_blocks(template: &Value) -> Vec<(String, &Value)> {
 #[test]
 fn no_secret_is_in_any_environment_block() {
     let template = load_template();
-    let no_echo: Vec<&str> = template["Parameters"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, p)| p["NoEcho"] == json!(true))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    assert!(no_echo.contains(&"TokenSecret"), "{no_echo:?}");
-    assert!(no_echo.contains(&"WebhookSecret"), "{no_echo:?}");
     for (id, block) in environment_blocks(&template) {
-        for name in &no_echo {
-            assert!(
-                !mentions(block, name),
-                "{id}'s Environment holds the NoEcho parameter {name}"
-            );
-        }
         for (variable, value) in block["Variables"].as_object().into_iter().flatten() {
             assert_ne!(variable, "TOKEN_SECRET", "{id} sets TOKEN_SECRET");
             assert_ne!(variable, "WEBHOOK_SECRET", "{id} sets WEBHOOK_SECRET");
@@ -524,21 +509,61 @@ fn no_secret_is_in_any_environment_block() {
             }
         }
     }
-    // The parameter goes into the secret and nowhere else.
-    for (id, resource) in template["Resources"].as_object().unwrap() {
-        for name in &no_echo {
-            let home = match *name {
-                "WebhookSecret" => "WebhookSecretValue",
-                _ => "TokenKeys",
-            };
-            assert!(
-                !mentions(resource, name) || id == home,
-                "{id} uses the NoEcho parameter {name}"
-            );
-        }
+}
+
+/// No secret is a template parameter (issue 23): `sam deploy --guided` asks for every NoEcho
+/// parameter with no default and asks again on empty input, so a NoEcho parameter cannot be
+/// left empty to have a secret generated. The stack generates both secrets in Secrets Manager
+/// instead, unconditionally; an operator's own value goes in with `put-secret-value`
+/// (scripts/guided-deploy-test.py drives the guided prompts themselves).
+#[test]
+fn the_secrets_are_generated_and_no_parameter() {
+    let template = load_template();
+    let no_echo: Vec<&str> = template["Parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p.get("NoEcho").is_some())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(no_echo.is_empty(), "NoEcho parameters: {no_echo:?}");
+    for gone in ["TokenSecret", "WebhookSecret"] {
+        assert!(
+            template["Parameters"].get(gone).is_none(),
+            "parameter {gone}"
+        );
+        // Nor does anything still refer to one (`Ref` or `${..}` in a `Fn::Sub`).
+        assert!(!mentions(&template, gone), "something refers to {gone}");
     }
-    assert!(!mentions(&template["Outputs"], "TokenSecret"));
-    assert!(!mentions(&template["Outputs"], "WebhookSecret\""));
+    for (id, template_key) in [("TokenKeys", Some("secret")), ("WebhookSecretValue", None)] {
+        let properties = &template["Resources"][id]["Properties"];
+        assert!(
+            properties.get("SecretString").is_none(),
+            "{id} has a SecretString"
+        );
+        let generate = &properties["GenerateSecretString"];
+        assert!(generate.is_object(), "{id}: {generate}");
+        assert!(
+            generate.get("Fn::If").is_none(),
+            "{id} is generated only on a condition"
+        );
+        assert_eq!(
+            generate["GenerateStringKey"].as_str(),
+            template_key,
+            "{id}: {generate}"
+        );
+        assert!(
+            generate["PasswordLength"].as_i64().unwrap_or(0) >= 32,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        template["Resources"]["TokenKeys"]["Properties"]["GenerateSecretString"]["SecretStringTemplate"],
+        json!(r#"{"kid":"1"}"#)
+    );
+    for output in ["TokenKeysArn", "WebhookSecretArn"] {
+        assert!(template["Outputs"][output].is_object(), "output {output}");
+    }
 }
 
 /// The IAM statements each resource carries (a SAM function's `Policies`).
@@ -888,7 +913,6 @@ fn upstream_events_have_least_privilege() {
     );
     for parameter in [
         "WebhookUrl",
-        "WebhookSecret",
         "EventBridgeEvents",
         "ConnectHookUrl",
         "ConnectHookFailOpen",
