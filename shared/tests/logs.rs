@@ -278,6 +278,36 @@ fn resolve(value: &Value, log_level: &str) -> Option<String> {
 }
 
 #[test]
+fn every_line_tells_lambda_its_level_and_time() {
+    let json = |level| LogSettings::from_values("JSON", Some(level));
+    for line in tracing_lines(json("TRACE")) {
+        let value: Value = serde_json::from_str(&line).expect("a JSON line");
+        let expected = if line.contains("an invocation failed") {
+            "ERROR"
+        } else {
+            "INFO"
+        };
+        assert_eq!(value["level"], expected, "{line}");
+        assert_eq!(
+            lambda_level(&line),
+            severity(expected).expect("a level"),
+            "{line}"
+        );
+        // tracing-subscriber's time: RFC 3339 in UTC, e.g. 2024-11-02T16:51:31.587199Z.
+        let time = value["timestamp"].as_str().unwrap_or_default();
+        assert!(is_rfc3339(time) && time.ends_with('Z'), "{line}");
+    }
+    for line in emf_lines("deliver") {
+        let emf: Value = serde_json::from_str(&line).expect("EMF is JSON");
+        let ms = emf["_aws"]["Timestamp"].as_i64().expect("a Timestamp");
+        // The same instant as the metrics', at INFO.
+        assert_eq!(emf["timestamp"], switchboard::clock::rfc3339(ms), "{line}");
+        assert_eq!(emf["level"], "INFO", "{line}");
+        assert_eq!(lambda_level(&line), severity("INFO").expect("a level"));
+    }
+}
+
+#[test]
 fn no_metric_and_no_error_line_is_dropped_at_any_log_level() {
     let template = load_template();
     let parameter = &template["Parameters"]["LogLevel"];
@@ -289,11 +319,6 @@ fn no_metric_and_no_error_line_is_dropped_at_any_log_level() {
         .collect();
     assert_eq!(allowed, LEVELS, "the levels Lambda knows");
     let globals = &template["Globals"]["Function"];
-    // The functions' own level is the parameter.
-    assert_eq!(
-        globals["Environment"]["Variables"]["LOG_LEVEL"],
-        json!({"Ref": "LogLevel"})
-    );
     let functions: Vec<(&str, &Value)> =
         resources_of_type(&template, "AWS::Serverless::Function").collect();
     assert_eq!(functions.len(), 11);
@@ -345,13 +370,6 @@ fn no_metric_and_no_error_line_is_dropped_at_any_log_level() {
                     lambda_keeps(&line, &application_log_level),
                     "{context}: Lambda drops the metrics line {line}"
                 );
-                let emf: Value = serde_json::from_str(&line).expect("EMF is JSON");
-                let ms = emf["_aws"]["Timestamp"].as_i64().expect("a Timestamp");
-                assert_eq!(
-                    emf["timestamp"],
-                    switchboard::clock::rfc3339(ms),
-                    "{context}"
-                );
             }
 
             let written = tracing_lines(settings);
@@ -366,11 +384,6 @@ fn no_metric_and_no_error_line_is_dropped_at_any_log_level() {
                 assert!(
                     sent.contains(&line),
                     "{context}: Lambda drops the error line {line}"
-                );
-                assert_eq!(
-                    lambda_level(line),
-                    severity("ERROR").expect("a level"),
-                    "{context}: {line}"
                 );
             }
             // What reaches CloudWatch is what LogLevel asks for: errors at every
@@ -387,5 +400,14 @@ fn no_metric_and_no_error_line_is_dropped_at_any_log_level() {
                 "{context}: {written:?}"
             );
         }
+    }
+    // The functions' own level is the parameter, and no function sets another.
+    assert_eq!(
+        globals["Environment"]["Variables"]["LOG_LEVEL"],
+        json!({"Ref": "LogLevel"})
+    );
+    for (id, function) in resources_of_type(&template, "AWS::Serverless::Function") {
+        let own = &function["Properties"]["Environment"]["Variables"]["LOG_LEVEL"];
+        assert!(own.is_null(), "{id} sets its own LOG_LEVEL: {own}");
     }
 }
