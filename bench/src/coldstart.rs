@@ -75,9 +75,11 @@ fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
             "WEBHOOK_SECRET",
             "bench-webhook-secret-bench-webhook-secret!",
         ),
-        // As the template's LoggingConfig sets them.
+        // As the template sets them: LoggingConfig (Lambda's level pinned to TRACE)
+        // and the functions' own level, LOG_LEVEL (parameter LogLevel, INFO by default).
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ("LOG_LEVEL", "INFO"),
     ];
     let mut env: Vec<(&'static str, String)> =
         fixed.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();

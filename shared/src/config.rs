@@ -800,10 +800,13 @@ impl UpstreamSettings {
     }
 }
 
-/// How a function logs, as Lambda's logging configuration sets it
-/// (`LoggingConfig` in template.yaml): `AWS_LAMBDA_LOG_FORMAT` (`JSON` or
-/// text) and `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` as a plain level, else
-/// `INFO`. Lambda's `FATAL` is `ERROR`; a value that is no level is `INFO`.
+/// How a function logs: the format of Lambda's logging configuration
+/// (`LoggingConfig` in template.yaml, `AWS_LAMBDA_LOG_FORMAT`: `JSON` or text)
+/// and the function's own level: `LOG_LEVEL` (the template's `LogLevel`
+/// parameter), else `AWS_LAMBDA_LOG_LEVEL` (Lambda's `ApplicationLogLevel`,
+/// which the template pins to `TRACE`), else `RUST_LOG` as a plain level, else
+/// `INFO`; an empty value counts as unset. Lambda's `FATAL` is `ERROR`; a value
+/// that is no level is `INFO`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogSettings {
     pub json: bool,
@@ -812,9 +815,17 @@ pub struct LogSettings {
 
 impl LogSettings {
     pub fn from_env() -> Self {
-        let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
-        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
-        LogSettings::from_values(&format, level.as_deref().ok())
+        LogSettings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from the variables `var` returns (the environment's in [`LogSettings::from_env`]).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
+        let format = var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+        let level = ["LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+            .into_iter()
+            .filter_map(&var)
+            .find(|level| !level.trim().is_empty());
+        LogSettings::from_values(&format, level.as_deref())
     }
 
     pub fn from_values(format: &str, level: Option<&str>) -> Self {

@@ -7,6 +7,13 @@
 //! the line into metrics; no API call, nothing on the hot path but a counter
 //! in a map. The local stack's sink feeds its Prometheus registry (`GET /metrics`).
 //!
+//! Each EMF line is also a line of Lambda's JSON log format: `"level":"INFO"`
+//! and an RFC 3339 `"timestamp"` (the instant of `_aws.Timestamp`), the two
+//! keys Lambda reads to filter by `ApplicationLogLevel` (a JSON line without a
+//! valid timestamp counts as INFO). The sink writes to stdout itself, not
+//! through `tracing`, so the functions' `LOG_LEVEL` never drops a metric (see
+//! [`crate::logs`]).
+//!
 //! Dimensions are low-cardinality by construction: every dimension value is a
 //! `&'static str` from a closed set in the code (a route, an outcome, a
 //! reason, a close-code class), never a user, connection or group.
@@ -239,6 +246,7 @@ impl Invocation {
             }
         }
         let mut lines = Vec::new();
+        let time = crate::clock::rfc3339(timestamp_ms);
         for (dims, metrics) in groups {
             let chunks = metrics
                 .iter()
@@ -256,17 +264,20 @@ impl Invocation {
                     })
                     .filter(|(_, part)| !part.is_empty())
                     .collect();
-                lines.push(emf_line(function, timestamp_ms, &dims, &parts));
+                lines.push(emf_line(function, timestamp_ms, &time, &dims, &parts));
             }
         }
         lines
     }
 }
 
-/// One EMF line: the `_aws` directive, the dimension values and the metric values.
+/// One EMF line: Lambda's `level` and `timestamp` (`time`, the RFC 3339 form
+/// of `timestamp_ms`), the `_aws` directive, the dimension values and the
+/// metric values.
 fn emf_line(
     function: &str,
     timestamp_ms: i64,
+    time: &str,
     dims: &Dimensions,
     parts: &[(Metric, &[u64])],
 ) -> String {
@@ -274,7 +285,7 @@ fn emf_line(
     let mut line = String::with_capacity(256);
     let _ = write!(
         line,
-        r#"{{"_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["{FUNCTION}""#
+        r#"{{"level":"INFO","timestamp":"{time}","_aws":{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":[{{"Namespace":"{NAMESPACE}","Dimensions":[["{FUNCTION}""#
     );
     for (name, _) in dims {
         line.push(',');
@@ -426,6 +437,9 @@ mod tests {
         assert_eq!(directive["Namespace"], "Switchboard");
         assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        // Lambda's JSON log keys: the same instant, at level INFO.
+        assert_eq!(line["timestamp"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(line["level"], "INFO");
         let metrics = directive["Metrics"].as_array().unwrap();
         assert!(
             metrics.contains(&serde_json::json!({"Name":"FanoutLatency","Unit":"Milliseconds"}))
@@ -463,6 +477,8 @@ mod tests {
         assert_eq!(
             line,
             serde_json::json!({
+                "level": "INFO",
+                "timestamp": "1970-01-01T00:00:00.005Z",
                 "_aws": {"Timestamp": 5, "CloudWatchMetrics": [{
                     "Namespace": "Switchboard",
                     "Dimensions": [["Function", "Action", "Outcome"]],

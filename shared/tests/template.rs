@@ -7,88 +7,13 @@
 //! [`websocket_route_keys`] lists the WebSocket API's route keys: other template checks
 //! start from these two.
 
-use std::path::PathBuf;
+mod cloudformation;
 
-use saphyr::{LoadableYamlNode, Scalar, Yaml};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchboard::routes::{ROUTES, function_of};
 
-fn repository_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(name)
-}
-
-/// `template.yaml` as CloudFormation's JSON form of it.
-pub fn load_template() -> Value {
-    let path = repository_file("template.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let documents =
-        Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("template.yaml is not YAML: {e}"));
-    let [document] = documents.as_slice() else {
-        panic!("template.yaml holds {} documents, not one", documents.len());
-    };
-    to_json(document)
-}
-
-/// One YAML node as JSON, each CloudFormation short-form tag as its long form.
-fn to_json(node: &Yaml) -> Value {
-    match node {
-        Yaml::Value(scalar) => scalar_to_json(scalar),
-        Yaml::Representation(text, _, _) => Value::String(text.to_string()),
-        Yaml::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Mapping(entries) => {
-            let mut object = Map::new();
-            for (key, value) in entries {
-                let key = match to_json(key) {
-                    Value::String(key) => key,
-                    other => other.to_string(),
-                };
-                object.insert(key, to_json(value));
-            }
-            Value::Object(object)
-        }
-        Yaml::Tagged(tag, inner) if tag.handle == "!" => {
-            let inner = to_json(inner);
-            match tag.suffix.as_str() {
-                "Ref" | "Condition" => json!({ tag.suffix.as_str(): inner }),
-                // `!GetAtt Resource.Attribute`: the long form is a two-element list.
-                "GetAtt" => match inner.as_str().and_then(|s| s.split_once('.')) {
-                    Some((resource, attribute)) => json!({ "Fn::GetAtt": [resource, attribute] }),
-                    None => json!({ "Fn::GetAtt": inner }),
-                },
-                function => json!({ format!("Fn::{function}"): inner }),
-            }
-        }
-        // YAML's own tags (`!!str`, …) change nothing CloudFormation reads.
-        Yaml::Tagged(_, inner) => to_json(inner),
-        Yaml::Alias(_) | Yaml::BadValue => panic!("template.yaml: unsupported node {node:?}"),
-    }
-}
-
-fn scalar_to_json(scalar: &Scalar) -> Value {
-    match scalar {
-        Scalar::Null => Value::Null,
-        Scalar::Boolean(b) => Value::Bool(*b),
-        Scalar::Integer(i) => json!(i),
-        Scalar::FloatingPoint(f) => json!(f.into_inner()),
-        Scalar::String(s) => Value::String(s.to_string()),
-    }
-}
-
-/// Every resource of `resource_type`, as (logical id, resource).
-pub fn resources_of_type<'a>(
-    template: &'a Value,
-    resource_type: &'a str,
-) -> impl Iterator<Item = (&'a str, &'a Value)> {
-    template["Resources"]
-        .as_object()
-        .expect("the template has Resources")
-        .iter()
-        .filter(move |(_, resource)| resource["Type"] == resource_type)
-        .map(|(id, resource)| (id.as_str(), resource))
-}
+use cloudformation::repository_file;
+pub use cloudformation::{load_template, resources_of_type};
 
 /// `{"Ref": logical_id}`.
 fn reference(logical_id: &str) -> Value {
@@ -864,11 +789,8 @@ fn every_dead_letter_queue_and_function_has_its_alarms() {
         }
         let logging = &function["Properties"]["LoggingConfig"];
         assert_eq!(logging["LogFormat"], "JSON", "{id}");
-        assert_eq!(
-            logging["ApplicationLogLevel"],
-            reference("LogLevel"),
-            "{id}"
-        );
+        // Lambda drops no line; the functions filter at LOG_LEVEL (tests/logs.rs).
+        assert_eq!(logging["ApplicationLogLevel"], "TRACE", "{id}");
         assert_eq!(
             logging["SystemLogLevel"],
             reference("SystemLogLevel"),
@@ -882,7 +804,7 @@ fn every_dead_letter_queue_and_function_has_its_alarms() {
         reference("AlarmEmail")
     );
     assert_eq!(template["Globals"]["Function"]["Tracing"], "Active");
-    // The level is LoggingConfig's: a RUST_LOG would override it.
+    // The level is LOG_LEVEL's (parameter LogLevel): no RUST_LOG beside it.
     assert!(template["Globals"]["Function"]["Environment"]["Variables"]["RUST_LOG"].is_null());
 }
 

@@ -5,10 +5,11 @@
 use serde_json::Value;
 
 use crate::auth::SecretError;
+use crate::clock::rfc3339;
 use crate::validate::{self, FieldError};
 use crate::webhook::{SIGNATURE_HEADER, sign};
 
-use super::events::{SOURCE, SPEC_VERSION, rfc3339};
+use super::events::{SOURCE, SPEC_VERSION};
 use super::{CloudEvent, Hook, HttpAnswer, PostError, Upstream, no_client};
 
 /// The `ce-type` of a connect hook request.
