@@ -9,6 +9,8 @@
 
 mod cloudformation;
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 use switchboard::routes::{ROUTES, function_of};
 
