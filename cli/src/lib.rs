@@ -1,10 +1,12 @@
 //! What the `switchboard` CLI does, as functions: a stack's outputs
 //! ([`Stack::describe`]), its dead-letter queues' depths, their messages
 //! ([`list`]) and moving them back ([`redrive`]; [`dlq`] for move tasks, last
-//! errors and the local stack's dead letters), and the server operations
-//! through the HTTP API ([`http`], [`ops`]). Every loop is bounded.
+//! errors and the local stack's dead letters), the server operations
+//! through the HTTP API ([`http`], [`ops`]), and the pre-flight of the
+//! stack's settings against its account ([`doctor`]). Every loop is bounded.
 
 pub mod dlq;
+pub mod doctor;
 pub mod http;
 pub mod ops;
 
@@ -106,12 +108,13 @@ impl CliError {
     }
 }
 
-/// A deployed stack: its status and outputs.
+/// A deployed stack: its status, outputs and parameters.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub name: String,
     pub status: String,
     pub outputs: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl Stack {
@@ -133,6 +136,16 @@ impl Stack {
             .iter()
             .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
             .collect();
+        let parameters = stack
+            .parameters()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_owned(),
+                    p.parameter_value()?.to_owned(),
+                ))
+            })
+            .collect();
         Ok(Stack {
             name: stack.stack_name().unwrap_or(name).to_owned(),
             status: stack
@@ -140,6 +153,7 @@ impl Stack {
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_default(),
             outputs,
+            parameters,
         })
     }
 

@@ -6,7 +6,10 @@
 //!   move task, or the receive-and-send copy);
 //! - `send`, `notify`, `negotiate` (`token`), `who`, `close`: the server
 //!   operations, through the IAM-signed HTTP API (or the NotifyUser and
-//!   NotifyConnection queues for `notify`).
+//!   NotifyConnection queues for `notify`);
+//! - `doctor`: the stack's concurrency and rate settings against what its
+//!   account has (Lambda concurrency, API Gateway's throttle quota, the
+//!   WebSocket stage's throttles), each finding with the command that fixes it.
 //!
 //! On AWS the stack's outputs come from CloudFormation `DescribeStacks`;
 //! requests use the standard credential chain, region and endpoint overrides
@@ -14,9 +17,10 @@
 //! HTTP to the local stack instead (`http://127.0.0.1:3001`), with its API key
 //! (`--api-key`, `SWITCHBOARD_API_KEY`) when it has one. `--json` prints one
 //! JSON document for scripts. Exit codes: 0 done (and, for `status`, every
-//! dead-letter queue empty), 1 an error (named on stderr), 2 a usage error,
-//! 3 `status` found messages in a dead-letter queue, 4 the connection, user or
-//! group does not exist.
+//! dead-letter queue empty; for `doctor`, no finding fails), 1 an error (named
+//! on stderr), 2 a usage error, 3 `status` found messages in a dead-letter
+//! queue, 4 the connection, user or group does not exist, 5 `doctor` found a
+//! setting that fails.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use switchboard_cli::dlq::{self, UNKNOWN_ERROR};
+use switchboard_cli::doctor;
 use switchboard_cli::http::{Answer, Api, DEFAULT_LOCAL_URL};
 use switchboard_cli::ops::{self, Negotiate, Subject, Target};
 use switchboard_cli::{CliError, DEAD_LETTER_QUEUES, DeadLetterQueue, Stack, list, redrive};
@@ -111,6 +116,34 @@ enum Command {
         #[command(flatten)]
         subject: WhoSubject,
     },
+    /// Checks the stack's settings against its account: queue consumers' concurrency, PostRateLimit, stage throttles.
+    ///
+    /// Reads the account's Lambda concurrency (GetAccountSettings), the stack's
+    /// parameters (DescribeStacks), API Gateway's account throttle quota
+    /// (Service Quotas apigateway L-8A5B8E43, which the Management API's posts
+    /// count against) and the WebSocket stage's default route throttles
+    /// (apigatewayv2 GetStage). Checks: the five queue consumers' maximum
+    /// concurrencies + 2 x RouteReservedConcurrency + a headroom for the
+    /// routes (10% of the account's concurrency, at least 5) fit in the
+    /// account's unreserved concurrency, else $connect is throttled when the
+    /// queues are busy; each consumer's maximum fits in what is left; a
+    /// reservation leaves Lambda's 100 unreserved; PostRateLimit is above 0
+    /// and at most 95% of the quota; the stage's rate and burst are above 0,
+    /// the burst at least a tenth of the rate, the rate within the quota, and
+    /// both as the stack's parameters set them. Each finding is ok, warn or
+    /// fail; one that is not ok gives the `sam deploy --parameter-overrides`
+    /// or Service Quotas request that fixes it. A reading that fails (no
+    /// permission, an API the endpoint lacks) is a warn finding,
+    /// "could not read ...: <error>", and the checks go on without it.
+    ///
+    /// Exit codes: 0 no finding fails (warnings allowed), 5 a finding fails,
+    /// 1 an error (the stack cannot be read), 2 a usage error.
+    ///
+    /// IAM: cloudformation:DescribeStacks on the stack,
+    /// lambda:GetAccountSettings, servicequotas:GetServiceQuota and
+    /// servicequotas:GetAWSDefaultServiceQuota, and apigateway:GET on
+    /// arn:aws:apigateway:<region>::/apis/<api-id>/stages/<stage>.
+    Doctor,
     /// Closes a connection, or every connection of a user.
     Close {
         #[arg(long, conflicts_with = "user", required_unless_present = "user")]
@@ -269,6 +302,7 @@ async fn run(cli: &Cli) -> Result<Done, CliError> {
     };
     match &cli.command {
         Command::Status => status(&place).await,
+        Command::Doctor => doctor(&place).await,
         Command::Dlq {
             command: Dlq::List { queue, max, errors },
         } => dlq_list(&place, queue.as_deref(), *max, *errors).await,
@@ -458,6 +492,21 @@ async fn status(place: &Place) -> Result<Done, CliError> {
         "deadLetterQueues": queues.iter().map(DeadLetterQueue::to_json).collect::<Vec<_>>(),
     });
     Ok((document, text, if waiting > 0 { 3 } else { 0 }))
+}
+
+async fn doctor(place: &Place) -> Result<Done, CliError> {
+    let (stack, sdk) = place.stack().await?;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .ok_or_else(|| CliError::Credentials("no AWS region (set AWS_REGION)".into()))?;
+    let readings = doctor::read(sdk, &region, &stack).await;
+    let findings = doctor::findings(&readings);
+    Ok((
+        doctor::to_json(&readings, &findings),
+        doctor::text(&readings, &findings),
+        doctor::exit_code(&findings),
+    ))
 }
 
 /// The queue names `queue` selects (all five when `None`).

@@ -574,3 +574,338 @@ async fn redrive_starts_a_move_task_where_sqs_has_them_and_waits_for_it() {
     );
     assert_eq!(seen.lock().unwrap().len(), 2, "no receive, no send");
 }
+
+/// A stack shaped like template.yaml where `doctor` looks: the parameters it
+/// checks (template defaults unless `overrides` says otherwise) and the
+/// WebSocketUrl output of a WebSocket API and stage made in moto's API Gateway
+/// (moto's CloudFormation does not make AWS::ApiGatewayV2 resources), whose
+/// default route throttles are `burst` and a rate of 1000.
+async fn create_doctor_stack(name: &str, overrides: &[(&str, &str)], burst: i32) -> String {
+    let sdk = sdk().await;
+    let apis = aws_sdk_apigatewayv2::Client::new(&sdk);
+    let api = apis
+        .create_api()
+        .name(name)
+        .protocol_type(aws_sdk_apigatewayv2::types::ProtocolType::Websocket)
+        .route_selection_expression("$request.body.action")
+        .send()
+        .await
+        .unwrap();
+    let api_id = api.api_id().unwrap().to_owned();
+    apis.create_stage()
+        .api_id(&api_id)
+        .stage_name("prod")
+        .default_route_settings(
+            aws_sdk_apigatewayv2::types::RouteSettings::builder()
+                .throttling_rate_limit(1000.0)
+                .throttling_burst_limit(burst)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut parameters = serde_json::Map::new();
+    for (key, default) in [
+        ("NotifyUserMaxConcurrency", 5),
+        ("NotifyConnectionMaxConcurrency", 20),
+        ("CommandsMaxConcurrency", 5),
+        ("DeliverMaxConcurrency", 50),
+        ("UpstreamMaxConcurrency", 5),
+        ("RouteReservedConcurrency", 0),
+        ("PostRateLimit", 9500),
+        ("ThrottlingRateLimit", 1000),
+        ("ThrottlingBurstLimit", 500),
+    ] {
+        parameters.insert(
+            key.into(),
+            json!({"Type": "Number", "Default": default.to_string()}),
+        );
+    }
+    let template = json!({
+        "Parameters": parameters,
+        "Resources": {"NotifyUserQueue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"WebSocketUrl": {"Value":
+            format!("wss://{api_id}.execute-api.us-east-1.amazonaws.com/prod")}},
+    })
+    .to_string();
+    let overrides: Vec<_> = overrides
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(*k)
+                .parameter_value(*v)
+                .build()
+        })
+        .collect();
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(name)
+        .template_body(template)
+        .set_parameters(Some(overrides))
+        .send()
+        .await
+        .unwrap();
+    api_id
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn doctor_reads_what_moto_has_and_names_what_it_could_not_read() {
+    let stack = format!("cli-doctor-{}", std::process::id());
+    let api_id = create_doctor_stack(&stack, &[], 500).await;
+
+    let out = switchboard(&["doctor", "--stack", &stack, "--json"]);
+    // moto has no Lambda GetAccountSettings and no API Gateway quotas: each is a
+    // warning that says so, and the checks that can run do (none fails: exit 0).
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let document = json_of(&out);
+    assert_eq!(document["stack"], stack);
+    assert_eq!(document["region"], "us-east-1");
+    let findings = document["findings"].as_array().unwrap().clone();
+    let checks: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap(),
+                f["severity"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("read:lambda-concurrency", "warn"),
+            ("read:management-api-quota", "warn"),
+            ("post-rate", "ok"),
+            ("stage-throttle", "ok"),
+        ]
+    );
+    assert_eq!(
+        findings[0]["message"],
+        "could not read the account's Lambda concurrency (lambda:GetAccountSettings): HTTP 404 with no AWS error (is the API there?); the concurrency checks were skipped"
+    );
+    assert_eq!(
+        findings[1]["message"],
+        "could not read API Gateway's account throttle quota (L-8A5B8E43, servicequotas:GetServiceQuota): GetServiceQuota: NoSuchResourceException: This service is not available in the current Region. Choose a different Region or a different service.; GetAWSDefaultServiceQuota: HTTP 500 with no AWS error (is the API there?); the checks assume the documented default 10000/s for us-east-1"
+    );
+    assert_eq!(
+        findings[2]["message"],
+        "PostRateLimit 9500 is within 95% of API Gateway's account throttle (10000/s) (9500)"
+    );
+    assert_eq!(findings[3]["message"], "stage prod: rate 1000/s, burst 500");
+    // The stage was read from moto's API Gateway, through the stack's WebSocketUrl.
+    assert_eq!(
+        document["readings"]["stage"],
+        json!({"apiId": api_id, "stageName": "prod",
+            "throttlingRateLimit": 1000.0, "throttlingBurstLimit": 500})
+    );
+    assert_eq!(
+        document["readings"]["parameters"]["DeliverMaxConcurrency"],
+        "50"
+    );
+    assert!(
+        document["readings"]["account"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HTTP 404")),
+        "{document}"
+    );
+    assert_eq!(document["summary"], json!({"fail": 0, "warn": 2, "ok": 2}));
+
+    // The text: one line a finding, the count last.
+    let text = switchboard(&["doctor", "--stack", &stack]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "stack {stack} in us-east-1\nWARN read:lambda-concurrency: could not read the account's Lambda concurrency"
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("\n0 fail, 2 warn, 2 ok\n"), "{text}");
+
+    // A stage changed by hand (moto's UpdateStage fails: one made so): drift,
+    // with the command that restores the stack's values.
+    let drifted = format!("cli-doctor-drift-{}", std::process::id());
+    let api_id = create_doctor_stack(&drifted, &[], 20).await;
+    let out = switchboard(&["doctor", "--stack", &drifted, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let document = json_of(&out);
+    let drift = document["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "stage-drift")
+        .cloned()
+        .unwrap_or_else(|| panic!("{document}"));
+    assert_eq!(drift["severity"], "warn");
+    assert_eq!(
+        drift["fixes"][0]["command"],
+        format!(
+            "aws apigatewayv2 update-stage --api-id {api_id} --stage-name prod --default-route-settings ThrottlingRateLimit=1000,ThrottlingBurstLimit=500 --region us-east-1"
+        )
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn doctor_exits_5_when_a_setting_fails_and_says_what_to_deploy() {
+    let stack = format!("cli-doctor-fail-{}", std::process::id());
+    create_doctor_stack(&stack, &[("PostRateLimit", "12000")], 500).await;
+    let out = switchboard(&["doctor", "--stack", &stack, "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let document = json_of(&out);
+    let post = document["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "post-rate")
+        .cloned()
+        .unwrap_or_else(|| panic!("{document}"));
+    assert_eq!(post["severity"], "fail");
+    assert_eq!(
+        post["fixes"],
+        json!([
+            {"action": "lower", "command": format!(
+                "sam deploy --stack-name {stack} --region us-east-1 --parameter-overrides PostRateLimit=9500")},
+            {"action": "request", "command":
+                "aws service-quotas request-service-quota-increase --service-code apigateway --quota-code L-8A5B8E43 --desired-value 12632 --region us-east-1"},
+        ])
+    );
+
+    // A stack without the WebSocket API's output: the stage is named as unread,
+    // and the stack's parameters are checked instead.
+    let bare = format!("cli-doctor-bare-{}", std::process::id());
+    create_logs_stack(&bare).await;
+    let out = switchboard(&["doctor", "--stack", &bare, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let document = json_of(&out);
+    let messages: Vec<&str> = document["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.contains(&format!(
+            "could not read the WebSocket stage's throttles (apigateway:GET): stack \"{bare}\" has no output WebSocketUrl (is it a Switchboard stack?); checking the stack's parameters instead"
+        ).as_str()),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.contains(&"the stack has no parameter PostRateLimit (an older template?): the checks assume the template default 9500"),
+        "{messages:#?}"
+    );
+
+    // doctor reads a deployed stack only.
+    let local = switchboard(&["doctor", "--local"]);
+    assert_eq!(local.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&local.stderr).trim(),
+        "switchboard: this command reads a deployed stack: leave out --local"
+    );
+}
+
+/// Lambda's GetAccountSettings and Service Quotas' GetServiceQuota, which moto
+/// lacks, on a stand-in: an account of `limit` concurrent executions and API
+/// Gateway's throttle quota applied at `quota`.
+fn account(limit: i32, quota: f64) -> (String, fake::Requests) {
+    fake::serve(move |request| {
+        if request.head.starts_with("GET /2016-08-19/account-settings") {
+            return (
+                200,
+                json!({"AccountLimit": {"ConcurrentExecutions": limit,
+                    "UnreservedConcurrentExecutions": limit, "CodeSizeUnzipped": 262144000,
+                    "CodeSizeZipped": 52428800, "TotalCodeSize": 80530636800_i64},
+                    "AccountUsage": {"FunctionCount": 11, "TotalCodeSize": 1}})
+                .to_string(),
+            );
+        }
+        match request.header("x-amz-target").unwrap_or_default() {
+            "ServiceQuotasV20190624.GetServiceQuota" => (
+                200,
+                json!({"Quota": {"ServiceCode": "apigateway", "QuotaCode": "L-8A5B8E43",
+                    "QuotaName": "Throttle rate", "Value": quota, "Adjustable": true}})
+                .to_string(),
+            ),
+            other => (
+                400,
+                json!({"__type": "InvalidAction", "message": other}).to_string(),
+            ),
+        }
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn doctor_fails_a_new_accounts_pool_of_ten_and_passes_a_thousand() {
+    let stack = format!("cli-doctor-pool-{}", std::process::id());
+    create_doctor_stack(&stack, &[], 500).await;
+
+    let (small, seen) = account(10, 10_000.0);
+    let out = switchboard_with(
+        &["doctor", "--stack", &stack, "--json"],
+        &[
+            ("AWS_ENDPOINT_URL_LAMBDA", &small),
+            ("AWS_ENDPOINT_URL_SERVICE_QUOTAS", &small),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let document = json_of(&out);
+    assert_eq!(
+        document["readings"]["account"],
+        json!({"concurrentExecutions": 10, "unreservedConcurrentExecutions": 10})
+    );
+    assert_eq!(
+        document["readings"]["managementApiQuota"],
+        json!({"quotaCode": "L-8A5B8E43", "value": 10000.0, "source": "applied"})
+    );
+    let findings = document["findings"].as_array().unwrap().clone();
+    let concurrency = &findings[0];
+    assert_eq!(concurrency["check"], "concurrency");
+    assert_eq!(concurrency["severity"], "fail");
+    assert!(
+        concurrency["message"].as_str().unwrap().starts_with(
+            "the five queue consumers may take 85 concurrent executions; with 0 reserved for connect and ping (RouteReservedConcurrency 0 each) and 5 kept for the other routes that is 90, and the account has 10 (unreserved 10): $connect will be throttled when the queues are busy."
+        ),
+        "{concurrency}"
+    );
+    assert_eq!(
+        concurrency["fixes"][0]["command"],
+        "aws service-quotas request-service-quota-increase --service-code lambda --quota-code L-B99A9384 --desired-value 1000 --region us-east-1"
+    );
+    let failing: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["severity"] == "fail")
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            "concurrency",
+            "consumer:NotifyConnectionMaxConcurrency",
+            "consumer:DeliverMaxConcurrency"
+        ]
+    );
+    // Both readings went to the stand-in, signed for their services.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.header("authorization").is_some()));
+
+    let (large, _) = account(1000, 10_000.0);
+    let out = switchboard_with(
+        &["doctor", "--stack", &stack],
+        &[
+            ("AWS_ENDPOINT_URL_LAMBDA", &large),
+            ("AWS_ENDPOINT_URL_SERVICE_QUOTAS", &large),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n0 fail, 0 warn, 3 ok\n"), "{text}");
+    assert!(
+        text.contains(
+            "ok   concurrency: the five queue consumers may take 85 concurrent executions;"
+        ),
+        "{text}"
+    );
+}
