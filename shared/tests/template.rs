@@ -906,3 +906,79 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
     bookers.sort();
     assert_eq!(bookers, ["DeliverFunction", "NotifyConnectionFunction"]);
 }
+
+/// The principal a key policy statement names (`Principal: {Service|AWS: one or many}`).
+fn principals<'a>(statement: &'a Value, kind: &str) -> Vec<&'a Value> {
+    match &statement["Principal"][kind] {
+        Value::Array(many) => many.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+/// CloudWatch publishes the alarms to the topic, so it must be able to use the topic's key
+/// (issue 23, defect 2). The AWS-managed `alias/aws/sns` cannot let it: that key's policy is
+/// AWS's and grants `cloudwatch.amazonaws.com` nothing, so every alarm action fails ("CloudWatch
+/// Alarms does not have authorization to access the SNS topic encryption key") and no e-mail
+/// arrives. Every topic's key is the stack's own, made with the topic, rotated, administered by
+/// the account, and usable by CloudWatch alarms of this account (Decrypt, GenerateDataKey*).
+#[test]
+fn every_topic_is_encrypted_with_a_key_cloudwatch_may_use() {
+    let template = load_template();
+    let topics: Vec<_> = resources_of_type(&template, "AWS::SNS::Topic").collect();
+    assert!(!topics.is_empty(), "the alarms need their topic");
+    for (id, topic) in topics {
+        let key = &topic["Properties"]["KmsMasterKeyId"];
+        if let Some(name) = key.as_str() {
+            assert!(
+                !name.starts_with("alias/aws/"),
+                "{id}: {name} is an AWS-managed key, whose policy cannot let CloudWatch publish"
+            );
+        }
+        let key_id = key["Ref"]
+            .as_str()
+            .or_else(|| key["Fn::GetAtt"][0].as_str())
+            .unwrap_or_else(|| panic!("{id}: KmsMasterKeyId {key} is not a key of the template"));
+        let key = &template["Resources"][key_id];
+        assert_eq!(key["Type"], "AWS::KMS::Key", "{id}: {key_id}");
+        assert_eq!(
+            key["Condition"], topic["Condition"],
+            "{key_id} is made exactly when {id} is"
+        );
+        let properties = &key["Properties"];
+        assert_eq!(properties["EnableKeyRotation"], json!(true), "{key_id}");
+        let policy: Vec<&Value> = properties["KeyPolicy"]["Statement"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key_id} has no KeyPolicy statements"))
+            .iter()
+            .collect();
+        // The account administers the key (and may grant it with IAM): never orphaned.
+        let root = json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" });
+        assert!(
+            policy.iter().any(|s| s["Effect"] == "Allow"
+                && principals(s, "AWS").contains(&&root)
+                && actions(s) == ["kms:*"]),
+            "{key_id}: the account root must administer the key"
+        );
+        let cloudwatch: Vec<&&Value> = policy
+            .iter()
+            .filter(|s| {
+                s["Effect"] == "Allow"
+                    && principals(s, "Service").contains(&&json!("cloudwatch.amazonaws.com"))
+            })
+            .collect();
+        for needed in ["kms:Decrypt", "kms:GenerateDataKey*"] {
+            assert!(
+                cloudwatch.iter().any(|s| actions(s).contains(&needed)),
+                "{key_id}: cloudwatch.amazonaws.com needs {needed} to publish to {id}"
+            );
+        }
+        for statement in cloudwatch {
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["aws:SourceAccount"],
+                reference("AWS::AccountId"),
+                "{key_id}: CloudWatch may use the key for this account's alarms only"
+            );
+        }
+    }
+}
