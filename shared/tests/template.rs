@@ -982,3 +982,73 @@ fn every_topic_is_encrypted_with_a_key_cloudwatch_may_use() {
         }
     }
 }
+
+/// Every function's errors and duration, and every dead-letter queue's depth, are on the
+/// dashboard (issue 23, defect 7: the upstream function and its DLQ were missing).
+#[test]
+fn the_dashboard_shows_every_function_and_dead_letter_queue() {
+    let template = load_template();
+    let dashboards: Vec<_> = resources_of_type(&template, "AWS::CloudWatch::Dashboard").collect();
+    let [(id, dashboard)] = dashboards.as_slice() else {
+        panic!("expected one dashboard, found {}", dashboards.len());
+    };
+    let body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id}: DashboardBody is not a !Sub text"));
+    // `${Name}` and `${Name.Attribute}` become `Name` and `Name.Attribute`.
+    let mut resolved = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .unwrap_or_else(|| panic!("{id}: an unclosed ${{ in the body"));
+        resolved.push_str(&rest[..start]);
+        resolved.push_str(&rest[start + 2..start + end]);
+        rest = &rest[start + end + 1..];
+    }
+    resolved.push_str(rest);
+    let body: Value = serde_json::from_str(&resolved)
+        .unwrap_or_else(|e| panic!("{id}: the dashboard body is not JSON: {e}"));
+    let rows: Vec<Vec<&str>> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().into_iter().flatten())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect()
+        })
+        .collect();
+    let shows = |namespace: &str, metric: &str, dimension: &str, value: &str| {
+        rows.iter()
+            .any(|row| row.as_slice() == [namespace, metric, dimension, value])
+    };
+    for (function, _) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for metric in ["Errors", "Duration"] {
+            assert!(
+                shows("AWS/Lambda", metric, "FunctionName", function),
+                "{id}: no {metric} of {function}"
+            );
+        }
+    }
+    let dead_letter_queues: Vec<&str> = resources_of_type(&template, "AWS::SQS::Queue")
+        .filter_map(|(_, q)| {
+            q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str()
+        })
+        .collect();
+    assert_eq!(dead_letter_queues.len(), 5, "{dead_letter_queues:?}");
+    for queue in dead_letter_queues {
+        assert!(
+            shows(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                &format!("{queue}.QueueName")
+            ),
+            "{id}: no depth of the dead-letter queue {queue}"
+        );
+    }
+}
