@@ -605,7 +605,10 @@ pub struct Hook {
     pub fail_open: bool,
 }
 
-/// The default time a hook may take (API Gateway gives `$connect` 29 s at most).
+/// The default time a hook may take. The template allows at most 4 s
+/// (`HookTimeoutMs`): the hook and the rest of the handler end within the
+/// connect and actions functions' 6 s, and a hook is also cut short to end
+/// [`crate::upstream::hooks::HOOK_RESERVE`] before its invocation does.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the `upstream` function posts webhooks ([`crate::upstream::delivery`]).

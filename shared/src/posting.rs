@@ -171,16 +171,22 @@ pub fn count_post(result: &Result<(), GatewayError>) {
     metrics::count(metric, &[], 1);
 }
 
-/// The in-invocation retry budget and the time one more post may take (every
-/// SDK attempt timing out, with its backoffs).
-pub fn retry_deadline(policy: &PostingPolicy) -> Deadline {
-    let attempt_time = policy
+/// The longest one post may take: every attempt of the Management API
+/// client timing out, with its backoffs (at most `post_backoff × 2^attempts`
+/// together).
+pub fn post_time(policy: &PostingPolicy) -> Duration {
+    policy
         .post_timeout
         .saturating_mul(policy.post_attempts.max(1))
         + policy
             .post_backoff
-            .saturating_mul(1 << policy.post_attempts.min(10));
-    Deadline::start(policy.retry_budget, attempt_time)
+            .saturating_mul(1 << policy.post_attempts.min(10))
+}
+
+/// The in-invocation retry budget and the time one more post may take
+/// ([`post_time`]).
+pub fn retry_deadline(policy: &PostingPolicy) -> Deadline {
+    Deadline::start(policy.retry_budget, post_time(policy))
 }
 
 /// Posts `data` to a connection, a slot of `limit` per attempt, and posts a

@@ -73,6 +73,22 @@ pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(left.max(0) as u64)
 }
 
+/// `timeout`, shortened to end `reserve` before the invocation's deadline
+/// (see [`with_deadline`]; zero when that has passed), so what waits for it
+/// still answers before Lambda ends the invocation. Unchanged outside one.
+pub fn within_invocation(timeout: Duration, reserve: Duration) -> Duration {
+    match INVOCATION_DEADLINE.try_with(|d| *d) {
+        Ok(cut_off) => timeout.min(cut_off.checked_sub(reserve).map_or(Duration::ZERO, |end| {
+            end.saturating_duration_since(Instant::now())
+        })),
+        Err(_) => timeout,
+    }
+}
+
+/// What an in-invocation retry leaves of the invocation after its last
+/// attempt: the time to hand the record back to its queue.
+pub const HAND_BACK_RESERVE: Duration = Duration::from_secs(1);
+
 /// Until when an invocation may start another in-invocation retry.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -82,13 +98,13 @@ pub struct Deadline {
 impl Deadline {
     /// From now: at most `budget` of retrying, and never so late that one more
     /// attempt (`attempt_time`: every SDK attempt timing out) could outlive the
-    /// invocation's deadline (see [`with_deadline`]), keeping a second for
-    /// handing the record back to its queue.
+    /// invocation's deadline (see [`with_deadline`]), keeping
+    /// [`HAND_BACK_RESERVE`] for handing the record back to its queue.
     pub fn start(budget: Duration, attempt_time: Duration) -> Self {
         let now = Instant::now();
         let mut retry_until = now + budget;
         if let Ok(cut_off) = INVOCATION_DEADLINE.try_with(|d| *d) {
-            let reserve = attempt_time + Duration::from_secs(1);
+            let reserve = attempt_time + HAND_BACK_RESERVE;
             retry_until = retry_until.min(cut_off.checked_sub(reserve).unwrap_or(now));
         }
         Deadline { retry_until }
@@ -451,6 +467,27 @@ mod tests {
             .await
             .expect("freed")
             .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_within_the_invocation_ends_its_reserve_before_the_deadline() {
+        let (four, one) = (Duration::from_secs(4), Duration::from_secs(1));
+        assert_eq!(
+            within_invocation(four, one),
+            four,
+            "no invocation: unchanged"
+        );
+        let cut_off = Instant::now() + Duration::from_secs(3);
+        let inside = with_deadline(cut_off, async { within_invocation(four, one) }).await;
+        assert!(
+            inside <= Duration::from_secs(2) && inside > Duration::from_millis(1_900),
+            "3 s left − 1 s reserve: {inside:?}"
+        );
+        let short = with_deadline(cut_off, async { within_invocation(one, one) }).await;
+        assert_eq!(short, one, "a timeout that fits is kept");
+        let late = Instant::now() + Duration::from_millis(500);
+        let late = with_deadline(late, async { within_invocation(four, one) }).await;
+        assert_eq!(late, Duration::ZERO, "less left than the reserve");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! `Emf` sink's line builder) under every function's `LoggingConfig` and
 //! environment as the template sets them, for every allowed `LogLevel`.
 
-mod cloudformation;
+mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use switchboard::config::LogSettings;
 use switchboard::metrics::{Invocation, Metric, Series};
 use switchboard::tracing::{self, error, info, info_span};
 
-use cloudformation::{load_template, resources_of_type};
+use common::template::{load_template, resources_of_type};
 
 /// Lambda's log levels, least severe first.
 const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];

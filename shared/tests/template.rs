@@ -2,25 +2,20 @@
 //! every route change reaches the WebSocket stage, every SQS event source has a maximum
 //! concurrency, and `sam build` does not hash the whole repository for each function.
 //!
-//! [`load_template`] reads the template into CloudFormation's JSON form (short-form tags
-//! become `{"Ref": …}`, `{"Fn::GetAtt": […]}`, `{"Fn::Sub": …}`), and
-//! [`websocket_route_keys`] lists the WebSocket API's route keys: other template checks
-//! start from these two.
+//! [`load_template`] (tests/common/template.rs) reads the template into CloudFormation's
+//! JSON form (short-form tags become `{"Ref": …}`, `{"Fn::GetAtt": […]}`, `{"Fn::Sub": …}`),
+//! and [`websocket_route_keys`] lists the WebSocket API's route keys: other template checks
+//! start from these two. The time budgets are checked in tests/time_budgets.rs.
 
-mod cloudformation;
+mod common;
 
+use common::template::{
+    actions, load_template, reference, repository_file, resources_of_type, statements,
+};
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use switchboard::routes::{ROUTES, function_of};
-
-use cloudformation::repository_file;
-pub use cloudformation::{load_template, resources_of_type};
-
-/// `{"Ref": logical_id}`.
-fn reference(logical_id: &str) -> Value {
-    json!({ "Ref": logical_id })
-}
 
 /// The logical ids of the WebSocket APIs (`ProtocolType: WEBSOCKET`).
 fn websocket_apis(template: &Value) -> Vec<&str> {
@@ -493,30 +488,6 @@ fn the_secrets_are_generated_and_no_parameter() {
     }
 }
 
-/// The IAM statements each resource carries (a SAM function's `Policies`).
-/// Every statement of a function's policies; a statement under `!If [condition, statement,
-/// AWS::NoValue]` counts as granted (it is, under its condition).
-fn statements(resource: &Value) -> Vec<&Value> {
-    resource["Properties"]["Policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|policy| policy["Statement"].as_array().into_iter().flatten())
-        .map(|statement| match &statement["Fn::If"] {
-            Value::Array(branches) if branches.len() == 3 => &branches[1],
-            _ => statement,
-        })
-        .collect()
-}
-
-fn actions(statement: &Value) -> Vec<&str> {
-    match &statement["Action"] {
-        Value::String(one) => vec![one.as_str()],
-        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[test]
 fn exactly_connect_and_api_can_read_the_token_keys() {
     let template = load_template();
@@ -974,4 +945,150 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
     }
     bookers.sort();
     assert_eq!(bookers, ["DeliverFunction", "NotifyConnectionFunction"]);
+}
+
+/// The principal a key policy statement names (`Principal: {Service|AWS: one or many}`).
+fn principals<'a>(statement: &'a Value, kind: &str) -> Vec<&'a Value> {
+    match &statement["Principal"][kind] {
+        Value::Array(many) => many.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+/// CloudWatch publishes the alarms to the topic, so it must be able to use the topic's key
+/// (issue 23, defect 2). The AWS-managed `alias/aws/sns` cannot let it: that key's policy is
+/// AWS's and grants `cloudwatch.amazonaws.com` nothing, so every alarm action fails ("CloudWatch
+/// Alarms does not have authorization to access the SNS topic encryption key") and no e-mail
+/// arrives. Every topic's key is the stack's own, made with the topic, rotated, administered by
+/// the account, and usable by CloudWatch alarms of this account (Decrypt, GenerateDataKey*).
+#[test]
+fn every_topic_is_encrypted_with_a_key_cloudwatch_may_use() {
+    let template = load_template();
+    let topics: Vec<_> = resources_of_type(&template, "AWS::SNS::Topic").collect();
+    assert!(!topics.is_empty(), "the alarms need their topic");
+    for (id, topic) in topics {
+        let key = &topic["Properties"]["KmsMasterKeyId"];
+        if let Some(name) = key.as_str() {
+            assert!(
+                !name.starts_with("alias/aws/"),
+                "{id}: {name} is an AWS-managed key, whose policy cannot let CloudWatch publish"
+            );
+        }
+        let key_id = key["Ref"]
+            .as_str()
+            .or_else(|| key["Fn::GetAtt"][0].as_str())
+            .unwrap_or_else(|| panic!("{id}: KmsMasterKeyId {key} is not a key of the template"));
+        let key = &template["Resources"][key_id];
+        assert_eq!(key["Type"], "AWS::KMS::Key", "{id}: {key_id}");
+        assert_eq!(
+            key["Condition"], topic["Condition"],
+            "{key_id} is made exactly when {id} is"
+        );
+        let properties = &key["Properties"];
+        assert_eq!(properties["EnableKeyRotation"], json!(true), "{key_id}");
+        let policy: Vec<&Value> = properties["KeyPolicy"]["Statement"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key_id} has no KeyPolicy statements"))
+            .iter()
+            .collect();
+        // The account administers the key (and may grant it with IAM): never orphaned.
+        let root = json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" });
+        assert!(
+            policy.iter().any(|s| s["Effect"] == "Allow"
+                && principals(s, "AWS").contains(&&root)
+                && actions(s) == ["kms:*"]),
+            "{key_id}: the account root must administer the key"
+        );
+        let cloudwatch: Vec<&&Value> = policy
+            .iter()
+            .filter(|s| {
+                s["Effect"] == "Allow"
+                    && principals(s, "Service").contains(&&json!("cloudwatch.amazonaws.com"))
+            })
+            .collect();
+        for needed in ["kms:Decrypt", "kms:GenerateDataKey*"] {
+            assert!(
+                cloudwatch.iter().any(|s| actions(s).contains(&needed)),
+                "{key_id}: cloudwatch.amazonaws.com needs {needed} to publish to {id}"
+            );
+        }
+        for statement in cloudwatch {
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["aws:SourceAccount"],
+                reference("AWS::AccountId"),
+                "{key_id}: CloudWatch may use the key for this account's alarms only"
+            );
+        }
+    }
+}
+
+/// Every function's errors and duration, and every dead-letter queue's depth, are on the
+/// dashboard (issue 23, defect 7: the upstream function and its DLQ were missing).
+#[test]
+fn the_dashboard_shows_every_function_and_dead_letter_queue() {
+    let template = load_template();
+    let dashboards: Vec<_> = resources_of_type(&template, "AWS::CloudWatch::Dashboard").collect();
+    let [(id, dashboard)] = dashboards.as_slice() else {
+        panic!("expected one dashboard, found {}", dashboards.len());
+    };
+    let body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id}: DashboardBody is not a !Sub text"));
+    // `${Name}` and `${Name.Attribute}` become `Name` and `Name.Attribute`.
+    let mut resolved = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .unwrap_or_else(|| panic!("{id}: an unclosed ${{ in the body"));
+        resolved.push_str(&rest[..start]);
+        resolved.push_str(&rest[start + 2..start + end]);
+        rest = &rest[start + end + 1..];
+    }
+    resolved.push_str(rest);
+    let body: Value = serde_json::from_str(&resolved)
+        .unwrap_or_else(|e| panic!("{id}: the dashboard body is not JSON: {e}"));
+    let rows: Vec<Vec<&str>> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().into_iter().flatten())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect()
+        })
+        .collect();
+    let shows = |namespace: &str, metric: &str, dimension: &str, value: &str| {
+        rows.iter()
+            .any(|row| row.as_slice() == [namespace, metric, dimension, value])
+    };
+    for (function, _) in resources_of_type(&template, "AWS::Serverless::Function") {
+        for metric in ["Errors", "Duration"] {
+            assert!(
+                shows("AWS/Lambda", metric, "FunctionName", function),
+                "{id}: no {metric} of {function}"
+            );
+        }
+    }
+    let dead_letter_queues: Vec<&str> = resources_of_type(&template, "AWS::SQS::Queue")
+        .filter_map(|(_, q)| {
+            q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str()
+        })
+        .collect();
+    assert_eq!(dead_letter_queues.len(), 5, "{dead_letter_queues:?}");
+    for queue in dead_letter_queues {
+        assert!(
+            shows(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                &format!("{queue}.QueueName")
+            ),
+            "{id}: no depth of the dead-letter queue {queue}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::MemoryQueue;
-use switchboard::config::DeliveryPolicy;
+use switchboard::config::{DeliveryPolicy, Hook};
 use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
@@ -460,4 +460,73 @@ async fn the_producers_gateway_refuses_to_post() {
         ))
     );
     assert!(gateway.delete_connection("c1").await.is_err());
+}
+
+/// A hook that never answers: each request waits out the timeout it is given,
+/// which it records.
+#[derive(Default)]
+struct Silent {
+    timeouts: Mutex<Vec<Duration>>,
+}
+
+#[async_trait]
+impl HttpPoster for Silent {
+    async fn post(
+        &self,
+        _url: &str,
+        _headers: &[(&str, String)],
+        _body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<HttpAnswer, PostError> {
+        self.timeouts.lock().unwrap().push(timeout);
+        tokio::time::sleep(timeout).await;
+        Err(PostError::Timeout(timeout))
+    }
+}
+
+/// A hook's timeout longer than what is left of the invocation is cut to end
+/// `HOOK_RESERVE` before its deadline (issue 23, defect 5), so `$connect`
+/// still answers - here, fail open, lets the connection in - instead of Lambda
+/// killing the invocation while it waits.
+#[tokio::test]
+async fn a_hook_waits_no_longer_than_the_invocation_allows() {
+    use switchboard::retry::with_deadline;
+    use switchboard::upstream::hooks::HOOK_RESERVE;
+    let h = Harness::new();
+    let silent = Arc::new(Silent::default());
+    let mut upstream = Upstream::default();
+    upstream.connect_hook = Some(Hook {
+        url: "http://127.0.0.1:9/connect".into(),
+        timeout: Duration::from_secs(4),
+        fail_open: true,
+    });
+    upstream.http = Some(silent.clone());
+    upstream.secret = WebhookSecret::given(SECRET);
+    let services = Services {
+        upstream: Arc::new(upstream),
+        ..h.services.clone()
+    };
+    let token = token("alice");
+    let event = connect_event("c1", Some(&token));
+    let started = tokio::time::Instant::now();
+    let left = HOOK_RESERVE + Duration::from_millis(500);
+    let response = with_deadline(
+        started + left,
+        handle_connect(&services, &verifier(), &event),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        response.status_code, 200,
+        "fail open lets the connection in"
+    );
+    let asked = silent.timeouts.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0] <= Duration::from_millis(500),
+        "the hook was given {:?} of the 500 ms left before the reserve",
+        asked[0]
+    );
+    assert!(took < left, "answered after {took:?}, past the deadline");
+    assert!(h.store.get_connection("c1").await.unwrap().is_some());
 }

@@ -6,6 +6,7 @@ use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::actions::handle_client_action;
 use switchboard::metrics::{self, Emf};
+use switchboard::retry;
 
 // One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
 #[tokio::main(flavor = "current_thread")]
@@ -15,14 +16,11 @@ async fn main() -> Result<(), Error> {
     let services = &services;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(
-                metrics::measure(
-                    &Emf,
-                    "actions",
-                    handle_client_action(services, &event.payload),
-                )
-                .await,
-            )
+            // The event hook's wait ends in time for the function's deadline.
+            let deadline = retry::deadline_from_epoch_millis(event.context.deadline);
+            let handled = handle_client_action(services, &event.payload);
+            let handled = retry::with_deadline(deadline, handled);
+            Ok::<_, Error>(metrics::measure(&Emf, "actions", handled).await)
         },
     ))
     .await

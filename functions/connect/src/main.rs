@@ -6,6 +6,7 @@ use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::metrics::{self, Emf};
+use switchboard::retry;
 
 // One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
 #[tokio::main(flavor = "current_thread")]
@@ -27,14 +28,11 @@ async fn main() -> Result<(), Error> {
             if let Err(e) = &verifier {
                 switchboard::tracing::error!(error = %e, "no token keys: connection refused");
             }
-            Ok::<_, Error>(
-                metrics::measure(
-                    &Emf,
-                    "connect",
-                    handle_connect(services, &verifier, &event.payload),
-                )
-                .await,
-            )
+            // The connect hook's wait ends in time for the function's deadline.
+            let deadline = retry::deadline_from_epoch_millis(event.context.deadline);
+            let handled = handle_connect(services, &verifier, &event.payload);
+            let handled = retry::with_deadline(deadline, handled);
+            Ok::<_, Error>(metrics::measure(&Emf, "connect", handled).await)
         },
     ))
     .await

@@ -64,11 +64,23 @@ pub async fn deliver(
 
 /// Full jitter: a random time in `[0, base × 2^(attempt-1)]`, capped at 10 s.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let cap = base
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(Duration::from_secs(10));
-    let millis = cap.as_millis() as u64;
+    let millis = backoff_cap(base, attempt).as_millis() as u64;
     Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+/// The longest wait after attempt `attempt`: `base × 2^(attempt-1)`, at most 10 s.
+fn backoff_cap(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(10))
+}
+
+/// The longest [`deliver`] may take for one event: every attempt timing out,
+/// and the longest wait between each two.
+pub fn longest_delivery(policy: &DeliveryPolicy) -> Duration {
+    let attempts = policy.attempts.max(1);
+    (1..attempts).fold(policy.timeout.saturating_mul(attempts), |total, attempt| {
+        total + backoff_cap(policy.base_delay, attempt)
+    })
 }
 
 #[cfg(test)]
@@ -83,6 +95,20 @@ mod tests {
         for status in [400, 401, 403, 404, 410, 413, 422] {
             assert!(!retryable(status), "{status}");
         }
+    }
+
+    #[test]
+    fn the_longest_delivery_is_every_attempt_timing_out_and_every_wait() {
+        // 3 × 5 s, and waits of at most 200 ms and 400 ms.
+        assert_eq!(
+            longest_delivery(&DeliveryPolicy::default()),
+            Duration::from_millis(15_600)
+        );
+        let once = DeliveryPolicy {
+            attempts: 1,
+            ..DeliveryPolicy::default()
+        };
+        assert_eq!(longest_delivery(&once), Duration::from_secs(5));
     }
 
     #[test]

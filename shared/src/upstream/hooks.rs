@@ -1,6 +1,12 @@
 //! The synchronous hooks: `connect` (may refuse a handshake, or set the
 //! user and grants) and `event` (answers a client's event). Both POST signed
-//! requests (see [`crate::webhook`]) and wait at most the hook's timeout.
+//! requests (see [`crate::webhook`]) and wait at most the hook's timeout, and
+//! never so long that the invocation has less than [`HOOK_RESERVE`] left
+//! ([`crate::retry::within_invocation`]): a hook that does not answer in time
+//! has failed, and the handler still answers (refuses, or lets the connection
+//! in with `CONNECT_HOOK_FAIL_OPEN`) before Lambda ends the invocation.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -11,6 +17,10 @@ use crate::webhook::{SIGNATURE_HEADER, sign};
 
 use super::events::{SOURCE, SPEC_VERSION};
 use super::{CloudEvent, Hook, HttpAnswer, PostError, Upstream, no_client};
+
+/// What a hook leaves of the invocation for the rest of the handler (storing
+/// the connection, the answer).
+pub const HOOK_RESERVE: Duration = Duration::from_secs(1);
 
 /// The `ce-type` of a connect hook request.
 pub const CONNECT_TYPE: &str = "switchboard.connect";
@@ -119,7 +129,8 @@ async fn post_signed(
     let secret = upstream.secret.bytes().await?;
     headers.push((SIGNATURE_HEADER, sign(secret, &body)));
     let http = upstream.http.as_ref().ok_or_else(no_client)?;
-    let mut answer = http.post(&hook.url, &headers, body, hook.timeout).await?;
+    let timeout = crate::retry::within_invocation(hook.timeout, HOOK_RESERVE);
+    let mut answer = http.post(&hook.url, &headers, body, timeout).await?;
     if answer.body.len() > MAX_ANSWER_BYTES {
         answer.body.truncate(0);
         return Err(HookError::InvalidAnswer(format!(

@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod template;
+
 use std::time::Duration;
 
 use switchboard::auth::{Claims, TokenSecret, TokenVerifier, claims_for, mint};

@@ -1,13 +1,11 @@
-//! `template.yaml` read as CloudFormation reads it, for the template checks
-//! (`tests/template.rs`) and the log-level check (`tests/logs.rs`).
-#![allow(dead_code)]
+//! `template.yaml` read as CloudFormation's JSON form, for the template checks
+//! (tests/template.rs, tests/time_budgets.rs).
 
 use std::path::PathBuf;
 
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{Map, Value, json};
 
-/// A file at the repository's root.
 pub fn repository_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -83,4 +81,33 @@ pub fn resources_of_type<'a>(
         .iter()
         .filter(move |(_, resource)| resource["Type"] == resource_type)
         .map(|(id, resource)| (id.as_str(), resource))
+}
+
+/// `{"Ref": logical_id}`.
+pub fn reference(logical_id: &str) -> Value {
+    json!({ "Ref": logical_id })
+}
+
+/// The IAM statements each resource carries (a SAM function's `Policies`); a statement
+/// under `!If [condition, statement, AWS::NoValue]` counts as granted (it is, under its
+/// condition).
+pub fn statements(resource: &Value) -> Vec<&Value> {
+    resource["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| policy["Statement"].as_array().into_iter().flatten())
+        .map(|statement| match &statement["Fn::If"] {
+            Value::Array(branches) if branches.len() == 3 => &branches[1],
+            _ => statement,
+        })
+        .collect()
+}
+
+pub fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
 }
