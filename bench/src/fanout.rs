@@ -124,7 +124,7 @@ pub(crate) async fn post(stack: &RunningStack, path: &str, body: &str) -> Result
         .await
         .map_err(|e| e.to_string())?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         stack.addr(),
         body.len()
     );

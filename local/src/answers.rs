@@ -13,6 +13,7 @@ pub(crate) fn error_answer(path: &str, status: StatusCode, message: String) -> R
     if path.contains("/@connections/") || path.starts_with("@connections/") {
         let error_type = match status {
             StatusCode::UNAUTHORIZED => "UnauthorizedException",
+            StatusCode::FORBIDDEN => "ForbiddenException",
             StatusCode::NOT_FOUND => "NotFoundException",
             StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLargeException",
             StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowedException",
@@ -35,6 +36,8 @@ pub(crate) fn error_answer(path: &str, status: StatusCode, message: String) -> R
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         s if s.is_server_error() => "internal",
         _ => "error",
     };

@@ -71,6 +71,12 @@ pub struct Config {
     /// makes an exposed stack generate one. On loopback, a key given here is
     /// required too; without one, loopback needs none.
     pub api_key: Option<String>,
+    /// `Host` names the stack answers to beyond IP literals and `localhost`
+    /// (DNS names could be rebound to this machine by another site).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins that may call the stack beyond its own and this
+    /// machine's pages (`*`: any).
+    pub allowed_origins: Vec<String>,
     /// Bytes a connection's outbound queue may hold (each message counts its
     /// length plus [`crate::connections::PER_MESSAGE_BYTES`]); a post beyond it
     /// answers 429 `LimitExceededException`, as a throttled post.
@@ -172,6 +178,8 @@ impl Default for Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
             expose: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             api_key: None,
             outbound_limit: OUTBOUND_LIMIT_BYTES,
             stage: "local".into(),

@@ -62,6 +62,16 @@ struct Serve {
     /// "Authorization: Bearer <key>"; also required on loopback when set.
     #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Host names the stack answers to besides IP addresses and localhost
+    /// (comma-separated). Any other Host is refused with 403: a DNS name
+    /// could be rebound to this machine by another site's page.
+    #[arg(long, value_delimiter = ',', env = "SWITCHBOARD_ALLOWED_HOSTS")]
+    allowed_host: Vec<String>,
+    /// Browser origins that may call the stack (HTTP API, queues, WebSocket)
+    /// besides its own and pages served from this machine (comma-separated,
+    /// e.g. https://app.example; * allows any). Others are refused with 403.
+    #[arg(long, value_delimiter = ',', env = "SWITCHBOARD_ALLOWED_ORIGINS")]
+    allowed_origin: Vec<String>,
     /// Bytes one connection's outbound queue may hold (each message counts
     /// its length plus 64); a post beyond it answers 429, as a throttled post.
     #[arg(long, default_value_t = switchboard_local::OUTBOUND_LIMIT_BYTES as u64,
@@ -308,6 +318,8 @@ fn config(serve: Serve) -> Result<Config, String> {
         addr: serve.addr,
         expose: serve.expose,
         api_key: serve.api_key,
+        allowed_hosts: serve.allowed_host,
+        allowed_origins: serve.allowed_origin,
         outbound_limit: usize::try_from(serve.outbound_limit).unwrap_or(usize::MAX),
         stage: serve.stage,
         token_secret: token_secret(),
@@ -443,13 +455,13 @@ fn banner(stack: &RunningStack, generated_secret: bool) -> String {
          \nConnect as \"{user}\" (token valid 12 h):\
          \n  websocat \"{ws}?token={token}\"\
          \n\nThen, from another shell, send that user a message:\
-         \n  curl -X POST{header} {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}'\
+         \n  curl{header} --json '{{\"userId\":\"{user}\",\"data\":\"hello from Switchboard\"}}' {http}/queues/notify-user\
          \n\nOr open the demo page (chat room with presence, notifications) as \"{user}\":\
          \n  {http}{demo}?user={user}\
          \nand send it a notification:\
-         \n  curl -X POST{header} {http}/queues/notify-user -d '{{\"userId\":\"{user}\",\"data\":\"{notification}\"}}'\
+         \n  curl{header} --json '{{\"userId\":\"{user}\",\"data\":\"{notification}\"}}' {http}/queues/notify-user\
          \n\nMore tokens: TOKEN_SECRET=… cargo run -p switchboard-local -- token <user-id> [--ttl 1h] [--groups a,b] [--subscribe 'chat:*'] [--publish 'chat:*']\
-         \n  or: curl -X POST{header} {http}/negotiate -d '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}'\
+         \n  or: curl{header} --json '{{\"userId\":\"alice\",\"subscribe\":[\"chat:*\"]}}' {http}/negotiate\
          \nCtrl-C stops the stack.\n",
         ws = stack.websocket_url(),
         mgmt = stack.management_url(),

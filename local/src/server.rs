@@ -19,7 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::access::{UNAUTHORIZED, is_websocket_endpoint, presented};
+use crate::access::{
+    UNAUTHORIZED, host_allowed, is_json, is_websocket_endpoint, needs_json, origin_allowed,
+    presented,
+};
 use crate::answers::{error_answer, json_error};
 use crate::config::{MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES};
 use crate::demo::is_demo_page;
@@ -72,6 +75,10 @@ pub(crate) async fn serve(
         .merge(crate::demo::routes())
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn_with_state(stack.clone(), require_key))
+        .layer(middleware::from_fn_with_state(
+            stack.clone(),
+            guard_browsers,
+        ))
         .layer(middleware::from_fn(json_errors))
         .with_state(stack);
     let result = axum::serve(
@@ -363,6 +370,68 @@ async fn http_api(
 /// Middleware: lets a request through when no key is required, when it is
 /// for the WebSocket endpoint or the demo page's static files, or when it
 /// presents the key; 401 otherwise.
+/// Middleware, before the key: a `Host` that could be rebound (403), a foreign
+/// `Origin` (403, the WebSocket handshake included) and a JSON route's body
+/// that does not say it is JSON (415) are refused before anything runs
+/// ([`crate::access`]).
+pub(crate) async fn guard_browsers(
+    State(stack): State<Arc<Stack>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Owned copies: a borrow of the request (its body is not Sync) must not live across the await.
+    let (host, origin, content_type, has_body) = {
+        let header = |name: &str| -> Option<String> {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let has_body = header("content-length").is_some_and(|l| l.trim() != "0")
+            || header("transfer-encoding").is_some();
+        (
+            header("host").unwrap_or_default(),
+            header("origin"),
+            header("content-type"),
+            has_body,
+        )
+    };
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let config = &stack.config;
+    if !host_allowed(&host, &config.allowed_hosts) {
+        info!(%method, "refused: a Host that could be a rebound DNS name");
+        return error_answer(
+            &path,
+            StatusCode::FORBIDDEN,
+            "this stack answers only to an IP address, localhost or a name given with \
+             --allowed-host (a DNS name could be rebound to this machine by another site)"
+                .into(),
+        );
+    }
+    if let Some(origin) = &origin
+        && !origin_allowed(origin, &host, &config.allowed_origins)
+    {
+        info!(%method, "refused: a page of another site");
+        return error_answer(
+            &path,
+            StatusCode::FORBIDDEN,
+            "pages of other sites may not call this stack: list the page's origin with \
+             --allowed-origin (pages served from this machine may)"
+                .into(),
+        );
+    }
+    if needs_json(&method, &path, has_body) && !is_json(content_type.as_deref()) {
+        return error_answer(
+            &path,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON, with Content-Type: application/json (curl: --json)".into(),
+        );
+    }
+    next.run(request).await
+}
+
 pub(crate) async fn require_key(
     State(stack): State<Arc<Stack>>,
     request: Request,

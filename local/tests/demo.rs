@@ -100,7 +100,7 @@ async fn the_banner_prints_the_demo_page_and_the_notification_curl_line() {
     assert_eq!(
         after("and send it a notification:"),
         format!(
-            r#"curl -X POST {base}/queues/notify-user -d '{{"userId":"dev-user","data":"your download is ready"}}'"#
+            r#"curl --json '{{"userId":"dev-user","data":"your download is ready"}}' {base}/queues/notify-user"#
         )
     );
     let served = std::process::Command::new("curl")

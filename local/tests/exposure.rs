@@ -275,7 +275,7 @@ async fn the_banner_of_an_exposed_stack_says_what_is_required() {
         "{banner}"
     );
     assert!(
-        banner.contains("curl -X POST -H \"Authorization: Bearer $SWITCHBOARD_API_KEY\""),
+        banner.contains("curl -H \"Authorization: Bearer $SWITCHBOARD_API_KEY\" --json"),
         "{banner}"
     );
 }

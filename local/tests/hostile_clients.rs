@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
-use switchboard_local::{MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES};
+use switchboard_local::{
+    Config, MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Log lines written while a test runs (on the test's one thread).
@@ -258,4 +260,134 @@ async fn every_error_is_json_and_every_verb_agrees_on_a_missing_connection() {
         json!({"error": format!("unknown queue \"{}…\"; the queues are notify-user, notify-connection and commands", "q".repeat(64))})
     );
     stack.shutdown().await;
+}
+
+/// A page of another site against a stack on loopback without a key: through a DNS name
+/// rebound to 127.0.0.1 (the page's own origin, so the browser sends it), cross-site, or as
+/// a "simple" form post. Each is refused before anything runs, and nothing is sent.
+#[tokio::test]
+async fn pages_of_other_sites_cannot_use_a_stack_on_loopback() {
+    let stack = stack().await;
+    let mut alice = connect(&stack, "alice").await;
+    let addr = stack.addr();
+    let rebound = [
+        ("Host", "rebind.attacker.example:3001"),
+        ("Origin", "http://rebind.attacker.example:3001"),
+        ("Content-Type", "text/plain"),
+    ];
+    // Negotiate through a rebound name: was 200 with a token.
+    let answer = http_to(
+        addr,
+        "POST",
+        "/negotiate",
+        &rebound,
+        r#"{"userId":"mallory"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(!answer.body.contains("token"), "{}", answer.body);
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(error["error"]["code"], "forbidden");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("this stack answers only to an IP address, localhost"),
+        "{error}"
+    );
+    // The metrics through the same name: was 200.
+    let answer = http_to(addr, "GET", "/metrics", &rebound[..1], "").await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    // A cross-site simple POST /send from another site's page: was 202.
+    let send = r#"{"userId":"alice","data":"from another site"}"#;
+    let cross_site = [
+        ("Origin", "https://evil.example"),
+        ("Content-Type", "text/plain"),
+    ];
+    let answer = http_to(addr, "POST", "/send", &cross_site, send).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "pages of other sites may not call this stack: list the page's origin with \
+         --allowed-origin (pages served from this machine may)"
+    );
+    // The queue endpoints too, in their own error shape.
+    let answer = http_to(addr, "POST", "/queues/notify-user", &cross_site, send).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.body.starts_with(r#"{"error":"pages of other sites"#),
+        "{}",
+        answer.body
+    );
+    // Without an Origin (no browser) the body must still say it is JSON: a form post is refused.
+    let answer = http_to(
+        addr,
+        "POST",
+        "/send",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        send,
+    )
+    .await;
+    assert_eq!(answer.status, 415, "{}", answer.body);
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(error["error"]["code"], "unsupported_media_type");
+    // Nothing of it reached alice.
+    silent(&mut alice, Duration::from_millis(300)).await;
+    // The same requests from this machine's pages, and from tools, work as before.
+    let local_page = [("Origin", "http://localhost:5173")];
+    assert_eq!(
+        http_to(addr, "POST", "/send", &local_page, send)
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        next_text(&mut alice).await,
+        r#"{"type":"message","from":"server","data":"from another site"}"#
+    );
+    assert_eq!(http(&stack, "GET", "/metrics", "").await.status, 200);
+    let answer = http_to(
+        addr,
+        "POST",
+        "/negotiate",
+        &[("Host", "localhost:3001")],
+        r#"{"userId":"bob"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// The WebSocket handshake checks the page's origin too: a foreign page is refused, a page
+/// of this machine or one listed with --allowed-origin connects (the token still decides who).
+#[tokio::test]
+async fn the_websocket_handshake_refuses_pages_of_other_sites() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut config = Config::default();
+    config.allowed_origins = vec!["https://app.example".into()];
+    let stack = stack_with(config).await;
+    let url = format!("{}?token={}", stack.websocket_url(), token(&stack, "alice"));
+    let with_origin = |origin: &str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a foreign page connected: {other:?}"),
+    }
+    for origin in ["https://app.example", "http://127.0.0.1:8080"] {
+        let (mut client, _) = tokio_tungstenite::connect_async(with_origin(origin))
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+        client
+            .send(Message::text(r#"{"action":"ping"}"#))
+            .await
+            .unwrap();
+        assert!(next_text(&mut client).await.contains("pong"), "{origin}");
+    }
 }

@@ -56,12 +56,12 @@ async fn websocat_pings_and_receives_a_notify_user_sent_with_curl() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let curl = Command::new("curl")
-        .args(["-s", "-X", "POST"])
-        .arg(format!("{}/queues/notify-user", stack.http_url()))
         .args([
-            "-d",
+            "-s",
+            "--json",
             r#"{"userId":"dev-user","data":"hello from Switchboard"}"#,
         ])
+        .arg(format!("{}/queues/notify-user", stack.http_url()))
         .output()
         .await
         .expect("curl on PATH");

@@ -163,12 +163,20 @@ pub async fn http_to(
     body: &str,
 ) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let extra: String = headers
+    // `Host` and `Content-Type` default to the stack's address and JSON; `headers` may set others.
+    let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
+    if !given("host") {
+        extra.push_str(&format!("Host: {addr}\r\n"));
+    }
+    if !given("content-type") {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     // The server may answer (413, 401) and close before reading a large body.
