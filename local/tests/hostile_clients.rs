@@ -363,9 +363,11 @@ async fn pages_of_other_sites_cannot_use_a_stack_on_loopback() {
 #[tokio::test]
 async fn the_websocket_handshake_refuses_pages_of_other_sites() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut config = Config::default();
-    config.allowed_origins = vec!["https://app.example".into()];
-    let stack = stack_with(config).await;
+    let stack = stack_with(Config {
+        allowed_origins: vec!["https://app.example".into()],
+        ..Config::default()
+    })
+    .await;
     let url = format!("{}?token={}", stack.websocket_url(), token(&stack, "alice"));
     let with_origin = |origin: &str| {
         let mut request = url.as_str().into_client_request().unwrap();
