@@ -1,7 +1,6 @@
 //! [`MembershipStore`] on DynamoDB: memberships, user-level memberships and presence counters in one table.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -11,7 +10,6 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, GROUP_NAME, Item, USER_ID, number, string};
-use super::sent_log::until_processed;
 use super::{CONNECTION_INDEX, DynamoMemberships, unavailable};
 use crate::ports::{
     Counter, MEMBERSHIP_DELETE_BATCH, MemberPage, Membership, MembershipStore, MembershipWrite,
@@ -308,29 +306,12 @@ impl MembershipStore for DynamoMemberships {
                 request = request.keys(Self::key(group, connection_id));
             }
             let request = request.build().map_err(unavailable)?;
-            let send = |request| {
-                self.client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-            };
-            let take = |output: BatchGetItemOutput| {
-                let items = output.responses().and_then(|r| r.get(&self.table));
-                for item in items.into_iter().flatten() {
-                    if was_member(Some(item)) {
-                        groups.extend(string(item, GROUP_NAME));
-                    }
+            let each = |item: &Item| {
+                if was_member(Some(item)) {
+                    groups.extend(string(item, GROUP_NAME));
                 }
-                output
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned()
             };
-            until_processed(request, send, take, |_| {
-                "BatchGetItem left memberships unprocessed (throttled)".into()
-            })
-            .await?;
+            self.read_batch(request, each, "memberships").await?;
         }
         groups.sort();
         Ok(groups)

@@ -4,10 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 
-use super::items::{CONNECTION_ID, EXPIRES_AT, number};
+use super::items::{CONNECTION_ID, EXPIRES_AT, Item, number};
 use super::{DynamoStore, unavailable};
 use crate::ports::{SentLog, StoreError};
 
@@ -37,36 +36,15 @@ impl SentLog for DynamoStore {
                 )]));
             }
             let request = request.build().map_err(unavailable)?;
-            let send = |request| {
-                self.client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-            };
-            let take = |output: BatchGetItemOutput| {
-                for item in output
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
+            let each = |item: &Item| {
+                let live = number(item, EXPIRES_AT).is_some_and(|until| until > now);
+                if let (true, Some(AttributeValue::S(key))) = (live, item.get(CONNECTION_ID))
+                    && let Some(key) = key.strip_prefix(SENT_PREFIX)
                 {
-                    let live = number(item, EXPIRES_AT).is_some_and(|until| until > now);
-                    if let (true, Some(AttributeValue::S(key))) = (live, item.get(CONNECTION_ID))
-                        && let Some(key) = key.strip_prefix(SENT_PREFIX)
-                    {
-                        posted.insert(key.to_owned());
-                    }
+                    posted.insert(key.to_owned());
                 }
-                output
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned()
             };
-            until_processed(request, send, take, |_| {
-                "BatchGetItem left keys unprocessed (throttled)".into()
-            })
-            .await?;
+            self.read_batch(request, each, "keys").await?;
         }
         Ok(posted)
     }
