@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, GROUP_NAME, Item, USER_ID, number, string};
-use super::{CONNECTION_INDEX, DynamoMemberships, unavailable};
+use super::{BATCH_GET, CONNECTION_INDEX, DynamoMemberships, unavailable};
 use crate::ports::{
     Counter, MEMBERSHIP_DELETE_BATCH, MemberPage, Membership, MembershipStore, MembershipWrite,
     StoreError,
@@ -24,8 +24,6 @@ const SEQ: &str = "seq";
 const LEFT: &str = "left";
 /// Only a frame with a newer sequence, or an item without one, may write.
 const NEWER: &str = "attribute_not_exists(#s) OR #s < :s";
-/// BatchGetItem reads at most 100 keys.
-const BATCH_GET: usize = 100;
 /// Batch calls of one `delete_memberships` in flight at once.
 const DELETE_CONCURRENCY: usize = 4;
 

@@ -46,6 +46,8 @@ pub const SHARD_INDEX: &str = "byShard";
 pub const ENVELOPE_INDEX: &str = "byEnvelopeUser";
 /// The memberships table's index by connection (disconnect removes a connection's memberships).
 pub const CONNECTION_INDEX: &str = "byConnection";
+/// BatchGetItem reads at most 100 keys.
+const BATCH_GET: usize = 100;
 
 /// One DynamoDB table: the client, the table's name and a cap on the items
 /// one page query returns. `T` says which table it is, and so which ports it
@@ -98,7 +100,7 @@ impl<T> DynamoTable<T> {
         .await
     }
 
-    /// One BatchGetItem of up to 100 keys (`request`), sending again the keys
+    /// One BatchGetItem of up to [`BATCH_GET`] keys (`request`), sending again the keys
     /// DynamoDB leaves unprocessed (throttling) until it reads them or the
     /// retries run out; `each` sees every item read, `what` names the keys in
     /// that error.

@@ -7,15 +7,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, Item, number};
-use super::{DynamoStore, unavailable};
+use super::{BATCH_GET, DynamoStore, unavailable};
 use crate::ports::{SentLog, StoreError};
 
 /// Idempotency records share the connections table: key `sent#{messageId}#{connectionId}`
 /// (never an API Gateway connection id, which has no `#`), `expiresAt` for TTL, and
 /// no `userId` or `shard`, so they stay out of both indexes.
 const SENT_PREFIX: &str = "sent#";
-/// BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items.
-const BATCH_GET: usize = 100;
+/// BatchWriteItem writes at most 25 items.
 const BATCH_WRITE: usize = 25;
 /// Rounds for the keys or items a batch call leaves unprocessed (throttling).
 const BATCH_ROUNDS: u32 = 4;
