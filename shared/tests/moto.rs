@@ -5,18 +5,21 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
-use switchboard::adapters::dynamodb::DynamoStore;
+use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
-use switchboard::config::EnqueuePolicy;
+use switchboard::aws::RequestCounter;
+use switchboard::config::{EnqueuePolicy, Settings};
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::handle_notify_user;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use switchboard::ports::{Allowance, ConnectionStore, MessageQueue, QueueError, Rate};
+use switchboard::ports::{Allowance, ConnectionStore, Gateway, MessageQueue, QueueError, Rate};
 use switchboard::posting::Posting;
 use switchboard::protocol::NotifyConnection;
+use switchboard::services::Services;
 
 const NEEDS_MOTO: &str = "set MOTO_ENDPOINT (make test starts moto server)";
 
@@ -46,12 +49,88 @@ async fn table(client: &aws_sdk_dynamodb::Client) -> String {
     name
 }
 
+/// A fresh memberships table, shaped as template.yaml declares it.
+async fn memberships_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = unique("memberships");
+    switchboard::adapters::dynamodb::create_memberships_table(client, &name)
+        .await
+        .unwrap();
+    name
+}
+
 async fn clients() -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
     let sdk = common::test_sdk_config(Some(&endpoint())).await;
     (
         switchboard::aws::dynamodb(&sdk),
         switchboard::aws::sqs(&sdk),
     )
+}
+
+/// The set-up of the tests that count requests: DynamoDB and SQS clients
+/// whose every request `counter` counts (by operation), and plain clients,
+/// counted by nothing, that make the tables and queues and check the results.
+struct Counted {
+    counter: RequestCounter,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    plain_dynamo: aws_sdk_dynamodb::Client,
+    plain_sqs: aws_sdk_sqs::Client,
+}
+
+impl Counted {
+    async fn new() -> Self {
+        let sdk = common::test_sdk_config(Some(&endpoint())).await;
+        let counter = RequestCounter::default();
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let (plain_dynamo, plain_sqs) = clients().await;
+        Counted {
+            counter,
+            dynamo,
+            sqs,
+            plain_dynamo,
+            plain_sqs,
+        }
+    }
+
+    /// Services on fresh connections and memberships tables, read and
+    /// written through the counted client (memberships queried `page_limit`
+    /// items a page, if given); no sent log, no history, no upstream.
+    async fn services(
+        &self,
+        page_limit: Option<i32>,
+        gateway: Arc<dyn Gateway>,
+        deliveries: Arc<dyn MessageQueue>,
+        settings: Settings,
+    ) -> Services {
+        let connections = table(&self.plain_dynamo).await;
+        let memberships = DynamoMemberships::new(
+            self.dynamo.clone(),
+            memberships_table(&self.plain_dynamo).await,
+        );
+        let memberships = match page_limit {
+            Some(limit) => memberships.with_page_limit(limit),
+            None => memberships,
+        };
+        Services {
+            store: Arc::new(DynamoStore::new(self.dynamo.clone(), connections)),
+            memberships: Arc::new(memberships),
+            gateway,
+            deliveries,
+            sent_log: None,
+            history: None,
+            settings: Arc::new(settings),
+            upstream: Default::default(),
+        }
+    }
 }
 
 async fn queue(sqs: &aws_sdk_sqs::Client) -> String {
@@ -325,11 +404,9 @@ async fn notify_connection_deletes_gone_records_from_dynamodb() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn dynamo_memberships_join_leave_and_page_both_ways() {
-    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::ports::{Membership, MembershipStore};
     let (dynamo, _) = clients().await;
-    let table = unique("memberships");
-    create_memberships_table(&dynamo, &table).await.unwrap();
+    let table = memberships_table(&dynamo).await;
     let store = DynamoMemberships::new(dynamo, table).with_page_limit(2);
     let membership = |group: &str, connection: &str, user: &str| Membership {
         group: group.into(),
@@ -632,11 +709,9 @@ async fn dynamo_post_budget_books_concurrent_instances_in_turn_and_refuses_past_
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
-    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::ports::{Counter, Membership, MembershipStore};
     let (dynamo, _) = clients().await;
-    let table = unique("memberships");
-    create_memberships_table(&dynamo, &table).await.unwrap();
+    let table = memberships_table(&dynamo).await;
     let store = DynamoMemberships::new(dynamo, table);
     assert!(store.add_user_group("alice", "vip", 2_000).await.unwrap());
     assert!(
@@ -718,48 +793,24 @@ async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn request_counts_per_delivered_message_by_target() {
-    use std::sync::Arc;
-
-    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
-    use switchboard::aws::RequestCounter;
     use switchboard::commands::run_command;
-    use switchboard::config::Settings;
     use switchboard::handlers::deliver::deliver;
     use switchboard::ports::Membership;
-    use switchboard::services::Services;
 
     const N: usize = 250;
-    let sdk = common::test_sdk_config(Some(&endpoint())).await;
-    let counter = RequestCounter::default();
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let (plain_dynamo, plain_sqs) = clients().await;
-    let connections = table(&plain_dynamo).await;
-    let memberships = unique("memberships");
-    create_memberships_table(&plain_dynamo, &memberships)
-        .await
-        .unwrap();
-    let deliveries_url = queue(&plain_sqs).await;
+    let counted = Counted::new().await;
+    let (counter, plain_sqs) = (&counted.counter, &counted.plain_sqs);
+    let deliveries_url = queue(plain_sqs).await;
     let gateway = Arc::new(MemoryGateway::new());
-    let services = Services {
-        store: Arc::new(DynamoStore::new(dynamo.clone(), connections)),
-        // Pages of 100 members: a group read costs ceil(N / 100) Queries.
-        memberships: Arc::new(DynamoMemberships::new(dynamo, memberships).with_page_limit(100)),
-        gateway: gateway.clone(),
-        deliveries: Arc::new(SqsQueue::new(sqs, deliveries_url.clone())),
-        sent_log: None,
-        history: None,
-        settings: Arc::new(Settings::default()),
-        upstream: Default::default(),
-    };
+    let services = counted
+        .services(
+            // Pages of 100 members: a group read costs ceil(N / 100) Queries.
+            Some(100),
+            gateway.clone(),
+            Arc::new(SqsQueue::new(counted.sqs.clone(), deliveries_url.clone())),
+            Settings::default(),
+        )
+        .await;
     // N connections: user "big" has all of them, all in "room"; "alice" has 3, one in "room".
     for i in 0..N {
         let id = format!("c{i:04}");
@@ -823,7 +874,7 @@ async fn request_counts_per_delivered_message_by_target() {
         let posts_before = gateway.posts();
         let addressed = run_command(&services, Some(body)).await.unwrap();
         assert_eq!(addressed, expected, "{name}");
-        let messages = receive_all(&plain_sqs, &deliveries_url).await;
+        let messages = receive_all(plain_sqs, &deliveries_url).await;
         for message in &messages {
             deliver(&services, Some(message)).await.unwrap();
         }
@@ -892,43 +943,24 @@ async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn disconnect_deletes_memberships_in_batches_of_25() {
-    use std::sync::Arc;
-
-    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::adapters::memory::MemoryQueue;
-    use switchboard::aws::RequestCounter;
-    use switchboard::config::Settings;
     use switchboard::groups::membership::{forget, join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
-    use switchboard::services::Services;
 
-    let sdk = common::test_sdk_config(Some(&endpoint())).await;
-    let counter = RequestCounter::default();
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let (plain_dynamo, _) = clients().await;
-    let connections = table(&plain_dynamo).await;
-    let memberships = unique("memberships");
-    create_memberships_table(&plain_dynamo, &memberships)
-        .await
-        .unwrap();
+    let counted = Counted::new().await;
+    let counter = &counted.counter;
     let deliveries = Arc::new(MemoryQueue::new());
-    let services = Services {
-        store: Arc::new(DynamoStore::new(dynamo.clone(), connections)),
-        memberships: Arc::new(DynamoMemberships::new(dynamo, memberships)),
-        gateway: Arc::new(MemoryGateway::new()),
-        deliveries: deliveries.clone(),
-        sent_log: None,
-        history: None,
-        settings: Arc::new(Settings {
-            max_groups_per_connection: 200,
-            ..Settings::default()
-        }),
-        upstream: Default::default(),
-    };
+    let services = counted
+        .services(
+            None,
+            Arc::new(MemoryGateway::new()),
+            deliveries.clone(),
+            Settings {
+                max_groups_per_connection: 200,
+                ..Settings::default()
+            },
+        )
+        .await;
     // 60 groups (2 with presence), a tombstone, and a neighbour that stays.
     const N: usize = 60;
     let join = |group: String, connection_id: &str| Membership {
@@ -991,12 +1023,10 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn dynamo_memberships_apply_only_newer_sequences_and_cap_slots() {
-    use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::ports::{MembershipStore, MembershipWrite};
 
     let (dynamo, _) = clients().await;
-    let name = unique("memberships");
-    create_memberships_table(&dynamo, &name).await.unwrap();
+    let name = memberships_table(&dynamo).await;
     let store = DynamoMemberships::new(dynamo, name);
     let m = switchboard::ports::Membership {
         group: "g".into(),
@@ -1442,19 +1472,16 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 #[ignore = "needs moto; run make test"]
 async fn history_request_counts_per_message_and_per_recovery() {
     use switchboard::adapters::dynamodb::DynamoHistory;
-    use switchboard::aws::RequestCounter;
     use switchboard::config::HistorySettings;
     use switchboard::history::recovery::recover;
     use switchboard::history::{Recorder, Stream};
-    let sdk = common::test_sdk_config(Some(&endpoint())).await;
-    let counter = RequestCounter::default();
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let (plain, _) = clients().await;
-    let history = DynamoHistory::new(dynamo, history_table(&plain).await);
+    let Counted {
+        counter,
+        dynamo,
+        plain_dynamo,
+        ..
+    } = Counted::new().await;
+    let history = DynamoHistory::new(dynamo, history_table(&plain_dynamo).await);
     let settings = HistorySettings::default();
     let recorder = Recorder {
         history: &history,

@@ -63,10 +63,7 @@ pub async fn recover(
 ) -> Result<Recovery, StoreError> {
     let key = stream.key();
     let now = now_seconds();
-    let top = recorder
-        .history
-        .position(&key, now + counter_lifetime(recorder.settings))
-        .await?;
+    let top = read_top(recorder, &key, now).await?;
     let lost = |lost| Recovery {
         messages: Vec::new(),
         lost: Some(lost),
@@ -99,6 +96,15 @@ pub async fn recover(
         },
         more: to < top.offset,
     })
+}
+
+/// The position of the stream stored under `key`; a stream with no counter
+/// gets one, kept for the counter's lifetime from `now`.
+async fn read_top(recorder: &Recorder<'_>, key: &str, now: i64) -> Result<Position, StoreError> {
+    recorder
+        .history
+        .position(key, now + counter_lifetime(recorder.settings))
+        .await
 }
 
 /// Offsets `from..=to` of `stream`, all of them, or `None` if one is not kept.
@@ -142,10 +148,7 @@ pub async fn latest(
 ) -> Result<(Position, Vec<String>), StoreError> {
     let key = stream.key();
     let now = now_seconds();
-    let top = recorder
-        .history
-        .position(&key, now + counter_lifetime(recorder.settings))
-        .await?;
+    let top = read_top(recorder, &key, now).await?;
     let limit = (limit as u64).min(recorder.settings.size);
     if limit == 0 || top.offset == 0 {
         return Ok((top, Vec::new()));

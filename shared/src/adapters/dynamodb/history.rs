@@ -84,6 +84,40 @@ impl DynamoHistory {
         Ok(())
     }
 
+    /// One UpdateItem of `stream`'s counter: `expression` over `#t` (top),
+    /// `#e` (epoch) and `#x` (expiry), with `:epoch` a new epoch, `:x`
+    /// `counter_expires_at` and `operand` (its placeholder and value); returns
+    /// the counter's position after the update.
+    async fn update_counter(
+        &self,
+        stream: &str,
+        expression: &str,
+        operand: (&str, i64),
+        counter_expires_at: i64,
+    ) -> Result<Position, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.item(stream, 0)))
+            .update_expression(expression)
+            .expression_attribute_names("#t", TOP)
+            .expression_attribute_names("#e", EPOCH)
+            .expression_attribute_names("#x", EXPIRES_AT)
+            .expression_attribute_values(operand.0, n(operand.1))
+            .expression_attribute_values(":epoch", s(&new_epoch()))
+            .expression_attribute_values(":x", n(counter_expires_at))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let attributes = output.attributes().cloned().unwrap_or_default();
+        Ok(Position {
+            offset: offset_of(&attributes, TOP).ok_or_else(|| corrupt(stream, "top"))?,
+            epoch: string(&attributes, EPOCH).ok_or_else(|| corrupt(stream, "epoch"))?,
+        })
+    }
+
     /// The first append's position under `key`, if it is still kept.
     async fn keyed(&self, partition: &str, now: i64) -> Result<Option<Position>, StoreError> {
         let output = self
@@ -129,27 +163,14 @@ impl History for DynamoHistory {
             self.put_message(stream, &first, frame, expires_at).await?;
             return Ok(first);
         }
-        let counter = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.item(stream, 0)))
-            .update_expression("ADD #t :one SET #e = if_not_exists(#e, :epoch), #x = :x")
-            .expression_attribute_names("#t", TOP)
-            .expression_attribute_names("#e", EPOCH)
-            .expression_attribute_names("#x", EXPIRES_AT)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":epoch", s(&new_epoch()))
-            .expression_attribute_values(":x", n(counter_expires_at))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let attributes = counter.attributes().cloned().unwrap_or_default();
-        let position = Position {
-            offset: offset_of(&attributes, TOP).ok_or_else(|| corrupt(stream, "top"))?,
-            epoch: string(&attributes, EPOCH).ok_or_else(|| corrupt(stream, "epoch"))?,
-        };
+        let position = self
+            .update_counter(
+                stream,
+                "ADD #t :one SET #e = if_not_exists(#e, :epoch), #x = :x",
+                (":one", 1),
+                counter_expires_at,
+            )
+            .await?;
         if let Some(partition) = &partition {
             let mut item = self.item(partition, 0);
             item.insert(AT.into(), n(position.offset));
@@ -195,30 +216,14 @@ impl History for DynamoHistory {
         stream: &str,
         counter_expires_at: i64,
     ) -> Result<Position, StoreError> {
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.item(stream, 0)))
-            .update_expression(
-                "SET #t = if_not_exists(#t, :zero), #e = if_not_exists(#e, :epoch), \
-                 #x = if_not_exists(#x, :x)",
-            )
-            .expression_attribute_names("#t", TOP)
-            .expression_attribute_names("#e", EPOCH)
-            .expression_attribute_names("#x", EXPIRES_AT)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":epoch", s(&new_epoch()))
-            .expression_attribute_values(":x", n(counter_expires_at))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let attributes = output.attributes().cloned().unwrap_or_default();
-        Ok(Position {
-            offset: offset_of(&attributes, TOP).ok_or_else(|| corrupt(stream, "top"))?,
-            epoch: string(&attributes, EPOCH).ok_or_else(|| corrupt(stream, "epoch"))?,
-        })
+        self.update_counter(
+            stream,
+            "SET #t = if_not_exists(#t, :zero), #e = if_not_exists(#e, :epoch), \
+             #x = if_not_exists(#x, :x)",
+            (":zero", 0),
+            counter_expires_at,
+        )
+        .await
     }
 
     async fn read(

@@ -1,7 +1,6 @@
 //! [`MembershipStore`] on DynamoDB: memberships, user-level memberships and presence counters in one table.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -11,8 +10,7 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 
 use super::items::{CONNECTION_ID, EXPIRES_AT, GROUP_NAME, Item, USER_ID, number, string};
-use super::sent_log::until_processed;
-use super::{CONNECTION_INDEX, DynamoMemberships, unavailable};
+use super::{BATCH_GET, CONNECTION_INDEX, DynamoMemberships, unavailable};
 use crate::ports::{
     Counter, MEMBERSHIP_DELETE_BATCH, MemberPage, Membership, MembershipStore, MembershipWrite,
     StoreError,
@@ -26,8 +24,6 @@ const SEQ: &str = "seq";
 const LEFT: &str = "left";
 /// Only a frame with a newer sequence, or an item without one, may write.
 const NEWER: &str = "attribute_not_exists(#s) OR #s < :s";
-/// BatchGetItem reads at most 100 keys.
-const BATCH_GET: usize = 100;
 /// Batch calls of one `delete_memberships` in flight at once.
 const DELETE_CONCURRENCY: usize = 4;
 
@@ -308,29 +304,12 @@ impl MembershipStore for DynamoMemberships {
                 request = request.keys(Self::key(group, connection_id));
             }
             let request = request.build().map_err(unavailable)?;
-            let send = |request| {
-                self.client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-            };
-            let take = |output: BatchGetItemOutput| {
-                let items = output.responses().and_then(|r| r.get(&self.table));
-                for item in items.into_iter().flatten() {
-                    if was_member(Some(item)) {
-                        groups.extend(string(item, GROUP_NAME));
-                    }
+            let each = |item: &Item| {
+                if was_member(Some(item)) {
+                    groups.extend(string(item, GROUP_NAME));
                 }
-                output
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned()
             };
-            until_processed(request, send, take, |_| {
-                "BatchGetItem left memberships unprocessed (throttled)".into()
-            })
-            .await?;
+            self.read_batch(request, each, "memberships").await?;
         }
         groups.sort();
         Ok(groups)

@@ -27,9 +27,11 @@ use std::marker::PhantomData;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
-use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, WriteRequest};
 
+use self::items::Item;
 use crate::lazy::Lazy;
 use crate::ports::StoreError;
 
@@ -44,6 +46,8 @@ pub const SHARD_INDEX: &str = "byShard";
 pub const ENVELOPE_INDEX: &str = "byEnvelopeUser";
 /// The memberships table's index by connection (disconnect removes a connection's memberships).
 pub const CONNECTION_INDEX: &str = "byConnection";
+/// BatchGetItem reads at most 100 keys.
+const BATCH_GET: usize = 100;
 
 /// One DynamoDB table: the client, the table's name and a cap on the items
 /// one page query returns. `T` says which table it is, and so which ports it
@@ -92,6 +96,39 @@ impl<T> DynamoTable<T> {
                 "BatchWriteItem left {} {what} unprocessed (throttled)",
                 requests.len()
             )
+        })
+        .await
+    }
+
+    /// One BatchGetItem of up to [`BATCH_GET`] keys (`request`), sending again the keys
+    /// DynamoDB leaves unprocessed (throttling) until it reads them or the
+    /// retries run out; `each` sees every item read, `what` names the keys in
+    /// that error.
+    async fn read_batch(
+        &self,
+        request: KeysAndAttributes,
+        mut each: impl FnMut(&Item),
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let send = |request| {
+            self.client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+        };
+        let take = |output: BatchGetItemOutput| {
+            let items = output.responses().and_then(|r| r.get(&self.table));
+            for item in items.into_iter().flatten() {
+                each(item);
+            }
+            output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned()
+        };
+        sent_log::until_processed(request, send, take, |_| {
+            format!("BatchGetItem left {what} unprocessed (throttled)")
         })
         .await
     }

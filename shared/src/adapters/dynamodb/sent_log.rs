@@ -4,19 +4,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 
-use super::items::{CONNECTION_ID, EXPIRES_AT, number};
-use super::{DynamoStore, unavailable};
+use super::items::{CONNECTION_ID, EXPIRES_AT, Item, number};
+use super::{BATCH_GET, DynamoStore, unavailable};
 use crate::ports::{SentLog, StoreError};
 
 /// Idempotency records share the connections table: key `sent#{messageId}#{connectionId}`
 /// (never an API Gateway connection id, which has no `#`), `expiresAt` for TTL, and
 /// no `userId` or `shard`, so they stay out of both indexes.
 const SENT_PREFIX: &str = "sent#";
-/// BatchGetItem reads at most 100 keys, BatchWriteItem writes at most 25 items.
-const BATCH_GET: usize = 100;
+/// BatchWriteItem writes at most 25 items.
 const BATCH_WRITE: usize = 25;
 /// Rounds for the keys or items a batch call leaves unprocessed (throttling).
 const BATCH_ROUNDS: u32 = 4;
@@ -37,36 +35,15 @@ impl SentLog for DynamoStore {
                 )]));
             }
             let request = request.build().map_err(unavailable)?;
-            let send = |request| {
-                self.client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-            };
-            let take = |output: BatchGetItemOutput| {
-                for item in output
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
+            let each = |item: &Item| {
+                let live = number(item, EXPIRES_AT).is_some_and(|until| until > now);
+                if let (true, Some(AttributeValue::S(key))) = (live, item.get(CONNECTION_ID))
+                    && let Some(key) = key.strip_prefix(SENT_PREFIX)
                 {
-                    let live = number(item, EXPIRES_AT).is_some_and(|until| until > now);
-                    if let (true, Some(AttributeValue::S(key))) = (live, item.get(CONNECTION_ID))
-                        && let Some(key) = key.strip_prefix(SENT_PREFIX)
-                    {
-                        posted.insert(key.to_owned());
-                    }
+                    posted.insert(key.to_owned());
                 }
-                output
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned()
             };
-            until_processed(request, send, take, |_| {
-                "BatchGetItem left keys unprocessed (throttled)".into()
-            })
-            .await?;
+            self.read_batch(request, each, "keys").await?;
         }
         Ok(posted)
     }
