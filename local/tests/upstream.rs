@@ -654,6 +654,70 @@ async fn a_connect_hook_timeout_fails_closed_by_default_and_open_when_configured
     stack.shutdown().await;
 }
 
+/// Fail-open means "the hook could not answer". A 3xx or a 4xx is an answer: with fail-open
+/// on, a hook answering 404, 400 or 302 still refuses the handshake (it let it in before), and
+/// a 503 still lets it in.
+#[tokio::test]
+async fn fail_open_lets_in_only_what_the_hook_could_not_answer() {
+    for (status, expected) in [(404, 502), (400, 502), (302, 502), (409, 502), (503, 101)] {
+        let (receiver, addr) = receiver().await;
+        receiver.script("/connect", vec![Answer::Status(status, None)]);
+        let stack = hook_stack(addr, true).await;
+        assert_eq!(
+            handshake_status(&stack, &token(&stack, "alice")).await,
+            expected,
+            "the hook answered {status}"
+        );
+        assert_eq!(
+            connections_of(&stack, "alice").await.len(),
+            usize::from(expected == 101),
+            "{status}"
+        );
+        stack.shutdown().await;
+    }
+}
+
+/// The user a connect hook names is the one the per-user caps count: 15 handshakes of
+/// different tokens the hook maps to bob leave bob at the cap (10), not 15.
+#[tokio::test]
+async fn the_connect_hooks_user_is_held_to_the_per_user_cap() {
+    let (receiver, addr) = receiver().await;
+    receiver.script(
+        "/connect",
+        vec![Answer::Status(200, Some(json!({"userId":"bob"})))],
+    );
+    let stack = hook_stack(addr, false).await;
+    let mut statuses = Vec::new();
+    let mut clients = Vec::new(); // open: each holds its place under the cap
+    for i in 0..15 {
+        let token = token(&stack, &format!("visitor-{i}"));
+        match try_connect(&stack, Some(&token)).await {
+            Ok(client) => {
+                clients.push(client);
+                statuses.push(101);
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                statuses.push(response.status().as_u16())
+            }
+            Err(e) => panic!("handshake failed without a status: {e}"),
+        }
+    }
+    assert_eq!(
+        connections_of(&stack, "bob").await.len(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    for i in 0..15 {
+        assert!(
+            connections_of(&stack, &format!("visitor-{i}"))
+                .await
+                .is_empty()
+        );
+    }
+    stack.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_event_hook_answers_that_client_only() {
     let (receiver, addr) = receiver().await;

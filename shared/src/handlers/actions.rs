@@ -218,6 +218,7 @@ async fn client_event(
                         "the event hook's answer is too large".to_owned()
                     }
                     HookError::Secret(_) => "the event hook is not configured".to_owned(),
+                    HookError::Unexpected(status) => format!("the event hook answered {status}"),
                 };
                 Err(Refusal::new(ErrorCode::HookFailed, message))
             }

@@ -100,12 +100,9 @@ pub async fn connect(
     let mut claims = verifier.verify(token)?;
     let envelope = wants_envelope(event.query_string_parameters.first(ENVELOPE_PARAMETER))?;
     // Before anything is written: a refused handshake leaves nothing behind.
-    admit_connection(services, &claims.sub)
-        .await
-        .map_err(|e| match e {
-            LimitError::Exceeded(exceeded) => ConnectError::Limited(exceeded),
-            LimitError::Store(e) => ConnectError::Store(e),
-        })?;
+    // The token's user is charged before the hook is asked (a flood never
+    // reaches it), and the user the hook names after it.
+    admit(services, &claims.sub).await?;
 
     let source_ip = context
         .identity
@@ -120,6 +117,7 @@ pub async fn connect(
         .or_else(|| context.identity.user_agent.clone())
         .filter(|ua| !ua.is_empty());
     if let Some(hook) = &services.upstream.connect_hook {
+        let token_user = claims.sub.clone();
         ask_hook(
             services,
             hook,
@@ -129,6 +127,10 @@ pub async fn connect(
             &user_agent,
         )
         .await?;
+        if claims.sub != token_user {
+            // The caps and the handshake bucket are the final user's too.
+            admit(services, &claims.sub).await?;
+        }
     }
 
     let connected_at_ms = if context.connected_at > 0 {
@@ -214,6 +216,16 @@ pub async fn connect(
         services.upstream.emit(&event).await;
     }
     Ok(record)
+}
+
+/// [`admit_connection`] for `user_id`, its refusals as the handshake's.
+async fn admit(services: &Services, user_id: &str) -> Result<(), ConnectError> {
+    admit_connection(services, user_id)
+        .await
+        .map_err(|e| match e {
+            LimitError::Exceeded(exceeded) => ConnectError::Limited(exceeded),
+            LimitError::Store(e) => ConnectError::Store(e),
+        })
 }
 
 /// Asks the connect hook about verified `claims`; its answer replaces the

@@ -35,9 +35,15 @@ pub enum HookError {
     /// The application refused (401 or 403 from a connect hook).
     #[error("the hook refused with {0}")]
     Refused(u16),
-    /// Timeout, unreachable, or a status that is not an answer (5xx, another 4xx).
+    /// The hook could not answer: a timeout, no connection, or a 5xx. Only
+    /// this may fail open.
     #[error("the hook failed: {0}")]
     Failed(String),
+    /// The hook answered with a status that is neither an acceptance nor a
+    /// refusal (a 3xx, a 4xx other than 401 and 403): an answer, so it never
+    /// fails open; the handshake is refused as for a failure.
+    #[error("the hook answered {0}, which neither accepts nor refuses")]
+    Unexpected(u16),
     /// The hook answered 2xx with a body that is not a valid answer.
     #[error("the hook's answer is invalid: {0}")]
     InvalidAnswer(String),
@@ -164,7 +170,10 @@ pub async fn ask_connect_hook(
     match answer.status {
         200..=299 => {}
         401 | 403 => return Err(HookError::Refused(answer.status)),
-        status => return Err(HookError::Failed(format!("the hook answered {status}"))),
+        status @ 500..=599 => {
+            return Err(HookError::Failed(format!("the hook answered {status}")));
+        }
+        status => return Err(HookError::Unexpected(status)),
     }
     if answer.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ConnectAnswer::default());
