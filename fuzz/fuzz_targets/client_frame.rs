@@ -8,8 +8,9 @@
 //! - `$default` answers every frame with a JSON error frame: `unknown_action`
 //!   naming the action when the frame parses, the parse error's frame otherwise;
 //! - `ping` echoes `name` exactly when it is a string, and fails when the frame does;
-//! - the correlation `id` is echoed only when it is a string or a number, and
-//!   every answer frame is JSON.
+//! - the correlation `id` is echoed only when it is a number or a string of
+//!   1 to 128 bytes of printable ASCII without spaces, and every answer frame
+//!   is JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -127,10 +128,11 @@ fn check_correlation_id(frame: &ClientFrame) {
     match frame.correlation_id() {
         Ok(Some(id)) => {
             assert!(id.is_string() || id.is_number());
-            assert!(
-                id.as_str()
-                    .is_none_or(|s| s.len() <= MAX_CORRELATION_ID_BYTES)
-            );
+            assert!(id.as_str().is_none_or(|s| {
+                s.len() <= MAX_CORRELATION_ID_BYTES
+                    && !s.is_empty()
+                    && s.bytes().all(|b| b.is_ascii_graphic())
+            }));
             assert_eq!(Some(&id), raw);
             let ack = ServerFrame::ack_ok(Some(id.clone()));
             check_server_frame(&ack);
@@ -140,10 +142,14 @@ fn check_correlation_id(frame: &ClientFrame) {
         Ok(None) => assert!(matches!(raw, None | Some(Value::Null))),
         Err(e) => {
             // Refused: a type other than string or number, or a string id too
-            // long to echo back.
+            // long to echo back, empty, or with a byte other than printable
+            // ASCII (it becomes the upstream event's `ce-id` header).
             assert!(match raw {
                 Some(Value::Bool(_) | Value::Array(_) | Value::Object(_)) => true,
-                Some(Value::String(id)) => id.len() > MAX_CORRELATION_ID_BYTES,
+                Some(Value::String(id)) =>
+                    id.len() > MAX_CORRELATION_ID_BYTES
+                        || id.is_empty()
+                        || !id.bytes().all(|b| b.is_ascii_graphic()),
                 _ => false,
             });
             check_server_frame(&ServerFrame::ack_error(

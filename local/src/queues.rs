@@ -12,10 +12,12 @@
 //! Lambda's SQS event source mapping does.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
@@ -437,7 +439,33 @@ pub async fn run_local_source(
             // The handler's retries stop in time for its cut-off, as for a
             // Lambda function's deadline.
             let deadline = Instant::now() + timeout;
+            // A handler that panics fails its whole batch, as an aborted
+            // Lambda instance does (release builds abort on a panic): every
+            // record comes back and counts towards the dead letters.
             let handled = switchboard::retry::with_deadline(deadline, handler(event));
+            let handled = AssertUnwindSafe(handled).catch_unwind().map(|outcome| {
+                outcome.unwrap_or_else(|panic| {
+                    let error = format!(
+                        "the handler panicked: {}",
+                        switchboard::batch::panic_message(&*panic)
+                    );
+                    error!(
+                        queue = queue.name(),
+                        size = batch.len(),
+                        error,
+                        "handler panicked"
+                    );
+                    BatchReport {
+                        failures: batch
+                            .iter()
+                            .map(|m| switchboard::batch::RecordFailure {
+                                message_id: m.message_id.clone(),
+                                error: error.clone(),
+                            })
+                            .collect(),
+                    }
+                })
+            });
             let (failures, cut_off): (Vec<(String, String)>, bool) =
                 match tokio::time::timeout(timeout, handled).await {
                     Ok(report) => (

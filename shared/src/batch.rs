@@ -1,10 +1,12 @@
 //! The SQS batch runner every queue handler uses: records processed
 //! concurrently, failures reported per record (`ReportBatchItemFailures`).
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tracing::Instrument;
 
 use crate::metrics::{self, Metric};
@@ -38,7 +40,11 @@ impl BatchReport {
 }
 
 /// Runs `process` on every record of `queue`, at most `concurrency` at once,
-/// and collects the records it failed. Each record runs in a `message` span
+/// and collects the records it failed. Each record's outcome is its own: an
+/// error, or even a panic, in one record is that record's batch item failure
+/// and never fails its neighbours. (Release builds abort on a panic, so on
+/// Lambda a panic still costs the whole batch: the handlers must not panic on
+/// any input; this keeps that true of test and local builds too.) Each record runs in a `message` span
 /// (queue, message id), so every log line it writes carries them. A failure on
 /// the receive that exhausts the redrive policy ([`crate::config::max_receive_count`])
 /// counts as [`Metric::DeadLettered`].
@@ -60,8 +66,13 @@ where
             let last_receive = max_receive_count.is_some_and(|max| receive_count(&record) >= max);
             let fut = process(record);
             async move {
-                let failure = fut
-                    .await
+                let outcome = AssertUnwindSafe(fut).catch_unwind().await;
+                let outcome = outcome.unwrap_or_else(|panic| {
+                    let error = format!("the handler panicked: {}", panic_message(&*panic));
+                    tracing::error!(error, "record failed by a panic; its neighbours go on");
+                    Err(error)
+                });
+                let failure = outcome
                     .err()
                     .map(|error| RecordFailure { message_id, error });
                 if failure.is_some() && last_receive {
@@ -76,6 +87,15 @@ where
         .collect()
         .await;
     BatchReport { failures }
+}
+
+/// The message a panic carries (`panic!` with a literal or a format).
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Milliseconds from the message's `SentTimestamp` (when SQS accepted it) to
@@ -98,4 +118,66 @@ pub(crate) fn receive_count(record: &SqsMessage) -> u32 {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn event(count: usize) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = (0..count)
+            .map(|i| {
+                let mut record = SqsMessage::default();
+                record.message_id = Some(format!("m{i}"));
+                record.body = Some(i.to_string());
+                record
+            })
+            .collect();
+        event
+    }
+
+    #[tokio::test]
+    async fn one_records_panic_or_error_never_fails_its_neighbours() {
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let report = process_batch("test", event(10), 4, |record| {
+            let done = done.clone();
+            async move {
+                let body = record.body.unwrap_or_default();
+                tokio::task::yield_now().await;
+                match body.as_str() {
+                    "3" | "7" => panic!("record {body} is poison"),
+                    "5" => Err("refused".to_owned()),
+                    _ => {
+                        done.lock().unwrap().push(body);
+                        Ok(())
+                    }
+                }
+            }
+        })
+        .await;
+        let mut failures = report.failures;
+        failures.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+        assert_eq!(
+            failures,
+            [
+                RecordFailure {
+                    message_id: "m3".into(),
+                    error: "the handler panicked: record 3 is poison".into(),
+                },
+                RecordFailure {
+                    message_id: "m5".into(),
+                    error: "refused".into(),
+                },
+                RecordFailure {
+                    message_id: "m7".into(),
+                    error: "the handler panicked: record 7 is poison".into(),
+                },
+            ]
+        );
+        let mut done = done.lock().unwrap().clone();
+        done.sort();
+        assert_eq!(done, ["0", "1", "2", "4", "6", "8", "9"]);
+    }
 }

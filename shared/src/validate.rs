@@ -20,6 +20,8 @@ pub const MAX_CONNECTION_ID_BYTES: usize = 256;
 pub const MAX_MESSAGE_ID_BYTES: usize = 128;
 /// The longest close reason (API Gateway's close frames carry at most 123 bytes).
 pub const MAX_REASON_BYTES: usize = 123;
+/// The longest correlation `id` a client frame may carry (as a string).
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
 /// The longest stream epoch a client may send back.
 pub const MAX_EPOCH_BYTES: usize = 64;
 /// The largest stream offset a client may send: 2^53 - 1, the largest
@@ -44,6 +46,8 @@ pub enum FieldError {
     FormatCharacter { field: &'static str, code: u32 },
     #[error("\"{0}\" may hold only printable ASCII other than '#' and space")]
     NotPrintableAscii(&'static str),
+    #[error("\"{0}\" may hold only printable ASCII without spaces")]
+    NotVisibleAscii(&'static str),
     /// A typed integer (a queue body's `ttlSeconds`) out of its bounds.
     #[error("\"{field}\" must be between 1 and {max}")]
     OutOfRange { field: &'static str, max: u64 },
@@ -93,6 +97,7 @@ impl FieldError {
             | FieldError::ControlCharacters(field)
             | FieldError::FormatCharacter { field, .. }
             | FieldError::NotPrintableAscii(field)
+            | FieldError::NotVisibleAscii(field)
             | FieldError::TooLong { field, .. }
             | FieldError::OutOfRange { field, .. }
             | FieldError::NotAnIntegerInRange { field, .. }
@@ -209,6 +214,22 @@ pub fn message_id(field: &'static str, value: &str) -> Result<(), FieldError> {
     at_most(field, value, MAX_MESSAGE_ID_BYTES)?;
     if !value.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
         return Err(FieldError::NotPrintableAscii(field));
+    }
+    Ok(())
+}
+
+/// A client frame's correlation `id`, when a string: 1 to
+/// [`MAX_CLIENT_ID_BYTES`] bytes of printable ASCII (0x21 to 0x7e), so a
+/// UUID, a counter or `req-42:retry` qualify. It is echoed in every answer and
+/// becomes part of an upstream event's id, which travels as the `ce-id`
+/// header, goes into log lines and into the event hook's request: a control
+/// character there would make a header that cannot be built (issue 25), a
+/// space one that HTTP trims.
+pub fn client_id(field: &'static str, value: &str) -> Result<(), FieldError> {
+    not_empty(field, value)?;
+    at_most(field, value, MAX_CLIENT_ID_BYTES)?;
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(FieldError::NotVisibleAscii(field));
     }
     Ok(())
 }
@@ -352,6 +373,36 @@ mod tests {
             stream("stream", "group:"),
             Err(FieldError::Group { .. })
         ));
+    }
+
+    #[test]
+    fn client_ids_are_printable_ascii_without_spaces() {
+        let printable: String = (0x21u8..=0x7e).map(char::from).collect();
+        for id in [&printable[..64], &printable[64..], "7", "req-42:retry"] {
+            assert_eq!(client_id("id", id), Ok(()), "{id:?}");
+        }
+        let bytes = (0u8..0x20).chain([0x7f]).map(char::from);
+        for bad in bytes.map(|c| format!("p{c}")).chain([
+            " p".into(),
+            "p q".into(),
+            "\u{85}".into(),
+            "é".into(),
+            "a\u{200B}".into(),
+        ]) {
+            assert_eq!(
+                client_id("id", &bad).map_err(|e| e.to_string()),
+                Err("\"id\" may hold only printable ASCII without spaces".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(client_id("id", ""), Err(FieldError::Empty("id")));
+        assert_eq!(
+            client_id("id", &"i".repeat(MAX_CLIENT_ID_BYTES + 1)),
+            Err(FieldError::TooLong {
+                field: "id",
+                max: MAX_CLIENT_ID_BYTES
+            })
+        );
     }
 
     #[test]

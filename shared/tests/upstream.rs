@@ -530,3 +530,272 @@ async fn a_hook_waits_no_longer_than_the_invocation_allows() {
     assert!(took < left, "answered after {took:?}, past the deadline");
     assert!(h.store.get_connection("c1").await.unwrap().is_some());
 }
+
+/// Every byte a client string must not carry into a header: C0 controls and DEL.
+fn control_bytes() -> impl Iterator<Item = char> {
+    (0u8..0x20).chain([0x7f]).map(char::from)
+}
+
+/// Issue 25, defect 1: a control character in a frame's `id` (which becomes
+/// the `ce-id` header) is refused at the edge with the exact error, takes
+/// nothing from the sender's buckets, and sends nothing upstream; another
+/// user's events go on flowing between the refusals, and so do the sender's
+/// own valid ones.
+#[tokio::test]
+async fn control_characters_in_a_client_id_are_refused_with_the_exact_error_and_nothing_is_sent() {
+    use switchboard::config::{Limits, Settings};
+    let lots = switchboard::rate::Rate::new(10_000, Duration::from_secs(1));
+    let h = Harness::with_settings(Settings {
+        publish_limit: 10_000,
+        limits: Limits {
+            connection_actions: lots,
+            user_actions: lots,
+            ..Limits::default()
+        },
+        ..Settings::default()
+    });
+    let queue = Arc::new(MemoryQueue::new());
+    let services = with_queue(&h, queue.clone());
+    for (connection, user) in [("c1", "mallory"), ("c2", "bob")] {
+        let mut claims = switchboard::auth::claims_for(user, Duration::from_secs(60), vec![]);
+        claims.events = vec!["chat".into()];
+        let event = connect_event(connection, Some(&token_with(&claims)));
+        let response = handle_connect(&services, &verifier(), &event).await;
+        assert_eq!(response.status_code, 200);
+    }
+    let refused_id = r#"{"type":"ack","ok":false,"error":{"code":"bad_request","message":"\"id\" may hold only printable ASCII without spaces"}}"#;
+    let mut hostile: Vec<String> = control_bytes().map(|c| format!("p{c}")).collect();
+    hostile.extend([" p".into(), "p q".into(), "p\u{85}".into(), "é".into()]);
+    for (i, id) in hostile.iter().enumerate() {
+        let frame = serde_json::json!({"action":"event","event":"chat","data":1,"id":id});
+        let answer = client_action(&services, "c1", Some(&frame.to_string())).await;
+        assert_eq!(answer, refused_id, "id {id:?}");
+        let ok = client_action(
+            &services,
+            "c2",
+            Some(&format!(
+                r#"{{"action":"event","event":"chat","data":1,"id":"b{i}"}}"#
+            )),
+        )
+        .await;
+        assert_eq!(ok, format!(r#"{{"type":"ack","id":"b{i}","ok":true}}"#));
+    }
+    let empty = client_action(
+        &services,
+        "c1",
+        Some(r#"{"action":"event","event":"chat","id":""}"#),
+    )
+    .await;
+    assert_eq!(
+        empty,
+        r#"{"type":"ack","ok":false,"error":{"code":"bad_request","message":"\"id\" must not be empty"}}"#
+    );
+    // The same refusal for every action that reads an id.
+    for action in ["subscribe", "publish", "presence", "history", "recover"] {
+        let frame = serde_json::json!({"action":action,"group":"chat","id":"p\n"});
+        let answer = client_action(&services, "c1", Some(&frame.to_string())).await;
+        assert_eq!(answer, refused_id, "{action}");
+    }
+    // Every printable ASCII character other than space stays a valid id.
+    let printable: String = (0x21u8..=0x7e).map(char::from).collect();
+    for id in printable.as_bytes().chunks(64) {
+        let id = std::str::from_utf8(id).unwrap();
+        let frame = serde_json::json!({"action":"event","event":"chat","data":1,"id":id});
+        let answer = client_action(&services, "c1", Some(&frame.to_string())).await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+            serde_json::json!({"type":"ack","id":id,"ok":true})
+        );
+    }
+    let sent: Vec<CloudEvent> = queue
+        .sent()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let ids: Vec<&str> = sent.iter().map(|e| e.id.as_str()).collect();
+    let mut expected = vec!["connected:c1".to_owned(), "connected:c2".to_owned()];
+    expected.extend((0..hostile.len()).map(|i| format!("message:c2:sb{i}")));
+    expected.extend(
+        printable
+            .as_bytes()
+            .chunks(64)
+            .map(|id| format!("message:c1:s{}", std::str::from_utf8(id).unwrap())),
+    );
+    assert_eq!(ids, expected);
+    assert_eq!(services.upstream.lost(), 0);
+}
+
+/// Answers 200 to every request through the production poster
+/// ([`SdkPoster`]), and keeps each request's headers.
+/// The headers of each request sent.
+type Sent = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+#[derive(Debug, Clone, Default)]
+struct Answers200(Sent);
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for Answers200 {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self.0.lock().unwrap().push(headers);
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                200.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        ))
+    }
+}
+
+fn sdk_poster(connector: &Answers200) -> Arc<switchboard::adapters::http::SdkPoster> {
+    Arc::new(switchboard::adapters::http::SdkPoster::new(
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(connector.clone()),
+    ))
+}
+
+/// An event whose `ce-*` headers cannot be built (queued by a release that did
+/// not refuse the id, or put on the queue by hand) is dead-lettered on its
+/// own, with status 0: never a panic, never a retry, and every other record of
+/// the batch is delivered. Through the production poster.
+#[tokio::test]
+async fn an_event_whose_headers_cannot_be_built_is_dead_lettered_alone_and_its_neighbours_are_delivered()
+ {
+    let connector = Answers200::default();
+    let dead = Arc::new(MemoryQueue::new());
+    let sender = WebhookSender {
+        http: sdk_poster(&connector),
+        url: "http://127.0.0.1:9/handler".into(),
+        secret: WebhookSecret::given(SECRET),
+        policy: DeliveryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            timeout: Duration::from_millis(500),
+        },
+        dead_letters: dead.clone(),
+        concurrency: 4,
+    };
+    let data = serde_json::json!(1);
+    let mut bodies = Vec::new();
+    let mut hostile = 0;
+    for (i, c) in control_bytes().enumerate() {
+        let user = format!("user-{i}");
+        let connection = format!("conn-{i}");
+        bodies.push(
+            events::connected(&events::Connected {
+                connection_id: &connection,
+                user_id: &user,
+                groups: &[],
+                source_ip: Some("203.0.113.7"),
+                user_agent: Some("test"),
+                connected_at_ms: 0,
+            })
+            .to_json(),
+        );
+        let id = serde_json::Value::from(format!("p{c}"));
+        bodies.push(events::message("c1", "mallory", "chat", &data, Some(&id)).to_json());
+        hostile += 1;
+    }
+    for chunk in bodies.chunks(10) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let report = upstream_batch(&sender, sqs_event(&chunk)).await;
+        assert_eq!(report.failures, [], "no record of the batch is retried");
+    }
+    let delivered = connector.0.lock().unwrap().clone();
+    let ids: Vec<&str> = delivered
+        .iter()
+        .map(|h| h.iter().find(|(k, _)| k == "ce-id").unwrap().1.as_str())
+        .collect();
+    let expected: Vec<String> = (0..hostile)
+        .map(|i| format!("connected:conn-{i}"))
+        .collect();
+    assert_eq!(ids, expected, "every neighbour delivered, once");
+    let buried = dead.drain();
+    assert_eq!(buried.len(), hostile);
+    for (body, c) in buried.iter().zip(control_bytes()) {
+        let buried: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(buried["status"], 0);
+        assert_eq!(
+            buried["event"]["id"],
+            format!("message:c1:sp{c}"),
+            "the event is kept whole"
+        );
+    }
+}
+
+/// The event hook's request for an event whose headers cannot be built fails
+/// for that event only (`hook_failed` for that client), through the production
+/// poster; the next event goes through.
+#[tokio::test]
+async fn an_event_hook_request_that_cannot_be_built_fails_alone() {
+    use switchboard::upstream::hooks::{HookError, ask_event_hook};
+    let connector = Answers200::default();
+    let mut upstream = Upstream::default();
+    upstream.http = Some(sdk_poster(&connector));
+    upstream.secret = WebhookSecret::given(SECRET);
+    let hook = Hook {
+        url: "http://127.0.0.1:9/event".into(),
+        timeout: Duration::from_secs(1),
+        fail_open: false,
+    };
+    let data = serde_json::json!(1);
+    for c in control_bytes() {
+        let id = serde_json::Value::from(format!("p{c}"));
+        let event = events::message("c1", "mallory", "chat", &data, Some(&id));
+        let result = ask_event_hook(&upstream, &hook, &event).await;
+        assert_eq!(
+            result,
+            Err(HookError::Failed(
+                "the request cannot be built: the ce-id header cannot hold its value".into()
+            )),
+            "{c:?}"
+        );
+        let fine = events::message("c2", "bob", "chat", &data, None);
+        assert_eq!(
+            ask_event_hook(&upstream, &hook, &fine).await,
+            Ok(serde_json::Value::Null)
+        );
+    }
+    assert_eq!(
+        connector.0.lock().unwrap().len(),
+        33,
+        "only the valid events"
+    );
+}
+
+/// EventBridge carries the event as JSON (`Detail`): whatever a client string
+/// holds, the PutEvents body is JSON and gives back every string exactly.
+#[test]
+fn every_client_string_reaches_the_event_bus_exactly_as_json() {
+    use switchboard::adapters::eventbridge::put_events_body;
+    let data = serde_json::json!({"text": "a\u{0}b\u{7f}\n"});
+    let events: Vec<CloudEvent> = control_bytes()
+        .map(|c| {
+            let id = serde_json::Value::from(format!("p{c}"));
+            events::message(
+                &format!("c{c}"),
+                &format!("u{c}"),
+                &format!("e{c}"),
+                &data,
+                Some(&id),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(10) {
+        let body: serde_json::Value =
+            serde_json::from_str(&put_events_body("bus", chunk)).expect("JSON");
+        let entries = body["Entries"].as_array().unwrap();
+        assert_eq!(entries.len(), chunk.len());
+        for (entry, event) in entries.iter().zip(chunk) {
+            assert_eq!(entry["DetailType"], "message");
+            let detail: CloudEvent =
+                serde_json::from_str(entry["Detail"].as_str().unwrap()).unwrap();
+            assert_eq!(&detail, event);
+        }
+    }
+}

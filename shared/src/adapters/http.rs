@@ -35,18 +35,7 @@ impl SdkPoster {
         body: Vec<u8>,
     ) -> Result<HttpAnswer, PostError> {
         let transport = |e: String| PostError::Transport(e);
-        let mut request = Request::new(SdkBody::from(body));
-        request
-            .set_method("POST")
-            .map_err(|e| transport(e.to_string()))?;
-        request
-            .set_uri(url)
-            .map_err(|e| transport(format!("bad URL: {e}")))?;
-        for (name, value) in headers {
-            request
-                .headers_mut()
-                .insert((*name).to_owned(), value.clone());
-        }
+        let request = build_request(url, headers, body)?;
         let response = self
             .connector
             .call(request)
@@ -65,6 +54,33 @@ impl SdkPoster {
     }
 }
 
+/// The POST request [`SdkPoster`] sends. A header that cannot hold its value
+/// (a control character other than tab) is [`PostError::InvalidRequest`]:
+/// `Headers::insert` would panic on it, and in a batch that panic would take
+/// every other record with it (issue 25).
+pub fn build_request(
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Request, PostError> {
+    let mut request = Request::new(SdkBody::from(body));
+    request
+        .set_method("POST")
+        .map_err(|e| PostError::Transport(e.to_string()))?;
+    request
+        .set_uri(url)
+        .map_err(|e| PostError::Transport(format!("bad URL: {e}")))?;
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .try_insert((*name).to_owned(), value.clone())
+            .map_err(|_| {
+                PostError::InvalidRequest(format!("the {name} header cannot hold its value"))
+            })?;
+    }
+    Ok(request)
+}
+
 #[async_trait]
 impl HttpPoster for SdkPoster {
     async fn post(
@@ -77,5 +93,75 @@ impl HttpPoster for SdkPoster {
         tokio::time::timeout(timeout, self.send(url, headers, body))
             .await
             .map_err(|_| PostError::Timeout(timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+
+    use super::*;
+
+    /// Answers 200 to every request, and keeps the requests' headers.
+    /// The headers of each request sent.
+    type Sent = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+    #[derive(Debug, Clone, Default)]
+    struct Answers200(Sent);
+
+    impl HttpConnector for Answers200 {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            self.0.lock().unwrap().push(headers);
+            let status = 200.try_into().expect("a status");
+            HttpConnectorFuture::ready(Ok(HttpResponse::new(status, SdkBody::empty())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_that_cannot_be_built_is_an_error_and_nothing_is_sent() {
+        let connector = Answers200::default();
+        let poster = SdkPoster::new(SharedHttpConnector::new(connector.clone()));
+        let timeout = Duration::from_secs(1);
+        // Tab is the one control character a header value may hold.
+        for byte in (0u8..0x20).chain([0x7f]).filter(|b| *b != b'\t') {
+            let value = format!("message:c1:sp{}", char::from(byte));
+            let result = poster
+                .post(
+                    "http://127.0.0.1:9/handler",
+                    &[("ce-specversion", "1.0".into()), ("ce-id", value)],
+                    b"{}".to_vec(),
+                    timeout,
+                )
+                .await;
+            assert_eq!(
+                result,
+                Err(PostError::InvalidRequest(
+                    "the ce-id header cannot hold its value".into()
+                )),
+                "byte 0x{byte:02x}"
+            );
+        }
+        assert!(connector.0.lock().unwrap().is_empty(), "nothing was sent");
+        let sent = poster
+            .post(
+                "http://127.0.0.1:9/handler",
+                &[("ce-id", "message:c1:sp".into())],
+                b"{}".to_vec(),
+                timeout,
+            )
+            .await;
+        assert_eq!(sent.map(|a| a.status), Ok(200));
+        assert_eq!(
+            connector.0.lock().unwrap()[0],
+            [("ce-id".to_owned(), "message:c1:sp".to_owned())]
+        );
     }
 }

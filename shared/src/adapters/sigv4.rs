@@ -83,13 +83,18 @@ impl Signer<'_> {
         });
         request.set_method(method).map_err(|e| failed(&e))?;
         request.set_uri(uri).map_err(|e| failed(&e))?;
+        // `try_insert`: a value a header cannot hold is an error, never a panic.
         for (name, value) in headers {
             request
                 .headers_mut()
-                .insert((*name).to_owned(), (*value).to_owned());
+                .try_insert((*name).to_owned(), (*value).to_owned())
+                .map_err(|e| failed(&e))?;
         }
         for (name, value) in signed {
-            request.headers_mut().insert(name, value);
+            request
+                .headers_mut()
+                .try_insert(name, value)
+                .map_err(|e| failed(&e))?;
         }
         Ok(request)
     }

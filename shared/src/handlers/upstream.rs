@@ -8,7 +8,10 @@
 //! - out of attempts (timeouts, 408, 429, 5xx): a batch item failure, so SQS
 //!   redelivers it after the visibility timeout and, after the queue's
 //!   `maxReceiveCount`, moves it to the same dead-letter queue;
-//! - no usable webhook secret: a batch item failure (nothing is sent unsigned).
+//! - no usable webhook secret: a batch item failure (nothing is sent unsigned);
+//! - an event whose request cannot be built (a `ce-*` header that cannot
+//!   hold its value): put on the dead-letter queue with status 0, alone; the
+//!   rest of the batch goes on.
 
 use std::sync::Arc;
 
@@ -65,6 +68,10 @@ pub async fn upstream_batch(sender: &WebhookSender, event: SqsEvent) -> BatchRep
                     &format!("the receiver answered {status}"),
                 )
                 .await
+            }
+            Outcome::Unsendable(reason) => {
+                error!(event_id = ?event.id, reason, "event cannot be sent");
+                bury(sender, 0, &body, &reason).await
             }
             Outcome::Retry(reason) => {
                 warn!(event_id = %event.id, reason, "event not delivered; it will be retried");

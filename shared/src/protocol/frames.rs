@@ -219,7 +219,10 @@ impl ClientFrame {
                     max: MAX_CORRELATION_ID_BYTES,
                 })
             }
-            Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Some(id.clone())),
+            Some(id @ Value::String(s)) => validate::client_id("id", s)
+                .map(|()| Some(id.clone()))
+                .map_err(FrameError::from),
+            Some(id @ Value::Number(_)) => Ok(Some(id.clone())),
             Some(_) => Err(FrameError::WrongType {
                 field: "id",
                 expected: "a string or a number",

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::webhook::{SIGNATURE_HEADER, sign};
 
-use super::{CloudEvent, HttpPoster};
+use super::{CloudEvent, HttpPoster, PostError};
 
 pub use crate::config::DeliveryPolicy;
 
@@ -21,6 +21,9 @@ pub enum Outcome {
     Retry(String),
     /// The receiver refused the event for good.
     Final { status: u16 },
+    /// The request cannot be built (a header that cannot hold its value):
+    /// nothing was sent, and no retry can help.
+    Unsendable(String),
 }
 
 /// Whether a status is worth retrying: 408, 429, 5xx, and anything that is
@@ -39,9 +42,13 @@ pub async fn deliver(
 ) -> Outcome {
     let body = event.data_json().into_bytes();
     let attempts = policy.attempts.max(1);
+    let headers = match event.headers() {
+        Ok(headers) => headers,
+        Err(e) => return Outcome::Unsendable(e.to_string()),
+    };
     let mut last = String::new();
     for attempt in 1..=attempts {
-        let mut headers = event.headers();
+        let mut headers = headers.clone();
         headers.push((SIGNATURE_HEADER, sign(secret, &body)));
         match http.post(url, &headers, body.clone(), policy.timeout).await {
             Ok(answer) if (200..300).contains(&answer.status) => {
@@ -53,6 +60,7 @@ pub async fn deliver(
                 };
             }
             Ok(answer) => last = format!("the receiver answered {}", answer.status),
+            Err(PostError::InvalidRequest(e)) => return Outcome::Unsendable(e),
             Err(e) => last = e.to_string(),
         }
         if attempt < attempts {

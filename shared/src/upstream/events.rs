@@ -112,8 +112,11 @@ impl CloudEvent {
         self.data.to_string()
     }
 
-    /// The binary-mode `ce-*` headers (names lower-case, as HTTP/2 needs).
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    /// The binary-mode `ce-*` headers (names lower-case, as HTTP/2 needs),
+    /// or the first that cannot hold its attribute: one with a control
+    /// character (an id or user id no edge let through, queued by hand or
+    /// by an older release) is this event's error, never a panic.
+    pub fn headers(&self) -> Result<Vec<(&'static str, String)>, HeaderError> {
         let mut headers = vec![
             ("ce-specversion", self.specversion.clone()),
             ("ce-type", self.kind.clone()),
@@ -127,7 +130,30 @@ impl CloudEvent {
         if let Some(name) = &self.eventname {
             headers.push(("ce-eventname", name.clone()));
         }
-        headers
+        checked_headers(headers)
+    }
+}
+
+/// A header that cannot hold its value: the value has a control character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {name} header cannot hold its value")]
+pub struct HeaderError {
+    pub name: &'static str,
+}
+
+/// `headers`, if no value holds a control character (Unicode Cc: C0, DEL and
+/// C1); otherwise the first header that does. Stricter than HTTP (which lets
+/// a tab through): a value the edge accepts never has one, and a receiver
+/// sees every value exactly as sent.
+pub fn checked_headers(
+    headers: Vec<(&'static str, String)>,
+) -> Result<Vec<(&'static str, String)>, HeaderError> {
+    match headers
+        .iter()
+        .find(|(_, value)| value.chars().any(char::is_control))
+    {
+        Some((name, _)) => Err(HeaderError { name }),
+        None => Ok(headers),
     }
 }
 
@@ -263,7 +289,7 @@ mod tests {
         let back: CloudEvent = serde_json::from_str(&event.to_json()).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.event_kind(), Some(EventKind::Message));
-        let headers = event.headers();
+        let headers = event.headers().unwrap();
         let get = |n: &str| {
             headers
                 .iter()
@@ -274,5 +300,23 @@ mod tests {
         assert_eq!(get("ce-specversion"), Some("1.0"));
         assert_eq!(get("ce-eventname"), Some("chat"));
         assert_eq!(get("ce-userid"), Some("u1"));
+    }
+
+    #[test]
+    fn an_attribute_with_a_control_character_is_a_header_error() {
+        let data = Value::Null;
+        for c in (0u8..0x20).chain([0x7f]).map(char::from) {
+            let id = Value::from(format!("p{c}"));
+            let event = message("c1", "u1", "chat", &data, Some(&id));
+            assert_eq!(event.headers(), Err(HeaderError { name: "ce-id" }));
+            assert_eq!(
+                event.headers().unwrap_err().to_string(),
+                "the ce-id header cannot hold its value"
+            );
+            let event = message("c1", &format!("u{c}"), "chat", &data, None);
+            assert_eq!(event.headers(), Err(HeaderError { name: "ce-userid" }));
+        }
+        // Visible non-ASCII (a user id may hold it) is a valid header value.
+        assert!(message("c1", "zoë", "chat", &data, None).headers().is_ok());
     }
 }

@@ -15,7 +15,7 @@ use crate::clock::rfc3339;
 use crate::validate::{self, FieldError};
 use crate::webhook::{SIGNATURE_HEADER, sign};
 
-use super::events::{SOURCE, SPEC_VERSION};
+use super::events::{SOURCE, SPEC_VERSION, checked_headers};
 use super::{CloudEvent, Hook, HttpAnswer, PostError, Upstream, no_client};
 
 /// What a hook leaves of the invocation for the rest of the handler (storing
@@ -126,6 +126,11 @@ impl ConnectAnswer {
     }
 }
 
+/// A hook request that cannot be built fails that request only.
+fn unsendable(e: super::events::HeaderError) -> HookError {
+    HookError::from(PostError::InvalidRequest(e.to_string()))
+}
+
 async fn post_signed(
     upstream: &Upstream,
     hook: &Hook,
@@ -166,6 +171,7 @@ pub async fn ask_connect_hook(
         ("ce-userid", user_id.to_owned()),
         ("content-type", "application/json".to_owned()),
     ];
+    let headers = checked_headers(headers).map_err(unsendable)?;
     let answer = post_signed(upstream, hook, headers, request.to_string().into_bytes()).await?;
     match answer.status {
         200..=299 => {}
@@ -188,13 +194,8 @@ pub async fn ask_event_hook(
     hook: &Hook,
     event: &CloudEvent,
 ) -> Result<Value, HookError> {
-    let answer = post_signed(
-        upstream,
-        hook,
-        event.headers(),
-        event.data_json().into_bytes(),
-    )
-    .await?;
+    let headers = event.headers().map_err(unsendable)?;
+    let answer = post_signed(upstream, hook, headers, event.data_json().into_bytes()).await?;
     if !(200..300).contains(&answer.status) {
         return Err(HookError::Failed(format!(
             "the event hook answered {}",

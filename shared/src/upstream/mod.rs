@@ -40,6 +40,10 @@ pub enum PostError {
     Timeout(Duration),
     #[error("cannot reach the receiver: {0}")]
     Transport(String),
+    /// The request cannot be built (a header that cannot hold its value):
+    /// sending it again cannot help.
+    #[error("the request cannot be built: {0}")]
+    InvalidRequest(String),
 }
 
 /// One HTTP POST, bounded by `timeout` as a whole (connect, send, answer).
