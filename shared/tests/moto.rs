@@ -722,7 +722,7 @@ async fn request_counts_per_delivered_message_by_target() {
 
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::aws::RequestCounter;
-    use switchboard::commands::run_command;
+    use switchboard::command_runner::run_command;
     use switchboard::config::Settings;
     use switchboard::handlers::deliver::deliver;
     use switchboard::ports::Membership;

@@ -12,9 +12,9 @@ use serde_json::value::RawValue;
 use crate::batch::{BatchReport, process_batch, receive_count};
 use crate::config::EnqueuePolicy;
 use crate::enqueue::enqueue_all;
-use crate::fanout::{FanoutError, pages};
+use crate::fanout::FanoutError;
 use crate::history::{Recorder, Stream};
-use crate::ports::{ConnectionStore, MessageQueue, StoreError};
+use crate::ports::{ConnectionStore, MessageQueue, StoreError, pages};
 use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data, server_message};
 
 /// Enqueues one NotifyConnection message per connection of the message's user

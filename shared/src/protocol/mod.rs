@@ -6,16 +6,16 @@
 //! - [`frames`]: client frames in, server frames out (errors, acks, close, presence);
 //! - [`messages`]: queue bodies (NotifyUser, NotifyConnection, Deliveries batches)
 //!   and the message frames they deliver;
-//! - [`commands`]: Commands queue messages and their parser.
+//! - [`command_messages`]: Commands queue messages and their parser.
 //!
 //! Field rules (ids, reasons, ttls) live in [`crate::validate`]; the limits are
 //! re-exported here for the callers that name them through this module.
 
-pub mod commands;
+pub mod command_messages;
 pub mod frames;
 pub mod messages;
 
-pub use commands::*;
+pub use command_messages::*;
 pub use frames::*;
 pub use messages::*;
 
