@@ -11,13 +11,12 @@ use switchboard::adapters::memory::{
     MemoryGateway, MemoryHistory, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
 };
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use switchboard::config::{EnqueuePolicy, HistorySettings, PostingPolicy, Settings};
+use switchboard::config::Settings;
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::handlers::notify_user::handle_notify_user_recorded;
-use switchboard::history::Recorder;
+use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::metrics::{Invocation, MetricsSink, measure};
-use switchboard::posting::Posting;
+use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
 
 /// What the Lambda mains do at the end of an invocation (`metrics::Emf`),
@@ -55,8 +54,7 @@ fn handlers(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let gateway = MemoryGateway::discarding();
-    let store = MemoryStore::new();
+    let gateway = Arc::new(MemoryGateway::discarding());
     let ids: Vec<String> = (0..100).map(|i| format!("conn-{i:03}")).collect();
     for id in &ids {
         gateway.open(id);
@@ -68,7 +66,18 @@ fn handlers(c: &mut Criterion) {
         })
         .collect();
     let notify_wire = wire(&notify);
-    let options = Posting::default();
+    // One instance's limit on posts in flight, as the main holds it.
+    let limit = AdaptiveLimit::new(Settings::default().posting.concurrency);
+    let services = Services {
+        store: Arc::new(MemoryStore::new()),
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway: gateway.clone(),
+        deliveries: Arc::new(MemoryQueue::new()),
+        sent_log: None,
+        history: None,
+        settings: Arc::new(Settings::default()),
+        upstream: Default::default(),
+    };
 
     let mut group = c.benchmark_group("per invocation");
     group.bench_function(
@@ -84,14 +93,14 @@ fn handlers(c: &mut Criterion) {
     group.bench_function("notify-connection: 10 records", |b| {
         b.iter(|| {
             let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
-            runtime.block_on(handle_notify_connection(&store, &gateway, &options, event))
+            runtime.block_on(handle_notify_connection(&services, &limit, event))
         })
     });
     // The same invocation measured as the main measures it: counters, then the EMF line.
     group.bench_function("notify-connection: 10 records, with metrics", |b| {
         b.iter(|| {
             let event: SqsEvent = serde_json::from_str(&notify_wire).expect("event");
-            let handled = handle_notify_connection(&store, &gateway, &options, event);
+            let handled = handle_notify_connection(&services, &limit, event);
             runtime.block_on(measure(&EmfLinesDropped, "notify-connection", handled))
         })
     });
@@ -108,17 +117,14 @@ fn handlers(c: &mut Criterion) {
             .collect();
         wire(&bodies)
     };
-    let idempotent =
-        Posting::from(PostingPolicy::default()).with_sent_log(Arc::new(MemorySentLog::new()));
+    let idempotent = Services {
+        sent_log: Some(Arc::new(MemorySentLog::new())),
+        ..services.clone()
+    };
     // One invocation with ids: parse the event, then handle it.
     let idempotent_run = |wire: &str| {
         let event: SqsEvent = serde_json::from_str(wire).expect("event");
-        runtime.block_on(handle_notify_connection(
-            &store,
-            &gateway,
-            &idempotent,
-            event,
-        ))
+        runtime.block_on(handle_notify_connection(&idempotent, &limit, event))
     };
     let mut round = 0u64;
     group.bench_function(
@@ -140,16 +146,6 @@ fn handlers(c: &mut Criterion) {
         "notify-connection: 10 records with ids, redelivery (skipped)",
         |b| b.iter(|| idempotent_run(&repeat)),
     );
-    let services = Services {
-        store: Arc::new(MemoryStore::new()),
-        memberships: Arc::new(MemoryMemberships::new()),
-        gateway: Arc::new(gateway),
-        deliveries: Arc::new(MemoryQueue::new()),
-        sent_log: None,
-        history: None,
-        settings: Arc::new(Settings::default()),
-        upstream: Default::default(),
-    };
     let frame = r#"{"type":"message","from":"server","group":"g","data":{"download":"report.pdf","ready":true}}"#;
     let batch = vec![
         serde_json::json!({"connectionIds": ids, "frame": serde_json::from_str::<serde_json::Value>(frame).expect("frame"), "attempt": 1})
@@ -172,7 +168,7 @@ fn handlers(c: &mut Criterion) {
     // History: the same NotifyUser records (10 users with 3 connections each,
     // one asking for envelopes) without history and with the user streams
     // kept (in memory), fresh SQS message ids each round so every append is new.
-    let users = MemoryStore::new();
+    let users = Arc::new(MemoryStore::new());
     for u in 0..10 {
         for c in 0..3 {
             let record = switchboard::ports::ConnectionRecord {
@@ -183,7 +179,7 @@ fn handlers(c: &mut Criterion) {
             };
             runtime
                 .block_on(switchboard::ports::ConnectionStore::put_connection(
-                    &users, &record,
+                    &*users, &record,
                 ))
                 .expect("record");
         }
@@ -203,19 +199,21 @@ fn handlers(c: &mut Criterion) {
             .collect();
         serde_json::json!({ "Records": records }).to_string()
     };
-    let fanout_queue = MemoryQueue::new();
-    let enqueue = EnqueuePolicy::default();
-    let history = MemoryHistory::new();
-    let kept = HistorySettings::default();
-    let notify_user_run = |wire: &str, recorder: Option<Recorder<'_>>| {
+    let fanout_queue = Arc::new(MemoryQueue::new());
+    let no_history = Services {
+        store: users,
+        deliveries: fanout_queue.clone(),
+        ..services.clone()
+    };
+    let kept = Services {
+        history: Some(Arc::new(MemoryHistory::new())),
+        ..no_history.clone()
+    };
+    let notify_user_run = |wire: &str, services: &Services| {
         let event: SqsEvent = serde_json::from_str(wire).expect("event");
-        let response = runtime.block_on(handle_notify_user_recorded(
-            &users,
-            &fanout_queue,
-            &enqueue,
-            recorder,
-            event,
-        ));
+        let response = runtime
+            .block_on(notify_user_batch(services, event))
+            .into_response();
         fanout_queue.drain();
         response
     };
@@ -226,7 +224,7 @@ fn handlers(c: &mut Criterion) {
                 round += 1;
                 notify_users(round)
             },
-            |w| notify_user_run(&w, None),
+            |w| notify_user_run(&w, &no_history),
             BatchSize::SmallInput,
         )
     });
@@ -236,13 +234,7 @@ fn handlers(c: &mut Criterion) {
                 round += 1;
                 notify_users(round)
             },
-            |w| {
-                let recorder = Recorder {
-                    history: &history,
-                    settings: &kept,
-                };
-                notify_user_run(&w, Some(recorder))
-            },
+            |w| notify_user_run(&w, &kept),
             BatchSize::SmallInput,
         )
     });

@@ -18,12 +18,11 @@ use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::notify_connection::notify_connection_batch;
-use switchboard::handlers::notify_user::notify_user_batch_recorded;
+use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
-use switchboard::history::Recorder;
 use switchboard::metrics::measure;
 use switchboard::ports::Gateway;
-use switchboard::posting::Posting;
+use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
 use switchboard::upstream::{DEFAULT_HOOK_TIMEOUT, Hook, Upstream, WebhookSecret};
 use tokio::net::TcpListener;
@@ -305,31 +304,29 @@ fn event_sources(
     handler_timeouts: &Arc<AtomicU64>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let fanout = (
-        services.clone(),
-        storage.fanout_queue.clone(),
-        metrics.clone(),
+    // notify-user fans out to the NotifyConnection queue, and notify-connection
+    // hands a failed record back to it for a try in seconds.
+    let fanout = Services {
+        deliveries: storage.fanout_queue.clone(),
+        ..services.clone()
+    };
+    let notify_user = batch_handler(
+        (fanout.clone(), metrics.clone()),
+        |(services, metrics), event| async move {
+            measure(
+                &*metrics,
+                "notify-user",
+                notify_user_batch(&services, event),
+            )
+            .await
+        },
     );
-    let notify_user = batch_handler(fanout, |(services, queue, metrics), event| async move {
-        let options = &services.settings.enqueue;
-        let recorder = Recorder::of(&services);
-        let batch = notify_user_batch_recorded(&*services.store, &*queue, options, recorder, event);
-        measure(&*metrics, "notify-user", batch).await
-    });
-    // A failed record is handed back to its own queue for a try in seconds.
-    let posting = Posting::from(config.notify_connection.clone())
-        .with_sent_log(storage.sent_log.clone())
-        .with_queue(storage.fanout_queue.clone());
     let notify_connection = batch_handler(
-        (services.clone(), posting, metrics.clone()),
-        |(services, posting, metrics), event| async move {
+        (fanout, metrics.clone()),
+        |(services, metrics), event| async move {
             // Each batch is one Lambda instance's invocation: its own limit on posts in flight.
-            let mut posting = posting;
-            posting.limit = Arc::new(switchboard::retry::AdaptiveLimit::new(
-                posting.policy.concurrency,
-            ));
-            let (store, gateway) = (&*services.store, &*services.gateway);
-            let batch = notify_connection_batch(store, gateway, &posting, event);
+            let limit = AdaptiveLimit::new(services.settings.posting.concurrency);
+            let batch = notify_connection_batch(&services, &limit, event);
             measure(&*metrics, "notify-connection", batch).await
         },
     );

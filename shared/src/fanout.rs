@@ -1,18 +1,16 @@
-//! Fan-out: reading paged connection lists ([`pages`], the one pager) and
-//! handing one finished frame to the deliver workers for many connections
-//! ([`Fanout`], [`enqueue_frame`], [`send_to_group`]).
+//! Fan-out: handing one finished frame to the deliver workers for many
+//! connections ([`Fanout`], [`enqueue_frame`], [`send_to_group`]), the
+//! connections read page by page with [`crate::ports::pages`].
 //!
 //! Every fan-out goes through [`enqueue_frame`]: one finished frame for up to
 //! [`crate::protocol::DELIVERY_BATCH`] connections per Deliveries message, ten messages per
 //! SendMessageBatch call.
 
+use futures::TryStreamExt;
 use std::collections::HashSet;
-use std::future::Future;
-
-use futures::{Stream, TryStreamExt};
 
 use crate::enqueue::{EnqueueError, enqueue_all};
-use crate::ports::{MAX_BATCH, StoreError};
+use crate::ports::{MAX_BATCH, StoreError, pages};
 use crate::protocol::{DELIVERY_BATCH, DeliveryBatch, MessageError};
 use crate::services::Services;
 
@@ -25,27 +23,6 @@ pub enum FanoutError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Enqueue(#[from] EnqueueError),
-}
-
-/// Every page of a paged read, as a stream of each page's items: `read(after)`
-/// reads the page after cursor `after` (`None`: the first page) and returns its
-/// items and the next page's cursor (`None`: it was the last).
-pub fn pages<T, E, F, Fut>(read: F) -> impl Stream<Item = Result<T, E>>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<(T, Option<String>), E>>,
-{
-    // State: the reader and Some(cursor) while pages are left.
-    futures::stream::try_unfold(
-        (read, Some(None::<String>)),
-        |(mut read, cursor)| async move {
-            let Some(after) = cursor else {
-                return Ok(None);
-            };
-            let (items, next) = read(after).await?;
-            Ok(Some((items, (read, next.map(Some)))))
-        },
-    )
 }
 
 /// Hands `frame` to the deliver workers for every connection in `ids`;

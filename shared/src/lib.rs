@@ -10,7 +10,7 @@
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
 //! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`], [`history`],
-//!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
+//!   [`posting`], [`batch`], [`command_runner`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
 //! - [`metrics`]: counters per invocation, written as CloudWatch EMF lines;
 //! - [`adapters`]: DynamoDB, SQS, API Gateway Management API and in-memory
@@ -27,7 +27,7 @@ pub mod aws;
 pub mod batch;
 pub mod capacity;
 pub mod clock;
-pub mod commands;
+pub mod command_runner;
 pub mod config;
 pub mod connection;
 pub mod enqueue;

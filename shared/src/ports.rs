@@ -31,6 +31,28 @@ pub struct ConnectionRecord {
     pub events: Vec<String>,
 }
 
+/// Every page of a paged read (the ports answer pages: [`ConnectionPage`],
+/// [`MemberPage`]), as a stream of each page's items: `read(after)` reads the
+/// page after cursor `after` (`None`: the first page) and returns its items
+/// and the next page's cursor (`None`: it was the last).
+pub fn pages<T, E, F, Fut>(read: F) -> impl futures::Stream<Item = Result<T, E>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, Option<String>), E>>,
+{
+    // State: the reader and Some(cursor) while pages are left.
+    futures::stream::try_unfold(
+        (read, Some(None::<String>)),
+        |(mut read, cursor)| async move {
+            let Some(after) = cursor else {
+                return Ok(None);
+            };
+            let (items, next) = read(after).await?;
+            Ok(Some((items, (read, next.map(Some)))))
+        },
+    )
+}
+
 /// One page of a user's connection ids, and where the next page starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionPage {

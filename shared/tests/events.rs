@@ -13,14 +13,13 @@ use switchboard::aws_lambda_events::apigw::{
 };
 use switchboard::aws_lambda_events::encodings::Body;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{EnqueuePolicy, NegotiateSettings};
+use switchboard::config::{NegotiateSettings, Settings};
 use switchboard::handlers::http_api::handle_http;
 use switchboard::handlers::{
     actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
     upstream,
 };
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
-use switchboard::posting::Posting;
 
 /// The development secret the fixtures' token is signed with (see docs/testing.md).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";
@@ -296,25 +295,30 @@ async fn check(name: &str) {
             );
         }
         "notify-user.json" => {
-            let store = store_with_user_1234().await;
-            let queue = MemoryQueue::new();
+            let store = std::sync::Arc::new(store_with_user_1234().await);
+            let queue = std::sync::Arc::new(MemoryQueue::new());
             let event: SqsEvent = load(name);
-            let response =
-                notify_user::handle_notify_user(&store, &queue, &EnqueuePolicy::default(), event)
-                    .await;
+            let gateway = std::sync::Arc::new(MemoryGateway::new());
+            let services =
+                common::queue_services(store, gateway, queue.clone(), Settings::default());
+            let response = notify_user::notify_user_batch(&services, event)
+                .await
+                .into_response();
             assert!(response.batch_item_failures.is_empty());
             assert_eq!(queue.sent().len(), 2);
         }
         "notify-connection.json" => {
-            let store = store_with_user_1234().await;
-            let gateway = MemoryGateway::new();
+            let store = std::sync::Arc::new(store_with_user_1234().await);
+            let gateway = std::sync::Arc::new(MemoryGateway::new());
             gateway.open(CONNECTION);
             let event: SqsEvent = load(name);
             let malformed = event.records[2].message_id.clone().unwrap();
+            let queue = std::sync::Arc::new(MemoryQueue::new());
+            let services =
+                common::queue_services(store, gateway.clone(), queue, Settings::default());
             let response = notify_connection::handle_notify_connection(
-                &store,
-                &gateway,
-                &Posting::default(),
+                &services,
+                &common::instance_limit(),
                 event,
             )
             .await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
-use switchboard::commands::{CommandError, run_command};
+use switchboard::command_runner::{CommandError, run_command};
 use switchboard::config::{EnqueuePolicy, Settings};
 use switchboard::handlers::commands::handle_commands;
 use switchboard::handlers::deliver::{

@@ -12,8 +12,7 @@ use switchboard::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
 use switchboard::config::{HistorySettings, Settings};
 use switchboard::groups::Grants;
 use switchboard::handlers::commands::commands_batch;
-use switchboard::handlers::notify_user::notify_user_batch_recorded;
-use switchboard::history::Recorder;
+use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
 
 fn settings() -> HistorySettings {
@@ -29,7 +28,7 @@ fn parse(text: &str) -> Value {
 
 #[tokio::test]
 async fn a_redelivered_notify_user_message_is_appended_once_and_keeps_its_offset() {
-    let store = MemoryStore::new();
+    let store = Arc::new(MemoryStore::new());
     store
         .put_connection(&record("plain", "alice"))
         .await
@@ -41,22 +40,18 @@ async fn a_redelivered_notify_user_message_is_appended_once_and_keeps_its_offset
         })
         .await
         .unwrap();
-    let (queue, history, settings) = (MemoryQueue::new(), MemoryHistory::new(), settings());
-    let recorder = Recorder {
-        history: &history,
-        settings: &settings,
+    let (queue, history) = (Arc::new(MemoryQueue::new()), Arc::new(MemoryHistory::new()));
+    let settings = Settings {
+        history: settings(),
+        ..Settings::default()
     };
+    let gateway = Arc::new(switchboard::adapters::memory::MemoryGateway::new());
+    let mut services = common::queue_services(store.clone(), gateway, queue.clone(), settings);
+    services.history = Some(history.clone());
     let body = r#"{"userId":"alice","data":"your download is ready"}"#;
     // The same SQS message (id m0) three times: the first try and two redeliveries.
     for _ in 0..3 {
-        let report = notify_user_batch_recorded(
-            &store,
-            &queue,
-            &Default::default(),
-            Some(recorder),
-            sqs_event(&[body]),
-        )
-        .await;
+        let report = notify_user_batch(&services, sqs_event(&[body])).await;
         assert!(report.failures.is_empty(), "{:?}", report.failures);
     }
     assert_eq!(history.len("user:alice"), 1);
@@ -79,7 +74,7 @@ async fn a_redelivered_notify_user_message_is_appended_once_and_keeps_its_offset
     // Another message (another SQS id) is the next offset.
     let mut next = sqs_event(&[body]);
     next.records[0].message_id = Some("m1".into());
-    notify_user_batch_recorded(&store, &queue, &Default::default(), Some(recorder), next).await;
+    notify_user_batch(&services, next).await;
     assert_eq!(history.len("user:alice"), 2);
     let last = parse(
         queue

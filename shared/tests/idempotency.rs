@@ -10,22 +10,35 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use switchboard::adapters::memory::{MemoryGateway, MemorySentLog, MemoryStore};
+use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemorySentLog, MemoryStore};
 use switchboard::config::{NegotiateSettings, PostingPolicy, Settings};
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::http_api::route;
 use switchboard::handlers::notify_connection::{Delivery, notify_connection};
 use switchboard::ports::MembershipStore;
 use switchboard::ports::{ConnectionStore, GatewayError, SentLog, StoreError};
-use switchboard::posting::Posting;
 use switchboard::protocol::{MessageError, NotifyConnection, validate_message_id};
+use switchboard::services::Services;
 
-fn options_with(log: Arc<dyn SentLog>, window: Duration) -> Posting {
-    Posting::from(PostingPolicy {
-        idempotency_window: window,
-        ..PostingPolicy::default()
-    })
-    .with_sent_log(log)
+/// notify-connection's services over `store` and `gateway`, posted ids kept
+/// in `log` for `window`.
+fn options_with(
+    store: &Arc<MemoryStore>,
+    gateway: &Arc<MemoryGateway>,
+    log: Arc<dyn SentLog>,
+    window: Duration,
+) -> Services {
+    let settings = Settings {
+        posting: PostingPolicy {
+            idempotency_window: window,
+            ..PostingPolicy::default()
+        },
+        ..Settings::default()
+    };
+    let queue = Arc::new(MemoryQueue::new());
+    let mut services = queue_services(store.clone(), gateway.clone(), queue, settings);
+    services.sent_log = Some(log);
+    services
 }
 
 async fn open(store: &MemoryStore, gateway: &MemoryGateway, id: &str) {
@@ -35,14 +48,14 @@ async fn open(store: &MemoryStore, gateway: &MemoryGateway, id: &str) {
 
 #[tokio::test]
 async fn a_redelivered_message_with_an_id_is_posted_once() {
-    let (store, gateway) = (MemoryStore::new(), MemoryGateway::new());
+    let (store, gateway) = (Arc::new(MemoryStore::new()), Arc::new(MemoryGateway::new()));
     open(&store, &gateway, "c1").await;
     let log = Arc::new(MemorySentLog::new());
-    let options = options_with(log.clone(), Duration::from_secs(60));
+    let options = options_with(&store, &gateway, log.clone(), Duration::from_secs(60));
     let body = r#"{"connectionId":"c1","data":{"n":1},"id":"order-42:shipped"}"#;
 
-    let first = notify_connection(&store, &gateway, &options, Some(body)).await;
-    let second = notify_connection(&store, &gateway, &options, Some(body)).await;
+    let first = notify_connection(&options, Some(body)).await;
+    let second = notify_connection(&options, Some(body)).await;
     assert_eq!(first, Ok(Delivery::Delivered));
     assert_eq!(second, Ok(Delivery::AlreadyPosted));
     assert_eq!(gateway.delivered("c1"), vec![r#"{"n":1}"#]);
@@ -52,7 +65,7 @@ async fn a_redelivered_message_with_an_id_is_posted_once() {
     open(&store, &gateway, "c2").await;
     let other = r#"{"connectionId":"c2","data":{"n":1},"id":"order-42:shipped"}"#;
     assert_eq!(
-        notify_connection(&store, &gateway, &options, Some(other)).await,
+        notify_connection(&options, Some(other)).await,
         Ok(Delivery::Delivered)
     );
     assert_eq!(gateway.delivered("c2"), vec![r#"{"n":1}"#]);
@@ -60,15 +73,25 @@ async fn a_redelivered_message_with_an_id_is_posted_once() {
 
 #[tokio::test]
 async fn without_an_id_or_with_idempotency_off_a_redelivery_posts_again() {
-    let (store, gateway) = (MemoryStore::new(), MemoryGateway::new());
+    let (store, gateway) = (Arc::new(MemoryStore::new()), Arc::new(MemoryGateway::new()));
     open(&store, &gateway, "c1").await;
-    let on = options_with(Arc::new(MemorySentLog::new()), Duration::from_secs(60));
-    let off = options_with(Arc::new(MemorySentLog::new()), Duration::ZERO);
+    let on = options_with(
+        &store,
+        &gateway,
+        Arc::new(MemorySentLog::new()),
+        Duration::from_secs(60),
+    );
+    let off = options_with(
+        &store,
+        &gateway,
+        Arc::new(MemorySentLog::new()),
+        Duration::ZERO,
+    );
     let no_id = r#"{"connectionId":"c1","data":1}"#;
     let with_id = r#"{"connectionId":"c1","data":2,"id":"m-2"}"#;
     for (options, body) in [(&on, no_id), (&on, no_id), (&off, with_id), (&off, with_id)] {
         assert_eq!(
-            notify_connection(&store, &gateway, options, Some(body)).await,
+            notify_connection(options, Some(body)).await,
             Ok(Delivery::Delivered)
         );
     }
@@ -77,25 +100,21 @@ async fn without_an_id_or_with_idempotency_off_a_redelivery_posts_again() {
 
 #[tokio::test]
 async fn a_failed_post_is_not_remembered_so_the_retry_posts() {
-    let (store, gateway) = (MemoryStore::new(), MemoryGateway::new());
+    let (store, gateway) = (Arc::new(MemoryStore::new()), Arc::new(MemoryGateway::new()));
     open(&store, &gateway, "c1").await;
     let log = Arc::new(MemorySentLog::new());
-    let mut options = options_with(log.clone(), Duration::from_secs(60));
+    let mut options = options_with(&store, &gateway, log.clone(), Duration::from_secs(60));
     // No retry inside the invocation: the failure reaches the caller.
-    options.policy.retry_budget = Duration::ZERO;
+    Arc::make_mut(&mut options.settings).posting.retry_budget = Duration::ZERO;
     let body = r#"{"connectionId":"c1","data":"x","id":"m-1"}"#;
     gateway.fail_next("c1", GatewayError::Throttled("slow down".into()));
-    assert!(
-        notify_connection(&store, &gateway, &options, Some(body))
-            .await
-            .is_err()
-    );
+    assert!(notify_connection(&options, Some(body)).await.is_err());
     assert!(
         log.is_empty(),
         "nothing was posted, so nothing is remembered"
     );
     assert_eq!(
-        notify_connection(&store, &gateway, &options, Some(body)).await,
+        notify_connection(&options, Some(body)).await,
         Ok(Delivery::Delivered)
     );
     assert_eq!(gateway.delivered("c1"), vec!["x"]);
@@ -125,13 +144,18 @@ impl SentLog for BrokenLog {
 
 #[tokio::test]
 async fn a_failing_log_never_costs_a_message() {
-    let (store, gateway) = (MemoryStore::new(), MemoryGateway::new());
+    let (store, gateway) = (Arc::new(MemoryStore::new()), Arc::new(MemoryGateway::new()));
     open(&store, &gateway, "c1").await;
-    let options = options_with(Arc::new(BrokenLog), Duration::from_secs(60));
+    let options = options_with(
+        &store,
+        &gateway,
+        Arc::new(BrokenLog),
+        Duration::from_secs(60),
+    );
     let body = r#"{"connectionId":"c1","data":true,"id":"m-1"}"#;
     for _ in 0..2 {
         assert_eq!(
-            notify_connection(&store, &gateway, &options, Some(body)).await,
+            notify_connection(&options, Some(body)).await,
             Ok(Delivery::Delivered)
         );
     }
@@ -170,13 +194,15 @@ fn message_ids_are_validated_with_exact_errors() {
 }
 
 fn harness_with_ids() -> Harness {
-    let posting = options_with(Arc::new(MemorySentLog::new()), Duration::from_secs(60));
     let settings = Settings {
-        posting: posting.policy,
+        posting: PostingPolicy {
+            idempotency_window: Duration::from_secs(60),
+            ..PostingPolicy::default()
+        },
         ..Settings::default()
     };
     let mut harness = Harness::with_settings(settings);
-    harness.services.sent_log = posting.sent_log;
+    harness.services.sent_log = Some(Arc::new(MemorySentLog::new()));
     harness
 }
 

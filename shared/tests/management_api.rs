@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard::adapters::management_api::ManagementApi;
-use switchboard::adapters::memory::MemoryStore;
+use switchboard::adapters::memory::{MemoryQueue, MemoryStore};
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::ports::{ConnectionStore, Gateway, GatewayError};
-use switchboard::posting::Posting;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -254,8 +253,8 @@ async fn the_sdk_retries_throttling_within_its_attempts() {
 #[tokio::test]
 async fn notify_connection_over_the_real_adapter() {
     let server = FakeApiGateway::start().await;
-    let api = gateway(&server, 1).await;
-    let store = MemoryStore::new();
+    let api = Arc::new(gateway(&server, 1).await);
+    let store = Arc::new(MemoryStore::new());
     for id in ["ok", "gone", "throttled", "forbidden"] {
         store
             .put_connection(&common::record(id, "u"))
@@ -268,14 +267,21 @@ async fn notify_connection_over_the_real_adapter() {
         r#"{"connectionId":"throttled","data":"hi"}"#,
         r#"{"connectionId":"forbidden","data":"hi"}"#,
     ]);
-    let response = handle_notify_connection(&store, &api, &Posting::default(), event).await;
+    let queue = Arc::new(MemoryQueue::new());
+    let settings = switchboard::config::Settings::default();
+    let services = common::queue_services(store.clone(), api, queue.clone(), settings);
+    let response = handle_notify_connection(&services, &common::instance_limit(), event).await;
     let mut failed: Vec<_> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
     failed.sort();
-    assert_eq!(failed, ["m2", "m3"]);
+    // Still throttled: handed back to its queue with a delay (done, not failed).
+    assert_eq!(failed, ["m3"]);
+    let later = queue.sent_later();
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!(later[0].body, r#"{"connectionId":"throttled","data":"hi"}"#);
     assert!(store.get_connection("gone").await.unwrap().is_none());
     assert!(store.get_connection("ok").await.unwrap().is_some());
     assert!(store.get_connection("throttled").await.unwrap().is_some());

@@ -11,13 +11,12 @@ use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
 use switchboard::aws::RequestCounter;
-use switchboard::config::{EnqueuePolicy, Settings};
+use switchboard::config::Settings;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::handlers::notify_user::handle_notify_user;
+use switchboard::handlers::notify_user::notify_user_batch;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchboard::ports::{Allowance, ConnectionStore, Gateway, MessageQueue, QueueError, Rate};
-use switchboard::posting::Posting;
 use switchboard::protocol::NotifyConnection;
 use switchboard::services::Services;
 
@@ -339,17 +338,19 @@ async fn notify_user_fans_out_through_dynamodb_and_sqs() {
             .unwrap();
     }
     let url = queue(&sqs).await;
-    let queue = SqsQueue::new(sqs.clone(), &url);
-    let response = handle_notify_user(
-        &store,
-        &queue,
-        &EnqueuePolicy::default(),
+    let queue = std::sync::Arc::new(SqsQueue::new(sqs.clone(), &url));
+    let gateway = std::sync::Arc::new(MemoryGateway::new());
+    let settings = switchboard::config::Settings::default();
+    let services = common::queue_services(std::sync::Arc::new(store), gateway, queue, settings);
+    let response = notify_user_batch(
+        &services,
         common::sqs_event(&[
             r#"{"userId":"alice","data":{"download":"ready"}}"#,
             "garbage",
         ]),
     )
-    .await;
+    .await
+    .into_response();
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -383,12 +384,15 @@ async fn notify_connection_deletes_gone_records_from_dynamodb() {
         .put_connection(&common::record("stale", "u"))
         .await
         .unwrap();
-    let gateway = MemoryGateway::new();
+    let store = std::sync::Arc::new(store);
+    let gateway = std::sync::Arc::new(MemoryGateway::new());
     gateway.open("live");
+    let queue = std::sync::Arc::new(switchboard::adapters::memory::MemoryQueue::new());
+    let settings = switchboard::config::Settings::default();
+    let services = common::queue_services(store.clone(), gateway.clone(), queue, settings);
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &Posting::default(),
+        &services,
+        &common::instance_limit(),
         common::sqs_event(&[
             r#"{"connectionId":"live","data":"hi"}"#,
             r#"{"connectionId":"stale","data":"hi"}"#,
@@ -793,7 +797,7 @@ async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn request_counts_per_delivered_message_by_target() {
-    use switchboard::commands::run_command;
+    use switchboard::command_runner::run_command;
     use switchboard::handlers::deliver::deliver;
     use switchboard::ports::Membership;
 

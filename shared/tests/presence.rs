@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use switchboard::commands::run_command;
+use switchboard::command_runner::run_command;
 use switchboard::config::{Settings, presence_groups};
 use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;

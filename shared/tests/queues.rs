@@ -2,19 +2,20 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
 use switchboard::aws_lambda_events::sqs::SqsBatchResponse;
-use switchboard::config::EnqueuePolicy;
+use switchboard::config::{EnqueuePolicy, Settings};
 use switchboard::enqueue::EnqueueError;
 use switchboard::fanout::FanoutError;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::handlers::notify_user::{handle_notify_user, notify_user};
+use switchboard::handlers::notify_user::{notify_user, notify_user_batch};
 use switchboard::ports::{ConnectionStore, GatewayError, QueueError, StoreError};
-use switchboard::posting::Posting;
 use switchboard::protocol::{MAX_MESSAGE_BYTES, MessageError, NotifyConnection};
+use switchboard::services::Services;
 
 fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
     let mut ids: Vec<String> = response
@@ -33,8 +34,18 @@ fn user_options() -> EnqueuePolicy {
     }
 }
 
-async fn store_with(page_size: usize, users: &[(&str, usize)]) -> MemoryStore {
-    let store = MemoryStore::with_page_size(page_size);
+/// notify-user's services: `store`, and `queue` for its fan-out.
+fn user_services(store: &Arc<MemoryStore>, queue: &Arc<MemoryQueue>) -> Services {
+    let settings = Settings {
+        enqueue: user_options(),
+        ..Settings::default()
+    };
+    let gateway = Arc::new(MemoryGateway::new());
+    queue_services(store.clone(), gateway, queue.clone(), settings)
+}
+
+async fn store_with(page_size: usize, users: &[(&str, usize)]) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::with_page_size(page_size));
     for (user, count) in users {
         for i in 0..*count {
             store
@@ -59,14 +70,13 @@ fn targets(queue: &MemoryQueue) -> Vec<String> {
 #[tokio::test]
 async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
     let store = store_with(1000, &[("alice", 25), ("bob", 3)]).await;
-    let queue = MemoryQueue::new();
-    let response = handle_notify_user(
-        &store,
-        &queue,
-        &user_options(),
+    let queue = Arc::new(MemoryQueue::new());
+    let response = notify_user_batch(
+        &user_services(&store, &queue),
         sqs_event(&[r#"{"userId":"alice","data":{"b": 1, "a": [1, 2]}}"#]),
     )
-    .await;
+    .await
+    .into_response();
     assert!(failed_ids(&response).is_empty());
     let expected: Vec<String> = (0..25).map(|i| format!("alice-c{i:03}")).collect();
     assert_eq!(targets(&queue), expected);
@@ -79,11 +89,10 @@ async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
 #[tokio::test]
 async fn notify_user_follows_pagination() {
     let store = store_with(4, &[("alice", 11), ("bob", 5)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     let sent = notify_user(
-        &store,
-        &queue,
-        &user_options(),
+        &user_services(&store, &queue),
+        None,
         Some(r#"{"userId":"alice","data":"x"}"#),
     )
     .await
@@ -96,12 +105,11 @@ async fn notify_user_follows_pagination() {
 #[tokio::test]
 async fn notify_user_retries_only_the_failed_entries() {
     let store = store_with(1000, &[("alice", 10)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     queue.fail_entries_next(&[1, 3], false);
     let sent = notify_user(
-        &store,
-        &queue,
-        &user_options(),
+        &user_services(&store, &queue),
+        None,
         Some(r#"{"userId":"alice","data":1}"#),
     )
     .await
@@ -115,12 +123,11 @@ async fn notify_user_retries_only_the_failed_entries() {
 #[tokio::test]
 async fn notify_user_retries_a_failed_call() {
     let store = store_with(1000, &[("alice", 3)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     queue.fail_call_next(QueueError::Unavailable("connection reset".into()));
     let sent = notify_user(
-        &store,
-        &queue,
-        &user_options(),
+        &user_services(&store, &queue),
+        None,
         Some(r#"{"userId":"alice","data":1}"#),
     )
     .await
@@ -132,14 +139,13 @@ async fn notify_user_retries_a_failed_call() {
 #[tokio::test]
 async fn notify_user_fails_the_record_when_retries_run_out() {
     let store = store_with(1000, &[("alice", 2)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     for _ in 0..3 {
         queue.fail_entries_next(&[0], false);
     }
     let err = notify_user(
-        &store,
-        &queue,
-        &user_options(),
+        &user_services(&store, &queue),
+        None,
         Some(r#"{"userId":"alice","data":1}"#),
     )
     .await
@@ -157,12 +163,11 @@ async fn notify_user_fails_the_record_when_retries_run_out() {
 #[tokio::test]
 async fn notify_user_does_not_retry_sender_faults() {
     let store = store_with(1000, &[("alice", 2)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     queue.fail_entries_next(&[1], true);
     let err = notify_user(
-        &store,
-        &queue,
-        &user_options(),
+        &user_services(&store, &queue),
+        None,
         Some(r#"{"userId":"alice","data":1}"#),
     )
     .await
@@ -177,14 +182,13 @@ async fn notify_user_does_not_retry_sender_faults() {
 #[tokio::test]
 async fn notify_user_with_no_connections_succeeds_without_sending() {
     let store = store_with(1000, &[("bob", 2)]).await;
-    let queue = MemoryQueue::new();
-    let response = handle_notify_user(
-        &store,
-        &queue,
-        &user_options(),
+    let queue = Arc::new(MemoryQueue::new());
+    let response = notify_user_batch(
+        &user_services(&store, &queue),
         sqs_event(&[r#"{"userId":"alice","data":1}"#]),
     )
-    .await;
+    .await
+    .into_response();
     assert!(failed_ids(&response).is_empty());
     assert_eq!(queue.calls(), 0);
 }
@@ -192,15 +196,13 @@ async fn notify_user_with_no_connections_succeeds_without_sending() {
 #[tokio::test]
 async fn notify_user_fails_only_the_bad_records_of_a_batch() {
     let store = store_with(1000, &[("alice", 2)]).await;
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     let too_big = format!(
         r#"{{"userId":"alice","data":"{}"}}"#,
         "x".repeat(MAX_MESSAGE_BYTES + 1)
     );
-    let response = handle_notify_user(
-        &store,
-        &queue,
-        &user_options(),
+    let response = notify_user_batch(
+        &user_services(&store, &queue),
         sqs_event(&[
             r#"{"userId":"alice","data":"ok"}"#,
             "not json",
@@ -210,22 +212,22 @@ async fn notify_user_fails_only_the_bad_records_of_a_batch() {
             &too_big,
         ]),
     )
-    .await;
+    .await
+    .into_response();
     assert_eq!(failed_ids(&response), ["m1", "m2", "m3", "m4", "m5"]);
     assert_eq!(targets(&queue), ["alice-c000", "alice-c001"]);
 }
 
 #[tokio::test]
 async fn notify_user_reports_exact_message_errors() {
-    let store = MemoryStore::new();
-    let queue = MemoryQueue::new();
-    let options = user_options();
+    let (store, queue) = (Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
+    let services = user_services(&store, &queue);
     assert_eq!(
-        notify_user(&store, &queue, &options, None).await,
+        notify_user(&services, None, None).await,
         Err(FanoutError::Message(MessageError::NoBody))
     );
     assert_eq!(
-        notify_user(&store, &queue, &options, Some(r#"{"userId":"","data":1}"#)).await,
+        notify_user(&services, None, Some(r#"{"userId":"","data":1}"#)).await,
         Err(FanoutError::Message(MessageError::EmptyField("userId")))
     );
     let big = format!(
@@ -233,7 +235,7 @@ async fn notify_user_reports_exact_message_errors() {
         "x".repeat(MAX_MESSAGE_BYTES + 1)
     );
     assert_eq!(
-        notify_user(&store, &queue, &options, Some(&big)).await,
+        notify_user(&services, None, Some(&big)).await,
         Err(FanoutError::Message(MessageError::TooLarge {
             size: MAX_MESSAGE_BYTES + 1
         }))
@@ -245,27 +247,28 @@ async fn notify_user_reports_exact_message_errors() {
 async fn notify_user_fails_the_record_when_the_store_is_down() {
     let store = store_with(1000, &[("alice", 2)]).await;
     store.fail_next(StoreError::Unavailable("down".into()));
-    let queue = MemoryQueue::new();
-    let response = handle_notify_user(
-        &store,
-        &queue,
-        &user_options(),
+    let queue = Arc::new(MemoryQueue::new());
+    let response = notify_user_batch(
+        &user_services(&store, &queue),
         sqs_event(&[r#"{"userId":"alice","data":1}"#]),
     )
-    .await;
+    .await
+    .into_response();
     assert_eq!(failed_ids(&response), ["m0"]);
     assert_eq!(queue.calls(), 0);
 }
 
 // ---- notify-connection ----
 
-fn connection_options() -> Posting {
-    Posting::default()
+/// notify-connection's services: `store`, `gateway`, default settings.
+fn connection_services(store: &Arc<MemoryStore>, gateway: &Arc<MemoryGateway>) -> Services {
+    let queue = Arc::new(MemoryQueue::new());
+    queue_services(store.clone(), gateway.clone(), queue, Settings::default())
 }
 
-async fn open_connections(ids: &[&str]) -> (MemoryStore, MemoryGateway) {
-    let store = MemoryStore::new();
-    let gateway = MemoryGateway::new();
+async fn open_connections(ids: &[&str]) -> (Arc<MemoryStore>, Arc<MemoryGateway>) {
+    let store = Arc::new(MemoryStore::new());
+    let gateway = Arc::new(MemoryGateway::new());
     for id in ids {
         store.put_connection(&record(id, "u")).await.unwrap();
         gateway.open(id);
@@ -277,9 +280,8 @@ async fn open_connections(ids: &[&str]) -> (MemoryStore, MemoryGateway) {
 async fn notify_connection_delivers_strings_as_text_and_values_as_compact_json() {
     let (store, gateway) = open_connections(&["c1"]).await;
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[
             r#"{"connectionId":"c1","data":"cokoliv"}"#,
             r#"{"connectionId":"c1","data": { "z": 1, "a": [true, null] } }"#,
@@ -297,9 +299,8 @@ async fn notify_connection_deletes_gone_connections_without_retry() {
     let (store, gateway) = open_connections(&["c1"]).await;
     store.put_connection(&record("stale", "u")).await.unwrap();
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[
             r#"{"connectionId":"stale","data":1}"#,
             r#"{"connectionId":"c1","data":2}"#,
@@ -320,9 +321,8 @@ async fn notify_connection_still_finishes_gone_messages_when_the_delete_fails() 
     store.put_connection(&record("stale", "u")).await.unwrap();
     store.fail_next(StoreError::Unavailable("down".into()));
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[r#"{"connectionId":"stale","data":1}"#]),
     )
     .await;
@@ -354,8 +354,12 @@ async fn notify_connection_retries_throttling_server_errors_and_timeouts() {
         .collect();
     let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
     // Transient failures are posted again inside the invocation; 403 and 413 are not.
-    let response =
-        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&bodies)).await;
+    let response = handle_notify_connection(
+        &connection_services(&store, &gateway),
+        &instance_limit(),
+        sqs_event(&bodies),
+    )
+    .await;
     assert_eq!(failed_ids(&response), ["m4", "m5"]);
     assert_eq!(store.len(), ids.len(), "failures never delete records");
     for id in &ids[..4] {
@@ -364,9 +368,8 @@ async fn notify_connection_retries_throttling_server_errors_and_timeouts() {
 
     // Redelivered, the others go through.
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&bodies[4..]),
     )
     .await;
@@ -387,9 +390,11 @@ async fn notify_connection_hands_failed_records_back_in_seconds() {
     gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
     gateway.fail_next("c1", GatewayError::Timeout);
     gateway.fail_next("c2", GatewayError::Forbidden("Forbidden".into()));
-    let queue = std::sync::Arc::new(MemoryQueue::new());
-    let mut posting = Posting::default().with_queue(queue.clone());
-    posting.policy.retry_budget = Duration::ZERO;
+    let queue = Arc::new(MemoryQueue::new());
+    let mut settings = Settings::default();
+    settings.posting.retry_budget = Duration::ZERO;
+    let services = queue_services(store.clone(), gateway.clone(), queue.clone(), settings);
+    let limit = instance_limit();
     let bodies: Vec<String> = ids
         .iter()
         .map(|id| format!(r#"{{"connectionId":"{id}","data":"x"}}"#))
@@ -399,7 +404,7 @@ async fn notify_connection_hands_failed_records_back_in_seconds() {
     for (i, record) in event.records.iter_mut().enumerate() {
         record.receipt_handle = Some(format!("r{i}"));
     }
-    let response = handle_notify_connection(&store, &gateway, &posting, event).await;
+    let response = handle_notify_connection(&services, &limit, event).await;
     assert_eq!(failed_ids(&response), ["m1", "m2"]);
     let retries = queue.retries();
     assert_eq!(retries.len(), 1, "only the transient failure: {retries:?}");
@@ -427,7 +432,7 @@ async fn notify_connection_hands_failed_records_back_in_seconds() {
         .message_attributes
         .insert("Throttled".into(), attribute(7));
     gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
-    let response = handle_notify_connection(&store, &gateway, &posting, again.clone()).await;
+    let response = handle_notify_connection(&services, &limit, again.clone()).await;
     assert!(failed_ids(&response).is_empty());
     assert_eq!(
         queue.sent_later()[1].attributes,
@@ -438,7 +443,7 @@ async fn notify_connection_hands_failed_records_back_in_seconds() {
         .message_attributes
         .insert("Throttled".into(), attribute(cap));
     gateway.fail_next("c0", GatewayError::Throttled("Rate exceeded".into()));
-    let response = handle_notify_connection(&store, &gateway, &posting, again).await;
+    let response = handle_notify_connection(&services, &limit, again).await;
     assert_eq!(failed_ids(&response), ["m0"]);
     assert_eq!(
         queue.sent_later().len(),
@@ -456,9 +461,8 @@ async fn notify_connection_rejects_bad_messages_before_posting() {
         "x".repeat(MAX_MESSAGE_BYTES + 1)
     );
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[
             "{",
             r#"{"connectionId":"c1"}"#,
@@ -477,8 +481,12 @@ async fn notify_connection_rejects_bad_messages_before_posting() {
 #[tokio::test]
 async fn a_batch_without_failures_answers_an_empty_failure_list() {
     let (store, gateway) = open_connections(&["c1"]).await;
-    let response =
-        handle_notify_connection(&store, &gateway, &connection_options(), sqs_event(&[])).await;
+    let response = handle_notify_connection(
+        &connection_services(&store, &gateway),
+        &instance_limit(),
+        sqs_event(&[]),
+    )
+    .await;
     assert_eq!(
         serde_json::to_string(&response).unwrap(),
         r#"{"batchItemFailures":[]}"#
@@ -492,9 +500,8 @@ async fn batch_reports_name_each_failure() {
     let (store, gateway) = open_connections(&["c1"]).await;
     gateway.fail_next("c1", GatewayError::Forbidden("Forbidden".into()));
     let report = notify_connection_batch(
-        &store,
-        &gateway,
-        &connection_options(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[r#"{"connectionId":"c1","data":1}"#]),
     )
     .await;
@@ -510,7 +517,7 @@ async fn batch_reports_name_each_failure() {
 #[tokio::test]
 async fn notify_connection_keeps_the_record_of_a_connection_still_opening() {
     use switchboard::clock::now_seconds;
-    let store = MemoryStore::new();
+    let store = Arc::new(MemoryStore::new());
     store
         .put_connection(&switchboard::ports::ConnectionRecord {
             connected_at_ms: now_seconds() * 1000,
@@ -520,11 +527,10 @@ async fn notify_connection_keeps_the_record_of_a_connection_still_opening() {
         .unwrap();
     store.put_connection(&record("old", "u")).await.unwrap();
     // No sockets: both posts answer 410.
-    let gateway = MemoryGateway::new();
+    let gateway = Arc::new(MemoryGateway::new());
     let response = handle_notify_connection(
-        &store,
-        &gateway,
-        &Posting::default(),
+        &connection_services(&store, &gateway),
+        &instance_limit(),
         sqs_event(&[
             r#"{"connectionId":"young","data":"hi"}"#,
             r#"{"connectionId":"old","data":"hi"}"#,

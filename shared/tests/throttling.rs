@@ -23,7 +23,6 @@ use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::ports::{ConnectionStore, Gateway, GatewayError};
-use switchboard::posting::Posting;
 use switchboard::protocol::DeliveryBatch;
 use switchboard::services::Services;
 
@@ -180,29 +179,32 @@ async fn a_fan_out_beyond_the_quota_converges_without_dead_letters_or_a_storm() 
 /// `n` NotifyConnection records through notify-connection against `gateway`,
 /// with the stack's budget at `budget` a second (0: unpaced): everyone gets
 /// theirs exactly once and nothing is dead. Returns the retried share.
-async fn notify_connection_run(gateway: &TokenBucketGateway, n: usize, budget: u32) -> f64 {
-    let store = MemoryStore::new();
+async fn notify_connection_run(gateway: Arc<TokenBucketGateway>, n: usize, budget: u32) -> f64 {
+    let store = Arc::new(MemoryStore::new());
     let ids: Vec<String> = (0..n).map(|i| format!("c{i:04}")).collect();
     for id in &ids {
         store.put_connection(&record(id, "u")).await.unwrap();
     }
     let queue = Arc::new(MemoryQueue::new());
-    let mut posting = Posting::default().with_queue(queue.clone());
-    posting.policy.rate_limit = budget;
+    let mut settings = Settings::default();
+    settings.posting.rate_limit = budget;
+    let services = queue_services(store, gateway.clone(), queue.clone(), settings);
+    // One instance: its limit on posts in flight is shared by all its batches.
+    let limit = instance_limit();
     let bodies: Vec<String> = ids
         .iter()
         .map(|id| format!(r#"{{"connectionId":"{id}","data":1}}"#))
         .collect();
     let started = Instant::now();
     let dead = drain(&queue, bodies, |event| {
-        notify_connection_batch(&store, gateway, &posting, event)
+        notify_connection_batch(&services, &limit, event)
     })
     .await;
     let delivered = gateway.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), ids.len());
     assert!(delivered.values().all(|n| *n == 1));
     assert!(dead.is_empty(), "{dead:?}");
-    let share = retried_share(gateway, ids.len());
+    let share = retried_share(&gateway, ids.len());
     println!(
         "notify-connection: {n} posts at {}/s, budget {budget}/s: {:.2} s, {} attempts, \
          {} throttled, retried share {:.2} %",
@@ -218,8 +220,12 @@ async fn notify_connection_run(gateway: &TokenBucketGateway, n: usize, budget: u
 /// 300 NotifyConnection records at 5× the quota: all delivered once, none dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_connection_beyond_the_quota_converges_without_dead_letters() {
-    let gateway = TokenBucketGateway::new(500.0, 20.0, Duration::from_millis(2));
-    let share = notify_connection_run(&gateway, 300, 0).await;
+    let gateway = Arc::new(TokenBucketGateway::new(
+        500.0,
+        20.0,
+        Duration::from_millis(2),
+    ));
+    let share = notify_connection_run(gateway, 300, 0).await;
     // A tenth of deliver's fan-out, so one probe's 429s weigh more here.
     assert!(share <= 0.10, "retried posts {:.1} % > 10 %", share * 100.0);
 }
@@ -329,8 +335,8 @@ async fn deliver_hands_everything_back_when_the_budget_is_booked_ahead() {
 async fn notify_connection_hands_its_batch_back_when_the_budget_is_booked_ahead() {
     use switchboard::handlers::notify_connection::THROTTLED_ATTRIBUTE;
     use switchboard::ports::Allowance;
-    let gateway = TokenBucketGateway::new(1_000.0, 1_000.0, Duration::ZERO);
-    let store = MemoryStore::new();
+    let gateway = Arc::new(TokenBucketGateway::new(1_000.0, 1_000.0, Duration::ZERO));
+    let store = Arc::new(MemoryStore::new());
     store
         .reserve_allowance(
             &Allowance::Posts,
@@ -342,13 +348,14 @@ async fn notify_connection_hands_its_batch_back_when_the_budget_is_booked_ahead(
         .await
         .unwrap();
     let queue = Arc::new(MemoryQueue::new());
-    let mut posting = Posting::default().with_queue(queue.clone());
-    posting.policy.rate_limit = 100;
+    let mut settings = Settings::default();
+    settings.posting.rate_limit = 100;
+    let services = queue_services(store, gateway.clone(), queue.clone(), settings);
     let bodies = [
         r#"{"connectionId":"c1","data":1}"#,
         r#"{"connectionId":"c2","data":2}"#,
     ];
-    let report = notify_connection_batch(&store, &gateway, &posting, sqs_event(&bodies)).await;
+    let report = notify_connection_batch(&services, &instance_limit(), sqs_event(&bodies)).await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(
         gateway.attempts.load(Ordering::Relaxed),
@@ -372,7 +379,11 @@ async fn notify_connection_hands_its_batch_back_when_the_budget_is_booked_ahead(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_notify_connection_finds_no_429s_to_retry() {
     // API Gateway's proportions: a burst of half a second.
-    let gateway = TokenBucketGateway::new(500.0, 250.0, Duration::from_millis(2));
-    let share = notify_connection_run(&gateway, 600, 475).await;
+    let gateway = Arc::new(TokenBucketGateway::new(
+        500.0,
+        250.0,
+        Duration::from_millis(2),
+    ));
+    let share = notify_connection_run(gateway, 600, 475).await;
     assert!(share <= 0.01, "retried posts {:.2} % > 1 %", share * 100.0);
 }

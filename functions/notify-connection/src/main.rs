@@ -4,32 +4,45 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard::adapters::memory::MemoryMemberships;
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::PostingPolicy;
+use switchboard::config::{PostingPolicy, Settings};
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::metrics::{self, Emf};
-use switchboard::posting::Posting;
 use switchboard::retry;
+use switchboard::services::Services;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
     let wiring = aws::Wiring::load().await;
-    let store = wiring.store()?;
+    let store = Arc::new(wiring.store()?);
     let policy = PostingPolicy::from_env()?;
     let gateway = wiring.gateway(&policy).await?;
-    // Idempotency records live in the connections table; a failed record is
-    // handed back to this function's own queue for a try in seconds.
-    let queue = wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?;
-    let posting = Posting::from(policy)
-        .with_sent_log(Arc::new(store.clone()))
-        .with_queue(Arc::new(queue));
-    let (store, gateway, posting) = (&store, &gateway, &posting);
+    let services = Services {
+        store: store.clone(),
+        // notify-connection reads no memberships: a stand-in, no SDK client.
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway: Arc::new(gateway),
+        // A failed record is handed back to this function's own queue for a try in seconds.
+        deliveries: Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
+        // Idempotency records live in the connections table.
+        sent_log: Some(store),
+        history: None,
+        settings: Arc::new(Settings {
+            posting: policy,
+            ..Settings::default()
+        }),
+        upstream: Default::default(),
+    };
+    // Posts in flight in this instance, learnt across its invocations.
+    let limit = retry::AdaptiveLimit::new(services.settings.posting.concurrency);
+    let (services, limit) = (&services, &limit);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // Retries inside the invocation stop in time for the function's deadline.
         let deadline = retry::deadline_from_epoch_millis(event.context.deadline);
-        let handled = handle_notify_connection(store, gateway, posting, event.payload);
+        let handled = handle_notify_connection(services, limit, event.payload);
         let handled = retry::with_deadline(deadline, handled);
         Ok::<_, Error>(metrics::measure(&Emf, "notify-connection", handled).await)
     }))

@@ -1,35 +1,46 @@
 //! notify-user Lambda (SQS): wiring only; the logic is `switchboard::handlers::notify_user`.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use switchboard::adapters::memory::MemoryMemberships;
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{EnqueuePolicy, HistorySettings};
-use switchboard::handlers::notify_user::handle_notify_user_recorded;
-use switchboard::history::Recorder;
+use switchboard::config::{EnqueuePolicy, HistorySettings, Settings};
+use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::metrics::{self, Emf};
+use switchboard::ports::History;
+use switchboard::services::Services;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
     let wiring = aws::Wiring::load().await;
-    let store = wiring.store()?;
-    let queue = wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?;
-    let policy = EnqueuePolicy::from_env()?;
-    // HISTORY_TABLE unset: no history (every message is delivered as before).
-    let history = wiring.history();
-    let settings = HistorySettings::from_env()?;
-    let (store, queue, policy, history, settings) = (&store, &queue, &policy, &history, &settings);
+    let settings = Settings {
+        enqueue: EnqueuePolicy::from_env()?,
+        history: HistorySettings::from_env()?,
+        ..Settings::default()
+    };
+    let services = Services {
+        store: Arc::new(wiring.store()?),
+        // notify-user reads no memberships and posts to no connection: stand-ins, no SDK clients.
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway: Arc::new(aws::NoGateway),
+        // Its fan-out goes to the NotifyConnection queue.
+        deliveries: Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
+        sent_log: None,
+        // HISTORY_TABLE unset: no history (every connection gets the data itself).
+        history: wiring.history().map(|h| Arc::new(h) as Arc<dyn History>),
+        settings: Arc::new(settings),
+        upstream: Default::default(),
+    };
+    let services = &services;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let recorder = history
-            .as_ref()
-            .map(|history| Recorder { history, settings });
+        let handled = notify_user_batch(services, event.payload);
         Ok::<_, Error>(
-            metrics::measure(
-                &Emf,
-                "notify-user",
-                handle_notify_user_recorded(store, queue, policy, recorder, event.payload),
-            )
-            .await,
+            metrics::measure(&Emf, "notify-user", handled)
+                .await
+                .into_response(),
         )
     }))
     .await

@@ -13,8 +13,8 @@ use tracing::{info, warn};
 
 use crate::clock::now_seconds;
 use crate::connection::RECORD_TTL;
-use crate::fanout::{FanoutError, pages, send_to_group};
-use crate::ports::{Counter, Membership, MembershipWrite, StoreError};
+use crate::fanout::{FanoutError, send_to_group};
+use crate::ports::{Counter, Membership, MembershipWrite, StoreError, pages};
 use crate::protocol::{PresenceEvent, presence_frame};
 use crate::services::Services;
 

@@ -41,62 +41,54 @@ use serde_json::Value;
 use tracing::{Instrument, info, warn};
 
 use crate::fanout::send_to_group;
+use crate::groups::Grants;
 use crate::groups::membership::{
     MembershipError, group_census, join_group_in_order, leave_group_in_order,
 };
-use crate::groups::{Grants, validate_group};
 use crate::history::{Recorder, Stream};
 use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
-    ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message, event_answer,
-    presence_answer, published_ack,
+    ClientAction, ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message,
+    event_answer, presence_answer, published_ack,
 };
 use crate::replies::{Refusal, response};
-use crate::routes::{RouteFunction, action_route};
 use crate::services::Services;
 use crate::upstream::{
     self,
     hooks::{HookError, ask_event_hook},
 };
-use crate::validate;
 
 /// Answers one client action frame from `connection_id`: the JSON text to send back.
 pub async fn client_action(services: &Services, connection_id: &str, body: Option<&str>) -> String {
-    let frame = match ClientFrame::parse(body) {
-        Ok(frame) => frame,
+    let (id, action) = match ClientFrame::parse(body) {
+        Ok(ClientFrame::Action { id, action }) => (id, action),
+        Ok(ClientFrame::Other { action }) => {
+            count_action("unknown", Some(ErrorCode::UnknownAction));
+            return ServerFrame::unknown_action(&action).to_json();
+        }
         Err(e) => {
             count_action("invalid", Some(ErrorCode::BadRequest));
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    let Some(route) =
-        action_route(&frame.action).filter(|route| route.function == RouteFunction::Actions)
-    else {
-        count_action("unknown", Some(ErrorCode::UnknownAction));
-        return ServerFrame::unknown_action(&frame.action).to_json();
-    };
-    let id = match frame.correlation_id() {
+    let key = action.name();
+    let id = match id {
         Ok(id) => id,
         Err(e) => {
-            count_action(route.key, Some(ErrorCode::BadRequest));
+            count_action(key, Some(ErrorCode::BadRequest));
             return ServerFrame::ack_error(None, ErrorCode::BadRequest, e.to_string()).to_json();
         }
     };
-    let answered = if frame.action == "event" {
-        client_event(services, connection_id, &frame, id.clone()).await
-    } else {
-        answer(services, connection_id, &frame, id.clone()).await
-    };
-    match answered {
+    match answer(services, connection_id, action, id.clone()).await {
         Ok(text) => {
-            count_action(route.key, None);
+            count_action(key, None);
             text
         }
         Err(refusal) => {
-            count_action(route.key, Some(refusal.0));
-            ServerFrame::ack_error(id, refusal.0, refusal.1).to_json()
+            count_action(key, Some(refusal.code));
+            ServerFrame::ack_error(id, refusal.code, refusal.message).to_json()
         }
     }
 }
@@ -118,50 +110,78 @@ fn count_action(action: &'static str, error: Option<ErrorCode>) {
     metrics::count(Metric::ClientActions, &[action, outcome], 1);
 }
 
+/// Answers one action. A refused field is answered where the action comes to
+/// it: the name of the group or event before anything else, the rest after
+/// the connection's checks ([`checked_in`]).
 async fn answer(
     services: &Services,
     connection_id: &str,
-    frame: &ClientFrame,
+    action: ClientAction,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
-    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
-    if let "recover" | "history" = frame.action.as_str() {
-        let record = registered(services, connection_id).await?;
-        take_action(services, connection_id, &record.user_id)
-            .await
-            .map_err(|e| Refusal::limited(connection_id, e))?;
-        take_history_read(services, &record.user_id)
-            .await
-            .map_err(|e| Refusal::limited(connection_id, e))?;
-        return match frame.action.as_str() {
-            "recover" => super::recover::recover(services, &record, frame, id).await,
-            _ => super::history::history(services, &record, frame, id).await,
-        };
+    let join = matches!(action, ClientAction::Subscribe { .. });
+    match action {
+        ClientAction::Subscribe { group, seq } | ClientAction::Unsubscribe { group, seq } => {
+            let group = group?;
+            let record = checked_in(services, connection_id).await?;
+            subscription(services, &record, join, &group, seq?, id).await
+        }
+        ClientAction::Publish { group, data } => {
+            let group = group?;
+            let record = checked_in(services, connection_id).await?;
+            publish(services, &record, &group, data, id).await
+        }
+        ClientAction::Presence { group } => {
+            let group = group?;
+            let record = checked_in(services, connection_id).await?;
+            presence(services, &record, &group, id).await
+        }
+        ClientAction::Event { name, data } => {
+            let name = name?;
+            let record = checked_in(services, connection_id).await?;
+            client_event(services, &record, &name, &data, id).await
+        }
+        ClientAction::Recover { streams } => {
+            let record = reading_history(services, connection_id).await?;
+            super::recover::recover(services, &record, streams?, id).await
+        }
+        ClientAction::History { stream, limit } => {
+            let record = reading_history(services, connection_id).await?;
+            let limit = limit.within(services.settings.history.recover_limit);
+            super::history::history(services, &record, stream?, limit?, id).await
+        }
     }
-    let group = frame.required_str("group").map_err(|e| bad(&e))?;
-    validate_group(group).map_err(|e| bad(&e))?;
+}
+
+/// The checks every action starts with: the connection's record (what its
+/// token granted at `$connect`), then a take from the connection's and the
+/// user's action buckets.
+async fn checked_in(services: &Services, connection_id: &str) -> Result<ConnectionRecord, Refusal> {
     let record = registered(services, connection_id).await?;
     take_action(services, connection_id, &record.user_id)
         .await
         .map_err(|e| Refusal::limited(connection_id, e))?;
-    match frame.action.as_str() {
-        "subscribe" | "unsubscribe" => {
-            let seq = frame.sequence().map_err(|e| bad(&e))?;
-            subscription(services, &record, &frame.action, group, seq, id).await
-        }
-        "publish" => publish(services, &record, frame, group, id).await,
-        _ => presence(services, &record, group, id).await,
-    }
+    Ok(record)
+}
+
+/// [`checked_in`], then a take from the user's bucket of history reads
+/// (`recover`, `history`).
+async fn reading_history(
+    services: &Services,
+    connection_id: &str,
+) -> Result<ConnectionRecord, Refusal> {
+    let record = checked_in(services, connection_id).await?;
+    take_history_read(services, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(connection_id, e))?;
+    Ok(record)
 }
 
 /// The connection's record: what its token granted at `$connect`.
 async fn registered(services: &Services, connection_id: &str) -> Result<ConnectionRecord, Refusal> {
     match services.store.get_connection(connection_id).await {
         Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(Refusal::new(
-            ErrorCode::Forbidden,
-            "the connection is not registered",
-        )),
+        Ok(None) => Err(Refusal::forbidden("the connection is not registered")),
         Err(e) => Err(Refusal::unavailable(
             connection_id,
             "cannot read the connection record",
@@ -170,35 +190,41 @@ async fn registered(services: &Services, connection_id: &str) -> Result<Connecti
     }
 }
 
+/// Whether the token's `patterns` grant `name`; `refused` is the message if not.
+fn granted(
+    patterns: &[String],
+    name: &str,
+    refused: impl FnOnce() -> String,
+) -> Result<(), Refusal> {
+    // Patterns were validated at $connect; a record whose patterns no longer parse grants nothing.
+    if Grants::parse(patterns).unwrap_or_default().allows(name) {
+        Ok(())
+    } else {
+        Err(Refusal::forbidden(refused()))
+    }
+}
+
+/// A take from the user's publish bucket, for a client event (`publish`, `event`).
+async fn publish_token(services: &Services, record: &ConnectionRecord) -> Result<(), Refusal> {
+    take_publish(services, &record.user_id)
+        .await
+        .map_err(|e| Refusal::limited(&record.connection_id, e))
+}
+
 /// `event`: a client event for the application.
 async fn client_event(
     services: &Services,
-    connection_id: &str,
-    frame: &ClientFrame,
+    record: &ConnectionRecord,
+    name: &str,
+    data: &Value,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
-    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
-    let name = frame.required_str("event").map_err(|e| bad(&e))?;
-    validate::group("event", name).map_err(|e| bad(&e))?;
-    let data = frame.fields.get("data").cloned().unwrap_or(Value::Null);
-    let record = registered(services, connection_id).await?;
-    take_action(services, connection_id, &record.user_id)
-        .await
-        .map_err(|e| Refusal::limited(connection_id, e))?;
-    // Patterns were validated at $connect; a record that no longer parses grants nothing.
-    if !Grants::parse(&record.events)
-        .unwrap_or_default()
-        .allows(name)
-    {
-        return Err(Refusal::new(
-            ErrorCode::Forbidden,
-            format!("the token does not allow you to send the event \"{name}\""),
-        ));
-    }
-    take_publish(services, &record.user_id)
-        .await
-        .map_err(|e| Refusal::limited(connection_id, e))?;
-    let event = upstream::events::message(connection_id, &record.user_id, name, &data, id.as_ref());
+    let connection_id = record.connection_id.as_str();
+    granted(&record.events, name, || {
+        format!("the token does not allow you to send the event \"{name}\"")
+    })?;
+    publish_token(services, record).await?;
+    let event = upstream::events::message(connection_id, &record.user_id, name, data, id.as_ref());
     let upstream = &services.upstream;
     match &upstream.event_hook {
         Some(hook) => match ask_event_hook(upstream, hook, &event).await {
@@ -234,27 +260,19 @@ async fn client_event(
 async fn subscription(
     services: &Services,
     record: &ConnectionRecord,
-    action: &str,
+    join: bool,
     group: &str,
     seq: Option<u64>,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
-    let join = action == "subscribe";
-    // Patterns were validated at $connect; a record that no longer parses grants nothing.
-    if !Grants::parse(&record.subscribe)
-        .unwrap_or_default()
-        .allows(group)
-    {
+    granted(&record.subscribe, group, || {
         let verb = if join {
             "subscribe to"
         } else {
             "unsubscribe from"
         };
-        return Err(Refusal::new(
-            ErrorCode::Forbidden,
-            format!("the token does not allow you to {verb} \"{group}\""),
-        ));
-    }
+        format!("the token does not allow you to {verb} \"{group}\"")
+    })?;
     let connection_id = record.connection_id.as_str();
     take_presence_change(services, group, &record.user_id)
         .await
@@ -291,44 +309,32 @@ async fn subscription(
 async fn publish(
     services: &Services,
     record: &ConnectionRecord,
-    frame: &ClientFrame,
     group: &str,
+    data: Option<Value>,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let connection_id = record.connection_id.as_str();
-    let Some(data) = frame.fields.get("data") else {
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "the \"data\" field is required",
-        ));
+    let Some(data) = data else {
+        return Err(Refusal::bad_request("the \"data\" field is required"));
     };
-    if !Grants::parse(&record.publish)
-        .unwrap_or_default()
-        .allows(group)
-    {
-        return Err(Refusal::new(
-            ErrorCode::Forbidden,
-            format!("the token does not allow you to publish to \"{group}\""),
-        ));
-    }
+    granted(&record.publish, group, || {
+        format!("the token does not allow you to publish to \"{group}\"")
+    })?;
     let member = services
         .memberships
         .is_member(group, connection_id)
         .await
         .map_err(|e| Refusal::unavailable(connection_id, "cannot read the membership", e))?;
     if !member {
-        return Err(Refusal::new(
-            ErrorCode::Forbidden,
-            format!("join \"{group}\" before publishing to it"),
-        ));
+        return Err(Refusal::forbidden(format!(
+            "join \"{group}\" before publishing to it"
+        )));
     }
-    take_publish(services, &record.user_id)
-        .await
-        .map_err(|e| Refusal::limited(connection_id, e))?;
-    let data = serde_json::value::to_raw_value(data)
-        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+    publish_token(services, record).await?;
+    let data =
+        serde_json::value::to_raw_value(&data).map_err(|e| Refusal::bad_request(e.to_string()))?;
     let mut text = client_message(group, &record.user_id, &data)
-        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        .map_err(|e| Refusal::bad_request(e.to_string()))?;
     // A group that keeps history gets the event first (no idempotency key:
     // a client that sends it again sends a new event).
     let mut kept = None;
@@ -375,10 +381,9 @@ async fn presence(
         .await
         .map_err(unavailable)?
     {
-        return Err(Refusal::new(
-            ErrorCode::Forbidden,
-            format!("only members of \"{group}\" may ask for its presence"),
-        ));
+        return Err(Refusal::forbidden(format!(
+            "only members of \"{group}\" may ask for its presence"
+        )));
     }
     let (users, connections) = group_census(services, group).await.map_err(unavailable)?;
     let listed: Vec<String> = users.iter().take(PRESENCE_LIST_LIMIT).cloned().collect();

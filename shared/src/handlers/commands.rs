@@ -1,11 +1,11 @@
 //! commands: the Commands queue handler. Every body carries `"version":1` and
-//! a `"type"` (docs/server-api.md documents each type); [`crate::commands`] executes it.
+//! a `"type"` (docs/server-api.md documents each type); [`crate::command_runner`] executes it.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count};
-use crate::commands::{CommandError, run_queued_command};
+use crate::command_runner::{CommandError, run_queued_command};
 use crate::services::Services;
 
 /// The commands function: a command that fails is a batch item failure and,

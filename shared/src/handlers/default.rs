@@ -17,7 +17,7 @@ pub fn default_reply(body: Option<&str>, is_base64_encoded: bool) -> ServerFrame
         );
     }
     match ClientFrame::parse(body) {
-        Ok(frame) => ServerFrame::unknown_action(&frame.action),
+        Ok(frame) => ServerFrame::unknown_action(frame.action()),
         Err(e) => e.to_frame(),
     }
 }

@@ -10,37 +10,32 @@
 use serde_json::Value;
 use tracing::info;
 
+use crate::history::Recorder;
 use crate::history::recovery::{latest, may_read, send_in_order};
-use crate::history::{Recorder, Stream};
 use crate::ports::ConnectionRecord;
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, history_frame};
+use crate::protocol::{ServerFrame, StreamName, history_frame};
 use crate::services::Services;
 
 use super::recover::read_refusal;
 use crate::replies::Refusal;
 
-/// Answers a `history` from the connection of `record`.
+/// Answers a `history` of the stream `name`, its latest `limit` messages
+/// (both checked with the frame), from the connection of `record`.
 pub(crate) async fn history(
     services: &Services,
     record: &ConnectionRecord,
-    frame: &ClientFrame,
+    name: StreamName,
+    limit: usize,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let connection_id = record.connection_id.as_str();
-    let bad = |e: &dyn std::fmt::Display| Refusal::new(ErrorCode::BadRequest, e.to_string());
-    let name = frame.required_str("stream").map_err(|e| bad(&e))?;
-    let stream = Stream::for_client("stream", name, &record.user_id).map_err(|e| bad(&e))?;
-    let limit = frame
-        .history_limit(services.settings.history.recover_limit)
-        .map_err(|e| bad(&e))?;
+    let stream = name.of(&record.user_id);
+    let name = name.as_str();
     may_read(services, record, &stream)
         .await
         .map_err(|e| read_refusal(connection_id, e))?;
     let Some(recorder) = Recorder::of(services) else {
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "no stream keeps history",
-        ));
+        return Err(Refusal::bad_request("no stream keeps history"));
     };
     let (position, mut frames) = latest(&recorder, &stream, limit)
         .await

@@ -15,6 +15,10 @@
 //! | 403 Forbidden | batch item failure: a permission or endpoint mistake; the message is kept, ending in the DLQ for redrive once fixed |
 //! | data over 128 KB, or 413 | batch item failure with no post (size is checked first); it ends in the DLQ |
 //! | malformed body, other 4xx | batch item failure, ending in the DLQ |
+//!
+//! Its [`Services`]: `store`, `gateway`, `sent_log` (idempotency),
+//! `settings.posting`, and `deliveries`: here the NotifyConnection queue
+//! itself, where a failed record is handed back.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::{debug, error, info, warn};
@@ -22,12 +26,13 @@ use tracing::{debug, error, info, warn};
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
 use crate::metrics::{self, Metric};
 use crate::pacing::{BUDGET_BOOKED, Pace, pace};
-use crate::ports::{ConnectionStore, Gateway, GatewayError};
+use crate::ports::{ConnectionStore, GatewayError};
 use crate::posting::{
-    Posting, already_posted, is_gone, post_with_retries, record_posted, retry_deadline,
+    SentIds, already_posted, is_gone, post_with_retries, record_posted, retry_deadline,
 };
 use crate::protocol::{MessageError, NotifyConnection, render_data};
-use crate::retry::{MAX_THROTTLED_REQUEUES, redelivery_delay};
+use crate::retry::{AdaptiveLimit, MAX_THROTTLED_REQUEUES, redelivery_delay};
+use crate::services::Services;
 
 /// The message attribute counting a record's hand-backs for throttling alone.
 pub const THROTTLED_ATTRIBUTE: &str = "Throttled";
@@ -56,31 +61,35 @@ impl NotifyConnectionError {
     }
 }
 
-/// Delivers one NotifyConnection message.
-pub async fn notify_connection<S, G>(
-    store: &S,
-    gateway: &G,
-    posting: &Posting,
+/// Delivers one NotifyConnection message, with an adaptive limit of its own.
+pub async fn notify_connection(
+    services: &Services,
     body: Option<&str>,
-) -> Result<Delivery, NotifyConnectionError>
-where
-    S: ConnectionStore + ?Sized,
-    G: Gateway + ?Sized,
-{
+) -> Result<Delivery, NotifyConnectionError> {
+    let limit = AdaptiveLimit::new(services.settings.posting.concurrency);
+    notify_connection_within(services, &limit, body).await
+}
+
+/// Delivers one NotifyConnection message, its posts within `limit` (the
+/// invocation's: every record of a batch shares it).
+async fn notify_connection_within(
+    services: &Services,
+    limit: &AdaptiveLimit,
+    body: Option<&str>,
+) -> Result<Delivery, NotifyConnectionError> {
+    let policy = &services.settings.posting;
     let message = NotifyConnection::parse(body)?;
     let text = render_data(&message.data)?;
     let id = message.id.as_deref();
     let target = std::slice::from_ref(&message.connection_id);
-    if !already_posted(posting.sent_ids(), id, target)
-        .await
-        .is_empty()
-    {
+    let sent = SentIds::new(services.sent_log.as_deref(), policy);
+    if !already_posted(sent, id, target).await.is_empty() {
         return Ok(Delivery::AlreadyPosted);
     }
-    let deadline = retry_deadline(&posting.policy);
+    let deadline = retry_deadline(policy);
     let result = post_with_retries(
-        gateway,
-        &posting.limit,
+        &*services.gateway,
+        limit,
         &deadline,
         &message.connection_id,
         text.as_bytes(),
@@ -88,12 +97,12 @@ where
     .await;
     match result {
         Ok(()) => {
-            record_posted(posting.sent_ids(), id, target).await;
+            record_posted(sent, id, target).await;
             Ok(Delivery::Delivered)
         }
         Err(GatewayError::Gone) => {
             // The message is done either way: a gone connection cannot receive it.
-            if let Err(e) = delete_if_gone(store, &message.connection_id).await {
+            if let Err(e) = delete_if_gone(&*services.store, &message.connection_id).await {
                 warn!(connection_id = %message.connection_id, error = %e,
                     "could not delete a gone connection's record; its TTL will");
             }
@@ -116,50 +125,43 @@ async fn delete_if_gone<S: ConnectionStore + ?Sized>(
 }
 
 /// The notify-connection function: posts the batch's records concurrently and
-/// reports the ones to retry as batch item failures.
-pub async fn handle_notify_connection<S, G>(
-    store: &S,
-    gateway: &G,
-    posting: &Posting,
+/// reports the ones to retry as batch item failures. `limit` holds the posts
+/// in flight in this instance: one for all its invocations, so what one learnt
+/// about the quota the next goes on from.
+pub async fn handle_notify_connection(
+    services: &Services,
+    limit: &AdaptiveLimit,
     event: SqsEvent,
-) -> SqsBatchResponse
-where
-    S: ConnectionStore + ?Sized,
-    G: Gateway + ?Sized,
-{
-    notify_connection_batch(store, gateway, posting, event)
+) -> SqsBatchResponse {
+    notify_connection_batch(services, limit, event)
         .await
         .into_response()
 }
 
 /// [`handle_notify_connection`], with each failed record's reason.
-pub async fn notify_connection_batch<S, G>(
-    store: &S,
-    gateway: &G,
-    posting: &Posting,
+pub async fn notify_connection_batch(
+    services: &Services,
+    limit: &AdaptiveLimit,
     event: SqsEvent,
-) -> BatchReport
-where
-    S: ConnectionStore + ?Sized,
-    G: Gateway + ?Sized,
-{
+) -> BatchReport {
+    let policy = &services.settings.posting;
     // The batch's posts are booked from the stack's budget together.
-    let deadline = retry_deadline(&posting.policy);
+    let deadline = retry_deadline(policy);
     let paced = pace(
-        store,
-        posting.policy.rate_limit,
+        &*services.store,
+        policy.rate_limit,
         event.records.len(),
         &deadline,
     )
     .await;
     let busy = matches!(paced, Pace::Busy { .. });
-    process_batch("notify-connection", event, posting.policy.concurrency, |record| async move {
+    process_batch("notify-connection", event, policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
         if busy {
             let booked = NotifyConnectionError::Post(GatewayError::Throttled(BUDGET_BOOKED.into()));
-            return hand_back(posting, &record, &booked).await;
+            return hand_back(services, &record, &booked).await;
         }
-        match notify_connection(store, gateway, posting, record.body.as_deref()).await {
+        match notify_connection_within(services, limit, record.body.as_deref()).await {
             Ok(Delivery::Delivered) => {
                 record_fanout_latency(&record);
                 debug!(message_id, "delivered");
@@ -173,7 +175,7 @@ where
                 info!(message_id, "connection gone; record deleted, message dropped");
                 Ok(())
             }
-            Err(e) if e.is_transient() => hand_back(posting, &record, &e).await,
+            Err(e) if e.is_transient() => hand_back(services, &record, &e).await,
             Err(e) => {
                 error!(message_id, receive_count = receive_count(&record), error = %e,
                     "undeliverable NotifyConnection message; it goes to the DLQ after maxReceiveCount");
@@ -195,22 +197,18 @@ fn throttled_count(record: &SqsMessage) -> u32 {
 }
 
 /// A record whose post still fails after the in-invocation retries: sent
-/// again with a delay if only throttled (the record is then done), else made
-/// visible again in seconds and reported failed. Without the queue port (or
-/// if it fails) the record waits out the visibility timeout, as before.
+/// again to its own queue with a delay if only throttled (the record is then
+/// done), else made visible again in seconds and reported failed. If the
+/// queue fails, the record waits out the visibility timeout.
 async fn hand_back(
-    posting: &Posting,
+    services: &Services,
     record: &SqsMessage,
     error: &NotifyConnectionError,
 ) -> Result<(), String> {
     let message_id = record.message_id.as_deref().unwrap_or("");
     let receives = receive_count(record);
-    let max_delay = posting.policy.retry_delay_max;
-    let Some(queue) = &posting.queue else {
-        warn!(message_id, receive_count = receives, error = %error,
-            "post failed; SQS will redeliver after the visibility timeout");
-        return Err(error.to_string());
-    };
+    let max_delay = services.settings.posting.retry_delay_max;
+    let queue = &services.deliveries;
     let throttled = throttled_count(record);
     if matches!(
         error,

@@ -2,13 +2,12 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use crate::protocol::{ClientFrame, FrameError, ServerFrame};
+use crate::protocol::{FrameError, Ping, ServerFrame};
 use crate::replies::frame_response;
 
 /// The frame answering a ping: `{"type":"pong","name":…}`, echoing `name` when given.
 pub fn pong(body: Option<&str>) -> Result<ServerFrame, FrameError> {
-    let frame = ClientFrame::parse(body)?;
-    let name = frame.optional_str("name")?.map(str::to_owned);
+    let Ping { name } = Ping::parse(body)?;
     Ok(ServerFrame::Pong { name })
 }
 

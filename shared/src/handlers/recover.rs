@@ -17,37 +17,30 @@ use tracing::info;
 use crate::history::recovery::{ReadError, may_read, recover as recover_stream, send_in_order};
 use crate::history::{Recorder, Stream};
 use crate::ports::ConnectionRecord;
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, recovered_frame};
+use crate::protocol::{ServerFrame, StreamPosition, recovered_frame};
 use crate::services::Services;
 
 use crate::replies::Refusal;
 
-/// Answers a `recover` from the connection of `record`.
+/// Answers a `recover` of `positions` (checked with the frame) from the
+/// connection of `record`.
 pub(crate) async fn recover(
     services: &Services,
     record: &ConnectionRecord,
-    frame: &ClientFrame,
+    positions: Vec<StreamPosition>,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let connection_id = record.connection_id.as_str();
-    let positions = frame
-        .recover_streams()
-        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-    let mut streams = Vec::with_capacity(positions.len());
+    let mut streams: Vec<Stream> = Vec::with_capacity(positions.len());
     for position in &positions {
-        // Validated with the frame: a stream name always parses here.
-        let stream = Stream::for_client("stream", &position.stream, &record.user_id)
-            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        let stream = position.stream.of(&record.user_id);
         may_read(services, record, &stream)
             .await
             .map_err(|e| read_refusal(connection_id, e))?;
         streams.push(stream);
     }
     let Some(recorder) = Recorder::of(services) else {
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "no stream keeps history",
-        ));
+        return Err(Refusal::bad_request("no stream keeps history"));
     };
     let mut budget = services.settings.history.recover_limit;
     for (stream, position) in streams.iter().zip(&positions) {
@@ -59,7 +52,7 @@ pub(crate) async fn recover(
         let sent = frames.len();
         frames.push(recovered_frame(
             id.as_ref(),
-            &position.stream,
+            position.stream.as_str(),
             recovery.lost.map(|l| l.as_str()),
             recovery.position.offset,
             &recovery.position.epoch,
@@ -68,8 +61,14 @@ pub(crate) async fn recover(
         send_in_order(services, connection_id, &frames)
             .await
             .map_err(|e| Refusal::unavailable(connection_id, "cannot send a recovery", e))?;
-        info!(connection_id, stream = %position.stream, sent,
-            recovered = recovery.lost.is_none(), more = recovery.more, "recover");
+        info!(
+            connection_id,
+            stream = position.stream.as_str(),
+            sent,
+            recovered = recovery.lost.is_none(),
+            more = recovery.more,
+            "recover"
+        );
     }
     Ok(ServerFrame::ack_ok(id).to_json())
 }
@@ -77,8 +76,8 @@ pub(crate) async fn recover(
 /// The refusal for a stream the connection may not read.
 pub(crate) fn read_refusal(connection_id: &str, e: ReadError) -> Refusal {
     match e {
-        ReadError::Forbidden(message) => Refusal::new(ErrorCode::Forbidden, message),
-        ReadError::NotKept(_) => Refusal::new(ErrorCode::BadRequest, e.to_string()),
+        ReadError::Forbidden(message) => Refusal::forbidden(message),
+        ReadError::NotKept(_) => Refusal::bad_request(e.to_string()),
         ReadError::Store(e) => Refusal::unavailable(connection_id, "cannot check the stream", e),
     }
 }

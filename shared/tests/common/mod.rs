@@ -139,6 +139,34 @@ use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::services::Services;
 
+/// [`Services`] for a queue handler's test: these ports and settings, no
+/// sent log or history, the memberships in memory.
+pub fn queue_services(
+    store: Arc<dyn switchboard::ports::ConnectionStore>,
+    gateway: Arc<dyn switchboard::ports::Gateway>,
+    queue: Arc<dyn switchboard::ports::MessageQueue>,
+    settings: Settings,
+) -> Services {
+    Services {
+        store,
+        memberships: Arc::new(MemoryMemberships::new()),
+        gateway,
+        deliveries: queue,
+        sent_log: None,
+        history: None,
+        settings: Arc::new(settings),
+        upstream: Default::default(),
+    }
+}
+
+/// An instance's limit on posts in flight, as a Lambda main holds one
+/// (the default posting policy's ceiling).
+pub fn instance_limit() -> switchboard::retry::AdaptiveLimit {
+    switchboard::retry::AdaptiveLimit::new(
+        switchboard::config::PostingPolicy::default().concurrency,
+    )
+}
+
 /// In-memory ports wired into [`Services`], kept at hand for assertions.
 pub struct Harness {
     pub store: Arc<MemoryStore>,

@@ -36,7 +36,7 @@ use aws_lambda_events::http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use crate::commands::CommandError;
+use crate::command_runner::CommandError;
 use crate::config::NegotiateSettings;
 use crate::fanout::FanoutError;
 use crate::protocol::MessageError;

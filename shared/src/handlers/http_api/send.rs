@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::HttpAnswer;
 use super::fields::{checked, data, message_id, object, required, strings};
-use crate::commands::execute;
+use crate::command_runner::execute;
 use crate::protocol::Command;
 use crate::services::Services;
 use crate::validate;

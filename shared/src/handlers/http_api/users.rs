@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::fields::{reason, segment};
 use super::{HttpAnswer, unavailable};
-use crate::commands::execute;
+use crate::command_runner::execute;
 use crate::fanout::user_connection_ids;
 use crate::protocol::Command;
 use crate::services::Services;
