@@ -10,7 +10,8 @@
 mod common;
 
 use common::template::{
-    actions, load_template, reference, repository_file, resources_of_type, statements,
+    actions, load_template, logical_function_id, reference, repository_file, resources_of_type,
+    statements,
 };
 use std::path::PathBuf;
 
@@ -72,21 +73,6 @@ fn route_function(template: &Value, route: &Value) -> String {
         .split_once(".Arn}")
         .unwrap_or_else(|| panic!("{integration}: no function ARN in {uri}"));
     function.to_owned()
-}
-
-/// `{Name}Function` for `functions/{name}` (`notify-user` -> `NotifyUserFunction`).
-fn logical_function_id(name: &str) -> String {
-    let pascal: String = name
-        .split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    format!("{pascal}Function")
 }
 
 /// `switchboard::routes::ROUTES` is the one list of routes: the template declares

@@ -12,7 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::template::{actions, load_template, repository_file, resources_of_type, statements};
+use common::template::{
+    actions, load_template, logical_function_id, repository_file, resources_of_type, statements,
+};
 use serde_json::Value;
 use switchboard::adapters::secrets_manager::REQUEST_TIMEOUT;
 use switchboard::config::{DEFAULT_HOOK_TIMEOUT, DeliveryPolicy, EnqueuePolicy, PostingPolicy};
@@ -91,21 +93,6 @@ fn functions(template: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// `{Name}Function` for a handler module (`notify_connection` -> `NotifyConnectionFunction`).
-fn function_of_module(module: &str) -> String {
-    let pascal: String = module
-        .split('_')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    format!("{pascal}Function")
-}
-
 /// (a) A hook (`CONNECT_HOOK_TIMEOUT_MS`, `EVENT_HOOK_TIMEOUT_MS`: `HookTimeoutMs`) ends
 /// before the function that asks it, with room for the rest of the handler, so a hook that
 /// times out is answered (refused, or let in with `ConnectHookFailOpen`) instead of Lambda
@@ -155,7 +142,7 @@ fn posts_and_their_retries_end_before_the_functions_that_post() {
         .filter(|path| {
             std::fs::read_to_string(path).is_ok_and(|text| text.contains("post_with_retries("))
         })
-        .map(|path| function_of_module(path.file_stem().unwrap().to_str().unwrap()))
+        .map(|path| logical_function_id(path.file_stem().unwrap().to_str().unwrap()))
         .collect();
     retrying.sort();
     assert_eq!(retrying, ["DeliverFunction", "NotifyConnectionFunction"]);

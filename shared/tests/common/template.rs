@@ -111,3 +111,19 @@ pub fn actions(statement: &Value) -> Vec<&str> {
         _ => Vec::new(),
     }
 }
+
+/// `{Name}Function` for a function (`notify-user`) or its handler module (`notify_user`):
+/// `NotifyUserFunction`.
+pub fn logical_function_id(name: &str) -> String {
+    let pascal: String = name
+        .split(['-', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{pascal}Function")
+}
