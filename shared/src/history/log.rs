@@ -62,8 +62,8 @@ impl<'a> Recorder<'a> {
     /// queue message id) makes a redelivery reuse the first append's offset.
     ///
     /// `None` if the stream keeps no history, or if the stamped frame would
-    /// not fit API Gateway's 128 KB: such a message is delivered as before,
-    /// unstamped, and not kept.
+    /// not fit API Gateway's 128 KB: such a message is delivered unstamped
+    /// (its plain frame) and not kept.
     pub async fn append(
         &self,
         stream: &Stream,
