@@ -9,7 +9,7 @@
 //!   memberships, queue, gateway, sent log, history);
 //! - [`config`]: the one reader of the environment ([`config::Settings`], the
 //!   enqueue and posting policies, the token secret, negotiate's settings);
-//! - logic: [`services`], [`enqueue`], [`fanout`], [`groups::membership`], [`history`],
+//! - logic: [`services`], [`enqueue`], [`fanout`], [`membership`], [`history`],
 //!   [`posting`], [`batch`], [`commands`], [`replies`], [`limits`], and [`handlers`] (one
 //!   module per route or queue);
 //! - [`metrics`]: counters per invocation, written as CloudWatch EMF lines;
@@ -38,6 +38,7 @@ pub mod history;
 pub mod lazy;
 pub mod limits;
 pub mod logs;
+pub mod membership;
 pub mod metrics;
 pub mod pacing;
 pub mod ports;

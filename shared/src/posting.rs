@@ -26,7 +26,7 @@ use crate::clock::{now_millis, now_seconds};
 use crate::config::PostingPolicy;
 use crate::connection::is_opening;
 use crate::fanout::FanoutError;
-use crate::groups::membership::forget;
+use crate::membership::forget;
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionStore, Gateway, GatewayError, MessageQueue, SentLog, StoreError};
 use crate::retry::{AdaptiveLimit, Deadline, RETRY_BACKOFF, RETRY_BACKOFF_MAX, backoff};

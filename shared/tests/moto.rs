@@ -898,7 +898,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
     use switchboard::adapters::memory::MemoryQueue;
     use switchboard::aws::RequestCounter;
     use switchboard::config::Settings;
-    use switchboard::groups::membership::{forget, join_group, leave_group_in_order};
+    use switchboard::membership::{forget, join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
     use switchboard::services::Services;
 

@@ -405,7 +405,7 @@ async fn a_handshake_over_the_users_connection_cap_is_refused_with_nothing_writt
 async fn disconnect_deletes_memberships_in_batches_and_keeps_presence_exact() {
     use switchboard::commands::{CommandError, execute};
     use switchboard::config::Settings;
-    use switchboard::groups::membership::{join_group, leave_group_in_order};
+    use switchboard::membership::{join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
     use switchboard::protocol::Command;
 
