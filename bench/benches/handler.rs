@@ -11,14 +11,17 @@ use switchboard::adapters::memory::{
     MemoryGateway, MemoryHistory, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
 };
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use switchboard::config::{EnqueuePolicy, HistorySettings, PostingPolicy, Settings};
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::handle_notify_user_recorded;
+use switchboard::history::HistorySettings;
 use switchboard::history::Recorder;
 use switchboard::metrics::{Invocation, MetricsSink, measure};
 use switchboard::posting::Posting;
+use switchboard::posting::PostingPolicy;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 /// What the Lambda mains do at the end of an invocation (`metrics::Emf`),
 /// up to the write: the EMF lines are built, then dropped instead of written

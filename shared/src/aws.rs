@@ -28,14 +28,16 @@ use crate::adapters::management_api::{self, ManagementApi};
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::{SecretError, TokenKeys};
-use crate::config::{
-    self, ConfigError, EnqueuePolicy, PostingPolicy, Settings, TokenKeySetting, TokenKeySource,
-    UpstreamSettings, WebhookSecretSetting,
-};
+use crate::auth::{TokenKeySetting, TokenKeySource};
+use crate::config::{self, ConfigError};
+use crate::enqueue::EnqueuePolicy;
 use crate::handlers::upstream::WebhookSender;
 use crate::lazy::Lazy;
+use crate::posting::PostingPolicy;
 use crate::services::Services;
+use crate::services::Settings;
 use crate::upstream::{Upstream, WebhookSecret};
+use crate::upstream::{UpstreamSettings, WebhookSecretSetting};
 
 /// The SDK's HTTPS client: hyper 1 and rustls, as the SDK's `default-https-client`
 /// builds it, but with ring instead of aws-lc-rs for crypto (smaller bootstraps, no
@@ -494,7 +496,7 @@ impl Wiring {
     pub async fn services_with_history(&self) -> Result<Services, ConfigError> {
         let mut services = self.services().await?;
         let mut settings = Settings::clone(&services.settings);
-        settings.history = crate::config::HistorySettings::from_env()?;
+        settings.history = crate::history::HistorySettings::from_env()?;
         services.settings = Arc::new(settings);
         services.history = self
             .history()

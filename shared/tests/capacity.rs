@@ -36,7 +36,7 @@ fn model() -> Model {
     Model {
         memory_mb: number_after(&template, "Globals:", "MemorySize:"),
         deliver_max_concurrency: number_after(&template, "  DeliverMaxConcurrency:", "Default:"),
-        post_concurrency: switchboard::config::PostingPolicy::default().concurrency as f64,
+        post_concurrency: switchboard::posting::PostingPolicy::default().concurrency as f64,
         post_rate: number_after(&template, "  PostRateLimit:", "Default:"),
         cpu_per_post_us: CPU_PER_POST_US,
         post_latency_ms: 10.0,

@@ -13,7 +13,8 @@ use switchboard::aws_lambda_events::apigw::{
 };
 use switchboard::aws_lambda_events::encodings::Body;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{EnqueuePolicy, NegotiateSettings};
+use switchboard::config::NegotiateSettings;
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::http_api::handle_http;
 use switchboard::handlers::{
     actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,

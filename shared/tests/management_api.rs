@@ -162,7 +162,7 @@ async fn gateway(server: &FakeApiGateway, attempts: u32) -> ManagementApi {
     ManagementApi::new(switchboard::aws::management_api(
         &sdk,
         &server.endpoint,
-        &switchboard::config::PostingPolicy {
+        &switchboard::posting::PostingPolicy {
             post_timeout: Duration::from_millis(300),
             post_attempts: attempts,
             ..Default::default()
@@ -330,7 +330,7 @@ async fn credentials_are_cached_until_they_near_expiry() {
         let api = ManagementApi::new(switchboard::aws::management_api(
             &sdk,
             &server.endpoint,
-            &switchboard::config::PostingPolicy::default(),
+            &switchboard::posting::PostingPolicy::default(),
         ));
         for _ in 0..3 {
             api.post_to_connection("ok", b"x").await.unwrap();

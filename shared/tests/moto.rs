@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchboard::adapters::dynamodb::DynamoStore;
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
-use switchboard::config::EnqueuePolicy;
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::handle_notify_user;
 
@@ -723,10 +723,10 @@ async fn request_counts_per_delivered_message_by_target() {
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::aws::RequestCounter;
     use switchboard::commands::run_command;
-    use switchboard::config::Settings;
     use switchboard::handlers::deliver::deliver;
     use switchboard::ports::Membership;
     use switchboard::services::Services;
+    use switchboard::services::Settings;
 
     const N: usize = 250;
     let sdk = common::test_sdk_config(Some(&endpoint())).await;
@@ -897,10 +897,10 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::adapters::memory::MemoryQueue;
     use switchboard::aws::RequestCounter;
-    use switchboard::config::Settings;
     use switchboard::membership::{forget, join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
     use switchboard::services::Services;
+    use switchboard::services::Settings;
 
     let sdk = common::test_sdk_config(Some(&endpoint())).await;
     let counter = RequestCounter::default();
@@ -1188,7 +1188,7 @@ async fn token_keys_fail_closed_with_exact_errors() {
 async fn the_lazy_key_source_reads_once_per_container() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use switchboard::config::TokenKeySource;
+    use switchboard::auth::TokenKeySource;
     let store = secrets_manager().await;
     let arn = secret(&store, ROTATING).await;
     let reads = Arc::new(AtomicUsize::new(0));
@@ -1443,7 +1443,7 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 async fn history_request_counts_per_message_and_per_recovery() {
     use switchboard::adapters::dynamodb::DynamoHistory;
     use switchboard::aws::RequestCounter;
-    use switchboard::config::HistorySettings;
+    use switchboard::history::HistorySettings;
     use switchboard::history::recovery::recover;
     use switchboard::history::{Recorder, Stream};
     let sdk = common::test_sdk_config(Some(&endpoint())).await;

@@ -341,7 +341,7 @@ fn the_walk_through_reads_outputs_the_template_has() {
 fn every_client_limit_is_a_parameter_passed_to_the_functions() {
     let template = load_template();
     let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
-    let defaults = switchboard::config::Settings::default();
+    let defaults = switchboard::services::Settings::default();
     let limits = &defaults.limits;
     for (variable, parameter, default) in [
         ("PUBLISH_LIMIT", "PublishLimit", defaults.publish_limit),

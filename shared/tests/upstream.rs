@@ -11,13 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::MemoryQueue;
-use switchboard::config::{DeliveryPolicy, Hook};
 use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
 use switchboard::ports::{ConnectionStore, QueueError};
 use switchboard::services::Services;
+use switchboard::upstream::Hook;
+use switchboard::upstream::delivery::DeliveryPolicy;
 use switchboard::upstream::{
     CloudEvent, HttpAnswer, HttpPoster, PostError, Upstream, WebhookSecret, events,
 };

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::PostingPolicy;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::metrics::{self, Emf};
 use switchboard::posting::Posting;
+use switchboard::posting::PostingPolicy;
 use switchboard::retry;
 
 #[tokio::main]

@@ -3,8 +3,9 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{EnqueuePolicy, HistorySettings};
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_user::handle_notify_user_recorded;
+use switchboard::history::HistorySettings;
 use switchboard::history::Recorder;
 use switchboard::metrics::{self, Emf};
 

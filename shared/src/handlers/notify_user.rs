@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use serde_json::value::RawValue;
 
 use crate::batch::{BatchReport, process_batch, receive_count};
-use crate::config::EnqueuePolicy;
+use crate::enqueue::EnqueuePolicy;
 use crate::enqueue::enqueue_all;
 use crate::fanout::{FanoutError, pages};
 use crate::history::{Recorder, Stream};

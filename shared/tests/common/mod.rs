@@ -135,9 +135,9 @@ pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 use std::sync::Arc;
 
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
-use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 /// In-memory ports wired into [`Services`], kept at hand for assertions.
 pub struct Harness {
