@@ -104,12 +104,21 @@ pub fn token_key_setting() -> Result<TokenKeySetting, SecretError> {
     }
 }
 
-/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`, unless unset:
-/// the standard endpoint overrides (moto, LocalStack).
-pub fn secrets_manager_endpoint_override() -> Option<String> {
-    ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"]
+/// `service_variable` (`AWS_ENDPOINT_URL_<SERVICE>`), else `AWS_ENDPOINT_URL`,
+/// unless unset: the standard endpoint overrides (moto, LocalStack), for the
+/// clients that sign their own requests (Secrets Manager, EventBridge).
+pub fn endpoint_override(service_variable: &'static str) -> Option<String> {
+    [service_variable, "AWS_ENDPOINT_URL"]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`, unless unset.
+pub fn region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .map(|region| region.trim().to_owned())
 }
 
 impl TokenPolicy {

@@ -35,6 +35,7 @@ pub mod fanout;
 pub mod groups;
 pub mod handlers;
 pub mod history;
+pub mod lambda;
 pub mod lazy;
 pub mod limits;
 pub mod logs;
@@ -53,6 +54,7 @@ pub mod sync;
 pub mod upstream;
 pub mod validate;
 pub mod webhook;
+pub mod wiring;
 
 /// Re-exported so callers build events with the same types the handlers take.
 pub use aws_lambda_events;

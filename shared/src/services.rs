@@ -1,5 +1,5 @@
 //! [`Services`]: the ports and settings the handlers run on, wired once per
-//! function (by `aws::Wiring` on AWS, by the local stack, by the tests).
+//! function (by `wiring::Wiring` on AWS, by the local stack, by the tests).
 
 use std::sync::Arc;
 
@@ -30,6 +30,58 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// Where upstream events go and the synchronous hooks (default: nowhere, none).
     pub upstream: Arc<Upstream>,
+}
+
+impl Services {
+    /// The services on these ports with `settings`: no sent log (idempotency
+    /// off), no history and no upstream sinks, until [`Services::with_sent_log`],
+    /// [`Services::with_history`] and [`Services::with_upstream`] add them. The
+    /// one constructor of the functions' wiring, the local stack and the tests.
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        memberships: Arc<dyn MembershipStore>,
+        gateway: Arc<dyn Gateway>,
+        deliveries: Arc<dyn MessageQueue>,
+        settings: Settings,
+    ) -> Self {
+        Services {
+            store,
+            memberships,
+            gateway,
+            deliveries,
+            sent_log: None,
+            history: None,
+            settings: Arc::new(settings),
+            upstream: Default::default(),
+        }
+    }
+
+    /// Where posted message ids are remembered.
+    pub fn with_sent_log(self, sent_log: Arc<dyn SentLog>) -> Self {
+        Services {
+            sent_log: Some(sent_log),
+            ..self
+        }
+    }
+
+    /// Streams keep their history in `history`, as `settings` says.
+    pub fn with_history(self, history: Arc<dyn History>, settings: HistorySettings) -> Self {
+        Services {
+            history: Some(history),
+            ..self.with_history_settings(settings)
+        }
+    }
+
+    /// `settings` for history, without a history store (none is kept).
+    pub fn with_history_settings(mut self, settings: HistorySettings) -> Self {
+        Arc::make_mut(&mut self.settings).history = settings;
+        self
+    }
+
+    /// Upstream events go to `upstream`'s sinks, and its hooks are asked.
+    pub fn with_upstream(self, upstream: Arc<Upstream>) -> Self {
+        Services { upstream, ..self }
+    }
 }
 
 /// Tuning and policy shared by the handlers.

@@ -720,8 +720,8 @@ async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
 async fn request_counts_per_delivered_message_by_target() {
     use std::sync::Arc;
 
+    use common::RequestCounter;
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
-    use switchboard::aws::RequestCounter;
     use switchboard::commands::run_command;
     use switchboard::handlers::deliver::deliver;
     use switchboard::ports::Membership;
@@ -894,9 +894,9 @@ async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
 async fn disconnect_deletes_memberships_in_batches_of_25() {
     use std::sync::Arc;
 
+    use common::RequestCounter;
     use switchboard::adapters::dynamodb::{DynamoMemberships, create_memberships_table};
     use switchboard::adapters::memory::MemoryQueue;
-    use switchboard::aws::RequestCounter;
     use switchboard::membership::{forget, join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
     use switchboard::services::Services;
@@ -1441,8 +1441,8 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn history_request_counts_per_message_and_per_recovery() {
+    use common::RequestCounter;
     use switchboard::adapters::dynamodb::DynamoHistory;
-    use switchboard::aws::RequestCounter;
     use switchboard::history::HistorySettings;
     use switchboard::history::recovery::recover;
     use switchboard::history::{Recorder, Stream};
@@ -1536,7 +1536,7 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
         .cloned()
         .unwrap();
     let bus_name = unique("upstream");
-    let bus = switchboard::aws::Wiring::new(sdk.clone())
+    let bus = switchboard::wiring::Wiring::new(sdk.clone())
         .event_bridge(&bus_name, Some(&endpoint()))
         .unwrap();
     // Set-up calls through the same signed JSON client the adapter uses.
@@ -1616,7 +1616,7 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
     assert_eq!(received[1]["detail"]["data"]["event"], "chat");
 
     // A bus that does not exist: the producer's route goes on, the loss is counted.
-    let missing = switchboard::aws::Wiring::new(sdk)
+    let missing = switchboard::wiring::Wiring::new(sdk)
         .event_bridge("no-such-bus", Some(&endpoint()))
         .unwrap();
     let mut upstream = Upstream::default();

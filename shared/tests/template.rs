@@ -649,7 +649,7 @@ fn switchboard_metric_uses(template: &Value) -> Vec<MetricUse> {
     uses
 }
 
-/// The `Function` dimension values the mains measure under (`measure(&Emf, "deliver", …)`).
+/// The `Function` dimension values the mains measure under (`lambda::run("deliver", …)`).
 fn measured_functions() -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(repository_file("functions")).unwrap() {
@@ -658,7 +658,7 @@ fn measured_functions() -> Vec<String> {
             .unwrap_or_default()
             .split_whitespace()
             .collect();
-        for part in text.split("measure(&Emf,\"").skip(1) {
+        for part in text.split("lambda::run(\"").skip(1) {
             names.push(part.split('"').next().unwrap().to_owned());
         }
     }

@@ -453,7 +453,7 @@ async fn aws_requests_per_event_by_sink() {
 #[tokio::test]
 async fn the_producers_gateway_refuses_to_post() {
     use switchboard::ports::{Gateway, GatewayError};
-    let gateway = switchboard::aws::NoGateway;
+    let gateway = switchboard::adapters::no_gateway::NoGateway;
     assert_eq!(
         gateway.post_to_connection("c1", b"x").await,
         Err(GatewayError::Forbidden(

@@ -3,19 +3,16 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::metrics::{self, Emf};
-use switchboard::posting::Posting;
-use switchboard::posting::PostingPolicy;
-use switchboard::retry;
+use switchboard::lambda::{self, Error};
+use switchboard::posting::{Posting, PostingPolicy};
+use switchboard::wiring::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let wiring = aws::Wiring::load().await;
+    let wiring = Wiring::load().await;
     let store = wiring.store()?;
     let policy = PostingPolicy::from_env()?;
     let gateway = wiring.gateway(&policy).await?;
@@ -26,12 +23,8 @@ async fn main() -> Result<(), Error> {
         .with_sent_log(Arc::new(store.clone()))
         .with_queue(Arc::new(queue));
     let (store, gateway, posting) = (&store, &gateway, &posting);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        // Retries inside the invocation stop in time for the function's deadline.
-        let deadline = retry::deadline_from_epoch_millis(event.context.deadline);
-        let handled = handle_notify_connection(store, gateway, posting, event.payload);
-        let handled = retry::with_deadline(deadline, handled);
-        Ok::<_, Error>(metrics::measure(&Emf, "notify-connection", handled).await)
-    }))
+    lambda::run("notify-connection", move |event: SqsEvent| {
+        handle_notify_connection(store, gateway, posting, event)
+    })
     .await
 }

@@ -1,18 +1,16 @@
 //! notify-user Lambda (SQS): wiring only; the logic is `switchboard::handlers::notify_user`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_user::handle_notify_user_recorded;
-use switchboard::history::HistorySettings;
-use switchboard::history::Recorder;
-use switchboard::metrics::{self, Emf};
+use switchboard::history::{HistorySettings, Recorder};
+use switchboard::lambda::{self, Error};
+use switchboard::wiring::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let wiring = aws::Wiring::load().await;
+    let wiring = Wiring::load().await;
     let store = wiring.store()?;
     let queue = wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?;
     let policy = EnqueuePolicy::from_env()?;
@@ -20,18 +18,11 @@ async fn main() -> Result<(), Error> {
     let history = wiring.history();
     let settings = HistorySettings::from_env()?;
     let (store, queue, policy, history, settings) = (&store, &queue, &policy, &history, &settings);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+    lambda::run("notify-user", move |event: SqsEvent| {
         let recorder = history
             .as_ref()
             .map(|history| Recorder { history, settings });
-        Ok::<_, Error>(
-            metrics::measure(
-                &Emf,
-                "notify-user",
-                handle_notify_user_recorded(store, queue, policy, recorder, event.payload),
-            )
-            .await,
-        )
-    }))
+        handle_notify_user_recorded(store, queue, policy, recorder, event)
+    })
     .await
 }
