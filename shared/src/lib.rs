@@ -18,14 +18,13 @@
 //! - [`webhook`]: the signature on every request to the application, and
 //!   [`webhook::verify`] for Rust receivers; [`upstream`]: upstream events,
 //!   their sinks and the synchronous hooks;
-//! - [`aws`]: SDK clients and the one wiring builder every function uses;
-//! - [`capacity`]: the capacity table of docs/server-api.md, computed from the fan-out's constants.
+//! - [`aws`]: SDK clients and connectors; [`wiring`]: the one wiring builder every function
+//!   uses; [`lambda`]: the skeleton every function's main shares.
 
 pub mod adapters;
 pub mod auth;
 pub mod aws;
 pub mod batch;
-pub mod capacity;
 pub mod clock;
 pub mod commands;
 pub mod config;
