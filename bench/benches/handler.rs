@@ -11,13 +11,13 @@ use switchboard::adapters::memory::{
     MemoryGateway, MemoryHistory, MemoryMemberships, MemoryQueue, MemorySentLog, MemoryStore,
 };
 use switchboard::aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use switchboard::config::Settings;
 use switchboard::handlers::deliver::handle_deliveries;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::metrics::{Invocation, MetricsSink, measure};
 use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 /// What the Lambda mains do at the end of an invocation (`metrics::Emf`),
 /// up to the write: the EMF lines are built, then dropped instead of written

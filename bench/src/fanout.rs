@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
-use switchboard::config::Limits;
 use switchboard::rate::Rate;
+use switchboard::services::Limits;
 use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};

@@ -36,8 +36,8 @@ use aws_smithy_types::byte_stream::ByteStream;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use switchboard::config::PostingPolicy;
 use switchboard::ports::Gateway;
+use switchboard::posting::PostingPolicy;
 
 /// One case's figures.
 #[derive(Debug, Clone)]

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::auth::{claims_for, mint};
-use switchboard::config::{HistorySettings, Limits};
+use switchboard::history::HistorySettings;
 use switchboard::rate::Rate;
+use switchboard::services::Limits;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard::config::PostingPolicy;
+use switchboard::posting::PostingPolicy;
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, PostLatency};
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode, RunningStack};

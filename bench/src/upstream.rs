@@ -28,7 +28,7 @@ async fn stack(upstream: UpstreamConfig) -> Result<RunningStack, String> {
         addr: "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
         token_secret: Some("bench-token-secret-bench-token-secret!".into()),
         upstream,
-        limits: switchboard::config::Limits {
+        limits: switchboard::services::Limits {
             max_connections_per_user: 1_000_000,
             user_actions: switchboard::rate::Rate::new(1_000_000, Duration::from_secs(1)),
             ..Default::default()

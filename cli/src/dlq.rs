@@ -1,14 +1,19 @@
-//! Dead letters beyond [`crate::list`] and [`crate::redrive`]: SQS message
-//! move tasks on AWS (with the receive-and-send copy as the fallback where the
-//! API is not supported, as on moto), each message's last error from the
-//! owning function's logs, and the local stack's dead letters.
+//! Dead letters, all of them: the five dead-letter queues and their depths,
+//! listing their messages ([`list`]) and moving them back ([`redrive`]), SQS
+//! message move tasks on AWS (with the receive-and-send copy as the fallback
+//! where the API is not supported, as on moto), each message's last error
+//! from the owning function's logs, the local stack's dead letters, and the
+//! `dlq list` and `dlq redrive` commands ([`list_command`], [`redrive_command`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 use serde_json::{Value, json};
 use switchboard::adapters::aws_json::{AwsJsonClient, default_endpoint};
 
@@ -342,6 +347,427 @@ pub async fn last_errors(
         );
     }
     Ok(errors)
+}
+
+/// The dead-letter queues by CLI name and the stack output holding each URL.
+pub const DEAD_LETTER_QUEUES: [(&str, &str); 5] = [
+    ("notify-user", "NotifyUserDeadLetterQueueUrl"),
+    ("notify-connection", "NotifyConnectionDeadLetterQueueUrl"),
+    ("commands", "CommandsDeadLetterQueueUrl"),
+    ("deliveries", "DeliveriesDeadLetterQueueUrl"),
+    ("upstream", "UpstreamDeadLetterQueueUrl"),
+];
+
+/// Where a dead-letter command runs: the local stack, or a deployed stack
+/// with the SDK configuration that reads it.
+pub enum Place<'a> {
+    Local(&'a Api),
+    Aws(Stack, &'a SdkConfig),
+}
+
+/// A command's answer: the `--json` document, the text, the exit code.
+pub type Done = (Value, String, u8);
+
+impl Stack {
+    /// The dead-letter queues `queue` names (all five when `None`), as (name, URL).
+    pub fn select(&self, queue: Option<&str>) -> Result<Vec<(String, String)>, CliError> {
+        if let Some(queue) = queue
+            && !DEAD_LETTER_QUEUES.iter().any(|(name, _)| *name == queue)
+        {
+            return Err(CliError::UnknownQueue(queue.to_owned()));
+        }
+        DEAD_LETTER_QUEUES
+            .iter()
+            .filter(|(name, _)| queue.is_none_or(|q| q == *name))
+            .map(|(name, output)| {
+                let url = self.outputs.get(*output).ok_or(CliError::NoOutput {
+                    stack: self.name.clone(),
+                    output,
+                })?;
+                Ok(((*name).to_owned(), url.clone()))
+            })
+            .collect()
+    }
+
+    /// Every dead-letter queue with its depth.
+    pub async fn dead_letter_queues(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Result<Vec<DeadLetterQueue>, CliError> {
+        let mut queues = Vec::new();
+        for (name, url) in self.select(None)? {
+            let answer = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .map_err(|e| CliError::queue(&name, DisplayErrorContext(e)))?;
+            let count = |attribute| {
+                answer
+                    .attributes()
+                    .and_then(|a| a.get(&attribute))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            queues.push(DeadLetterQueue {
+                messages: count(QueueAttributeName::ApproximateNumberOfMessages),
+                in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+                name,
+                url,
+            });
+        }
+        Ok(queues)
+    }
+}
+
+/// A dead-letter queue and its depth (SQS's approximate counts).
+#[derive(Debug, Clone)]
+pub struct DeadLetterQueue {
+    pub name: String,
+    pub url: String,
+    pub messages: i64,
+    pub in_flight: i64,
+}
+
+impl DeadLetterQueue {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "url": self.url,
+            "messages": self.messages,
+            "inFlight": self.in_flight,
+        })
+    }
+}
+
+/// Up to `max` messages of the queue at `url`, left in it: each is received
+/// with a zero visibility timeout, so it stays visible. SQS keeps no error with
+/// a message; the failing function logged its message id with the error.
+pub async fn list(sqs: &aws_sdk_sqs::Client, url: &str, max: u32) -> Result<Vec<Value>, CliError> {
+    let mut seen: BTreeMap<String, Value> = BTreeMap::new();
+    // Bounded: a zero visibility timeout can hand out the same message again, so
+    // at most `max` receives of 10, stopping at the first that brings nothing new.
+    for _ in 0..max.div_ceil(10).max(1) * 2 {
+        let answer = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| CliError::queue(url, DisplayErrorContext(e)))?;
+        let before = seen.len();
+        for message in answer.messages() {
+            let Some(id) = message.message_id() else {
+                continue;
+            };
+            let attribute = |name| {
+                message
+                    .attributes()
+                    .and_then(|a| a.get(&name))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            seen.entry(id.to_owned()).or_insert_with(|| {
+                json!({
+                    "messageId": id,
+                    "receiveCount": attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .parse::<u64>().unwrap_or(0),
+                    "sentTimestamp": attribute(MessageSystemAttributeName::SentTimestamp)
+                        .parse::<u64>().unwrap_or(0),
+                    "body": message.body().unwrap_or_default(),
+                })
+            });
+        }
+        if seen.len() == before || seen.len() >= max as usize {
+            break;
+        }
+    }
+    Ok(seen.into_values().take(max as usize).collect())
+}
+
+/// What [`redrive`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    pub moved: usize,
+    pub source: String,
+}
+
+/// Moves up to `max` messages from the dead-letter queue at `url` back to its
+/// source queue (the one queue whose redrive policy names it): receive ten,
+/// send them to the source, delete exactly the ones sent. A message the source
+/// refused stays in the dead-letter queue and ends the run with its error.
+pub async fn redrive(sqs: &aws_sdk_sqs::Client, url: &str, max: u32) -> Result<Redriven, CliError> {
+    let sources = sqs
+        .list_dead_letter_source_queues()
+        .queue_url(url)
+        .send()
+        .await
+        .map_err(|e| CliError::queue(url, DisplayErrorContext(e)))?;
+    let source = match sources.queue_urls() {
+        [one] => one.clone(),
+        [] => return Err(CliError::queue(url, "no queue sends its failures here")),
+        more => {
+            return Err(CliError::queue(
+                url,
+                format!(
+                    "{} queues send their failures here; redrive by hand",
+                    more.len()
+                ),
+            ));
+        }
+    };
+    let mut moved = 0usize;
+    // Bounded by `max` messages and by `max / 10 + 1` receives.
+    for _ in 0..=(max / 10) {
+        if moved >= max as usize {
+            break;
+        }
+        let want = (max as usize - moved).min(10) as i32;
+        let answer = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(want)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .map_err(|e| CliError::queue(url, DisplayErrorContext(e)))?;
+        let messages = answer.messages();
+        if messages.is_empty() {
+            break;
+        }
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(m.body().unwrap_or_default())
+                    .build()
+                    .map_err(|e| CliError::queue(&source, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(&source)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| CliError::queue(&source, DisplayErrorContext(e)))?;
+        let deletes = sent
+            .successful()
+            .iter()
+            .filter_map(|ok| {
+                let index: usize = ok.id().parse().ok()?;
+                let handle = messages.get(index)?.receipt_handle()?;
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(ok.id())
+                    .receipt_handle(handle)
+                    .build()
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        if !deletes.is_empty() {
+            let count = deletes.len();
+            sqs.delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(|e| CliError::queue(url, DisplayErrorContext(e)))?;
+            moved += count;
+        }
+        if let Some(failed) = sent.failed().first() {
+            return Err(CliError::queue(
+                &source,
+                format!(
+                    "refused a message ({}: {}) after {moved} moved; it stays in the dead-letter queue",
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(Redriven { moved, source })
+}
+
+/// The queue names `queue` selects (all five when `None`).
+pub fn queue_names(queue: Option<&str>) -> Result<Vec<&'static str>, CliError> {
+    let names: Vec<&'static str> = DEAD_LETTER_QUEUES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| queue.is_none_or(|q| q == *name))
+        .collect();
+    match (queue, names.is_empty()) {
+        (Some(q), true) => Err(CliError::UnknownQueue(q.to_owned())),
+        _ => Ok(names),
+    }
+}
+
+/// `dlq list`: each selected queue's dead letters (and, with `errors`, each one's last error), as JSON, text and exit code.
+pub async fn list_command(
+    place: Place<'_>,
+    queue: Option<&str>,
+    max: u32,
+    errors: bool,
+) -> Result<Done, CliError> {
+    let mut text = String::new();
+    let mut listed = Vec::new();
+    match place {
+        Place::Local(api) => {
+            for name in queue_names(queue)? {
+                let mut letters = match local_list(api, name).await {
+                    // A local stack without --webhook has no Upstream queue.
+                    Err(CliError::NotFound(_)) if queue.is_none() && name == "upstream" => {
+                        continue;
+                    }
+                    answer => answer?,
+                };
+                letters.truncate(max as usize);
+                text.push_str(&format!("{name}: {} messages\n", letters.len()));
+                for m in &letters {
+                    text.push_str(&format!(
+                        "  {} receives={} dead={} error={} {}\n",
+                        m["messageId"].as_str().unwrap_or(""),
+                        m["receiveCount"],
+                        m["deadAt"].as_str().unwrap_or(""),
+                        m["lastError"].as_str().unwrap_or(UNKNOWN_ERROR),
+                        m["body"].as_str().unwrap_or("")
+                    ));
+                }
+                listed.push(json!({ "queue": name, "messages": letters }));
+            }
+        }
+        Place::Aws(stack, sdk) => {
+            let sqs = switchboard::aws::sqs(sdk);
+            let logs = if errors {
+                Some(logs_client(sdk)?)
+            } else {
+                None
+            };
+            for (name, url) in stack.select(queue)? {
+                let mut messages = list(&sqs, &url, max).await?;
+                if let Some(logs) = &logs
+                    && !messages.is_empty()
+                {
+                    let group = log_group(sdk, &stack, &name).await?;
+                    let ids: Vec<String> = messages
+                        .iter()
+                        .filter_map(|m| m["messageId"].as_str().map(str::to_owned))
+                        .collect();
+                    let found = last_errors(logs, &group, &ids).await?;
+                    for m in &mut messages {
+                        let id = m["messageId"].as_str().unwrap_or_default().to_owned();
+                        m["lastError"] =
+                            json!(found.get(&id).map_or(UNKNOWN_ERROR, String::as_str));
+                    }
+                }
+                text.push_str(&format!("{name}: {} messages\n", messages.len()));
+                for m in &messages {
+                    let error = m["lastError"]
+                        .as_str()
+                        .map(|e| format!(" error={e}"))
+                        .unwrap_or_default();
+                    text.push_str(&format!(
+                        "  {} receives={} sent={}{error} {}\n",
+                        m["messageId"].as_str().unwrap_or(""),
+                        m["receiveCount"],
+                        m["sentTimestamp"],
+                        m["body"].as_str().unwrap_or("")
+                    ));
+                }
+                listed.push(json!({ "queue": name, "messages": messages }));
+            }
+        }
+    }
+    Ok((json!({ "queues": listed }), text, 0))
+}
+
+/// `dlq redrive`: the queue's dead letters moved back to their source (a move task where SQS has them, else received and sent), as JSON, text and exit code.
+pub async fn redrive_command(
+    place: Place<'_>,
+    queue: &str,
+    max: Option<u32>,
+    copy: bool,
+    wait: bool,
+    timeout: u64,
+) -> Result<Done, CliError> {
+    let name = queue_names(Some(queue))?[0];
+    match place {
+        Place::Local(api) => {
+            let moved = local_redrive(api, name, max.unwrap_or(10_000)).await?;
+            let text = format!("{name}: moved {moved} messages back\n");
+            Ok((
+                json!({ "queue": name, "moved": moved, "method": "local" }),
+                text,
+                0,
+            ))
+        }
+        Place::Aws(stack, sdk) => {
+            let sqs = switchboard::aws::sqs(sdk);
+            let (_, url) = stack
+                .select(Some(name))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| CliError::UnknownQueue(name.to_owned()))?;
+            let mut fallback = None;
+            if !copy && max.is_none() {
+                match start_move_task(&sqs, &url).await? {
+                    Ok((arn, handle)) => {
+                        let task = if wait {
+                            wait_for_move_task(
+                                &sqs,
+                                &arn,
+                                &handle,
+                                Duration::from_secs(2),
+                                Duration::from_secs(timeout),
+                            )
+                            .await?
+                        } else {
+                            move_task(&sqs, &arn, &handle).await?
+                        };
+                        let text = format!(
+                            "{name}: move task {} {} ({} of {} moved){}\n",
+                            task.handle,
+                            task.status,
+                            task.moved,
+                            task.to_move,
+                            task.failure
+                                .as_deref()
+                                .map(|f| format!(": {f}"))
+                                .unwrap_or_default()
+                        );
+                        let failed = task.status == "FAILED";
+                        let mut document = task.to_json();
+                        document["queue"] = json!(name);
+                        document["method"] = json!("move-task");
+                        return Ok((document, text, u8::from(failed)));
+                    }
+                    Err(why) => fallback = Some(why),
+                }
+            }
+            let outcome = redrive(&sqs, &url, max.unwrap_or(10_000)).await?;
+            let note = fallback
+                .as_deref()
+                .map(|why| format!(" ({why}: copied by receive and send)"))
+                .unwrap_or_default();
+            let text = format!(
+                "{name}: moved {} messages back to {}{note}\n",
+                outcome.moved, outcome.source
+            );
+            let document = json!({
+                "queue": name,
+                "moved": outcome.moved,
+                "source": outcome.source,
+                "method": "copy",
+                "moveTaskUnsupported": fallback,
+            });
+            Ok((document, text, 0))
+        }
+    }
 }
 
 #[cfg(test)]

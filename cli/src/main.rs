@@ -23,15 +23,14 @@
 //! setting that fails.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-use switchboard_cli::dlq::{self, UNKNOWN_ERROR};
+use switchboard_cli::dlq::{self, DeadLetterQueue};
 use switchboard_cli::doctor;
 use switchboard_cli::http::{Answer, Api, DEFAULT_LOCAL_URL};
 use switchboard_cli::ops::{self, Negotiate, Subject, Target};
-use switchboard_cli::{CliError, DEAD_LETTER_QUEUES, DeadLetterQueue, Stack, list, redrive};
+use switchboard_cli::{CliError, Stack};
 
 #[derive(Parser)]
 #[command(version, about = "Operate a Switchboard stack, deployed or local")]
@@ -226,7 +225,7 @@ enum Dlq {
 }
 
 /// A command's result: the JSON document, the text, the exit code.
-type Done = (Value, String, u8);
+use switchboard_cli::dlq::Done;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -260,6 +259,17 @@ enum Place {
 }
 
 impl Place {
+    /// Where a dead-letter command runs: the local stack, or the deployed stack.
+    async fn dead_letters(&self) -> Result<dlq::Place<'_>, CliError> {
+        Ok(match self {
+            Place::Local(api) => dlq::Place::Local(api),
+            Place::Aws { .. } => {
+                let (stack, sdk) = self.stack().await?;
+                dlq::Place::Aws(stack, sdk)
+            }
+        })
+    }
+
     async fn stack(&self) -> Result<(Stack, &aws_config::SdkConfig), CliError> {
         match self {
             Place::Local(_) => Err(CliError::Usage(
@@ -305,7 +315,7 @@ async fn run(cli: &Cli) -> Result<Done, CliError> {
         Command::Doctor => doctor(&place).await,
         Command::Dlq {
             command: Dlq::List { queue, max, errors },
-        } => dlq_list(&place, queue.as_deref(), *max, *errors).await,
+        } => dlq::list_command(place.dead_letters().await?, queue.as_deref(), *max, *errors).await,
         Command::Dlq {
             command:
                 Dlq::Redrive {
@@ -315,7 +325,12 @@ async fn run(cli: &Cli) -> Result<Done, CliError> {
                     wait,
                     timeout,
                 },
-        } => dlq_redrive(&place, queue, *max, *copy, *wait, *timeout).await,
+        } => {
+            // An unknown queue is the answer before any stack is read.
+            dlq::queue_names(Some(queue))?;
+            let place = place.dead_letters().await?;
+            dlq::redrive_command(place, queue, *max, *copy, *wait, *timeout).await
+        }
         Command::Send {
             target,
             exclude,
@@ -507,180 +522,4 @@ async fn doctor(place: &Place) -> Result<Done, CliError> {
         doctor::text(&readings, &findings),
         doctor::exit_code(&findings),
     ))
-}
-
-/// The queue names `queue` selects (all five when `None`).
-fn queue_names(queue: Option<&str>) -> Result<Vec<&'static str>, CliError> {
-    let names: Vec<&'static str> = DEAD_LETTER_QUEUES
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| queue.is_none_or(|q| q == *name))
-        .collect();
-    match (queue, names.is_empty()) {
-        (Some(q), true) => Err(CliError::UnknownQueue(q.to_owned())),
-        _ => Ok(names),
-    }
-}
-
-async fn dlq_list(
-    place: &Place,
-    queue: Option<&str>,
-    max: u32,
-    errors: bool,
-) -> Result<Done, CliError> {
-    let mut text = String::new();
-    let mut listed = Vec::new();
-    match place {
-        Place::Local(api) => {
-            for name in queue_names(queue)? {
-                let mut letters = match dlq::local_list(api, name).await {
-                    // A local stack without --webhook has no Upstream queue.
-                    Err(CliError::NotFound(_)) if queue.is_none() && name == "upstream" => {
-                        continue;
-                    }
-                    answer => answer?,
-                };
-                letters.truncate(max as usize);
-                text.push_str(&format!("{name}: {} messages\n", letters.len()));
-                for m in &letters {
-                    text.push_str(&format!(
-                        "  {} receives={} dead={} error={} {}\n",
-                        m["messageId"].as_str().unwrap_or(""),
-                        m["receiveCount"],
-                        m["deadAt"].as_str().unwrap_or(""),
-                        m["lastError"].as_str().unwrap_or(UNKNOWN_ERROR),
-                        m["body"].as_str().unwrap_or("")
-                    ));
-                }
-                listed.push(json!({ "queue": name, "messages": letters }));
-            }
-        }
-        Place::Aws { .. } => {
-            let (stack, sdk) = place.stack().await?;
-            let sqs = switchboard::aws::sqs(sdk);
-            let logs = if errors {
-                Some(dlq::logs_client(sdk)?)
-            } else {
-                None
-            };
-            for (name, url) in stack.select(queue)? {
-                let mut messages = list(&sqs, &url, max).await?;
-                if let Some(logs) = &logs
-                    && !messages.is_empty()
-                {
-                    let group = dlq::log_group(sdk, &stack, &name).await?;
-                    let ids: Vec<String> = messages
-                        .iter()
-                        .filter_map(|m| m["messageId"].as_str().map(str::to_owned))
-                        .collect();
-                    let found = dlq::last_errors(logs, &group, &ids).await?;
-                    for m in &mut messages {
-                        let id = m["messageId"].as_str().unwrap_or_default().to_owned();
-                        m["lastError"] =
-                            json!(found.get(&id).map_or(UNKNOWN_ERROR, String::as_str));
-                    }
-                }
-                text.push_str(&format!("{name}: {} messages\n", messages.len()));
-                for m in &messages {
-                    let error = m["lastError"]
-                        .as_str()
-                        .map(|e| format!(" error={e}"))
-                        .unwrap_or_default();
-                    text.push_str(&format!(
-                        "  {} receives={} sent={}{error} {}\n",
-                        m["messageId"].as_str().unwrap_or(""),
-                        m["receiveCount"],
-                        m["sentTimestamp"],
-                        m["body"].as_str().unwrap_or("")
-                    ));
-                }
-                listed.push(json!({ "queue": name, "messages": messages }));
-            }
-        }
-    }
-    Ok((json!({ "queues": listed }), text, 0))
-}
-
-async fn dlq_redrive(
-    place: &Place,
-    queue: &str,
-    max: Option<u32>,
-    copy: bool,
-    wait: bool,
-    timeout: u64,
-) -> Result<Done, CliError> {
-    let name = queue_names(Some(queue))?[0];
-    match place {
-        Place::Local(api) => {
-            let moved = dlq::local_redrive(api, name, max.unwrap_or(10_000)).await?;
-            let text = format!("{name}: moved {moved} messages back\n");
-            Ok((
-                json!({ "queue": name, "moved": moved, "method": "local" }),
-                text,
-                0,
-            ))
-        }
-        Place::Aws { .. } => {
-            let (stack, sdk) = place.stack().await?;
-            let sqs = switchboard::aws::sqs(sdk);
-            let (_, url) = stack
-                .select(Some(name))?
-                .into_iter()
-                .next()
-                .ok_or_else(|| CliError::UnknownQueue(name.to_owned()))?;
-            let mut fallback = None;
-            if !copy && max.is_none() {
-                match dlq::start_move_task(&sqs, &url).await? {
-                    Ok((arn, handle)) => {
-                        let task = if wait {
-                            dlq::wait_for_move_task(
-                                &sqs,
-                                &arn,
-                                &handle,
-                                Duration::from_secs(2),
-                                Duration::from_secs(timeout),
-                            )
-                            .await?
-                        } else {
-                            dlq::move_task(&sqs, &arn, &handle).await?
-                        };
-                        let text = format!(
-                            "{name}: move task {} {} ({} of {} moved){}\n",
-                            task.handle,
-                            task.status,
-                            task.moved,
-                            task.to_move,
-                            task.failure
-                                .as_deref()
-                                .map(|f| format!(": {f}"))
-                                .unwrap_or_default()
-                        );
-                        let failed = task.status == "FAILED";
-                        let mut document = task.to_json();
-                        document["queue"] = json!(name);
-                        document["method"] = json!("move-task");
-                        return Ok((document, text, u8::from(failed)));
-                    }
-                    Err(why) => fallback = Some(why),
-                }
-            }
-            let outcome = redrive(&sqs, &url, max.unwrap_or(10_000)).await?;
-            let note = fallback
-                .as_deref()
-                .map(|why| format!(" ({why}: copied by receive and send)"))
-                .unwrap_or_default();
-            let text = format!(
-                "{name}: moved {} messages back to {}{note}\n",
-                outcome.moved, outcome.source
-            );
-            let document = json!({
-                "queue": name,
-                "moved": outcome.moved,
-                "source": outcome.source,
-                "method": "copy",
-                "moveTaskUnsupported": fallback,
-            });
-            Ok((document, text, 0))
-        }
-    }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
-use switchboard::config::{EnqueuePolicy, PostingPolicy};
-use switchboard::config::{HistorySettings, Limits, Settings};
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::groups::Grants;
+use switchboard::history::HistorySettings;
+use switchboard::posting::PostingPolicy;
+use switchboard::services::{Limits, Settings};
 
 /// API Gateway's limits and timeouts, as the local stack applies them.
 pub const MAX_MESSAGE_BYTES: usize = switchboard::protocol::MAX_MESSAGE_BYTES;
@@ -146,7 +148,7 @@ pub struct UpstreamConfig {
     /// `--event-bus`: events go to this EventBridge bus (at `--aws-endpoint`).
     pub event_bus: Option<String>,
     /// How the webhook sender posts (attempts, backoff, timeout).
-    pub delivery: switchboard::config::DeliveryPolicy,
+    pub delivery: switchboard::upstream::delivery::DeliveryPolicy,
 }
 
 impl UpstreamConfig {

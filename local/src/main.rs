@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
-use switchboard::config::{EnqueuePolicy, HistorySettings, Limits, PostingPolicy};
+use switchboard::enqueue::EnqueuePolicy;
+use switchboard::history::HistorySettings;
+use switchboard::posting::PostingPolicy;
 use switchboard::rate::Rate;
+use switchboard::services::Limits;
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE};
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::virtual_connections::VirtualSpread;
@@ -148,7 +151,7 @@ struct Serve {
     #[arg(long, default_value_t = 10, env = "MAX_CONNECTIONS_PER_USER")]
     max_connections_per_user: u32,
     /// The most groups one connection may be in at once.
-    #[arg(long, default_value_t = switchboard::config::DEFAULT_MAX_GROUPS_PER_CONNECTION,
+    #[arg(long, default_value_t = switchboard::services::DEFAULT_MAX_GROUPS_PER_CONNECTION,
         value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
     max_groups_per_connection: u32,
     /// Whether every user's stream keeps history (recover / history actions).

@@ -358,7 +358,7 @@ impl Management {
 /// `POST_BACKOFF_MS`. Only the SigV4-signed HTTP round trip is left out.
 pub(crate) struct InProcessGateway {
     pub(crate) management: Arc<Management>,
-    pub(crate) options: switchboard::config::PostingPolicy,
+    pub(crate) options: switchboard::posting::PostingPolicy,
 }
 
 impl InProcessGateway {

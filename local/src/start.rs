@@ -12,7 +12,6 @@ use switchboard::adapters::management_api::ManagementApi;
 use switchboard::auth::{TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::batch::BatchReport;
-use switchboard::config::Settings;
 use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSettings};
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::deliver::deliveries_batch;
@@ -24,6 +23,7 @@ use switchboard::metrics::measure;
 use switchboard::ports::Gateway;
 use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 use switchboard::upstream::{DEFAULT_HOOK_TIMEOUT, Hook, Upstream, WebhookSecret};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -200,32 +200,34 @@ fn gateway(
     }
 }
 
-/// The handlers' ports and settings, as a Lambda's main builds them.
+/// The handlers' ports and settings, through the constructor a Lambda's
+/// wiring uses.
 fn services(
     config: &Config,
     storage: &Storage,
     gateway: Arc<dyn Gateway>,
     upstream: Arc<Upstream>,
 ) -> Services {
-    Services {
-        store: storage.store.clone(),
-        memberships: storage.memberships.clone(),
+    let settings = Settings {
+        presence: config.presence.clone(),
+        publish_limit: config.publish_limit,
+        publish_window: config.publish_window,
+        limits: config.limits.clone(),
+        max_groups_per_connection: config.max_groups_per_connection.max(1),
+        enqueue: config.notify_user.clone(),
+        posting: config.notify_connection.clone(),
+        history: config.history.clone(),
+    };
+    Services::new(
+        storage.store.clone(),
+        storage.memberships.clone(),
         gateway,
-        deliveries: storage.deliveries_queue.clone(),
-        sent_log: Some(storage.sent_log.clone()),
-        history: Some(storage.history.clone()),
-        settings: Arc::new(Settings {
-            presence: config.presence.clone(),
-            publish_limit: config.publish_limit,
-            publish_window: config.publish_window,
-            limits: config.limits.clone(),
-            max_groups_per_connection: config.max_groups_per_connection.max(1),
-            enqueue: config.notify_user.clone(),
-            posting: config.notify_connection.clone(),
-            history: config.history.clone(),
-        }),
-        upstream,
-    }
+        storage.deliveries_queue.clone(),
+        settings,
+    )
+    .with_sent_log(storage.sent_log.clone())
+    .with_history(storage.history.clone(), config.history.clone())
+    .with_upstream(upstream)
 }
 
 /// Upstream sinks and hooks as `config.upstream` names them: the in-memory
@@ -286,7 +288,7 @@ fn upstream(
                 "--event-bus needs --aws-endpoint (EventBridge at moto or LocalStack)".into(),
             ));
         };
-        let bus = switchboard::aws::Wiring::new(sdk.clone())
+        let bus = switchboard::wiring::Wiring::new(sdk.clone())
             .event_bridge(bus, Some(endpoint))
             .map_err(|e| StartError::Upstream(e.to_string()))?;
         upstream.bus = Some(Arc::new(bus));

@@ -25,8 +25,9 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
-use switchboard::config::{HistorySettings, Limits};
+use switchboard::history::HistorySettings;
 use switchboard::rate::Rate;
+use switchboard::services::Limits;
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::{Config, RunningStack, UpstreamConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -98,7 +99,7 @@ async fn stack(upstream: UpstreamConfig) -> RunningStack {
         },
         upstream: UpstreamConfig {
             secret: Some(WEBHOOK_SECRET.into()),
-            delivery: switchboard::config::DeliveryPolicy {
+            delivery: switchboard::upstream::delivery::DeliveryPolicy {
                 attempts: 3,
                 base_delay: Duration::from_millis(5),
                 timeout: Duration::from_secs(3),

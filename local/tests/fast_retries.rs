@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use support::*;
-use switchboard::config::PostingPolicy;
+use switchboard::posting::PostingPolicy;
 use switchboard_local::Config;
 use tokio_tungstenite::tungstenite::Message;
 

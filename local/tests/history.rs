@@ -10,8 +10,8 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
-use switchboard::config::HistorySettings;
 use switchboard::groups::Grants;
+use switchboard::history::HistorySettings;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,10 +24,10 @@ fn history_config(edit: impl FnOnce(&mut HistorySettings)) -> Config {
     Config {
         history,
         // Reconnects and recovers in a burst stay under the action limits.
-        limits: switchboard::config::Limits {
+        limits: switchboard::services::Limits {
             connection_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
             user_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
-            ..switchboard::config::Limits::default()
+            ..switchboard::services::Limits::default()
         },
         ..Config::default()
     }

@@ -1,7 +1,7 @@
 //! Hostile clients against the local stack's limits, on real sockets: floods
 //! of subscribe/unsubscribe and presence frames, many connections on one
 //! token, a user over the connection cap. Every loop is bounded in count and
-//! every wait in time. The default limits apply (see `config::Limits`).
+//! every wait in time. The default limits apply (see `services::Limits`).
 
 mod support;
 

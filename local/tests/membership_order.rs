@@ -11,9 +11,9 @@ use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
-use switchboard::config::Limits;
 use switchboard::ports::Counter;
 use switchboard::rate::Rate;
+use switchboard::services::Limits;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -252,7 +252,7 @@ async fn by_default_posts_are_not_throttled_nor_delayed() {
 async fn many_users_publishing_into_one_big_group_at_once_are_paced_not_dead_lettered() {
     use futures::{SinkExt, StreamExt};
     use switchboard::auth::{claims_for, mint};
-    use switchboard::config::PostingPolicy;
+    use switchboard::posting::PostingPolicy;
     use tokio_tungstenite::tungstenite::Message;
 
     const PUBLISHERS: usize = 40;

@@ -17,7 +17,7 @@ use axum::routing::post;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use switchboard::auth::{claims_for, mint};
-use switchboard::config::DeliveryPolicy;
+use switchboard::upstream::delivery::DeliveryPolicy;
 use switchboard::webhook::{self, DEFAULT_TOLERANCE, VerifyError};
 use switchboard_local::{Config, RunningStack, UpstreamConfig};
 use tokio_tungstenite::tungstenite::Message;

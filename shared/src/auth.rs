@@ -4,11 +4,13 @@
 //! enforced with no leeway. Everything a connection may do comes from these
 //! claims, never from what the client says later.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::http::HeaderMap;
 use aws_lambda_events::http::header::AUTHORIZATION;
 use aws_lambda_events::query_map::QueryMap;
+use futures::future::BoxFuture;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -579,6 +581,93 @@ pub fn claims_for(user_id: &str, ttl: Duration, groups: Vec<String>) -> Claims {
         subscribe: Vec::new(),
         publish: Vec::new(),
         events: Vec::new(),
+    }
+}
+
+/// Where the token keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKeySetting {
+    /// `TOKEN_SECRET`: one key without a `kid` (the local stack, tests).
+    Plain(String),
+    /// `TOKEN_SECRET_ARN`: a Secrets Manager secret holding the keys as JSON
+    /// (see [`TokenKeys::from_json`]), read on first use (AWS).
+    SecretsManager { secret_id: String },
+}
+
+type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, Result<TokenKeys, SecretError>> + Send + Sync>;
+
+/// The token keys of a function, read once per container: given (the
+/// environment's `TOKEN_SECRET`) or loaded on first use (Secrets Manager).
+/// A failed load is the answer (the caller fails closed) and is tried again
+/// on a later request, at most once per [`KEY_RETRY_INTERVAL`].
+#[derive(Clone)]
+pub struct TokenKeySource(Arc<KeySourceInner>);
+
+enum KeySourceInner {
+    Ready(Result<TokenKeys, SecretError>),
+    Lazy {
+        keys: tokio::sync::OnceCell<TokenKeys>,
+        failed: std::sync::Mutex<Option<(std::time::Instant, SecretError)>>,
+        load: LoadKeys,
+    },
+}
+
+/// After a failed load, how long the error is answered before the next try.
+pub const KEY_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+impl TokenKeySource {
+    /// Keys loaded by `load` on first use.
+    pub fn lazy<F>(load: impl Fn() -> F + Send + Sync + 'static) -> Self
+    where
+        F: std::future::Future<Output = Result<TokenKeys, SecretError>> + Send + 'static,
+    {
+        TokenKeySource(Arc::new(KeySourceInner::Lazy {
+            keys: tokio::sync::OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
+            load: Box::new(move || Box::pin(load())),
+        }))
+    }
+
+    /// The keys, loading them if this is the first use.
+    pub async fn keys(&self) -> Result<&TokenKeys, SecretError> {
+        match &*self.0 {
+            KeySourceInner::Ready(keys) => keys.as_ref().map_err(Clone::clone),
+            KeySourceInner::Lazy { keys, failed, load } => {
+                if let Some(keys) = keys.get() {
+                    return Ok(keys);
+                }
+                if let Ok(failed) = failed.lock() {
+                    if let Some((at, e)) = &*failed {
+                        if at.elapsed() < KEY_RETRY_INTERVAL {
+                            return Err(e.clone());
+                        }
+                    }
+                }
+                let result = keys.get_or_try_init(load).await;
+                if let (Err(e), Ok(mut failed)) = (&result, failed.lock()) {
+                    *failed = Some((std::time::Instant::now(), e.clone()));
+                }
+                result
+            }
+        }
+    }
+}
+
+impl From<Result<TokenKeys, SecretError>> for TokenKeySource {
+    fn from(keys: Result<TokenKeys, SecretError>) -> Self {
+        TokenKeySource(Arc::new(KeySourceInner::Ready(keys)))
+    }
+}
+
+impl From<Result<TokenSecret, SecretError>> for TokenKeySource {
+    fn from(secret: Result<TokenSecret, SecretError>) -> Self {
+        secret.map(TokenKeys::from).into()
+    }
+}
+
+impl std::fmt::Debug for TokenKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeySource(<redacted>)")
     }
 }
 

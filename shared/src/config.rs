@@ -1,17 +1,22 @@
-//! Configuration: every value read from the environment (handler settings,
-//! the enqueue and posting policies, the token secret, negotiate's settings).
-//! The one place in the library that reads the environment.
+//! Configuration: the readers of the environment, and the one place in the
+//! library that reads it. Each policy type lives with the code it governs
+//! ([`EnqueuePolicy`] in `enqueue`, [`PostingPolicy`] in `posting`,
+//! [`HistorySettings`] in `history`, [`UpstreamSettings`] in `upstream`,
+//! [`Settings`] and [`Limits`] in `services`, the token keys in `auth`); its
+//! `from_env` is here, with the variables it reads.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-
-use crate::auth::{SecretError, TokenKeys, TokenPolicy, TokenSecret};
+use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenPolicy, TokenSecret};
+use crate::enqueue::EnqueuePolicy;
 use crate::groups::names::Grants;
+use crate::history::HistorySettings;
+use crate::posting::PostingPolicy;
 use crate::rate::Rate;
+use crate::services::{Limits, Settings};
+use crate::upstream::delivery::DeliveryPolicy;
+use crate::upstream::{DEFAULT_HOOK_TIMEOUT, Hook, UpstreamSettings, WebhookSecretSetting};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -83,16 +88,6 @@ pub fn token_secret() -> Result<TokenSecret, SecretError> {
     TokenSecret::from_optional(token_secret_text())
 }
 
-/// Where the token keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenKeySetting {
-    /// `TOKEN_SECRET`: one key without a `kid` (the local stack, tests).
-    Plain(String),
-    /// `TOKEN_SECRET_ARN`: a Secrets Manager secret holding the keys as JSON
-    /// (see [`TokenKeys::from_json`]), read on first use (AWS).
-    SecretsManager { secret_id: String },
-}
-
 /// `TOKEN_SECRET_ARN` or `TOKEN_SECRET` (exactly one); neither is
 /// [`SecretError::Missing`], both [`SecretError::Ambiguous`].
 pub fn token_key_setting() -> Result<TokenKeySetting, SecretError> {
@@ -109,12 +104,21 @@ pub fn token_key_setting() -> Result<TokenKeySetting, SecretError> {
     }
 }
 
-/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, else `AWS_ENDPOINT_URL`, unless unset:
-/// the standard endpoint overrides (moto, LocalStack).
-pub fn secrets_manager_endpoint_override() -> Option<String> {
-    ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"]
+/// `service_variable` (`AWS_ENDPOINT_URL_<SERVICE>`), else `AWS_ENDPOINT_URL`,
+/// unless unset: the standard endpoint overrides (moto, LocalStack), for the
+/// clients that sign their own requests (Secrets Manager, EventBridge).
+pub fn endpoint_override(service_variable: &'static str) -> Option<String> {
+    [service_variable, "AWS_ENDPOINT_URL"]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`, unless unset.
+pub fn region() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .map(|region| region.trim().to_owned())
 }
 
 impl TokenPolicy {
@@ -143,106 +147,6 @@ impl TokenPolicy {
     }
 }
 
-type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, Result<TokenKeys, SecretError>> + Send + Sync>;
-
-/// The token keys of a function, read once per container: given (the
-/// environment's `TOKEN_SECRET`) or loaded on first use (Secrets Manager).
-/// A failed load is the answer (the caller fails closed) and is tried again
-/// on a later request, at most once per [`KEY_RETRY_INTERVAL`].
-#[derive(Clone)]
-pub struct TokenKeySource(Arc<KeySourceInner>);
-
-enum KeySourceInner {
-    Ready(Result<TokenKeys, SecretError>),
-    Lazy {
-        keys: tokio::sync::OnceCell<TokenKeys>,
-        failed: std::sync::Mutex<Option<(std::time::Instant, SecretError)>>,
-        load: LoadKeys,
-    },
-}
-
-/// After a failed load, how long the error is answered before the next try.
-pub const KEY_RETRY_INTERVAL: Duration = Duration::from_secs(5);
-
-impl TokenKeySource {
-    /// Keys loaded by `load` on first use.
-    pub fn lazy<F>(load: impl Fn() -> F + Send + Sync + 'static) -> Self
-    where
-        F: std::future::Future<Output = Result<TokenKeys, SecretError>> + Send + 'static,
-    {
-        TokenKeySource(Arc::new(KeySourceInner::Lazy {
-            keys: tokio::sync::OnceCell::new(),
-            failed: std::sync::Mutex::new(None),
-            load: Box::new(move || Box::pin(load())),
-        }))
-    }
-
-    /// The keys, loading them if this is the first use.
-    pub async fn keys(&self) -> Result<&TokenKeys, SecretError> {
-        match &*self.0 {
-            KeySourceInner::Ready(keys) => keys.as_ref().map_err(Clone::clone),
-            KeySourceInner::Lazy { keys, failed, load } => {
-                if let Some(keys) = keys.get() {
-                    return Ok(keys);
-                }
-                if let Ok(failed) = failed.lock() {
-                    if let Some((at, e)) = &*failed {
-                        if at.elapsed() < KEY_RETRY_INTERVAL {
-                            return Err(e.clone());
-                        }
-                    }
-                }
-                let result = keys.get_or_try_init(load).await;
-                if let (Err(e), Ok(mut failed)) = (&result, failed.lock()) {
-                    *failed = Some((std::time::Instant::now(), e.clone()));
-                }
-                result
-            }
-        }
-    }
-}
-
-impl From<Result<TokenKeys, SecretError>> for TokenKeySource {
-    fn from(keys: Result<TokenKeys, SecretError>) -> Self {
-        TokenKeySource(Arc::new(KeySourceInner::Ready(keys)))
-    }
-}
-
-impl From<Result<TokenSecret, SecretError>> for TokenKeySource {
-    fn from(secret: Result<TokenSecret, SecretError>) -> Self {
-        secret.map(TokenKeys::from).into()
-    }
-}
-
-impl std::fmt::Debug for TokenKeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenKeySource(<redacted>)")
-    }
-}
-
-/// The retry policy of every enqueue (notify-user's NotifyConnection messages,
-/// every fan-out's Deliveries messages, deliver's retries), and how many
-/// records of a batch notify-user and commands work on at once.
-#[derive(Debug, Clone)]
-pub struct EnqueuePolicy {
-    /// Attempts per SendMessageBatch entry before the NotifyUser message is failed.
-    pub send_attempts: u32,
-    /// First retry delay; doubled each attempt, with full jitter.
-    pub retry_base_delay: Duration,
-    /// Records of one notify-user or commands batch processed at once.
-    pub concurrency: usize,
-}
-
-impl Default for EnqueuePolicy {
-    fn default() -> Self {
-        EnqueuePolicy {
-            send_attempts: 3,
-            retry_base_delay: Duration::from_millis(50),
-            concurrency: 4,
-        }
-    }
-}
-
 impl EnqueuePolicy {
     /// `SEND_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RECORD_CONCURRENCY`.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -255,58 +159,6 @@ impl EnqueuePolicy {
             )?),
             concurrency: optional("RECORD_CONCURRENCY", d.concurrency)?.max(1),
         })
-    }
-}
-
-/// The default idempotency window: a redelivered message with an `id` is not
-/// posted twice to a connection within it.
-pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(3600);
-
-/// How posts to connections are made, by deliver and notify-connection alike:
-/// concurrency, the Management API client's timeouts and retries, and the
-/// idempotency window.
-#[derive(Debug, Clone)]
-pub struct PostingPolicy {
-    /// Posts in flight at once.
-    pub concurrency: usize,
-    /// Per-attempt timeout of one post.
-    pub post_timeout: Duration,
-    /// Attempts per post (throttling, 5xx, timeouts and transport errors are
-    /// retried with backoff by `adapters/management_api.rs`).
-    pub post_attempts: u32,
-    /// The initial retry backoff: attempt n waits a random time in
-    /// `[0, post_backoff × 2^(n-1)]` (exponential backoff, full jitter).
-    pub post_backoff: Duration,
-    /// How long a posted message `id` is remembered per connection; zero
-    /// turns idempotency off.
-    pub idempotency_window: Duration,
-    /// Open the Management API connection (root certificates, TLS handshake)
-    /// during init instead of on the first post.
-    pub warm_connections: bool,
-    /// How long a record may keep retrying failed posts inside the invocation
-    /// (never past the invocation's deadline: see [`crate::retry`]).
-    pub retry_budget: Duration,
-    /// The longest delay before a record handed back to its queue is tried
-    /// again (the delays start at 1–2 s and double).
-    pub retry_delay_max: Duration,
-    /// Posts a second for the whole stack, every instance of every posting
-    /// function together (see [`crate::pacing`]); 0 turns pacing off.
-    pub rate_limit: u32,
-}
-
-impl Default for PostingPolicy {
-    fn default() -> Self {
-        PostingPolicy {
-            concurrency: 10,
-            post_timeout: Duration::from_secs(1),
-            post_attempts: 2,
-            post_backoff: Duration::from_millis(100),
-            idempotency_window: IDEMPOTENCY_WINDOW,
-            warm_connections: false,
-            retry_budget: Duration::from_secs(3),
-            retry_delay_max: Duration::from_secs(20),
-            rate_limit: 0,
-        }
     }
 }
 
@@ -345,47 +197,6 @@ impl PostingPolicy {
     }
 }
 
-/// Tuning and policy shared by the handlers.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Groups whose joins and leaves are announced (`PRESENCE_GROUPS`).
-    pub presence: Grants,
-    /// Client events (`publish`) one user may send per window, over all their
-    /// connections (a token bucket: see [`crate::rate`]).
-    pub publish_limit: u32,
-    pub publish_window: Duration,
-    /// The other client limits: actions, presence changes, connections per user.
-    pub limits: Limits,
-    /// The most groups one connection may be in at once (`MAX_GROUPS_PER_CONNECTION`).
-    pub max_groups_per_connection: u32,
-    pub enqueue: EnqueuePolicy,
-    pub posting: PostingPolicy,
-    /// Which streams keep history, and for how long (see [`crate::history`]).
-    pub history: HistorySettings,
-}
-
-/// The default cap on a connection's groups (API Gateway has none; Pusher
-/// allows 100 channels per connection, Azure Web PubSub's groups are unbounded).
-pub const DEFAULT_MAX_GROUPS_PER_CONNECTION: u32 = 100;
-
-/// The default presence-enabled groups: every group named `presence:…`.
-pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            presence: Grants::parse(&[DEFAULT_PRESENCE_GROUPS]).unwrap_or_default(),
-            publish_limit: 10,
-            publish_window: Duration::from_secs(1),
-            limits: Limits::default(),
-            max_groups_per_connection: DEFAULT_MAX_GROUPS_PER_CONNECTION,
-            enqueue: EnqueuePolicy::default(),
-            posting: PostingPolicy::default(),
-            history: HistorySettings::default(),
-        }
-    }
-}
-
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
     /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
@@ -420,37 +231,6 @@ impl Settings {
             // so the others do not carry its parsing.
             history: d.history,
         })
-    }
-
-    /// The publish limit as a [`Rate`].
-    pub fn publish_rate(&self) -> Rate {
-        Rate::new(self.publish_limit, self.publish_window)
-    }
-}
-
-/// Client limits besides `publish` (see [`crate::limits`]): every client
-/// action per connection and per user, presence changes per group and user,
-/// and open connections per user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Actions (`subscribe`, `unsubscribe`, `publish`, `presence`) per connection.
-    pub connection_actions: Rate,
-    /// Actions and handshakes per user, over all their connections.
-    pub user_actions: Rate,
-    /// `subscribe`/`unsubscribe` of one user in one presence group.
-    pub presence_changes: Rate,
-    /// Open connections per user; the next handshake is refused with 429.
-    pub max_connections_per_user: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            connection_actions: Rate::new(20, Duration::from_secs(1)),
-            user_actions: Rate::new(40, Duration::from_secs(1)),
-            presence_changes: Rate::new(10, Duration::from_secs(60)),
-            max_connections_per_user: 10,
-        }
     }
 }
 
@@ -556,83 +336,6 @@ impl NegotiateSettings {
     }
 }
 
-/// Which streams keep history ([`crate::history`]) and how much of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistorySettings {
-    /// Whether every user's stream keeps history (`HISTORY_USERS`, default on).
-    pub users: bool,
-    /// Groups whose streams keep history (`HISTORY_GROUPS`, the group pattern
-    /// rules; default none).
-    pub groups: Grants,
-    /// Messages kept per stream (`HISTORY_SIZE`, default 1000): a recovery
-    /// from further back is `recovered:false`.
-    pub size: u64,
-    /// How long a message is kept (`HISTORY_TTL_SECONDS`, default 300).
-    pub ttl: Duration,
-    /// The most messages one `recover` or `history` request sends, over all
-    /// its streams (`HISTORY_RECOVER_LIMIT`, default 200).
-    pub recover_limit: usize,
-    /// `recover` and `history` requests one user may make per window
-    /// (`HISTORY_READ_LIMIT` per `HISTORY_READ_WINDOW_MS`, default 20 per 10 s).
-    pub reads: Rate,
-}
-
-/// The default time a message is kept: long enough for a reconnect after a
-/// network change or a laptop lid, short enough to cost little.
-pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
-
-impl Default for HistorySettings {
-    fn default() -> Self {
-        HistorySettings {
-            users: true,
-            groups: Grants::default(),
-            size: 1000,
-            ttl: DEFAULT_HISTORY_TTL,
-            recover_limit: 200,
-            reads: Rate::new(20, Duration::from_secs(10)),
-        }
-    }
-}
-
-/// A synchronous hook (see [`crate::upstream::hooks`]): where it is, how long
-/// it may take, and whether its failure (timeout, 5xx, unreachable) lets the
-/// request through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hook {
-    pub url: String,
-    pub timeout: Duration,
-    /// `false` (the default): a failed hook refuses the request.
-    pub fail_open: bool,
-}
-
-/// The default time a hook may take. The template allows at most 4 s
-/// (`HookTimeoutMs`): the hook and the rest of the handler end within the
-/// connect and actions functions' 6 s, and a hook is also cut short to end
-/// [`crate::upstream::hooks::HOOK_RESERVE`] before its invocation does.
-pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How the `upstream` function posts webhooks ([`crate::upstream::delivery`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryPolicy {
-    /// POSTs per event in one invocation; then the message goes back to the
-    /// queue (and, after the queue's receive count, to its DLQ).
-    pub attempts: u32,
-    /// Attempt n waits a random time in `[0, base_delay × 2^(n-1)]` (full jitter).
-    pub base_delay: Duration,
-    /// Per attempt: connect, send and answer.
-    pub timeout: Duration,
-}
-
-impl Default for DeliveryPolicy {
-    fn default() -> Self {
-        DeliveryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(200),
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 impl HistorySettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = HistorySettings::default();
@@ -681,37 +384,6 @@ pub fn history_table() -> Option<String> {
 /// `HISTORY_GROUPS`: comma-separated group patterns, or `none`.
 pub fn history_groups(value: &str) -> Result<Grants, ConfigError> {
     group_patterns("HISTORY_GROUPS", value)
-}
-
-/// Where the webhook secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebhookSecretSetting {
-    /// `WEBHOOK_SECRET_ARN`: a Secrets Manager secret (its `SecretString`), read on first use (AWS).
-    SecretsManager { secret_id: String },
-    /// `WEBHOOK_SECRET`: the secret itself (tests; the local stack takes `--webhook-secret`).
-    Plain(String),
-}
-
-/// Upstream events and hooks, from the environment. Every part is optional:
-/// a function reads only the variables its template entry sets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamSettings {
-    /// `UPSTREAM_QUEUE_URL`: producers put events here for the webhook sender.
-    pub queue_url: Option<String>,
-    /// `EVENT_BUS_NAME`: producers put events on this EventBridge bus.
-    pub event_bus: Option<String>,
-    /// `CONNECT_HOOK_URL`, `CONNECT_HOOK_TIMEOUT_MS` (default 2000), `CONNECT_HOOK_FAIL_OPEN` (default false).
-    pub connect_hook: Option<Hook>,
-    /// `EVENT_HOOK_URL`, `EVENT_HOOK_TIMEOUT_MS` (default 2000).
-    pub event_hook: Option<Hook>,
-    /// `WEBHOOK_URL`: where the `upstream` function POSTs.
-    pub webhook_url: Option<String>,
-    /// `UPSTREAM_DLQ_URL`: where the `upstream` function puts events a receiver refused for good.
-    pub dead_letter_queue_url: Option<String>,
-    /// `WEBHOOK_ATTEMPTS`, `WEBHOOK_RETRY_BASE_DELAY_MS`, `WEBHOOK_TIMEOUT_MS`.
-    pub delivery: DeliveryPolicy,
-    /// `WEBHOOK_SECRET_ARN` or `WEBHOOK_SECRET` (both: an error).
-    pub secret: Option<WebhookSecretSetting>,
 }
 
 /// An `http://` or `https://` URL with a host, or the error naming `name`.
@@ -789,17 +461,6 @@ impl UpstreamSettings {
             },
             secret,
         })
-    }
-
-    /// The longest any hook may take (the HTTP client's connect/read timeout).
-    pub fn longest_timeout(&self) -> Duration {
-        [&self.connect_hook, &self.event_hook]
-            .into_iter()
-            .flatten()
-            .map(|h| h.timeout)
-            .chain([self.delivery.timeout])
-            .max()
-            .unwrap_or(DEFAULT_HOOK_TIMEOUT)
     }
 }
 

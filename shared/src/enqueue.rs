@@ -5,8 +5,30 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::config::EnqueuePolicy;
 use crate::ports::{MAX_BATCH, MessageQueue};
+
+/// The retry policy of every enqueue (notify-user's NotifyConnection messages,
+/// every fan-out's Deliveries messages, deliver's retries), and how many
+/// records of a batch notify-user and commands work on at once.
+#[derive(Debug, Clone)]
+pub struct EnqueuePolicy {
+    /// Attempts per SendMessageBatch entry before the NotifyUser message is failed.
+    pub send_attempts: u32,
+    /// First retry delay; doubled each attempt, with full jitter.
+    pub retry_base_delay: Duration,
+    /// Records of one notify-user or commands batch processed at once.
+    pub concurrency: usize,
+}
+
+impl Default for EnqueuePolicy {
+    fn default() -> Self {
+        EnqueuePolicy {
+            send_attempts: 3,
+            retry_base_delay: Duration::from_millis(50),
+            concurrency: 4,
+        }
+    }
+}
 
 /// SendMessageBatch calls in flight at once.
 const SEND_CONCURRENCY: usize = 8;

@@ -18,9 +18,8 @@
 
 use std::fmt;
 
-use crate::config::Limits;
 use crate::ports::{Allowance, ConnectionStore, Rate, StoreError};
-use crate::services::Services;
+use crate::services::{Limits, Services};
 
 /// A limit that refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,14 +23,62 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::{now_millis, now_seconds};
-use crate::config::PostingPolicy;
 use crate::connection::is_opening;
-use crate::fanout::FanoutError;
-use crate::groups::membership::forget;
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionStore, Gateway, GatewayError, MessageQueue, SentLog, StoreError};
 use crate::retry::{AdaptiveLimit, Deadline, RETRY_BACKOFF, RETRY_BACKOFF_MAX, backoff};
-use crate::services::Services;
+
+/// The default idempotency window: a redelivered message with an `id` is not
+/// posted twice to a connection within it.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How posts to connections are made, by deliver and notify-connection alike:
+/// concurrency, the Management API client's timeouts and retries, and the
+/// idempotency window.
+#[derive(Debug, Clone)]
+pub struct PostingPolicy {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Per-attempt timeout of one post.
+    pub post_timeout: Duration,
+    /// Attempts per post (throttling, 5xx, timeouts and transport errors are
+    /// retried with backoff by `adapters/management_api.rs`).
+    pub post_attempts: u32,
+    /// The initial retry backoff: attempt n waits a random time in
+    /// `[0, post_backoff × 2^(n-1)]` (exponential backoff, full jitter).
+    pub post_backoff: Duration,
+    /// How long a posted message `id` is remembered per connection; zero
+    /// turns idempotency off.
+    pub idempotency_window: Duration,
+    /// Open the Management API connection (root certificates, TLS handshake)
+    /// during init instead of on the first post.
+    pub warm_connections: bool,
+    /// How long a record may keep retrying failed posts inside the invocation
+    /// (never past the invocation's deadline: see [`crate::retry`]).
+    pub retry_budget: Duration,
+    /// The longest delay before a record handed back to its queue is tried
+    /// again (the delays start at 1–2 s and double).
+    pub retry_delay_max: Duration,
+    /// Posts a second for the whole stack, every instance of every posting
+    /// function together (see [`crate::pacing`]); 0 turns pacing off.
+    pub rate_limit: u32,
+}
+
+impl Default for PostingPolicy {
+    fn default() -> Self {
+        PostingPolicy {
+            concurrency: 10,
+            post_timeout: Duration::from_secs(1),
+            post_attempts: 2,
+            post_backoff: Duration::from_millis(100),
+            idempotency_window: IDEMPOTENCY_WINDOW,
+            warm_connections: false,
+            retry_budget: Duration::from_secs(3),
+            retry_delay_max: Duration::from_secs(20),
+            rate_limit: 0,
+        }
+    }
+}
 
 /// The posting policy with the store that remembers posted ids: what
 /// notify-connection posts by (deliver takes both from [`Services`]).
@@ -240,15 +288,5 @@ pub async fn is_gone<S: ConnectionStore + ?Sized>(
         info!(connection_id, "410 while the connection is opening; kept");
         return Ok(false);
     }
-    Ok(true)
-}
-
-/// Forgets a connection a post found gone (410), record and memberships,
-/// unless it is still opening. Returns whether it was forgotten.
-pub async fn forget_gone(services: &Services, connection_id: &str) -> Result<bool, FanoutError> {
-    if !is_gone(&*services.store, connection_id).await? {
-        return Ok(false);
-    }
-    forget(services, connection_id).await?;
     Ok(true)
 }

@@ -13,13 +13,14 @@ use switchboard::aws_lambda_events::apigw::{
 };
 use switchboard::aws_lambda_events::encodings::Body;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{NegotiateSettings, Settings};
+use switchboard::config::NegotiateSettings;
 use switchboard::handlers::http_api::handle_http;
 use switchboard::handlers::{
     actions, commands, connect, default, deliver, disconnect, notify_connection, notify_user, ping,
     upstream,
 };
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
+use switchboard::services::Settings;
 
 /// The development secret the fixtures' token is signed with (see docs/testing.md).
 const DEV_SECRET: &str = "switchboard-local-dev-secret-0123456789";

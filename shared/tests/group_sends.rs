@@ -8,13 +8,14 @@ use std::time::Duration;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
 use switchboard::command_runner::{CommandError, run_command};
-use switchboard::config::{EnqueuePolicy, Settings};
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::commands::handle_commands;
 use switchboard::handlers::deliver::{
     DeliverError, DeliverOutcome, MAX_DELIVERY_ATTEMPTS, deliver,
 };
 use switchboard::ports::{ConnectionStore, Gateway, GatewayError, Membership, MembershipStore};
 use switchboard::protocol::{DeliveryBatch, MAX_MESSAGE_BYTES, MessageError};
+use switchboard::services::Settings;
 
 fn settings() -> Settings {
     Settings {

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use common::{Harness, record, sqs_event};
 use serde_json::{Value, json};
 use switchboard::adapters::memory::{MemoryHistory, MemoryQueue, MemoryStore};
-use switchboard::config::{HistorySettings, Settings};
 use switchboard::groups::Grants;
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::history::HistorySettings;
 use switchboard::ports::{ConnectionRecord, ConnectionStore, Membership, MembershipStore};
+use switchboard::services::Settings;
 
 fn settings() -> HistorySettings {
     HistorySettings {

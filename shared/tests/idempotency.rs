@@ -11,14 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemorySentLog, MemoryStore};
-use switchboard::config::{NegotiateSettings, PostingPolicy, Settings};
+use switchboard::config::NegotiateSettings;
 use switchboard::handlers::commands::commands_batch;
 use switchboard::handlers::http_api::route;
 use switchboard::handlers::notify_connection::{Delivery, notify_connection};
 use switchboard::ports::MembershipStore;
 use switchboard::ports::{ConnectionStore, GatewayError, SentLog, StoreError};
+use switchboard::posting::PostingPolicy;
 use switchboard::protocol::{MessageError, NotifyConnection, validate_message_id};
-use switchboard::services::Services;
+use switchboard::services::{Services, Settings};
 
 /// notify-connection's services over `store` and `gateway`, posted ids kept
 /// in `log` for `window`.

@@ -161,7 +161,7 @@ async fn gateway(server: &FakeApiGateway, attempts: u32) -> ManagementApi {
     ManagementApi::new(switchboard::aws::management_api(
         &sdk,
         &server.endpoint,
-        &switchboard::config::PostingPolicy {
+        &switchboard::posting::PostingPolicy {
             post_timeout: Duration::from_millis(300),
             post_attempts: attempts,
             ..Default::default()
@@ -268,7 +268,7 @@ async fn notify_connection_over_the_real_adapter() {
         r#"{"connectionId":"forbidden","data":"hi"}"#,
     ]);
     let queue = Arc::new(MemoryQueue::new());
-    let settings = switchboard::config::Settings::default();
+    let settings = switchboard::services::Settings::default();
     let services = common::queue_services(store.clone(), api, queue.clone(), settings);
     let response = handle_notify_connection(&services, &common::instance_limit(), event).await;
     let mut failed: Vec<_> = response
@@ -336,7 +336,7 @@ async fn credentials_are_cached_until_they_near_expiry() {
         let api = ManagementApi::new(switchboard::aws::management_api(
             &sdk,
             &server.endpoint,
-            &switchboard::config::PostingPolicy::default(),
+            &switchboard::posting::PostingPolicy::default(),
         ));
         for _ in 0..3 {
             api.post_to_connection("ok", b"x").await.unwrap();

@@ -5,15 +5,15 @@
 
 mod common;
 
+use common::RequestCounter;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::adapters::dynamodb::{DynamoMemberships, DynamoStore};
 use switchboard::adapters::memory::MemoryGateway;
 use switchboard::adapters::sqs::SqsQueue;
-use switchboard::aws::RequestCounter;
-use switchboard::config::Settings;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::notify_user_batch;
+use switchboard::services::Settings;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchboard::ports::{Allowance, ConnectionStore, Gateway, MessageQueue, QueueError, Rate};
@@ -340,7 +340,7 @@ async fn notify_user_fans_out_through_dynamodb_and_sqs() {
     let url = queue(&sqs).await;
     let queue = std::sync::Arc::new(SqsQueue::new(sqs.clone(), &url));
     let gateway = std::sync::Arc::new(MemoryGateway::new());
-    let settings = switchboard::config::Settings::default();
+    let settings = switchboard::services::Settings::default();
     let services = common::queue_services(std::sync::Arc::new(store), gateway, queue, settings);
     let response = notify_user_batch(
         &services,
@@ -388,7 +388,7 @@ async fn notify_connection_deletes_gone_records_from_dynamodb() {
     let gateway = std::sync::Arc::new(MemoryGateway::new());
     gateway.open("live");
     let queue = std::sync::Arc::new(switchboard::adapters::memory::MemoryQueue::new());
-    let settings = switchboard::config::Settings::default();
+    let settings = switchboard::services::Settings::default();
     let services = common::queue_services(store.clone(), gateway.clone(), queue, settings);
     let response = handle_notify_connection(
         &services,
@@ -948,7 +948,7 @@ async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
 #[ignore = "needs moto; run make test"]
 async fn disconnect_deletes_memberships_in_batches_of_25() {
     use switchboard::adapters::memory::MemoryQueue;
-    use switchboard::groups::membership::{forget, join_group, leave_group_in_order};
+    use switchboard::membership::{forget, join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
 
     let counted = Counted::new().await;
@@ -1222,7 +1222,7 @@ async fn token_keys_fail_closed_with_exact_errors() {
 async fn the_lazy_key_source_reads_once_per_container() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use switchboard::config::TokenKeySource;
+    use switchboard::auth::TokenKeySource;
     let store = secrets_manager().await;
     let arn = secret(&store, ROTATING).await;
     let reads = Arc::new(AtomicUsize::new(0));
@@ -1476,7 +1476,7 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 #[ignore = "needs moto; run make test"]
 async fn history_request_counts_per_message_and_per_recovery() {
     use switchboard::adapters::dynamodb::DynamoHistory;
-    use switchboard::config::HistorySettings;
+    use switchboard::history::HistorySettings;
     use switchboard::history::recovery::recover;
     use switchboard::history::{Recorder, Stream};
     let Counted {
@@ -1567,7 +1567,7 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
         .cloned()
         .unwrap();
     let bus_name = unique("upstream");
-    let bus = switchboard::aws::Wiring::new(sdk.clone())
+    let bus = switchboard::wiring::Wiring::new(sdk.clone())
         .event_bridge(&bus_name, Some(&endpoint()))
         .unwrap();
     // Set-up calls through the same signed JSON client the adapter uses.
@@ -1647,7 +1647,7 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
     assert_eq!(received[1]["detail"]["data"]["event"], "chat");
 
     // A bus that does not exist: the producer's route goes on, the loss is counted.
-    let missing = switchboard::aws::Wiring::new(sdk)
+    let missing = switchboard::wiring::Wiring::new(sdk)
         .event_bridge("no-such-bus", Some(&endpoint()))
         .unwrap();
     let mut upstream = Upstream::default();

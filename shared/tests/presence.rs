@@ -5,11 +5,12 @@ mod common;
 
 use common::*;
 use switchboard::command_runner::run_command;
-use switchboard::config::{Settings, presence_groups};
+use switchboard::config::presence_groups;
 use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::ports::{Counter, Gateway, MembershipStore};
+use switchboard::services::Settings;
 
 fn join_frame(user: &str, group: &str, online: i64) -> String {
     format!(

@@ -8,14 +8,15 @@ use std::time::Duration;
 use common::*;
 use switchboard::adapters::memory::{MemoryGateway, MemoryQueue, MemoryStore};
 use switchboard::aws_lambda_events::sqs::SqsBatchResponse;
-use switchboard::config::{EnqueuePolicy, Settings};
 use switchboard::enqueue::EnqueueError;
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::fanout::FanoutError;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::handlers::notify_user::{notify_user, notify_user_batch};
 use switchboard::ports::{ConnectionStore, GatewayError, QueueError, StoreError};
 use switchboard::protocol::{MAX_MESSAGE_BYTES, MessageError, NotifyConnection};
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
     let mut ids: Vec<String> = response

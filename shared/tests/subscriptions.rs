@@ -175,10 +175,10 @@ async fn connect_joins_the_token_groups_and_disconnect_leaves_them() {
 
 /// `c1` (alice, publish grants `publish`) and `c2` (bob), both in `chat:1`.
 async fn publishers(publish: &[&str], limit: u32) -> Harness {
-    let h = Harness::with_settings(switchboard::config::Settings {
+    let h = Harness::with_settings(switchboard::services::Settings {
         publish_limit: limit,
         publish_window: Duration::from_secs(60),
-        ..switchboard::config::Settings::default()
+        ..switchboard::services::Settings::default()
     });
     h.connection(ConnectionRecord {
         publish: publish.iter().map(|s| s.to_string()).collect(),
@@ -295,7 +295,7 @@ async fn publish_is_rate_limited_per_user_across_connections() {
 
 #[tokio::test]
 async fn every_action_takes_from_the_connections_bucket() {
-    let mut settings = switchboard::config::Settings::default();
+    let mut settings = switchboard::services::Settings::default();
     settings.limits.connection_actions = switchboard::ports::Rate::new(3, Duration::from_secs(60));
     let h = Harness::with_settings(settings);
     h.connection(ConnectionRecord {
@@ -354,7 +354,7 @@ async fn bad_publish_frames_are_refused_and_send_nothing() {
 
 #[tokio::test]
 async fn a_handshake_over_the_users_connection_cap_is_refused_with_nothing_written() {
-    let mut settings = switchboard::config::Settings::default();
+    let mut settings = switchboard::services::Settings::default();
     settings.limits.max_connections_per_user = 2;
     let h = Harness::with_settings(settings);
     let mut claims = claims_for("alice", Duration::from_secs(60), vec![]);
@@ -404,10 +404,10 @@ async fn a_handshake_over_the_users_connection_cap_is_refused_with_nothing_writt
 #[tokio::test]
 async fn disconnect_deletes_memberships_in_batches_and_keeps_presence_exact() {
     use switchboard::command_runner::{CommandError, execute};
-    use switchboard::config::Settings;
-    use switchboard::groups::membership::{join_group, leave_group_in_order};
+    use switchboard::membership::{join_group, leave_group_in_order};
     use switchboard::ports::{Counter, Membership};
     use switchboard::protocol::Command;
+    use switchboard::services::Settings;
 
     let h = Harness::with_settings(Settings {
         max_groups_per_connection: 60,

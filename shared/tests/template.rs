@@ -327,7 +327,7 @@ fn the_walk_through_reads_outputs_the_template_has() {
 fn every_client_limit_is_a_parameter_passed_to_the_functions() {
     let template = load_template();
     let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
-    let defaults = switchboard::config::Settings::default();
+    let defaults = switchboard::services::Settings::default();
     let limits = &defaults.limits;
     for (variable, parameter, default) in [
         ("PUBLISH_LIMIT", "PublishLimit", defaults.publish_limit),
@@ -635,7 +635,7 @@ fn switchboard_metric_uses(template: &Value) -> Vec<MetricUse> {
     uses
 }
 
-/// The `Function` dimension values the mains measure under (`measure(&Emf, "deliver", …)`).
+/// The `Function` dimension values the mains measure under (`lambda::run("deliver", …)`).
 fn measured_functions() -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(repository_file("functions")).unwrap() {
@@ -644,7 +644,7 @@ fn measured_functions() -> Vec<String> {
             .unwrap_or_default()
             .split_whitespace()
             .collect();
-        for part in text.split("measure(&Emf,\"").skip(1) {
+        for part in text.split("lambda::run(\"").skip(1) {
             names.push(part.split('"').next().unwrap().to_owned());
         }
     }

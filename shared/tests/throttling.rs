@@ -19,12 +19,12 @@ use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::{MemoryMemberships, MemoryQueue, MemoryStore};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::ports::{ConnectionStore, Gateway, GatewayError};
 use switchboard::protocol::DeliveryBatch;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 const MAX_RECEIVE_COUNT: u32 = 3;
 

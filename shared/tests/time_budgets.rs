@@ -17,9 +17,12 @@ use common::template::{
 };
 use serde_json::Value;
 use switchboard::adapters::secrets_manager::REQUEST_TIMEOUT;
-use switchboard::config::{DEFAULT_HOOK_TIMEOUT, DeliveryPolicy, EnqueuePolicy, PostingPolicy};
+use switchboard::enqueue::EnqueuePolicy;
+use switchboard::posting::PostingPolicy;
 use switchboard::posting::post_time;
 use switchboard::retry::HAND_BACK_RESERVE;
+use switchboard::upstream::DEFAULT_HOOK_TIMEOUT;
+use switchboard::upstream::delivery::DeliveryPolicy;
 use switchboard::upstream::delivery::longest_delivery;
 
 /// API Gateway waits at most 29 s for a WebSocket route's integration.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use switchboard::adapters::management_api::ManagementApi;
 use switchboard::aws;
-use switchboard::config::PostingPolicy;
 use switchboard::ports::{Gateway, GatewayError};
+use switchboard::posting::PostingPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;

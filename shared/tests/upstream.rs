@@ -11,13 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard::adapters::memory::MemoryQueue;
-use switchboard::config::{DeliveryPolicy, Hook};
 use switchboard::handlers::actions::client_action;
 use switchboard::handlers::connect::handle_connect;
 use switchboard::handlers::disconnect::handle_disconnect;
 use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
 use switchboard::ports::{ConnectionStore, QueueError};
 use switchboard::services::Services;
+use switchboard::upstream::Hook;
+use switchboard::upstream::delivery::DeliveryPolicy;
 use switchboard::upstream::{
     CloudEvent, HttpAnswer, HttpPoster, PostError, Upstream, WebhookSecret, events,
 };
@@ -452,7 +453,7 @@ async fn aws_requests_per_event_by_sink() {
 #[tokio::test]
 async fn the_producers_gateway_refuses_to_post() {
     use switchboard::ports::{Gateway, GatewayError};
-    let gateway = switchboard::aws::NoGateway;
+    let gateway = switchboard::adapters::no_gateway::NoGateway;
     assert_eq!(
         gateway.post_to_connection("c1", b"x").await,
         Err(GatewayError::Forbidden(
@@ -543,7 +544,7 @@ fn control_bytes() -> impl Iterator<Item = char> {
 /// own valid ones.
 #[tokio::test]
 async fn control_characters_in_a_client_id_are_refused_with_the_exact_error_and_nothing_is_sent() {
-    use switchboard::config::{Limits, Settings};
+    use switchboard::services::{Limits, Settings};
     let lots = switchboard::rate::Rate::new(10_000, Duration::from_secs(1));
     let h = Harness::with_settings(Settings {
         publish_limit: 10_000,

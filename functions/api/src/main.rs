@@ -1,19 +1,18 @@
 //! The server HTTP API Lambda (API Gateway HTTP API, payload 2.0, `AWS_IAM`):
 //! wiring only; the logic is `switchboard::handlers::http_api`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use switchboard::config::NegotiateSettings;
 use switchboard::handlers::http_api::handle_http;
-use switchboard::metrics::{self, Emf};
+use switchboard::lambda::{self, Error};
 use switchboard::services::Services;
+use switchboard::wiring::Wiring;
 
 // One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let wiring = aws::Wiring::load().await;
+    let wiring = Wiring::load().await;
     // The token keys are read by the first negotiate (TOKEN_SECRET_ARN), not
     // during init; without them negotiate answers 500 and the rest works.
     let http = NegotiateSettings::from_env(wiring.token_keys())?;
@@ -25,12 +24,8 @@ async fn main() -> Result<(), Error> {
         ..wiring.services_with_history().await?
     };
     let (services, http) = (&services, &http);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
-            Ok::<_, Error>(
-                metrics::measure(&Emf, "api", handle_http(services, http, event.payload)).await,
-            )
-        },
-    ))
+    lambda::run("api", move |event: ApiGatewayV2httpRequest| {
+        handle_http(services, http, event)
+    })
     .await
 }

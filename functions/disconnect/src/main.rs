@@ -1,28 +1,25 @@
 //! `$disconnect` Lambda: wiring only; the logic is `switchboard::handlers::disconnect`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use switchboard::aws;
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::disconnect::handle_disconnect;
-use switchboard::metrics::{self, Emf};
+use switchboard::lambda::{self, Error};
+use switchboard::wiring::Wiring;
 
 // One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let services = aws::Wiring::load().await.producer_services().await?;
+    let wiring = Wiring::load().await;
+    let upstream = wiring.upstream()?;
+    let services = wiring
+        .services_without_posts()?
+        .with_upstream(upstream.into());
     let services = &services;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(
-                metrics::measure(
-                    &Emf,
-                    "disconnect",
-                    handle_disconnect(services, &event.payload),
-                )
-                .await,
-            )
+    lambda::run(
+        "disconnect",
+        move |event: ApiGatewayWebsocketProxyRequest| async move {
+            handle_disconnect(services, &event).await
         },
-    ))
+    )
     .await
 }

@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::adapters::memory::MemoryMemberships;
-use switchboard::aws;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{PostingPolicy, Settings};
 use switchboard::handlers::notify_connection::handle_notify_connection;
-use switchboard::metrics::{self, Emf};
+use switchboard::lambda::{self, Error};
+use switchboard::posting::PostingPolicy;
 use switchboard::retry;
-use switchboard::services::Services;
+use switchboard::services::{Services, Settings};
+use switchboard::wiring::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let wiring = aws::Wiring::load().await;
+    let wiring = Wiring::load().await;
     let store = Arc::new(wiring.store()?);
     let policy = PostingPolicy::from_env()?;
     let gateway = wiring.gateway(&policy).await?;
@@ -39,12 +38,8 @@ async fn main() -> Result<(), Error> {
     // Posts in flight in this instance, learnt across its invocations.
     let limit = retry::AdaptiveLimit::new(services.settings.posting.concurrency);
     let (services, limit) = (&services, &limit);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        // Retries inside the invocation stop in time for the function's deadline.
-        let deadline = retry::deadline_from_epoch_millis(event.context.deadline);
-        let handled = handle_notify_connection(services, limit, event.payload);
-        let handled = retry::with_deadline(deadline, handled);
-        Ok::<_, Error>(metrics::measure(&Emf, "notify-connection", handled).await)
-    }))
+    lambda::run("notify-connection", move |event: SqsEvent| {
+        handle_notify_connection(services, limit, event)
+    })
     .await
 }

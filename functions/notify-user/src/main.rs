@@ -2,20 +2,21 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::adapters::memory::MemoryMemberships;
-use switchboard::aws;
+use switchboard::adapters::no_gateway::NoGateway;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
-use switchboard::config::{EnqueuePolicy, HistorySettings, Settings};
+use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_user::notify_user_batch;
-use switchboard::metrics::{self, Emf};
+use switchboard::history::HistorySettings;
+use switchboard::lambda::{self, Error};
 use switchboard::ports::History;
-use switchboard::services::Services;
+use switchboard::services::{Services, Settings};
+use switchboard::wiring::Wiring;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    let wiring = aws::Wiring::load().await;
+    let wiring = Wiring::load().await;
     let settings = Settings {
         enqueue: EnqueuePolicy::from_env()?,
         history: HistorySettings::from_env()?,
@@ -25,7 +26,7 @@ async fn main() -> Result<(), Error> {
         store: Arc::new(wiring.store()?),
         // notify-user reads no memberships and posts to no connection: stand-ins, no SDK clients.
         memberships: Arc::new(MemoryMemberships::new()),
-        gateway: Arc::new(aws::NoGateway),
+        gateway: Arc::new(NoGateway),
         // Its fan-out goes to the NotifyConnection queue.
         deliveries: Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
         sent_log: None,
@@ -35,13 +36,8 @@ async fn main() -> Result<(), Error> {
         upstream: Default::default(),
     };
     let services = &services;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let handled = notify_user_batch(services, event.payload);
-        Ok::<_, Error>(
-            metrics::measure(&Emf, "notify-user", handled)
-                .await
-                .into_response(),
-        )
-    }))
+    lambda::run("notify-user", move |event: SqsEvent| async move {
+        notify_user_batch(services, event).await.into_response()
+    })
     .await
 }

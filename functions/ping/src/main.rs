@@ -1,17 +1,12 @@
 //! `ping` Lambda: wiring only; the logic is `switchboard::handlers::ping`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use switchboard::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use switchboard::handlers::ping::handle_ping;
+use switchboard::lambda::{self, Error};
 
 // One request at a time, I/O-bound: the current-thread runtime (a smaller bootstrap).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     switchboard::logs::init();
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_ping(&event.payload))
-        },
-    ))
-    .await
+    lambda::run_uncounted(|event: ApiGatewayWebsocketProxyRequest| handle_ping(&event)).await
 }

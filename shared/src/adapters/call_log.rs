@@ -6,7 +6,7 @@
 //! event detail or secret value is ever written.
 //!
 //! Off unless `SWITCHBOARD_AWS_CALL_LOG` names a file ([`CallLog::from_env`]);
-//! [`crate::aws::Wiring`] then wraps every connector it builds
+//! [`crate::wiring::Wiring`] then wraps every connector it builds
 //! ([`CallLog::connector`], [`CallLog::http_client`]), so the SDK clients
 //! (DynamoDB, SQS) and the adapters that sign their own requests (Management
 //! API, Secrets Manager, EventBridge) are all seen at the one place they meet

@@ -8,6 +8,7 @@ pub mod eventbridge;
 pub mod http;
 pub mod management_api;
 pub mod memory;
+pub mod no_gateway;
 pub mod secrets_manager;
 pub mod sigv4;
 pub mod sqs;

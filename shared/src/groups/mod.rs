@@ -1,7 +1,6 @@
-//! Groups: their names and permission patterns ([`names`], re-exported here)
-//! and membership with presence ([`membership`]).
+//! Groups: their names and the permission patterns tokens grant ([`names`],
+//! re-exported here). Membership is [`crate::membership`].
 
-pub mod membership;
 pub mod names;
 
 pub use names::*;

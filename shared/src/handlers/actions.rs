@@ -42,11 +42,9 @@ use tracing::{Instrument, info, warn};
 
 use crate::fanout::send_to_group;
 use crate::groups::Grants;
-use crate::groups::membership::{
-    MembershipError, group_census, join_group_in_order, leave_group_in_order,
-};
 use crate::history::{Recorder, Stream};
 use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
+use crate::membership::{MembershipError, group_census, join_group_in_order, leave_group_in_order};
 use crate::metrics::{self, Metric};
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{

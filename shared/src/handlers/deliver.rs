@@ -31,14 +31,13 @@ use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
-use crate::config::EnqueuePolicy;
+use crate::enqueue::EnqueuePolicy;
 use crate::enqueue::{EnqueueError, enqueue_all};
+use crate::membership::forget_gone;
 use crate::metrics::{self, Metric};
 use crate::pacing::{BUDGET_BOOKED, Pace, pace};
 use crate::ports::{GatewayError, MessageQueue};
-use crate::posting::{
-    SentIds, already_posted, forget_gone, post_with_retries, record_posted, retry_deadline,
-};
+use crate::posting::{SentIds, already_posted, post_with_retries, record_posted, retry_deadline};
 use crate::protocol::{DeliveryBatch, MessageError};
 use crate::retry::{AdaptiveLimit, LimitPool, MAX_THROTTLED_REQUEUES, redelivery_delay};
 use crate::services::Services;

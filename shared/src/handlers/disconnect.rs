@@ -3,7 +3,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use tracing::{Instrument, error, info};
 
-use crate::groups::membership::forget;
+use crate::membership::forget;
 use crate::metrics::{self, Metric, close_code_class};
 use crate::replies::response;
 use crate::services::Services;

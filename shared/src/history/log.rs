@@ -5,11 +5,11 @@
 use tracing::warn;
 
 use crate::clock::now_seconds;
-use crate::config::HistorySettings;
 use crate::ports::{History, Position, StoreError};
 use crate::protocol::MAX_MESSAGE_BYTES;
 use crate::services::Services;
 
+use super::HistorySettings;
 use super::streams::{Stream, stamp, stamp_overhead};
 
 /// Whether `stream` keeps history under `settings`: user streams if

@@ -10,8 +10,6 @@ use crate::webhook::{SIGNATURE_HEADER, sign};
 
 use super::{CloudEvent, HttpPoster, PostError};
 
-pub use crate::config::DeliveryPolicy;
-
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -89,6 +87,28 @@ pub fn longest_delivery(policy: &DeliveryPolicy) -> Duration {
     (1..attempts).fold(policy.timeout.saturating_mul(attempts), |total, attempt| {
         total + backoff_cap(policy.base_delay, attempt)
     })
+}
+
+/// How the `upstream` function posts webhooks ([`crate::upstream::delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// POSTs per event in one invocation; then the message goes back to the
+    /// queue (and, after the queue's receive count, to its DLQ).
+    pub attempts: u32,
+    /// Attempt n waits a random time in `[0, base_delay × 2^(n-1)]` (full jitter).
+    pub base_delay: Duration,
+    /// Per attempt: connect, send and answer.
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use tracing::{error, warn};
 
 use crate::ports::MessageQueue;
+
+use delivery::DeliveryPolicy;
 pub use events::{CloudEvent, EventKind};
 pub use secret::WebhookSecret;
 
@@ -73,8 +75,6 @@ pub enum BusError {
 pub trait EventBus: Send + Sync {
     async fn put_events(&self, events: &[CloudEvent]) -> Result<(), BusError>;
 }
-
-pub use crate::config::{DEFAULT_HOOK_TIMEOUT, Hook};
 
 /// Where upstream events go. The default sends nothing anywhere.
 #[derive(Default)]
@@ -149,4 +149,65 @@ impl std::fmt::Debug for Upstream {
 pub(crate) fn no_client() -> PostError {
     warn!("a hook is configured but no HTTP client is wired");
     PostError::Transport("no HTTP client".into())
+}
+
+/// A synchronous hook (see [`crate::upstream::hooks`]): where it is, how long
+/// it may take, and whether its failure (timeout, 5xx, unreachable) lets the
+/// request through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub url: String,
+    pub timeout: Duration,
+    /// `false` (the default): a failed hook refuses the request.
+    pub fail_open: bool,
+}
+
+/// The default time a hook may take. The template allows at most 4 s
+/// (`HookTimeoutMs`): the hook and the rest of the handler end within the
+/// connect and actions functions' 6 s, and a hook is also cut short to end
+/// [`crate::upstream::hooks::HOOK_RESERVE`] before its invocation does.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the webhook secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSecretSetting {
+    /// `WEBHOOK_SECRET_ARN`: a Secrets Manager secret (its `SecretString`), read on first use (AWS).
+    SecretsManager { secret_id: String },
+    /// `WEBHOOK_SECRET`: the secret itself (tests; the local stack takes `--webhook-secret`).
+    Plain(String),
+}
+
+/// Upstream events and hooks, from the environment. Every part is optional:
+/// a function reads only the variables its template entry sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// `UPSTREAM_QUEUE_URL`: producers put events here for the webhook sender.
+    pub queue_url: Option<String>,
+    /// `EVENT_BUS_NAME`: producers put events on this EventBridge bus.
+    pub event_bus: Option<String>,
+    /// `CONNECT_HOOK_URL`, `CONNECT_HOOK_TIMEOUT_MS` (default 2000), `CONNECT_HOOK_FAIL_OPEN` (default false).
+    pub connect_hook: Option<Hook>,
+    /// `EVENT_HOOK_URL`, `EVENT_HOOK_TIMEOUT_MS` (default 2000).
+    pub event_hook: Option<Hook>,
+    /// `WEBHOOK_URL`: where the `upstream` function POSTs.
+    pub webhook_url: Option<String>,
+    /// `UPSTREAM_DLQ_URL`: where the `upstream` function puts events a receiver refused for good.
+    pub dead_letter_queue_url: Option<String>,
+    /// `WEBHOOK_ATTEMPTS`, `WEBHOOK_RETRY_BASE_DELAY_MS`, `WEBHOOK_TIMEOUT_MS`.
+    pub delivery: DeliveryPolicy,
+    /// `WEBHOOK_SECRET_ARN` or `WEBHOOK_SECRET` (both: an error).
+    pub secret: Option<WebhookSecretSetting>,
+}
+
+impl UpstreamSettings {
+    /// The longest any hook may take (the HTTP client's connect/read timeout).
+    pub fn longest_timeout(&self) -> Duration {
+        [&self.connect_hook, &self.event_hook]
+            .into_iter()
+            .flatten()
+            .map(|h| h.timeout)
+            .chain([self.delivery.timeout])
+            .max()
+            .unwrap_or(DEFAULT_HOOK_TIMEOUT)
+    }
 }

@@ -135,9 +135,9 @@ pub async fn test_sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 use std::sync::Arc;
 
 use switchboard::adapters::memory::{MemoryGateway, MemoryMemberships, MemoryQueue, MemoryStore};
-use switchboard::config::Settings;
 use switchboard::handlers::deliver::deliveries_batch;
 use switchboard::services::Services;
+use switchboard::services::Settings;
 
 /// [`Services`] for a queue handler's test: these ports and settings, no
 /// sent log or history, the memberships in memory.
@@ -163,7 +163,7 @@ pub fn queue_services(
 /// (the default posting policy's ceiling).
 pub fn instance_limit() -> switchboard::retry::AdaptiveLimit {
     switchboard::retry::AdaptiveLimit::new(
-        switchboard::config::PostingPolicy::default().concurrency,
+        switchboard::posting::PostingPolicy::default().concurrency,
     )
 }
 
@@ -246,5 +246,48 @@ impl Harness {
     /// Frames the connection received so far.
     pub fn received(&self, connection_id: &str) -> Vec<String> {
         self.gateway.delivered(connection_id)
+    }
+}
+
+/// Counts AWS requests by operation (every HTTP attempt, retries included).
+/// Add it to a client's config (`.interceptor(counter.clone())`) to measure
+/// what a handler costs; the tests use it to check requests per delivery.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+);
+
+impl RequestCounter {
+    /// Requests so far, keyed by operation name (`Query`, `SendMessageBatch`, …).
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, usize> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Forgets the counts so far.
+    pub fn reset(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let name = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or_else(|| "unknown".to_owned(), |m| m.name().to_owned());
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(name).or_default() += 1;
+        }
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use super::connections::{no_such_connection, require_connection};
 use super::fields::{object, segment, ttl_seconds};
 use super::{HttpAnswer, unavailable};
 use crate::command_runner::execute;
-use crate::groups::membership::group_census;
+use crate::membership::group_census;
 use crate::protocol::{Command, USER_GROUP_MAX_TTL_SECONDS};
 use crate::services::Services;
 use crate::validate;

@@ -3,13 +3,13 @@
 //! from the fan-out's own constants ([`SHARDS`], [`DELIVERY_BATCH`],
 //! [`MAX_BATCH`]), the template's memory size and deliver concurrency, the
 //! measured CPU per post (BENCHMARKS.md, "CPU per post") and list prices.
-//! `shared/tests/capacity.rs` recomputes the table and compares it with the
+//! `tests/capacity.rs` recomputes the table and compares it with the
 //! page, so the two cannot drift.
 
 use std::fmt::Write;
 
-use crate::ports::{MAX_BATCH, SHARDS};
-use crate::protocol::DELIVERY_BATCH;
+use switchboard::ports::{MAX_BATCH, SHARDS};
+use switchboard::protocol::DELIVERY_BATCH;
 
 /// Lambda gives a function one vCPU's worth of CPU at 1,769 MB, in
 /// proportion below it (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html>).
@@ -64,7 +64,7 @@ pub struct Model {
     /// Posts in flight per deliver invocation (`POST_CONCURRENCY`'s default).
     pub post_concurrency: f64,
     /// The stack's budget of posts a second (`PostRateLimit`'s default; see
-    /// [`crate::pacing`]), at most the account's throttle.
+    /// [`switchboard::pacing`]), at most the account's throttle.
     pub post_rate: f64,
     /// Measured: CPU per post, microseconds (the adapter, no TLS).
     pub cpu_per_post_us: f64,

@@ -1,9 +1,9 @@
-//! The capacity table in docs/server-api.md is what `switchboard::capacity` computes from
+//! The capacity table in docs/server-api.md is what `switchboard_capacity` computes from
 //! the fan-out's constants, template.yaml's memory size and deliver
 //! concurrency, and the measured CPU per post: change any of them and this
 //! test names the table to paste.
 
-use switchboard::capacity::{Model, Target, US_EAST_1};
+use switchboard_capacity::{Model, Target, US_EAST_1};
 
 /// Measured: the adapter's CPU per post (BENCHMARKS.md, "CPU per post",
 /// Switchboard's adapter row), microseconds.
@@ -36,7 +36,7 @@ fn model() -> Model {
     Model {
         memory_mb: number_after(&template, "Globals:", "MemorySize:"),
         deliver_max_concurrency: number_after(&template, "  DeliverMaxConcurrency:", "Default:"),
-        post_concurrency: switchboard::config::PostingPolicy::default().concurrency as f64,
+        post_concurrency: switchboard::posting::PostingPolicy::default().concurrency as f64,
         post_rate: number_after(&template, "  PostRateLimit:", "Default:"),
         cpu_per_post_us: CPU_PER_POST_US,
         post_latency_ms: 10.0,
@@ -57,7 +57,7 @@ fn the_documented_capacity_table_is_the_computed_one() {
         "/../docs/server-api.md"
     ))
     .unwrap();
-    let begin = "<!-- capacity table: shared/tests/capacity.rs -->\n";
+    let begin = "<!-- capacity table: capacity/tests/capacity.rs -->\n";
     let end = "<!-- end of the capacity table -->";
     let start = page
         .find(begin)

@@ -15,6 +15,7 @@ use crate::clock::now_seconds;
 use crate::connection::RECORD_TTL;
 use crate::fanout::{FanoutError, send_to_group};
 use crate::ports::{Counter, Membership, MembershipWrite, StoreError, pages};
+use crate::posting::is_gone;
 use crate::protocol::{PresenceEvent, presence_frame};
 use crate::services::Services;
 
@@ -56,7 +57,7 @@ pub async fn join_group(
 /// decided this group (see [`MembershipStore`](crate::ports::MembershipStore)).
 ///
 /// A membership holds one of the connection's
-/// [`max_groups_per_connection`](crate::config::Settings) slots: a connection
+/// [`max_groups_per_connection`](crate::services::Settings) slots: a connection
 /// at the cap gets [`MembershipError::LimitExceeded`] and nothing is written
 /// (joining a group it is already in still succeeds).
 ///
@@ -225,6 +226,16 @@ pub async fn forget(services: &Services, connection_id: &str) -> Result<usize, F
         Some(e) => Err(e),
         None => Ok(items.len()),
     }
+}
+
+/// Forgets a connection a post found gone (410), record and memberships,
+/// unless it is still opening. Returns whether it was forgotten.
+pub async fn forget_gone(services: &Services, connection_id: &str) -> Result<bool, FanoutError> {
+    if !is_gone(&*services.store, connection_id).await? {
+        return Ok(false);
+    }
+    forget(services, connection_id).await?;
+    Ok(true)
 }
 
 /// The group's distinct user ids and its connection count, read page by page.
