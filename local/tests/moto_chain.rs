@@ -309,7 +309,8 @@ async fn send_to_group_travels_through_the_commands_and_deliveries_queues() {
 
 /// One HTTP/1.1 request to the stack's HTTP API.
 async fn http(stack: &RunningStack, method: &str, path: &str, body: &str) -> (u16, String) {
-    exchange(&stack.addr().to_string(), method, path, "", body).await
+    let json = "Content-Type: application/json\r\n";
+    exchange(&stack.addr().to_string(), method, path, json, body).await
 }
 
 /// One HTTP/1.1 request (`headers`: extra header lines, each ending in CRLF)
