@@ -17,7 +17,6 @@
 //! `$connect`: the connection is kept. Otherwise it is gone and forgotten.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -25,7 +24,7 @@ use tracing::{info, warn};
 use crate::clock::{now_millis, now_seconds};
 use crate::connection::is_opening;
 use crate::metrics::{self, Metric};
-use crate::ports::{ConnectionStore, Gateway, GatewayError, MessageQueue, SentLog, StoreError};
+use crate::ports::{ConnectionStore, Gateway, GatewayError, SentLog, StoreError};
 use crate::retry::{AdaptiveLimit, Deadline, RETRY_BACKOFF, RETRY_BACKOFF_MAX, backoff};
 
 /// The default idempotency window: a redelivered message with an `id` is not
@@ -77,67 +76,6 @@ impl Default for PostingPolicy {
             retry_delay_max: Duration::from_secs(20),
             rate_limit: 0,
         }
-    }
-}
-
-/// The posting policy with the store that remembers posted ids: what
-/// notify-connection posts by (deliver takes both from [`Services`]).
-#[derive(Clone)]
-pub struct Posting {
-    pub policy: PostingPolicy,
-    /// Where posted ids are remembered; `None` turns idempotency off.
-    pub sent_log: Option<Arc<dyn SentLog>>,
-    /// The queue the records come from, to hand a failed one back for a try
-    /// in seconds; `None`: it waits out the visibility timeout.
-    pub queue: Option<Arc<dyn MessageQueue>>,
-    /// Posts in flight in this instance (see [`AdaptiveLimit`]).
-    pub limit: Arc<AdaptiveLimit>,
-}
-
-impl Default for Posting {
-    fn default() -> Self {
-        PostingPolicy::default().into()
-    }
-}
-
-impl std::fmt::Debug for Posting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Posting")
-            .field("policy", &self.policy)
-            .field("sent_log", &self.sent_log.is_some())
-            .field("queue", &self.queue.is_some())
-            .field("limit", &self.limit)
-            .finish()
-    }
-}
-
-impl From<PostingPolicy> for Posting {
-    fn from(policy: PostingPolicy) -> Self {
-        Posting {
-            limit: Arc::new(AdaptiveLimit::new(policy.concurrency)),
-            policy,
-            sent_log: None,
-            queue: None,
-        }
-    }
-}
-
-impl Posting {
-    /// Attaches the store of idempotency records.
-    pub fn with_sent_log(mut self, log: Arc<dyn SentLog>) -> Self {
-        self.sent_log = Some(log);
-        self
-    }
-
-    /// Attaches the queue the records come from (for handing failed ones back).
-    pub fn with_queue(mut self, queue: Arc<dyn MessageQueue>) -> Self {
-        self.queue = Some(queue);
-        self
-    }
-
-    /// The idempotency store and window, unless idempotency is off.
-    pub fn sent_ids(&self) -> Option<SentIds<'_>> {
-        SentIds::new(self.sent_log.as_deref(), &self.policy)
     }
 }
 
