@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
     {
         let detail: CloudEvent =
             serde_json::from_str(entry["Detail"].as_str().expect("a string")).expect("an event");
-        assert_eq!(&detail, event);
+        assert_eq!(detail, as_parsed(event));
     }
 
     // What the edge lets through can always be sent. (Connection ids come
@@ -113,10 +113,20 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// `event` as serde_json reads it back: its parser (without `float_roundtrip`) may land a
+/// float of `data` one ulp off the value it printed, so both sides go through it once.
+fn as_parsed(event: &CloudEvent) -> CloudEvent {
+    let data = serde_json::from_str(&event.data.to_string()).expect("data is JSON");
+    CloudEvent {
+        data,
+        ..event.clone()
+    }
+}
+
 fn check_event(event: &CloudEvent) {
     let json = event.to_json();
     let back: CloudEvent = serde_json::from_str(&json).expect("the structured form parses");
-    assert_eq!(&back, event);
+    assert_eq!(back, as_parsed(event));
 
     let attributes = [
         ("ce-id", event.id.as_str()),
