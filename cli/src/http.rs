@@ -97,13 +97,27 @@ pub fn connector() -> SharedHttpConnector {
     SharedHttpConnector::new(switchboard::aws::https_connector(settings, sleep))
 }
 
+/// `url` as it may be shown: credentials in it (`http://user:secret@host`)
+/// become `***`, so no error or log line repeats them.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Api {
     /// The local stack at `url`: loopback or not, its scheme must be http(s).
     pub fn local(url: &str, api_key: Option<String>) -> Result<Api, CliError> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(CliError::Usage(format!(
-                "--local {url:?}: give the stack's address as http://HOST:PORT"
+                "--local {:?}: give the stack's address as http://HOST:PORT",
+                redacted(url)
             )));
         }
         Ok(Api {
@@ -167,7 +181,7 @@ impl Api {
             .map_err(|e| CliError::Usage(e.to_string()))?;
         request
             .set_uri(uri.as_str())
-            .map_err(|e| CliError::Usage(format!("bad URL {uri}: {e}")))?;
+            .map_err(|e| CliError::Usage(format!("bad URL {}: {e}", redacted(&uri))))?;
         for (name, value) in headers {
             request.headers_mut().insert(name, value);
         }
@@ -190,7 +204,7 @@ impl Api {
                 if bytes.len() > MAX_ANSWER_BYTES {
                     return Err(CliError::BadAnswer {
                         place: self.place(),
-                        url: self.base.clone(),
+                        url: redacted(&self.base),
                         what: format!("more than {MAX_ANSWER_BYTES} bytes (read no further)"),
                     });
                 }
@@ -214,7 +228,7 @@ impl Api {
     fn unreachable(&self, what: String) -> CliError {
         CliError::Unreachable {
             place: self.place(),
-            url: self.base.clone(),
+            url: redacted(&self.base),
             what,
         }
     }
@@ -269,6 +283,31 @@ async fn sign_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        assert_eq!(
+            redacted("http://admin:secret@127.0.0.1:3001/x?y=1"),
+            "http://***@127.0.0.1:3001/x?y=1"
+        );
+        assert_eq!(redacted("http://token@host"), "http://***@host");
+        assert_eq!(redacted("http://127.0.0.1:3001"), "http://127.0.0.1:3001");
+        assert_eq!(redacted("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
+
+    /// `--local=http://admin:secret@…` printed the password in every error (issue 25, defect 9).
+    #[tokio::test]
+    async fn an_unreachable_stack_is_named_without_its_credentials() {
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let api = Api::local("http://admin:s3cret-pass@127.0.0.1:9", None).unwrap();
+        let error = api.call("GET", "/users/alice", None).await.unwrap_err();
+        let shown = error.to_string();
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(shown.contains("http://***@127.0.0.1:9"), "{shown}");
+        let usage = Api::local("ftp://admin:s3cret-pass@host", None).unwrap_err();
+        assert!(!usage.to_string().contains("s3cret-pass"), "{usage}");
+    }
 
     #[test]
     fn connection_ids_are_one_path_segment() {

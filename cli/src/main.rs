@@ -42,7 +42,9 @@ struct Cli {
     #[arg(long, global = true, num_args = 0..=1, require_equals = true,
           default_missing_value = DEFAULT_LOCAL_URL, value_name = "URL")]
     local: Option<String>,
-    /// The local stack's API key (when it listens beyond loopback).
+    /// The local stack's API key (when it listens beyond loopback). On a
+    /// command line it is visible to every user of the machine (`ps`): prefer
+    /// SWITCHBOARD_API_KEY or --api-key-file.
     #[arg(
         long,
         global = true,
@@ -50,6 +52,14 @@ struct Cli {
         hide_env_values = true
     )]
     api_key: Option<String>,
+    /// A file holding the local stack's API key (its first line), instead of --api-key.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_API_KEY_FILE",
+        conflicts_with = "api_key"
+    )]
+    api_key_file: Option<std::path::PathBuf>,
     /// The deployed HTTP API's URL (default: the stack's output HttpApiUrl).
     #[arg(long, global = true, env = "SWITCHBOARD_HTTP_API_URL")]
     http_api_url: Option<String>,
@@ -302,9 +312,25 @@ impl Place {
     }
 }
 
+/// The API key: given, or the first line of `--api-key-file`.
+fn api_key(cli: &Cli) -> Result<Option<String>, CliError> {
+    let Some(path) = &cli.api_key_file else {
+        return Ok(cli.api_key.clone());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("--api-key-file {}: {e}", path.display())))?;
+    match text.lines().next().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(CliError::Usage(format!(
+            "--api-key-file {}: the file holds no key",
+            path.display()
+        ))),
+    }
+}
+
 async fn run(cli: &Cli) -> Result<Done, CliError> {
     let place = match &cli.local {
-        Some(url) => Place::Local(Api::local(url, cli.api_key.clone())?),
+        Some(url) => Place::Local(Api::local(url, api_key(cli)?)?),
         None => Place::Aws {
             sdk: Box::new(switchboard::aws::load().await),
             stack_name: cli.stack.clone(),

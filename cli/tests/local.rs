@@ -292,6 +292,29 @@ async fn an_unreachable_stack_and_a_missing_api_key_are_named() {
     let out = switchboard(&[&local, "send", "--all", "x", "--json"], None, Some(&key)).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(json_of(&out), json!({"addressed": 0}));
+    // The key from a file (not on the command line, where `ps` shows it), and a file without one.
+    let dir = std::env::temp_dir().join(format!("switchboard-cli-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, empty) = (dir.join("key"), dir.join("empty"));
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    std::fs::write(&empty, "\n").unwrap();
+    let with_file = format!("--api-key-file={}", file.display());
+    let out = switchboard(
+        &[&local, &with_file, "send", "--all", "x", "--json"],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let without = format!("--api-key-file={}", empty.display());
+    let out = switchboard(&[&local, &without, "send", "--all", "x"], None, None).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr(&out).contains("the file holds no key"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     let out = switchboard(&[&local, "dlq", "list", "--json"], None, Some(&key)).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Without --webhook the local stack has no Upstream queue: the list skips it.
