@@ -7,10 +7,11 @@
 //! one sink this stack cannot reach without an AWS endpoint, is checked in
 //! shared/tests/upstream.rs.)
 
+#[path = "support/captured.rs"]
+mod captured;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::routing::post;
+use captured::Captured;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
@@ -260,27 +262,6 @@ async fn hostile_handshakes(stack: &RunningStack) {
     }
 }
 
-/// Every byte the subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// The value of sample `key` (`name{labels}` as written) in a scrape, 0 if absent.
 async fn metric(stack: &RunningStack, key: &str) -> f64 {
     let text = http(stack, "GET", "/metrics", "").await.body;
@@ -441,7 +422,7 @@ async fn control_characters_in_every_client_string_lose_no_one_elses_events() {
     hooks.shutdown().await;
 
     // 3. The logs: one JSON object per line, no raw control byte in any.
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8(captured.bytes()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 100, "{} lines", lines.len());
     for line in &lines {

@@ -2,12 +2,13 @@
 //! amplification, a client that stops reading, oversized and malformed
 //! requests. Each asserts the exact answer and that nothing was damaged.
 
+#[path = "support/captured.rs"]
+mod captured;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use captured::Captured;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
@@ -15,20 +16,6 @@ use switchboard_local::{
     Config, MAX_QUEUE_MESSAGE_BYTES, MAX_REQUEST_BODY_BYTES, OUTBOUND_LIMIT_BYTES,
 };
 use tokio_tungstenite::tungstenite::Message;
-
-/// Log lines written while a test runs (on the test's one thread).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn a_100_kb_action_gets_a_short_error_frame_and_stays_out_of_the_logs() {
@@ -71,7 +58,7 @@ async fn a_100_kb_action_gets_a_short_error_frame_and_stays_out_of_the_logs() {
         r#"{"type":"ack","ok":false,"error":{"code":"bad_request","message":"the \"id\" field must be at most 128 bytes"}}"#
     );
     stack.shutdown().await;
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(logs.bytes()).unwrap();
     assert!(logs.contains("unroutable frame"), "{logs}");
     assert!(
         !logs.contains(&"A".repeat(65)),

@@ -3,12 +3,13 @@
 //! JSON; neither appears in any line, and the lines carry the spans an
 //! operator filters by (route and connection id, queue and message id).
 
+#[path = "support/captured.rs"]
+mod captured;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use captured::Captured;
 use futures::SinkExt;
 use serde_json::Value;
 use support::*;
@@ -17,33 +18,6 @@ use switchboard_local::Config;
 use switchboard_local::logs::{self, LogFormat};
 use tokio_tungstenite::tungstenite::Message;
 use tracing_subscriber::EnvFilter;
-
-/// Every byte the subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// The body every message carries: it must reach the clients and no log line.
 const BODY: &str = "BODY-7f3a9c-do-not-log";

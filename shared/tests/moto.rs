@@ -119,16 +119,13 @@ impl Counted {
             Some(limit) => memberships.with_page_limit(limit),
             None => memberships,
         };
-        Services {
-            store: Arc::new(DynamoStore::new(self.dynamo.clone(), connections)),
-            memberships: Arc::new(memberships),
+        Services::new(
+            Arc::new(DynamoStore::new(self.dynamo.clone(), connections)),
+            Arc::new(memberships),
             gateway,
             deliveries,
-            sent_log: None,
-            history: None,
-            settings: Arc::new(settings),
-            upstream: Default::default(),
-        }
+            settings,
+        )
     }
 }
 

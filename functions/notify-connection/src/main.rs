@@ -19,22 +19,20 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(wiring.store()?);
     let policy = PostingPolicy::from_env()?;
     let gateway = wiring.gateway(&policy).await?;
-    let services = Services {
-        store: store.clone(),
+    let services = Services::new(
+        store.clone(),
         // notify-connection reads no memberships: a stand-in, no SDK client.
-        memberships: Arc::new(MemoryMemberships::new()),
-        gateway: Arc::new(gateway),
+        Arc::new(MemoryMemberships::new()),
+        Arc::new(gateway),
         // A failed record is handed back to this function's own queue for a try in seconds.
-        deliveries: Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
-        // Idempotency records live in the connections table.
-        sent_log: Some(store),
-        history: None,
-        settings: Arc::new(Settings {
+        Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
+        Settings {
             posting: policy,
             ..Settings::default()
-        }),
-        upstream: Default::default(),
-    };
+        },
+    )
+    // Idempotency records live in the connections table.
+    .with_sent_log(store);
     // Posts in flight in this instance, learnt across its invocations.
     let limit = retry::AdaptiveLimit::new(services.settings.posting.concurrency);
     let (services, limit) = (&services, &limit);

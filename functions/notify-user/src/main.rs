@@ -9,7 +9,6 @@ use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::history::HistorySettings;
 use switchboard::lambda::{self, Error};
-use switchboard::ports::History;
 use switchboard::services::{Services, Settings};
 use switchboard::wiring::Wiring;
 
@@ -19,21 +18,22 @@ async fn main() -> Result<(), Error> {
     let wiring = Wiring::load().await;
     let settings = Settings {
         enqueue: EnqueuePolicy::from_env()?,
-        history: HistorySettings::from_env()?,
         ..Settings::default()
     };
-    let services = Services {
-        store: Arc::new(wiring.store()?),
+    let services = Services::new(
+        Arc::new(wiring.store()?),
         // notify-user reads no memberships and posts to no connection: stand-ins, no SDK clients.
-        memberships: Arc::new(MemoryMemberships::new()),
-        gateway: Arc::new(NoGateway),
+        Arc::new(MemoryMemberships::new()),
+        Arc::new(NoGateway),
         // Its fan-out goes to the NotifyConnection queue.
-        deliveries: Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
-        sent_log: None,
-        // HISTORY_TABLE unset: no history (every connection gets the data itself).
-        history: wiring.history().map(|h| Arc::new(h) as Arc<dyn History>),
-        settings: Arc::new(settings),
-        upstream: Default::default(),
+        Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),
+        settings,
+    );
+    let history_settings = HistorySettings::from_env()?;
+    // HISTORY_TABLE unset: no history (every connection gets the data itself).
+    let services = match wiring.history() {
+        Some(history) => services.with_history(Arc::new(history), history_settings),
+        None => services.with_history_settings(history_settings),
     };
     let services = &services;
     lambda::run("notify-user", move |event: SqsEvent| async move {
