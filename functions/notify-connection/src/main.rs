@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use switchboard::adapters::memory::MemoryMemberships;
+use switchboard::adapters::no_memberships::NoMemberships;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::handlers::notify_connection::handle_notify_connection;
 use switchboard::lambda::{self, Error};
@@ -21,8 +21,8 @@ async fn main() -> Result<(), Error> {
     let gateway = wiring.gateway(&policy).await?;
     let services = Services::new(
         store.clone(),
-        // notify-connection reads no memberships: a stand-in, no SDK client.
-        Arc::new(MemoryMemberships::new()),
+        // notify-connection reads no memberships: a stand-in that refuses every call, no SDK client.
+        Arc::new(NoMemberships),
         Arc::new(gateway),
         // A failed record is handed back to this function's own queue for a try in seconds.
         Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use switchboard::adapters::memory::MemoryMemberships;
 use switchboard::adapters::no_gateway::NoGateway;
+use switchboard::adapters::no_memberships::NoMemberships;
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::enqueue::EnqueuePolicy;
 use switchboard::handlers::notify_user::notify_user_batch;
@@ -22,8 +22,8 @@ async fn main() -> Result<(), Error> {
     };
     let services = Services::new(
         Arc::new(wiring.store()?),
-        // notify-user reads no memberships and posts to no connection: stand-ins, no SDK clients.
-        Arc::new(MemoryMemberships::new()),
+        // notify-user reads no memberships and posts to no connection: stand-ins that refuse every call, no SDK clients.
+        Arc::new(NoMemberships),
         Arc::new(NoGateway),
         // Its fan-out goes to the NotifyConnection queue.
         Arc::new(wiring.queue("NOTIFY_CONNECTION_QUEUE_URL")?),

@@ -9,6 +9,7 @@ pub mod http;
 pub mod management_api;
 pub mod memory;
 pub mod no_gateway;
+pub mod no_memberships;
 pub mod secrets_manager;
 pub mod sigv4;
 pub mod sqs;
