@@ -17,14 +17,14 @@ use crate::connection::RECORD_TTL;
 use crate::fanout::{
     Fanout, FanoutError, enqueue_frame, send_to_group, user_connection_ids, user_envelope_ids,
 };
-use crate::history::log::Appended;
-use crate::history::{Recorder, Stream};
+use crate::history::Stream;
 use crate::membership::{MembershipError, join_group, leave_group};
 use crate::ports::{GatewayError, Membership, SHARDS, StoreError, pages};
 use crate::protocol::{
     Command, MessageError, USER_GROUP_DEFAULT_TTL_SECONDS, close_frame, group_message,
     server_message,
 };
+use crate::recorder::{Appended, Recorder};
 use crate::services::Services;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,14 +4,14 @@
 //! share, layered bottom-up:
 //! - rules and wire formats: [`clock`], [`sync`], [`lazy`], [`validate`],
 //!   [`protocol`], [`auth`], [`groups`], [`connection`], [`routes`],
-//!   [`rate`] (the token bucket), [`history::streams`];
+//!   [`rate`] (the token bucket), [`history`] (streams, epochs, the stamp);
 //! - [`ports`]: the small traits the logic depends on (connection store,
 //!   memberships, queue, gateway, sent log, history);
 //! - policies, each with the code it governs ([`enqueue::EnqueuePolicy`],
 //!   [`posting::PostingPolicy`], [`history::HistorySettings`],
 //!   [`upstream::UpstreamSettings`]), and [`services`] (the ports and
 //!   [`services::Settings`] a handler runs on);
-//! - logic: [`fanout`], [`membership`], [`history`], [`posting`], [`batch`],
+//! - logic: [`fanout`], [`membership`], [`recorder`], [`recovery`], [`posting`], [`batch`],
 //!   [`command_runner`], [`replies`], [`limits`], and [`handlers`] (one module per
 //!   route or queue);
 //! - [`config`]: the one reader of the environment (each policy's `from_env`);
@@ -48,6 +48,8 @@ pub mod ports;
 pub mod posting;
 pub mod protocol;
 pub mod rate;
+pub mod recorder;
+pub mod recovery;
 pub mod replies;
 pub mod retry;
 pub mod routes;

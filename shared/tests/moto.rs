@@ -1474,8 +1474,9 @@ async fn dynamo_store_lists_only_the_connections_that_asked_for_envelopes() {
 async fn history_request_counts_per_message_and_per_recovery() {
     use switchboard::adapters::dynamodb::DynamoHistory;
     use switchboard::history::HistorySettings;
-    use switchboard::history::recovery::recover;
-    use switchboard::history::{Recorder, Stream};
+    use switchboard::history::Stream;
+    use switchboard::recorder::Recorder;
+    use switchboard::recovery::recover;
     let Counted {
         counter,
         dynamo,
@@ -1529,7 +1530,7 @@ async fn history_request_counts_per_message_and_per_recovery() {
 }
 
 async fn history_epoch(
-    recorder: &switchboard::history::Recorder<'_>,
+    recorder: &switchboard::recorder::Recorder<'_>,
     stream: &switchboard::history::Stream,
 ) -> String {
     recorder

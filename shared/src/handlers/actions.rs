@@ -42,7 +42,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::fanout::send_to_group;
 use crate::groups::Grants;
-use crate::history::{Recorder, Stream};
+use crate::history::Stream;
 use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
 use crate::membership::{MembershipError, group_census, join_group_in_order, leave_group_in_order};
 use crate::metrics::{self, Metric};
@@ -51,6 +51,7 @@ use crate::protocol::{
     ClientAction, ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message,
     event_answer, presence_answer, published_ack,
 };
+use crate::recorder::Recorder;
 use crate::replies::{Refusal, response};
 use crate::services::Services;
 use crate::upstream::{

@@ -10,10 +10,10 @@
 use serde_json::Value;
 use tracing::info;
 
-use crate::history::Recorder;
-use crate::history::recovery::{latest, may_read, send_in_order};
 use crate::ports::ConnectionRecord;
 use crate::protocol::{ServerFrame, StreamName, history_frame};
+use crate::recorder::Recorder;
+use crate::recovery::{latest, may_read, send_in_order};
 use crate::services::Services;
 
 use super::recover::read_refusal;

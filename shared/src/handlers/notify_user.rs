@@ -14,9 +14,10 @@ use serde_json::value::RawValue;
 use crate::batch::{BatchReport, process_batch, receive_count};
 use crate::enqueue::enqueue_all;
 use crate::fanout::{FanoutError, user_envelope_ids};
-use crate::history::{Recorder, Stream};
+use crate::history::Stream;
 use crate::ports::{StoreError, pages};
 use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data, server_message};
+use crate::recorder::Recorder;
 use crate::services::Services;
 
 /// Enqueues one NotifyConnection message per connection of the message's user

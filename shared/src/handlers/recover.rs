@@ -14,10 +14,11 @@
 use serde_json::Value;
 use tracing::info;
 
-use crate::history::recovery::{ReadError, may_read, recover as recover_stream, send_in_order};
-use crate::history::{Recorder, Stream};
+use crate::history::Stream;
 use crate::ports::ConnectionRecord;
 use crate::protocol::{ServerFrame, StreamPosition, recovered_frame};
+use crate::recorder::Recorder;
+use crate::recovery::{ReadError, may_read, recover as recover_stream, send_in_order};
 use crate::services::Services;
 
 use crate::replies::Refusal;

@@ -2,12 +2,13 @@
 //! keeps its recent messages so a client that was away can get what it
 //! missed.
 //!
-//! - [`streams`] (rules): stream names, epochs, the `stream`/`offset`/`epoch`
-//!   stamp on a message frame.
-//! - [`log`] (logic): which streams keep history, and appending a message
-//!   before it is fanned out.
-//! - [`recovery`] (logic): reading a stream back for the `recover` and
-//!   `history` actions, and telling when it cannot be recovered.
+//! This module holds the rules: [`streams`] (stream names, epochs, the
+//! `stream`/`offset`/`epoch` stamp on a message frame), and here
+//! [`HistorySettings`], which streams keep history ([`keeps`]) and how long a
+//! stream's counter lives. The logic over the services lives above:
+//! [`crate::recorder`] (appending a message before it is fanned out) and
+//! [`crate::recovery`] (reading a stream back for the `recover` and `history`
+//! actions, and telling when it cannot be recovered).
 //!
 //! Every message appended to a stream gets an **offset** (a u64, strictly
 //! increasing within the stream, 1 for the first) and carries the stream's
@@ -20,11 +21,8 @@ use std::time::Duration;
 use crate::groups::names::Grants;
 use crate::rate::Rate;
 
-pub mod log;
-pub mod recovery;
 pub mod streams;
 
-pub use log::{Recorder, keeps};
 pub use streams::{Stream, new_epoch, stamp};
 
 /// Which streams keep history ([`crate::history`]) and how much of it.
@@ -63,4 +61,20 @@ impl Default for HistorySettings {
             reads: Rate::new(20, Duration::from_secs(10)),
         }
     }
+}
+
+/// Whether `stream` keeps history under `settings`: user streams if
+/// `HISTORY_USERS` is on, groups that `HISTORY_GROUPS` names.
+pub fn keeps(settings: &HistorySettings, stream: &Stream) -> bool {
+    match stream {
+        Stream::User(_) => settings.users,
+        Stream::Group(group) => settings.groups.allows(group),
+    }
+}
+
+/// How long a stream's counter (and so its epoch) outlives its last append:
+/// the messages' time to live again, and at least an hour.
+pub fn counter_lifetime(settings: &HistorySettings) -> i64 {
+    let ttl = settings.ttl.as_secs() as i64;
+    ttl + ttl.max(3600)
 }

@@ -1,4 +1,5 @@
-//! Reading a stream back: what the `recover` and `history` actions send.
+//! Reading a stream back (see [`crate::history`]): what the `recover` and
+//! `history` actions send.
 //!
 //! A recovery from (offset `o`, epoch `e`) succeeds when the stream's epoch
 //! is still `e` and every message after `o` is still kept: then the client
@@ -15,8 +16,8 @@ use crate::clock::now_seconds;
 use crate::ports::{ConnectionRecord, GatewayError, Kept, Position, StoreError};
 use crate::services::Services;
 
-use super::log::{Recorder, counter_lifetime, keeps};
-use super::streams::{Stream, stamp};
+use crate::history::{Stream, counter_lifetime, keeps, stamp};
+use crate::recorder::Recorder;
 
 /// Reads of a range with a hole in it, before the hole counts as lost: an
 /// append takes its offset before it writes the message, so a hole at the

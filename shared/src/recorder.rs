@@ -1,5 +1,5 @@
-//! Which streams keep history, and appending a message to its stream before
-//! it is fanned out (so a client that recovers after the fan-out read its
+//! Appending a message to its stream (see [`crate::history`]) before it is
+//! fanned out (so a client that recovers after the fan-out read its
 //! connections can never miss it).
 
 use tracing::warn;
@@ -9,24 +9,8 @@ use crate::ports::{History, Position, StoreError};
 use crate::protocol::MAX_MESSAGE_BYTES;
 use crate::services::Services;
 
-use super::HistorySettings;
-use super::streams::{Stream, stamp, stamp_overhead};
-
-/// Whether `stream` keeps history under `settings`: user streams if
-/// `HISTORY_USERS` is on, groups that `HISTORY_GROUPS` names.
-pub fn keeps(settings: &HistorySettings, stream: &Stream) -> bool {
-    match stream {
-        Stream::User(_) => settings.users,
-        Stream::Group(group) => settings.groups.allows(group),
-    }
-}
-
-/// How long a stream's counter (and so its epoch) outlives its last append:
-/// the messages' time to live again, and at least an hour.
-pub fn counter_lifetime(settings: &HistorySettings) -> i64 {
-    let ttl = settings.ttl.as_secs() as i64;
-    ttl + ttl.max(3600)
-}
+use crate::history::streams::{Stream, stamp, stamp_overhead};
+use crate::history::{HistorySettings, counter_lifetime, keeps};
 
 /// A message appended to its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
