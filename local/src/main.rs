@@ -174,6 +174,12 @@ struct Serve {
     /// Recover and history requests one user may make per 10 seconds.
     #[arg(long, default_value_t = 20, env = "HISTORY_READ_LIMIT")]
     history_read_limit: u32,
+    /// Bytes of recover and history answers one user may receive per 10
+    /// seconds (at least 262144).
+    #[arg(long, default_value_t = 4 * 1024 * 1024,
+        value_parser = clap::value_parser!(u64).range(switchboard::history::MIN_READ_BYTES..),
+        env = "HISTORY_READ_BYTES")]
+    history_read_bytes: u64,
     /// The DynamoDB history table (with --aws-endpoint or --aws); without it
     /// history is kept in memory.
     #[arg(long, env = "HISTORY_TABLE")]
@@ -355,6 +361,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             ttl: serve.history_ttl.max(Duration::from_secs(1)),
             recover_limit: usize::try_from(serve.history_recover_limit).unwrap_or(1000),
             reads: Rate::new(serve.history_read_limit, Duration::from_secs(10)),
+            read_bytes: serve.history_read_bytes,
         },
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),

@@ -603,3 +603,152 @@ async fn client_events_in_a_history_group_are_kept_and_stamped() {
     // The sender does not get its own event live (recovery would include it).
     silent(&mut hana, Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn repeated_history_requests_are_bounded_by_the_user_s_bytes_and_book_the_post_budget() {
+    // Issue 25, defect 4: 15 `history` frames of 80 bytes over a stream of
+    // 200 large messages. The user's answers are bounded by HISTORY_READ_BYTES
+    // (4 MiB per 10 s by default), the rest refused exactly, and every answer
+    // books its posts from the stack's budget.
+    const BIG: usize = 90_000;
+    let mut config = history_config(|_| {});
+    config.notify_connection.rate_limit = 10_000;
+    // The client reads as fast as it can; the emulated outbound bound is not the subject.
+    config.outbound_limit = 64 * 1024 * 1024;
+    let stack = stack_with(config).await;
+    let payload = "m".repeat(BIG);
+    for n in 0..200 {
+        post_send(
+            &stack,
+            json!({"userId":"mallory","data":{"n":n,"p":payload}}).to_string(),
+        )
+        .await;
+    }
+    let mut mallory = open(&stack, "mallory", &[], false).await;
+    let started = tokio::time::Instant::now();
+    for n in 0..15 {
+        let frame = format!(r#"{{"action":"history","id":{n},"stream":"user","limit":200}}"#);
+        send_text(&mut mallory, &frame).await;
+    }
+    let mut acks = Vec::new();
+    let (mut frames, mut bytes) = (0, 0);
+    let mut markers = Vec::new();
+    let deadline = started + Duration::from_secs(60);
+    while acks.len() < 15 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let text = tokio::time::timeout(left, next_text(&mut mallory))
+            .await
+            .unwrap_or_else(|_| panic!("{} of 15 acks within 60 s", acks.len()));
+        frames += 1;
+        bytes += text.len();
+        let frame = parse(&text);
+        match frame["type"].as_str() {
+            Some("ack") => acks.push(frame),
+            Some("history") => markers.push(frame),
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!("15 history requests: {frames} frames, {bytes} bytes in {elapsed:?}");
+    // 4 MiB now, then 4 MiB per 10 s: what the user may pull in `elapsed`.
+    let budget = 4 * 1024 * 1024;
+    let allowed = budget + (budget as f64 * elapsed.as_secs_f64() / 10.0) as usize;
+    assert!(bytes <= allowed + 16 * 1024, "{bytes} bytes in {elapsed:?}");
+    assert!(frames <= 15 + 2 * (allowed / BIG + 1), "{frames} frames");
+    // The first answer is cut to fit and says so: the newest that fit.
+    let first = &markers[0];
+    assert_eq!(first["more"], true, "{first}");
+    let count = first["count"].as_u64().unwrap();
+    assert!((40..200).contains(&count), "{first}");
+    // (Refusals are route responses, so they may arrive before it.)
+    assert!(
+        acks.contains(&json!({"type":"ack","id":0,"ok":true})),
+        "{acks:?}"
+    );
+    // The others the bucket had no room for: refused exactly, nothing sent.
+    let refused: Vec<&Value> = acks.iter().filter(|a| a["ok"] == false).collect();
+    assert!(refused.len() >= 10, "{acks:?}");
+    assert_eq!(markers.len(), 15 - refused.len());
+    for ack in &refused {
+        // Within one window: no refusal took bytes (one that had taken an
+        // answer's 4 MiB would push the next refusal's wait past 10 s).
+        let retry = ack["error"]["retryAfterMs"].as_u64().expect("retryAfterMs");
+        assert!((1..=10_000).contains(&retry), "{ack}");
+        let mut exact = (*ack).clone();
+        exact["error"]
+            .as_object_mut()
+            .unwrap()
+            .remove("retryAfterMs");
+        assert_eq!(
+            exact,
+            json!({"type":"ack","id":exact["id"],"ok":false,"error":{"code":"rate_limited",
+                "message":"at most 4194304 bytes of recover and history answers per user per 10000 ms; slow down"}})
+        );
+    }
+    // Each answer's posts were booked from the stack's post budget.
+    let metrics = http(&stack, "GET", "/metrics", "").await.body;
+    let bookings: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"switchboard_post_budget_wait_milliseconds_count{function="actions"} "#,
+            )
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no actions bookings in /metrics"));
+    assert_eq!(bookings, markers.len() as u64);
+}
+
+#[tokio::test]
+async fn a_batched_answer_is_a_few_posts_that_unpack_to_the_same_frames() {
+    let stack = stack_with(history_config(|_| {})).await;
+    for n in 0..150 {
+        post_send(
+            &stack,
+            json!({"userId":"nora","data":{"n":n,"text":"x".repeat(1000)}}).to_string(),
+        )
+        .await;
+    }
+    let mut nora = open(&stack, "nora", &[], false).await;
+    let mut answers = Vec::new();
+    for batch in [false, true] {
+        send_text(
+            &mut nora,
+            &json!({"action":"history","id":"h","stream":"user","limit":150,"batch":batch})
+                .to_string(),
+        )
+        .await;
+        let mut posts = 0;
+        let mut frames = Vec::new();
+        loop {
+            let text = next_text(&mut nora).await;
+            assert!(text.len() <= 96 * 1024, "{}", text.len());
+            posts += 1;
+            let frame = parse(&text);
+            match frame["type"].as_str() {
+                Some("ack") => break,
+                Some("batch") => frames.extend(frame["frames"].as_array().unwrap().clone()),
+                _ => frames.push(frame),
+            }
+        }
+        answers.push((posts, frames));
+    }
+    let (plain, batched) = (&answers[0], &answers[1]);
+    assert_eq!(plain.0, 152);
+    // 151 frames of about 1.1 KB in 96 KiB batches: 2 posts, then the ack.
+    assert_eq!(batched.0, 3);
+    assert_eq!(plain.1, batched.1);
+    assert_eq!(batched.1.len(), 151);
+    assert_eq!(batched.1[150]["count"], 150);
+    // A bad flag is refused exactly, with nothing sent.
+    send_text(
+        &mut nora,
+        r#"{"action":"recover","id":"b","streams":[{"stream":"user","offset":0,"epoch":"a"}],"batch":"yes"}"#,
+    )
+    .await;
+    assert_eq!(
+        next_text(&mut nora).await,
+        r#"{"type":"ack","id":"b","ok":false,"error":{"code":"bad_request","message":"the \"batch\" field must be true or false"}}"#
+    );
+    silent(&mut nora, Duration::from_millis(200)).await;
+}

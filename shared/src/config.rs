@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenPolicy, TokenSecret};
 use crate::enqueue::EnqueuePolicy;
 use crate::groups::names::Grants;
-use crate::history::HistorySettings;
+use crate::history::{HistorySettings, MIN_READ_BYTES};
 use crate::posting::PostingPolicy;
 use crate::rate::Rate;
 use crate::services::{Limits, Settings};
@@ -357,6 +357,13 @@ impl HistorySettings {
                 reason: "must be at least 1".into(),
             });
         }
+        let read_bytes = optional("HISTORY_READ_BYTES", d.read_bytes)?;
+        if read_bytes < MIN_READ_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "HISTORY_READ_BYTES",
+                reason: format!("must be at least {MIN_READ_BYTES}"),
+            });
+        }
         Ok(HistorySettings {
             users: optional("HISTORY_USERS", d.users)?,
             groups,
@@ -369,6 +376,7 @@ impl HistorySettings {
                     optional("HISTORY_READ_WINDOW_MS", d.reads.window.as_millis() as u64)?.max(1),
                 ),
             ),
+            read_bytes,
         })
     }
 }

@@ -10,6 +10,8 @@
 //! | the user's actions | the same, over all the user's connections, and each `$connect` | `USER_ACTION_LIMIT` per `ACTION_WINDOW_MS` |
 //! | the user's publishes | every `publish` that passed the checks above | `PUBLISH_LIMIT` per `PUBLISH_WINDOW_MS` |
 //! | the user's presence changes in a group | `subscribe`/`unsubscribe` in a presence group | `PRESENCE_CHANGE_LIMIT` per `PRESENCE_CHANGE_WINDOW_MS` |
+//! | the user's history reads | every `recover` and `history` | `HISTORY_READ_LIMIT` per `HISTORY_READ_WINDOW_MS` |
+//! | the user's history bytes | the bytes each `recover` and `history` answer posts | `HISTORY_READ_BYTES` per `HISTORY_READ_WINDOW_MS` |
 //!
 //! A refused action changes nothing, so a presence change that was refused
 //! announces nothing and presence stays true: one user can make at most
@@ -17,8 +19,10 @@
 //! however many connections they toggle from.
 
 use std::fmt;
+use std::time::Duration;
 
-use crate::ports::{Allowance, ConnectionStore, Rate, StoreError};
+use crate::history::READ_BYTES_UNIT;
+use crate::ports::{Allowance, Booking, ConnectionStore, Rate, StoreError};
 use crate::services::{Limits, Services};
 
 /// A limit that refused a request.
@@ -30,6 +34,13 @@ pub enum Exceeded {
     PresenceChanges(Rate),
     /// `recover` and `history` requests of one user.
     HistoryReads(Rate),
+    /// Bytes of `recover` and `history` answers to one user: at most `bytes`
+    /// per `window`; the answer fits in `retry_after`.
+    HistoryBytes {
+        bytes: u64,
+        window: Duration,
+        retry_after: Duration,
+    },
     /// The user already has this many open connections.
     Connections(u32),
 }
@@ -41,6 +52,13 @@ impl fmt::Display for Exceeded {
                 return write!(
                     f,
                     "too many connections: this user already has {cap} open, the most allowed"
+                );
+            }
+            Exceeded::HistoryBytes { bytes, window, .. } => {
+                return write!(
+                    f,
+                    "at most {bytes} bytes of recover and history answers per user per {} ms; slow down",
+                    window.as_millis()
                 );
             }
             Exceeded::ConnectionActions(rate) => (rate, "actions per connection"),
@@ -58,6 +76,16 @@ impl fmt::Display for Exceeded {
             rate.limit,
             rate.window.as_millis()
         )
+    }
+}
+
+impl Exceeded {
+    /// When trying again can succeed, where the limit knows it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Exceeded::HistoryBytes { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 
@@ -137,6 +165,40 @@ pub async fn take_history_read(services: &Services, user_id: &str) -> Result<(),
         Exceeded::HistoryReads,
     )
     .await
+}
+
+/// A `recover` or `history` answer of `bytes` to `user_id`: booked from the
+/// user's bucket of answer bytes if it holds them now, refused (nothing
+/// taken) otherwise. An answer is counted as at most the whole bucket, so a
+/// full bucket always takes one.
+pub async fn take_history_bytes(
+    services: &Services,
+    user_id: &str,
+    bytes: usize,
+) -> Result<(), LimitError> {
+    let settings = &services.settings.history;
+    let rate = settings.read_bytes_rate();
+    let units = (bytes as u64)
+        .div_ceil(READ_BYTES_UNIT)
+        .min(u64::from(rate.limit)) as u32;
+    let booking = services
+        .store
+        .reserve_allowance(
+            &Allowance::HistoryBytes(user_id.to_owned()),
+            units,
+            crate::clock::now_millis(),
+            rate,
+            Duration::ZERO,
+        )
+        .await?;
+    match booking {
+        Booking::After(_) => Ok(()),
+        Booking::Full { retry_after } => Err(LimitError::Exceeded(Exceeded::HistoryBytes {
+            bytes: u64::from(rate.limit) * READ_BYTES_UNIT,
+            window: rate.window,
+            retry_after,
+        })),
+    }
 }
 
 /// A `subscribe` or `unsubscribe` of `group`: in a presence group, one token

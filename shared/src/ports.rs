@@ -166,6 +166,8 @@ pub enum Allowance {
     PresenceChanges { group: String, user_id: String },
     /// `recover` and `history` requests of one user, over all their connections.
     HistoryReads(String),
+    /// Bytes of `recover` and `history` answers to one user, in KiB.
+    HistoryBytes(String),
     /// Management API posts of the whole stack, every function and instance
     /// (see [`crate::pacing`]).
     Posts,
@@ -186,6 +188,7 @@ impl Allowance {
                 Some(format!("limit#presence#{group}#{user_id}"))
             }
             Allowance::HistoryReads(user) => Some(format!("limit#history#{user}")),
+            Allowance::HistoryBytes(user) => Some(format!("limit#history-bytes#{user}")),
             Allowance::Posts => Some("limit#posts".to_owned()),
         }
     }

@@ -5,15 +5,25 @@
 //! is still `e` and every message after `o` is still kept: then the client
 //! gets them in offset order and is exactly where the stream is. Otherwise
 //! it is `recovered:false` with the reason, and the client reloads its
-//! state. A gap larger than the request's budget is sent a page at a time
-//! (`more:true`): the client recovers again from the last offset it got.
+//! state. A gap larger than the request's budget (messages and bytes) is sent
+//! a page at a time (`more:true`): the client recovers again from the last
+//! offset it got.
+//!
+//! An answer is read whole before anything is posted, then [`answer`] books
+//! it: its bytes from the user's bucket ([`take_history_bytes`]), its posts
+//! from the stack's post budget ([`crate::pacing`]), and posts it in order,
+//! packed into `batch` frames when the client asked for them.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::now_seconds;
+use crate::limits::{LimitError, take_history_bytes};
+use crate::pacing::{Pace, pace};
 use crate::ports::{ConnectionRecord, GatewayError, Kept, Position, StoreError};
+use crate::posting::retry_deadline;
+use crate::protocol::{BATCH_BYTES, batched};
 use crate::services::Services;
 
 use crate::history::{Stream, counter_lifetime, keeps, stamp};
@@ -53,14 +63,34 @@ pub struct Recovery {
     pub more: bool,
 }
 
-/// Recovers `stream` for a client at (`offset`, `epoch`), sending at most
-/// `budget` messages.
+/// What one answer may still send: messages (`HISTORY_RECOVER_LIMIT`) and
+/// bytes of message frames (the user's `HISTORY_READ_BYTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// Takes `frame` from the budget if it fits.
+    fn take(&mut self, frame: &str) -> bool {
+        let fits = self.messages > 0 && frame.len() <= self.bytes;
+        if fits {
+            self.messages -= 1;
+            self.bytes -= frame.len();
+        }
+        fits
+    }
+}
+
+/// Recovers `stream` for a client at (`offset`, `epoch`), sending what fits
+/// in `budget` (and taking it from there).
 pub async fn recover(
     recorder: &Recorder<'_>,
     stream: &Stream,
     offset: u64,
     epoch: &str,
-    budget: usize,
+    budget: &mut Budget,
 ) -> Result<Recovery, StoreError> {
     let key = stream.key();
     let now = now_seconds();
@@ -81,13 +111,30 @@ pub async fn recover(
     if offset + 1 < oldest_kept {
         return Ok(lost(Lost::TooOld));
     }
-    let to = top.offset.min(offset.saturating_add(budget as u64));
+    let to = top
+        .offset
+        .min(offset.saturating_add(budget.messages as u64));
     let kept = read_whole(recorder, &key, &top.epoch, offset + 1, to).await?;
     let Some(kept) = kept else {
         return Ok(lost(Lost::Expired));
     };
     let name = stream.name();
-    let messages = stamped(&kept, &name, &top.epoch);
+    let mut messages = Vec::with_capacity(kept.len());
+    let mut reached = offset;
+    for k in &kept {
+        let position = Position {
+            offset: k.offset,
+            epoch: top.epoch.clone(),
+        };
+        if let Some(message) = stamp(&k.frame, &name, &position) {
+            if !budget.take(&message) {
+                break;
+            }
+            messages.push(message);
+        }
+        reached = k.offset;
+    }
+    let to = reached;
     Ok(Recovery {
         messages,
         lost: None,
@@ -140,27 +187,57 @@ async fn read_whole(
     Ok(None)
 }
 
-/// The latest `limit` kept messages of `stream` (fewer if fewer are kept),
-/// stamped, in offset order, and the stream's position.
+/// The latest kept messages of `stream`, stamped, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    /// The stream's position.
+    pub position: Position,
+    pub messages: Vec<String>,
+    /// Older kept messages were left out to stay within `max_bytes`.
+    pub more: bool,
+}
+
+/// The latest `limit` kept messages of `stream` (fewer if fewer are kept,
+/// and only the newest that fit in `max_bytes`).
 pub async fn latest(
     recorder: &Recorder<'_>,
     stream: &Stream,
     limit: usize,
-) -> Result<(Position, Vec<String>), StoreError> {
+    max_bytes: usize,
+) -> Result<Latest, StoreError> {
     let key = stream.key();
     let now = now_seconds();
     let top = read_top(recorder, &key, now).await?;
     let limit = (limit as u64).min(recorder.settings.size);
     if limit == 0 || top.offset == 0 {
-        return Ok((top, Vec::new()));
+        return Ok(Latest {
+            position: top,
+            messages: Vec::new(),
+            more: false,
+        });
     }
     let from = top.offset.saturating_sub(limit - 1).max(1);
     let kept = recorder
         .history
         .read(&key, &top.epoch, from, top.offset, now)
         .await?;
-    let messages = stamped(&kept, &stream.name(), &top.epoch);
-    Ok((top, messages))
+    let mut messages = stamped(&kept, &stream.name(), &top.epoch);
+    let mut bytes = 0usize;
+    let fit = messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            bytes += m.len();
+            bytes <= max_bytes
+        })
+        .count();
+    let more = fit < messages.len();
+    messages.drain(..messages.len() - fit);
+    Ok(Latest {
+        position: top,
+        messages,
+        more,
+    })
 }
 
 fn stamped(kept: &[Kept], name: &str, epoch: &str) -> Vec<String> {
@@ -211,19 +288,62 @@ pub async fn may_read(
     Ok(())
 }
 
-/// Posts `frames` to the connection one after another, in order.
-pub async fn send_in_order(
+/// Why an answer was not posted.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The user's bytes (or the store that keeps them): nothing was posted.
+    #[error(transparent)]
+    Bytes(#[from] LimitError),
+    /// The stack's post budget is booked too far ahead: nothing was posted.
+    #[error("{}", crate::pacing::BUDGET_BOOKED)]
+    Posts { retry_after: Duration },
+    /// A post failed: the frames before it were posted.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// What [`answer`] posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posted {
+    pub posts: usize,
+    pub bytes: usize,
+}
+
+/// Answers `user_id`'s connection with `frames`, in order: packed into
+/// `batch` frames if `batch`, booked from the user's answer bytes and from
+/// the stack's post budget (waiting for its turn, as deliver does), then
+/// posted one after another.
+pub async fn answer(
     services: &Services,
     connection_id: &str,
-    frames: &[String],
-) -> Result<(), GatewayError> {
-    for frame in frames {
+    user_id: &str,
+    frames: Vec<String>,
+    batch: bool,
+) -> Result<Posted, AnswerError> {
+    let posts = if batch {
+        batched(frames, BATCH_BYTES)
+    } else {
+        frames
+    };
+    let bytes = posts.iter().map(String::len).sum();
+    take_history_bytes(services, user_id, bytes).await?;
+    let policy = &services.settings.posting;
+    let deadline = retry_deadline(policy);
+    if let Pace::Busy { retry_after } =
+        pace(&*services.store, policy.rate_limit, posts.len(), &deadline).await
+    {
+        return Err(AnswerError::Posts { retry_after });
+    }
+    for post in &posts {
         services
             .gateway
-            .post_to_connection(connection_id, frame.as_bytes())
+            .post_to_connection(connection_id, post.as_bytes())
             .await?;
     }
-    Ok(())
+    Ok(Posted {
+        posts: posts.len(),
+        bytes,
+    })
 }
 
 impl Lost {

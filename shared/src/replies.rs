@@ -3,6 +3,8 @@
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
 
+use std::time::Duration;
+
 use tracing::warn;
 
 use crate::limits::LimitError;
@@ -26,6 +28,8 @@ pub fn response(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
 pub(crate) struct Refusal {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
+    /// When trying again can succeed (the ack's `retryAfterMs`).
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Refusal {
@@ -33,6 +37,28 @@ impl Refusal {
         Refusal {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `rate_limited`: a budget that refills has no room for this now.
+    pub(crate) fn limited_for(message: impl Into<String>, retry_after: Duration) -> Self {
+        Refusal {
+            retry_after: Some(retry_after),
+            ..Refusal::new(ErrorCode::RateLimited, message)
+        }
+    }
+
+    /// The ack the refusal answers `id` with.
+    pub(crate) fn ack(self, id: Option<serde_json::Value>) -> ServerFrame {
+        match self.retry_after {
+            Some(after) => ServerFrame::ack_error_after(
+                id,
+                self.code,
+                self.message,
+                after.as_millis().max(1) as u64,
+            ),
+            None => ServerFrame::ack_error(id, self.code, self.message),
         }
     }
 
@@ -55,9 +81,10 @@ impl Refusal {
     /// A rate limit is reached (`rate_limited`), or could not be checked.
     pub(crate) fn limited(connection_id: &str, e: LimitError) -> Self {
         match e {
-            LimitError::Exceeded(exceeded) => {
-                Refusal::new(ErrorCode::RateLimited, exceeded.to_string())
-            }
+            LimitError::Exceeded(exceeded) => match exceeded.retry_after() {
+                Some(after) => Refusal::limited_for(exceeded.to_string(), after),
+                None => Refusal::new(ErrorCode::RateLimited, exceeded.to_string()),
+            },
             LimitError::Store(e) => {
                 Refusal::unavailable(connection_id, "cannot check the rate limit", e)
             }

@@ -1520,7 +1520,13 @@ async fn history_request_counts_per_message_and_per_recovery() {
     }
     let epoch = history_epoch(&recorder, &stream).await;
     counter.reset();
-    let recovery = recover(&recorder, &stream, 0, &epoch, 200).await.unwrap();
+    let mut budget = switchboard::recovery::Budget {
+        messages: 200,
+        bytes: usize::MAX,
+    };
+    let recovery = recover(&recorder, &stream, 0, &epoch, &mut budget)
+        .await
+        .unwrap();
     assert_eq!((recovery.messages.len(), recovery.lost), (100, None));
     // One counter read (UpdateItem: it creates a missing counter) and one ranged Query.
     assert_eq!(

@@ -319,7 +319,7 @@ export class Client extends Emitter<Events> {
    */
   history(stream: string, limit = 50): Promise<History> {
     const read: { stream: string; got: Map<number, Message>; answer?: any } = { stream, got: new Map() }; // eslint-disable-line @typescript-eslint/no-explicit-any
-    const frame: Record<string, unknown> = { action: "history", stream, limit };
+    const frame: Record<string, unknown> = { action: "history", stream, limit, batch: true };
     const done = this.request(frame, true);
     this.reads.set(frame.id, read);
     return done
@@ -613,7 +613,15 @@ export class Client extends Emitter<Events> {
     } catch {
       f = text;
     }
+    this.frame(f);
+  }
+
+  private frame(f: any): void { // eslint-disable-line @typescript-eslint/no-explicit-any
     switch (f?.type) {
+      // A recover or history answer packed into one frame: its frames, in order.
+      case "batch":
+        if (Array.isArray(f.frames)) return f.frames.forEach((x: unknown) => this.frame(x));
+        break;
       case "ack":
         // A publish to a group that keeps history: the offset the event took. The live fan-out
         // skips the sender, so the client fills that place itself (now, before later frames).
@@ -739,6 +747,7 @@ export class Client extends Emitter<Events> {
         if (!list.length || !this.link?.ready) return;
         const frame: Record<string, unknown> = {
           action: "recover",
+          batch: true,
           streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch })),
         };
         const done = this.request(frame, false);

@@ -87,7 +87,7 @@ pub async fn client_action(services: &Services, connection_id: &str, body: Optio
         }
         Err(refusal) => {
             count_action(key, Some(refusal.code));
-            ServerFrame::ack_error(id, refusal.code, refusal.message).to_json()
+            refusal.ack(id).to_json()
         }
     }
 }
@@ -140,14 +140,18 @@ async fn answer(
             let record = checked_in(services, connection_id).await?;
             client_event(services, &record, &name, &data, id).await
         }
-        ClientAction::Recover { streams } => {
+        ClientAction::Recover { streams, batch } => {
             let record = reading_history(services, connection_id).await?;
-            super::recover::recover(services, &record, streams?, id).await
+            super::recover::recover(services, &record, streams?, batch.checked()?, id).await
         }
-        ClientAction::History { stream, limit } => {
+        ClientAction::History {
+            stream,
+            limit,
+            batch,
+        } => {
             let record = reading_history(services, connection_id).await?;
             let limit = limit.within(services.settings.history.recover_limit);
-            super::history::history(services, &record, stream?, limit?, id).await
+            super::history::history(services, &record, stream?, limit?, batch.checked()?, id).await
         }
     }
 }

@@ -6,10 +6,14 @@
 //! `{"type":"recovered","id":1,"stream":…,"recovered":true,"offset":N,"epoch":…,"more":false}`
 //! (`recovered:false` with a `reason` when the epoch changed or the gap is
 //! older than what is kept; `more:true` when the request's cap of messages
-//! was reached: recover again from `offset`). Then the route response, an
-//! ack. Every stream is checked before anything is sent: one the connection
-//! may not read refuses the whole request (`forbidden`), as does one that
-//! keeps no history (`bad_request`).
+//! or `HISTORY_READ_BYTES` was reached: recover again from `offset`). Then
+//! the route response, an ack. Every stream is checked before anything is
+//! sent: one the connection may not read refuses the whole request
+//! (`forbidden`), as does one that keeps no history (`bad_request`). The
+//! whole answer is read, then booked and posted ([`answer`]): with
+//! `"batch":true` packed into `batch` frames; an answer the user's bytes or
+//! the stack's post budget has no room for is refused (`rate_limited`, with
+//! `retryAfterMs`) with nothing sent.
 
 use serde_json::Value;
 use tracing::info;
@@ -18,7 +22,9 @@ use crate::history::Stream;
 use crate::ports::ConnectionRecord;
 use crate::protocol::{ServerFrame, StreamPosition, recovered_frame};
 use crate::recorder::Recorder;
-use crate::recovery::{ReadError, may_read, recover as recover_stream, send_in_order};
+use crate::recovery::{
+    AnswerError, Budget, ReadError, answer, may_read, recover as recover_stream,
+};
 use crate::services::Services;
 
 use crate::replies::Refusal;
@@ -29,6 +35,7 @@ pub(crate) async fn recover(
     services: &Services,
     record: &ConnectionRecord,
     positions: Vec<StreamPosition>,
+    batch: bool,
     id: Option<Value>,
 ) -> Result<String, Refusal> {
     let connection_id = record.connection_id.as_str();
@@ -43,14 +50,32 @@ pub(crate) async fn recover(
     let Some(recorder) = Recorder::of(services) else {
         return Err(Refusal::bad_request("no stream keeps history"));
     };
-    let mut budget = services.settings.history.recover_limit;
+    let settings = &services.settings.history;
+    let mut budget = Budget {
+        messages: settings.recover_limit,
+        // Room for every stream's marker beside the messages.
+        bytes: settings.answer_bytes().saturating_sub(MARKER_ROOM),
+    };
+    let mut frames = Vec::new();
     for (stream, position) in streams.iter().zip(&positions) {
-        let recovery = recover_stream(&recorder, stream, position.offset, &position.epoch, budget)
-            .await
-            .map_err(|e| Refusal::unavailable(connection_id, "cannot read a stream", e))?;
-        budget = budget.saturating_sub(recovery.messages.len());
-        let mut frames = recovery.messages;
-        let sent = frames.len();
+        let recovery = recover_stream(
+            &recorder,
+            stream,
+            position.offset,
+            &position.epoch,
+            &mut budget,
+        )
+        .await
+        .map_err(|e| Refusal::unavailable(connection_id, "cannot read a stream", e))?;
+        info!(
+            connection_id,
+            stream = position.stream.as_str(),
+            sent = recovery.messages.len(),
+            recovered = recovery.lost.is_none(),
+            more = recovery.more,
+            "recover"
+        );
+        frames.extend(recovery.messages);
         frames.push(recovered_frame(
             id.as_ref(),
             position.stream.as_str(),
@@ -59,19 +84,28 @@ pub(crate) async fn recover(
             &recovery.position.epoch,
             recovery.more,
         ));
-        send_in_order(services, connection_id, &frames)
-            .await
-            .map_err(|e| Refusal::unavailable(connection_id, "cannot send a recovery", e))?;
-        info!(
-            connection_id,
-            stream = position.stream.as_str(),
-            sent,
-            recovered = recovery.lost.is_none(),
-            more = recovery.more,
-            "recover"
-        );
     }
+    answer(services, connection_id, &record.user_id, frames, batch)
+        .await
+        .map_err(|e| answer_refusal(connection_id, e))?;
     Ok(ServerFrame::ack_ok(id).to_json())
+}
+
+/// What one answer keeps for its markers: a `recovered` frame is at most
+/// about 400 bytes (a 128-byte id, a stream name, a 64-byte epoch), and a
+/// request names at most 16 streams.
+const MARKER_ROOM: usize = 16 * 1024;
+
+/// The refusal for an answer that was not posted (or not all of it).
+pub(crate) fn answer_refusal(connection_id: &str, e: AnswerError) -> Refusal {
+    match e {
+        AnswerError::Bytes(e) => Refusal::limited(connection_id, e),
+        AnswerError::Posts { retry_after } => Refusal::limited_for(
+            format!("{}; try again later", crate::pacing::BUDGET_BOOKED),
+            retry_after,
+        ),
+        AnswerError::Gateway(e) => Refusal::unavailable(connection_id, "cannot send an answer", e),
+    }
 }
 
 /// The refusal for a stream the connection may not read.

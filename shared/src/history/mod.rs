@@ -44,6 +44,32 @@ pub struct HistorySettings {
     /// `recover` and `history` requests one user may make per window
     /// (`HISTORY_READ_LIMIT` per `HISTORY_READ_WINDOW_MS`, default 20 per 10 s).
     pub reads: Rate,
+    /// Bytes of `recover` and `history` answers one user may receive per
+    /// `HISTORY_READ_WINDOW_MS` (`HISTORY_READ_BYTES`, default 4 MiB, at least
+    /// [`MIN_READ_BYTES`]); one answer is cut to fit it.
+    pub read_bytes: u64,
+}
+
+/// The smallest `HISTORY_READ_BYTES`: room for the largest message that is
+/// kept (128 KB) with its markers, twice.
+pub const MIN_READ_BYTES: u64 = 256 * 1024;
+
+/// What `recover` and `history` answers are counted in against
+/// `HISTORY_READ_BYTES`: whole KiB, rounded up.
+pub const READ_BYTES_UNIT: u64 = 1024;
+
+impl HistorySettings {
+    /// The user's bucket of answer bytes, in [`READ_BYTES_UNIT`]s, refilled
+    /// over the reads' window.
+    pub fn read_bytes_rate(&self) -> Rate {
+        let units = (self.read_bytes / READ_BYTES_UNIT).clamp(1, u64::from(u32::MAX));
+        Rate::new(units as u32, self.reads.window)
+    }
+
+    /// The most bytes one answer may hold: the whole bucket.
+    pub fn answer_bytes(&self) -> usize {
+        usize::try_from(self.read_bytes_rate().limit as u64 * READ_BYTES_UNIT).unwrap_or(usize::MAX)
+    }
 }
 
 /// The default time a message is kept: long enough for a reconnect after a
@@ -59,6 +85,7 @@ impl Default for HistorySettings {
             ttl: DEFAULT_HISTORY_TTL,
             recover_limit: 200,
             reads: Rate::new(20, Duration::from_secs(10)),
+            read_bytes: 4 * 1024 * 1024,
         }
     }
 }

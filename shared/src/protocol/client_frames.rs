@@ -104,12 +104,15 @@ pub enum ClientAction {
         name: Checked<String>,
         data: Value,
     },
+    /// `batch`: the client takes the answer packed into `batch` frames.
     Recover {
         streams: Checked<Vec<StreamPosition>>,
+        batch: Flag,
     },
     History {
         stream: Checked<StreamName>,
         limit: HistoryLimit,
+        batch: Flag,
     },
 }
 
@@ -154,12 +157,14 @@ impl ClientFrame {
             },
             "recover" => ClientAction::Recover {
                 streams: fields.recover_streams(),
+                batch: fields.flag("batch"),
             },
             "history" => ClientAction::History {
                 stream: fields
                     .required_str("stream")
                     .and_then(|name| Ok(StreamName::parse("stream", name)?)),
                 limit: fields.history_limit(),
+                batch: fields.flag("batch"),
             },
             _ => return Ok(ClientFrame::Other { action }),
         };
@@ -231,6 +236,27 @@ impl StreamName {
     }
 }
 
+/// A `true`/`false` field of a frame (absent or `null`: `false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Set(bool),
+    /// The field (named) holds something else.
+    NotABool(&'static str),
+}
+
+impl Flag {
+    /// The flag, or the frame's error.
+    pub fn checked(self) -> Checked<bool> {
+        match self {
+            Flag::Set(flag) => Ok(flag),
+            Flag::NotABool(field) => Err(FrameError::WrongType {
+                field,
+                expected: "true or false",
+            }),
+        }
+    }
+}
+
 /// The `limit` of a `history`, before it is held to the stack's maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryLimit {
@@ -294,6 +320,15 @@ impl Fields {
     fn required_str(&self, field: &'static str) -> Result<&str, FrameError> {
         self.optional_str(field)?
             .ok_or(FrameError::MissingField(field))
+    }
+
+    /// A `true`/`false` field; absent or `null` is `false`.
+    fn flag(&self, field: &'static str) -> Flag {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Flag::Set(false),
+            Some(Value::Bool(flag)) => Flag::Set(*flag),
+            Some(_) => Flag::NotABool(field),
+        }
     }
 
     /// The `group` of a group action: a valid group name.
@@ -414,6 +449,27 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recover_and_history_may_ask_for_batches() {
+        let batch = |text: &str| match ClientFrame::parse(Some(text)) {
+            Ok(ClientFrame::Action {
+                action: ClientAction::Recover { batch, .. } | ClientAction::History { batch, .. },
+                ..
+            }) => batch.checked(),
+            other => panic!("{other:?}"),
+        };
+        let history = r#"{"action":"history","stream":"user""#;
+        assert_eq!(batch(&format!("{history}}}")), Ok(false));
+        assert_eq!(batch(&format!(r#"{history},"batch":null}}"#)), Ok(false));
+        assert_eq!(batch(&format!(r#"{history},"batch":false}}"#)), Ok(false));
+        assert_eq!(batch(&format!(r#"{history},"batch":true}}"#)), Ok(true));
+        let refused = batch(r#"{"action":"recover","streams":[],"batch":1}"#).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the \"batch\" field must be true or false"
+        );
+    }
 
     #[test]
     fn parses_a_frame_into_its_action() {

@@ -54,6 +54,9 @@ pub enum ErrorCode {
 pub struct AckError {
     pub code: ErrorCode,
     pub message: String,
+    /// When trying again may succeed (a `rate_limited` budget that refills).
+    #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Frames the server sends to a client as a route response.
@@ -101,6 +104,25 @@ impl ServerFrame {
             error: Some(AckError {
                 code,
                 message: message.into(),
+                retry_after_ms: None,
+            }),
+        }
+    }
+
+    /// [`ServerFrame::ack_error`] saying when to try again (`retryAfterMs`).
+    pub fn ack_error_after(
+        id: Option<Value>,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after_ms: u64,
+    ) -> Self {
+        ServerFrame::Ack {
+            id,
+            ok: false,
+            error: Some(AckError {
+                code,
+                message: message.into(),
+                retry_after_ms: Some(retry_after_ms),
             }),
         }
     }
@@ -182,6 +204,7 @@ pub fn history_frame(
     offset: u64,
     epoch: &str,
     count: usize,
+    more: bool,
 ) -> String {
     #[derive(Serialize)]
     #[serde(tag = "type", rename = "history")]
@@ -192,6 +215,8 @@ pub fn history_frame(
         offset: u64,
         epoch: &'a str,
         count: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     }
     render(&Frame {
         id,
@@ -199,7 +224,50 @@ pub fn history_frame(
         offset,
         epoch,
         count,
+        more,
     })
+}
+
+/// The most bytes one `batch` frame holds: well below API Gateway's 128 KB
+/// per post, so a batch is always one post however its frames escape (they
+/// are embedded as the JSON they are, never re-quoted).
+pub const BATCH_BYTES: usize = 96 * 1024;
+
+const BATCH_OPEN: &str = r#"{"type":"batch","frames":["#;
+const BATCH_CLOSE: &str = "]}";
+
+/// `frames` (each a JSON object) as posts: runs of consecutive frames packed
+/// into `{"type":"batch","frames":[…]}` of at most `max_bytes` each, in
+/// order; a frame too large to share a batch is posted as it is. A lone
+/// frame is never wrapped.
+pub fn batched(frames: Vec<String>, max_bytes: usize) -> Vec<String> {
+    let mut posts = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut run_bytes = BATCH_OPEN.len() + BATCH_CLOSE.len();
+    let flush = |run: &mut Vec<String>, posts: &mut Vec<String>| match run.len() {
+        0 => {}
+        1 => posts.append(run),
+        _ => {
+            posts.push(format!("{BATCH_OPEN}{}{BATCH_CLOSE}", run.join(",")));
+            run.clear();
+        }
+    };
+    for frame in frames {
+        let adds = frame.len() + usize::from(!run.is_empty());
+        if run_bytes + adds > max_bytes {
+            flush(&mut run, &mut posts);
+            run_bytes = BATCH_OPEN.len() + BATCH_CLOSE.len();
+        }
+        if run_bytes + frame.len() > max_bytes {
+            // Too large for any batch: alone, as sent without batching.
+            posts.push(frame);
+            continue;
+        }
+        run_bytes += frame.len() + usize::from(!run.is_empty());
+        run.push(frame);
+    }
+    flush(&mut run, &mut posts);
+    posts
 }
 
 /// The last frame a connection closed by `closeConnection` receives.
@@ -313,6 +381,72 @@ pub const PRESENCE_LIST_LIMIT: usize = 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_keep_the_order_and_stay_within_their_bound() {
+        let frame = |n: usize, len: usize| {
+            let pad = "x".repeat(len - 19);
+            let text = format!(r#"{{"n":"{n:04}","p":"{pad}"}}"#);
+            assert_eq!(text.len(), len);
+            text
+        };
+        // 10 frames of 100 bytes within 350: 3 per batch (26 + 3 × 100 + 2 commas + 2 = 330).
+        let frames: Vec<String> = (0..10).map(|n| frame(n, 100)).collect();
+        let posts = batched(frames.clone(), 350);
+        assert_eq!(posts.len(), 4);
+        assert!(posts.iter().all(|p| p.len() <= 350), "{posts:?}");
+        assert_eq!(posts[0].len(), 330);
+        // The last post holds one frame: not wrapped.
+        assert_eq!(posts[3], frames[9]);
+        let mut unpacked = Vec::new();
+        for post in &posts {
+            let value: Value = serde_json::from_str(post).unwrap();
+            match value["type"].as_str() {
+                Some("batch") => unpacked.extend(value["frames"].as_array().unwrap().clone()),
+                _ => unpacked.push(value),
+            }
+        }
+        let sent: Vec<Value> = frames
+            .iter()
+            .map(|f| serde_json::from_str(f).unwrap())
+            .collect();
+        assert_eq!(unpacked, sent);
+        // A frame too large for any batch goes alone, unwrapped, in its place.
+        let big = frame(99, 400);
+        let posts = batched(vec![frame(1, 100), big.clone(), frame(2, 100)], 350);
+        assert_eq!(posts, vec![frame(1, 100), big, frame(2, 100)]);
+        assert_eq!(batched(Vec::new(), 350), Vec::<String>::new());
+        // Frames that escape (quotes, control characters) are embedded as
+        // they are: the batch is exactly the frames' bytes plus its own.
+        let escaped = r#"{"type":"message","data":""
+é"}"#
+            .to_owned();
+        let posts = batched(vec![escaped.clone(), escaped.clone()], BATCH_BYTES);
+        assert_eq!(
+            posts,
+            vec![format!(
+                r#"{{"type":"batch","frames":[{escaped},{escaped}]}}"#
+            )]
+        );
+        const { assert!(BATCH_BYTES < 128 * 1024 - 1024) };
+    }
+
+    #[test]
+    fn a_refusal_may_say_when_to_retry() {
+        assert_eq!(
+            ServerFrame::ack_error_after(Some(Value::from(1)), ErrorCode::RateLimited, "slow", 812)
+                .to_json(),
+            r#"{"type":"ack","id":1,"ok":false,"error":{"code":"rate_limited","message":"slow","retryAfterMs":812}}"#
+        );
+        assert_eq!(
+            history_frame(None, "user", 5, "e", 2, true),
+            r#"{"type":"history","stream":"user","offset":5,"epoch":"e","count":2,"more":true}"#
+        );
+        assert_eq!(
+            history_frame(None, "user", 5, "e", 2, false),
+            r#"{"type":"history","stream":"user","offset":5,"epoch":"e","count":2}"#
+        );
+    }
 
     #[test]
     fn quotes_are_cut_on_a_character_boundary() {

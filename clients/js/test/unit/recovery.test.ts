@@ -277,6 +277,31 @@ test("history(stream, limit): the latest messages in offset order and the positi
   s.client.close();
 });
 
+test("recover and history ask for batched answers; a batch frame's frames are taken in order, as if each came alone", async () => {
+  const s = await tracking({ gapTimeout: 1_000 }, 2);
+  s.ws.receive(stamped("user", 5));
+  await s.clock.advance(1_000);
+  const r = s.ws.lastSent("recover");
+  assert.equal(r.batch, true);
+  s.ws.receive({
+    type: "batch",
+    frames: [stamped("user", 3), stamped("user", 4), { type: "recovered", id: r.id, stream: "user", recovered: true, offset: 5, epoch: "e1", more: false }],
+  });
+  s.ws.receive({ type: "ack", id: r.id, ok: true });
+  await s.clock.advance(0);
+  assert.deepEqual(s.offsets(), ["user#3", "user#4", "user#5"]);
+  assert.deepEqual(s.recoveries, [{ stream: "user", recovered: true, offset: 5, epoch: "e1", missed: 3 }]);
+  const h = s.client.history("user", 2);
+  const f = s.ws.lastSent("history");
+  assert.equal(f.batch, true);
+  s.ws.receive({ type: "batch", frames: [stamped("user", 4), stamped("user", 5), { type: "history", id: f.id, stream: "user", offset: 5, epoch: "e1", count: 2 }] });
+  s.ws.receive({ type: "ack", id: f.id, ok: true });
+  const got = await h;
+  assert.deepEqual([got.offset, got.messages.map((m) => m.offset)], [5, [4, 5]]);
+  assert.equal(s.got.length, 3);
+  s.client.close();
+});
+
 test("a recover refused with rate_limited is tried again after a pause; a dropped socket leaves it to the reconnect", async () => {
   const s = await tracking({ gapTimeout: 1_000 }, 0);
   s.ws.receive(stamped("user", 2));
