@@ -1,8 +1,9 @@
 //! The upstream event builder: the CloudEvents (`connected`, `disconnected`,
 //! `message`) built from client strings, their structured JSON (the Upstream
-//! queue, EventBridge's `Detail`), their binary-mode `ce-*` headers (the
-//! webhook and the event hook) and the HTTP request the production poster
-//! builds from them (issue 25, defect 1).
+//! queue, EventBridge's `Detail`, and the body of every webhook and hook
+//! request), the signed request's headers (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`) and the HTTP request the production poster builds
+//! from them (issue 25, defects 1, 6 and 9).
 //!
 //! The input is split on 0xFF (a byte UTF-8 never holds) into the connection
 //! id, user id, event name, client `id` (a number when it reads as one), the
@@ -11,24 +12,25 @@
 //! Properties checked, beyond "does not panic":
 //! - the structured JSON parses back to the same event, and the PutEvents
 //!   body is JSON whose `Detail` is that event;
-//! - `headers()` succeeds exactly when no attribute it carries holds a
-//!   control character, and names a header that holds one when it fails;
+//! - every event can be sent, whatever its strings hold: the signed
+//!   request's header values are printable ASCII (the id percent-encoded,
+//!   and decoding it gives the id back), the production request builder
+//!   builds it, and the request verifies, with the event exactly as made in
+//!   its body;
 //! - the request builder never panics, whatever the header values: it
-//!   builds every request `headers()` gave, and refuses a value a header
-//!   cannot hold with an error;
-//! - what the edge accepts can always be sent: a user id `validate::user_id`
-//!   accepts, an event name `validate::group` accepts and an `id` the frame
-//!   parser accepts always give headers.
+//!   refuses a value a header cannot hold with an error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use switchboard::adapters::eventbridge::put_events_body;
 use switchboard::adapters::http::build_request;
-use switchboard::protocol::ClientFrame;
 use switchboard::upstream::CloudEvent;
+use switchboard::upstream::delivery::signed_request_headers;
 use switchboard::upstream::events::{self, Connected, Disconnected};
-use switchboard::validate;
+use switchboard::webhook;
+
+const KEY: &[u8] = b"fuzz-webhook-key-fuzz-webhook-key-fuzz";
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data
@@ -89,28 +91,6 @@ fuzz_target!(|data: &[u8]| {
             serde_json::from_str(entry["Detail"].as_str().expect("a string")).expect("an event");
         assert_eq!(detail, as_parsed(event));
     }
-
-    // What the edge lets through can always be sent. (Connection ids come
-    // from API Gateway: printable ASCII.)
-    let frame = serde_json::json!({"action":"event","event":event_name,"id":client_id});
-    let id_accepted = match ClientFrame::parse(Some(&frame.to_string()))
-        .expect("an object with an action")
-    {
-        ClientFrame::Action { id, .. } => id.is_ok(),
-        ClientFrame::Other { action } => panic!("event is an action, not {action}"),
-    };
-    if id_accepted
-        && validate::user_id("sub", &user_id).is_ok()
-        && validate::group("event", &event_name).is_ok()
-        && connection_id.bytes().all(|b| b.is_ascii_graphic())
-    {
-        let event = &built[2];
-        let headers = event.headers().unwrap_or_else(|e| {
-            panic!("an event the edge accepted cannot be sent: {e}: {event:?}")
-        });
-        build_request("http://127.0.0.1:9/h", &headers, Vec::new())
-            .expect("an event the edge accepted builds a request");
-    }
 });
 
 /// `event` as serde_json reads it back: its parser (without `float_roundtrip`) may land a
@@ -128,45 +108,55 @@ fn check_event(event: &CloudEvent) {
     let back: CloudEvent = serde_json::from_str(&json).expect("the structured form parses");
     assert_eq!(back, as_parsed(event));
 
-    let attributes = [
-        ("ce-id", event.id.as_str()),
-        ("ce-connectionid", event.connectionid.as_str()),
-        ("ce-userid", event.userid.as_str()),
-        ("ce-eventname", event.eventname.as_deref().unwrap_or("")),
-    ];
-    let bad: Vec<&str> = attributes
-        .iter()
-        .filter(|(_, value)| value.chars().any(char::is_control))
-        .map(|(name, _)| *name)
-        .collect();
-    match event.headers() {
-        Ok(headers) => {
-            assert!(bad.is_empty(), "{bad:?} hold control characters");
-            assert!(
-                headers
-                    .iter()
-                    .all(|(_, v)| !v.chars().any(char::is_control))
-            );
-            build_request(
-                "http://127.0.0.1:9/h",
-                &headers,
-                event.data_json().into_bytes(),
-            )
-            .expect("headers() gave values every header holds");
-        }
-        Err(e) => {
-            assert!(
-                bad.contains(&e.name),
-                "{e} but only {bad:?} hold control characters"
-            );
-        }
-    }
-    // The raw values, unchecked, straight into the request builder: an
+    // The signed request: headers of printable ASCII, built, verified, and
+    // the event whole in the body.
+    let body = event.body();
+    let headers = signed_request_headers(KEY, event, &body);
+    assert!(
+        headers
+            .iter()
+            .all(|(_, v)| v.bytes().all(|b| (0x20..0x7f).contains(&b))),
+        "{headers:?}"
+    );
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .expect("the header is there")
+    };
+    let id = value(webhook::ID_HEADER);
+    assert_eq!(
+        percent_decode(id),
+        event.id.as_bytes(),
+        "the webhook-id decodes to the event id"
+    );
+    let timestamp = value(webhook::TIMESTAMP_HEADER);
+    let verified = webhook::verify_values(
+        id,
+        timestamp,
+        value(webhook::SIGNATURE_HEADER),
+        &body,
+        &[KEY],
+        webhook::DEFAULT_TOLERANCE,
+        timestamp.parse().expect("a number"),
+    )
+    .expect("the request verifies");
+    assert_eq!(verified.id, id);
+    build_request("http://127.0.0.1:9/h", &headers, body.clone())
+        .expect("every signed request builds");
+
+    // The raw strings, unchecked, straight into the request builder: an
     // error for a value a header cannot hold, never a panic.
-    let raw: Vec<(&str, String)> = attributes
-        .iter()
-        .map(|(name, value)| (*name, (*value).to_owned()))
-        .collect();
+    let raw: Vec<(&str, String)> = [
+        ("x-id", event.id.as_str()),
+        ("x-connectionid", event.connectionid.as_str()),
+        ("x-userid", event.userid.as_str()),
+        ("x-eventname", event.eventname.as_deref().unwrap_or("")),
+    ]
+    .iter()
+    .map(|(name, value)| (*name, (*value).to_owned()))
+    .collect();
     let result = build_request("http://127.0.0.1:9/h", &raw, Vec::new());
     let holdable = |v: &str| v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     assert_eq!(
@@ -175,4 +165,28 @@ fn check_event(event: &CloudEvent) {
         "{raw:?}: {:?}",
         result.err()
     );
+}
+
+/// `%XX` decoded (the inverse of [`webhook::header_id`]).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
 }

@@ -51,7 +51,8 @@ type Requests = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
 async fn record(State(got): State<Requests>, uri: Uri, headers: HeaderMap, body: Bytes) -> String {
     let path = uri.path().to_owned();
     let answer = if path == "/event" {
-        json!({"echo": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)}).to_string()
+        let event = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+        json!({"echo": event["data"]}).to_string()
     } else {
         String::new()
     };
@@ -72,15 +73,22 @@ async fn receiver() -> (Requests, SocketAddr) {
     (got, addr)
 }
 
-/// The `ce-userid` of every `switchboard.connected` request to `/handler`.
-fn connected_users(got: &Requests) -> BTreeSet<String> {
+/// The event (the body) of every request to `path`.
+fn events_on(got: &Requests, path: &str) -> Vec<Value> {
     got.lock()
         .unwrap()
         .iter()
-        .filter(|(path, headers, _)| {
-            path == "/handler" && headers["ce-type"] == "switchboard.connected"
-        })
-        .map(|(_, headers, _)| headers["ce-userid"].to_str().unwrap().to_owned())
+        .filter(|(p, _, _)| p == path)
+        .map(|(_, _, body)| serde_json::from_slice(body).unwrap())
+        .collect()
+}
+
+/// The `userid` of every `switchboard.connected` event to `/handler`.
+fn connected_users(got: &Requests) -> BTreeSet<String> {
+    events_on(got, "/handler")
+        .iter()
+        .filter(|event| event["type"] == "switchboard.connected")
+        .map(|event| event["userid"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -325,10 +333,9 @@ async fn control_characters_in_every_client_string_lose_no_one_elses_events() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let messages = || {
-        got.lock()
-            .unwrap()
+        events_on(&got, "/handler")
             .iter()
-            .filter(|(path, h, _)| path == "/handler" && h["ce-type"] == "switchboard.message")
+            .filter(|event| event["type"] == "switchboard.message")
             .count()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -340,14 +347,20 @@ async fn control_characters_in_every_client_string_lose_no_one_elses_events() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let agent = got
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(_, h, _)| h.get("ce-userid").is_some_and(|u| u == "agent"))
-        .map(|(_, _, body)| serde_json::from_slice::<Value>(body).unwrap())
+    let agent = events_on(&got, "/handler")
+        .into_iter()
+        .find(|event| event["userid"] == "agent")
         .unwrap();
-    assert_eq!(agent["userAgent"], "ua\tx");
+    assert_eq!(agent["data"]["userAgent"], "ua\tx");
+    // No header carries a client string: every value is printable ASCII.
+    for (_, headers, _) in got.lock().unwrap().iter() {
+        for (name, value) in headers {
+            assert!(
+                value.as_bytes().iter().all(|b| (0x20..0x7f).contains(b)),
+                "{name}: {value:?}"
+            );
+        }
+    }
     assert_eq!(
         wrong,
         Vec::<String>::new(),
@@ -401,22 +414,15 @@ async fn control_characters_in_every_client_string_lose_no_one_elses_events() {
         }
     }
     let (_others, _) = tokio::join!(others_connect(&hooks, 1000), hostile_handshakes(&hooks));
-    let asked: Vec<(String, HeaderMap)> = got
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(p, h, _)| (p.clone(), h.clone()))
-        .collect();
-    let events = asked.iter().filter(|(p, _)| p == "/event").count();
+    let events = events_on(&got, "/event");
     assert_eq!(
-        events,
+        events.len(),
         control_bytes().len() * hostile_frames('\0', 0).len() + OTHERS
     );
     assert!(
-        asked
+        events
             .iter()
-            .all(|(_, h)| h.get("ce-userid").is_some_and(|u| u != "mallory")
-                || h["ce-type"] == "switchboard.connect"),
+            .all(|event| event["userid"] != "mallory" && event["type"] == "switchboard.message"),
         "mallory's hostile events never reached the event hook"
     );
     hooks.shutdown().await;

@@ -752,3 +752,64 @@ async fn a_batched_answer_is_a_few_posts_that_unpack_to_the_same_frames() {
     );
     silent(&mut nora, Duration::from_millis(200)).await;
 }
+
+/// Issue 25, defect 8: `POST /send {userId, group}` reaches only the user's
+/// connection in the group; the user's other connection cannot read it back
+/// with `history` on `user` (before: it read it at offset 1). A send to the
+/// whole user is still kept.
+#[tokio::test]
+async fn a_user_send_within_a_group_stays_out_of_the_user_stream() {
+    let stack = stack_with(history_config(|_| {})).await;
+    let mut vip = open(&stack, "jo", &["vip"], false).await;
+    let mut other = open(&stack, "jo", &[], false).await;
+    post_send(
+        &stack,
+        json!({"userId":"jo","group":"vip","data":"for vip only"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        next_text(&mut vip).await,
+        r#"{"type":"message","from":"server","group":"vip","data":"for vip only"}"#
+    );
+    silent(&mut other, Duration::from_millis(200)).await;
+    send_text(
+        &mut other,
+        r#"{"action":"history","id":"h","stream":"user"}"#,
+    )
+    .await;
+    let frame = parse(&next_text(&mut other).await);
+    assert_eq!(
+        (frame["type"].clone(), frame["count"].clone()),
+        (json!("history"), json!(0)),
+        "{frame}"
+    );
+    assert_eq!(
+        next_text(&mut other).await,
+        r#"{"type":"ack","id":"h","ok":true}"#
+    );
+
+    post_send(&stack, json!({"userId":"jo","data":"for jo"}).to_string()).await;
+    next_text(&mut vip).await;
+    next_text(&mut other).await;
+    send_text(
+        &mut other,
+        r#"{"action":"history","id":"h2","stream":"user"}"#,
+    )
+    .await;
+    let frame = parse(&next_text(&mut other).await);
+    assert_eq!(
+        (
+            frame["type"].clone(),
+            frame["offset"].clone(),
+            frame["data"].clone()
+        ),
+        (json!("message"), json!(1), json!("for jo")),
+        "{frame}"
+    );
+    let frame = parse(&next_text(&mut other).await);
+    assert_eq!(
+        (frame["type"].clone(), frame["count"].clone()),
+        (json!("history"), json!(1)),
+        "{frame}"
+    );
+}

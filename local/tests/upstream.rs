@@ -44,8 +44,28 @@ impl Received {
             .unwrap_or_default()
     }
 
+    /// The body: the whole CloudEvent (structured mode).
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// One attribute of the event (`type`, `id`, `userid`, …).
+    fn attr(&self, name: &str) -> String {
+        self.json()[name].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn data(&self) -> Value {
+        self.json()["data"].clone()
+    }
+
+    /// The Standard Webhooks check, now, under the stack's secret.
+    fn verify(&self) -> Result<webhook::Verified, VerifyError> {
+        webhook::verify(
+            &self.headers,
+            &self.body,
+            WEBHOOK_SECRET.as_bytes(),
+            DEFAULT_TOLERANCE,
+        )
     }
 }
 
@@ -94,7 +114,7 @@ impl Receiver {
     fn events(&self, kind: &str) -> Vec<Received> {
         self.on("/handler")
             .into_iter()
-            .filter(|r| r.header("ce-type") == kind)
+            .filter(|r| r.attr("type") == kind)
             .collect()
     }
 }
@@ -245,21 +265,30 @@ async fn each_event_type_arrives_signed_in_cloudevents_binary_mode() {
     })
     .await;
     let connected = &receiver.events("switchboard.connected")[0];
-    for (name, value) in [
-        ("ce-specversion", "1.0"),
-        ("ce-source", "switchboard"),
-        ("ce-userid", "alice"),
-        ("content-type", "application/json"),
-    ] {
-        assert_eq!(connected.header(name), value, "{name}");
-    }
     assert_eq!(
-        connected.header("ce-id"),
-        format!("connected:{connection_id}")
+        connected.header("content-type"),
+        "application/cloudevents+json; charset=utf-8"
     );
-    assert_eq!(connected.header("ce-connectionid"), connection_id);
-    assert!(connected.header("ce-time").ends_with('Z'));
-    let data = connected.json();
+    for (name, value) in [
+        ("specversion", "1.0"),
+        ("source", "switchboard"),
+        ("userid", "alice"),
+        ("datacontenttype", "application/json"),
+    ] {
+        assert_eq!(connected.attr(name), value, "{name}");
+    }
+    assert_eq!(connected.attr("id"), format!("connected:{connection_id}"));
+    assert_eq!(connected.header("webhook-id"), connected.attr("id"));
+    assert_eq!(connected.attr("connectionid"), connection_id);
+    assert!(connected.attr("time").ends_with('Z'));
+    assert!(
+        connected
+            .headers
+            .keys()
+            .all(|name| !name.as_str().starts_with("ce-")),
+        "no attribute in a header"
+    );
+    let data = connected.data();
     assert_eq!(data["connectionId"], connection_id.as_str());
     assert_eq!(data["userId"], "alice");
     assert_eq!(data["groups"], json!(["room:1"]));
@@ -278,13 +307,10 @@ async fn each_event_type_arrives_signed_in_cloudevents_binary_mode() {
     })
     .await;
     let message = &receiver.events("switchboard.message")[0];
-    assert_eq!(message.header("ce-eventname"), "chat:typing");
+    assert_eq!(message.attr("eventname"), "chat:typing");
+    assert_eq!(message.attr("id"), format!("message:{connection_id}:se1"));
     assert_eq!(
-        message.header("ce-id"),
-        format!("message:{connection_id}:se1")
-    );
-    assert_eq!(
-        message.json(),
+        message.data(),
         json!({"connectionId":connection_id,"userId":"alice","event":"chat:typing","data":{"on":true}})
     );
 
@@ -301,21 +327,22 @@ async fn each_event_type_arrives_signed_in_cloudevents_binary_mode() {
     .await;
     let disconnected = &receiver.events("switchboard.disconnected")[0];
     assert_eq!(
-        disconnected.header("ce-id"),
+        disconnected.attr("id"),
         format!("disconnected:{connection_id}")
     );
-    let data = disconnected.json();
+    let data = disconnected.data();
     assert_eq!(data["userId"], "alice");
     assert_eq!(data["statusCode"], 1000);
     assert_eq!(data["reason"], "bye");
     assert!(data["durationMs"].as_i64().unwrap() >= 0);
 
-    // Every request verifies; tampering with the body, the timestamp or the secret does not.
+    // Every request verifies; tampering with the body, the id, the timestamp
+    // or the secret does not.
     for request in receiver.on("/handler") {
         let secret = WEBHOOK_SECRET.as_bytes();
         assert_eq!(
-            webhook::verify(&request.headers, &request.body, secret, DEFAULT_TOLERANCE),
-            Ok(())
+            request.verify().map(|v| v.id),
+            Ok(request.header("webhook-id").to_owned())
         );
         let mut tampered = request.body.to_vec();
         tampered.push(b' ');
@@ -332,18 +359,17 @@ async fn each_event_type_arrives_signed_in_cloudevents_binary_mode() {
             ),
             Err(VerifyError::Mismatch)
         );
-        let signature = request.header("switchboard-signature").to_owned();
-        let (t, v1) = signature.split_once(',').unwrap();
-        let t: i64 = t.trim_start_matches("t=").parse().unwrap();
+        let t: i64 = request.header("webhook-timestamp").parse().unwrap();
         let mut moved = request.headers.clone();
-        moved.insert(
-            "switchboard-signature",
-            format!("t={},{v1}", t + 1).parse().unwrap(),
-        );
-        assert_eq!(
-            webhook::verify(&moved, &request.body, secret, DEFAULT_TOLERANCE),
-            Err(VerifyError::Mismatch)
-        );
+        moved.insert("webhook-timestamp", (t + 1).to_string().parse().unwrap());
+        let mut renamed = request.headers.clone();
+        renamed.insert("webhook-id", "connected:another".parse().unwrap());
+        for headers in [moved, renamed] {
+            assert_eq!(
+                webhook::verify(&headers, &request.body, secret, DEFAULT_TOLERANCE),
+                Err(VerifyError::Mismatch)
+            );
+        }
     }
     assert_eq!(stack.upstream_lost(), 0);
     stack.shutdown().await;
@@ -366,7 +392,7 @@ async fn a_failing_or_stalling_receiver_is_retried_with_the_same_id_then_deliver
     let _client = connect(&stack, "alice").await;
     until("delivered", || receiver.on("/handler").len() >= 5).await;
     let attempts = receiver.on("/handler");
-    let ids: Vec<&str> = attempts.iter().map(|r| r.header("ce-id")).collect();
+    let ids: Vec<&str> = attempts.iter().map(|r| r.header("webhook-id")).collect();
     assert!(
         ids.iter().all(|id| *id == ids[0]),
         "one event, one id: {ids:?}"
@@ -464,8 +490,8 @@ async fn a_thousand_connects_and_disconnects_with_a_fifth_of_requests_failing_lo
         receiver
             .on("/handler")
             .iter()
-            .filter(|r| r.header("switchboard-signature").len() > 10)
-            .map(|r| r.header("ce-id").to_owned())
+            .filter(|r| r.verify().is_ok())
+            .map(|r| r.header("webhook-id").to_owned())
             .collect::<std::collections::BTreeSet<_>>()
     };
     // Delivered = answered 200: every 5th request failed, so count successes per id.
@@ -475,7 +501,7 @@ async fn a_thousand_connects_and_disconnects_with_a_fifth_of_requests_failing_lo
         for (index, request) in received.iter().enumerate() {
             if (index + 1) % 5 != 0 {
                 *per_id
-                    .entry(request.header("ce-id").to_owned())
+                    .entry(request.header("webhook-id").to_owned())
                     .or_default() += 1;
             }
         }
@@ -538,17 +564,10 @@ async fn the_connect_hook_accepts_and_sees_the_verified_claims() {
     let asked = receiver.on("/connect");
     assert_eq!(asked.len(), 1);
     let request = &asked[0];
-    assert_eq!(
-        webhook::verify(
-            &request.headers,
-            &request.body,
-            WEBHOOK_SECRET.as_bytes(),
-            DEFAULT_TOLERANCE
-        ),
-        Ok(())
-    );
-    assert_eq!(request.header("ce-type"), "switchboard.connect");
-    let body = request.json();
+    assert!(request.verify().is_ok());
+    assert_eq!(request.attr("type"), "switchboard.connect");
+    assert_eq!(request.attr("userid"), "alice");
+    let body = request.data();
     assert_eq!(body["userId"], "alice");
     assert_eq!(body["subscribe"], json!(["chat:*"]));
     assert_eq!(connections_of(&stack, "alice").await.len(), 1);
@@ -744,17 +763,9 @@ async fn the_event_hook_answers_that_client_only() {
     silent(&mut bob, Duration::from_millis(200)).await;
     let asked = receiver.on("/event");
     assert_eq!(asked.len(), 1);
-    assert_eq!(asked[0].header("ce-type"), "switchboard.message");
-    assert_eq!(asked[0].header("ce-userid"), "alice");
-    assert_eq!(
-        webhook::verify(
-            &asked[0].headers,
-            &asked[0].body,
-            WEBHOOK_SECRET.as_bytes(),
-            DEFAULT_TOLERANCE
-        ),
-        Ok(())
-    );
+    assert_eq!(asked[0].attr("type"), "switchboard.message");
+    assert_eq!(asked[0].attr("userid"), "alice");
+    assert!(asked[0].verify().is_ok());
     // With an event hook, the event does not also go to the webhook.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(receiver.events("switchboard.message").is_empty());

@@ -119,7 +119,13 @@ pub async fn execute_keyed(
         } => {
             let frame = server_message(group.as_deref(), &data)?;
             let key = message_id.as_deref().or(queue_key);
-            let appended = append(services, &Stream::User(user_id.clone()), key, &frame).await?;
+            // A send to the user within a group is kept in no stream: the
+            // user stream is read by every connection of the user, in the
+            // group or not, and the group stream by every member.
+            let appended = match &group {
+                None => append(services, &Stream::User(user_id.clone()), key, &frame).await?,
+                Some(_) => None,
+            };
             let mut ids = user_connection_ids(services, &user_id).await?;
             if let Some(group) = &group {
                 // A user has few connections: one membership read each.

@@ -383,11 +383,15 @@ async fn check(name: &str) {
                     .map(|(_, v)| v.clone())
             };
             assert_eq!(
-                header("ce-id").as_deref(),
+                header("webhook-id").as_deref(),
                 Some("connected:f97yeeMZDoECGqg=")
             );
-            assert_eq!(header("ce-type").as_deref(), Some("switchboard.connected"));
-            assert!(header("switchboard-signature").is_some());
+            assert_eq!(
+                header("content-type").as_deref(),
+                Some("application/cloudevents+json; charset=utf-8")
+            );
+            assert!(header("webhook-timestamp").is_some());
+            assert!(header("webhook-signature").is_some_and(|s| s.starts_with("v1,")));
         }
         other => panic!("events/{other} has no expectation in shared/tests/events.rs"),
     }

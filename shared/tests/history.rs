@@ -125,8 +125,11 @@ async fn a_redelivered_group_send_reuses_its_offset() {
     assert_eq!(frames[0]["stream"], "group:chat:1");
 }
 
+/// Issue 25, defect 8: a user send within a group reaches only the user's
+/// connections in the group, so it is kept in no stream: the user stream is
+/// read by all the user's connections, the group stream by all its members.
 #[tokio::test]
-async fn a_send_to_a_user_within_a_group_is_in_the_user_stream() {
+async fn a_send_to_a_user_within_a_group_is_kept_in_no_stream() {
     let (h, history) = harness();
     h.connection(ConnectionRecord {
         envelope: true,
@@ -134,6 +137,11 @@ async fn a_send_to_a_user_within_a_group_is_in_the_user_stream() {
     })
     .await;
     h.connection(record("c2", "carol")).await;
+    h.connection(ConnectionRecord {
+        envelope: true,
+        ..record("outside", "carol")
+    })
+    .await;
     for id in ["c1", "c2"] {
         h.memberships
             .join(&Membership {
@@ -149,17 +157,25 @@ async fn a_send_to_a_user_within_a_group_is_in_the_user_stream() {
     let report = commands_batch(&h.services, sqs_event(&[body])).await;
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     h.pump().await;
-    assert_eq!(history.len("user:carol"), 1);
+    assert_eq!(history.len("user:carol"), 0);
     assert_eq!(history.len("group:room"), 0);
-    let stamped = parse(&h.received("c1")[0]);
+    // Unstamped, even for the connection that asked for envelopes.
+    let frame = r#"{"type":"message","from":"server","group":"room","data":"hi"}"#.to_owned();
+    assert_eq!(h.received("c1"), vec![frame.clone()]);
+    assert_eq!(h.received("c2"), vec![frame]);
+    assert!(h.received("outside").is_empty());
+
+    // A send to the whole user is still kept, and stamped for c1 and outside.
+    let body = r#"{"version":1,"type":"sendToUser","userId":"carol","data":"all"}"#;
+    let report = commands_batch(&h.services, sqs_event(&[body])).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    h.pump().await;
+    assert_eq!(history.len("user:carol"), 1);
+    let stamped = parse(&h.received("outside")[0]);
     assert_eq!(
         stamped,
-        json!({"type":"message","from":"server","group":"room","data":"hi",
+        json!({"type":"message","from":"server","data":"all",
             "stream":"user","offset":1,"epoch":stamped["epoch"]})
-    );
-    assert_eq!(
-        h.received("c2"),
-        vec![r#"{"type":"message","from":"server","group":"room","data":"hi"}"#.to_owned()]
     );
 }
 

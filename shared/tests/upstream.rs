@@ -197,6 +197,45 @@ fn an_event() -> String {
     events::message("c1", "alice", "chat", &serde_json::json!({"n":1}), None).to_json()
 }
 
+fn event_id(json: &str) -> String {
+    serde_json::from_str::<CloudEvent>(json).unwrap().id
+}
+
+/// The value of header `name` in a request's headers.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+}
+
+/// The Standard Webhooks check of one request, now, under [`SECRET`].
+fn verify_request(
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<switchboard::webhook::Verified, switchboard::webhook::VerifyError> {
+    switchboard::webhook::verify_values(
+        header(headers, "webhook-id"),
+        header(headers, "webhook-timestamp"),
+        header(headers, "webhook-signature"),
+        body,
+        &[SECRET.as_bytes()],
+        switchboard::webhook::DEFAULT_TOLERANCE,
+        switchboard::clock::now_seconds(),
+    )
+}
+
+/// Every header value is printable ASCII: no client string is carried raw.
+fn assert_printable_ascii(headers: &[(String, String)]) {
+    for (name, value) in headers {
+        assert!(
+            value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{name}: {value:?} is not printable ASCII"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_sender_retries_then_delivers_with_one_id_and_fresh_signatures() {
     let http = scripted(vec![
@@ -211,27 +250,17 @@ async fn the_sender_retries_then_delivers_with_one_id_and_fresh_signatures() {
     assert!(report.failures.is_empty(), "{report:?}");
     let got = http.got.lock().unwrap();
     assert_eq!(got.len(), 3);
-    let ids: Vec<&str> = got
-        .iter()
-        .map(|(h, _)| h.iter().find(|(k, _)| k == "ce-id").unwrap().1.as_str())
-        .collect();
+    let ids: Vec<&str> = got.iter().map(|(h, _)| header(h, "webhook-id")).collect();
+    assert_eq!(ids[0], event_id(&body));
     assert!(ids.iter().all(|id| *id == ids[0]));
-    for (headers, body) in got.iter() {
-        let signature = &headers
-            .iter()
-            .find(|(k, _)| k == "switchboard-signature")
-            .unwrap()
-            .1;
+    for (headers, sent) in got.iter() {
+        assert_eq!(sent, body.as_bytes(), "the body is the whole event");
         assert_eq!(
-            switchboard::webhook::verify_header(
-                signature,
-                body,
-                SECRET.as_bytes(),
-                switchboard::webhook::DEFAULT_TOLERANCE,
-                switchboard::clock::now_seconds()
-            ),
-            Ok(())
+            header(headers, "content-type"),
+            "application/cloudevents+json; charset=utf-8"
         );
+        let verified = verify_request(headers, sent).unwrap();
+        assert_eq!(verified.id, ids[0]);
     }
     assert!(dead.sent().is_empty());
 }
@@ -538,7 +567,7 @@ fn control_bytes() -> impl Iterator<Item = char> {
 }
 
 /// Issue 25, defect 1: a control character in a frame's `id` (which becomes
-/// the `ce-id` header) is refused at the edge with the exact error, takes
+/// part of the event's id, and so of the `webhook-id` header) is refused at the edge with the exact error, takes
 /// nothing from the sender's buckets, and sends nothing upstream; another
 /// user's events go on flowing between the refusals, and so do the sender's
 /// own valid ones.
@@ -627,9 +656,8 @@ async fn control_characters_in_a_client_id_are_refused_with_the_exact_error_and_
 }
 
 /// Answers 200 to every request through the production poster
-/// ([`SdkPoster`]), and keeps each request's headers.
-/// The headers of each request sent.
-type Sent = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+/// ([`SdkPoster`]), and keeps each request's headers and body.
+type Sent = Arc<Mutex<Vec<Request>>>;
 
 #[derive(Debug, Clone, Default)]
 struct Answers200(Sent);
@@ -644,7 +672,8 @@ impl aws_smithy_runtime_api::client::http::HttpConnector for Answers200 {
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        self.0.lock().unwrap().push(headers);
+        let body = request.body().bytes().unwrap_or_default().to_vec();
+        self.0.lock().unwrap().push((headers, body));
         aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(
             aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
                 200.try_into().unwrap(),
@@ -660,13 +689,15 @@ fn sdk_poster(connector: &Answers200) -> Arc<switchboard::adapters::http::SdkPos
     ))
 }
 
-/// An event whose `ce-*` headers cannot be built (queued by a release that did
-/// not refuse the id, or put on the queue by hand) is dead-lettered on its
-/// own, with status 0: never a panic, never a retry, and every other record of
-/// the batch is delivered. Through the production poster.
+/// Issue 25, defects 1 and 9: client strings (user ids, event names, ids)
+/// holding control characters or non-ASCII travel only in the signed JSON
+/// body, exactly; the one header made from them, `webhook-id`, is
+/// percent-encoded by CloudEvents' rule. So every such event is delivered
+/// (before: a control character dead-lettered it with status 0, and a
+/// non-ASCII user id went out raw in `ce-userid`). Through the production
+/// poster.
 #[tokio::test]
-async fn an_event_whose_headers_cannot_be_built_is_dead_lettered_alone_and_its_neighbours_are_delivered()
- {
+async fn client_strings_travel_only_in_the_signed_body_and_every_event_is_delivered() {
     let connector = Answers200::default();
     let dead = Arc::new(MemoryQueue::new());
     let sender = WebhookSender {
@@ -679,62 +710,60 @@ async fn an_event_whose_headers_cannot_be_built_is_dead_lettered_alone_and_its_n
             timeout: Duration::from_millis(500),
         },
         dead_letters: dead.clone(),
-        concurrency: 4,
+        concurrency: 1,
     };
     let data = serde_json::json!(1);
-    let mut bodies = Vec::new();
-    let mut hostile = 0;
-    for (i, c) in control_bytes().enumerate() {
-        let user = format!("user-{i}");
-        let connection = format!("conn-{i}");
-        bodies.push(
-            events::connected(&events::Connected {
-                connection_id: &connection,
-                user_id: &user,
-                groups: &[],
-                source_ip: Some("203.0.113.7"),
-                user_agent: Some("test"),
-                connected_at_ms: 0,
-            })
-            .to_json(),
-        );
+    let mut sent = Vec::new();
+    for c in control_bytes().chain(['é', '%', '"', ' ', '\u{85}']) {
         let id = serde_json::Value::from(format!("p{c}"));
-        bodies.push(events::message("c1", "mallory", "chat", &data, Some(&id)).to_json());
-        hostile += 1;
+        sent.push(events::message(
+            "c1",
+            &format!("zoë{c}"),
+            &format!("e{c}"),
+            &data,
+            Some(&id),
+        ));
     }
+    let bodies: Vec<String> = sent.iter().map(CloudEvent::to_json).collect();
     for chunk in bodies.chunks(10) {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let report = upstream_batch(&sender, sqs_event(&chunk)).await;
         assert_eq!(report.failures, [], "no record of the batch is retried");
     }
+    assert!(dead.drain().is_empty(), "nothing dead-lettered");
     let delivered = connector.0.lock().unwrap().clone();
-    let ids: Vec<&str> = delivered
-        .iter()
-        .map(|h| h.iter().find(|(k, _)| k == "ce-id").unwrap().1.as_str())
-        .collect();
-    let expected: Vec<String> = (0..hostile)
-        .map(|i| format!("connected:conn-{i}"))
-        .collect();
-    assert_eq!(ids, expected, "every neighbour delivered, once");
-    let buried = dead.drain();
-    assert_eq!(buried.len(), hostile);
-    for (body, c) in buried.iter().zip(control_bytes()) {
-        let buried: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(buried["status"], 0);
+    assert_eq!(delivered.len(), sent.len());
+    for ((headers, body), event) in delivered.iter().zip(&sent) {
+        assert_printable_ascii(headers);
+        verify_request(headers, body).unwrap();
+        let got: CloudEvent = serde_json::from_slice(body).unwrap();
+        assert_eq!(&got, event, "every string exactly as sent");
         assert_eq!(
-            buried["event"]["id"],
-            format!("message:c1:sp{c}"),
-            "the event is kept whole"
+            header(headers, "webhook-id"),
+            switchboard::webhook::header_id(&event.id)
+        );
+        assert!(
+            headers.iter().all(|(k, _)| !k.starts_with("ce-")),
+            "no attribute in a header: {headers:?}"
         );
     }
+    let ids: Vec<&str> = delivered
+        .iter()
+        .map(|(h, _)| header(h, "webhook-id"))
+        .collect();
+    assert_eq!(ids[0], "message:c1:sp%00");
+    assert_eq!(ids[10], "message:c1:sp%0A");
+    assert_eq!(ids[33], "message:c1:sp%C3%A9");
+    assert_eq!(ids[34], "message:c1:sp%25");
 }
 
-/// The event hook's request for an event whose headers cannot be built fails
-/// for that event only (`hook_failed` for that client), through the production
-/// poster; the next event goes through.
+/// The event hook's request carries the event whole in its signed body, and
+/// every request is sent whatever the client strings hold (before: a
+/// control character in the id failed the hook with `the ce-id header cannot
+/// hold its value`). Through the production poster.
 #[tokio::test]
-async fn an_event_hook_request_that_cannot_be_built_fails_alone() {
-    use switchboard::upstream::hooks::{HookError, ask_event_hook};
+async fn every_event_hook_request_is_sent_with_the_event_in_its_signed_body() {
+    use switchboard::upstream::hooks::ask_event_hook;
     let connector = Answers200::default();
     let mut upstream = Upstream::default();
     upstream.http = Some(sdk_poster(&connector));
@@ -747,26 +776,22 @@ async fn an_event_hook_request_that_cannot_be_built_fails_alone() {
     let data = serde_json::json!(1);
     for c in control_bytes() {
         let id = serde_json::Value::from(format!("p{c}"));
-        let event = events::message("c1", "mallory", "chat", &data, Some(&id));
-        let result = ask_event_hook(&upstream, &hook, &event).await;
+        let event = events::message("c1", &format!("m{c}é"), "chat", &data, Some(&id));
         assert_eq!(
-            result,
-            Err(HookError::Failed(
-                "the request cannot be built: the ce-id header cannot hold its value".into()
-            )),
-            "{c:?}"
-        );
-        let fine = events::message("c2", "bob", "chat", &data, None);
-        assert_eq!(
-            ask_event_hook(&upstream, &hook, &fine).await,
+            ask_event_hook(&upstream, &hook, &event).await,
             Ok(serde_json::Value::Null)
         );
     }
-    assert_eq!(
-        connector.0.lock().unwrap().len(),
-        33,
-        "only the valid events"
-    );
+    let sent = connector.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 33, "every event");
+    for (headers, body) in &sent {
+        assert_printable_ascii(headers);
+        let verified = verify_request(headers, body).unwrap();
+        let event: CloudEvent = serde_json::from_slice(body).unwrap();
+        assert_eq!(verified.id, switchboard::webhook::header_id(&event.id));
+        assert_eq!(event.kind, "switchboard.message");
+        assert!(event.userid.starts_with('m') && event.userid.ends_with('é'));
+    }
 }
 
 /// EventBridge carries the event as JSON (`Detail`): whatever a client string

@@ -1,7 +1,8 @@
 //! `cargo run -p echo-bot`: listens on ECHO_BOT_ADDR (default 127.0.0.1:8080),
 //! verifies signatures with SWITCHBOARD_WEBHOOK_SECRET (the variable the local
-//! stack reads too), replies through the HTTP API at SWITCHBOARD_HTTP_API
-//! (default http://127.0.0.1:3001).
+//! stack reads too; raw, or the Standard Webhooks form `whsec_<base64>`),
+//! replies through the HTTP API at SWITCHBOARD_HTTP_API (default
+//! http://127.0.0.1:3001).
 
 use std::process::ExitCode;
 
@@ -13,11 +14,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Some(secret) = std::env::var("SWITCHBOARD_WEBHOOK_SECRET")
-        .ok()
-        .filter(|s| s.len() >= switchboard::webhook::MIN_SECRET_BYTES)
-    else {
-        eprintln!("set SWITCHBOARD_WEBHOOK_SECRET (at least 32 bytes), the same as the stack's");
+    let Ok(secret) = std::env::var("SWITCHBOARD_WEBHOOK_SECRET") else {
+        eprintln!("set SWITCHBOARD_WEBHOOK_SECRET, the same as the stack's");
         return ExitCode::from(2);
     };
     let addr = std::env::var("ECHO_BOT_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
@@ -33,7 +31,14 @@ async fn main() -> ExitCode {
     eprintln!(
         "echo-bot on http://{addr}: POST /handler (webhook), /event (event hook), /connect (connect hook)"
     );
-    let app = echo_bot::app(echo_bot::Bot::new(secret, api));
+    let bot = match echo_bot::Bot::new(secret, api) {
+        Ok(bot) => bot,
+        Err(e) => {
+            eprintln!("SWITCHBOARD_WEBHOOK_SECRET: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = echo_bot::app(bot);
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("echo-bot stopped: {e}");
         return ExitCode::FAILURE;

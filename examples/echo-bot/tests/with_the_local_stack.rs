@@ -45,7 +45,7 @@ async fn the_bot_greets_echoes_and_guards_the_door() {
     })
     .await
     .unwrap();
-    let bot = echo_bot::Bot::new(SECRET, stack.http_url());
+    let bot = echo_bot::Bot::new(SECRET, stack.http_url()).unwrap();
     tokio::spawn(async move { axum::serve(listener, echo_bot::app(bot)).await });
 
     let token = |user: &str| {

@@ -9,9 +9,9 @@
 //!   redelivers it after the visibility timeout and, after the queue's
 //!   `maxReceiveCount`, moves it to the same dead-letter queue;
 //! - no usable webhook secret: a batch item failure (nothing is sent unsigned);
-//! - an event whose request cannot be built (a `ce-*` header that cannot
-//!   hold its value): put on the dead-letter queue with status 0, alone; the
-//!   rest of the batch goes on.
+//! - an event whose request cannot be built (the poster refused it): put on
+//!   the dead-letter queue with status 0, alone; the rest of the batch goes
+//!   on.
 
 use std::sync::Arc;
 

@@ -13,8 +13,9 @@ pub const GROUP_STREAM_PREFIX: &str = "group:";
 /// A stream: the messages to one user, or to one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Stream {
-    /// Everything sent to the user: NotifyUser, sends to `userId` (with or
-    /// without a group).
+    /// Everything sent to the user as a whole: NotifyUser, sends to `userId`
+    /// without a group (a send within a group reaches only the user's
+    /// connections in it, so it is kept in no stream).
     User(String),
     /// Everything sent to the group: server sends and client events.
     Group(String),

@@ -1,14 +1,29 @@
-//! One webhook delivery: the event POSTed in CloudEvents HTTP binary mode
-//! (`ce-*` headers, the body is the event's `data`), signed afresh on every
-//! attempt, retried with jittered backoff on a timeout, 408, 429 or 5xx. A
-//! 4xx other than 408/429 is final: the receiver refused this event and will
-//! refuse it again, so it goes to the dead letters with its status.
+//! One webhook delivery: the event POSTed in CloudEvents' structured mode
+//! (the body is the whole event, `application/cloudevents+json`), signed as
+//! Standard Webhooks defines ([`crate::webhook`]) afresh on every attempt,
+//! retried with jittered backoff on a timeout, 408, 429 or 5xx. A 4xx other
+//! than 408/429 is final: the receiver refused this event and will refuse it
+//! again, so it goes to the dead letters with its status.
 
 use std::time::Duration;
 
-use crate::webhook::{SIGNATURE_HEADER, sign};
+use crate::webhook::{header_id, signed_headers};
 
+use super::events::CONTENT_TYPE;
 use super::{CloudEvent, HttpPoster, PostError};
+
+/// The headers of one signed request for `event` with `body` (its JSON):
+/// the content type and the three Standard Webhooks headers, the event's id
+/// as `webhook-id`. Everything a receiver acts on is in `body`, so signed.
+pub fn signed_request_headers(
+    key: &[u8],
+    event: &CloudEvent,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("content-type", CONTENT_TYPE.to_owned())];
+    headers.extend(signed_headers(key, &header_id(&event.id), body));
+    headers
+}
 
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +34,8 @@ pub enum Outcome {
     Retry(String),
     /// The receiver refused the event for good.
     Final { status: u16 },
-    /// The request cannot be built (a header that cannot hold its value):
-    /// nothing was sent, and no retry can help.
+    /// The request cannot be built (the poster refused it): nothing was
+    /// sent, and no retry can help.
     Unsendable(String),
 }
 
@@ -34,20 +49,15 @@ pub fn retryable(status: u16) -> bool {
 pub async fn deliver(
     http: &dyn HttpPoster,
     url: &str,
-    secret: &[u8],
+    key: &[u8],
     event: &CloudEvent,
     policy: &DeliveryPolicy,
 ) -> Outcome {
-    let body = event.data_json().into_bytes();
+    let body = event.body();
     let attempts = policy.attempts.max(1);
-    let headers = match event.headers() {
-        Ok(headers) => headers,
-        Err(e) => return Outcome::Unsendable(e.to_string()),
-    };
     let mut last = String::new();
     for attempt in 1..=attempts {
-        let mut headers = headers.clone();
-        headers.push((SIGNATURE_HEADER, sign(secret, &body)));
+        let headers = signed_request_headers(key, event, &body);
         match http.post(url, &headers, body.clone(), policy.timeout).await {
             Ok(answer) if (200..300).contains(&answer.status) => {
                 return Outcome::Delivered { attempts: attempt };

@@ -1,10 +1,13 @@
 //! The upstream events, as CloudEvents 1.0: `switchboard.connected`,
 //! `switchboard.disconnected` and `switchboard.message`.
 //!
-//! Every sink carries the same [`CloudEvent`]: the Upstream queue holds it in
-//! structured mode (one JSON object, attributes and `data`), the webhook
-//! receives it in binary mode (`ce-*` headers, the body is `data`), EventBridge
-//! gets it as the `Detail` of an entry whose detail-type is the short type.
+//! Every sink carries the same [`CloudEvent`] in structured mode (one JSON
+//! object, attributes and `data`): the Upstream queue holds it, the webhook
+//! and the event hook receive it as the body (`application/cloudevents+json`,
+//! signed as a whole: see [`crate::webhook`]), EventBridge gets it as the
+//! `Detail` of an entry whose detail-type is the short type. No attribute
+//! travels in a header, so everything a receiver routes on (type, ids, user)
+//! is signed, and no client string has to fit a header.
 //! Each event's `id` is fixed when the event is made and travels with it, so
 //! every retry of every sink carries the same id; `connected` and
 //! `disconnected` ids are derived from the connection id, so a retried
@@ -107,53 +110,31 @@ impl CloudEvent {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The binary-mode body: `data` as JSON.
-    pub fn data_json(&self) -> String {
-        self.data.to_string()
-    }
-
-    /// The binary-mode `ce-*` headers (names lower-case, as HTTP/2 needs),
-    /// or the first that cannot hold its attribute: one with a control
-    /// character (an id or user id no edge let through, queued by hand or
-    /// by an older release) is this event's error, never a panic.
-    pub fn headers(&self) -> Result<Vec<(&'static str, String)>, HeaderError> {
-        let mut headers = vec![
-            ("ce-specversion", self.specversion.clone()),
-            ("ce-type", self.kind.clone()),
-            ("ce-source", self.source.clone()),
-            ("ce-id", self.id.clone()),
-            ("ce-time", self.time.clone()),
-            ("ce-connectionid", self.connectionid.clone()),
-            ("ce-userid", self.userid.clone()),
-            ("content-type", self.datacontenttype.clone()),
-        ];
-        if let Some(name) = &self.eventname {
-            headers.push(("ce-eventname", name.clone()));
-        }
-        checked_headers(headers)
+    /// The structured-mode body the webhook and hooks POST (the event's JSON).
+    pub fn body(&self) -> Vec<u8> {
+        self.to_json().into_bytes()
     }
 }
 
-/// A header that cannot hold its value: the value has a control character.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {name} header cannot hold its value")]
-pub struct HeaderError {
-    pub name: &'static str,
-}
+/// The content type of a structured-mode CloudEvent.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 
-/// `headers`, if no value holds a control character (Unicode Cc: C0, DEL and
-/// C1); otherwise the first header that does. Stricter than HTTP (which lets
-/// a tab through): a value the edge accepts never has one, and a receiver
-/// sees every value exactly as sent.
-pub fn checked_headers(
-    headers: Vec<(&'static str, String)>,
-) -> Result<Vec<(&'static str, String)>, HeaderError> {
-    match headers
-        .iter()
-        .find(|(_, value)| value.chars().any(char::is_control))
-    {
-        Some((name, _)) => Err(HeaderError { name }),
-        None => Ok(headers),
+/// The `type` of a connect hook request.
+pub const CONNECT_TYPE: &str = "switchboard.connect";
+
+/// The connect hook's request, `switchboard.connect` with id
+/// `connect:<connectionId>`: `request` (the verified claims and the
+/// connection's details) is its `data`.
+pub fn connect(connection_id: &str, user_id: &str, request: Value) -> CloudEvent {
+    CloudEvent {
+        kind: CONNECT_TYPE.into(),
+        ..CloudEvent::new(
+            EventKind::Connected,
+            format!("connect:{connection_id}"),
+            connection_id,
+            user_id,
+            request,
+        )
     }
 }
 
@@ -284,39 +265,25 @@ mod tests {
     }
 
     #[test]
-    fn the_structured_form_round_trips_and_binary_headers_carry_the_attributes() {
-        let event = message("c1", "u1", "chat", &serde_json::json!({"x":1}), None);
-        let back: CloudEvent = serde_json::from_str(&event.to_json()).unwrap();
+    fn the_structured_form_round_trips_and_holds_what_receivers_route_on() {
+        let event = message("c1", "zoë", "chat", &serde_json::json!({"x":1}), None);
+        let back: CloudEvent = serde_json::from_slice(&event.body()).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.event_kind(), Some(EventKind::Message));
-        let headers = event.headers().unwrap();
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("ce-type"), Some("switchboard.message"));
-        assert_eq!(get("ce-specversion"), Some("1.0"));
-        assert_eq!(get("ce-eventname"), Some("chat"));
-        assert_eq!(get("ce-userid"), Some("u1"));
-    }
-
-    #[test]
-    fn an_attribute_with_a_control_character_is_a_header_error() {
-        let data = Value::Null;
-        for c in (0u8..0x20).chain([0x7f]).map(char::from) {
-            let id = Value::from(format!("p{c}"));
-            let event = message("c1", "u1", "chat", &data, Some(&id));
-            assert_eq!(event.headers(), Err(HeaderError { name: "ce-id" }));
-            assert_eq!(
-                event.headers().unwrap_err().to_string(),
-                "the ce-id header cannot hold its value"
-            );
-            let event = message("c1", &format!("u{c}"), "chat", &data, None);
-            assert_eq!(event.headers(), Err(HeaderError { name: "ce-userid" }));
-        }
-        // Visible non-ASCII (a user id may hold it) is a valid header value.
-        assert!(message("c1", "zoë", "chat", &data, None).headers().is_ok());
+        let json: Value = serde_json::from_slice(&event.body()).unwrap();
+        assert_eq!(json["type"], "switchboard.message");
+        assert_eq!(json["specversion"], "1.0");
+        assert_eq!(json["eventname"], "chat");
+        assert_eq!(json["userid"], "zoë");
+        assert_eq!(json["connectionid"], "c1");
+        let connect = connect("c1", "u1", serde_json::json!({"userId":"u1"}));
+        assert_eq!(
+            (
+                connect.kind.as_str(),
+                connect.id.as_str(),
+                connect.event_kind()
+            ),
+            ("switchboard.connect", "connect:c1", None)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The synchronous hooks: `connect` (may refuse a handshake, or set the
-//! user and grants) and `event` (answers a client's event). Both POST signed
-//! requests (see [`crate::webhook`]) and wait at most the hook's timeout, and
+//! user and grants) and `event` (answers a client's event). Both POST a
+//! CloudEvent in structured mode, signed like the webhook (see
+//! [`crate::webhook`] and [`super::delivery::signed_request_headers`]), and wait at most the hook's timeout, and
 //! never so long that the invocation has less than [`HOOK_RESERVE`] left
 //! ([`crate::retry::within_invocation`]): a hook that does not answer in time
 //! has failed, and the handler still answers (refuses, or lets the connection
@@ -11,19 +12,16 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::auth::SecretError;
-use crate::clock::rfc3339;
 use crate::validate::{self, FieldError};
-use crate::webhook::{SIGNATURE_HEADER, sign};
 
-use super::events::{SOURCE, SPEC_VERSION, checked_headers};
+use super::delivery::signed_request_headers;
 use super::{CloudEvent, Hook, HttpAnswer, PostError, Upstream, no_client};
 
 /// What a hook leaves of the invocation for the rest of the handler (storing
 /// the connection, the answer).
 pub const HOOK_RESERVE: Duration = Duration::from_secs(1);
 
-/// The `ce-type` of a connect hook request.
-pub const CONNECT_TYPE: &str = "switchboard.connect";
+pub use super::events::CONNECT_TYPE;
 
 /// The largest hook answer read (an event hook's answer goes back to the
 /// client in one frame, which API Gateway caps at 128 KB).
@@ -126,19 +124,14 @@ impl ConnectAnswer {
     }
 }
 
-/// A hook request that cannot be built fails that request only.
-fn unsendable(e: super::events::HeaderError) -> HookError {
-    HookError::from(PostError::InvalidRequest(e.to_string()))
-}
-
 async fn post_signed(
     upstream: &Upstream,
     hook: &Hook,
-    mut headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+    event: &CloudEvent,
 ) -> Result<HttpAnswer, HookError> {
-    let secret = upstream.secret.bytes().await?;
-    headers.push((SIGNATURE_HEADER, sign(secret, &body)));
+    let key = upstream.secret.bytes().await?;
+    let body = event.body();
+    let headers = signed_request_headers(key, event, &body);
     let http = upstream.http.as_ref().ok_or_else(no_client)?;
     let timeout = crate::retry::within_invocation(hook.timeout, HOOK_RESERVE);
     let mut answer = http.post(&hook.url, &headers, body, timeout).await?;
@@ -151,8 +144,9 @@ async fn post_signed(
     Ok(answer)
 }
 
-/// Asks the connect hook about a verified handshake. `request` is the JSON
-/// the hook receives (the verified claims and the connection's details).
+/// Asks the connect hook about a verified handshake. `request` is the
+/// `data` of the `switchboard.connect` event the hook receives (the verified
+/// claims and the connection's details).
 /// 2xx accepts (an empty body keeps the token's claims); 401 and 403 refuse.
 pub async fn ask_connect_hook(
     upstream: &Upstream,
@@ -161,18 +155,8 @@ pub async fn ask_connect_hook(
     user_id: &str,
     request: &Value,
 ) -> Result<ConnectAnswer, HookError> {
-    let headers = vec![
-        ("ce-specversion", SPEC_VERSION.to_owned()),
-        ("ce-type", CONNECT_TYPE.to_owned()),
-        ("ce-source", SOURCE.to_owned()),
-        ("ce-id", format!("connect:{connection_id}")),
-        ("ce-time", rfc3339(crate::clock::now_millis())),
-        ("ce-connectionid", connection_id.to_owned()),
-        ("ce-userid", user_id.to_owned()),
-        ("content-type", "application/json".to_owned()),
-    ];
-    let headers = checked_headers(headers).map_err(unsendable)?;
-    let answer = post_signed(upstream, hook, headers, request.to_string().into_bytes()).await?;
+    let event = super::events::connect(connection_id, user_id, request.clone());
+    let answer = post_signed(upstream, hook, &event).await?;
     match answer.status {
         200..=299 => {}
         401 | 403 => return Err(HookError::Refused(answer.status)),
@@ -194,8 +178,7 @@ pub async fn ask_event_hook(
     hook: &Hook,
     event: &CloudEvent,
 ) -> Result<Value, HookError> {
-    let headers = event.headers().map_err(unsendable)?;
-    let answer = post_signed(upstream, hook, headers, event.data_json().into_bytes()).await?;
+    let answer = post_signed(upstream, hook, event).await?;
     if !(200..300).contains(&answer.status) {
         return Err(HookError::Failed(format!(
             "the event hook answered {}",

@@ -1,7 +1,8 @@
 //! The webhook secret: given (the local stack's `--webhook-secret`,
 //! `WEBHOOK_SECRET` in tests) or read from Secrets Manager on first use (AWS,
-//! `WEBHOOK_SECRET_ARN`), as the token keys are. Missing or short fails
-//! closed: nothing is sent unsigned.
+//! `WEBHOOK_SECRET_ARN`), as the token keys are. The secret stands for a
+//! signing key ([`crate::webhook::key_from_secret`]: `whsec_<base64>` or raw
+//! bytes). Missing, short or malformed fails closed: nothing is sent unsigned.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 
 use crate::auth::SecretError;
-use crate::webhook::MIN_SECRET_BYTES;
+use crate::webhook::key_from_secret;
 
 type Load = Box<dyn Fn() -> BoxFuture<'static, Result<String, SecretError>> + Send + Sync>;
 
@@ -46,17 +47,11 @@ impl std::fmt::Debug for WebhookSecret {
 }
 
 fn checked(secret: Vec<u8>) -> Result<Vec<u8>, SecretError> {
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(SecretError::Invalid(format!(
-            "the webhook secret is {} bytes; at least {MIN_SECRET_BYTES} are required",
-            secret.len()
-        )));
-    }
-    Ok(secret)
+    key_from_secret(&secret).map_err(|e| SecretError::Invalid(e.to_string()))
 }
 
 impl WebhookSecret {
-    /// A secret given as it is (at least [`MIN_SECRET_BYTES`]).
+    /// A secret given as it is (see [`key_from_secret`]).
     pub fn given(secret: impl Into<Vec<u8>>) -> Self {
         WebhookSecret(Arc::new(Inner::Ready(checked(secret.into()))))
     }
@@ -73,7 +68,7 @@ impl WebhookSecret {
         }))
     }
 
-    /// The secret's bytes, loading them on first use.
+    /// The signing key, loading the secret on first use.
     pub async fn bytes(&self) -> Result<&[u8], SecretError> {
         match &*self.0 {
             Inner::Ready(secret) => secret.as_deref().map_err(Clone::clone),
@@ -127,5 +122,14 @@ mod tests {
             async move { Ok(good) }
         });
         assert_eq!(lazy.bytes().await.unwrap().len(), 32);
+        // The spec's form is the key its base64 decodes to.
+        let whsec = crate::webhook::whsec(&[7; 24]);
+        assert_eq!(WebhookSecret::given(whsec).bytes().await.unwrap(), &[7; 24]);
+        assert_eq!(
+            WebhookSecret::given("whsec_!!").bytes().await,
+            Err(SecretError::Invalid(
+                "the webhook secret starts with whsec_ but the rest is not base64".into()
+            ))
+        );
     }
 }
