@@ -760,6 +760,19 @@ async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
         1
     );
     assert_eq!(store.counter("vip", &alice).await.unwrap(), 1);
+    // A swap applies only from the value it names; a missing counter holds 0.
+    let mark = Counter::Unannounced("alice".into());
+    assert!(!store.swap_counter("vip", &mark, 1, 0, 9_999).await.unwrap());
+    assert!(store.swap_counter("vip", &mark, 0, 1, 9_999).await.unwrap());
+    assert!(!store.swap_counter("vip", &mark, 0, 1, 9_999).await.unwrap());
+    assert_eq!(store.counter("vip", &mark).await.unwrap(), 1);
+    assert!(store.swap_counter("vip", &mark, 1, 0, 9_999).await.unwrap());
+    assert_eq!(store.counter("vip", &mark).await.unwrap(), 0);
+    assert_eq!(
+        store.counter("vip", &alice).await.unwrap(),
+        1,
+        "its own item"
+    );
     assert_eq!(
         store
             .counter("vip", &Counter::UserConnections("zed".into()))
@@ -992,7 +1005,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
     deliveries.drain();
     counter.reset();
 
-    assert_eq!(forget(&services, "c1").await.unwrap(), N + 1);
+    assert_eq!(forget(&services, "c1", true).await.unwrap(), N + 1);
 
     let counts = counter.snapshot();
     let count = |op: &str| counts.get(op).copied().unwrap_or(0);
