@@ -154,6 +154,11 @@ struct Serve {
     #[arg(long, default_value_t = switchboard::services::DEFAULT_MAX_GROUPS_PER_CONNECTION,
         value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
     max_groups_per_connection: u32,
+    /// The most users one presence group may have; a new user's subscribe past
+    /// it answers limit_exceeded, and a token group past it is not joined.
+    #[arg(long, default_value_t = switchboard::services::DEFAULT_MAX_PRESENCE_MEMBERS,
+        value_parser = clap::value_parser!(u32).range(1..), env = "MAX_PRESENCE_MEMBERS")]
+    max_presence_members: u32,
     /// Whether every user's stream keeps history (recover / history actions).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "HISTORY_USERS")]
     history_users: bool,
@@ -347,6 +352,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             max_connections_per_user: serve.max_connections_per_user,
         },
         max_groups_per_connection: serve.max_groups_per_connection,
+        max_presence_members: serve.max_presence_members,
         history: HistorySettings {
             users: serve.history_users,
             groups: switchboard::config::history_groups(&serve.history_groups)

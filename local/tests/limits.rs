@@ -198,6 +198,55 @@ async fn reconnects_cannot_flood_a_presence_group() {
 }
 
 #[tokio::test]
+async fn a_full_presence_group_refuses_new_users_and_keeps_its_members() {
+    let stack = stack_with(switchboard_local::Config {
+        max_presence_members: 3,
+        ..switchboard_local::Config::default()
+    })
+    .await;
+    let lobby = |c: &mut Claims| {
+        c.groups = vec!["presence:lobby".into()];
+        c.subscribe = vec!["presence:*".into()];
+    };
+    let mut members = Vec::new();
+    for user in ["ann", "ben", "cat"] {
+        members.push(connect_with(&stack, user, lobby).await);
+    }
+    // Users are counted, not connections: ann's second connection joins.
+    let mut ann_again = connect_with(&stack, "ann", lobby).await;
+    let ask = r#"{"action":"presence","group":"presence:lobby","id":"q"}"#;
+    ann_again.send(Message::text(ask)).await.unwrap();
+    let census = parse(&next_text(&mut ann_again).await);
+    assert_eq!(census["users"], 3, "{census}");
+    assert_eq!(census["connections"], 4, "{census}");
+
+    // A fourth user's token names the group: connected, without it.
+    let mut dan = connect_with(&stack, "dan", lobby).await;
+    dan.send(Message::text(ask)).await.unwrap();
+    assert_eq!(
+        parse(&next_text(&mut dan).await)["error"],
+        json!({"code": "forbidden", "message": "only members of \"presence:lobby\" may ask for its presence"})
+    );
+    // Their subscribe is refused, with the cap in the message.
+    dan.send(Message::text(
+        r#"{"action":"subscribe","group":"presence:lobby","id":1}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        parse(&next_text(&mut dan).await),
+        json!({"type": "ack", "id": 1, "ok": false, "error": {"code": "limit_exceeded",
+            "message": "the presence group \"presence:lobby\" is full: at most 3 users may be in it"}})
+    );
+    // The members heard no join of dan's, and still count 3 users.
+    let heard = drain(&mut members[0], Duration::from_millis(500), 100).await;
+    assert!(heard.iter().all(|f| f["userId"] != "dan"), "{heard:?}");
+    members[0].send(Message::text(ask)).await.unwrap();
+    let census = parse(&next_text(&mut members[0]).await);
+    assert_eq!(census["userIds"], json!(["ann", "ben", "cat"]), "{census}");
+}
+
+#[tokio::test]
 async fn presence_queries_are_rate_limited() {
     let stack = stack().await;
     let mut member = connect_with(&stack, "paula", |c| {

@@ -43,7 +43,9 @@ pub enum CommandError {
 impl From<MembershipError> for CommandError {
     fn from(e: MembershipError) -> Self {
         match e {
-            MembershipError::LimitExceeded { .. } => CommandError::LimitExceeded(e.to_string()),
+            MembershipError::LimitExceeded { .. } | MembershipError::GroupFull { .. } => {
+                CommandError::LimitExceeded(e.to_string())
+            }
             MembershipError::Fanout(e) => CommandError::Fanout(e),
         }
     }

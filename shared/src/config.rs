@@ -199,8 +199,8 @@ impl PostingPolicy {
 
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
-    /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
-    /// 1), and the enqueue and posting policies' variables. `history` is the
+    /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` and
+    /// `MAX_PRESENCE_MEMBERS` (each at least 1), and the enqueue and posting policies' variables. `history` is the
     /// default here: [`HistorySettings::from_env`] reads it where history is
     /// kept.
     ///
@@ -225,6 +225,7 @@ impl Settings {
                 d.max_groups_per_connection,
             )?
             .max(1),
+            max_presence_members: optional("MAX_PRESENCE_MEMBERS", d.max_presence_members)?.max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
             // Read by the functions that keep history (`Wiring::services_with_history`),

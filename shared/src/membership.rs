@@ -42,6 +42,10 @@ pub enum MembershipError {
     /// The connection is in as many groups as it may be.
     #[error("a connection may be in at most {limit} groups; leave one first")]
     LimitExceeded { limit: u32 },
+    /// The presence group has as many users as it may have, and the user is
+    /// not one of them.
+    #[error("the presence group \"{group}\" is full: at most {limit} users may be in it")]
+    GroupFull { group: String, limit: u32 },
     #[error(transparent)]
     Fanout(#[from] FanoutError),
 }
@@ -70,7 +74,10 @@ pub async fn join_group(
 /// A membership holds one of the connection's
 /// [`max_groups_per_connection`](crate::services::Settings) slots: a connection
 /// at the cap gets [`MembershipError::LimitExceeded`] and nothing is written
-/// (joining a group it is already in still succeeds).
+/// (joining a group it is already in still succeeds). A presence group
+/// holds at most [`max_presence_members`](crate::services::Settings) users: a
+/// new user's join past it gets [`MembershipError::GroupFull`] and nothing is
+/// written.
 ///
 /// In a presence group, a user's first connection announces a `join` to the
 /// group. The user's connection counter moves by exactly one per change of a
@@ -87,6 +94,9 @@ pub async fn join_group_in_order(
 ) -> Result<MembershipWrite<()>, MembershipError> {
     let memberships = &services.memberships;
     let connection_id = membership.connection_id.as_str();
+    if services.settings.presence.allows(&membership.group) {
+        room_for(services, membership).await?;
+    }
     let limit = services.settings.max_groups_per_connection;
     let slot = memberships
         .take_group_slot(connection_id, limit, membership.expires_at)
@@ -125,6 +135,28 @@ pub async fn join_group_in_order(
         arrive(services, membership, charge).await?;
     }
     Ok(write)
+}
+
+/// Whether the user may be in the presence group: they are already (another
+/// connection of theirs is in it), or it has fewer than
+/// [`max_presence_members`](crate::services::Settings) users. Read before
+/// anything is written (one read, two when the group is full), so joins of
+/// new users racing for the last place may each find it free.
+async fn room_for(services: &Services, membership: &Membership) -> Result<(), MembershipError> {
+    let memberships = &services.memberships;
+    let group = &membership.group;
+    let limit = services.settings.max_presence_members;
+    if memberships.counter(group, &Counter::OnlineUsers).await? < i64::from(limit) {
+        return Ok(());
+    }
+    let user = Counter::UserConnections(membership.user_id.clone());
+    if memberships.counter(group, &user).await? > 0 {
+        return Ok(());
+    }
+    Err(MembershipError::GroupFull {
+        group: group.clone(),
+        limit,
+    })
 }
 
 /// Where the token of a presence change's announcement comes from (the

@@ -358,3 +358,78 @@ async fn a_stay_unannounced_at_connect_stays_unannounced_through_unsubscribe() {
     h.pump().await;
     assert_eq!(h.received("b1")[2..], [join_frame("alice", room, 2)]);
 }
+
+#[tokio::test]
+async fn a_presence_group_holds_at_most_max_presence_members_users() {
+    let h = Harness::with_settings(Settings {
+        max_presence_members: 2,
+        ..Settings::default()
+    });
+    let room = "presence:room";
+    connect(&h, "a1", "alice", &[room]).await;
+    connect(&h, "b1", "bob", &[room]).await;
+    // Users are counted, not connections: alice's second connection joins.
+    connect(&h, "a2", "alice", &[room]).await;
+    assert!(h.memberships.is_member(room, "a2").await.unwrap());
+    h.pump().await;
+    let heard_before = h.received("a1");
+
+    // A third user's subscribe is refused, with nothing written.
+    connect(&h, "c1", "carol", &[]).await;
+    let subscribe = format!(r#"{{"action":"subscribe","group":"{room}","id":1}}"#);
+    assert_eq!(
+        client_action(&h.services, "c1", Some(&subscribe)).await,
+        r#"{"type":"ack","id":1,"ok":false,"error":{"code":"limit_exceeded","message":"the presence group \"presence:room\" is full: at most 2 users may be in it"}}"#
+    );
+    assert!(!h.memberships.is_member(room, "c1").await.unwrap());
+    let memberships = &h.memberships;
+    assert_eq!(
+        memberships.counter(room, &Counter::OnlineUsers).await,
+        Ok(2)
+    );
+    let carol = Counter::UserConnections("carol".into());
+    assert_eq!(memberships.counter(room, &carol).await, Ok(0));
+    assert!(
+        memberships
+            .connection_groups("c1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Her token naming the group: she connects, without it.
+    connect(&h, "c2", "carol", &[room, "chat:1"]).await;
+    assert_eq!(
+        memberships.connection_groups("c2").await.unwrap(),
+        ["chat:1"]
+    );
+    assert_eq!(
+        memberships.counter(room, &Counter::OnlineUsers).await,
+        Ok(2)
+    );
+
+    // A command cannot add her either.
+    let add = format!(
+        r#"{{"version":1,"type":"addConnectionToGroup","connectionId":"c1","group":"{room}"}}"#
+    );
+    assert_eq!(
+        run_command(&h.services, Some(&add))
+            .await
+            .unwrap_err()
+            .to_string(),
+        "the presence group \"presence:room\" is full: at most 2 users may be in it"
+    );
+    h.pump().await;
+    assert_eq!(h.received("a1"), heard_before, "no announcement");
+
+    // Once bob has left there is room.
+    disconnect(&h, "b1").await;
+    assert_eq!(
+        client_action(&h.services, "c1", Some(&subscribe)).await,
+        r#"{"type":"ack","id":1,"ok":true}"#
+    );
+    assert_eq!(
+        memberships.counter(room, &Counter::OnlineUsers).await,
+        Ok(2)
+    );
+}

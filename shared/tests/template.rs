@@ -351,6 +351,11 @@ fn every_client_limit_is_a_parameter_passed_to_the_functions() {
             "MaxConnectionsPerUser",
             limits.max_connections_per_user,
         ),
+        (
+            "MAX_PRESENCE_MEMBERS",
+            "MaxPresenceMembers",
+            defaults.max_presence_members,
+        ),
     ] {
         assert_eq!(
             variables[variable]["Ref"], parameter,

@@ -8,7 +8,9 @@
 //!   `{"type":"ack","id":7,"ok":false,"error":{"code":…,"message":…}}`. Both
 //!   are idempotent. The token's `subscribe` patterns must grant the group.
 //!   A connection is in at most `max_groups_per_connection` groups: over it,
-//!   `subscribe` answers `limit_exceeded` and writes nothing. An optional
+//!   `subscribe` answers `limit_exceeded` and writes nothing; so does a
+//!   `subscribe` of a new user to a presence group that has
+//!   `max_presence_members` users. An optional
 //!   `seq` (an integer growing with every frame the connection sends) orders
 //!   concurrent changes: a change applies only if its `seq` is newer than the
 //!   last applied one for that group, so the last frame sent wins.
@@ -296,6 +298,9 @@ async fn subscription(
             ErrorCode::LimitExceeded,
             format!("a connection may be in at most {limit} groups; leave one before joining \"{group}\""),
         ),
+        e @ MembershipError::GroupFull { .. } => {
+            Refusal::new(ErrorCode::LimitExceeded, e.to_string())
+        }
         MembershipError::Fanout(e) => {
             Refusal::unavailable(connection_id, "cannot change the membership", e)
         }
