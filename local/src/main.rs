@@ -260,6 +260,11 @@ struct Serve {
     /// template's default of 9,500 under --aws-quotas), else 0.
     #[arg(long)]
     post_rate: Option<u32>,
+    /// The most of that budget, in percent, one booker (a user, or a group the
+    /// application sends to) may book; 100 turns the share off.
+    #[arg(long, default_value_t = switchboard::pacing::DEFAULT_BOOKER_SHARE,
+        value_parser = clap::value_parser!(u32).range(1..=100), env = "POST_BOOKER_SHARE")]
+    post_booker_share: u32,
     /// How long each Management API post takes: 0 (default), a fixed time (25ms),
     /// or a log-normal from its median and 99th percentile (20ms,80ms).
     #[arg(long, default_value = "0", value_parser = switchboard_local::emulation::PostLatency::parse)]
@@ -418,6 +423,7 @@ fn posting_policy(serve: &Serve) -> Result<PostingPolicy, String> {
             .max(1),
         None => 0,
     };
+    policy.booker_share = serve.post_booker_share;
     Ok(policy)
 }
 

@@ -167,7 +167,8 @@ impl PostingPolicy {
     /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
     /// (`true` or `false`), `POST_RETRY_BUDGET_MS`, `RETRY_DELAY_MAX_SECONDS`
     /// (1 to 900), `POST_RATE_LIMIT` (posts a second for the whole stack; 0, the
-    /// default, turns pacing off; the template sets it).
+    /// default, turns pacing off; the template sets it), `POST_BOOKER_SHARE`
+    /// (the percent of it one booker may book, 1 to 100).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(PostingPolicy {
@@ -193,6 +194,7 @@ impl PostingPolicy {
                 optional("RETRY_DELAY_MAX_SECONDS", d.retry_delay_max.as_secs())?.clamp(1, 900),
             ),
             rate_limit: optional("POST_RATE_LIMIT", d.rate_limit)?,
+            booker_share: optional("POST_BOOKER_SHARE", d.booker_share)?.clamp(1, 100),
         })
     }
 }

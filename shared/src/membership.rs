@@ -25,6 +25,7 @@ use crate::clock::now_seconds;
 use crate::connection::RECORD_TTL;
 use crate::fanout::{FanoutError, send_to_group};
 use crate::limits::{LimitError, charge_presence_change, take_presence_change};
+use crate::pacing::user_booker;
 use crate::ports::{Counter, Membership, MembershipWrite, StoreError, pages};
 use crate::posting::is_gone;
 use crate::protocol::{PresenceEvent, presence_frame};
@@ -219,7 +220,8 @@ async fn arrive(
         &[]
     };
     let frame = presence_frame(PresenceEvent::Join, user_id, group, online);
-    let addressed = send_to_group(services, group, &frame, skip, None)
+    let booker = user_booker(user_id);
+    let addressed = send_to_group(services, group, &frame, skip, None, Some(&booker))
         .await
         .map_err(MembershipError::Fanout)?;
     info!(group, %user_id, online, addressed, "presence join");
@@ -315,7 +317,8 @@ async fn depart(
         warn!(group, user_id, error = %e, "could not charge a presence leave; announcing it");
     }
     let frame = presence_frame(PresenceEvent::Leave, user_id, group, online);
-    let addressed = send_to_group(services, group, &frame, &[], None).await?;
+    let booker = user_booker(user_id);
+    let addressed = send_to_group(services, group, &frame, &[], None, Some(&booker)).await?;
     info!(group, user_id, online, addressed, "presence leave");
     Ok(())
 }

@@ -169,6 +169,9 @@ pub enum Allowance {
     /// Management API posts of the whole stack, every function and instance
     /// (see [`crate::pacing`]).
     Posts,
+    /// The share of those posts one booker (`user:{id}` or `group:{name}`)
+    /// may book (see [`crate::pacing`]).
+    BookerPosts(String),
 }
 
 impl Allowance {
@@ -187,6 +190,7 @@ impl Allowance {
             }
             Allowance::HistoryReads(user) => Some(format!("limit#history#{user}")),
             Allowance::Posts => Some("limit#posts".to_owned()),
+            Allowance::BookerPosts(booker) => Some(format!("limit#posts#{booker}")),
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::history::{Recorder, Stream};
 use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
 use crate::membership::{MembershipError, group_census, join_group_in_order, leave_group_in_order};
 use crate::metrics::{self, Metric};
+use crate::pacing::user_booker;
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientAction, ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message,
@@ -352,12 +353,14 @@ async fn publish(
             kept = Some((stream, appended.position));
         }
     }
+    let booker = user_booker(&record.user_id);
     let addressed = send_to_group(
         services,
         group,
         &text,
         std::slice::from_ref(&record.connection_id),
         None,
+        Some(&booker),
     )
     .await
     .map_err(|e| Refusal::unavailable(connection_id, "cannot fan out a client event", e))?;
