@@ -48,12 +48,19 @@ fn notify_user(body: &str) {
     check_render(&message.data);
     // notify-user enqueues one NotifyConnection body per connection of the user.
     for connection_id in ["f97yeeMZDoECGqg=", message.user_id.as_str()] {
-        let out = NotifyConnection::body(connection_id, &message.data, message.id.as_deref());
+        let booker = format!("user:{}", message.user_id);
+        let out = NotifyConnection::body(
+            connection_id,
+            &message.data,
+            message.id.as_deref(),
+            Some(&booker),
+        );
         let back = NotifyConnection::parse(Some(&out))
             .unwrap_or_else(|e| panic!("NotifyConnection body {out:?} does not parse: {e}"));
         assert_eq!(back.connection_id, connection_id);
         assert_eq!(back.data.get(), message.data.get());
         assert_eq!(back.id, message.id);
+        assert_eq!(back.booker, Some(booker));
     }
 }
 
@@ -258,7 +265,7 @@ fn check_frame(
     while !ids.is_empty() && ids.len() <= DELIVERY_BATCH {
         ids.extend_from_within(..);
     }
-    let bodies = DeliveryBatch::bodies(&frame, &ids, message_id.as_deref())
+    let bodies = DeliveryBatch::bodies(&frame, &ids, message_id.as_deref(), None)
         .expect("a message frame makes batches");
     assert_eq!(bodies.len(), ids.len().div_ceil(DELIVERY_BATCH));
     let mut seen = Vec::new();
@@ -295,10 +302,12 @@ fn delivery_batch(body: &str) {
             attempt: batch.attempt + 1,
             id: batch.id.clone(),
             throttled: batch.throttled,
+            booker: batch.booker.clone(),
         };
         let back = DeliveryBatch::parse(Some(&retry.body())).expect("a retry batch parses");
         assert_eq!(back.attempt, batch.attempt + 1);
         assert_eq!(back.throttled, batch.throttled);
+        assert_eq!(back.booker, batch.booker);
         let throttled = DeliveryBatch {
             throttled: batch.throttled.saturating_add(1),
             attempt: batch.attempt,

@@ -105,6 +105,8 @@ pub struct Config {
     pub limits: Limits,
     /// The most groups one connection may be in at once.
     pub max_groups_per_connection: u32,
+    /// The most users one presence group may have.
+    pub max_presence_members: u32,
     /// Which streams keep history, how much and for how long.
     pub history: HistorySettings,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
@@ -198,6 +200,7 @@ impl Default for Config {
             publish_window: settings.publish_window,
             limits: settings.limits,
             max_groups_per_connection: settings.max_groups_per_connection,
+            max_presence_members: settings.max_presence_members,
             history: settings.history,
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),

@@ -154,6 +154,11 @@ struct Serve {
     #[arg(long, default_value_t = switchboard::services::DEFAULT_MAX_GROUPS_PER_CONNECTION,
         value_parser = clap::value_parser!(u32).range(1..), env = "MAX_GROUPS_PER_CONNECTION")]
     max_groups_per_connection: u32,
+    /// The most users one presence group may have; a new user's subscribe past
+    /// it answers limit_exceeded, and a token group past it is not joined.
+    #[arg(long, default_value_t = switchboard::services::DEFAULT_MAX_PRESENCE_MEMBERS,
+        value_parser = clap::value_parser!(u32).range(1..), env = "MAX_PRESENCE_MEMBERS")]
+    max_presence_members: u32,
     /// Whether every user's stream keeps history (recover / history actions).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "HISTORY_USERS")]
     history_users: bool,
@@ -261,6 +266,11 @@ struct Serve {
     /// template's default of 9,500 under --aws-quotas), else 0.
     #[arg(long)]
     post_rate: Option<u32>,
+    /// The most of that budget, in percent, one booker (a user, or a group the
+    /// application sends to) may book; 100 turns the share off.
+    #[arg(long, default_value_t = switchboard::pacing::DEFAULT_BOOKER_SHARE,
+        value_parser = clap::value_parser!(u32).range(1..=100), env = "POST_BOOKER_SHARE")]
+    post_booker_share: u32,
     /// How long each Management API post takes: 0 (default), a fixed time (25ms),
     /// or a log-normal from its median and 99th percentile (20ms,80ms).
     #[arg(long, default_value = "0", value_parser = switchboard_local::emulation::PostLatency::parse)]
@@ -353,6 +363,7 @@ fn config(serve: Serve) -> Result<Config, String> {
             max_connections_per_user: serve.max_connections_per_user,
         },
         max_groups_per_connection: serve.max_groups_per_connection,
+        max_presence_members: serve.max_presence_members,
         history: HistorySettings {
             users: serve.history_users,
             groups: switchboard::config::history_groups(&serve.history_groups)
@@ -419,6 +430,7 @@ fn posting_policy(serve: &Serve) -> Result<PostingPolicy, String> {
             .max(1),
         None => 0,
     };
+    policy.booker_share = serve.post_booker_share;
     Ok(policy)
 }
 

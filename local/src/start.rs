@@ -214,6 +214,7 @@ fn services(
         publish_window: config.publish_window,
         limits: config.limits.clone(),
         max_groups_per_connection: config.max_groups_per_connection.max(1),
+        max_presence_members: config.max_presence_members.max(1),
         enqueue: config.notify_user.clone(),
         posting: config.notify_connection.clone(),
         history: config.history.clone(),

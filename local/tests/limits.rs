@@ -123,6 +123,130 @@ async fn subscribe_toggles_cannot_flood_a_presence_group() {
 }
 
 #[tokio::test]
+async fn reconnects_cannot_flood_a_presence_group() {
+    // A token whose `groups` names a presence group, reconnected in a loop:
+    // each join at $connect and leave at $disconnect is under the same
+    // presence-change limit as subscribe/unsubscribe (10 per 60 s).
+    let stack = stack().await;
+    let lobby = |c: &mut Claims| c.groups = vec!["presence:lobby".into()];
+    let mut observer = connect_with(&stack, "olivia", lobby).await;
+    let token = token_with(&stack, "mallory", lobby);
+    let started = Instant::now();
+    let (mut accepted, mut refused) = (0, Vec::new());
+    for _ in 0..40 {
+        match try_connect(&stack, Some(&token)).await {
+            Ok(mut socket) => {
+                accepted += 1;
+                socket.close(None).await.unwrap();
+                // Until the stack has closed it too ($disconnect has run).
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Some(Ok(_)) = socket.next().await {}
+                })
+                .await;
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                refused.push(response.status().as_u16())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eventually("mallory's last connection to be forgotten", || async {
+        connections_of(&stack, "mallory").await.is_empty()
+    })
+    .await;
+    let frames = drain(&mut observer, Duration::from_millis(1500), 1000).await;
+    let announcements = frames
+        .iter()
+        .filter(|f| f["type"] == "presence" && f["userId"] == "mallory")
+        .count();
+    eprintln!(
+        "40 reconnects in {seconds:.2} s: {accepted} handshakes accepted, {} refused, \
+         {announcements} announcements to the observer",
+        refused.len()
+    );
+    // Only the handshake limits refuse (429); the presence limit never does.
+    assert!(refused.iter().all(|&status| status == 429), "{refused:?}");
+    assert!(accepted >= 20, "{accepted} handshakes accepted");
+    // The bucket of 10, refilled at one per 6 s, and the leave that may end
+    // an announced stay.
+    let bound = 10 + (seconds / 6.0).ceil() as usize + 1;
+    assert!(
+        announcements <= bound,
+        "{announcements} announcements, at most {bound}"
+    );
+    assert!(
+        announcements >= 10,
+        "{announcements}: the first ones are announced"
+    );
+    // Joins and leaves come in pairs: no leave for an unannounced join, and
+    // every announced join's leave.
+    let joins = frames
+        .iter()
+        .filter(|f| f["type"] == "presence" && f["userId"] == "mallory" && f["event"] == "join")
+        .count();
+    assert_eq!(joins * 2, announcements, "{frames:?}");
+    // The census is right: mallory is gone, the observer alone.
+    observer
+        .send(Message::text(
+            r#"{"action":"presence","group":"presence:lobby","id":1}"#,
+        ))
+        .await
+        .unwrap();
+    let answer = parse(&next_text(&mut observer).await);
+    assert_eq!(answer["userIds"], json!(["olivia"]), "{answer}");
+}
+
+#[tokio::test]
+async fn a_full_presence_group_refuses_new_users_and_keeps_its_members() {
+    let stack = stack_with(switchboard_local::Config {
+        max_presence_members: 3,
+        ..switchboard_local::Config::default()
+    })
+    .await;
+    let lobby = |c: &mut Claims| {
+        c.groups = vec!["presence:lobby".into()];
+        c.subscribe = vec!["presence:*".into()];
+    };
+    let mut members = Vec::new();
+    for user in ["ann", "ben", "cat"] {
+        members.push(connect_with(&stack, user, lobby).await);
+    }
+    // Users are counted, not connections: ann's second connection joins.
+    let mut ann_again = connect_with(&stack, "ann", lobby).await;
+    let ask = r#"{"action":"presence","group":"presence:lobby","id":"q"}"#;
+    ann_again.send(Message::text(ask)).await.unwrap();
+    let census = parse(&next_text(&mut ann_again).await);
+    assert_eq!(census["users"], 3, "{census}");
+    assert_eq!(census["connections"], 4, "{census}");
+
+    // A fourth user's token names the group: connected, without it.
+    let mut dan = connect_with(&stack, "dan", lobby).await;
+    dan.send(Message::text(ask)).await.unwrap();
+    assert_eq!(
+        parse(&next_text(&mut dan).await)["error"],
+        json!({"code": "forbidden", "message": "only members of \"presence:lobby\" may ask for its presence"})
+    );
+    // Their subscribe is refused, with the cap in the message.
+    dan.send(Message::text(
+        r#"{"action":"subscribe","group":"presence:lobby","id":1}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        parse(&next_text(&mut dan).await),
+        json!({"type": "ack", "id": 1, "ok": false, "error": {"code": "limit_exceeded",
+            "message": "the presence group \"presence:lobby\" is full: at most 3 users may be in it"}})
+    );
+    // The members heard no join of dan's, and still count 3 users.
+    let heard = drain(&mut members[0], Duration::from_millis(500), 100).await;
+    assert!(heard.iter().all(|f| f["userId"] != "dan"), "{heard:?}");
+    members[0].send(Message::text(ask)).await.unwrap();
+    let census = parse(&next_text(&mut members[0]).await);
+    assert_eq!(census["userIds"], json!(["ann", "ben", "cat"]), "{census}");
+}
+
+#[tokio::test]
 async fn presence_queries_are_rate_limited() {
     let stack = stack().await;
     let mut member = connect_with(&stack, "paula", |c| {

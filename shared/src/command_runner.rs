@@ -19,6 +19,7 @@ use crate::fanout::{
 };
 use crate::history::Stream;
 use crate::membership::{MembershipError, join_group, leave_group};
+use crate::pacing::{group_booker, user_booker};
 use crate::ports::{GatewayError, Membership, SHARDS, StoreError, pages};
 use crate::protocol::{
     Command, MessageError, USER_GROUP_DEFAULT_TTL_SECONDS, close_frame, group_message,
@@ -43,7 +44,9 @@ pub enum CommandError {
 impl From<MembershipError> for CommandError {
     fn from(e: MembershipError) -> Self {
         match e {
-            MembershipError::LimitExceeded { .. } => CommandError::LimitExceeded(e.to_string()),
+            MembershipError::LimitExceeded { .. } | MembershipError::GroupFull { .. } => {
+                CommandError::LimitExceeded(e.to_string())
+            }
             MembershipError::Fanout(e) => CommandError::Fanout(e),
         }
     }
@@ -108,6 +111,7 @@ pub async fn execute_keyed(
                 &frame,
                 &exclude_connection_ids,
                 id.as_deref(),
+                Some(&group_booker(&group)),
             )
             .await?)
         }
@@ -137,16 +141,19 @@ pub async fn execute_keyed(
                 }
                 ids = members;
             }
+            let booker = user_booker(&user_id);
+            let booker = Some(booker.as_str());
             let Some(appended) = appended.filter(|_| !ids.is_empty()) else {
-                return Ok(enqueue_frame(services, &frame, &ids, message_id.as_deref()).await?);
+                let id = message_id.as_deref();
+                return Ok(enqueue_frame(services, &frame, &ids, id, booker).await?);
             };
             // Connections that asked for envelopes get the stamped frame.
             let enveloped = user_envelope_ids(services, &user_id).await?;
             let (stamped, plain): (Vec<String>, Vec<String>) =
                 ids.into_iter().partition(|id| enveloped.contains(id));
             let id = message_id.as_deref();
-            Ok(enqueue_frame(services, &frame, &plain, id).await?
-                + enqueue_frame(services, &appended.stamped, &stamped, id).await?)
+            Ok(enqueue_frame(services, &frame, &plain, id, booker).await?
+                + enqueue_frame(services, &appended.stamped, &stamped, id, booker).await?)
         }
         Command::SendToConnection {
             connection_id,
@@ -154,7 +161,7 @@ pub async fn execute_keyed(
             id,
         } => {
             let frame = server_message(None, &data)?;
-            Ok(enqueue_frame(services, &frame, &[connection_id], id.as_deref()).await?)
+            Ok(enqueue_frame(services, &frame, &[connection_id], id.as_deref(), None).await?)
         }
         Command::Broadcast {
             data,

@@ -167,7 +167,8 @@ impl PostingPolicy {
     /// `IDEMPOTENCY_WINDOW_SECONDS` (0 turns idempotency off), `WARM_CONNECTIONS`
     /// (`true` or `false`), `POST_RETRY_BUDGET_MS`, `RETRY_DELAY_MAX_SECONDS`
     /// (1 to 900), `POST_RATE_LIMIT` (posts a second for the whole stack; 0, the
-    /// default, turns pacing off; the template sets it).
+    /// default, turns pacing off; the template sets it), `POST_BOOKER_SHARE`
+    /// (the percent of it one booker may book, 1 to 100).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(PostingPolicy {
@@ -193,14 +194,15 @@ impl PostingPolicy {
                 optional("RETRY_DELAY_MAX_SECONDS", d.retry_delay_max.as_secs())?.clamp(1, 900),
             ),
             rate_limit: optional("POST_RATE_LIMIT", d.rate_limit)?,
+            booker_share: optional("POST_BOOKER_SHARE", d.booker_share)?.clamp(1, 100),
         })
     }
 }
 
 impl Settings {
     /// `PRESENCE_GROUPS`, `PUBLISH_LIMIT`, `PUBLISH_WINDOW_MS`, the limits'
-    /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` (at least
-    /// 1), and the enqueue and posting policies' variables. `history` is the
+    /// variables ([`Limits::from_env`]), `MAX_GROUPS_PER_CONNECTION` and
+    /// `MAX_PRESENCE_MEMBERS` (each at least 1), and the enqueue and posting policies' variables. `history` is the
     /// default here: [`HistorySettings::from_env`] reads it where history is
     /// kept.
     ///
@@ -225,6 +227,7 @@ impl Settings {
                 d.max_groups_per_connection,
             )?
             .max(1),
+            max_presence_members: optional("MAX_PRESENCE_MEMBERS", d.max_presence_members)?.max(1),
             enqueue: EnqueuePolicy::from_env()?,
             posting: PostingPolicy::from_env()?,
             // Read by the functions that keep history (`Wiring::services_with_history`),

@@ -26,17 +26,19 @@ pub enum FanoutError {
 }
 
 /// Hands `frame` to the deliver workers for every connection in `ids`;
-/// returns how many connections it addressed.
+/// returns how many connections it addressed. `booker` is whom it is for, as
+/// the post budget's fair share counts it ([`crate::pacing`]).
 pub async fn enqueue_frame(
     services: &Services,
     frame: &str,
     ids: &[String],
     message_id: Option<&str>,
+    booker: Option<&str>,
 ) -> Result<usize, FanoutError> {
     if ids.is_empty() {
         return Ok(0);
     }
-    let bodies = DeliveryBatch::bodies(frame, ids, message_id)?;
+    let bodies = DeliveryBatch::bodies(frame, ids, message_id, booker)?;
     enqueue_all(&*services.deliveries, bodies, &services.settings.enqueue).await?;
     Ok(ids.len())
 }
@@ -53,6 +55,7 @@ pub struct Fanout<'a> {
     pending: Vec<String>,
     addressed: usize,
     message_id: Option<&'a str>,
+    booker: Option<&'a str>,
 }
 
 impl<'a> Fanout<'a> {
@@ -67,7 +70,14 @@ impl<'a> Fanout<'a> {
             pending: Vec::new(),
             addressed: 0,
             message_id: None,
+            booker: None,
         }
+    }
+
+    /// Whom the frame is for, as the post budget's fair share counts it.
+    pub fn with_booker(mut self, booker: Option<&'a str>) -> Self {
+        self.booker = booker;
+        self
     }
 
     /// Carries the message's idempotency `id` to the deliver workers.
@@ -84,8 +94,14 @@ impl<'a> Fanout<'a> {
         while self.pending.len() >= Self::FLUSH {
             let rest = self.pending.split_off(Self::FLUSH);
             let full = std::mem::replace(&mut self.pending, rest);
-            self.addressed +=
-                enqueue_frame(self.services, self.frame, &full, self.message_id).await?;
+            self.addressed += enqueue_frame(
+                self.services,
+                self.frame,
+                &full,
+                self.message_id,
+                self.booker,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -93,26 +109,36 @@ impl<'a> Fanout<'a> {
     /// Hands out the rest; returns how many connections were addressed.
     pub async fn finish(mut self) -> Result<usize, FanoutError> {
         let rest = std::mem::take(&mut self.pending);
-        self.addressed += enqueue_frame(self.services, self.frame, &rest, self.message_id).await?;
+        self.addressed += enqueue_frame(
+            self.services,
+            self.frame,
+            &rest,
+            self.message_id,
+            self.booker,
+        )
+        .await?;
         Ok(self.addressed)
     }
 }
 
 /// Sends `frame` to every member of `group` except `exclude`, page by page;
-/// returns how many connections it addressed.
+/// returns how many connections it addressed. `booker`: see [`enqueue_frame`].
 pub async fn send_to_group(
     services: &Services,
     group: &str,
     frame: &str,
     exclude: &[String],
     message_id: Option<&str>,
+    booker: Option<&str>,
 ) -> Result<usize, FanoutError> {
     let memberships = &services.memberships;
     let mut members = std::pin::pin!(pages(move |after| async move {
         let page = memberships.group_members(group, after.as_deref()).await?;
         Ok::<_, StoreError>((page.members, page.next))
     }));
-    let mut fanout = Fanout::new(services, frame, exclude).with_message_id(message_id);
+    let mut fanout = Fanout::new(services, frame, exclude)
+        .with_message_id(message_id)
+        .with_booker(booker);
     while let Some(page) = members.try_next().await? {
         fanout
             .push(page.into_iter().map(|(connection_id, _)| connection_id))

@@ -9,14 +9,18 @@
 //! | the connection's actions | every `subscribe`, `unsubscribe`, `publish`, `presence` | `ACTION_LIMIT` per `ACTION_WINDOW_MS` |
 //! | the user's actions | the same, over all the user's connections, and each `$connect` | `USER_ACTION_LIMIT` per `ACTION_WINDOW_MS` |
 //! | the user's publishes | every `publish` that passed the checks above | `PUBLISH_LIMIT` per `PUBLISH_WINDOW_MS` |
-//! | the user's presence changes in a group | `subscribe`/`unsubscribe` in a presence group | `PRESENCE_CHANGE_LIMIT` per `PRESENCE_CHANGE_WINDOW_MS` |
+//! | the user's presence changes in a group | `subscribe`/`unsubscribe` in a presence group; the join and leave announcements of `$connect` and `$disconnect` | `PRESENCE_CHANGE_LIMIT` per `PRESENCE_CHANGE_WINDOW_MS` |
 //! | the user's history reads | every `recover` and `history` | `HISTORY_READ_LIMIT` per `HISTORY_READ_WINDOW_MS` |
 //! | the user's history bytes | the bytes each `recover` and `history` answer posts | `HISTORY_READ_BYTES` per `HISTORY_READ_WINDOW_MS` |
 //!
 //! A refused action changes nothing, so a presence change that was refused
-//! announces nothing and presence stays true: one user can make at most
-//! `PRESENCE_CHANGE_LIMIT` join/leave announcements per window in a group,
-//! however many connections they toggle from.
+//! announces nothing and presence stays true. Joins at `$connect` and leaves
+//! at `$disconnect` take from the same bucket at their announcement
+//! ([`crate::membership`]): the connection is made (or closed) either way,
+//! and a join over the limit is not announced, nor is its leave. So one user
+//! can make at most `PRESENCE_CHANGE_LIMIT` join/leave announcements per
+//! window in a group (one more when the last is the leave ending an
+//! announced stay), however many connections they toggle or reconnect.
 
 use std::fmt;
 use std::time::Duration;
@@ -221,6 +225,32 @@ pub async fn take_presence_change(
         Exceeded::PresenceChanges,
     )
     .await
+}
+
+/// A presence change that is announced whatever the bucket holds (the leave
+/// of a user whose join was announced: members must not be left believing
+/// the user is online): its token is booked ahead, up to one window, so the
+/// user's next join waits for it.
+pub async fn charge_presence_change(
+    services: &Services,
+    group: &str,
+    user_id: &str,
+) -> Result<(), StoreError> {
+    let rate = limits(services).presence_changes;
+    services
+        .store
+        .reserve_allowance(
+            &Allowance::PresenceChanges {
+                group: group.to_owned(),
+                user_id: user_id.to_owned(),
+            },
+            1,
+            crate::clock::now_millis(),
+            rate,
+            rate.window,
+        )
+        .await
+        .map(|_| ())
 }
 
 /// A handshake of `user_id`: refused if the user already has

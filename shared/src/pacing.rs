@@ -25,6 +25,23 @@
 //! - Every booking's wait is the `PostBudgetWait` metric: waits that grow
 //!   say the budget, not the functions, bounds the fan-out.
 //! - `POST_RATE_LIMIT=0` turns pacing off.
+//!
+//! A fair share: one booker may book at most `POST_BOOKER_SHARE` percent of
+//! the budget (50 by default). A booker is whom a send is for, carried by its
+//! Deliveries and NotifyConnection messages: `user:{id}` for a user's sends
+//! (notify-user, `sendToUser`), client events (`publish`) and presence
+//! announcements (whose join or leave it is), `group:{name}` for the
+//! application's sends to a group. Each booker has a bucket of its own
+//! ([`Allowance::BookerPosts`], `limit#posts#{booker}`, built as the budget's
+//! at the share's rate), booked first: a booking past [`MAX_WAIT`] there hands
+//! the work back as the full budget does, and never touches the budget. So a
+//! user reconnecting into a big presence group, or one huge group send, books
+//! at most its share, and the rest of the budget stays for everyone else:
+//! another user's notification waits for its own turn, not behind theirs.
+//! Broadcasts and sends to one connection have no booker (the application's,
+//! to everyone or to one). 50 % keeps a lone send at half the budget's pace
+//! (4,750 posts a second at the template's default) while every other booker
+//! always has the other half; 100 turns the share off.
 
 use std::time::Duration;
 
@@ -45,6 +62,19 @@ pub const BUDGET_BOOKED: &str = "the stack's post budget is booked ahead";
 /// default account quota of 10,000 requests a second.
 pub const TEMPLATE_RATE: u32 = 9_500;
 
+/// The default share of the budget one booker may book, in percent.
+pub const DEFAULT_BOOKER_SHARE: u32 = 50;
+
+/// The booker of sends for user `user_id`.
+pub fn user_booker(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The booker of the application's sends to `group`.
+pub fn group_booker(group: &str) -> String {
+    format!("group:{group}")
+}
+
 /// The longest an instance waits for its booked turn.
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,6 +89,61 @@ pub fn budget(per_second: u32) -> Option<Rate> {
     let burst = (per_second / 2).max(DELIVERY_BATCH as u32);
     let window = Duration::from_secs_f64(f64::from(burst) / f64::from(per_second));
     Some(Rate::new(burst, window))
+}
+
+/// One booker's bucket: the budget's for `share` percent of `per_second`
+/// (at least one post a second). `None` when pacing or the share is off.
+pub fn booker_budget(per_second: u32, share: u32) -> Option<Rate> {
+    if share >= 100 {
+        return None;
+    }
+    let rate = u64::from(per_second) * u64::from(share) / 100;
+    budget(u32::try_from(rate).unwrap_or(u32::MAX).max(1)).filter(|_| per_second > 0)
+}
+
+/// Books each booker's posts from its share of the budget of `per_second`
+/// ([`booker_budget`]), then waits for the latest of their turns (at most
+/// [`MAX_WAIT`], and within `deadline`). Returns the bookers whose share is
+/// booked too far ahead (their work goes back to its queue; nothing of theirs
+/// was booked) and how long until they should try again.
+pub async fn book_shares<S: ConnectionStore + ?Sized>(
+    store: &S,
+    per_second: u32,
+    share: u32,
+    bookings: &[(&str, usize)],
+    deadline: &Deadline,
+) -> (Vec<String>, Duration) {
+    let Some(rate) = booker_budget(per_second, share) else {
+        return (Vec::new(), Duration::ZERO);
+    };
+    let horizon = deadline.left().min(MAX_WAIT);
+    let (mut busy, mut retry, mut wait) = (Vec::new(), Duration::ZERO, Duration::ZERO);
+    for &(booker, posts) in bookings {
+        if posts == 0 {
+            continue;
+        }
+        let tokens = u32::try_from(posts).unwrap_or(u32::MAX);
+        let allowance = Allowance::BookerPosts(booker.to_owned());
+        match store
+            .reserve_allowance(&allowance, tokens, now_millis(), rate, horizon)
+            .await
+        {
+            Ok(Booking::After(after)) => wait = wait.max(after),
+            Ok(Booking::Full { retry_after }) => {
+                debug!(
+                    booker,
+                    posts, "the booker's share of the post budget is booked ahead"
+                );
+                busy.push(booker.to_owned());
+                retry = retry.max(retry_after);
+            }
+            Err(e) => warn!(error = %e, "cannot book a booker's share; posting without it"),
+        }
+    }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    (busy, retry)
 }
 
 /// What an instance may do with the posts it wanted.
@@ -223,6 +308,63 @@ mod tests {
             pace(&store, 10, 100, &deadline).await,
             Pace::Busy { retry_after } if retry_after >= Duration::from_secs(7)
         ));
+    }
+
+    #[test]
+    fn a_booker_s_bucket_is_the_budget_s_at_its_share() {
+        let rate = booker_budget(9_500, 50).expect("on");
+        assert_eq!(rate, budget(4_750).expect("on"));
+        // Never less than one post a second, nor than one Deliveries message at once.
+        let small = booker_budget(1, 10).expect("on");
+        assert_eq!(small.limit, 100);
+        assert_eq!(booker_budget(9_500, 100), None, "the share is off");
+        assert_eq!(booker_budget(0, 50), None, "pacing is off");
+    }
+
+    #[tokio::test]
+    async fn a_booker_over_its_share_is_held_back_and_books_nothing_of_the_budget() {
+        // 1,000 a second, 50 %: mallory's bucket holds 250 and refills at
+        // 500 a second, so within the 2 s horizon she books 1,250.
+        let store = MemoryStore::default();
+        let deadline = Deadline::start(Duration::from_secs(30), Duration::ZERO);
+        let (busy, _) = book_shares(&store, 1_000, 50, &[("user:m", 200)], &deadline).await;
+        assert!(busy.is_empty());
+        let booked = store
+            .reserve_allowance(
+                &Allowance::BookerPosts("user:m".into()),
+                1_200,
+                now_millis(),
+                booker_budget(1_000, 50).expect("on"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("memory");
+        assert!(matches!(booked, Booking::After(w) if w > Duration::from_secs(2)));
+        let (busy, retry_after) = book_shares(
+            &store,
+            1_000,
+            50,
+            &[("user:m", 100), ("user:v", 100)],
+            &deadline,
+        )
+        .await;
+        assert_eq!(busy, ["user:m"]);
+        assert!(retry_after > Duration::ZERO);
+        // The budget itself was never booked by the shares: it is whole.
+        let whole = store
+            .reserve_allowance(
+                &Allowance::Posts,
+                500,
+                now_millis(),
+                budget(1_000).expect("on"),
+                Duration::ZERO,
+            )
+            .await
+            .expect("memory");
+        assert_eq!(whole, Booking::After(Duration::ZERO));
+        // Off: nobody is held back.
+        let (busy, _) = book_shares(&store, 1_000, 100, &[("user:m", 100)], &deadline).await;
+        assert!(busy.is_empty());
     }
 
     #[tokio::test]

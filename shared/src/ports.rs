@@ -171,6 +171,9 @@ pub enum Allowance {
     /// Management API posts of the whole stack, every function and instance
     /// (see [`crate::pacing`]).
     Posts,
+    /// The share of those posts one booker (`user:{id}` or `group:{name}`)
+    /// may book (see [`crate::pacing`]).
+    BookerPosts(String),
 }
 
 impl Allowance {
@@ -190,6 +193,7 @@ impl Allowance {
             Allowance::HistoryReads(user) => Some(format!("limit#history#{user}")),
             Allowance::HistoryBytes(user) => Some(format!("limit#history-bytes#{user}")),
             Allowance::Posts => Some("limit#posts".to_owned()),
+            Allowance::BookerPosts(booker) => Some(format!("limit#posts#{booker}")),
         }
     }
 }
@@ -481,6 +485,16 @@ pub trait MembershipStore: Send + Sync {
     ) -> Result<i64, StoreError>;
     /// A counter's current value (0 if it does not exist).
     async fn counter(&self, group: &str, counter: &Counter) -> Result<i64, StoreError>;
+    /// Atomically sets a presence counter of `group` to `to` if it holds
+    /// `from` (a counter that does not exist holds 0); true if it did.
+    async fn swap_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        from: i64,
+        to: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A presence counter of a group.
@@ -490,6 +504,10 @@ pub enum Counter {
     UserConnections(String),
     /// How many distinct users are in the group.
     OnlineUsers,
+    /// 1 while the user is in the group without their join having been
+    /// announced (it was over the presence-change limit), so their leave is
+    /// not announced either (see [`crate::membership`]); 0 otherwise.
+    Unannounced(String),
 }
 
 /// Where a stream is: the offset of its latest message (0 before the first)

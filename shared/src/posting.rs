@@ -61,6 +61,9 @@ pub struct PostingPolicy {
     /// Posts a second for the whole stack, every instance of every posting
     /// function together (see [`crate::pacing`]); 0 turns pacing off.
     pub rate_limit: u32,
+    /// The most of that budget, in percent, one booker (the user or group a
+    /// send is for) may book ([`crate::pacing`]); 100 turns the share off.
+    pub booker_share: u32,
 }
 
 impl Default for PostingPolicy {
@@ -75,6 +78,7 @@ impl Default for PostingPolicy {
             retry_budget: Duration::from_secs(3),
             retry_delay_max: Duration::from_secs(20),
             rate_limit: 0,
+            booker_share: crate::pacing::DEFAULT_BOOKER_SHARE,
         }
     }
 }

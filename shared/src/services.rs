@@ -97,6 +97,9 @@ pub struct Settings {
     pub limits: Limits,
     /// The most groups one connection may be in at once (`MAX_GROUPS_PER_CONNECTION`).
     pub max_groups_per_connection: u32,
+    /// The most users a presence group may have (`MAX_PRESENCE_MEMBERS`):
+    /// the next user's join is refused ([`crate::membership`]).
+    pub max_presence_members: u32,
     pub enqueue: EnqueuePolicy,
     pub posting: PostingPolicy,
     /// Which streams keep history, and for how long (see [`crate::history`]).
@@ -106,6 +109,10 @@ pub struct Settings {
 /// The default cap on a connection's groups (API Gateway has none; Pusher
 /// allows 100 channels per connection, Azure Web PubSub's groups are unbounded).
 pub const DEFAULT_MAX_GROUPS_PER_CONNECTION: u32 = 100;
+
+/// The default cap on a presence group's users, as Pusher's on a presence
+/// channel's members: every join and leave is a fan-out to the whole group.
+pub const DEFAULT_MAX_PRESENCE_MEMBERS: u32 = 100;
 
 /// The default presence-enabled groups: every group named `presence:…`.
 pub const DEFAULT_PRESENCE_GROUPS: &str = "presence:*";
@@ -118,6 +125,7 @@ impl Default for Settings {
             publish_window: Duration::from_secs(1),
             limits: Limits::default(),
             max_groups_per_connection: DEFAULT_MAX_GROUPS_PER_CONNECTION,
+            max_presence_members: DEFAULT_MAX_PRESENCE_MEMBERS,
             enqueue: EnqueuePolicy::default(),
             posting: PostingPolicy::default(),
             history: HistorySettings::default(),

@@ -66,9 +66,11 @@ async fn a_redelivered_notify_user_message_is_appended_once_and_keeps_its_offset
     for body in &sent {
         let expected = match body["connectionId"].as_str() {
             // Byte for byte as before for the connection that did not opt in.
-            Some("plain") => json!({"connectionId":"plain","data":"your download is ready"}),
+            Some("plain") => json!({"connectionId":"plain","data":"your download is ready",
+                "booker":"user:alice"}),
             _ => json!({"connectionId":"enveloped","data":{"type":"message","from":"server",
-                "data":"your download is ready","stream":"user","offset":1,"epoch":epoch}}),
+                "data":"your download is ready","stream":"user","offset":1,"epoch":epoch},
+                "booker":"user:alice"}),
         };
         assert_eq!(body, &expected);
     }

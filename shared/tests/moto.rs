@@ -760,6 +760,19 @@ async fn dynamo_memberships_keep_user_groups_and_counters_apart_from_members() {
         1
     );
     assert_eq!(store.counter("vip", &alice).await.unwrap(), 1);
+    // A swap applies only from the value it names; a missing counter holds 0.
+    let mark = Counter::Unannounced("alice".into());
+    assert!(!store.swap_counter("vip", &mark, 1, 0, 9_999).await.unwrap());
+    assert!(store.swap_counter("vip", &mark, 0, 1, 9_999).await.unwrap());
+    assert!(!store.swap_counter("vip", &mark, 0, 1, 9_999).await.unwrap());
+    assert_eq!(store.counter("vip", &mark).await.unwrap(), 1);
+    assert!(store.swap_counter("vip", &mark, 1, 0, 9_999).await.unwrap());
+    assert_eq!(store.counter("vip", &mark).await.unwrap(), 0);
+    assert_eq!(
+        store.counter("vip", &alice).await.unwrap(),
+        1,
+        "its own item"
+    );
     assert_eq!(
         store
             .counter("vip", &Counter::UserConnections("zed".into()))
@@ -939,8 +952,8 @@ async fn dynamo_idempotency_records_batch_expire_and_stay_out_of_the_indexes() {
 }
 
 /// `$disconnect` of a connection in N groups (and tombstones) on DynamoDB:
-/// one keys-only Query, ceil(N/25) BatchWriteItem calls, one UpdateItem per
-/// presence group (its leave announced), and nothing left behind.
+/// one keys-only Query, ceil(N/25) BatchWriteItem calls, the UpdateItems of
+/// each presence group (its leave announced), and nothing left behind.
 #[tokio::test]
 #[ignore = "needs moto; run make test"]
 async fn disconnect_deletes_memberships_in_batches_of_25() {
@@ -992,7 +1005,7 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
     deliveries.drain();
     counter.reset();
 
-    assert_eq!(forget(&services, "c1").await.unwrap(), N + 1);
+    assert_eq!(forget(&services, "c1", true).await.unwrap(), N + 1);
 
     let counts = counter.snapshot();
     let count = |op: &str| counts.get(op).copied().unwrap_or(0);
@@ -1004,8 +1017,11 @@ async fn disconnect_deletes_memberships_in_batches_of_25() {
         2,
         "the record and the slot counter: {counts:?}"
     );
-    // Per presence group: the leave, the slot, the user's and the online counter.
-    assert_eq!(count("UpdateItem"), 2 * 4, "{counts:?}");
+    // Per presence group: the leave, the slot, the user's and the online
+    // counter, the check of the stay's `unannounced` mark, and the leave's
+    // token booked from the user's presence-change bucket (a new bucket: the
+    // busy form, then the idle one).
+    assert_eq!(count("UpdateItem"), 2 * 7, "{counts:?}");
     assert!(store.connection_items("c1").await.unwrap().is_empty());
     assert_eq!(store.connection_groups("c2").await.unwrap(), ["chat:0"]);
     for group in ["presence:a", "presence:b"] {

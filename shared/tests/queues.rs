@@ -83,8 +83,12 @@ async fn notify_user_reaches_every_connection_of_the_user_and_no_other() {
     assert_eq!(targets(&queue), expected);
     // ceil(25 / 10) SendMessageBatch calls, nothing repeated.
     assert_eq!(queue.calls(), 3);
-    // data travels unchanged, byte for byte.
-    assert!(queue.sent()[0].ends_with(r#","data":{"b": 1, "a": [1, 2]}}"#));
+    // data travels unchanged, byte for byte, booked for alice's share of the post budget.
+    assert!(
+        queue.sent()[0].ends_with(r#","data":{"b": 1, "a": [1, 2]},"booker":"user:alice"}"#),
+        "{}",
+        queue.sent()[0]
+    );
 }
 
 #[tokio::test]

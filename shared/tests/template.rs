@@ -351,6 +351,11 @@ fn every_client_limit_is_a_parameter_passed_to_the_functions() {
             "MaxConnectionsPerUser",
             limits.max_connections_per_user,
         ),
+        (
+            "MAX_PRESENCE_MEMBERS",
+            "MaxPresenceMembers",
+            defaults.max_presence_members,
+        ),
     ] {
         assert_eq!(
             variables[variable]["Ref"], parameter,
@@ -884,6 +889,10 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
         template["Parameters"]["PostRateLimit"]["Default"],
         json!(switchboard::pacing::TEMPLATE_RATE)
     );
+    assert_eq!(
+        template["Parameters"]["PostBookerShare"]["Default"],
+        json!(switchboard::pacing::DEFAULT_BOOKER_SHARE)
+    );
     let mut bookers = Vec::new();
     for (id, resource) in resources.as_object().unwrap() {
         let variables = &resource["Properties"]["Environment"]["Variables"];
@@ -897,6 +906,11 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
         assert_eq!(
             variables["POST_RATE_LIMIT"],
             reference("PostRateLimit"),
+            "{id}"
+        );
+        assert_eq!(
+            variables["POST_BOOKER_SHARE"],
+            reference("PostBookerShare"),
             "{id}"
         );
         assert!(posts, "{id} is paced but does not post");
@@ -916,7 +930,7 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
         }
         let bookings: Vec<_> = statements(resource)
             .into_iter()
-            .filter(|s| s["Condition"].get("ForAllValues:StringEquals").is_some())
+            .filter(|s| s["Condition"].get("ForAllValues:StringLike").is_some())
             .collect();
         assert_eq!(bookings.len(), 1, "{id}");
         assert_eq!(actions(bookings[0]), ["dynamodb:UpdateItem"], "{id}");
@@ -926,8 +940,8 @@ fn the_posting_functions_share_one_post_budget_and_may_write_only_it() {
             "{id}"
         );
         assert_eq!(
-            bookings[0]["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"],
-            json!(["limit#posts"]),
+            bookings[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+            json!(["limit#posts", "limit#posts#*"]),
             "{id}"
         );
         // No other statement lets it update connection records.

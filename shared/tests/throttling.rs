@@ -149,7 +149,8 @@ async fn a_fan_out_beyond_the_quota_converges_without_dead_letters_or_a_storm() 
     ));
     let (services, deliveries) = services_with_budget(gateway.clone(), 0);
     let ids: Vec<String> = (0..1_000).map(|i| format!("c{i:04}")).collect();
-    let mut bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
+    let mut bodies =
+        DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None, None).unwrap();
     bodies.push(r#"{"connectionIds": oops}"#.into());
     let started = Instant::now();
     let dead = drain(&deliveries, bodies, |event| {
@@ -265,7 +266,7 @@ async fn a_paced_fan_out_finds_no_429s_to_retry() {
     ));
     let (services, deliveries) = services_with_budget(gateway.clone(), 1_900);
     let ids: Vec<String> = (0..3_000).map(|i| format!("c{i:04}")).collect();
-    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
+    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None, None).unwrap();
     let started = Instant::now();
     let dead = drain(&deliveries, bodies, |event| {
         deliveries_batch(&services, event)
@@ -314,7 +315,7 @@ async fn deliver_hands_everything_back_when_the_budget_is_booked_ahead() {
         .unwrap();
     assert!(matches!(booked, Booking::After(_)));
     let ids: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
-    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None).unwrap();
+    let bodies = DeliveryBatch::bodies(r#"{"type":"message","data":1}"#, &ids, None, None).unwrap();
     let report = deliveries_batch(&services, sqs_event(&[bodies[0].as_str()])).await;
     assert!(report.failures.is_empty(), "handed back, not failed");
     assert_eq!(

@@ -97,6 +97,16 @@ impl MembershipStore for NoMemberships {
     async fn counter(&self, _group: &str, _counter: &Counter) -> Result<i64, StoreError> {
         Err(refused("counter"))
     }
+    async fn swap_counter(
+        &self,
+        _group: &str,
+        _counter: &Counter,
+        _from: i64,
+        _to: i64,
+        _expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        Err(refused("swap_counter"))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //!   `{"type":"ack","id":7,"ok":false,"error":{"code":…,"message":…}}`. Both
 //!   are idempotent. The token's `subscribe` patterns must grant the group.
 //!   A connection is in at most `max_groups_per_connection` groups: over it,
-//!   `subscribe` answers `limit_exceeded` and writes nothing. An optional
+//!   `subscribe` answers `limit_exceeded` and writes nothing; so does a
+//!   `subscribe` of a new user to a presence group that has
+//!   `max_presence_members` users. An optional
 //!   `seq` (an integer growing with every frame the connection sends) orders
 //!   concurrent changes: a change applies only if its `seq` is newer than the
 //!   last applied one for that group, so the last frame sent wins.
@@ -46,6 +48,7 @@ use crate::history::Stream;
 use crate::limits::{take_action, take_history_read, take_presence_change, take_publish};
 use crate::membership::{MembershipError, group_census, join_group_in_order, leave_group_in_order};
 use crate::metrics::{self, Metric};
+use crate::pacing::user_booker;
 use crate::ports::{ConnectionRecord, Membership};
 use crate::protocol::{
     ClientAction, ClientFrame, ErrorCode, PRESENCE_LIST_LIMIT, ServerFrame, client_message,
@@ -301,6 +304,9 @@ async fn subscription(
             ErrorCode::LimitExceeded,
             format!("a connection may be in at most {limit} groups; leave one before joining \"{group}\""),
         ),
+        e @ MembershipError::GroupFull { .. } => {
+            Refusal::new(ErrorCode::LimitExceeded, e.to_string())
+        }
         MembershipError::Fanout(e) => {
             Refusal::unavailable(connection_id, "cannot change the membership", e)
         }
@@ -352,12 +358,14 @@ async fn publish(
             kept = Some((stream, appended.position));
         }
     }
+    let booker = user_booker(&record.user_id);
     let addressed = send_to_group(
         services,
         group,
         &text,
         std::slice::from_ref(&record.connection_id),
         None,
+        Some(&booker),
     )
     .await
     .map_err(|e| Refusal::unavailable(connection_id, "cannot fan out a client event", e))?;

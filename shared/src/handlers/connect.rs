@@ -151,8 +151,9 @@ pub async fn connect(
         envelope,
         events: claims.events,
     };
-    // The token's groups all join, or the handshake is refused: a token
-    // that names more groups than the cap is the issuer's mistake.
+    // The token's groups all join (but a full presence group), or the
+    // handshake is refused: a token that names more groups than the cap is
+    // the issuer's mistake.
     let limit = services.settings.max_groups_per_connection;
     let mut groups: Vec<String> = Vec::with_capacity(record.groups.len());
     for group in &record.groups {
@@ -199,6 +200,12 @@ pub async fn connect(
                     count: token_groups,
                     limit,
                 });
+            }
+            // A full presence group does not lock the user out: the
+            // connection is made without it.
+            Err(e @ MembershipError::GroupFull { .. }) => {
+                warn!(connection_id = %record.connection_id, group = %membership.group, error = %e,
+                    "presence group not joined: it is full");
             }
             Err(MembershipError::Fanout(e)) => return Err(e.into()),
         }

@@ -3,9 +3,10 @@
 //! carries one finished frame for up to 100 connections; the worker posts it to
 //! all of them concurrently through the Management API.
 //!
-//! - First, the message's posts are booked from the stack's budget of posts
-//!   ([`crate::pacing`]) and wait their turn; a budget booked too far ahead
-//!   sends them all back as throttled (below) without posting.
+//! - First, the message's posts are booked from its booker's share of the
+//!   stack's budget of posts, then from the budget ([`crate::pacing`]), and
+//!   wait their turn; a share or budget booked too far ahead sends them all
+//!   back as throttled (below) without posting.
 //! - 200: delivered.
 //! - 410 Gone: the connection's record and memberships are deleted (unless it
 //!   connected less than a minute ago: then the post raced its `$connect`);
@@ -35,7 +36,7 @@ use crate::enqueue::EnqueuePolicy;
 use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::membership::forget_gone;
 use crate::metrics::{self, Metric};
-use crate::pacing::{BUDGET_BOOKED, Pace, pace};
+use crate::pacing::{BUDGET_BOOKED, Pace, book_shares, pace};
 use crate::ports::{GatewayError, MessageQueue};
 use crate::posting::{SentIds, already_posted, post_with_retries, record_posted, retry_deadline};
 use crate::protocol::{DeliveryBatch, MessageError};
@@ -103,13 +104,27 @@ pub async fn deliver_within(
         .collect();
     let deadline = retry_deadline(&settings.posting);
     let throttle_is_failure = batch.throttled >= MAX_THROTTLED_REQUEUES;
-    let paced = pace(
-        &*services.store,
-        settings.posting.rate_limit,
-        targets.len(),
+    let posting = &settings.posting;
+    let store = &*services.store;
+    let shares: Vec<(&str, usize)> = batch
+        .booker
+        .as_deref()
+        .map(|booker| (booker, targets.len()))
+        .into_iter()
+        .collect();
+    let (over_share, retry_after) = book_shares(
+        store,
+        posting.rate_limit,
+        posting.booker_share,
+        &shares,
         &deadline,
     )
     .await;
+    let paced = if over_share.is_empty() {
+        pace(store, posting.rate_limit, targets.len(), &deadline).await
+    } else {
+        Pace::Busy { retry_after }
+    };
     let results: Vec<(String, Result<(), GatewayError>)> = match paced {
         // The stack's budget of posts is booked too far ahead: every target
         // goes back as throttled (unless its hand-backs are spent).
@@ -172,6 +187,7 @@ pub async fn deliver_within(
             attempt: batch.attempt,
             id: batch.id.clone(),
             throttled: batch.throttled + 1,
+            booker: batch.booker.clone(),
         };
         later.push((
             retry.body(),
@@ -185,6 +201,7 @@ pub async fn deliver_within(
             attempt: batch.attempt + 1,
             id: batch.id,
             throttled: batch.throttled,
+            booker: batch.booker,
         };
         later.push((
             retry.body(),

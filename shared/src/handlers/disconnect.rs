@@ -10,7 +10,7 @@ use crate::services::Services;
 use crate::upstream;
 
 /// Deletes the connection record and its memberships (announcing presence
-/// leaves). An unknown id is success, so a repeated or late `$disconnect` is
+/// leaves, each under the user's presence-change limit: see [`crate::membership`]). An unknown id is success, so a repeated or late `$disconnect` is
 /// harmless; whatever cannot be deleted now expires by TTL.
 pub async fn handle_disconnect(
     services: &Services,
@@ -62,7 +62,7 @@ async fn disconnect(
         });
         services.upstream.emit(&event).await;
     }
-    match forget(services, connection_id).await {
+    match forget(services, connection_id, true).await {
         Ok(groups_left) => {
             info!(
                 groups_left,

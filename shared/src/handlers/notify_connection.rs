@@ -1,12 +1,13 @@
 //! notify-connection: post a NotifyConnection message's data to its connection
 //! through the API Gateway Management API.
 //!
-//! First the batch's posts are booked from the stack's budget of posts
-//! ([`crate::pacing`]) and wait their turn. Then, outcome per record:
+//! First the batch's posts are booked from their bookers' shares of the
+//! stack's budget of posts (a message's `booker`), then from the budget
+//! ([`crate::pacing`]), and wait their turn. Then, outcome per record:
 //!
 //! | outcome | what happens |
 //! |---|---|
-//! | budget booked too far ahead | no post: each record is handled as a 429 that is still throttled (below) |
+//! | budget (or the record's booker's share) booked too far ahead | no post: each record is handled as a 429 that is still throttled (below) |
 //! | 200 | delivered, message done |
 //! | 410 Gone | stale record deleted (kept if it connected under a minute ago: the post raced its `$connect`), message done (never retried) |
 //! | 429, 5xx, timeout, unreachable | posted again inside the invocation after a jittered backoff, while its time allows (see [`crate::retry`]) |
@@ -20,12 +21,14 @@
 //! `settings.posting`, and `deliveries`: here the NotifyConnection queue
 //! itself, where a failed record is handed back.
 
+use std::collections::BTreeMap;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{BatchReport, process_batch, receive_count, record_fanout_latency};
 use crate::metrics::{self, Metric};
-use crate::pacing::{BUDGET_BOOKED, Pace, pace};
+use crate::pacing::{BUDGET_BOOKED, Pace, book_shares, pace};
 use crate::ports::{ConnectionStore, GatewayError};
 use crate::posting::{
     SentIds, already_posted, is_gone, post_with_retries, record_posted, retry_deadline,
@@ -145,19 +148,38 @@ pub async fn notify_connection_batch(
     event: SqsEvent,
 ) -> BatchReport {
     let policy = &services.settings.posting;
-    // The batch's posts are booked from the stack's budget together.
+    let store = &*services.store;
+    // The batch's posts are booked from their bookers' shares of the stack's
+    // budget, then from the budget, together.
     let deadline = retry_deadline(policy);
-    let paced = pace(
-        &*services.store,
+    let mut bookers: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &event.records {
+        if let Some(booker) = booker_of(record) {
+            *bookers.entry(booker).or_default() += 1;
+        }
+    }
+    let shares: Vec<(&str, usize)> = bookers.iter().map(|(b, n)| (b.as_str(), *n)).collect();
+    let (over_share, _) = book_shares(
+        store,
         policy.rate_limit,
-        event.records.len(),
+        policy.booker_share,
+        &shares,
+        &deadline,
+    )
+    .await;
+    let held: usize = over_share.iter().filter_map(|b| bookers.get(b)).sum();
+    let paced = pace(
+        store,
+        policy.rate_limit,
+        event.records.len() - held,
         &deadline,
     )
     .await;
     let busy = matches!(paced, Pace::Busy { .. });
+    let over_share = &over_share;
     process_batch("notify-connection", event, policy.concurrency, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or("");
-        if busy {
+        if busy || booker_of(&record).is_some_and(|b| over_share.contains(&b)) {
             let booked = NotifyConnectionError::Post(GatewayError::Throttled(BUDGET_BOOKED.into()));
             return hand_back(services, &record, &booked).await;
         }
@@ -184,6 +206,17 @@ pub async fn notify_connection_batch(
         }
     })
     .await
+}
+
+/// The record's booker, if its body names one (a body that cannot be read
+/// has none here, and fails when it is handled).
+fn booker_of(record: &SqsMessage) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Booker {
+        booker: Option<String>,
+    }
+    let body = record.body.as_deref()?;
+    serde_json::from_str::<Booker>(body).ok()?.booker
 }
 
 /// How many times this record was handed back for throttling alone.

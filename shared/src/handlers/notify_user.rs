@@ -15,6 +15,7 @@ use crate::batch::{BatchReport, process_batch, receive_count};
 use crate::enqueue::enqueue_all;
 use crate::fanout::{FanoutError, user_envelope_ids};
 use crate::history::Stream;
+use crate::pacing::user_booker;
 use crate::ports::{StoreError, pages};
 use crate::protocol::{MessageError, NotifyConnection, NotifyUser, render_data, server_message};
 use crate::recorder::Recorder;
@@ -59,6 +60,7 @@ pub async fn notify_user(
         let page = store.user_connections(user_id, after.as_deref()).await?;
         Ok::<_, StoreError>((page.connection_ids, page.next))
     }));
+    let booker = user_booker(user_id);
     let mut enqueued = 0;
     // Read after the first page of connections: a connection listed there was
     // stored (with its choice) before this read.
@@ -75,7 +77,7 @@ pub async fn notify_user(
                     Some(frame) if enveloped.is_some_and(|e| e.contains(id)) => frame,
                     _ => &message.data,
                 };
-                NotifyConnection::body(id, data, message.id.as_deref())
+                NotifyConnection::body(id, data, message.id.as_deref(), Some(&booker))
             })
             .collect();
         enqueued += enqueue_all(&*services.deliveries, bodies, &services.settings.enqueue).await?;

@@ -44,6 +44,10 @@ pub struct NotifyConnection {
     /// Optional idempotency key: see [`validate_message_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Whom the post is for, as the post budget's fair share counts it
+    /// (`user:{id}`; see `crate::pacing`); none: not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booker: Option<String>,
 }
 
 impl From<FieldError> for MessageError {
@@ -85,9 +89,14 @@ impl NotifyConnection {
         Ok(message)
     }
 
-    /// The message body for `connection_id` carrying `data` unchanged, and
-    /// the idempotency `id` if there is one.
-    pub fn body(connection_id: &str, data: &RawValue, id: Option<&str>) -> String {
+    /// The message body for `connection_id` carrying `data` unchanged, the
+    /// idempotency `id` and the `booker` if there are.
+    pub fn body(
+        connection_id: &str,
+        data: &RawValue,
+        id: Option<&str>,
+        booker: Option<&str>,
+    ) -> String {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Body<'a> {
@@ -95,12 +104,15 @@ impl NotifyConnection {
             data: &'a RawValue,
             #[serde(skip_serializing_if = "Option::is_none")]
             id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            booker: Option<&'a str>,
         }
         // Strings and an already-valid raw value always serialise.
         serde_json::to_string(&Body {
             connection_id,
             data,
             id,
+            booker,
         })
         .unwrap_or_default()
     }
@@ -202,6 +214,10 @@ pub struct DeliveryBatch {
     /// quota does not spend the attempts that guard against poison.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub throttled: u32,
+    /// Whom the frame is for, as the post budget's fair share counts it
+    /// (`user:{id}` or `group:{name}`; see `crate::pacing`); none: not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booker: Option<String>,
 }
 
 fn first_attempt() -> u32 {
@@ -231,6 +247,7 @@ impl DeliveryBatch {
         frame: &str,
         connection_ids: &[String],
         id: Option<&str>,
+        booker: Option<&str>,
     ) -> Result<Vec<String>, MessageError> {
         let frame = RawValue::from_string(frame.to_owned())
             .map_err(|e| MessageError::Malformed(e.to_string()))?;
@@ -243,6 +260,7 @@ impl DeliveryBatch {
                     attempt: 1,
                     id: id.map(str::to_owned),
                     throttled: 0,
+                    booker: booker.map(str::to_owned),
                 }
                 .body()
             })
@@ -352,10 +370,35 @@ mod tests {
 
     #[test]
     fn notify_connection_body_carries_data_unchanged() {
-        let body = NotifyConnection::body("c1", &raw(r#"{"b": 2, "a": 1}"#), None);
+        let body = NotifyConnection::body("c1", &raw(r#"{"b": 2, "a": 1}"#), None, None);
         assert_eq!(body, r#"{"connectionId":"c1","data":{"b": 2, "a": 1}}"#);
         let parsed = NotifyConnection::parse(Some(&body)).unwrap();
         assert_eq!(parsed.connection_id, "c1");
         assert_eq!(parsed.data.get(), r#"{"b": 2, "a": 1}"#);
+        assert_eq!(parsed.booker, None);
+        let body = NotifyConnection::body("c1", &raw("1"), Some("m"), Some("user:bo"));
+        assert_eq!(
+            body,
+            r#"{"connectionId":"c1","data":1,"id":"m","booker":"user:bo"}"#
+        );
+        let parsed = NotifyConnection::parse(Some(&body)).unwrap();
+        assert_eq!(parsed.booker.as_deref(), Some("user:bo"));
+    }
+
+    #[test]
+    fn deliveries_batches_carry_their_booker() {
+        let ids = vec!["c1".to_owned()];
+        let bodies = DeliveryBatch::bodies(r#"{"a":1}"#, &ids, None, Some("group:g")).unwrap();
+        assert_eq!(
+            bodies,
+            [r#"{"connectionIds":["c1"],"frame":{"a":1},"attempt":1,"booker":"group:g"}"#]
+        );
+        let batch = DeliveryBatch::parse(Some(&bodies[0])).unwrap();
+        assert_eq!(batch.booker.as_deref(), Some("group:g"));
+        let plain = DeliveryBatch::bodies(r#"{"a":1}"#, &ids, None, None).unwrap();
+        assert_eq!(
+            plain,
+            [r#"{"connectionIds":["c1"],"frame":{"a":1},"attempt":1}"#]
+        );
     }
 }

@@ -491,6 +491,46 @@ impl MembershipStore for DynamoMemberships {
             .and_then(|item| number(item, COUNT))
             .unwrap_or(0))
     }
+
+    async fn swap_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        from: i64,
+        to: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        // A counter that does not exist holds 0.
+        let condition = if from == 0 {
+            "attribute_not_exists(#n) OR #n = :from"
+        } else {
+            "#n = :from"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                &presence_partition(group),
+                &counter_sort(counter),
+            )))
+            .update_expression("SET #n = :to, #e = :e")
+            .condition_expression(condition)
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(unavailable(other)),
+            },
+        }
+    }
 }
 
 fn user_partition(user_id: &str) -> String {
@@ -509,5 +549,6 @@ fn counter_sort(counter: &Counter) -> String {
     match counter {
         Counter::UserConnections(user_id) => format!("user#{user_id}"),
         Counter::OnlineUsers => "#online".to_owned(),
+        Counter::Unannounced(user_id) => format!("unannounced#{user_id}"),
     }
 }

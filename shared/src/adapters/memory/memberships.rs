@@ -335,6 +335,26 @@ impl MembershipStore for MemoryMemberships {
             .copied()
             .unwrap_or(0))
     }
+
+    async fn swap_counter(
+        &self,
+        group: &str,
+        counter: &Counter,
+        from: i64,
+        to: i64,
+        _expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let value = state
+            .counters
+            .entry((group.to_owned(), counter.clone()))
+            .or_insert(0);
+        if *value != from {
+            return Ok(false);
+        }
+        *value = to;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
