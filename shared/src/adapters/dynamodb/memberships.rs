@@ -38,6 +38,11 @@ impl DynamoMemberships {
         ])
     }
 
+    /// The key of one of `group`'s presence counters.
+    fn counter_key(group: &str, counter: &Counter) -> Item {
+        Self::key(&presence_partition(group), &counter_sort(counter))
+    }
+
     /// Writes `item`; true if no item had its key before.
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
         let output = self
@@ -454,10 +459,7 @@ impl MembershipStore for DynamoMemberships {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                &presence_partition(group),
-                &counter_sort(counter),
-            )))
+            .set_key(Some(Self::counter_key(group, counter)))
             .update_expression("ADD #n :d SET #e = :e")
             .expression_attribute_names("#n", COUNT)
             .expression_attribute_names("#e", EXPIRES_AT)
@@ -478,10 +480,7 @@ impl MembershipStore for DynamoMemberships {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                &presence_partition(group),
-                &counter_sort(counter),
-            )))
+            .set_key(Some(Self::counter_key(group, counter)))
             .consistent_read(true)
             .send()
             .await
@@ -510,10 +509,7 @@ impl MembershipStore for DynamoMemberships {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                &presence_partition(group),
-                &counter_sort(counter),
-            )))
+            .set_key(Some(Self::counter_key(group, counter)))
             .update_expression("SET #n = :to, #e = :e")
             .condition_expression(condition)
             .expression_attribute_names("#n", COUNT)
