@@ -90,7 +90,8 @@ pub fn poster(timeout: std::time::Duration, sleep: Option<SharedAsyncSleep>) -> 
 }
 
 /// An HTTP client for OIDC discovery and key sets on
-/// [`lazy_https_connector`], with `timeout` to connect and to read.
+/// [`lazy_https_connector`], with `timeout` to connect and to read (Tokio's
+/// sleep unless `sleep` is given).
 pub fn fetcher(
     timeout: std::time::Duration,
     sleep: Option<SharedAsyncSleep>,
@@ -99,6 +100,7 @@ pub fn fetcher(
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .build();
+    let sleep = sleep.or_else(aws_smithy_async::rt::sleep::default_async_sleep);
     crate::adapters::jwks::SdkFetcher::new(lazy_https_connector(settings, sleep))
 }
 
