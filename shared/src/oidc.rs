@@ -861,6 +861,69 @@ mod tests {
     }
 
     #[test]
+    fn options_become_settings_or_a_clear_error() {
+        let options = OidcOptions {
+            issuers: vec!["https://a.example".into()],
+            audiences: vec!["app".into()],
+            ..OidcOptions::default()
+        };
+        assert_eq!(OidcOptions::default().settings(), Ok(None));
+        let settings = options.settings().unwrap().unwrap();
+        assert_eq!(
+            (
+                settings.ttl,
+                settings.fetch_timeout,
+                settings.issuers[0].user_claim.as_str()
+            ),
+            (DEFAULT_TTL, DEFAULT_FETCH_TIMEOUT, "sub")
+        );
+        let refused = |options: OidcOptions| options.settings().unwrap_err().to_string();
+        assert_eq!(
+            refused(OidcOptions {
+                issuers: vec!["https://a.example".into(), "https://b.example".into()],
+                jwks_url: Some("https://a.example/keys".into()),
+                ..options.clone()
+            }),
+            "a JWKS URL is given for exactly one issuer; with several, each is found by discovery"
+        );
+        assert_eq!(
+            refused(OidcOptions {
+                token_use: vec!["refresh".into()],
+                ..options.clone()
+            }),
+            "token_use \"refresh\" is not id or access"
+        );
+        assert_eq!(
+            refused(OidcOptions {
+                ttl: Some(Duration::from_secs(59)),
+                ..options.clone()
+            }),
+            "the key set TTL is at least 60 seconds"
+        );
+        assert_eq!(
+            refused(OidcOptions {
+                fetch_timeout: Some(Duration::from_secs(11)),
+                ..options.clone()
+            }),
+            "the fetch timeout is 1 to 10000 ms"
+        );
+        assert_eq!(
+            refused(OidcOptions {
+                audiences: Vec::new(),
+                ..options.clone()
+            }),
+            "issuer \"https://a.example\" has no audience: set the audience or client id its tokens are for"
+        );
+        assert_eq!(
+            refused(OidcOptions {
+                jwks_url: Some("http://a.example/keys".into()),
+                ..options
+            }),
+            "JWKS URL \"http://a.example/keys\" must be an https:// URL (http:// only on a loopback address), without credentials, query or fragment"
+        );
+    }
+
+    #[test]
     fn jwks_keep_only_signature_keys_of_supported_types() {
         let document = br#"{"keys":[
             {"kty":"RSA","kid":"r","n":"sXch","e":"AQAB"},
