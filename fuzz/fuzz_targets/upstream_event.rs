@@ -93,12 +93,11 @@ fuzz_target!(|data: &[u8]| {
     // What the edge lets through can always be sent. (Connection ids come
     // from API Gateway: printable ASCII.)
     let frame = serde_json::json!({"action":"event","event":event_name,"id":client_id});
-    let id_accepted = match ClientFrame::parse(Some(&frame.to_string()))
-        .expect("an object with an action")
-    {
-        ClientFrame::Action { id, .. } => id.is_ok(),
-        ClientFrame::Other { action } => panic!("event is an action, not {action}"),
-    };
+    let id_accepted =
+        match ClientFrame::parse(Some(&frame.to_string())).expect("an object with an action") {
+            ClientFrame::Action { id, .. } => id.is_ok(),
+            ClientFrame::Other { action } => panic!("event is an action, not {action}"),
+        };
     if id_accepted
         && validate::user_id("sub", &user_id).is_ok()
         && validate::group("event", &event_name).is_ok()

@@ -582,3 +582,54 @@ async fn cognito_id_and_access_tokens_connect_and_join_their_groups() {
     refused(&h, &oidc, &rsa.sign(&bad_group), 401,
         "the token's claims are invalid: \"groups\": \"Team Red\": the group name contains ' '; allowed are ASCII letters, digits and : _ - . @ /").await;
 }
+
+/// The figures for the note: warm `$connect` latency through the
+/// handler (in-memory stores) with an OIDC issuer's cached keys against HS256,
+/// in the same run. Prints a table; asserts only that every handshake was
+/// accepted. Run: `cargo test --release -p switchboard --test oidc -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: run it by hand with --release"]
+async fn connect_latency_with_cached_oidc_keys_against_hs256() {
+    let (rsa, ec, ed) = (
+        SigningKey::rsa("rsa-1", 0),
+        SigningKey::ec("ec-1"),
+        SigningKey::ed("ed-1"),
+    );
+    let provider = Provider::start(&[&rsa, &ec, &ed]).await;
+    let oidc = oidc(&settings(&provider));
+    let verifier = verifier(&oidc);
+    const ROUNDS: usize = 400;
+    let mut rows = Vec::new();
+    for case in ["HS256", "RS256", "ES256", "EdDSA"] {
+        let h = Harness::new();
+        let tokens: Vec<String> = (0..ROUNDS + 20)
+            .map(|i| {
+                let user = format!("{case}-{i}");
+                match case {
+                    "HS256" => token(&user),
+                    "RS256" => rsa.sign(&claims(&provider, &user)),
+                    "ES256" => ec.sign(&claims(&provider, &user)),
+                    _ => ed.sign(&claims(&provider, &user)),
+                }
+            })
+            .collect();
+        let mut times = Vec::with_capacity(ROUNDS);
+        for (i, token) in tokens.iter().enumerate() {
+            let event = connect_event(&format!("c{i}"), Some(token));
+            let started = Instant::now();
+            let response = handle_connect(&h.services, &verifier, &event).await;
+            let took = started.elapsed();
+            assert_eq!(response.status_code, 200, "{case}");
+            if i >= 20 {
+                times.push(took.as_secs_f64() * 1e6);
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        rows.push((case, times[ROUNDS / 2], times[ROUNDS * 9 / 10]));
+    }
+    let base = rows[0].1;
+    println!("| token | median µs | p90 µs | ratio (median) |\n|---|---|---|---|");
+    for (case, median, p90) in rows {
+        println!("| {case} | {median:.1} | {p90:.1} | {:.2} |", median / base);
+    }
+}
