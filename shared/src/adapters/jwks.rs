@@ -49,17 +49,23 @@ impl SdkFetcher {
                 "GET {url}: the document is over {MAX_DOCUMENT_BYTES} bytes"
             ));
         }
-        let bytes = ByteStream::new(response.into_body())
-            .collect()
+        // Read chunk by chunk: a document past the limit is refused as soon
+        // as it passes it, whatever its length header said (or without one).
+        let mut stream = ByteStream::new(response.into_body());
+        let mut document = Vec::new();
+        while let Some(chunk) = stream
+            .try_next()
             .await
             .map_err(|e| format!("GET {url}: the answer was cut: {e}"))?
-            .into_bytes();
-        if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "GET {url}: the document is over {MAX_DOCUMENT_BYTES} bytes"
-            ));
+        {
+            if document.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "GET {url}: the document is over {MAX_DOCUMENT_BYTES} bytes"
+                ));
+            }
+            document.extend_from_slice(&chunk);
         }
-        Ok(bytes.to_vec())
+        Ok(document)
     }
 }
 
@@ -69,5 +75,67 @@ impl Fetch for SdkFetcher {
         tokio::time::timeout(timeout, self.send(url))
             .await
             .map_err(|_| format!("GET {url}: no answer within {} ms", timeout.as_millis()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+
+    use super::*;
+
+    /// Answers every request with `status` and `body`, declaring its length or not.
+    #[derive(Debug, Clone)]
+    struct Answers {
+        status: u16,
+        body: Vec<u8>,
+        declared: bool,
+    }
+
+    impl HttpConnector for Answers {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            assert_eq!(request.method(), "GET");
+            let status = self.status.try_into().expect("a status");
+            let mut response = HttpResponse::new(status, SdkBody::from(self.body.clone()));
+            if self.declared {
+                response
+                    .headers_mut()
+                    .insert("content-length", self.body.len().to_string());
+            }
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    async fn get(status: u16, body: Vec<u8>, declared: bool) -> Result<Vec<u8>, String> {
+        let fetcher = SdkFetcher::new(SharedHttpConnector::new(Answers {
+            status,
+            body,
+            declared,
+        }));
+        fetcher
+            .get("https://idp.example/jwks", Duration::from_secs(1))
+            .await
+    }
+
+    #[tokio::test]
+    async fn documents_are_read_only_when_200_and_within_the_limit() {
+        assert_eq!(get(200, b"{}".to_vec(), true).await, Ok(b"{}".to_vec()));
+        let at_limit = vec![b' '; MAX_DOCUMENT_BYTES];
+        assert_eq!(get(200, at_limit.clone(), false).await, Ok(at_limit));
+        assert_eq!(
+            get(503, b"{}".to_vec(), true).await,
+            Err("GET https://idp.example/jwks answered 503".into())
+        );
+        let over = format!(
+            "GET https://idp.example/jwks: the document is over {MAX_DOCUMENT_BYTES} bytes"
+        );
+        for declared in [true, false] {
+            assert_eq!(
+                get(200, vec![b' '; MAX_DOCUMENT_BYTES + 1], declared).await,
+                Err(over.clone()),
+                "declared {declared}"
+            );
+        }
     }
 }
