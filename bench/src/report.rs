@@ -487,6 +487,15 @@ drops the RSA/EC/Ed25519 code an HS256-pinned verifier never runs. The SDK crate
 a default HTTP client; `shared/src/aws.rs` supplies the ring one, so nothing links aws-lc (no C
 crypto, no cmake in the build).
 
+OIDC issuers (issue 26) brought RS256, ES256 and EdDSA verification back to connect. Candidates
+(connect bootstrap bytes, one build each, same commit): HMAC-only before 5,624,024; jsonwebtoken's
+`rust_crypto` provider (RustCrypto's `rsa`, `p256`, `ed25519-dalek`) 5,980,064 (+356,040);
+verifiers on ring in the same provider (chosen) 5,682,384 (+58,360, the OIDC code included). ring
+is linked for TLS already, and webpki verifies certificate signatures with the same RSA, ECDSA and
+Ed25519 code; `aws_lc_rs` costs most (the table above) and would link aws-lc's C code. Init did not
+move: 30 starts each, both binaries within the same 1.8 to 4.2 ms band of medians on a loaded
+machine.
+
 Root certificates at init: the SDK builds a throwaway TLS connector whenever a client is
 constructed, only so root certificates load early, and parses every root certificate again each
 time. Measured on the SDK functions before `aws::http_client` deferred it to the first request,

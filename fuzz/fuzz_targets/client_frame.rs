@@ -56,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
             let Some(Value::Object(raw)) = value_of(text) else {
                 panic!("a parsed frame is a JSON object: {text:?}");
             };
-            assert_eq!(raw.get("action"), Some(&Value::String(frame.action().into())));
+            assert_eq!(
+                raw.get("action"),
+                Some(&Value::String(frame.action().into()))
+            );
             check_round_trip(&raw, frame);
             // The reply quotes at most QUOTE_LIMIT_BYTES of the action, cut on a
             // character boundary and marked, so a huge action cannot echo back.

@@ -131,6 +131,8 @@ pub struct Config {
     pub management_quota: Option<(u32, u32)>,
     /// The time each Management API post takes (none by default).
     pub post_latency: crate::emulation::PostLatency,
+    /// OpenID Connect issuers whose tokens connect beside the stack's own (none by default).
+    pub oidc: switchboard::oidc::OidcOptions,
 }
 
 /// Where the local stack sends upstream events, and its hooks.
@@ -211,6 +213,7 @@ impl Default for Config {
             virtual_connections: Default::default(),
             management_quota: None,
             post_latency: Default::default(),
+            oidc: Default::default(),
         }
     }
 }
@@ -287,6 +290,8 @@ pub enum StartError {
     Upstream(String),
     #[error(transparent)]
     Virtual(#[from] crate::virtual_connections::VirtualError),
+    #[error("--oidc-issuer: {0}")]
+    Oidc(#[from] switchboard::oidc::OidcConfigError),
 }
 
 impl StartError {
@@ -299,6 +304,7 @@ impl StartError {
                 | StartError::Secret(_)
                 | StartError::NoWebhookSecret
                 | StartError::Upstream(_)
+                | StartError::Oidc(_)
                 | StartError::Virtual(crate::virtual_connections::VirtualError::OverUserCap { .. })
         )
     }

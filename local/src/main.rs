@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::auth::{TokenSecret, claims_for, mint};
 use switchboard::enqueue::EnqueuePolicy;
 use switchboard::history::HistorySettings;
+use switchboard::oidc::OidcOptions;
 use switchboard::posting::PostingPolicy;
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
@@ -234,6 +235,34 @@ struct Serve {
     /// Also put upstream events on this EventBridge bus (needs --aws-endpoint).
     #[arg(long, env = "SWITCHBOARD_EVENT_BUS")]
     event_bus: Option<String>,
+    /// Also accept tokens from this OpenID Connect issuer (repeatable): its keys
+    /// by discovery at URL/.well-known/openid-configuration (https://, or
+    /// http:// on loopback); its tokens connect with ?token= as ours do.
+    #[arg(
+        long = "oidc-issuer",
+        value_name = "URL",
+        value_delimiter = ',',
+        env = "OIDC_ISSUERS"
+    )]
+    oidc_issuers: Vec<String>,
+    /// The audience (or client id) the OIDC issuers' tokens must be for (repeatable; required with --oidc-issuer).
+    #[arg(
+        long = "oidc-audience",
+        value_name = "AUD",
+        value_delimiter = ',',
+        env = "OIDC_AUDIENCE"
+    )]
+    oidc_audiences: Vec<String>,
+    /// The issuer's JWKS URL instead of discovery (with one --oidc-issuer).
+    #[arg(long, value_name = "URL", env = "OIDC_JWKS_URL")]
+    oidc_jwks_url: Option<String>,
+    /// The claim holding the user id in OIDC tokens [default: sub].
+    #[arg(long, env = "OIDC_USER_CLAIM")]
+    oidc_user_claim: Option<String>,
+    /// The claim whose groups an OIDC token's connection joins [default:
+    /// cognito:groups for Cognito issuers, else none].
+    #[arg(long, env = "OIDC_GROUPS_CLAIM")]
+    oidc_groups_claim: Option<String>,
     /// Make this many virtual connections at start (ids virtual-0, virtual-1, …),
     /// each by the real $connect: records and memberships without a socket,
     /// whose posts the Management API counts (docs/local-stack.md, "Scale").
@@ -409,6 +438,14 @@ fn config(serve: Serve) -> Result<Config, String> {
             None
         },
         post_latency: serve.post_latency,
+        oidc: OidcOptions {
+            issuers: serve.oidc_issuers,
+            audiences: serve.oidc_audiences,
+            jwks_url: serve.oidc_jwks_url,
+            user_claim: serve.oidc_user_claim,
+            groups_claim: serve.oidc_groups_claim,
+            ..OidcOptions::default()
+        },
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
 use switchboard::adapters::management_api::ManagementApi;
-use switchboard::auth::{TokenSecret, TokenVerifier};
+use switchboard::auth::{TokenIssuers, TokenSecret, TokenVerifier};
 use switchboard::aws_lambda_events::sqs::SqsEvent;
 use switchboard::batch::BatchReport;
 use switchboard::config::{NEGOTIATE_DEFAULT_TTL, NEGOTIATE_MAX_TTL, NegotiateSettings};
@@ -20,6 +20,7 @@ use switchboard::handlers::notify_connection::notify_connection_batch;
 use switchboard::handlers::notify_user::notify_user_batch;
 use switchboard::handlers::upstream::{WebhookSender, upstream_batch};
 use switchboard::metrics::measure;
+use switchboard::oidc::Oidc;
 use switchboard::ports::Gateway;
 use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
@@ -43,6 +44,16 @@ use crate::stack::{RunningStack, Stack};
 use crate::storage::Storage;
 use crate::virtual_connections::VirtualConnections;
 
+/// The OIDC issuers of `--oidc-issuer`, their keys fetched on first use.
+fn oidc(config: &Config) -> Result<Option<Arc<dyn TokenIssuers>>, StartError> {
+    let Some(settings) = config.oidc.settings()? else {
+        return Ok(None);
+    };
+    let fetcher = switchboard::aws::fetcher(settings.fetch_timeout, None);
+    info!(issuers = ?settings.issuers.iter().map(|i| &i.issuer).collect::<Vec<_>>(), "OIDC issuers");
+    Ok(Some(Arc::new(Oidc::new(&settings, Arc::new(fetcher)))))
+}
+
 /// Starts the stack: binds, wires the handlers, and serves until shut down.
 pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     let secret = match &config.token_secret {
@@ -50,6 +61,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
         None => TokenSecret::new(random_hex::<32>())?,
     };
     let api_key = access::api_key(&config)?;
+    let oidc = oidc(&config)?;
     let (listener, addr) = bind(config.addr).await?;
     let sdk = config.backend.sdk_config().await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -88,7 +100,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
     );
 
     let stack = Arc::new(Stack {
-        verifier: Ok(TokenVerifier::new(&secret)),
+        verifier: Ok(TokenVerifier::new(&secret).with_issuers(oidc)),
         http: NegotiateSettings {
             websocket_url: format!("ws://{addr}/{}", config.stage),
             secret: Ok(secret.clone()).into(),

@@ -18,26 +18,103 @@ use serde::{Deserialize, Serialize};
 use crate::validate::{self, FieldError};
 pub use crate::validate::{MAX_GROUPS, MAX_USER_ID_BYTES};
 
-/// Installs [`HMAC_ONLY`] as jsonwebtoken's crypto provider for this process
+/// Installs [`RING`] as jsonwebtoken's crypto provider for this process
 /// (idempotent). [`TokenVerifier::new`] and [`mint`] call it; code that uses
 /// `jsonwebtoken` directly calls it first.
 pub fn install_crypto_provider() {
     // Err means a provider is already installed: ours, since the crate is built
     // without its own (`rust_crypto`/`aws_lc_rs` off), and nothing else installs one.
-    let _ = HMAC_ONLY.install_default();
+    let _ = RING.install_default();
 }
 
-/// jsonwebtoken's crypto, HMAC only, on ring (already linked for TLS). The
-/// crate's `rust_crypto` provider would also link RSA, ECDSA and Ed25519 code
-/// that an HS256-pinned verifier never runs: about 100 KB in each bootstrap
-/// that verifies tokens (see the size table in the root Cargo.toml).
-/// Any other algorithm is refused with `InvalidAlgorithm`; JWK helpers are not
-/// provided (Switchboard takes no JWKs).
-static HMAC_ONLY: jsonwebtoken::crypto::CryptoProvider = jsonwebtoken::crypto::CryptoProvider {
+/// jsonwebtoken's crypto on ring, which is linked for TLS already (rustls and
+/// webpki verify RSA, ECDSA and Ed25519 certificate signatures with the same
+/// code): HMAC signs and verifies (HS256, ours); RS256, ES256 and EdDSA only
+/// verify (the OIDC issuers' tokens, [`crate::oidc`]). The crate's
+/// `rust_crypto` provider would link a second RSA, ECDSA and Ed25519
+/// implementation (RustCrypto's): BENCHMARKS.md, "Build choices".
+/// Any other algorithm is refused with `InvalidAlgorithm`, and a key of
+/// another family than the algorithm's with `InvalidKeyFormat` (an HMAC
+/// "secret" is never checked against a public key's bytes, or the reverse).
+/// JWK helpers are not provided ([`crate::oidc`] reads JWKs itself).
+static RING: jsonwebtoken::crypto::CryptoProvider = jsonwebtoken::crypto::CryptoProvider {
     signer_factory: hmac::signer,
-    verifier_factory: hmac::verifier,
+    verifier_factory: ring_verifier,
     key_utils: jsonwebtoken::crypto::KeyUtils::new_unimplemented(),
 };
+
+fn ring_verifier(
+    algorithm: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {
+    match algorithm {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => hmac::verifier(algorithm, key),
+        _ => public::verifier(algorithm, key),
+    }
+}
+
+mod public {
+    //! RS256, ES256 and EdDSA signature checks on ring (verification only).
+    use jsonwebtoken::crypto::JwtVerifier;
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+    use ring::signature::{
+        ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
+        UnparsedPublicKey,
+    };
+
+    /// A public key and the one algorithm it is checked with.
+    pub(super) struct Public(DecodingKey, Algorithm);
+
+    pub(super) fn verifier(
+        algorithm: &Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Box<dyn JwtVerifier>> {
+        let family = match algorithm {
+            Algorithm::RS256 => AlgorithmFamily::Rsa,
+            Algorithm::ES256 => AlgorithmFamily::Ec,
+            Algorithm::EdDSA => AlgorithmFamily::Ed,
+            _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        };
+        if key.family() != family {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        Ok(Box::new(Public(key.clone(), *algorithm)))
+    }
+
+    impl signature::Verifier<Vec<u8>> for Public {
+        fn verify(
+            &self,
+            message: &[u8],
+            signature: &Vec<u8>,
+        ) -> std::result::Result<(), signature::Error> {
+            let checked = match (self.1, self.0.kind()) {
+                (Algorithm::RS256, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                    RsaPublicKeyComponents { n, e }.verify(
+                        &RSA_PKCS1_2048_8192_SHA256,
+                        message,
+                        signature,
+                    )
+                }
+                (Algorithm::ES256, DecodingKeyKind::SecretOrDer(point)) => {
+                    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                        .verify(message, signature)
+                }
+                (Algorithm::EdDSA, DecodingKeyKind::SecretOrDer(x)) => {
+                    UnparsedPublicKey::new(&ED25519, x).verify(message, signature)
+                }
+                _ => return Err(signature::Error::new()),
+            };
+            checked.map_err(|_| signature::Error::new())
+        }
+    }
+
+    impl JwtVerifier for Public {
+        fn algorithm(&self) -> Algorithm {
+            self.1
+        }
+    }
+}
 
 mod hmac {
     use jsonwebtoken::crypto::{JwtSigner, JwtVerifier};
@@ -179,6 +256,38 @@ pub enum AuthError {
     WrongIssuer,
     #[error("the token's audience (aud) is not accepted")]
     WrongAudience,
+    /// An OIDC issuer's token whose `alg` is not its key's (`none`, HS256 with
+    /// a public key as the secret, or a key of another type).
+    #[error("the token's algorithm ({0}) is not accepted for its issuer's key")]
+    AlgorithmNotAccepted(String),
+    #[error("the token has no key id (kid); its issuer's keys are chosen by kid")]
+    NoKeyId,
+    /// The issuer's keys could not be fetched and none are cached (the
+    /// reason is logged; the handshake is answered 503, not 401).
+    #[error("the token issuer's keys are unavailable; try again later")]
+    KeysUnavailable,
+}
+
+impl AuthError {
+    /// Whether the refusal is the server's state, not the token's fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AuthError::KeysUnavailable)
+    }
+}
+
+/// Tokens from other issuers (OpenID Connect providers): when a token's
+/// `iss` names one of them, they verify it (their keys, their rules) instead
+/// of the HS256 keys. [`crate::oidc::Oidc`] is the implementation.
+pub trait TokenIssuers: Send + Sync {
+    /// Whether `iss` (read before any check) is one of these issuers.
+    fn knows(&self, iss: &str) -> bool;
+    /// Verifies a token whose `iss` [`knows`](TokenIssuers::knows) accepted,
+    /// under `policy`'s lifetime rules.
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        policy: &'a TokenPolicy,
+    ) -> BoxFuture<'a, Result<Claims, AuthError>>;
 }
 
 /// The longest key id accepted (`kid`).
@@ -335,6 +444,7 @@ pub struct TokenVerifier {
     keys: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
     policy: TokenPolicy,
+    issuers: Option<Arc<dyn TokenIssuers>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -366,7 +476,25 @@ impl TokenVerifier {
                 .collect(),
             validation,
             policy: policy.clone(),
+            issuers: None,
         }
+    }
+
+    /// Also accepts the tokens of `issuers` (OIDC), by their `iss`.
+    pub fn with_issuers(mut self, issuers: Option<Arc<dyn TokenIssuers>>) -> Self {
+        self.issuers = issuers;
+        self
+    }
+
+    /// Verifies a token: an OIDC issuer's (by its `iss`, see
+    /// [`TokenIssuers`]), else an HS256 token of this server's ([`Self::verify`]).
+    pub async fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Some(issuers) = &self.issuers {
+            if unverified_issuer(token).is_some_and(|iss| issuers.knows(&iss)) {
+                return issuers.verify(token, &self.policy).await;
+            }
+        }
+        self.verify(token)
     }
 
     /// Verifies a token and returns its claims.
@@ -399,23 +527,10 @@ impl TokenVerifier {
                 .ok_or(AuthError::UnknownKey)?,
             None => &self.keys[0].1,
         };
-        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation).map_err(
-            |e| match e.into_kind() {
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::WrongAlgorithm
-                }
-                ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
-                ErrorKind::InvalidClaimFormat(claim) => {
-                    AuthError::InvalidClaims(format!("\"{claim}\" has the wrong type"))
-                }
-                ErrorKind::Json(e) => AuthError::InvalidClaims(e.to_string()),
-                _ => AuthError::Malformed,
-            },
-        )?;
+        let data = jsonwebtoken::decode::<WireClaims>(token, key, &self.validation)
+            .map_err(decode_error)?;
         let wire = data.claims;
+        check_lifetime(&self.policy, wire.iat, wire.exp)?;
         self.check_policy(&wire)?;
         let claims = Claims {
             sub: wire
@@ -434,23 +549,9 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    /// Lifetime, `iat`, `iss` and `aud` (signature and expiry are checked).
+    /// `iss` and `aud` (signature, expiry and lifetime are checked).
     fn check_policy(&self, wire: &WireClaims) -> Result<(), AuthError> {
         let policy = &self.policy;
-        let now = crate::clock::now_seconds().max(0) as u64;
-        if let Some(iat) = wire.iat {
-            if iat > now.saturating_add(policy.iat_leeway.as_secs()) {
-                return Err(AuthError::IssuedInFuture);
-            }
-        }
-        if let Some(exp) = wire.exp {
-            let from = wire.iat.unwrap_or(now);
-            if exp.saturating_sub(from) > policy.max_lifetime.as_secs() {
-                return Err(AuthError::LifetimeTooLong {
-                    max_seconds: policy.max_lifetime.as_secs(),
-                });
-            }
-        }
         if let Some(want) = &policy.issuer {
             let iss = wire
                 .iss
@@ -478,6 +579,65 @@ impl TokenVerifier {
     }
 }
 
+/// `jsonwebtoken`'s refusal as the [`AuthError`] a client is told.
+pub fn decode_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.into_kind() {
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
+        ErrorKind::InvalidClaimFormat(claim) => {
+            AuthError::InvalidClaims(format!("\"{claim}\" has the wrong type"))
+        }
+        ErrorKind::Json(e) => AuthError::InvalidClaims(e.to_string()),
+        _ => AuthError::Malformed,
+    }
+}
+
+/// `iat` no further ahead than the leeway, and `exp - iat` (or `exp - now`
+/// without `iat`) within the policy's maximum lifetime.
+pub fn check_lifetime(
+    policy: &TokenPolicy,
+    iat: Option<u64>,
+    exp: Option<u64>,
+) -> Result<(), AuthError> {
+    let now = crate::clock::now_seconds().max(0) as u64;
+    if let Some(iat) = iat {
+        if iat > now.saturating_add(policy.iat_leeway.as_secs()) {
+            return Err(AuthError::IssuedInFuture);
+        }
+    }
+    if let Some(exp) = exp {
+        let from = iat.unwrap_or(now);
+        if exp.saturating_sub(from) > policy.max_lifetime.as_secs() {
+            return Err(AuthError::LifetimeTooLong {
+                max_seconds: policy.max_lifetime.as_secs(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `iss` claim of a token, read without any check (it picks who checks
+/// the token); None when the token is not three parts or has no string `iss`.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let mut parts = token.split('.');
+    let payload = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(payload), Some(_), None) => payload,
+        _ => return None,
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
 /// Claims as they arrive: every field optional, so a missing one is named in the error.
 #[derive(Deserialize)]
 struct WireClaims {
@@ -494,7 +654,7 @@ struct WireClaims {
 }
 
 /// The claims pass the rules every surface applies to these fields (see [`validate`]).
-fn check_claims(claims: &Claims) -> Result<(), AuthError> {
+pub fn check_claims(claims: &Claims) -> Result<(), AuthError> {
     validate::user_id("sub", &claims.sub).map_err(invalid_claim)?;
     validate::group_list("groups", &claims.groups).map_err(invalid_claim)?;
     validate::pattern_list("subscribe", &claims.subscribe).map_err(invalid_claim)?;
@@ -857,7 +1017,7 @@ mod tests {
     }
 
     #[test]
-    fn the_hmac_provider_matches_reference_tags_and_refuses_other_algorithms() {
+    fn the_ring_provider_matches_reference_tags_and_refuses_other_algorithms_and_key_families() {
         // Reference tags from Python's hmac module for this input and key.
         let input = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJrYXQifQ";
         let key = b"0123456789abcdef0123456789abcdef";
@@ -887,6 +1047,8 @@ mod tests {
             )
             .unwrap()
         );
+        // Only HMAC signs; RS256, ES256 and EdDSA verify, each only with a
+        // key of its own family (never an HMAC secret), and nothing else does.
         for alg in [
             Algorithm::RS256,
             Algorithm::ES256,
@@ -895,9 +1057,21 @@ mod tests {
         ] {
             let refused = sign(alg).unwrap_err();
             assert_eq!(refused.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
+        }
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let refused = verify("AAAA", alg).unwrap_err();
+            assert_eq!(refused.kind(), &ErrorKind::InvalidKeyFormat, "{alg:?}");
+        }
+        for alg in [Algorithm::PS256, Algorithm::ES384, Algorithm::RS512] {
             let refused = verify("AAAA", alg).unwrap_err();
             assert_eq!(refused.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
         }
+        // And an HMAC algorithm never takes a public key as its secret.
+        let public =
+            DecodingKey::from_ed_components("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        let refused =
+            jsonwebtoken::crypto::verify("AAAA", input, &public, Algorithm::HS256).unwrap_err();
+        assert_eq!(refused.kind(), &ErrorKind::InvalidKeyFormat);
     }
 
     fn keyed(kid: &str, fill: u8) -> TokenSecret {

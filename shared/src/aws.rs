@@ -89,6 +89,21 @@ pub fn poster(timeout: std::time::Duration, sleep: Option<SharedAsyncSleep>) -> 
     SdkPoster::new(lazy_https_connector(settings, sleep))
 }
 
+/// An HTTP client for OIDC discovery and key sets on
+/// [`lazy_https_connector`], with `timeout` to connect and to read (Tokio's
+/// sleep unless `sleep` is given).
+pub fn fetcher(
+    timeout: std::time::Duration,
+    sleep: Option<SharedAsyncSleep>,
+) -> crate::adapters::jwks::SdkFetcher {
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build();
+    let sleep = sleep.or_else(aws_smithy_async::rt::sleep::default_async_sleep);
+    crate::adapters::jwks::SdkFetcher::new(lazy_https_connector(settings, sleep))
+}
+
 impl aws_smithy_runtime_api::client::http::HttpConnector for LazyConnector {
     fn call(
         &self,

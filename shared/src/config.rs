@@ -12,6 +12,7 @@ use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenPolicy, Tok
 use crate::enqueue::EnqueuePolicy;
 use crate::groups::names::Grants;
 use crate::history::{HistorySettings, MIN_READ_BYTES};
+use crate::oidc::{OidcOptions, OidcSettings};
 use crate::posting::PostingPolicy;
 use crate::rate::Rate;
 use crate::services::{Limits, Settings};
@@ -144,6 +145,75 @@ impl TokenPolicy {
             issuer: text("TOKEN_ISSUER"),
             audience: text("TOKEN_AUDIENCE"),
         })
+    }
+}
+
+/// A comma- or space-separated list, unless unset or empty.
+fn list(name: &'static str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split([',', ' ', '\n', '\t'])
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl OidcOptions {
+    /// `OIDC_ISSUERS`, `OIDC_AUDIENCE`, `OIDC_JWKS_URL`, `OIDC_USER_CLAIM`,
+    /// `OIDC_GROUPS_CLAIM`, `OIDC_SUBSCRIBE_CLAIM`, `OIDC_PUBLISH_CLAIM`,
+    /// `OIDC_TOKEN_USE`, `OIDC_JWKS_TTL_SECONDS`, `OIDC_FETCH_TIMEOUT_MS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let text = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            text(name)
+                .map(|v| v.trim().parse::<u64>())
+                .transpose()
+                .map_err(|e| ConfigError::Invalid {
+                    name,
+                    reason: e.to_string(),
+                })
+        };
+        let seconds = number("OIDC_JWKS_TTL_SECONDS")?;
+        let millis = number("OIDC_FETCH_TIMEOUT_MS")?;
+        Ok(OidcOptions {
+            issuers: list("OIDC_ISSUERS"),
+            audiences: list("OIDC_AUDIENCE"),
+            jwks_url: text("OIDC_JWKS_URL"),
+            user_claim: text("OIDC_USER_CLAIM"),
+            groups_claim: text("OIDC_GROUPS_CLAIM"),
+            subscribe_claim: text("OIDC_SUBSCRIBE_CLAIM"),
+            publish_claim: text("OIDC_PUBLISH_CLAIM"),
+            token_use: list("OIDC_TOKEN_USE"),
+            ttl: seconds.map(Duration::from_secs),
+            fetch_timeout: millis.map(Duration::from_millis),
+        })
+    }
+}
+
+impl OidcSettings {
+    /// [`OidcOptions::from_env`]'s settings (None without `OIDC_ISSUERS`); an
+    /// issuer that is also `TOKEN_ISSUER` is refused (its tokens would never
+    /// reach the HS256 keys).
+    pub fn from_env(policy: &TokenPolicy) -> Result<Option<Self>, ConfigError> {
+        let settings = OidcOptions::from_env()?
+            .settings()
+            .map_err(|e| ConfigError::Invalid {
+                name: "OIDC_ISSUERS",
+                reason: e.to_string(),
+            })?;
+        if let (Some(settings), Some(own)) = (&settings, &policy.issuer) {
+            if settings.issuers.iter().any(|i| &i.issuer == own) {
+                return Err(ConfigError::Invalid {
+                    name: "OIDC_ISSUERS",
+                    reason: "TOKEN_ISSUER is one of the OIDC issuers".into(),
+                });
+            }
+        }
+        Ok(settings)
     }
 }
 

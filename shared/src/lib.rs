@@ -43,6 +43,7 @@ pub mod limits;
 pub mod logs;
 pub mod membership;
 pub mod metrics;
+pub mod oidc;
 pub mod pacing;
 pub mod ports;
 pub mod posting;

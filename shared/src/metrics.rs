@@ -65,11 +65,14 @@ pub enum Metric {
     /// How long a booking of the stack's post budget waited for its turn, in ms
     /// (see [`crate::pacing`]).
     PostBudgetWait,
+    /// Fetches of an OIDC issuer's keys (discovery or JWKS) that failed or
+    /// timed out (see [`crate::oidc`]).
+    JwksFetchFailures,
 }
 
 impl Metric {
     /// Every metric, for the template test and the Prometheus registry.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::ConnectsAccepted,
         Metric::ConnectsRejected,
         Metric::Disconnects,
@@ -83,6 +86,7 @@ impl Metric {
         Metric::PostsRetried,
         Metric::RetriesScheduled,
         Metric::PostBudgetWait,
+        Metric::JwksFetchFailures,
     ];
 
     /// The CloudWatch metric name.
@@ -101,6 +105,7 @@ impl Metric {
             Metric::PostsRetried => "PostsRetried",
             Metric::RetriesScheduled => "RetriesScheduled",
             Metric::PostBudgetWait => "PostBudgetWait",
+            Metric::JwksFetchFailures => "JwksFetchFailures",
         }
     }
 
@@ -152,6 +157,9 @@ impl Metric {
             }
             Metric::PostBudgetWait => {
                 "How long a booking of the stack's post budget waited for its turn, in milliseconds"
+            }
+            Metric::JwksFetchFailures => {
+                "Fetches of an OIDC issuer's keys that failed or timed out"
             }
         }
     }

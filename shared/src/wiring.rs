@@ -14,7 +14,7 @@ use crate::adapters::management_api::ManagementApi;
 use crate::adapters::no_gateway::NoGateway;
 use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
-use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenKeys};
+use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenKeys, TokenPolicy};
 use crate::aws::{
     https_connector, lazy_dynamodb, lazy_https_connector, lazy_sqs, load, management_api_recorded,
     poster,
@@ -24,6 +24,7 @@ use crate::enqueue::EnqueuePolicy;
 use crate::handlers::upstream::WebhookSender;
 use crate::history::HistorySettings;
 use crate::lazy::Lazy;
+use crate::oidc::{Oidc, OidcSettings};
 use crate::posting::PostingPolicy;
 use crate::services::{Services, Settings};
 use crate::upstream::{Upstream, UpstreamSettings, WebhookSecret, WebhookSecretSetting};
@@ -151,6 +152,17 @@ impl Wiring {
                 })
             }
         }
+    }
+
+    /// The OIDC issuers of `OIDC_ISSUERS` ([`OidcSettings::from_env`]), their
+    /// keys fetched through [`lazy_https_connector`] (no TLS at init; no AWS
+    /// call, so no IAM), or None without issuers.
+    pub fn oidc(&self, policy: &TokenPolicy) -> Result<Option<Arc<Oidc>>, ConfigError> {
+        let Some(settings) = OidcSettings::from_env(policy)? else {
+            return Ok(None);
+        };
+        let fetcher = crate::aws::fetcher(settings.fetch_timeout, self.sdk.sleep_impl());
+        Ok(Some(Arc::new(Oidc::new(&settings, Arc::new(fetcher)))))
     }
 
     /// Secrets Manager in the SDK configuration's region, with its

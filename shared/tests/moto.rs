@@ -4,6 +4,7 @@
 //! under plain `cargo test` these tests are ignored.
 
 mod common;
+mod oidc_provider;
 
 use common::RequestCounter;
 use std::sync::Arc;
@@ -1674,4 +1675,113 @@ async fn eventbridge_events_reach_a_queue_through_a_rule_on_the_bus() {
     upstream.bus = Some(std::sync::Arc::new(missing));
     upstream.emit(&message).await;
     assert_eq!(upstream.lost(), 1);
+}
+
+/// A Cognito-shaped token (the claims a user pool issues for id and access
+/// tokens, signed RS256 by the test provider on 127.0.0.1) through the connect
+/// handler on DynamoDB: accepted with its `cognito:groups` joined; a refresh
+/// `token_use` and another app client's token refused with nothing written.
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn a_cognito_token_connects_through_the_connect_handler_on_dynamodb() {
+    use oidc_provider::{Provider, SigningKey};
+    use serde_json::json;
+    use switchboard::adapters::memory::MemoryQueue;
+    use switchboard::auth::{TokenIssuers, TokenSecret, TokenVerifier};
+    use switchboard::handlers::connect::handle_connect;
+    use switchboard::oidc::{IssuerSettings, Oidc, OidcSettings};
+
+    let key = SigningKey::rsa("pool-key", 0);
+    let provider = Provider::start(&[&key]).await;
+    let mut issuer = IssuerSettings::new(&provider.issuer, vec!["app-client".into()]).unwrap();
+    issuer.groups_claim = Some("cognito:groups".into());
+    issuer.token_use = vec!["id".into(), "access".into()];
+    let settings = OidcSettings::new(vec![issuer]).unwrap();
+    let fetcher = switchboard::aws::fetcher(settings.fetch_timeout, None);
+    let oidc: Arc<dyn TokenIssuers> = Arc::new(Oidc::new(&settings, Arc::new(fetcher)));
+    let verifier =
+        Ok(TokenVerifier::new(&TokenSecret::new(common::SECRET).unwrap()).with_issuers(Some(oidc)));
+    let counted = Counted::new().await;
+    let services = counted
+        .services(
+            None,
+            Arc::new(MemoryGateway::new()),
+            Arc::new(MemoryQueue::new()),
+            Settings::default(),
+        )
+        .await;
+    let now = switchboard::clock::now_seconds() as u64;
+    let claims = |token_use: &str, client: &str| {
+        let mut claims = json!({
+            "sub": "7d2e4f6a-8b0c-4d1e-a3f5-b7c9d1e3f5a7", "cognito:groups": ["team:green"],
+            "iss": provider.issuer, "token_use": token_use, "auth_time": now, "iat": now,
+            "exp": now + 3600, "jti": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "origin_jti": "1f2e3d4c-5b6a-7988-9786-b5a4c3d2e1f0",
+            "event_id": "2f3e4d5c-6b7a-8998-a796-c5b4a3d2e1f0",
+        });
+        if token_use == "access" {
+            claims["client_id"] = json!(client);
+            claims["scope"] = json!("aws.cognito.signin.user.admin");
+            claims["username"] = json!("dana");
+        } else {
+            claims["aud"] = json!(client);
+            claims["cognito:username"] = json!("dana");
+        }
+        claims
+    };
+    for (id, token_use) in [("c-id", "id"), ("c-access", "access")] {
+        let token = key.sign(&claims(token_use, "app-client"));
+        let response = handle_connect(
+            &services,
+            &verifier,
+            &common::connect_event(id, Some(&token)),
+        )
+        .await;
+        assert_eq!(
+            response.status_code,
+            200,
+            "{:?}",
+            common::body_text(&response)
+        );
+        let record = services.store.get_connection(id).await.unwrap().unwrap();
+        assert_eq!(record.user_id, "7d2e4f6a-8b0c-4d1e-a3f5-b7c9d1e3f5a7");
+        assert_eq!(
+            services.memberships.connection_groups(id).await.unwrap(),
+            ["team:green"]
+        );
+    }
+    for (token, message) in [
+        (
+            key.sign(&claims("refresh", "app-client")),
+            "unauthorized: the token's claims are invalid: \"token_use\" is not id or access",
+        ),
+        (
+            key.sign(&claims("access", "other-client")),
+            "unauthorized: the token's audience (aud) is not accepted",
+        ),
+    ] {
+        let response = handle_connect(
+            &services,
+            &verifier,
+            &common::connect_event("c-bad", Some(&token)),
+        )
+        .await;
+        assert_eq!(
+            (response.status_code, common::body_text(&response)),
+            (
+                401,
+                Some(json!({ "message": message }).to_string().as_str())
+            )
+        );
+        assert_eq!(services.store.get_connection("c-bad").await.unwrap(), None);
+        assert!(
+            services
+                .memberships
+                .connection_groups("c-bad")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(provider.jwks_requests(), 1);
 }

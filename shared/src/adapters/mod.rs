@@ -6,6 +6,7 @@ pub mod call_log;
 pub mod dynamodb;
 pub mod eventbridge;
 pub mod http;
+pub mod jwks;
 pub mod management_api;
 pub mod memory;
 pub mod no_gateway;

@@ -55,6 +55,8 @@ impl ConnectError {
     /// The HTTP status API Gateway answers the handshake with.
     pub fn status(&self) -> u16 {
         match self {
+            // An OIDC issuer's keys cannot be fetched: not the token's fault.
+            ConnectError::Unauthorized(e) if e.is_unavailable() => 503,
             ConnectError::Unauthorized(_) => 401,
             ConnectError::TooManyGroups { .. } => 403,
             ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => 400,
@@ -70,6 +72,7 @@ impl ConnectError {
     /// The `Reason` dimension of [`Metric::ConnectsRejected`].
     pub fn reason(&self) -> &'static str {
         match self {
+            ConnectError::Unauthorized(e) if e.is_unavailable() => "keys_unavailable",
             ConnectError::Unauthorized(_) => "unauthorized",
             ConnectError::Misconfigured(_) => "misconfigured",
             ConnectError::NoConnectionId | ConnectError::BadEnvelope(_) => "bad_request",
@@ -97,7 +100,7 @@ pub async fn connect(
         .filter(|id| !id.is_empty())
         .ok_or(ConnectError::NoConnectionId)?;
     let token = token_from_request(&event.query_string_parameters, &event.headers)?;
-    let mut claims = verifier.verify(token)?;
+    let mut claims = verifier.authenticate(token).await?;
     let envelope = wants_envelope(event.query_string_parameters.first(ENVELOPE_PARAMETER))?;
     // Before anything is written: a refused handshake leaves nothing behind.
     // The token's user is charged before the hook is asked (a flood never
