@@ -218,9 +218,9 @@ pub struct AwsLatency {
 
 impl AwsLatency {
     /// SQS send to the handler's start through Lambda's event source mapping:
-    /// p50 16 ms, p99 105 ms (bitesizedserverless.com, "Serverless messaging
+    /// p50 16.2 ms, p99 105 ms (bitesizedserverless.com, "Serverless messaging
     /// latency compared", eu-west-1, 2022).
-    pub const QUEUE: Latency = log_normal(16_000, 105_000);
+    pub const QUEUE: Latency = log_normal(16_200, 105_000);
     /// A DynamoDB call from a Lambda function: PutItem p50 7.55 ms, p99
     /// 16.2 ms (github.com/alexdebrie/dynamodb-performance-testing).
     pub const STORE: Latency = log_normal(7_550, 16_200);
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn each_aws_hop_draws_around_its_cited_median_and_99th_percentile() {
         for (name, latency, p50, p99) in [
-            ("queue", AwsLatency::QUEUE, 16.0, 105.0),
+            ("queue", AwsLatency::QUEUE, 16.2, 105.0),
             ("store", AwsLatency::STORE, 7.55, 16.2),
             ("post", AwsLatency::POST, 10.0, 40.0),
             ("route", AwsLatency::ROUTE, 10.0, 50.0),

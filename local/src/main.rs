@@ -256,7 +256,7 @@ struct Serve {
     #[arg(long)]
     post_rate: Option<u32>,
     /// Every hop takes AWS's time, a log-normal from a cited median and 99th
-    /// percentile: route integration 10ms,50ms, SQS to handler 16ms,105ms,
+    /// percentile: route integration 10ms,50ms, SQS to handler 16.2ms,105ms,
     /// DynamoDB call 7.55ms,16.2ms, Management API post 10ms,40ms
     /// (docs/local-stack.md, "AWS latency"). Each flag below overrides its hop.
     #[arg(long)]
