@@ -548,7 +548,8 @@ pub fn document(
          functions took 6 times the hello-world's init here, mostly root-certificate loading\n\
          (bundle and certificate directory) repeated for every client.\n\n\
          ## First invocation\n\n\
-         What init no longer does, the first invocation does. notify-connection gets one SQS\n\
+         What init no longer does, the first invocation does. notify-connection (unpaced,\n\
+         `POST_RATE_LIMIT=0`: the budget's DynamoDB booking has no stand-in) gets one SQS\n\
          event from the stub Runtime API and posts one message to a Management API stand-in\n\
          served over TLS on 127.0.0.1 (a certificate made for the run, added to a copy of the\n\
          platform bundle given as `SSL_CERT_FILE`, as Lambda's one bundle file): the column is\n\
