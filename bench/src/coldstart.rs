@@ -1,6 +1,8 @@
 //! Cold start: from exec to the first `GET /2018-06-01/runtime/invocation/next`
-//! on a stub Lambda Runtime API on loopback, for each release bootstrap and
-//! for a hello-world `lambda_runtime` binary built with the same profile.
+//! on a stub Lambda Runtime API on loopback, for each release bootstrap with
+//! the environment template.yaml deploys it with (`TOKEN_SECRET_ARN`,
+//! `WEBHOOK_SECRET_ARN`, …: [`crate::deployed_env`]) and for a hello-world
+//! `lambda_runtime` binary built with the same profile.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -33,82 +35,66 @@ pub struct Row {
     pub p90_ms: f64,
 }
 
-/// The environment Lambda gives a function, plus what Switchboard's functions read.
-fn environment(runtime_api: &str) -> Vec<(&'static str, String)> {
+/// The parameters the benches deploy with beyond the template's defaults: a
+/// webhook, so the upstream function has its sender (it refuses to start
+/// without `WEBHOOK_URL`) and the route functions their Upstream queue.
+pub const PARAMETERS: &[(&str, &str)] = &[("WebhookUrl", "https://app.example.com/handler")];
+
+/// What Lambda sets in every function's environment (a hello-world gets only this).
+fn lambda_environment(runtime_api: &str) -> Vec<(String, String)> {
     let fixed = [
         ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "bench"),
-        ("AWS_REGION", "eu-central-1"),
-        ("AWS_DEFAULT_REGION", "eu-central-1"),
+        ("AWS_REGION", crate::deployed_env::REGION),
+        ("AWS_DEFAULT_REGION", crate::deployed_env::REGION),
         ("AWS_ACCESS_KEY_ID", "AKIDBENCH"),
         ("AWS_SECRET_ACCESS_KEY", "bench"),
         ("AWS_SESSION_TOKEN", "bench"),
-        ("TABLE_NAME", "connections"),
-        ("MEMBERSHIPS_TABLE", "memberships"),
-        (
-            "DELIVERIES_QUEUE_URL",
-            "https://sqs.eu-central-1.amazonaws.com/123456789012/deliveries",
-        ),
-        (
-            "NOTIFY_CONNECTION_QUEUE_URL",
-            "https://sqs.eu-central-1.amazonaws.com/123456789012/nc",
-        ),
-        (
-            "WEBSOCKET_ENDPOINT",
-            "https://abc123defg.execute-api.eu-central-1.amazonaws.com/prod",
-        ),
-        (
-            "WEBSOCKET_URL",
-            "wss://abc123defg.execute-api.eu-central-1.amazonaws.com/prod",
-        ),
-        ("TOKEN_SECRET", crate::fanout::BENCH_SECRET),
-        // upstream: the webhook and its secret (read on first use, not at init).
-        ("WEBHOOK_URL", "https://app.example.com/handler"),
-        (
-            "UPSTREAM_DLQ_URL",
-            "https://sqs.eu-central-1.amazonaws.com/123456789012/upstream-dlq",
-        ),
-        (
-            "WEBHOOK_SECRET",
-            "bench-webhook-secret-bench-webhook-secret!",
-        ),
-        // As the template sets them: LoggingConfig (Lambda's level pinned to TRACE)
-        // and the functions' own level, LOG_LEVEL (parameter LogLevel, INFO by default).
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
-        ("LOG_LEVEL", "INFO"),
     ];
-    let mut env: Vec<(&'static str, String)> =
-        fixed.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    env.push(("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()));
+    let mut env: Vec<(String, String)> = fixed
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.push(("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.to_owned()));
     env
 }
 
-/// `binary` as Lambda would start it: only the function's environment, output
-/// discarded, killed when dropped.
+/// `binary` as Lambda would start it: only Lambda's environment and, for a
+/// `function`, the one template.yaml deploys it with ([`PARAMETERS`]);
+/// output discarded, killed when dropped.
 pub(crate) fn function_command(
     binary: &Path,
+    function: Option<&str>,
     runtime_api: &str,
     home: &Path,
-) -> tokio::process::Command {
+) -> Result<tokio::process::Command, String> {
+    let mut env = lambda_environment(runtime_api);
+    if let Some(function) = function {
+        env.extend(crate::deployed_env::environment(function, PARAMETERS)?);
+    }
     let mut command = tokio::process::Command::new(binary);
     command
         .env_clear()
-        .envs(environment(runtime_api))
+        .envs(env)
         .env("HOME", home)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    command
+    Ok(command)
 }
 
 /// Starts `binary` once and returns the milliseconds until it polled for work.
-async fn one_start(binary: &Path, listener: &TcpListener, home: &Path) -> Result<f64, String> {
+async fn one_start(
+    binary: &Path,
+    function: Option<&str>,
+    listener: &TcpListener,
+    home: &Path,
+) -> Result<f64, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut command = function_command(binary, &addr.to_string(), home);
+    let mut command = function_command(binary, function, &addr.to_string(), home)?;
     let start = Instant::now();
     let mut child = command
         .spawn()
@@ -136,7 +122,13 @@ async fn one_start(binary: &Path, listener: &TcpListener, home: &Path) -> Result
     }
 }
 
-async fn measure(name: &str, binary: &Path, starts: usize) -> Result<Row, String> {
+/// `function`'s (or, without one, a hello-world's) cold starts: median and p90.
+async fn measure(
+    name: &str,
+    function: Option<&str>,
+    binary: &Path,
+    starts: usize,
+) -> Result<Row, String> {
     let bytes = std::fs::metadata(binary)
         .map_err(|e| {
             format!(
@@ -151,10 +143,10 @@ async fn measure(name: &str, binary: &Path, starts: usize) -> Result<Row, String
     let home = std::env::temp_dir().join(format!("switchboard-bench-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
     // One unmeasured start warms the page cache, as a provisioned sandbox would be.
-    one_start(binary, &listener, &home).await?;
+    one_start(binary, function, &listener, &home).await?;
     let mut times = Vec::with_capacity(starts);
     for _ in 0..starts {
-        times.push(one_start(binary, &listener, &home).await?);
+        times.push(one_start(binary, function, &listener, &home).await?);
     }
     times.sort_by(f64::total_cmp);
     Ok(Row {
@@ -165,15 +157,24 @@ async fn measure(name: &str, binary: &Path, starts: usize) -> Result<Row, String
     })
 }
 
-/// The hello-world baseline first, then each function.
-pub async fn run(bootstraps: &Path, hello: &Path, starts: usize) -> Result<Vec<Row>, String> {
+/// The hello-world baseline first, then each of `functions` (every one of
+/// [`FUNCTIONS`] if empty), each with the environment the template deploys it with.
+pub async fn run(
+    bootstraps: &Path,
+    hello: &Path,
+    starts: usize,
+    functions: &[String],
+) -> Result<Vec<Row>, String> {
     let starts = starts.clamp(3, 200);
     eprintln!("cold start: hello-world baseline");
-    let mut rows = vec![measure("hello-world (baseline)", hello, starts).await?];
+    let mut rows = vec![measure("hello-world (baseline)", None, hello, starts).await?];
     for name in FUNCTIONS {
+        if !functions.is_empty() && !functions.iter().any(|f| f == name) {
+            continue;
+        }
         eprintln!("cold start: {name}");
         let binary: PathBuf = bootstraps.join(name).join("bootstrap");
-        rows.push(measure(name, &binary, starts).await?);
+        rows.push(measure(name, Some(name), &binary, starts).await?);
     }
     Ok(rows)
 }

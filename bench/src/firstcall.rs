@@ -14,6 +14,13 @@
 //! `WARM_CONNECTIONS=true`, which opens the Management API connection during
 //! init. Each start counts TLS handshakes, so a warmed connection that the
 //! invocation failed to reuse shows up.
+//!
+//! And connect's first connection as deployed (`TOKEN_SECRET_ARN`): the token
+//! keys are fetched from a Secrets Manager stand-in on the same TLS endpoint
+//! (`AWS_ENDPOINT_URL_SECRETS_MANAGER`), against the same function given the
+//! keys in plaintext (`TOKEN_SECRET`). The event is `events/connect.json`,
+//! whose token the bench's keys refuse (401): the keys are needed to refuse
+//! it, and nothing after the refusal needs DynamoDB.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,36 +53,107 @@ pub struct Row {
     pub handshakes: usize,
 }
 
-/// The ways measured: a name and extra environment.
-const WAYS: &[(&str, &[(&str, &str)])] = &[
-    (
-        "notify-connection, connection opened by the first post",
-        &[],
-    ),
-    (
-        "notify-connection, WARM_CONNECTIONS=true (opened during init)",
-        &[("WARM_CONNECTIONS", "true")],
-    ),
+/// One way of starting a function and what its first invocation must do.
+struct Way {
+    name: &'static str,
+    function: &'static str,
+    /// Environment beyond the deployed one (`{endpoint}`: the TLS endpoint's address).
+    extra: &'static [(&'static str, &'static str)],
+    /// Deployed variables this way removes.
+    removed: &'static [&'static str],
+    /// The event, and the secret fetches and posts the invocation must make.
+    event: fn() -> String,
+    fetches: usize,
+    posts: usize,
+    /// What the response must be.
+    answered: fn(&serde_json::Value) -> bool,
+}
+
+/// The budget of posts off: it books each batch's posts with a DynamoDB
+/// `UpdateItem`, for which the endpoint has no stand-in (with the template's
+/// `POST_RATE_LIMIT`, the first invocation would wait for a DynamoDB that is
+/// not there).
+const UNPACED: &[(&str, &str)] = &[("POST_RATE_LIMIT", "0")];
+
+/// The ways measured.
+const WAYS: &[Way] = &[
+    Way {
+        name: "notify-connection, connection opened by the first post",
+        function: "notify-connection",
+        extra: UNPACED,
+        removed: &[],
+        event: sqs_event,
+        fetches: 0,
+        posts: 1,
+        answered: no_failures,
+    },
+    Way {
+        name: "notify-connection, WARM_CONNECTIONS=true (opened during init)",
+        function: "notify-connection",
+        extra: &[("WARM_CONNECTIONS", "true"), UNPACED[0]],
+        removed: &[],
+        event: sqs_event,
+        fetches: 0,
+        posts: 1,
+        answered: no_failures,
+    },
+    Way {
+        name: "connect, TOKEN_SECRET_ARN (as deployed: keys fetched by the first connection)",
+        function: "connect",
+        extra: &[("AWS_ENDPOINT_URL_SECRETS_MANAGER", "https://{endpoint}")],
+        removed: &[],
+        event: connect_event,
+        fetches: 1,
+        posts: 0,
+        answered: refused,
+    },
+    Way {
+        name: "connect, TOKEN_SECRET (keys in plaintext)",
+        function: "connect",
+        extra: &[("TOKEN_SECRET", crate::fanout::BENCH_SECRET)],
+        removed: &["TOKEN_SECRET_ARN"],
+        event: connect_event,
+        fetches: 0,
+        posts: 0,
+        answered: refused,
+    },
 ];
 
-pub async fn run(bootstraps: &Path, starts: usize) -> Result<Vec<Row>, String> {
+fn no_failures(response: &serde_json::Value) -> bool {
+    response["batchItemFailures"].as_array().map(Vec::len) == Some(0)
+}
+
+fn refused(response: &serde_json::Value) -> bool {
+    response["statusCode"] == 401
+}
+
+/// The ways of `functions` (every way if empty).
+pub async fn run(
+    bootstraps: &Path,
+    starts: usize,
+    functions: &[String],
+) -> Result<Vec<Row>, String> {
     let starts = starts.clamp(3, 200);
-    let binary = bootstraps.join("notify-connection").join("bootstrap");
-    if !binary.exists() {
-        return Err(format!(
-            "{}: not found (run cargo lambda build --release first)",
-            binary.display()
-        ));
-    }
     let endpoint = TlsEndpoint::start().await?;
     let mut rows = Vec::new();
-    for (name, extra) in WAYS {
+    for way in WAYS {
+        if !functions.is_empty() && !functions.iter().any(|f| f == way.function) {
+            continue;
+        }
+        let binary = bootstraps.join(way.function).join("bootstrap");
+        if !binary.exists() {
+            return Err(format!(
+                "{}: not found (run cargo lambda build --release first)",
+                binary.display()
+            ));
+        }
+        let name = way.name;
         eprintln!("first invocation: {name}");
         // One unmeasured start warms the page cache, as for the cold start.
-        one_start(&binary, &endpoint, extra).await?;
+        one_start(&binary, &endpoint, way).await?;
         let mut samples = Vec::with_capacity(starts);
         for _ in 0..starts {
-            samples.push(one_start(&binary, &endpoint, extra).await?);
+            samples.push(one_start(&binary, &endpoint, way).await?);
         }
         let handshakes = samples[0].handshakes;
         if samples.iter().any(|s| s.handshakes != handshakes) {
@@ -167,7 +245,13 @@ async fn error(State(runtime): State<Runtime>, body: String) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-fn event() -> String {
+/// `$connect` as API Gateway sends it (`events/connect.json`).
+fn connect_event() -> String {
+    include_str!("../../events/connect.json").to_owned()
+}
+
+/// One NotifyConnection record for one connection.
+fn sqs_event() -> String {
     let body = serde_json::json!({"connectionId": "first-call", "data": "hello"}).to_string();
     serde_json::json!({
         "Records": [{
@@ -184,11 +268,7 @@ fn event() -> String {
     .to_string()
 }
 
-async fn one_start(
-    binary: &Path,
-    endpoint: &TlsEndpoint,
-    extra: &[(&str, &str)],
-) -> Result<Sample, String> {
+async fn one_start(binary: &Path, endpoint: &TlsEndpoint, way: &Way) -> Result<Sample, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -205,7 +285,7 @@ async fn one_start(
         .with_state(Runtime {
             seen: seen_tx,
             polls: Arc::new(AtomicUsize::new(0)),
-            event: Arc::new(event()),
+            event: Arc::new((way.event)()),
         });
     // Both stubs answer without Nagle's delay, as the real services do.
     let listener = listener.tap_io(|tcp| {
@@ -213,17 +293,27 @@ async fn one_start(
     });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let (posts_before, handshakes_before) = endpoint.counts();
+    let fetches_before = endpoint.fetches.load(Ordering::SeqCst);
 
     let home = std::env::temp_dir().join(format!("switchboard-bench-home-{}", std::process::id()));
     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-    let mut command = function_command(binary, &runtime_api.to_string(), &home);
+    let mut command =
+        function_command(binary, Some(way.function), &runtime_api.to_string(), &home)?;
     command
         .env(
             "WEBSOCKET_ENDPOINT",
             format!("https://{}/prod", endpoint.addr),
         )
         .env("SSL_CERT_FILE", &endpoint.bundle)
-        .envs(extra.iter().copied());
+        .envs(way.extra.iter().map(|(name, value)| {
+            (
+                *name,
+                value.replace("{endpoint}", &endpoint.addr.to_string()),
+            )
+        }));
+    for name in way.removed {
+        command.env_remove(name);
+    }
     let start = Instant::now();
     let mut child = command
         .spawn()
@@ -250,18 +340,20 @@ async fn one_start(
         Ok(result) => result?,
         Err(_) => return Err("no response to the first invocation within 10 s".to_owned()),
     };
-    // A start counts only if the message was really posted and acknowledged.
-    let failures = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["batchItemFailures"].as_array().map(Vec::len));
-    if failures != Some(0) {
-        return Err(format!("the first invocation did not deliver: {body}"));
+    // A start counts only if the invocation did what it must, and answered so.
+    let response = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+    if !(way.answered)(&response) {
+        return Err(format!("{}: unexpected response {body}", way.name));
     }
     let (posts, handshakes) = endpoint.counts();
-    if posts - posts_before != 1 {
+    let fetches = endpoint.fetches.load(Ordering::SeqCst) - fetches_before;
+    if posts - posts_before != way.posts || fetches != way.fetches {
         return Err(format!(
-            "the endpoint saw {} posts, not 1",
-            posts - posts_before
+            "{}: the endpoint saw {} posts and {fetches} secret fetches, not {} and {}",
+            way.name,
+            posts - posts_before,
+            way.posts,
+            way.fetches
         ));
     }
     Ok(Sample {
@@ -272,11 +364,14 @@ async fn one_start(
 }
 
 /// A Management API stand-in over TLS: every `POST /prod/@connections/{id}`
-/// succeeds and is counted, but the warm-up's, which gets a 410.
+/// succeeds and is counted, but the warm-up's, which gets a 410. And a
+/// Secrets Manager stand-in (`POST /`, `GetSecretValue`): the token keys
+/// `{"kid":"1","secret":BENCH_SECRET}`, every fetch counted.
 struct TlsEndpoint {
     addr: std::net::SocketAddr,
     bundle: PathBuf,
     posts: Arc<AtomicUsize>,
+    fetches: Arc<AtomicUsize>,
     handshakes: Arc<AtomicUsize>,
 }
 
@@ -319,7 +414,34 @@ impl TlsEndpoint {
             handshakes: handshakes.clone(),
         };
         let counter = posts.clone();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let fetched = fetches.clone();
         let app = Router::new().route(
+            "/",
+            post(move |headers: HeaderMap| {
+                let fetched = fetched.clone();
+                async move {
+                    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+                    if target != Some("secretsmanager.GetSecretValue") {
+                        return StatusCode::BAD_REQUEST.into_response();
+                    }
+                    fetched.fetch_add(1, Ordering::SeqCst);
+                    let keys = serde_json::json!({"kid": "1", "secret": crate::fanout::BENCH_SECRET});
+                    let answer = serde_json::json!({
+                        "ARN": "arn:aws:secretsmanager:eu-central-1:123456789012:secret:TokenKeys-AbCdEf",
+                        "Name": "TokenKeys",
+                        "SecretString": keys.to_string(),
+                        "VersionStages": ["AWSCURRENT"],
+                    });
+                    (
+                        [("content-type", "application/x-amz-json-1.1")],
+                        answer.to_string(),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let app = app.route(
             "/prod/@connections/{id}",
             post(move |UrlPath(id): UrlPath<String>| {
                 let counter = counter.clone();
@@ -343,6 +465,7 @@ impl TlsEndpoint {
             addr,
             bundle,
             posts,
+            fetches,
             handshakes,
         })
     }

@@ -24,6 +24,11 @@
 //!   template's 60 s visibility timeout and 20 % injected post faults,
 //!   against the same sends without faults.
 //!
+//! - latency: a publish to a group of 5 and of 1,000, a NotifyUser to a user's
+//!   2 connections and `POST /send` to one connection, end to end on the
+//!   local stack under `--aws-latency`, against the same with no emulated
+//!   latency (p50 / p99).
+//!
 //! - upstream: `$connect` with a connect hook (a loopback receiver) against
 //!   the same stack without one, handshakes interleaved.
 //!
@@ -33,9 +38,11 @@
 
 mod clients;
 mod coldstart;
+mod deployed_env;
 mod fanout;
 mod faults;
 mod firstcall;
+mod latency;
 mod postcpu;
 mod recovery;
 mod report;
@@ -76,6 +83,9 @@ struct ColdstartArgs {
     /// Cold starts per binary.
     #[arg(long, default_value_t = 20)]
     starts: usize,
+    /// Only these functions (comma-separated; default: every one).
+    #[arg(long, value_delimiter = ',')]
+    functions: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +126,9 @@ enum Command {
         #[arg(long, default_value_t = 0.2)]
         fault_rate: f64,
     },
+    /// Only the latency benchmark (every case with no emulated latency and
+    /// with --aws-latency's); prints its section.
+    Latency,
     /// Only the connect-hook benchmark; prints its table.
     Upstream {
         #[arg(long, default_value_t = 200)]
@@ -242,15 +255,21 @@ async fn main() -> Result<(), String> {
             println!("{}", report::faults_table(&rows));
             Ok(())
         }
+        Command::Latency => {
+            let rows = latency::run().await?;
+            println!("{}", report::latency_section(&rows));
+            Ok(())
+        }
         Command::Upstream { handshakes } => {
             let row = upstream::run(handshakes).await?;
             println!("{}", report::upstream_table(&row));
             Ok(())
         }
         Command::Coldstart(args) => {
-            let rows = coldstart::run(&args.bootstraps, &args.hello, args.starts).await?;
+            let rows =
+                coldstart::run(&args.bootstraps, &args.hello, args.starts, &args.functions).await?;
             println!("{}", report::coldstart_table(&rows));
-            let first = firstcall::run(&args.bootstraps, args.starts).await?;
+            let first = firstcall::run(&args.bootstraps, args.starts, &args.functions).await?;
             println!("{}", report::firstcall_table(&first));
             Ok(())
         }
@@ -262,10 +281,16 @@ async fn main() -> Result<(), String> {
         } => {
             let fanout = fanout::run(&cases.n, cases.rounds).await?;
             println!("{}", report::fanout_table(&fanout));
-            let cold =
-                coldstart::run(&binaries.bootstraps, &binaries.hello, binaries.starts).await?;
+            let cold = coldstart::run(
+                &binaries.bootstraps,
+                &binaries.hello,
+                binaries.starts,
+                &binaries.functions,
+            )
+            .await?;
             println!("{}", report::coldstart_table(&cold));
-            let first = firstcall::run(&binaries.bootstraps, binaries.starts).await?;
+            let first =
+                firstcall::run(&binaries.bootstraps, binaries.starts, &binaries.functions).await?;
             println!("{}", report::firstcall_table(&first));
             let handlers = report::handler_rows(&criterion);
             println!("{}", report::handler_table(&handlers));
@@ -275,6 +300,8 @@ async fn main() -> Result<(), String> {
             println!("{}", report::upstream_table(&hook));
             let faults = faults::run(1000, 3, 0.2).await?;
             println!("{}", report::faults_table(&faults));
+            let latency = latency::run().await?;
+            println!("{}", report::latency_table(&latency));
             let post_cpu = postcpu::run(2000, 7)?;
             println!("{}", report::post_cpu_table(&post_cpu));
             let mut text = report::document(
@@ -290,6 +317,11 @@ async fn main() -> Result<(), String> {
                 &text,
                 report::FAULTS_HEADING,
                 &report::faults_section(&faults),
+            );
+            text = report::with_section(
+                &text,
+                report::LATENCY_HEADING,
+                &report::latency_section(&latency),
             );
             // `make bench-scale`'s section stays until that command rewrites it.
             let old = std::fs::read_to_string(&out).unwrap_or_default();

@@ -543,7 +543,10 @@ pub fn document(
          ## Cold start\n\n\
          Time from exec to the first `GET /2018-06-01/runtime/invocation/next` on a stub Lambda\n\
          Runtime API on loopback, after one unmeasured start; the baseline is a hello-world\n\
-         `lambda_runtime` function built with the same release profile. The size target is\n\
+         `lambda_runtime` function built with the same release profile. Each function runs with\n\
+         the environment template.yaml deploys it with, read from the template (parameter\n\
+         defaults, and a `WebhookUrl`): the token keys and the webhook secret by ARN\n\
+         (`TOKEN_SECRET_ARN`, `WEBHOOK_SECRET_ARN`), read on first use. The size target is\n\
          6 MiB (6,291,456 bytes).\n\n\
          {cold}\n\
          Init does no TLS and builds no client: the SDK's clients are built on first use\n\
@@ -554,7 +557,8 @@ pub fn document(
          functions took 6 times the hello-world's init here, mostly root-certificate loading\n\
          (bundle and certificate directory) repeated for every client.\n\n\
          ## First invocation\n\n\
-         What init no longer does, the first invocation does. notify-connection gets one SQS\n\
+         What init no longer does, the first invocation does. notify-connection (unpaced,\n\
+         `POST_RATE_LIMIT=0`: the budget's DynamoDB booking has no stand-in) gets one SQS\n\
          event from the stub Runtime API and posts one message to a Management API stand-in\n\
          served over TLS on 127.0.0.1 (a certificate made for the run, added to a copy of the\n\
          platform bundle given as `SSL_CERT_FILE`, as Lambda's one bundle file): the column is\n\
@@ -564,6 +568,12 @@ pub fn document(
          handshake count shows the invocation reused it. For an on-demand cold start, init and\n\
          the first invocation add up, so warming is off by default; it pays where init happens\n\
          ahead of traffic (provisioned concurrency, pre-warmed sandboxes).\n\n\
+         connect's first connection after a deploy also fetches the token keys: with\n\
+         `TOKEN_SECRET_ARN`, one `GetSecretValue` to a Secrets Manager stand-in on the same TLS\n\
+         endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`), against the keys given in plaintext\n\
+         (`TOKEN_SECRET`). The event is `events/connect.json`, whose token the stand-in's keys\n\
+         refuse (401): refusing it needs the keys, and nothing after the refusal needs DynamoDB,\n\
+         so the difference between the two rows is the fetch.\n\n\
          {first}\n\
          {post_cpu}\n\
          ## Handler cost\n\n\
@@ -672,6 +682,48 @@ pub fn faults_table(rows: &[crate::faults::Row]) -> String {
         );
     }
     out
+}
+
+pub const LATENCY_HEADING: &str = "## Latency under AWS latency";
+
+/// The latency table: each case's p50 and p99 in every column of
+/// [`crate::latency::COLUMNS`], same run.
+pub fn latency_table(rows: &[crate::latency::Row]) -> String {
+    let columns = crate::latency::COLUMNS;
+    let mut out = String::from("| case | rounds |");
+    for column in columns {
+        let _ = write!(out, " {0}: p50 ms | {0}: p99 ms |", column.name);
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|---|".repeat(columns.len()));
+    out.push('\n');
+    for row in rows {
+        let _ = write!(out, "| {} | {} |", row.case.name, row.case.rounds);
+        for times in &row.times {
+            let _ = write!(out, " {:.1} | {:.1} |", times.p50_ms, times.p99_ms);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The latency section of BENCHMARKS.md, heading included.
+pub fn latency_section(rows: &[crate::latency::Row]) -> String {
+    format!(
+        "{LATENCY_HEADING}\n\n\
+         The common sends end to end on the local stack (posts in process), real WebSocket\n\
+         clients on 127.0.0.1: from the sender's frame (a client `publish`, the sender a member\n\
+         and excluded) or request (`POST /queues/notify-user`, `POST /send`) to the last\n\
+         receiver's frame, one message at a time, after one warm-up round; p50 and p99 of the\n\
+         rounds (nearest rank). Each case runs on a stack of its own with no emulated latency\n\
+         and with `--aws-latency` (every hop at AWS's time:\n\
+         [docs/local-stack.md](docs/local-stack.md#aws-latency)), same run. Every send takes the\n\
+         queued path: a publish and `POST /send` cross the Deliveries queue, a NotifyUser the\n\
+         NotifyUser and NotifyConnection queues. The goal for a publish to 5 under AWS latency\n\
+         is p50 50 ms and p99 150 ms.\n\n\
+         {table}",
+        table = latency_table(rows)
+    )
 }
 
 pub const FAULTS_HEADING: &str = "## Under injected faults";

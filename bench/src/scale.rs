@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard::posting::PostingPolicy;
-use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, PostLatency};
+use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, AwsLatency, Latency};
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -154,7 +154,10 @@ fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
         handler_timeout: HANDLER_TIMEOUT,
         source_concurrency: SOURCE_CONCURRENCY,
         management_quota: Some((AWS_ACCOUNT_RATE, AWS_ACCOUNT_BURST)),
-        post_latency: PostLatency::parse(LATENCY)?,
+        aws_latency: AwsLatency {
+            post: Latency::parse(LATENCY)?,
+            ..AwsLatency::default()
+        },
         virtual_connections: VirtualSpread {
             connections: n_virtual,
             users: n_virtual.div_ceil(PER_USER),

@@ -129,8 +129,9 @@ pub struct Config {
     /// The account-level throttle on Management API posts: (requests per
     /// second, burst); `None` (the default): no limit.
     pub management_quota: Option<(u32, u32)>,
-    /// The time each Management API post takes (none by default).
-    pub post_latency: crate::emulation::PostLatency,
+    /// The time each hop takes: a Management API post, an SQS message to
+    /// its handler, a DynamoDB call, a route integration (none by default).
+    pub aws_latency: crate::emulation::AwsLatency,
     /// OpenID Connect issuers whose tokens connect beside the stack's own (none by default).
     pub oidc: switchboard::oidc::OidcOptions,
 }
@@ -212,7 +213,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             virtual_connections: Default::default(),
             management_quota: None,
-            post_latency: Default::default(),
+            aws_latency: Default::default(),
             oidc: Default::default(),
         }
     }

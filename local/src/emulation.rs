@@ -1,9 +1,12 @@
-//! API Gateway's Management API as AWS runs it, emulated for scale runs: the
-//! account-level throttle every `POST @connections` draws from
-//! ([`AccountThrottle`], `--management-rate` / `--management-burst`, or
-//! `--aws-quotas`) and the time one post takes over the network
-//! ([`PostLatency`], `--post-latency`). Both are off by default: the local
-//! stack then answers as fast as the machine allows, as before.
+//! AWS as it runs, emulated: the account-level throttle every `POST
+//! @connections` draws from ([`AccountThrottle`], `--management-rate` /
+//! `--management-burst`, or `--aws-quotas`) and the time each hop takes
+//! ([`AwsLatency`], `--aws-latency`): a Management API post
+//! (`--post-latency`), an SQS message from send to its handler's start
+//! (`--queue-latency`), a DynamoDB call (`--dynamodb-latency`) and a route
+//! integration, client frame or HTTP request to its handler (`--route-latency`),
+//! each a [`Latency`]. All are off by default: the local stack then answers
+//! as fast as the machine allows.
 //!
 //! The figures `--aws-quotas` sets are AWS's documented defaults (API
 //! Gateway quotas, "Amazon API Gateway quotas for configuring and running a
@@ -85,13 +88,15 @@ impl AccountThrottle {
     }
 }
 
-/// How long a post takes before API Gateway answers it (`--post-latency`).
+/// How long one hop takes: a Management API post before API Gateway
+/// answers it, an SQS message before its handler starts, a DynamoDB call, a
+/// route integration.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum PostLatency {
+pub enum Latency {
     /// No added latency (the default).
     #[default]
     None,
-    /// Every post takes this long.
+    /// Every hop takes this long.
     Fixed(Duration),
     /// Log-normal with median `p50` and 99th percentile `p99`: the shape of
     /// network round trips (a floor of most answers, a long tail).
@@ -104,43 +109,46 @@ const Z99: f64 = 2.326_347_874;
 /// The longest latency a draw may take (a bound on the tail).
 const MAX_LATENCY: Duration = Duration::from_secs(10);
 
-impl PostLatency {
+impl Latency {
     /// `0` (none), `25ms` (fixed) or `25ms,120ms` (log-normal from p50 and p99).
-    pub fn parse(text: &str) -> Result<PostLatency, String> {
+    pub fn parse(text: &str) -> Result<Latency, String> {
         let parse = |part: &str| {
             humantime::parse_duration(part.trim())
-                .map_err(|e| format!("--post-latency: \"{part}\" is not a duration ({e})"))
+                .map_err(|e| format!("\"{part}\" is not a duration ({e})"))
         };
         let latency = match text.trim().split_once(',') {
-            _ if text.trim() == "0" || text.trim().eq_ignore_ascii_case("none") => {
-                PostLatency::None
-            }
-            None => PostLatency::Fixed(parse(text)?),
+            _ if text.trim() == "0" || text.trim().eq_ignore_ascii_case("none") => Latency::None,
+            None => Latency::Fixed(parse(text)?),
             Some((p50, p99)) => {
                 let (p50, p99) = (parse(p50)?, parse(p99)?);
                 if p50.is_zero() || p99 < p50 {
                     return Err(format!(
-                        "--post-latency {text}: p50 must be above 0 and p99 at least p50"
+                        "{text}: the median must be above 0 and the 99th percentile at least the median"
                     ));
                 }
-                PostLatency::LogNormal { p50, p99 }
+                Latency::LogNormal { p50, p99 }
             }
         };
         match latency {
-            PostLatency::Fixed(d) if d.is_zero() => Ok(PostLatency::None),
-            PostLatency::Fixed(d) | PostLatency::LogNormal { p99: d, .. } if d > MAX_LATENCY => {
-                Err(format!("--post-latency {text}: at most {MAX_LATENCY:?}"))
+            Latency::Fixed(d) if d.is_zero() => Ok(Latency::None),
+            Latency::Fixed(d) | Latency::LogNormal { p99: d, .. } if d > MAX_LATENCY => {
+                Err(format!("{text}: at most {MAX_LATENCY:?}"))
             }
             latency => Ok(latency),
         }
     }
 
-    /// One post's latency; `u1`, `u2` uniform in [0, 1) (Box–Muller).
+    /// Whether this adds nothing.
+    pub fn is_none(&self) -> bool {
+        *self == Latency::None
+    }
+
+    /// One hop's latency; `u1`, `u2` uniform in [0, 1) (Box–Muller).
     pub fn sample_with(&self, u1: f64, u2: f64) -> Duration {
         match *self {
-            PostLatency::None => Duration::ZERO,
-            PostLatency::Fixed(d) => d,
-            PostLatency::LogNormal { p50, p99 } => {
+            Latency::None => Duration::ZERO,
+            Latency::Fixed(d) => d,
+            Latency::LogNormal { p50, p99 } => {
                 let mu = p50.as_secs_f64().ln();
                 let sigma = (p99.as_secs_f64() / p50.as_secs_f64()).ln() / Z99;
                 let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
@@ -150,11 +158,88 @@ impl PostLatency {
         }
     }
 
-    /// One post's latency, drawn now.
-    pub fn sample(&self) -> Duration {
+    /// One hop's latency, from `unit`'s uniform draws in [0, 1) (a seeded
+    /// generator in tests).
+    pub fn sample_from(&self, mut unit: impl FnMut() -> f64) -> Duration {
         match self {
-            PostLatency::None => Duration::ZERO,
-            _ => self.sample_with(random_unit(), random_unit()),
+            Latency::None => Duration::ZERO,
+            Latency::Fixed(d) => *d,
+            Latency::LogNormal { .. } => {
+                let u1 = unit();
+                self.sample_with(u1, unit())
+            }
+        }
+    }
+
+    /// One hop's latency, drawn now.
+    pub fn sample(&self) -> Duration {
+        self.sample_from(random_unit)
+    }
+
+    /// Waits one hop's latency (nothing when there is none).
+    pub async fn wait(&self) {
+        let latency = self.sample();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    /// The median (the fixed time; zero for none).
+    pub fn median(&self) -> Duration {
+        match *self {
+            Latency::None => Duration::ZERO,
+            Latency::Fixed(d) | Latency::LogNormal { p50: d, .. } => d,
+        }
+    }
+}
+
+/// A log-normal latency from its median and 99th percentile in microseconds.
+const fn log_normal(p50_us: u64, p99_us: u64) -> Latency {
+    Latency::LogNormal {
+        p50: Duration::from_micros(p50_us),
+        p99: Duration::from_micros(p99_us),
+    }
+}
+
+/// The time each hop takes (`--aws-latency` sets AWS's, each flag overrides
+/// its own; all none by default). docs/local-stack.md has the sources.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AwsLatency {
+    /// A route integration: a client frame (or an HTTP API request) to its
+    /// handler's start (`--route-latency`).
+    pub route: Latency,
+    /// An SQS message from its send to its handler's start (`--queue-latency`).
+    pub queue: Latency,
+    /// One DynamoDB call, single-item or query (`--dynamodb-latency`).
+    pub store: Latency,
+    /// A Management API post before API Gateway answers (`--post-latency`).
+    pub post: Latency,
+}
+
+impl AwsLatency {
+    /// SQS send to the handler's start through Lambda's event source mapping:
+    /// p50 16.2 ms, p99 105 ms (bitesizedserverless.com, "Serverless messaging
+    /// latency compared", eu-west-1, 2022).
+    pub const QUEUE: Latency = log_normal(16_200, 105_000);
+    /// A DynamoDB call from a Lambda function: PutItem p50 7.55 ms, p99
+    /// 16.2 ms (github.com/alexdebrie/dynamodb-performance-testing).
+    pub const STORE: Latency = log_normal(7_550, 16_200);
+    /// A Management API post: no published measurement. An in-region signed
+    /// HTTPS call as a DynamoDB call is, plus API Gateway's hand-off to the
+    /// connection: p50 10 ms, p99 40 ms (what `make bench-scale` and the
+    /// capacity model assume).
+    pub const POST: Latency = log_normal(10_000, 40_000);
+    /// A route integration (API Gateway to a warm Lambda): no published
+    /// measurement; a conservative p50 10 ms, p99 50 ms.
+    pub const ROUTE: Latency = log_normal(10_000, 50_000);
+
+    /// Every hop at AWS's figures.
+    pub fn aws() -> Self {
+        AwsLatency {
+            route: Self::ROUTE,
+            queue: Self::QUEUE,
+            store: Self::STORE,
+            post: Self::POST,
         }
     }
 }
@@ -185,29 +270,35 @@ mod tests {
 
     #[test]
     fn latency_parses_none_fixed_and_log_normal() {
-        assert_eq!(PostLatency::parse("0"), Ok(PostLatency::None));
+        assert_eq!(Latency::parse("0"), Ok(Latency::None));
         assert_eq!(
-            PostLatency::parse("25ms"),
-            Ok(PostLatency::Fixed(Duration::from_millis(25)))
+            Latency::parse("25ms"),
+            Ok(Latency::Fixed(Duration::from_millis(25)))
         );
         assert_eq!(
-            PostLatency::parse("20ms,80ms"),
-            Ok(PostLatency::LogNormal {
+            Latency::parse("20ms,80ms"),
+            Ok(Latency::LogNormal {
                 p50: Duration::from_millis(20),
                 p99: Duration::from_millis(80)
             })
         );
         assert_eq!(
-            PostLatency::parse("80ms,20ms"),
-            Err("--post-latency 80ms,20ms: p50 must be above 0 and p99 at least p50".into())
+            Latency::parse("80ms,20ms"),
+            Err(
+                "80ms,20ms: the median must be above 0 and the 99th percentile at least the median"
+                    .into()
+            )
         );
-        assert!(PostLatency::parse("fast").is_err());
-        assert!(PostLatency::parse("1h").is_err());
+        assert_eq!(
+            Latency::parse("fast"),
+            Err("\"fast\" is not a duration (expected number at 0)".into())
+        );
+        assert_eq!(Latency::parse("1h"), Err("1h: at most 10s".into()));
     }
 
     #[test]
     fn the_log_normal_has_the_given_median_and_99th_percentile() {
-        let latency = PostLatency::LogNormal {
+        let latency = Latency::LogNormal {
             p50: Duration::from_millis(20),
             p99: Duration::from_millis(80),
         };
@@ -217,5 +308,53 @@ mod tests {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         assert!((ms(at(0.0)) - 20.0).abs() < 0.01);
         assert!((ms(at(Z99)) - 80.0).abs() < 0.01);
+    }
+
+    /// SplitMix64: uniform draws in [0, 1) from a seed, so a test of the
+    /// distribution is the same every run.
+    fn seeded(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The `q`th quantile (0..1) of 20,000 draws of `latency`, in ms.
+    fn quantiles(latency: Latency, seed: u64) -> impl Fn(f64) -> f64 {
+        let mut unit = seeded(seed);
+        let mut draws: Vec<f64> = (0..20_000)
+            .map(|_| latency.sample_from(&mut unit).as_secs_f64() * 1000.0)
+            .collect();
+        draws.sort_by(f64::total_cmp);
+        move |q| draws[((draws.len() as f64 * q) as usize).min(draws.len() - 1)]
+    }
+
+    #[test]
+    fn each_aws_hop_draws_around_its_cited_median_and_99th_percentile() {
+        for (name, latency, p50, p99) in [
+            ("queue", AwsLatency::QUEUE, 16.2, 105.0),
+            ("store", AwsLatency::STORE, 7.55, 16.2),
+            ("post", AwsLatency::POST, 10.0, 40.0),
+            ("route", AwsLatency::ROUTE, 10.0, 50.0),
+        ] {
+            for seed in [1, 27, 9_001] {
+                let at = quantiles(latency, seed);
+                let (median, high) = (at(0.5), at(0.99));
+                assert!(
+                    (median / p50 - 1.0).abs() < 0.05,
+                    "{name}, seed {seed}: median {median:.2} ms, not about {p50}"
+                );
+                assert!(
+                    (high / p99 - 1.0).abs() < 0.15,
+                    "{name}, seed {seed}: p99 {high:.2} ms, not about {p99}"
+                );
+                assert!(at(0.0) > 0.0, "{name}: never instant");
+            }
+        }
+        assert_eq!(AwsLatency::default().queue.sample(), Duration::ZERO);
+        assert!(AwsLatency::default().store.is_none());
     }
 }

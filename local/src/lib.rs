@@ -13,14 +13,15 @@
 //! state and [`RunningStack`]), `websocket`, `server` (HTTP on one port),
 //! `access` (the API key a stack listening beyond loopback requires), `metrics`
 //! (`GET /metrics`, Prometheus text), `demo`
-//! (the demo page), `emulation` (AWS's account throttle and post latency)
-//! and `virtual_connections` (connections without sockets, for scale runs),
+//! (the demo page), `emulation` (AWS's account throttle and each hop's
+//! latency), `delayed` (DynamoDB's latency around the stores) and `virtual_connections` (connections without sockets, for scale runs),
 //! and `start`, which wires them.
 
 mod access;
 mod answers;
 pub mod config;
 pub mod connections;
+pub mod delayed;
 pub mod demo;
 pub mod emulation;
 pub mod events;

@@ -12,7 +12,7 @@ use switchboard::oidc::OidcOptions;
 use switchboard::posting::PostingPolicy;
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
-use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE};
+use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, AwsLatency, Latency};
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Backend, Config, GatewayMode, RunningStack, UpstreamConfig, demo};
@@ -300,10 +300,43 @@ struct Serve {
     #[arg(long, default_value_t = switchboard::pacing::DEFAULT_BOOKER_SHARE,
         value_parser = clap::value_parser!(u32).range(1..=100), env = "POST_BOOKER_SHARE")]
     post_booker_share: u32,
+
+    /// Every hop takes AWS's time, a log-normal from a cited median and 99th
+    /// percentile: route integration 10ms,50ms, SQS to handler 16.2ms,105ms,
+    /// DynamoDB call 7.55ms,16.2ms, Management API post 10ms,40ms
+    /// (docs/local-stack.md, "AWS latency"). Each flag below overrides its hop.
+    #[arg(long)]
+    aws_latency: bool,
     /// How long each Management API post takes: 0 (default), a fixed time (25ms),
     /// or a log-normal from its median and 99th percentile (20ms,80ms).
-    #[arg(long, default_value = "0", value_parser = switchboard_local::emulation::PostLatency::parse)]
-    post_latency: switchboard_local::emulation::PostLatency,
+    #[arg(long, value_parser = Latency::parse)]
+    post_latency: Option<Latency>,
+    /// How long an SQS message takes from its send to its handler's start
+    /// (the same forms; default 0).
+    #[arg(long, value_parser = Latency::parse)]
+    queue_latency: Option<Latency>,
+    /// How long each DynamoDB call takes (the same forms; default 0).
+    #[arg(long, value_parser = Latency::parse)]
+    dynamodb_latency: Option<Latency>,
+    /// How long a route integration takes, client frame or HTTP API request
+    /// to its handler's start (the same forms; default 0).
+    #[arg(long, value_parser = Latency::parse)]
+    route_latency: Option<Latency>,
+}
+
+/// Each hop's latency: its own flag, else AWS's with `--aws-latency`, else none.
+fn aws_latency(serve: &Serve) -> AwsLatency {
+    let base = if serve.aws_latency {
+        AwsLatency::aws()
+    } else {
+        AwsLatency::default()
+    };
+    AwsLatency {
+        route: serve.route_latency.unwrap_or(base.route),
+        queue: serve.queue_latency.unwrap_or(base.queue),
+        store: serve.dynamodb_latency.unwrap_or(base.store),
+        post: serve.post_latency.unwrap_or(base.post),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -335,6 +368,7 @@ fn token_secret() -> Option<String> {
 
 fn config(serve: Serve) -> Result<Config, String> {
     let notify_connection = posting_policy(&serve)?;
+    let aws_latency = aws_latency(&serve);
     let backend = if serve.aws || serve.aws_endpoint.is_some() {
         let need = |value: Option<String>, flag: &str| {
             value.ok_or_else(|| format!("--aws-endpoint and --aws need {flag}"))
@@ -437,7 +471,7 @@ fn config(serve: Serve) -> Result<Config, String> {
         } else {
             None
         },
-        post_latency: serve.post_latency,
+        aws_latency,
         oidc: OidcOptions {
             issuers: serve.oidc_issuers,
             audiences: serve.oidc_audiences,
@@ -662,6 +696,62 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("valid flags");
         posting_policy(&cli.serve).expect("policy").rate_limit
+    }
+
+    fn latency(args: &[&str]) -> Result<AwsLatency, String> {
+        let mut argv = vec!["switchboard-local"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())?;
+        Ok(aws_latency(&cli.serve))
+    }
+
+    #[test]
+    fn aws_latency_sets_every_hop_and_each_flag_overrides_its_own() {
+        let ms = |n| Latency::Fixed(Duration::from_millis(n));
+        assert_eq!(latency(&[]), Ok(AwsLatency::default()), "off by default");
+        assert_eq!(latency(&["--aws-latency"]), Ok(AwsLatency::aws()));
+        assert_eq!(
+            AwsLatency::aws(),
+            AwsLatency {
+                route: AwsLatency::ROUTE,
+                queue: AwsLatency::QUEUE,
+                store: AwsLatency::STORE,
+                post: AwsLatency::POST,
+            }
+        );
+        assert_eq!(
+            latency(&[
+                "--aws-latency",
+                "--queue-latency",
+                "0",
+                "--post-latency",
+                "25ms"
+            ]),
+            Ok(AwsLatency {
+                queue: Latency::None,
+                post: ms(25),
+                ..AwsLatency::aws()
+            })
+        );
+        assert_eq!(
+            latency(&["--dynamodb-latency", "3ms", "--route-latency", "4ms"]),
+            Ok(AwsLatency {
+                store: ms(3),
+                route: ms(4),
+                ..AwsLatency::default()
+            }),
+            "one hop alone, without --aws-latency"
+        );
+        assert_eq!(
+            latency(&["--queue-latency", "80ms,20ms"]),
+            Err(
+                "error: invalid value '80ms,20ms' for '--queue-latency <QUEUE_LATENCY>': \
+                 80ms,20ms: the median must be above 0 and the 99th percentile at least the median"
+                    .to_owned()
+            ),
+            "a bad latency is a usage error"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::MAX_MESSAGE_BYTES;
 use crate::connections::{Connections, Outbound, Unsent};
-use crate::emulation::{AccountThrottle, PostLatency};
+use crate::emulation::{AccountThrottle, Latency};
 use crate::ids::random_unit;
 use crate::virtual_connections::VirtualConnections;
 
@@ -189,7 +189,7 @@ impl PostCounts {
 #[derive(Default)]
 pub(crate) struct AwsBehaviour {
     pub(crate) throttle: Option<AccountThrottle>,
-    pub(crate) latency: PostLatency,
+    pub(crate) latency: Latency,
 }
 
 pub(crate) struct Management {
@@ -232,7 +232,7 @@ impl Management {
         self.aws.throttle.as_ref()
     }
 
-    pub(crate) fn latency(&self) -> PostLatency {
+    pub(crate) fn latency(&self) -> Latency {
         self.aws.latency
     }
 
@@ -256,10 +256,7 @@ impl Management {
         }
         // The account's throttle decides at arrival, before anything about the connection.
         let over_quota = self.aws.throttle.as_ref().is_some_and(|t| !t.take());
-        let latency = self.aws.latency.sample();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        self.aws.latency.wait().await;
         if over_quota {
             return Posted::OverQuota;
         }

@@ -30,6 +30,7 @@ use tracing::{debug, error, warn};
 use switchboard::clock::now_millis;
 use switchboard::sync::lock;
 
+use crate::emulation::Latency;
 use crate::events::{self, QueuedMessage};
 use crate::ids::random_hex;
 
@@ -75,6 +76,8 @@ pub struct LocalQueue {
     wake: Notify,
     visibility_timeout: Duration,
     max_receive_count: u32,
+    /// How long a sent message takes to reach its handler (`--queue-latency`).
+    latency: Latency,
 }
 
 impl LocalQueue {
@@ -85,7 +88,15 @@ impl LocalQueue {
             wake: Notify::new(),
             visibility_timeout,
             max_receive_count: max_receive_count.max(1),
+            latency: Latency::None,
         }
+    }
+
+    /// Each message sent reaches a handler no sooner than a draw of `latency`
+    /// after its send (and its delay): SQS and Lambda's event source mapping.
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = latency;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -128,7 +139,7 @@ impl LocalQueue {
                     first_received_at_ms: 0,
                     attributes,
                 },
-                visible_at: Instant::now() + delay,
+                visible_at: Instant::now() + delay + self.latency.sample(),
                 visibility_changed: false,
                 handler_error: None,
             },
@@ -521,12 +532,14 @@ pub async fn run_local_source(
 /// Polls an SQS queue as Lambda's event source mapping does: long-poll up to
 /// ten messages, run the handler, delete the records that succeeded. Failed
 /// records reappear after the queue's visibility timeout, and SQS's redrive
-/// policy moves them to the dead-letter queue.
+/// policy moves them to the dead-letter queue. With `latency`, a batch starts
+/// no sooner than a draw of it after its latest message was sent.
 pub async fn run_sqs_source(
     client: aws_sdk_sqs::Client,
     queue_url: String,
     name: String,
     handler: BatchHandler,
+    latency: Latency,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
@@ -587,6 +600,14 @@ pub async fn run_sqs_source(
                 }
             })
             .collect();
+        if !latency.is_none() {
+            let sent_at = batch.iter().map(|m| m.sent_at_ms).max().unwrap_or_default();
+            let due = sent_at.saturating_add(latency.sample().as_millis() as i64);
+            let wait = due.saturating_sub(now_millis());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+        }
         let report = handler(events::sqs(&name, &batch)).await;
         let entries: Vec<DeleteMessageBatchRequestEntry> = batch
             .iter()

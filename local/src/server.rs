@@ -350,6 +350,8 @@ async fn http_api(
             return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into());
         }
     };
+    // API Gateway's integration: the request to the api function's start.
+    stack.config.aws_latency.route.wait().await;
     let request = switchboard::handlers::http_api::route(
         &stack.services,
         &stack.http,

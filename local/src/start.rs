@@ -73,7 +73,7 @@ pub async fn start(config: Config) -> Result<RunningStack, StartError> {
                 throttle: config
                     .management_quota
                     .map(|(rate, burst)| AccountThrottle::new(rate, burst)),
-                latency: config.post_latency,
+                latency: config.aws_latency.post,
             },
         ),
     );
@@ -400,6 +400,7 @@ fn event_sources(
                 url.clone(),
                 name.to_owned(),
                 handler,
+                config.aws_latency.queue,
                 shutdown.clone(),
             )),
         })

@@ -11,6 +11,8 @@ use switchboard::adapters::sqs::SqsQueue;
 use switchboard::ports::{ConnectionStore, History, MembershipStore, MessageQueue, SentLog};
 
 use crate::config::{Backend, Config};
+use crate::delayed::Delayed;
+use crate::emulation::Latency;
 use crate::producer::{Producer, Producers};
 use crate::queues::LocalQueue;
 
@@ -31,8 +33,24 @@ pub(crate) struct Storage {
 }
 
 impl Storage {
-    /// Opens the stores and queues `config.backend` names (`sdk` reaches AWS).
+    /// Opens the stores and queues `config.backend` names (`sdk` reaches AWS),
+    /// each store call taking DynamoDB's time when `--dynamodb-latency` says.
     pub(crate) fn open(config: &Config, sdk: &SdkConfig) -> Storage {
+        Storage::open_backend(config, sdk).delayed(config.aws_latency.store)
+    }
+
+    /// Every store behind [`Delayed`] (as it is when `latency` is none).
+    fn delayed(self, latency: Latency) -> Storage {
+        Storage {
+            store: Delayed::wrap(self.store, latency),
+            memberships: Delayed::wrap(self.memberships, latency),
+            history: Delayed::wrap(self.history, latency),
+            sent_log: Delayed::wrap(self.sent_log, latency),
+            ..self
+        }
+    }
+
+    fn open_backend(config: &Config, sdk: &SdkConfig) -> Storage {
         match &config.backend {
             Backend::Memory => Storage::memory(config),
             Backend::Aws {
@@ -119,11 +137,10 @@ fn upstream_queue(config: &Config) -> Option<Producer> {
 
 /// An in-memory queue with the configured visibility timeout and receive count.
 fn local_queue(config: &Config, name: &str) -> Arc<LocalQueue> {
-    Arc::new(LocalQueue::new(
-        name,
-        config.visibility_timeout,
-        config.max_receive_count,
-    ))
+    Arc::new(
+        LocalQueue::new(name, config.visibility_timeout, config.max_receive_count)
+            .with_latency(config.aws_latency.queue),
+    )
 }
 
 /// An in-memory queue as its producer and as the handlers' queue port.

@@ -90,6 +90,8 @@ pub(crate) async fn upgrade(
         },
     };
     let event = events::connect(&context, &headers, query.as_deref());
+    // Each route integration: the frame (here the handshake) to the handler's start.
+    stack.config.aws_latency.route.wait().await;
     let connecting = connect_route(&stack.services, &stack.verifier, &event);
     let (response, record) = measure(&*stack.metrics, "connect", connecting).await;
     let status = u16::try_from(response.status_code).unwrap_or(500);
@@ -225,6 +227,7 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str) {
     let id = &connection.context.connection_id;
     let event = events::disconnect(&connection.context, code, reason);
+    stack.config.aws_latency.route.wait().await;
     measure(
         &*stack.metrics,
         "disconnect",
@@ -243,6 +246,7 @@ async fn finish(stack: &Stack, connection: &Connection, code: u16, reason: &str)
 async fn route(stack: Arc<Stack>, connection: Arc<Connection>, text: String) {
     let route_key = select_route(&text);
     let event = events::message(&connection.context, route_key, &text);
+    stack.config.aws_latency.route.wait().await;
     let response = match routes::function_of(route_key) {
         Some(RouteFunction::Ping) => handle_ping(&event),
         Some(RouteFunction::Actions) => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
+use switchboard_local::emulation::{AwsLatency, Latency};
 use switchboard_local::{Backend, Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -117,6 +118,10 @@ async fn resources() -> Resources {
 }
 
 async fn start(r: &Resources) -> RunningStack {
+    start_with(r, AwsLatency::default()).await
+}
+
+async fn start_with(r: &Resources, aws_latency: AwsLatency) -> RunningStack {
     switchboard_local::start(Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         token_secret: Some(SECRET.into()),
@@ -130,6 +135,7 @@ async fn start(r: &Resources) -> RunningStack {
             commands_queue_url: Some(r.commands.clone()),
             deliveries_queue_url: Some(r.deliveries.clone()),
         },
+        aws_latency,
         ..Config::default()
     })
     .await
@@ -220,6 +226,51 @@ async fn notify_user_travels_through_sqs_and_dynamodb_to_the_socket() {
     drop(bob);
     stack.shutdown().await;
     assert!(stack_is_empty(&r).await);
+}
+
+#[tokio::test]
+#[ignore = "needs moto; run make test"]
+async fn aws_latency_slows_the_dynamodb_calls_and_the_sqs_hops_on_moto() {
+    let r = resources().await;
+    let ms = |n| Latency::Fixed(Duration::from_millis(n));
+    let stack = start_with(
+        &r,
+        AwsLatency {
+            queue: ms(150),
+            store: ms(40),
+            post: ms(10),
+            ..AwsLatency::default()
+        },
+    )
+    .await;
+    let mut alice = connect(&stack, "alice").await;
+    // A DynamoDB call through the stack's store waits its latency first.
+    let start = std::time::Instant::now();
+    let page = stack.store().user_connections("alice", None).await.unwrap();
+    assert_eq!(page.connection_ids.len(), 1);
+    assert!(
+        start.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Both SQS hops, at least one DynamoDB query and the post, end to end.
+    let start = std::time::Instant::now();
+    r.sqs
+        .send_message()
+        .queue_url(&r.notify_user)
+        .message_body(r#"{"userId":"alice","data":"late"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut alice).await, "late");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2 * 150 + 40 + 10),
+        "two SQS hops, a query and a post: {elapsed:?}"
+    );
+    drop(alice);
+    stack.shutdown().await;
 }
 
 /// No connection record is left behind: what remains are only users' rate-limit

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
-use switchboard_local::emulation::PostLatency;
+use switchboard_local::emulation::AwsLatency;
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode};
 
@@ -217,7 +217,7 @@ async fn the_account_throttle_answers_429_limit_exceeded_beyond_its_burst() {
 async fn by_default_posts_are_not_throttled_nor_delayed() {
     let config = Config::default();
     assert_eq!(config.management_quota, None);
-    assert_eq!(config.post_latency, PostLatency::None);
+    assert_eq!(config.aws_latency, AwsLatency::default());
     assert_eq!(config.virtual_connections, VirtualSpread::default());
     let stack = stack_with(config).await;
     let _alice = connect(&stack, "alice").await;
@@ -379,4 +379,44 @@ async fn many_users_publishing_into_one_big_group_at_once_are_paced_not_dead_let
     // 40 publishes into 500 members: at least 5 Deliveries messages each.
     assert!(bookings >= 200, "{bookings} bookings");
     drop(open);
+}
+
+#[tokio::test]
+async fn under_aws_latency_a_notify_user_takes_at_least_its_hops() {
+    use switchboard_local::emulation::Latency;
+    let ms = |n| Latency::Fixed(Duration::from_millis(n));
+    // Fixed times, so the bound is exact: two queue hops (NotifyUser, then
+    // NotifyConnection), at least one DynamoDB call (the user's connections)
+    // and one post. Real queues and handlers, so only a lower bound holds.
+    let stack = stack_with(Config {
+        aws_latency: AwsLatency {
+            route: ms(5),
+            queue: ms(40),
+            store: ms(10),
+            post: ms(15),
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut alice = connect(&stack, "alice").await;
+    let start = Instant::now();
+    let answer = http(
+        &stack,
+        "POST",
+        "/queues/notify-user",
+        r#"{"userId":"alice","data":"slow"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let frame = next_text(&mut alice).await;
+    let elapsed = start.elapsed();
+    assert_eq!(frame, "slow", "a user message arrives as its data");
+    assert!(
+        elapsed >= Duration::from_millis(2 * 40 + 10 + 15),
+        "two queue hops, a query and a post: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    let latency = stats(&stack).await["postLatency"].clone();
+    assert_eq!(latency, "Fixed(15ms)");
+    stack.shutdown().await;
 }

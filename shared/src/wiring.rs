@@ -16,8 +16,7 @@ use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenKeys, TokenPolicy};
 use crate::aws::{
-    https_connector, lazy_dynamodb, lazy_https_connector, lazy_sqs, load, management_api_recorded,
-    poster,
+    lazy_dynamodb, lazy_https_connector, lazy_sqs, load, management_api_recorded, poster,
 };
 use crate::config::{self, ConfigError};
 use crate::enqueue::EnqueuePolicy;
@@ -166,7 +165,9 @@ impl Wiring {
     }
 
     /// Secrets Manager in the SDK configuration's region, with its
-    /// credentials, through [`https_connector`].
+    /// credentials, through [`lazy_https_connector`]: the secret is read on
+    /// first use, so its connector (TLS, the root certificates) is built then,
+    /// not during init.
     pub fn secrets_manager(&self) -> Result<SecretsManager, SecretError> {
         let region = self
             .sdk
@@ -176,10 +177,7 @@ impl Wiring {
             .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
             .read_timeout(secrets_manager::REQUEST_TIMEOUT)
             .build();
-        let connector = self.recorded(SharedHttpConnector::new(https_connector(
-            settings,
-            self.sdk.sleep_impl(),
-        )));
+        let connector = self.recorded(lazy_https_connector(settings, self.sdk.sleep_impl()));
         Ok(SecretsManager::new(
             connector,
             self.sdk.credentials_provider(),

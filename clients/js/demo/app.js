@@ -231,7 +231,7 @@ var Client = class extends Emitter {
    */
   history(stream, limit = 50) {
     const read = { stream, got: /* @__PURE__ */ new Map() };
-    const frame = { action: "history", stream, limit };
+    const frame = { action: "history", stream, limit, batch: true };
     const done = this.request(frame, true);
     this.reads.set(frame.id, read);
     return done.then(() => {
@@ -485,7 +485,14 @@ var Client = class extends Emitter {
     } catch {
       f = text;
     }
+    this.frame(f);
+  }
+  frame(f) {
     switch (f?.type) {
+      // A recover or history answer packed into one frame: its frames, in order.
+      case "batch":
+        if (Array.isArray(f.frames)) return f.frames.forEach((x) => this.frame(x));
+        break;
       case "ack":
         if (f.ok && typeof f.offset == "number" && f.stream && f.epoch && this.tracks.has(f.stream)) {
           const own = { from: "client", data: void 0, stream: f.stream, offset: f.offset, epoch: f.epoch };
@@ -597,6 +604,7 @@ var Client = class extends Emitter {
         if (!list.length || !this.link?.ready) return;
         const frame = {
           action: "recover",
+          batch: true,
           streams: list.map(([stream, t]) => ({ stream, offset: t.offset, epoch: t.epoch }))
         };
         const done = this.request(frame, false);
