@@ -9,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use switchboard::auth::{claims_for, mint};
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
+use switchboard::services::Settings;
 use switchboard_local::{Config, GatewayMode, RunningStack};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::{TcpListener, TcpStream};
@@ -194,10 +195,13 @@ pub fn bench_config() -> Config {
     Config {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         token_secret: Some(BENCH_SECRET.into()),
-        limits: Limits {
-            user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
-            max_connections_per_user: u32::MAX,
-            ..Limits::default()
+        settings: Settings {
+            limits: Limits {
+                user_actions: Rate::new(1_000_000, Duration::from_secs(1)),
+                max_connections_per_user: u32::MAX,
+                ..Limits::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     }

@@ -117,8 +117,8 @@ const ROUND_LIMIT: Duration = Duration::from_secs(30);
 pub fn stack_config() -> Config {
     let mut config = bench_config();
     config.gateway = GatewayMode::InProcess;
-    config.publish_limit = 1_000_000;
-    config.limits.connection_actions = Rate::new(1_000_000, Duration::from_secs(1));
+    config.settings.publish_limit = 1_000_000;
+    config.settings.limits.connection_actions = Rate::new(1_000_000, Duration::from_secs(1));
     config
 }
 

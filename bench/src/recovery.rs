@@ -10,6 +10,7 @@ use switchboard::auth::{claims_for, mint};
 use switchboard::history::HistorySettings;
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
+use switchboard::services::Settings;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -159,16 +160,19 @@ pub async fn run(n: usize, rounds: usize) -> Result<Row, String> {
     let stack = switchboard_local::start(Config {
         addr: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
         token_secret: Some(SECRET.into()),
-        history: HistorySettings {
-            // One recover for the whole gap.
-            recover_limit: n.max(1),
-            reads: Rate::new(100_000, Duration::from_secs(1)),
-            ..HistorySettings::default()
-        },
-        limits: Limits {
-            connection_actions: Rate::new(100_000, Duration::from_secs(1)),
-            user_actions: Rate::new(100_000, Duration::from_secs(1)),
-            ..Limits::default()
+        settings: Settings {
+            history: HistorySettings {
+                // One recover for the whole gap.
+                recover_limit: n.max(1),
+                reads: Rate::new(100_000, Duration::from_secs(1)),
+                ..HistorySettings::default()
+            },
+            limits: Limits {
+                connection_actions: Rate::new(100_000, Duration::from_secs(1)),
+                user_actions: Rate::new(100_000, Duration::from_secs(1)),
+                ..Limits::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     })

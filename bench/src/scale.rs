@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard::posting::PostingPolicy;
+use switchboard::services::Settings;
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, AwsLatency, Latency};
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode, RunningStack};
@@ -144,10 +145,6 @@ fn bound(n: usize) -> Duration {
 
 fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
     Ok(Config {
-        notify_connection: PostingPolicy {
-            rate_limit: budget,
-            ..PostingPolicy::default()
-        },
         gateway: GatewayMode::InProcess,
         visibility_timeout: VISIBILITY_TIMEOUT,
         max_receive_count: MAX_RECEIVE_COUNT,
@@ -163,6 +160,13 @@ fn stack_config(n_virtual: usize, budget: u32) -> Result<Config, String> {
             users: n_virtual.div_ceil(PER_USER),
             groups: usize::from(n_virtual > 0),
             group_size: 0,
+        },
+        settings: Settings {
+            posting: PostingPolicy {
+                rate_limit: budget,
+                ..PostingPolicy::default()
+            },
+            ..bench_config().settings
         },
         // The real-socket case's clients are one user (as in the fan-out bench).
         ..bench_config()

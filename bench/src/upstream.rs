@@ -8,6 +8,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use switchboard::auth::{claims_for, mint};
+use switchboard::services::Settings;
 use switchboard_local::{Config, RunningStack, UpstreamConfig};
 
 /// One measured case.
@@ -28,10 +29,13 @@ async fn stack(upstream: UpstreamConfig) -> Result<RunningStack, String> {
         addr: "127.0.0.1:0".parse().unwrap_or(([127, 0, 0, 1], 0).into()),
         token_secret: Some("bench-token-secret-bench-token-secret!".into()),
         upstream,
-        limits: switchboard::services::Limits {
-            max_connections_per_user: 1_000_000,
-            user_actions: switchboard::rate::Rate::new(1_000_000, Duration::from_secs(1)),
-            ..Default::default()
+        settings: Settings {
+            limits: switchboard::services::Limits {
+                max_connections_per_user: 1_000_000,
+                user_actions: switchboard::rate::Rate::new(1_000_000, Duration::from_secs(1)),
+                ..Default::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     })

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
-use switchboard::enqueue::EnqueuePolicy;
-use switchboard::groups::Grants;
-use switchboard::history::HistorySettings;
-use switchboard::posting::PostingPolicy;
-use switchboard::services::{Limits, Settings};
+use switchboard::services::Settings;
 
 /// API Gateway's limits and timeouts, as the local stack applies them.
 pub const MAX_MESSAGE_BYTES: usize = switchboard::protocol::MAX_MESSAGE_BYTES;
@@ -94,21 +90,10 @@ pub struct Config {
     /// Receives before a failing message moves to the dead letters (in-memory queues).
     pub max_receive_count: u32,
     pub backend: Backend,
-    pub notify_user: EnqueuePolicy,
-    pub notify_connection: PostingPolicy,
-    /// Groups whose joins and leaves are announced.
-    pub presence: Grants,
-    /// Client events one user may publish per `publish_window` (a token bucket).
-    pub publish_limit: u32,
-    pub publish_window: Duration,
-    /// Action, presence-change and connection limits.
-    pub limits: Limits,
-    /// The most groups one connection may be in at once.
-    pub max_groups_per_connection: u32,
-    /// The most users one presence group may have.
-    pub max_presence_members: u32,
-    /// Which streams keep history, how much and for how long.
-    pub history: HistorySettings,
+    /// The handlers' settings (limits, presence, history, posting and
+    /// enqueueing policies), as `Settings::from_env` gives them to a function
+    /// on AWS; the flags fill them in (`main.rs`).
+    pub settings: Settings,
     /// Fault injection: the share of Management API posts (0.0 to 1.0) that
     /// answer 429 or 500 or stall for `fault_stall`, a third each.
     pub fault_rate: f64,
@@ -181,7 +166,6 @@ pub enum GatewayMode {
 
 impl Default for Config {
     fn default() -> Self {
-        let settings = Settings::default();
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
             expose: false,
@@ -196,15 +180,7 @@ impl Default for Config {
             visibility_timeout: Duration::from_secs(2),
             max_receive_count: 5,
             backend: Backend::Memory,
-            notify_user: EnqueuePolicy::default(),
-            notify_connection: PostingPolicy::default(),
-            presence: settings.presence,
-            publish_limit: settings.publish_limit,
-            publish_window: settings.publish_window,
-            limits: settings.limits,
-            max_groups_per_connection: settings.max_groups_per_connection,
-            max_presence_members: settings.max_presence_members,
-            history: settings.history,
+            settings: Settings::default(),
             fault_rate: 0.0,
             fault_stall: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),

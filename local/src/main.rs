@@ -11,7 +11,7 @@ use switchboard::history::HistorySettings;
 use switchboard::oidc::OidcOptions;
 use switchboard::posting::PostingPolicy;
 use switchboard::rate::Rate;
-use switchboard::services::Limits;
+use switchboard::services::{Limits, Settings};
 use switchboard_local::emulation::{AWS_ACCOUNT_BURST, AWS_ACCOUNT_RATE, AwsLatency, Latency};
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::virtual_connections::VirtualSpread;
@@ -410,33 +410,6 @@ fn config(serve: Serve) -> Result<Config, String> {
         visibility_timeout: serve.visibility_timeout,
         max_receive_count: serve.max_receive_count,
         backend,
-        notify_user: EnqueuePolicy::from_env().map_err(|e| e.to_string())?,
-        notify_connection,
-        presence: switchboard::config::presence_groups(&serve.presence_groups)
-            .map_err(|e| e.to_string())?,
-        publish_limit: serve.publish_limit,
-        publish_window: serve.publish_window.max(Duration::from_millis(1)),
-        limits: Limits {
-            connection_actions: Rate::new(serve.action_limit, action_window),
-            user_actions: Rate::new(serve.user_action_limit, action_window),
-            presence_changes: Rate::new(
-                serve.presence_change_limit,
-                serve.presence_change_window.max(Duration::from_millis(1)),
-            ),
-            max_connections_per_user: serve.max_connections_per_user,
-        },
-        max_groups_per_connection: serve.max_groups_per_connection,
-        max_presence_members: serve.max_presence_members,
-        history: HistorySettings {
-            users: serve.history_users,
-            groups: switchboard::config::history_groups(&serve.history_groups)
-                .map_err(|e| e.to_string())?,
-            size: serve.history_size,
-            ttl: serve.history_ttl.max(Duration::from_secs(1)),
-            recover_limit: usize::try_from(serve.history_recover_limit).unwrap_or(1000),
-            reads: Rate::new(serve.history_read_limit, Duration::from_secs(10)),
-            read_bytes: serve.history_read_bytes,
-        },
         fault_rate: serve.fault_rate,
         source_concurrency: usize::from(serve.source_concurrency),
         fault_stall: serve.fault_stall,
@@ -479,6 +452,35 @@ fn config(serve: Serve) -> Result<Config, String> {
             user_claim: serve.oidc_user_claim,
             groups_claim: serve.oidc_groups_claim,
             ..OidcOptions::default()
+        },
+        settings: Settings {
+            enqueue: EnqueuePolicy::from_env().map_err(|e| e.to_string())?,
+            posting: notify_connection,
+            presence: switchboard::config::presence_groups(&serve.presence_groups)
+                .map_err(|e| e.to_string())?,
+            publish_limit: serve.publish_limit,
+            publish_window: serve.publish_window.max(Duration::from_millis(1)),
+            limits: Limits {
+                connection_actions: Rate::new(serve.action_limit, action_window),
+                user_actions: Rate::new(serve.user_action_limit, action_window),
+                presence_changes: Rate::new(
+                    serve.presence_change_limit,
+                    serve.presence_change_window.max(Duration::from_millis(1)),
+                ),
+                max_connections_per_user: serve.max_connections_per_user,
+            },
+            max_groups_per_connection: serve.max_groups_per_connection,
+            max_presence_members: serve.max_presence_members,
+            history: HistorySettings {
+                users: serve.history_users,
+                groups: switchboard::config::history_groups(&serve.history_groups)
+                    .map_err(|e| e.to_string())?,
+                size: serve.history_size,
+                ttl: serve.history_ttl.max(Duration::from_secs(1)),
+                recover_limit: usize::try_from(serve.history_recover_limit).unwrap_or(1000),
+                reads: Rate::new(serve.history_read_limit, Duration::from_secs(10)),
+                read_bytes: serve.history_read_bytes,
+            },
         },
     })
 }

@@ -24,7 +24,6 @@ use switchboard::oidc::Oidc;
 use switchboard::ports::Gateway;
 use switchboard::retry::AdaptiveLimit;
 use switchboard::services::Services;
-use switchboard::services::Settings;
 use switchboard::upstream::{DEFAULT_HOOK_TIMEOUT, Hook, Upstream, WebhookSecret};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -202,12 +201,12 @@ fn gateway(
             Arc::new(ManagementApi::new(switchboard::aws::management_api(
                 &sdk,
                 &format!("http://{}/{}", access::self_addr(addr), config.stage),
-                &config.notify_connection,
+                &config.settings.posting,
             )))
         }
         GatewayMode::InProcess => Arc::new(InProcessGateway {
             management: management.clone(),
-            options: config.notify_connection.clone(),
+            options: config.settings.posting.clone(),
         }),
     }
 }
@@ -220,17 +219,10 @@ fn services(
     gateway: Arc<dyn Gateway>,
     upstream: Arc<Upstream>,
 ) -> Services {
-    let settings = Settings {
-        presence: config.presence.clone(),
-        publish_limit: config.publish_limit,
-        publish_window: config.publish_window,
-        limits: config.limits.clone(),
-        max_groups_per_connection: config.max_groups_per_connection.max(1),
-        max_presence_members: config.max_presence_members.max(1),
-        enqueue: config.notify_user.clone(),
-        posting: config.notify_connection.clone(),
-        history: config.history.clone(),
-    };
+    let mut settings = config.settings.clone();
+    settings.max_groups_per_connection = settings.max_groups_per_connection.max(1);
+    settings.max_presence_members = settings.max_presence_members.max(1);
+    let history = settings.history.clone();
     Services::new(
         storage.store.clone(),
         storage.memberships.clone(),
@@ -239,7 +231,7 @@ fn services(
         settings,
     )
     .with_sent_log(storage.sent_log.clone())
-    .with_history(storage.history.clone(), config.history.clone())
+    .with_history(storage.history.clone(), history)
     .with_upstream(upstream)
 }
 
@@ -428,7 +420,7 @@ fn webhook_sender<'a>(
             secret: upstream.secret.clone(),
             policy: config.upstream.delivery.clone(),
             dead_letters: Arc::new(DeadLetterQueue(queue.clone())),
-            concurrency: config.notify_user.concurrency,
+            concurrency: config.settings.enqueue.concurrency,
         },
     ))
 }

@@ -80,7 +80,7 @@ impl Storage {
                 };
                 let history: Arc<dyn History> = match history_table {
                     Some(table) => Arc::new(DynamoHistory::new(dynamodb.clone(), table)),
-                    None => Arc::new(MemoryHistory::keeping(config.history.size)),
+                    None => Arc::new(MemoryHistory::keeping(config.settings.history.size)),
                 };
                 Storage {
                     store: connections.clone(),
@@ -112,7 +112,7 @@ impl Storage {
             store: Arc::new(MemoryStore::new()),
             memberships: Arc::new(MemoryMemberships::new()),
             sent_log: Arc::new(MemorySentLog::new()),
-            history: Arc::new(MemoryHistory::keeping(config.history.size)),
+            history: Arc::new(MemoryHistory::keeping(config.settings.history.size)),
             fanout_queue,
             deliveries_queue,
             producers: Producers {

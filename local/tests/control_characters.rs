@@ -30,6 +30,7 @@ use switchboard::auth::{Claims, claims_for, mint};
 use switchboard::history::HistorySettings;
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
+use switchboard::services::Settings;
 use switchboard_local::logs::{self, LogFormat};
 use switchboard_local::{Config, RunningStack, UpstreamConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -96,17 +97,6 @@ async fn stack(upstream: UpstreamConfig) -> RunningStack {
     let lots = Rate::new(100_000, Duration::from_secs(1));
     stack_with(Config {
         visibility_timeout: Duration::from_millis(200),
-        publish_limit: 100_000,
-        limits: Limits {
-            connection_actions: lots,
-            user_actions: lots,
-            presence_changes: lots,
-            ..Limits::default()
-        },
-        history: HistorySettings {
-            reads: lots,
-            ..HistorySettings::default()
-        },
         upstream: UpstreamConfig {
             secret: Some(WEBHOOK_SECRET.into()),
             delivery: switchboard::upstream::delivery::DeliveryPolicy {
@@ -115,6 +105,20 @@ async fn stack(upstream: UpstreamConfig) -> RunningStack {
                 timeout: Duration::from_secs(3),
             },
             ..upstream
+        },
+        settings: Settings {
+            publish_limit: 100_000,
+            limits: Limits {
+                connection_actions: lots,
+                user_actions: lots,
+                presence_changes: lots,
+                ..Limits::default()
+            },
+            history: HistorySettings {
+                reads: lots,
+                ..HistorySettings::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     })

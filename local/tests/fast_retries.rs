@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use support::*;
 use switchboard::posting::PostingPolicy;
+use switchboard::services::Settings;
 use switchboard_local::Config;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -52,12 +53,15 @@ async fn under_twenty_percent_faults_with_60_s_visibility_every_client_has_it_wi
         // The template's visibility timeout (maxReceiveCount 3, from support).
         visibility_timeout: Duration::from_secs(60),
         fault_rate: 0.2,
-        notify_connection: PostingPolicy {
-            // Far above a loopback post's latency, so only injected stalls time out.
-            post_timeout: Duration::from_millis(1000),
-            ..PostingPolicy::default()
-        },
         fault_stall: Duration::from_millis(1500),
+        settings: Settings {
+            posting: PostingPolicy {
+                // Far above a loopback post's latency, so only injected stalls time out.
+                post_timeout: Duration::from_millis(1000),
+                ..PostingPolicy::default()
+            },
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;

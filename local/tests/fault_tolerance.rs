@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use support::*;
 use switchboard::posting::PostingPolicy;
+use switchboard::services::Settings;
 use switchboard_local::{Config, GatewayMode};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -73,20 +74,23 @@ async fn under_faults(gateway: GatewayMode) {
         visibility_timeout: Duration::from_millis(100),
         max_receive_count: 10,
         source_concurrency: 32,
-        notify_connection: PostingPolicy {
-            concurrency: 10,
-            // Far above a loopback post's latency, even in a debug build on a
-            // busy machine, so only injected stalls time out.
-            post_timeout: Duration::from_millis(1000),
-            post_attempts: 2,
-            post_backoff: Duration::from_millis(20),
-            ..PostingPolicy::default()
-        },
         fault_rate: 0.2,
         // A stall outlives the attempt timeout; two in a row (2 s) outlive
         // the handler's 1.8 s, so some batches are cut off mid-way.
         fault_stall: Duration::from_millis(1500),
         handler_timeout: Duration::from_millis(1800),
+        settings: Settings {
+            posting: PostingPolicy {
+                concurrency: 10,
+                // Far above a loopback post's latency, even in a debug build on a
+                // busy machine, so only injected stalls time out.
+                post_timeout: Duration::from_millis(1000),
+                post_attempts: 2,
+                post_backoff: Duration::from_millis(20),
+                ..PostingPolicy::default()
+            },
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await

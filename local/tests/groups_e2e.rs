@@ -9,6 +9,7 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
+use switchboard::services::Settings;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,8 +35,11 @@ fn parse(text: &str) -> Value {
 #[tokio::test]
 async fn client_events_reach_the_other_members_and_are_rate_limited() {
     let stack = stack_with(Config {
-        publish_limit: 2,
-        publish_window: Duration::from_secs(60),
+        settings: Settings {
+            publish_limit: 2,
+            publish_window: Duration::from_secs(60),
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;

@@ -12,6 +12,7 @@ use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
 use switchboard::groups::Grants;
 use switchboard::history::HistorySettings;
+use switchboard::services::Settings;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,12 +23,15 @@ fn history_config(edit: impl FnOnce(&mut HistorySettings)) -> Config {
     };
     edit(&mut history);
     Config {
-        history,
-        // Reconnects and recovers in a burst stay under the action limits.
-        limits: switchboard::services::Limits {
-            connection_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
-            user_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
-            ..switchboard::services::Limits::default()
+        settings: Settings {
+            history,
+            // Reconnects and recovers in a burst stay under the action limits.
+            limits: switchboard::services::Limits {
+                connection_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
+                user_actions: switchboard::rate::Rate::new(1000, Duration::from_secs(1)),
+                ..switchboard::services::Limits::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     }
@@ -612,7 +616,7 @@ async fn repeated_history_requests_are_bounded_by_the_user_s_bytes_and_book_the_
     // books its posts from the stack's budget.
     const BIG: usize = 90_000;
     let mut config = history_config(|_| {});
-    config.notify_connection.rate_limit = 10_000;
+    config.settings.posting.rate_limit = 10_000;
     // The client reads as fast as it can; the emulated outbound bound is not the subject.
     config.outbound_limit = 64 * 1024 * 1024;
     let stack = stack_with(config).await;

@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::*;
 use switchboard::auth::{Claims, claims_for, mint};
+use switchboard::services::Settings;
 use switchboard_local::RunningStack;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -200,7 +201,10 @@ async fn reconnects_cannot_flood_a_presence_group() {
 #[tokio::test]
 async fn a_full_presence_group_refuses_new_users_and_keeps_its_members() {
     let stack = stack_with(switchboard_local::Config {
-        max_presence_members: 3,
+        settings: Settings {
+            max_presence_members: 3,
+            ..Settings::default()
+        },
         ..switchboard_local::Config::default()
     })
     .await;

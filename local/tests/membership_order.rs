@@ -14,6 +14,7 @@ use switchboard::auth::{Claims, claims_for, mint};
 use switchboard::ports::Counter;
 use switchboard::rate::Rate;
 use switchboard::services::Limits;
+use switchboard::services::Settings;
 use switchboard_local::{Config, RunningStack};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -63,8 +64,11 @@ fn parse(text: &str) -> Value {
 #[tokio::test]
 async fn subscribing_past_the_group_cap_answers_limit_exceeded_and_writes_nothing() {
     let stack = stack_with(Config {
-        max_groups_per_connection: 3,
-        limits: generous_limits(),
+        settings: Settings {
+            max_groups_per_connection: 3,
+            limits: generous_limits(),
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;
@@ -122,8 +126,11 @@ async fn subscribing_past_the_group_cap_answers_limit_exceeded_and_writes_nothin
 #[tokio::test]
 async fn a_token_naming_more_groups_than_the_cap_is_refused_at_connect() {
     let stack = stack_with(Config {
-        max_groups_per_connection: 2,
-        limits: generous_limits(),
+        settings: Settings {
+            max_groups_per_connection: 2,
+            limits: generous_limits(),
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;
@@ -176,7 +183,10 @@ async fn presence_tally(observer: &mut Client, user: &str) -> (i64, i64) {
 #[tokio::test]
 async fn thirty_interleaved_subscribe_unsubscribe_pairs_converge_to_the_last_frame() {
     let stack = stack_with(Config {
-        limits: generous_limits(),
+        settings: Settings {
+            limits: generous_limits(),
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
+use switchboard::services::Settings;
 use switchboard_local::emulation::AwsLatency;
 use switchboard_local::virtual_connections::VirtualSpread;
 use switchboard_local::{Config, GatewayMode};
@@ -266,11 +267,14 @@ async fn many_users_publishing_into_one_big_group_at_once_are_paced_not_dead_let
         },
         gateway: GatewayMode::InProcess,
         management_quota: Some((4_000, 2_000)),
-        notify_connection: PostingPolicy {
-            rate_limit: 3_800,
-            ..PostingPolicy::default()
-        },
         visibility_timeout: Duration::from_secs(30),
+        settings: Settings {
+            posting: PostingPolicy {
+                rate_limit: 3_800,
+                ..PostingPolicy::default()
+            },
+            ..Settings::default()
+        },
         ..Config::default()
     })
     .await;

@@ -17,6 +17,7 @@ use axum::routing::post;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use switchboard::auth::{claims_for, mint};
+use switchboard::services::Settings;
 use switchboard::upstream::delivery::DeliveryPolicy;
 use switchboard::webhook::{self, DEFAULT_TOLERANCE, VerifyError};
 use switchboard_local::{Config, RunningStack, UpstreamConfig};
@@ -790,13 +791,16 @@ async fn the_event_hook_answers_that_client_only() {
 async fn events_need_a_grant_and_are_rate_limited() {
     let (receiver, addr) = receiver().await;
     let stack = stack_with(Config {
-        publish_limit: 3,
-        publish_window: Duration::from_secs(60),
         upstream: UpstreamConfig {
             webhook: Some(format!("http://{addr}/handler")),
             secret: Some(WEBHOOK_SECRET.into()),
             delivery: fast_delivery(),
             ..UpstreamConfig::default()
+        },
+        settings: Settings {
+            publish_limit: 3,
+            publish_window: Duration::from_secs(60),
+            ..Settings::default()
         },
         ..Config::default()
     })
