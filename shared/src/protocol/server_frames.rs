@@ -98,15 +98,7 @@ impl ServerFrame {
     }
 
     pub fn ack_error(id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Ack {
-            id,
-            ok: false,
-            error: Some(AckError {
-                code,
-                message: message.into(),
-                retry_after_ms: None,
-            }),
-        }
+        Self::refused(id, code, message.into(), None)
     }
 
     /// [`ServerFrame::ack_error`] saying when to try again (`retryAfterMs`).
@@ -116,13 +108,22 @@ impl ServerFrame {
         message: impl Into<String>,
         retry_after_ms: u64,
     ) -> Self {
+        Self::refused(id, code, message.into(), Some(retry_after_ms))
+    }
+
+    fn refused(
+        id: Option<Value>,
+        code: ErrorCode,
+        message: String,
+        retry_after_ms: Option<u64>,
+    ) -> Self {
         ServerFrame::Ack {
             id,
             ok: false,
             error: Some(AckError {
                 code,
-                message: message.into(),
-                retry_after_ms: Some(retry_after_ms),
+                message,
+                retry_after_ms,
             }),
         }
     }
