@@ -1113,3 +1113,294 @@ fn the_dashboard_shows_every_function_and_dead_letter_queue() {
         );
     }
 }
+
+// ---------------------------------------------------------------- custom domain
+
+/// A parameter's value: the one given, else the template's default.
+fn parameter_value(template: &Value, given: &[(&str, &str)], name: &str) -> String {
+    if let Some((_, value)) = given.iter().find(|(n, _)| *n == name) {
+        return (*value).to_owned();
+    }
+    let default = &template["Parameters"][name]["Default"];
+    match default {
+        Value::String(s) => s.clone(),
+        Value::Null => panic!("parameter {name} is not given and has no default"),
+        other => other.to_string(),
+    }
+}
+
+/// A condition expression (`Fn::Not`, `Fn::Equals`, `Fn::And`, `Fn::Or`, `Condition`) as
+/// CloudFormation evaluates it with these parameter values.
+fn condition_holds(template: &Value, given: &[(&str, &str)], expression: &Value) -> bool {
+    let operand = |value: &Value| -> String {
+        match (value.get("Ref").and_then(Value::as_str), value) {
+            (Some(name), _) => parameter_value(template, given, name),
+            (None, Value::String(s)) => s.clone(),
+            (None, other) => panic!("condition operand {other}"),
+        }
+    };
+    let all = |key: &str| -> Vec<bool> {
+        expression[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {expression}"))
+            .iter()
+            .map(|e| condition_holds(template, given, e))
+            .collect()
+    };
+    if let Some(name) = expression.get("Condition").and_then(Value::as_str) {
+        let named = &template["Conditions"][name];
+        assert!(!named.is_null(), "no condition {name}");
+        condition_holds(template, given, named)
+    } else if let Some(inner) = expression.get("Fn::Not") {
+        !condition_holds(template, given, &inner[0])
+    } else if let Some(pair) = expression.get("Fn::Equals") {
+        operand(&pair[0]) == operand(&pair[1])
+    } else if expression.get("Fn::And").is_some() {
+        all("Fn::And").into_iter().all(|b| b)
+    } else if expression.get("Fn::Or").is_some() {
+        all("Fn::Or").into_iter().any(|b| b)
+    } else {
+        panic!("not a condition: {expression}")
+    }
+}
+
+/// The logical ids of the resources (or outputs) of `section` CloudFormation creates with
+/// these parameter values: those without a `Condition`, and those whose condition holds.
+fn created(template: &Value, section: &str, given: &[(&str, &str)]) -> Vec<String> {
+    template[section]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| match r.get("Condition").and_then(Value::as_str) {
+            None => true,
+            Some(name) => condition_holds(template, given, &json!({ "Condition": name })),
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// A parameter given at deploy: (name, value).
+type Parameter<'a> = (&'a str, &'a str);
+
+const CUSTOM_DOMAIN_TYPES: [&str; 3] = [
+    "AWS::ApiGatewayV2::DomainName",
+    "AWS::ApiGatewayV2::ApiMapping",
+    "AWS::Route53::RecordSet",
+];
+const CERTIFICATE: &str =
+    "arn:aws:acm:us-east-1:123456789012:certificate/0b2c4d6e-1111-2222-3333-444455556666";
+
+/// The custom domain (issue 26): off by default, so a stack deployed without the parameters
+/// is unchanged; with `DomainName` the WebSocket stage is mapped on its own Regional name
+/// (with `HttpDomainName`, the HTTP API on another: API Gateway cannot map both kinds on one
+/// name), and with `HostedZoneId` each name gets an alias A record to its regional target.
+#[test]
+fn the_custom_domain_is_created_only_from_its_parameters() {
+    let template = load_template();
+    let domain_resources: Vec<&str> = CUSTOM_DOMAIN_TYPES
+        .iter()
+        .flat_map(|t| resources_of_type(&template, t).map(|(id, _)| id))
+        .collect();
+    assert_eq!(domain_resources.len(), 6, "{domain_resources:?}");
+    let custom_outputs = [
+        "WebSocketCustomUrl",
+        "HttpApiCustomUrl",
+        "CustomDomainTargets",
+    ];
+    for name in [
+        "DomainName",
+        "HttpDomainName",
+        "CertificateArn",
+        "HostedZoneId",
+        "WebSocketMappingKey",
+    ] {
+        assert_eq!(
+            template["Parameters"][name]["Default"],
+            json!(""),
+            "{name} must default to empty, so today's deploy is unchanged"
+        );
+    }
+
+    // Defaults: none of it, neither a resource nor an output.
+    let resources = created(&template, "Resources", &[]);
+    for id in &domain_resources {
+        assert!(
+            !resources.iter().any(|r| r == id),
+            "{id} is created without a custom domain"
+        );
+    }
+    let outputs = created(&template, "Outputs", &[]);
+    for name in custom_outputs {
+        assert!(template["Outputs"][name].is_object(), "output {name}");
+        assert!(
+            !outputs.iter().any(|o| o == name),
+            "output {name} by default"
+        );
+    }
+
+    // Each of the three kinds, per parameter set: (given, expected domain resources).
+    let ws = ("DomainName", "ws.example.com");
+    let http = ("HttpDomainName", "api.example.com");
+    let cert = ("CertificateArn", CERTIFICATE);
+    let zone = ("HostedZoneId", "Z0123456789ABCDEFGHIJ");
+    let cases: [(Vec<Parameter>, Vec<&str>); 5] = [
+        (vec![zone], vec![]),
+        (
+            vec![ws, cert],
+            vec!["WebSocketDomainName", "WebSocketApiMapping"],
+        ),
+        (
+            vec![ws, cert, zone],
+            vec![
+                "WebSocketDomainName",
+                "WebSocketApiMapping",
+                "WebSocketDomainRecord",
+            ],
+        ),
+        (
+            vec![http, cert],
+            vec!["HttpApiDomainName", "HttpApiMapping"],
+        ),
+        (vec![ws, http, cert, zone], domain_resources.clone()),
+    ];
+    for (given, expected) in cases {
+        let made: Vec<String> = created(&template, "Resources", &given)
+            .into_iter()
+            .filter(|id| domain_resources.contains(&id.as_str()))
+            .collect();
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        let mut made_sorted = made.clone();
+        made_sorted.sort();
+        assert_eq!(made_sorted, expected, "with {given:?}");
+    }
+
+    // Each domain: Regional, TLS 1.2, the certificate parameter; one API kind mapped on it.
+    let websocket = websocket_apis(&template);
+    for (id, domain) in resources_of_type(&template, "AWS::ApiGatewayV2::DomainName") {
+        let configurations = domain["Properties"]["DomainNameConfigurations"]
+            .as_array()
+            .unwrap();
+        let [configuration] = configurations.as_slice() else {
+            panic!("{id}: {configurations:?}");
+        };
+        assert_eq!(configuration["EndpointType"], "REGIONAL", "{id}");
+        assert_eq!(configuration["SecurityPolicy"], "TLS_1_2", "{id}");
+        assert!(
+            mentions(&configuration["CertificateArn"], "CertificateArn"),
+            "{id}: {configuration}"
+        );
+        let mapped: Vec<&Value> = resources_of_type(&template, "AWS::ApiGatewayV2::ApiMapping")
+            .filter(|(_, m)| m["Properties"]["DomainName"] == reference(id))
+            .map(|(_, m)| &m["Properties"]["ApiId"])
+            .collect();
+        let [api] = mapped.as_slice() else {
+            panic!("{id}: mapped APIs {mapped:?}");
+        };
+        let on_websocket = websocket.iter().any(|w| **api == reference(w));
+        let parameter = domain["Properties"]["DomainName"]["Ref"].as_str();
+        assert_eq!(
+            parameter,
+            Some(if on_websocket {
+                "DomainName"
+            } else {
+                "HttpDomainName"
+            }),
+            "{id} maps {api}"
+        );
+    }
+
+    // The mappings: each API's own stage, so a mapping is made after the stage exists.
+    let mapping = |id: &str| &template["Resources"][id]["Properties"];
+    let [api] = websocket.as_slice() else {
+        panic!("{websocket:?}");
+    };
+    assert_eq!(mapping("WebSocketApiMapping")["ApiId"], reference(api));
+    assert_eq!(mapping("WebSocketApiMapping")["Stage"], reference("Stage"));
+    assert_eq!(
+        template["Resources"]["Stage"]["Properties"]["ApiId"],
+        reference(api)
+    );
+    assert_eq!(
+        mapping("WebSocketApiMapping")["ApiMappingKey"]["Fn::If"],
+        json!([
+            "HasWebSocketMappingKey",
+            reference("WebSocketMappingKey"),
+            reference("AWS::NoValue")
+        ])
+    );
+    assert_eq!(mapping("HttpApiMapping")["ApiId"], reference("HttpApi"));
+    // SAM's reference to the HttpApi's generated `$default` stage.
+    assert_eq!(
+        mapping("HttpApiMapping")["Stage"],
+        reference("HttpApi.Stage")
+    );
+
+    // The records: an alias A record of the domain's name to its regional target.
+    for (record, domain) in [
+        ("WebSocketDomainRecord", "WebSocketDomainName"),
+        ("HttpApiDomainRecord", "HttpApiDomainName"),
+    ] {
+        let properties = &template["Resources"][record]["Properties"];
+        assert_eq!(
+            properties["HostedZoneId"],
+            reference("HostedZoneId"),
+            "{record}"
+        );
+        assert_eq!(properties["Name"], reference(domain), "{record}");
+        assert_eq!(properties["Type"], "A", "{record}");
+        assert_eq!(
+            properties["AliasTarget"]["DNSName"],
+            json!({ "Fn::GetAtt": [domain, "RegionalDomainName"] }),
+            "{record}"
+        );
+        assert_eq!(
+            properties["AliasTarget"]["HostedZoneId"],
+            json!({ "Fn::GetAtt": [domain, "RegionalHostedZoneId"] }),
+            "{record}"
+        );
+    }
+
+    // The outputs: the wss:// URL, with the mapping key as its path when one is given.
+    let with_ws = created(&template, "Outputs", &[ws, cert]);
+    assert!(with_ws.iter().any(|o| o == "WebSocketCustomUrl"));
+    assert!(!with_ws.iter().any(|o| o == "HttpApiCustomUrl"));
+    assert_eq!(
+        template["Outputs"]["WebSocketCustomUrl"]["Value"]["Fn::If"],
+        json!([
+            "HasWebSocketMappingKey",
+            { "Fn::Sub": "wss://${WebSocketDomainName}/${WebSocketMappingKey}" },
+            { "Fn::Sub": "wss://${WebSocketDomainName}" }
+        ])
+    );
+    let with_http = created(&template, "Outputs", &[http, cert]);
+    assert!(with_http.iter().any(|o| o == "HttpApiCustomUrl"));
+    assert_eq!(
+        template["Outputs"]["HttpApiCustomUrl"]["Value"],
+        json!({ "Fn::Sub": "https://${HttpApiDomainName}" })
+    );
+}
+
+/// A domain without a certificate is refused before the change set (the template's rule),
+/// not halfway through the deploy.
+#[test]
+fn a_custom_domain_without_a_certificate_is_refused() {
+    let template = load_template();
+    let rule = &template["Rules"]["DomainNeedsCertificate"];
+    let passes = |given: &[(&str, &str)]| {
+        !condition_holds(&template, given, &rule["RuleCondition"])
+            || rule["Assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| condition_holds(&template, given, &a["Assert"]))
+    };
+    assert!(passes(&[]));
+    assert!(!passes(&[("DomainName", "ws.example.com")]));
+    assert!(!passes(&[("HttpDomainName", "api.example.com")]));
+    assert!(passes(&[
+        ("DomainName", "ws.example.com"),
+        ("CertificateArn", CERTIFICATE)
+    ]));
+    assert!(passes(&[("HostedZoneId", "Z0123456789ABCDEFGHIJ")]));
+}
