@@ -76,17 +76,25 @@ pub fn lazy_https_connector(
     })))
 }
 
+/// [`lazy_https_connector`] with `timeout` to connect and to read.
+pub fn lazy_https_connector_within(
+    timeout: std::time::Duration,
+    sleep: Option<SharedAsyncSleep>,
+) -> SharedHttpConnector {
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .build();
+    lazy_https_connector(settings, sleep)
+}
+
 #[derive(Debug, Clone)]
 struct LazyConnector(Lazy<SharedHttpConnector>);
 
 /// An HTTP client for hooks and webhooks on [`lazy_https_connector`], with
 /// `timeout` to connect and to read.
 pub fn poster(timeout: std::time::Duration, sleep: Option<SharedAsyncSleep>) -> SdkPoster {
-    let settings = HttpConnectorSettings::builder()
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .build();
-    SdkPoster::new(lazy_https_connector(settings, sleep))
+    SdkPoster::new(lazy_https_connector_within(timeout, sleep))
 }
 
 /// An HTTP client for OIDC discovery and key sets on
@@ -96,12 +104,8 @@ pub fn fetcher(
     timeout: std::time::Duration,
     sleep: Option<SharedAsyncSleep>,
 ) -> crate::adapters::jwks::SdkFetcher {
-    let settings = HttpConnectorSettings::builder()
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .build();
     let sleep = sleep.or_else(aws_smithy_async::rt::sleep::default_async_sleep);
-    crate::adapters::jwks::SdkFetcher::new(lazy_https_connector(settings, sleep))
+    crate::adapters::jwks::SdkFetcher::new(lazy_https_connector_within(timeout, sleep))
 }
 
 impl aws_smithy_runtime_api::client::http::HttpConnector for LazyConnector {

@@ -146,6 +146,27 @@ pub async fn book_shares<S: ConnectionStore + ?Sized>(
     (busy, retry)
 }
 
+/// Books `posts` posts for `booker` (if any) from its share of the budget
+/// ([`book_shares`]), then from the budget itself ([`pace`]): busy if either
+/// is booked too far ahead, and nothing is booked from the budget for a
+/// booker over its share.
+pub async fn pace_for<S: ConnectionStore + ?Sized>(
+    store: &S,
+    per_second: u32,
+    share: u32,
+    booker: Option<&str>,
+    posts: usize,
+    deadline: &Deadline,
+) -> Pace {
+    let shares: Vec<(&str, usize)> = booker.map(|b| (b, posts)).into_iter().collect();
+    let (over_share, retry_after) = book_shares(store, per_second, share, &shares, deadline).await;
+    if over_share.is_empty() {
+        pace(store, per_second, posts, deadline).await
+    } else {
+        Pace::Busy { retry_after }
+    }
+}
+
 /// What an instance may do with the posts it wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {

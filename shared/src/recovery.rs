@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::clock::now_seconds;
 use crate::limits::{LimitError, take_history_bytes};
-use crate::pacing::{Pace, book_shares, pace, user_booker};
+use crate::pacing::{Pace, pace_for, user_booker};
 use crate::ports::{ConnectionRecord, GatewayError, Kept, Position, StoreError};
 use crate::posting::retry_deadline;
 use crate::protocol::{BATCH_BYTES, batched};
@@ -330,20 +330,15 @@ pub async fn answer(
     let policy = &services.settings.posting;
     let deadline = retry_deadline(policy);
     // The user's share of the budget first, as deliver books a booker's.
-    let booker = user_booker(user_id);
-    let (over_share, retry_after) = book_shares(
+    if let Pace::Busy { retry_after } = pace_for(
         &*services.store,
         policy.rate_limit,
         policy.booker_share,
-        &[(&booker, posts.len())],
+        Some(&user_booker(user_id)),
+        posts.len(),
         &deadline,
     )
-    .await;
-    if !over_share.is_empty() {
-        return Err(AnswerError::Posts { retry_after });
-    }
-    if let Pace::Busy { retry_after } =
-        pace(&*services.store, policy.rate_limit, posts.len(), &deadline).await
+    .await
     {
         return Err(AnswerError::Posts { retry_after });
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
+use aws_smithy_runtime_api::client::http::SharedHttpConnector;
 
 use crate::adapters::call_log::CallLog;
 use crate::adapters::dynamodb::{DynamoHistory, DynamoMemberships, DynamoStore};
@@ -16,7 +16,7 @@ use crate::adapters::secrets_manager::{self, SecretsManager};
 use crate::adapters::sqs::SqsQueue;
 use crate::auth::{SecretError, TokenKeySetting, TokenKeySource, TokenKeys, TokenPolicy};
 use crate::aws::{
-    lazy_dynamodb, lazy_https_connector, lazy_sqs, load, management_api_recorded, poster,
+    lazy_dynamodb, lazy_https_connector_within, lazy_sqs, load, management_api_recorded, poster,
 };
 use crate::config::{self, ConfigError};
 use crate::enqueue::EnqueuePolicy;
@@ -154,7 +154,7 @@ impl Wiring {
     }
 
     /// The OIDC issuers of `OIDC_ISSUERS` ([`OidcSettings::from_env`]), their
-    /// keys fetched through [`lazy_https_connector`] (no TLS at init; no AWS
+    /// keys fetched through [`crate::aws::lazy_https_connector`] (no TLS at init; no AWS
     /// call, so no IAM), or None without issuers.
     pub fn oidc(&self, policy: &TokenPolicy) -> Result<Option<Arc<Oidc>>, ConfigError> {
         let Some(settings) = OidcSettings::from_env(policy)? else {
@@ -165,7 +165,7 @@ impl Wiring {
     }
 
     /// Secrets Manager in the SDK configuration's region, with its
-    /// credentials, through [`lazy_https_connector`]: the secret is read on
+    /// credentials, through [`crate::aws::lazy_https_connector`]: the secret is read on
     /// first use, so its connector (TLS, the root certificates) is built then,
     /// not during init.
     pub fn secrets_manager(&self) -> Result<SecretsManager, SecretError> {
@@ -173,11 +173,10 @@ impl Wiring {
             .sdk
             .region()
             .ok_or_else(|| SecretError::Unavailable("no AWS region (AWS_REGION)".into()))?;
-        let settings = HttpConnectorSettings::builder()
-            .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
-            .read_timeout(secrets_manager::REQUEST_TIMEOUT)
-            .build();
-        let connector = self.recorded(lazy_https_connector(settings, self.sdk.sleep_impl()));
+        let connector = self.recorded(lazy_https_connector_within(
+            secrets_manager::REQUEST_TIMEOUT,
+            self.sdk.sleep_impl(),
+        ));
         Ok(SecretsManager::new(
             connector,
             self.sdk.credentials_provider(),
@@ -254,11 +253,10 @@ impl Wiring {
         let endpoint = endpoint
             .map(str::to_owned)
             .or_else(|| config::endpoint_override("AWS_ENDPOINT_URL_EVENTBRIDGE"));
-        let settings = HttpConnectorSettings::builder()
-            .connect_timeout(secrets_manager::REQUEST_TIMEOUT)
-            .read_timeout(secrets_manager::REQUEST_TIMEOUT)
-            .build();
-        let connector = self.recorded(lazy_https_connector(settings, self.sdk.sleep_impl()));
+        let connector = self.recorded(lazy_https_connector_within(
+            secrets_manager::REQUEST_TIMEOUT,
+            self.sdk.sleep_impl(),
+        ));
         Ok(EventBridge::new(
             EventBridge::client(
                 connector,

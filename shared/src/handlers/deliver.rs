@@ -36,7 +36,7 @@ use crate::enqueue::EnqueuePolicy;
 use crate::enqueue::{EnqueueError, enqueue_all};
 use crate::membership::forget_gone;
 use crate::metrics::{self, Metric};
-use crate::pacing::{BUDGET_BOOKED, Pace, book_shares, pace};
+use crate::pacing::{BUDGET_BOOKED, Pace, pace_for};
 use crate::ports::{GatewayError, MessageQueue};
 use crate::posting::{SentIds, already_posted, post_with_retries, record_posted, retry_deadline};
 use crate::protocol::{DeliveryBatch, MessageError};
@@ -106,25 +106,15 @@ pub async fn deliver_within(
     let throttle_is_failure = batch.throttled >= MAX_THROTTLED_REQUEUES;
     let posting = &settings.posting;
     let store = &*services.store;
-    let shares: Vec<(&str, usize)> = batch
-        .booker
-        .as_deref()
-        .map(|booker| (booker, targets.len()))
-        .into_iter()
-        .collect();
-    let (over_share, retry_after) = book_shares(
+    let paced = pace_for(
         store,
         posting.rate_limit,
         posting.booker_share,
-        &shares,
+        batch.booker.as_deref(),
+        targets.len(),
         &deadline,
     )
     .await;
-    let paced = if over_share.is_empty() {
-        pace(store, posting.rate_limit, targets.len(), &deadline).await
-    } else {
-        Pace::Busy { retry_after }
-    };
     let results: Vec<(String, Result<(), GatewayError>)> = match paced {
         // The stack's budget of posts is booked too far ahead: every target
         // goes back as throttled (unless its hand-backs are spent).
