@@ -3,12 +3,15 @@
 //! JSON; neither appears in any line, and the lines carry the spans an
 //! operator filters by (route and connection id, queue and message id).
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/captured.rs"]
 mod captured;
 mod support;
 
 use std::time::Duration;
 
+use binary::spawn_listening;
 use captured::Captured;
 use futures::SinkExt;
 use serde_json::Value;
@@ -188,28 +191,8 @@ async fn no_token_and_no_body_in_any_log_line_at_trace_level() {
 
 /// The first log line the binary writes with `format`: the "listening" line.
 async fn first_line(format: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-local"))
-        .args(["--addr", "127.0.0.1:0", "--log-format", format])
-        .env("TOKEN_SECRET", SECRET)
-        .env_remove("RUST_LOG")
-        .env_remove("SWITCHBOARD_API_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening") {
-                return line;
-            }
-        }
-        panic!("stderr ended without a listening line");
-    })
-    .await
-    .expect("no listening line within 30 s");
+    let (mut child, line) =
+        spawn_listening(&["--addr", "127.0.0.1:0", "--log-format", format]).await;
     child.kill().await.unwrap();
     line
 }

@@ -3,18 +3,18 @@
 //! provider on 127.0.0.1, Cognito-shaped claims) connecting with `?token=`
 //! exactly as the stack's own tokens do.
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "../../shared/tests/oidc_provider/mod.rs"]
 mod oidc_provider;
 mod support;
 
-use std::time::Duration;
-
+use binary::spawn_listening;
 use oidc_provider::{Provider, SigningKey};
 use serde_json::{Value, json};
 use support::{connections_of, stack_with};
 use switchboard::oidc::OidcOptions;
 use switchboard_local::Config;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CLIENT: &str = "local-app-client";
 const USER: &str = "3f8e2d1c-0b9a-4c7d-8e6f-5a4b3c2d1e0f";
@@ -82,31 +82,19 @@ async fn a_cognito_token_connects_to_the_in_process_stack_and_joins_its_groups()
 async fn the_binary_takes_oidc_issuer_flags_and_a_provider_token_connects() {
     let key = SigningKey::ec("es-key");
     let provider = Provider::start(&[&key]).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-local"))
-        .args(["--addr", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--oidc-issuer", &provider.issuer, "--oidc-audience", CLIENT])
-        .env("TOKEN_SECRET", support::SECRET)
-        .env_remove("RUST_LOG")
-        .env_remove("SWITCHBOARD_API_KEY")
-        .env_remove("OIDC_ISSUERS")
-        .env_remove("OIDC_AUDIENCE")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let line: Value = serde_json::from_str(&line).unwrap_or_default();
-            if line["fields"]["message"] == "listening" {
-                return line["fields"]["addr"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("stderr ended without a listening line");
-    })
-    .await
-    .expect("no listening line within 30 s");
+    let (mut child, line) = spawn_listening(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--oidc-issuer",
+        &provider.issuer,
+        "--oidc-audience",
+        CLIENT,
+    ])
+    .await;
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let addr = line["fields"]["addr"].as_str().unwrap().to_owned();
     let claims = json!({"iss": provider.issuer, "aud": CLIENT, "sub": "carol",
                         "iat": now(), "exp": now() + 300});
     let url = |token: &str| format!("ws://{addr}/local?token={token}");
